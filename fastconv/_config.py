@@ -1,0 +1,229 @@
+"""Settings, environment variables and the Numba options, in one place.
+
+Nothing here imports numba: ``import fastconv`` must stay light.  Kernel
+modules call :func:`numba_jit` when they are imported (lazily, on first use).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import threading
+from typing import Any
+
+__all__ = ["Config", "get_config", "set_config"]
+
+#: The only fastmath flags fastconv ever uses.  ``nnan``/``ninf`` are excluded on
+#: purpose: they let LLVM assume finite values, which breaks NaN/Inf locality.
+SAFE_FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
+
+_DEFAULT_WORKSPACE = 64 * 1024 * 1024
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"environment variable {name} must be a boolean (0/1/true/false), got {raw!r}")
+
+
+def _env_int(name: str) -> int | None:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"environment variable {name} must be a positive integer, got {raw!r}") from None
+    if value < 1:
+        raise ValueError(f"environment variable {name} must be a positive integer, got {raw!r}")
+    return value
+
+
+def _default_cache_dir() -> str:
+    env = os.environ.get("FASTCONV_CACHE_DIR")
+    if env:
+        return env
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "fastconv")
+
+
+def _cpu_count() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """fastconv's settings (see :func:`set_config`)."""
+
+    autotune: bool
+    cache_dir: str
+    num_threads: int
+    workspace_limit: int
+
+
+def _initial_config() -> Config:
+    return Config(
+        autotune=_env_bool("FASTCONV_AUTOTUNE", False),
+        cache_dir=_default_cache_dir(),
+        num_threads=_env_int("FASTCONV_NUM_THREADS") or _cpu_count(),
+        workspace_limit=_DEFAULT_WORKSPACE,
+    )
+
+
+_lock = threading.Lock()
+_config: Config | None = None
+
+
+def get_config() -> Config:
+    """Return the current settings as a frozen :class:`Config`.
+
+    Examples
+    --------
+    >>> import fastconv
+    >>> cfg = fastconv.get_config()
+    >>> cfg.num_threads >= 1
+    True
+    """
+    global _config
+    if _config is None:
+        with _lock:
+            if _config is None:
+                _config = _initial_config()
+    return _config
+
+
+def _validated(**changes: Any) -> dict[str, Any]:
+    fields = {f.name for f in dataclasses.fields(Config)}
+    for key in changes:
+        if key not in fields:
+            raise TypeError(f"set_config() got an unknown setting {key!r}; valid settings: {sorted(fields)}")
+    out: dict[str, Any] = {}
+    for key, value in changes.items():
+        if value is None:
+            continue
+        if key == "autotune":
+            if not isinstance(value, bool):
+                raise TypeError(f"autotune must be a bool, got {type(value).__name__}")
+        elif key == "cache_dir":
+            if not isinstance(value, (str, os.PathLike)):
+                raise TypeError(f"cache_dir must be a path (str or os.PathLike), got {type(value).__name__}")
+            value = os.fspath(value)
+        elif key in ("num_threads", "workspace_limit"):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{key} must be a positive int, got {type(value).__name__}")
+            if value < 1:
+                raise ValueError(f"{key} must be a positive int, got {value}")
+        out[key] = value
+    return out
+
+
+class _ConfigContext(contextlib.AbstractContextManager):
+    """Returned by :func:`set_config`: the change is already applied; ``with``
+    restores the previous settings on exit."""
+
+    def __init__(self, previous: Config) -> None:
+        self._previous = previous
+
+    def __exit__(self, *exc: object) -> None:
+        global _config
+        with _lock:
+            _config = self._previous
+
+    def __repr__(self) -> str:
+        return f"<fastconv settings {get_config()!r}>"
+
+
+def set_config(
+    *,
+    autotune: bool | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    num_threads: int | None = None,
+    workspace_limit: int | None = None,
+) -> _ConfigContext:
+    """Change fastconv's settings; usable as a context manager.
+
+    Parameters
+    ----------
+    autotune : bool, optional
+        Measure candidate kernels on the first sight of a shape and cache the
+        winner (default from ``FASTCONV_AUTOTUNE``, else off).
+    cache_dir : path, optional
+        Where the tuning cache lives (default ``FASTCONV_CACHE_DIR`` or
+        ``~/.cache/fastconv``).
+    num_threads : int, optional
+        Threads used by the parallel kernels (default ``FASTCONV_NUM_THREADS``
+        or the cores available to this process).
+    workspace_limit : int, optional
+        Largest temporary buffer, in bytes, a kernel may allocate.
+
+    Examples
+    --------
+    >>> import fastconv
+    >>> with fastconv.set_config(num_threads=1):
+    ...     fastconv.get_config().num_threads
+    1
+    """
+    global _config
+    changes = _validated(
+        autotune=autotune, cache_dir=cache_dir, num_threads=num_threads, workspace_limit=workspace_limit
+    )
+    previous = get_config()
+    with _lock:
+        _config = dataclasses.replace(previous, **changes)
+    return _ConfigContext(previous)
+
+
+def numba_jit(*, parallel: bool = False, **extra: Any):
+    """The one decorator every CPU kernel uses: lazy (no signatures, so nothing
+    compiles at import), cached on disk, GIL released, safe fastmath only."""
+    import numba
+
+    options = dict(
+        nopython=True,
+        nogil=True,
+        cache=True,
+        fastmath=set(SAFE_FASTMATH),
+        error_model="numpy",
+        boundscheck=False,
+        parallel=parallel,
+    )
+    options.update(extra)
+    return numba.jit(**options)
+
+
+_parallel_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def numba_threads(num_threads: int):
+    """Run a parallel kernel with ``num_threads`` threads, safely from any thread.
+
+    Numba's ``workqueue`` threading layer aborts the process when two threads
+    enter parallel regions at once; when that layer is (or may be) in use the
+    call is serialised.  ``tbb`` and ``omp`` are thread-safe and run freely.
+    """
+    import numba
+
+    n = max(1, min(int(num_threads), numba.config.NUMBA_NUM_THREADS))
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # no parallel region has run yet
+        layer = None
+    guard = _parallel_lock if layer in (None, "workqueue") else contextlib.nullcontext()
+    with guard:
+        previous = numba.get_num_threads()
+        numba.set_num_threads(n)
+        try:
+            yield
+        finally:
+            numba.set_num_threads(previous)

@@ -1,0 +1,53 @@
+"""``fastconv.explain`` and ``fastconv.available_methods``."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable
+
+from .dispatch import Plan, select
+from .dispatch.registry import methods_for
+
+
+def _spec_of(func: Callable, args: tuple, kwargs: dict):
+    builder = getattr(func, "__fastconv_spec__", None)
+    if builder is None:
+        raise TypeError(f"func must be a fastconv operation such as fastconv.conv2d, got {func!r}")
+    bound = inspect.signature(func).bind(*args, **kwargs)
+    bound.apply_defaults()
+    spec, _, _ = builder(**bound.arguments)
+    return spec
+
+
+def explain(func: Callable, *args: Any, **kwargs: Any) -> Plan:
+    """The plan ``func(*args, **kwargs)`` would run, without running it.
+
+    The repr shows the chosen method, every candidate with its estimated time
+    and workspace, and why the choice was made.
+
+    Examples
+    --------
+    >>> import numpy as np, fastconv
+    >>> x = np.zeros((8, 64, 56, 56), np.float32)
+    >>> w = np.zeros((64, 64, 3, 3), np.float32)
+    >>> plan = fastconv.explain(fastconv.conv2d, x, w, padding=1)
+    >>> plan.method
+    'direct'
+    >>> round(plan.flops / 1e9, 2)
+    1.85
+    """
+    return select(_spec_of(func, args, kwargs))
+
+
+def available_methods(func: Callable, *args: Any, **kwargs: Any) -> list[str]:
+    """Names accepted by ``method=`` for this call (``"auto"`` first).
+
+    Examples
+    --------
+    >>> import numpy as np, fastconv
+    >>> fastconv.available_methods(fastconv.conv1d, np.ones((1, 1, 9)), np.ones((1, 1, 3)))
+    ['auto', 'direct']
+    """
+    spec = _spec_of(func, args, kwargs)
+    names = [name for name, m in sorted(methods_for(spec.op).items()) if m.supports(spec) is None]
+    return ["auto", *names]

@@ -1,0 +1,352 @@
+"""Arguments -> frozen specs.
+
+Every shape rule, default, dtype rule and error message of the public
+functions lives here, once.  Public functions call :func:`conv_spec` and get
+back a :class:`ConvSpec` (what to compute) and :class:`ConvOperands` (the
+arrays, converted to the computing dtype, C-contiguous, native byte order,
+lifted to three spatial axes so one kernel serves conv1d/2d/3d).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import operator
+from typing import Any
+
+import numpy as np
+
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+_NP_PAD_MODE = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvSpec:
+    """A validated convolution call.  Spatial tuples have ``nd`` entries;
+    the ``k*`` properties give them lifted to three axes (leading 1s/0s)."""
+
+    op: str
+    nd: int
+    batched: bool
+    n: int
+    c_in: int
+    c_out: int
+    groups: int
+    in_spatial: tuple[int, ...]
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    dilation: tuple[int, ...]
+    pad_lo: tuple[int, ...]
+    pad_hi: tuple[int, ...]
+    padding_mode: str
+    out_spatial: tuple[int, ...]
+    dtype: np.dtype
+    has_bias: bool
+    method: str
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        if self.batched:
+            return (self.n, self.c_out, *self.out_spatial)
+        return (self.c_out, *self.out_spatial)
+
+    @property
+    def macs(self) -> int:
+        """Multiply-accumulates of the dense computation (no zero skipping)."""
+        return self.n * self.c_out * (self.c_in // self.groups) * _prod(self.kernel) * _prod(self.out_spatial)
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs
+
+    def lifted(self, name: str) -> tuple[int, ...]:
+        """A spatial tuple lifted to 3 axes, for the kernels."""
+        value = getattr(self, name)
+        fill = 0 if name in ("pad_lo", "pad_hi") else 1
+        return (fill,) * (3 - self.nd) + tuple(value)
+
+    @property
+    def kernel_pad_lo(self) -> tuple[int, ...]:
+        """Padding the kernel handles itself (zeros mode only; other modes are
+        materialised before the kernel runs)."""
+        if self.padding_mode == "zeros":
+            return self.lifted("pad_lo")
+        return (0, 0, 0)
+
+    def key(self) -> tuple[Any, ...]:
+        """What changes the answer or the speed: the tuning-cache key."""
+        return (
+            self.op,
+            self.nd,
+            self.n,
+            self.c_in,
+            self.c_out,
+            self.groups,
+            self.in_spatial,
+            self.kernel,
+            self.stride,
+            self.dilation,
+            self.pad_lo,
+            self.pad_hi,
+            self.padding_mode,
+            self.dtype.str,
+            self.has_bias,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvOperands:
+    """Kernel-ready arrays: x (N, C_in, D, H, W) already padded for non-zero
+    padding modes, w (C_out, C_in/groups, KD, KH, KW), b (C_out,) or None."""
+
+    x: np.ndarray
+    w: np.ndarray
+    b: np.ndarray | None
+
+
+def _prod(values) -> int:
+    out = 1
+    for v in values:
+        out *= int(v)
+    return out
+
+
+def _int(value: Any, name: str) -> int:
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an int, got bool")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}") from None
+
+
+def _tuple(value: Any, nd: int, name: str, *, minimum: int) -> tuple[int, ...]:
+    """An int or a tuple of ``nd`` ints, each >= minimum."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != nd:
+            raise ValueError(f"{name} must be an int or a tuple of {nd} ints, got {tuple(value)!r}")
+        items = tuple(_int(v, name) for v in value)
+    elif isinstance(value, np.ndarray) and value.ndim == 1:
+        return _tuple(value.tolist(), nd, name, minimum=minimum)
+    else:
+        items = (_int(value, name),) * nd
+    for v in items:
+        if v < minimum:
+            expected = "positive" if minimum == 1 else f">= {minimum}"
+            raise ValueError(f"{name} must be {expected}, got {value!r}")
+    return items
+
+
+def compute_dtype(*dtypes: np.dtype, names: tuple[str, ...]) -> np.dtype:
+    """The API's dtype rule: float32/float64 kept, float16 -> float32, other
+    real dtypes (bool, ints) -> float64, mixed dtypes via numpy.result_type."""
+    for dt, name in zip(dtypes, names):
+        if dt.kind == "c":
+            raise TypeError(f"{name} is complex ({dt}); fastconv's NN ops take real arrays only")
+        if dt.kind not in "biuf":
+            raise TypeError(f"{name} must be a real numeric array, got dtype {dt}")
+    rt = np.result_type(*dtypes)
+    if rt == np.float32 or rt == np.float16:
+        return np.dtype(np.float32)
+    return np.dtype(np.float64)
+
+
+def as_array(value: Any, name: str) -> np.ndarray:
+    """Accept ndarrays and array-likes; reject what is not numeric data."""
+    if isinstance(value, np.ndarray):
+        return value
+    if value is None or isinstance(value, (str, bytes, dict, set)):
+        raise TypeError(f"{name} must be a numeric array, got {type(value).__name__}")
+    if hasattr(value, "__cuda_array_interface__"):
+        raise TypeError(
+            f"{name} is a GPU array; this version of fastconv computes on the CPU only (pass a NumPy array)"
+        )
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be a numeric array: {exc}") from None
+    if arr.dtype.kind not in "biufc":
+        raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}")
+    return arr
+
+
+def kernel_ready(arr: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """C-contiguous, aligned, native-order, writeable (numba compiles a separate
+    signature for read-only arrays) array of ``dtype``; copies only if needed."""
+    out = np.require(arr, dtype=dtype, requirements=("C", "A"))
+    if not out.flags.writeable:
+        out = out.copy()
+    return out
+
+
+def check_device(device: Any) -> None:
+    if device is None or device == "cpu":
+        return
+    if device == "cuda" or (isinstance(device, str) and device.startswith("cuda")):
+        raise ValueError(
+            f"device={device!r}: GPU offload is not available in this version of fastconv; use device=None or 'cpu'"
+        )
+    raise ValueError(f"device must be None, 'cpu' or 'cuda', got {device!r}")
+
+
+def check_out(out: Any, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray | None:
+    if out is None:
+        return None
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
+    if out.shape != tuple(shape):
+        raise ValueError(f"out must have shape {tuple(shape)}, got {out.shape}")
+    if out.dtype != dtype:
+        raise ValueError(f"out must have dtype {dtype}, got {out.dtype}")
+    if not out.flags.writeable:
+        raise ValueError("out must be writeable")
+    return out
+
+
+def conv_spec(
+    nd: int,
+    input: Any,
+    weight: Any,
+    bias: Any,
+    stride: Any,
+    padding: Any,
+    dilation: Any,
+    groups: Any,
+    padding_mode: Any,
+    method: Any,
+    device: Any,
+    out: Any,
+) -> tuple[ConvSpec, ConvOperands, np.ndarray | None]:
+    """Validate a ``conv{nd}d`` call; return its spec, kernel-ready operands and ``out``."""
+    fname = f"conv{nd}d"
+    check_device(device)
+    x = as_array(input, "input")
+    w = as_array(weight, "weight")
+    b = None if bias is None else as_array(bias, "bias")
+    names = ("input", "weight")
+    dtype = compute_dtype(x.dtype, w.dtype, names=names)
+    if b is not None:
+        compute_dtype(b.dtype, names=("bias",))
+
+    if x.ndim not in (nd + 1, nd + 2):
+        raise ValueError(
+            f"{fname}: input must be {nd + 1}-D (C, {_axes(nd)}) or {nd + 2}-D (N, C, {_axes(nd)}), "
+            f"got shape {x.shape}"
+        )
+    if w.ndim != nd + 2:
+        raise ValueError(f"{fname}: weight must be {nd + 2}-D (C_out, C_in/groups, {_axes(nd, 'k')}), got shape {w.shape}")
+    batched = x.ndim == nd + 2
+    n = x.shape[0] if batched else 1
+    c_in = x.shape[1 if batched else 0]
+    in_spatial = tuple(int(s) for s in x.shape[-nd:])
+    c_out = int(w.shape[0])
+    kernel = tuple(int(s) for s in w.shape[2:])
+
+    groups = _int(groups, "groups")
+    if groups < 1:
+        raise ValueError(f"groups must be a positive int, got {groups}")
+    if c_in % groups:
+        raise ValueError(f"groups={groups} must divide the input channels C_in={c_in}")
+    if c_out % groups:
+        raise ValueError(f"groups={groups} must divide the output channels weight.shape[0]={c_out}")
+    if w.shape[1] * groups != c_in:
+        raise ValueError(
+            f"weight.shape[1] must be C_in/groups = {c_in}/{groups} = {c_in // groups}, "
+            f"got weight of shape {w.shape} for input of shape {x.shape}"
+        )
+    if any(k == 0 for k in kernel):
+        raise ValueError(f"weight's kernel size must be positive on every axis, got {kernel}")
+    if any(s == 0 for s in in_spatial):
+        raise ValueError(f"input's spatial axes must be non-empty, got input of shape {x.shape}")
+
+    stride = _tuple(stride, nd, "stride", minimum=1)
+    dilation = _tuple(dilation, nd, "dilation", minimum=1)
+    span = tuple(d * (k - 1) + 1 for d, k in zip(dilation, kernel))
+    if isinstance(padding, str):
+        if padding == "valid":
+            pad_lo = pad_hi = (0,) * nd
+        elif padding == "same":
+            if any(s != 1 for s in stride):
+                raise ValueError(f"padding='same' requires stride 1 on every axis, got stride={stride}")
+            pad_lo = tuple((s - 1) // 2 for s in span)
+            pad_hi = tuple((s - 1) - lo for s, lo in zip(span, pad_lo))
+        else:
+            raise ValueError(f"padding must be an int, a tuple of {nd} ints, 'valid' or 'same', got {padding!r}")
+    else:
+        pad_lo = pad_hi = _tuple(padding, nd, "padding", minimum=0)
+
+    if not isinstance(padding_mode, str) or padding_mode not in PADDING_MODES:
+        raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
+    if padding_mode == "reflect":
+        for size, lo, hi in zip(in_spatial, pad_lo, pad_hi):
+            if max(lo, hi) >= size:
+                raise ValueError(
+                    f"padding_mode='reflect' needs padding < the input size on each axis, "
+                    f"got padding {max(lo, hi)} for size {size}"
+                )
+    if padding_mode == "circular":
+        for size, lo, hi in zip(in_spatial, pad_lo, pad_hi):
+            if max(lo, hi) > size:
+                raise ValueError(
+                    f"padding_mode='circular' needs padding <= the input size on each axis, "
+                    f"got padding {max(lo, hi)} for size {size}"
+                )
+
+    out_spatial = []
+    for size, lo, hi, sp, st in zip(in_spatial, pad_lo, pad_hi, span, stride):
+        padded = size + lo + hi
+        if sp > padded:
+            raise ValueError(
+                f"{fname}: the (dilated) kernel {kernel} with dilation {dilation} spans {span}, "
+                f"larger than the padded input {tuple(i + a + c for i, a, c in zip(in_spatial, pad_lo, pad_hi))}"
+            )
+        out_spatial.append((padded - sp) // st + 1)
+
+    if b is not None and b.shape != (c_out,):
+        raise ValueError(f"bias must have shape (C_out,) = ({c_out},), got {b.shape}")
+    if not isinstance(method, str):
+        raise TypeError(f"method must be a str, got {type(method).__name__}")
+
+    spec = ConvSpec(
+        op=f"conv{nd}d",
+        nd=nd,
+        batched=batched,
+        n=int(n),
+        c_in=int(c_in),
+        c_out=c_out,
+        groups=groups,
+        in_spatial=in_spatial,
+        kernel=kernel,
+        stride=stride,
+        dilation=dilation,
+        pad_lo=pad_lo,
+        pad_hi=pad_hi,
+        padding_mode=padding_mode,
+        out_spatial=tuple(out_spatial),
+        dtype=dtype,
+        has_bias=b is not None,
+        method=method,
+    )
+    out = check_out(out, spec.out_shape, dtype)
+    return spec, _operands(spec, x, w, b), out
+
+
+def _axes(nd: int, prefix: str = "") -> str:
+    names = ("D", "H", "W")[3 - nd :]
+    return ", ".join(prefix + a for a in names)
+
+
+def _operands(spec: ConvSpec, x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> ConvOperands:
+    nd = spec.nd
+    if not spec.batched:
+        x = x[None]
+    if spec.padding_mode != "zeros" and (any(spec.pad_lo) or any(spec.pad_hi)) and x.size:
+        widths = [(0, 0), (0, 0)] + list(zip(spec.pad_lo, spec.pad_hi))
+        x = np.pad(x.astype(spec.dtype, copy=False), widths, mode=_NP_PAD_MODE[spec.padding_mode])
+    lift = (1,) * (3 - nd)
+    x = kernel_ready(x, spec.dtype)
+    x = x.reshape(x.shape[:2] + lift + x.shape[2:])
+    w = kernel_ready(w, spec.dtype)
+    w = w.reshape(w.shape[:2] + lift + w.shape[2:])
+    if b is not None:
+        b = kernel_ready(b, spec.dtype)
+    return ConvOperands(x=x, w=w, b=b)

@@ -1,0 +1,149 @@
+"""Selection in three steps: guard rules (``supports``, workspace limit), the
+operation-count cost model (constants in ``cost_model.json``), and the plan
+cache.  :class:`Plan` explains the choice."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import threading
+from typing import Any
+
+import numpy as np
+
+from .._config import get_config
+from .registry import methods_for
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+    name: str
+    estimated_s: float | None
+    workspace_bytes: int
+    rejected: str | None  # None when feasible
+
+    def row(self, chosen: bool) -> str:
+        mark = "*" if chosen else " "
+        est = "-" if self.estimated_s is None else f"{self.estimated_s * 1e3:10.3f} ms"
+        why = "" if self.rejected is None else f"  rejected: {self.rejected}"
+        return f" {mark} {self.name:<12} {est:>13}  workspace {_bytes(self.workspace_bytes):>9}{why}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """The dispatcher's decision for one call: what runs, and why."""
+
+    op: str
+    spec: Any
+    method: str
+    reason: str
+    candidates: tuple[Candidate, ...]
+    num_threads: int
+
+    @property
+    def flops(self) -> int:
+        return self.spec.flops
+
+    @property
+    def workspace_bytes(self) -> int:
+        return next(c.workspace_bytes for c in self.candidates if c.name == self.method)
+
+    def run(self, ops, out: np.ndarray) -> None:
+        runner = _runner(self.op, self.method)
+        runner(self.spec, ops, out, self.num_threads)
+
+    def __repr__(self) -> str:
+        s = self.spec
+        lines = [
+            f"<fastconv plan for {self.op}: method={self.method!r}",
+            f"  input ({s.n}, {s.c_in}, {', '.join(map(str, s.in_spatial))}) {s.dtype}, "
+            f"weight ({s.c_out}, {s.c_in // s.groups}, {', '.join(map(str, s.kernel))}), "
+            f"stride {s.stride}, padding {s.pad_lo}/{s.pad_hi} ({s.padding_mode}), "
+            f"dilation {s.dilation}, groups {s.groups}",
+            f"  output {s.out_shape}, {s.flops / 1e9:.3f} GFLOP, threads {self.num_threads}",
+            f"  why: {self.reason}",
+            "  candidates (estimated time):",
+        ]
+        lines += [c.row(c.name == self.method) for c in self.candidates]
+        return "\n".join(lines) + ">"
+
+
+def _bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)  # pragma: no cover
+
+
+@functools.lru_cache(maxsize=None)
+def cost_constants() -> dict:
+    path = os.path.join(os.path.dirname(__file__), "cost_model.json")
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+@functools.lru_cache(maxsize=None)
+def _runner(op: str, name: str):
+    return methods_for(op)[name].load()
+
+
+_plans: dict[tuple, Plan] = {}
+_plans_lock = threading.Lock()
+
+
+def select(spec) -> Plan:
+    """The plan for ``spec`` under the current settings (cached in memory)."""
+    cfg = get_config()
+    key = (spec.key(), spec.method, cfg.num_threads, cfg.workspace_limit)
+    plan = _plans.get(key)
+    if plan is None:
+        plan = _select(spec, cfg)
+        with _plans_lock:
+            _plans[key] = plan
+    return plan
+
+
+def clear_plan_cache() -> None:
+    with _plans_lock:
+        _plans.clear()
+
+
+def valid_methods(op: str) -> list[str]:
+    return ["auto", *sorted(methods_for(op))]
+
+
+def _select(spec, cfg) -> Plan:
+    methods = methods_for(spec.op)
+    if spec.method != "auto" and spec.method not in methods:
+        raise ValueError(f"method must be one of {valid_methods(spec.op)} for {spec.op}, got {spec.method!r}")
+    constants = cost_constants()
+    candidates = []
+    for name, m in sorted(methods.items()):
+        rejected = m.supports(spec)
+        ws = int(m.workspace(spec))
+        if rejected is None and ws > cfg.workspace_limit:
+            rejected = f"workspace {_bytes(ws)} exceeds workspace_limit {_bytes(cfg.workspace_limit)}"
+        est = m.cost(spec, constants) if rejected is None else None
+        candidates.append(Candidate(name, est, ws, rejected))
+    if spec.method != "auto":
+        chosen = next(c for c in candidates if c.name == spec.method)
+        if chosen.rejected is not None:
+            raise ValueError(f"method={spec.method!r} cannot compute this {spec.op}: {chosen.rejected}")
+        reason = "forced by method="
+    else:
+        feasible = [c for c in candidates if c.rejected is None]
+        if not feasible:  # pragma: no cover - direct supports everything
+            raise ValueError(f"no registered method can compute this {spec.op}")
+        chosen = min(feasible, key=lambda c: c.estimated_s)
+        reason = "only feasible candidate" if len(feasible) == 1 else "lowest estimated time (cost model)"
+    return Plan(
+        op=spec.op,
+        spec=spec,
+        method=chosen.name,
+        reason=reason,
+        candidates=tuple(candidates),
+        num_threads=cfg.num_threads,
+    )
