@@ -32,7 +32,8 @@ from numba import prange
 
 from .._config import numba_jit, numba_threads
 
-_BLOCK = 4  # output channels per work item (x streams reused from L1 across them)
+_BLOCK = 8  # output channels per work item (x streams reused from L1 across them)
+_TAPS = 8  # taps per accumulator pass in the fused kernel
 _CHUNK_ELEMS = 2048  # accumulator elements per channel and chunk: 4 input streams + 1 accumulator stay in L1
 
 
@@ -96,37 +97,6 @@ def _pass4(y, yb, xf, b0, b1, b2, b3, w0, w1, w2, w3, lo, hi, sw):
 
 
 @numba_jit()
-def _pass_taps(y, yb, xf, tb, tw, j, wp, nt, lo, hi):
-    """``_pass4`` for 1..4 taps of a stride-1 stream (tap weights wp[tw[k] + j])."""
-    n = hi - lo
-    if n <= 0:
-        return
-    if nt == 4:
-        _pass4(y, yb, xf, tb[0], tb[1], tb[2], tb[3],
-               wp[tw[0] + j], wp[tw[1] + j], wp[tw[2] + j], wp[tw[3] + j], lo, hi, 1)  # fmt: skip
-        return
-    ys = y[yb + lo : yb + hi]
-    if nt == 3:
-        w0 = wp[tw[0] + j]
-        w1 = wp[tw[1] + j]
-        w2 = wp[tw[2] + j]
-        p0 = xf[tb[0] + lo : tb[0] + hi]
-        p1 = xf[tb[1] + lo : tb[1] + hi]
-        p2 = xf[tb[2] + lo : tb[2] + hi]
-        for i in range(n):
-            ys[i] += w0 * p0[i] + w1 * p1[i] + w2 * p2[i]
-    elif nt == 2:
-        w0 = wp[tw[0] + j]
-        w1 = wp[tw[1] + j]
-        p0 = xf[tb[0] + lo : tb[0] + hi]
-        p1 = xf[tb[1] + lo : tb[1] + hi]
-        for i in range(n):
-            ys[i] += w0 * p0[i] + w1 * p1[i]
-    else:
-        _axpy(y, yb, xf, tb[0], wp[tw[0] + j], lo, hi, 1)
-
-
-@numba_jit()
 def _flush_rows(of, ob, plane, nco, xf, wp, tb, tw, tlo, thi, nt, OW, sw):
     """Row-by-row: apply ``nt`` (<= 4) taps to ``nco`` output rows ``ob + j*plane``."""
     lo = 0
@@ -151,63 +121,65 @@ def _flush_rows(of, ob, plane, nco, xf, wp, tb, tw, tlo, thi, nt, OW, sw):
 
 
 @numba_jit()
-def _flush_fused(acc, L, W, OW, nco, xf, wp, tb, tw, tlo, thi, tra, trb, nt, save):
-    """Fused rows: apply ``nt`` (1..4) taps to the ``nco`` accumulators
-    ``acc[j*L : (j+1)*L]`` (row pitch W).  Tap i adds ``w * xf[tb[i] + q]`` at
-    q = r*W + c for its rows [tra, trb) and columns [tlo, thi)."""
-    lo = 0
-    hi = OW
-    ra = 0
-    rb = L // W
-    for i in range(nt):
-        lo = max(lo, tlo[i])
-        hi = min(hi, thi[i])
-        ra = max(ra, tra[i])
-        rb = min(rb, trb[i])
-    if lo < hi and ra < rb:
-        q0 = ra * W + lo
-        q1 = (rb - 1) * W + hi
-        for j in range(nco):
-            a = j * L
-            # columns of rows ra..rb-1 the long stream passes over but some tap
-            # must not touch: save, stream, restore
-            k = 0
-            for r in range(ra, rb):
-                for c in range(lo):
-                    save[k] = acc[a + r * W + c]
-                    k += 1
-                for c in range(hi, OW):
-                    save[k] = acc[a + r * W + c]
-                    k += 1
-            _pass_taps(acc, a, xf, tb, tw, j, wp, nt, q0, q1)
-            k = 0
-            for r in range(ra, rb):
-                for c in range(lo):
-                    acc[a + r * W + c] = save[k]
-                    k += 1
-                for c in range(hi, OW):
-                    acc[a + r * W + c] = save[k]
-                    k += 1
-        # what the stream left out: each tap's own columns outside [lo, hi) on
-        # rows ra..rb-1, and its rows outside [ra, rb)
-        for i in range(nt):
-            for j in range(nco):
-                wv = wp[tw[i] + j]
-                a = j * L
-                for r in range(tra[i], trb[i]):
-                    if ra <= r < rb:
-                        if tlo[i] < lo:
-                            _axpy(acc, a + r * W, xf, tb[i] + r * W, wv, tlo[i], lo, 1)
-                        if thi[i] > hi:
-                            _axpy(acc, a + r * W, xf, tb[i] + r * W, wv, hi, thi[i], 1)
-                    else:
-                        _axpy(acc, a + r * W, xf, tb[i] + r * W, wv, tlo[i], thi[i], 1)
+def _pass8(y, yb, xs, tb, tw, j, wp, n):
+    """Eight taps, one stream: y[yb + q] += sum_k wp[tw[k] + j] * xs[tb[k] + q]."""
+    w0 = wp[tw[0] + j]
+    w1 = wp[tw[1] + j]
+    w2 = wp[tw[2] + j]
+    w3 = wp[tw[3] + j]
+    w4 = wp[tw[4] + j]
+    w5 = wp[tw[5] + j]
+    w6 = wp[tw[6] + j]
+    w7 = wp[tw[7] + j]
+    ys = y[yb : yb + n]
+    p0 = xs[tb[0] : tb[0] + n]
+    p1 = xs[tb[1] : tb[1] + n]
+    p2 = xs[tb[2] : tb[2] + n]
+    p3 = xs[tb[3] : tb[3] + n]
+    p4 = xs[tb[4] : tb[4] + n]
+    p5 = xs[tb[5] : tb[5] + n]
+    p6 = xs[tb[6] : tb[6] + n]
+    p7 = xs[tb[7] : tb[7] + n]
+    for i in range(n):
+        ys[i] += (w0 * p0[i] + w1 * p1[i] + w2 * p2[i] + w3 * p3[i]) + (
+            w4 * p4[i] + w5 * p5[i] + w6 * p6[i] + w7 * p7[i]
+        )
+
+
+@numba_jit()
+def _stream_taps(acc, a, xs, tb, tw, nt, j, wp, n):
+    """acc[a + q] += sum_k wp[tw[k] + j] * xs[tb[k] + q] for q in [0, n), 1..8 taps."""
+    if nt == 8:
+        _pass8(acc, a, xs, tb, tw, j, wp, n)
+        return
+    if nt > 4:
+        _pass4(acc, a, xs, tb[0], tb[1], tb[2], tb[3],
+               wp[tw[0] + j], wp[tw[1] + j], wp[tw[2] + j], wp[tw[3] + j], 0, n, 1)  # fmt: skip
+        _stream_taps(acc, a, xs, tb[4:], tw[4:], nt - 4, j, wp, n)
+        return
+    if nt == 4:
+        _pass4(acc, a, xs, tb[0], tb[1], tb[2], tb[3],
+               wp[tw[0] + j], wp[tw[1] + j], wp[tw[2] + j], wp[tw[3] + j], 0, n, 1)  # fmt: skip
+        return
+    ys = acc[a : a + n]
+    if nt == 3:
+        w0 = wp[tw[0] + j]
+        w1 = wp[tw[1] + j]
+        w2 = wp[tw[2] + j]
+        p0 = xs[tb[0] : tb[0] + n]
+        p1 = xs[tb[1] : tb[1] + n]
+        p2 = xs[tb[2] : tb[2] + n]
+        for i in range(n):
+            ys[i] += w0 * p0[i] + w1 * p1[i] + w2 * p2[i]
+    elif nt == 2:
+        w0 = wp[tw[0] + j]
+        w1 = wp[tw[1] + j]
+        p0 = xs[tb[0] : tb[0] + n]
+        p1 = xs[tb[1] : tb[1] + n]
+        for i in range(n):
+            ys[i] += w0 * p0[i] + w1 * p1[i]
     else:
-        for i in range(nt):
-            for j in range(nco):
-                wv = wp[tw[i] + j]
-                for r in range(tra[i], trb[i]):
-                    _axpy(acc, j * L + r * W, xf, tb[i] + r * W, wv, tlo[i], thi[i], 1)
+        _axpy(acc, a, xs, tb[0], wp[tw[0] + j], 0, n, 1)
 
 
 def pack_weights(w: np.ndarray, groups: int) -> np.ndarray:
@@ -294,85 +266,103 @@ def conv_direct_rows(x, w, wp, b, out, sd, sh, sw, dd, dh, dw, pd, ph, pw, group
 
 
 @numba_jit(parallel=True)
-def conv_direct_fused(x, w, wp, b, out, sd, dd, dh, dw, pd, ph, pw, groups, chunk_rows):
-    """Fused-rows direct convolution for stride 1 along H and W and OW <= W
-    (stride ``sd`` along D is free).  Arguments as :func:`conv_direct_rows`."""
-    N, C_in, D, H, W = x.shape
+def conv_direct_fused(x, w, wp, b, out, sd, dd, dh, dw, pd, ph, pw, groups, chunk_rows, nparts):
+    """Fused-rows direct convolution for stride 1 along H and W (stride ``sd``
+    along D is free).  Arguments as :func:`conv_direct_rows`.
+
+    Per work item, the input rows of up to four input channels are staged in a
+    small tile with the zero padding around them (pitch Wp = padded width), and
+    the accumulator has the same pitch: every tap is then one stream
+    ``acc[q] += w * tile[base + q]`` over all rows of the chunk; the columns a
+    stream computes past OW are never copied out.
+    """
     C_out, Cig, KD, KH, KW = w.shape
     OD = out.shape[2]
     OH = out.shape[3]
     OW = out.shape[4]
+    Wp = OW + (KW - 1) * dw  # padded width
     Cog = C_out // groups
     nblk = (Cog + _BLOCK - 1) // _BLOCK
-    T = Cig * KD * KH * KW
     nchunk = (OH + chunk_rows - 1) // chunk_rows
-    xf = x.reshape(-1)
-    for item in prange(N * groups * nblk * OD * nchunk):
-        chunk = item % nchunk
-        t = item // nchunk
-        od = t % OD
-        t = t // OD
-        blk = t % nblk
-        t = t // nblk
-        g = t % groups
-        n = t // groups
-        co0 = g * Cog + blk * _BLOCK
-        nco = min(_BLOCK, (g + 1) * Cog - co0)
-        wblk = (g * nblk + blk) * T * _BLOCK
-        oh0 = chunk * chunk_rows
-        R = min(OH, oh0 + chunk_rows) - oh0
-        L = R * W
-        acc = np.empty(_BLOCK * L, x.dtype)
-        save = np.empty(L, x.dtype)
-        for j in range(nco):
-            acc[j * L : (j + 1) * L] = b[co0 + j]
-        tb = np.empty(4, np.int64)
-        tw = np.empty(4, np.int64)
-        tlo = np.empty(4, np.int64)
-        thi = np.empty(4, np.int64)
-        tra = np.empty(4, np.int64)
-        trb = np.empty(4, np.int64)
-        klo = np.empty(KW, np.int64)
-        khi = np.empty(KW, np.int64)
-        for kw in range(KW):
-            klo[kw], khi[kw] = _tap_range(kw * dw - pw, 1, W, OW)
-        # taps grouped with kw, kd, kh outermost so the four taps of a pass
-        # share their rows and columns: no per-tap edge work inside the image
-        nt = 0
-        for kw in range(KW):
-            if klo[kw] >= khi[kw]:
+    items = x.shape[0] * groups * nblk * OD * nchunk
+    per_part = (items + nparts - 1) // nparts
+    rmax = min(OH, chunk_rows)
+    for part in prange(nparts):
+        # scratch once per part, not per item: per-item allocation and first
+        # touch cost ~2 us an item (measured on the depthwise layer)
+        acc = np.empty(_BLOCK * rmax * Wp, x.dtype)
+        tile = np.empty(min(4, Cig) * (rmax + (KH - 1) * dh) * Wp, x.dtype)
+        tb = np.empty(_TAPS, np.int64)
+        tw = np.empty(_TAPS, np.int64)
+        for item in range(part * per_part, min(items, (part + 1) * per_part)):
+            chunk = item % nchunk
+            t = item // nchunk
+            od = t % OD
+            t = t // OD
+            blk = t % nblk
+            t = t // nblk
+            g = t % groups
+            n = t // groups
+            co0 = g * Cog + blk * _BLOCK
+            nco = min(_BLOCK, (g + 1) * Cog - co0)
+            oh0 = chunk * chunk_rows
+            R = min(OH, oh0 + chunk_rows) - oh0
+            _fused_item(x, w, wp, b, out, acc, tile, tb, tw, n, g, blk, nblk, co0, nco, od, oh0, R, Wp,
+                        sd, dd, dh, dw, pd, ph, pw)  # fmt: skip
+
+
+@numba_jit()
+def _fused_item(x, w, wp, b, out, acc, tile, tb, tw, n, g, blk, nblk, co0, nco, od, oh0, R, Wp, sd, dd, dh, dw, pd, ph, pw):
+    """One work item of :func:`conv_direct_fused`: output channels co0..co0+nco-1,
+    depth od, rows oh0..oh0+R-1 of image n."""
+    C_in, D, H, W = x.shape[1], x.shape[2], x.shape[3], x.shape[4]
+    Cig, KD, KH, KW = w.shape[1], w.shape[2], w.shape[3], w.shape[4]
+    OW = out.shape[4]
+    groups_cig = g * Cig
+    wblk = (g * nblk + blk) * (Cig * KD * KH * KW) * _BLOCK
+    Rin = R + (KH - 1) * dh  # tile rows: input rows oh0 - ph ... oh0 - ph + Rin - 1
+    L = R * Wp  # accumulator pitch Wp
+    Ls = (R - 1) * Wp + OW  # stream length: the last row's junk columns skipped
+    tile_sz = Rin * Wp
+    for j in range(nco):
+        acc[j * L : (j + 1) * L] = b[co0 + j]
+    for ci0 in range(0, Cig, 4):
+        nci = min(4, Cig - ci0)
+        for kd in range(KD):
+            idd = od * sd + kd * dd - pd
+            if idd < 0 or idd >= D:
                 continue
-            if nt > 0:  # a pass never mixes columns ranges
-                _flush_fused(acc, L, W, OW, nco, xf, wp, tb, tw, tlo, thi, tra, trb, nt, save)
-                nt = 0
-            for kd in range(KD):
-                idd = od * sd + kd * dd - pd
-                if idd < 0 or idd >= D:
-                    continue
-                for kh in range(KH):
-                    # local rows r (oh = oh0 + r) whose input row lies inside the image
-                    dy = kh * dh - ph
-                    ra = max(0, -dy - oh0)
-                    rb = min(R, H - dy - oh0)
-                    if ra >= rb:
-                        continue
-                    for ci in range(Cig):
-                        # x index of (local row r, column c) for this tap: tb + r*W + c
-                        tb[nt] = (((n * C_in + g * Cig + ci) * D + idd) * H + oh0 + dy) * W - pw + kw * dw
-                        tw[nt] = wblk + ((((ci * KD + kd) * KH + kh) * KW) + kw) * _BLOCK
-                        tlo[nt] = klo[kw]
-                        thi[nt] = khi[kw]
-                        tra[nt] = ra
-                        trb[nt] = rb
+            # stage the rows of nci channels with their zero padding
+            for c in range(nci):
+                xrows = x[n, groups_cig + ci0 + c, idd]
+                for rr in range(Rin):
+                    ih = oh0 - ph + rr
+                    tr = c * tile_sz + rr * Wp
+                    if ih < 0 or ih >= H:
+                        tile[tr : tr + Wp] = 0
+                    else:
+                        tile[tr : tr + pw] = 0
+                        tile[tr + pw : tr + pw + W] = xrows[ih]
+                        tile[tr + pw + W : tr + Wp] = 0
+            # every (c, kh, kw) tap streams over the same range: any _TAPS share a pass
+            nt = 0
+            for kh in range(KH):
+                for kw in range(KW):
+                    for c in range(nci):
+                        tb[nt] = c * tile_sz + kh * dh * Wp + kw * dw
+                        tw[nt] = wblk + ((((ci0 + c) * KD + kd) * KH + kh) * KW + kw) * _BLOCK
                         nt += 1
-                        if nt == 4:
-                            _flush_fused(acc, L, W, OW, nco, xf, wp, tb, tw, tlo, thi, tra, trb, nt, save)
+                        if nt == _TAPS:
+                            for j in range(nco):
+                                _stream_taps(acc, j * L, tile, tb, tw, nt, j, wp, Ls)
                             nt = 0
-        if nt > 0:
-            _flush_fused(acc, L, W, OW, nco, xf, wp, tb, tw, tlo, thi, tra, trb, nt, save)
-        for j in range(nco):
-            for r in range(R):
-                out[n, co0 + j, od, oh0 + r, :] = acc[j * L + r * W : j * L + r * W + OW]
+            if nt > 0:
+                for j in range(nco):
+                    _stream_taps(acc, j * L, tile, tb, tw, nt, j, wp, Ls)
+    for j in range(nco):
+        orows = out[n, co0 + j, od]
+        for r in range(R):
+            orows[oh0 + r] = acc[j * L + r * Wp : j * L + r * Wp + OW]
 
 
 def conv_direct(spec, ops, out: np.ndarray, num_threads: int) -> None:
@@ -393,12 +383,15 @@ def conv_direct(spec, ops, out: np.ndarray, num_threads: int) -> None:
     W = x.shape[-1]
     OD, OH, OW = out.shape[2:]
     with numba_threads(num_threads):
-        if sh == 1 and sw == 1 and OW <= W:
-            chunk_rows = max(1, min(OH, _CHUNK_ELEMS // W))
+        if sh == 1 and sw == 1:
+            Wp = OW + (spec.kernel[-1] - 1) * dw
+            chunk_rows = max(1, min(OH, _CHUNK_ELEMS // Wp))
             # enough items for every thread to stay busy
             while chunk_rows > 1 and items * OD * -(-OH // chunk_rows) < 4 * num_threads:
                 chunk_rows = (chunk_rows + 1) // 2
-            conv_direct_fused(x, w, wp, b, out, sd, dd, dh, dw, pd, ph, pw, spec.groups, chunk_rows)
+            nitems = items * OD * -(-OH // chunk_rows)
+            nparts = min(nitems, 8 * num_threads)
+            conv_direct_fused(x, w, wp, b, out, sd, dd, dh, dw, pd, ph, pw, spec.groups, chunk_rows, nparts)
         else:
             rows = OD * OH
             row_chunks = max(1, min(rows, -(-4 * num_threads // items)))
