@@ -229,11 +229,12 @@ def conv_spec(
 
     if x.ndim not in (nd + 1, nd + 2):
         raise ValueError(
-            f"{fname}: input must be {nd + 1}-D (C, {_axes(nd)}) or {nd + 2}-D (N, C, {_axes(nd)}), "
-            f"got shape {x.shape}"
+            f"{fname}: input must be {nd + 1}-D (C, {_axes(nd)}) or {nd + 2}-D (N, C, {_axes(nd)}), got shape {x.shape}"
         )
     if w.ndim != nd + 2:
-        raise ValueError(f"{fname}: weight must be {nd + 2}-D (C_out, C_in/groups, {_axes(nd, 'k')}), got shape {w.shape}")
+        raise ValueError(
+            f"{fname}: weight must be {nd + 2}-D (C_out, C_in/groups, {_axes(nd, 'k')}), got shape {w.shape}"
+        )
     batched = x.ndim == nd + 2
     n = x.shape[0] if batched else 1
     c_in = x.shape[1 if batched else 0]
@@ -340,7 +341,7 @@ def _operands(spec: ConvSpec, x: np.ndarray, w: np.ndarray, b: np.ndarray | None
     if not spec.batched:
         x = x[None]
     if spec.padding_mode != "zeros" and (any(spec.pad_lo) or any(spec.pad_hi)) and x.size:
-        widths = [(0, 0), (0, 0)] + list(zip(spec.pad_lo, spec.pad_hi))
+        widths = [(0, 0), (0, 0), *zip(spec.pad_lo, spec.pad_hi)]
         x = np.pad(x.astype(spec.dtype, copy=False), widths, mode=_NP_PAD_MODE[spec.padding_mode])
     lift = (1,) * (3 - nd)
     x = kernel_ready(x, spec.dtype)

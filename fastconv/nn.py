@@ -112,7 +112,9 @@ def conv1d(
     device: Any = None,
     out: np.ndarray | None = None,
 ) -> np.ndarray:
-    spec, ops, out = conv_spec(1, input, weight, bias, stride, padding, dilation, groups, padding_mode, method, device, out)
+    spec, ops, out = conv_spec(
+        1, input, weight, bias, stride, padding, dilation, groups, padding_mode, method, device, out
+    )
     return run_conv(spec, ops, out)
 
 
@@ -130,7 +132,9 @@ def conv2d(
     device: Any = None,
     out: np.ndarray | None = None,
 ) -> np.ndarray:
-    spec, ops, out = conv_spec(2, input, weight, bias, stride, padding, dilation, groups, padding_mode, method, device, out)
+    spec, ops, out = conv_spec(
+        2, input, weight, bias, stride, padding, dilation, groups, padding_mode, method, device, out
+    )
     return run_conv(spec, ops, out)
 
 
@@ -148,7 +152,9 @@ def conv3d(
     device: Any = None,
     out: np.ndarray | None = None,
 ) -> np.ndarray:
-    spec, ops, out = conv_spec(3, input, weight, bias, stride, padding, dilation, groups, padding_mode, method, device, out)
+    spec, ops, out = conv_spec(
+        3, input, weight, bias, stride, padding, dilation, groups, padding_mode, method, device, out
+    )
     return run_conv(spec, ops, out)
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 CONV_OPS = ("conv1d", "conv2d", "conv3d")
 
@@ -23,13 +24,15 @@ class Method:
 
     name: str
     ops: tuple[str, ...]
-    runner: str
+    runner: str | Callable[..., None]
     supports: Callable[[Any], str | None]
     cost: Callable[[Any, dict], float]
     workspace: Callable[[Any], int]
     description: str
 
     def load(self) -> Callable[..., None]:
+        if callable(self.runner):
+            return self.runner
         module, _, func = self.runner.partition(":")
         return getattr(importlib.import_module(module), func)
 

@@ -78,14 +78,13 @@ def _bytes(n: int) -> str:
     return str(n)  # pragma: no cover
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cost_constants() -> dict:
     path = os.path.join(os.path.dirname(__file__), "cost_model.json")
     with open(path, encoding="utf-8") as fh:
         return json.load(fh)
 
 
-@functools.lru_cache(maxsize=None)
 def _runner(op: str, name: str):
     return methods_for(op)[name].load()
 

@@ -1,0 +1,252 @@
+"""Benchmark suites and the timing method behind ``fastconv bench``.
+
+Method: every library runs in this process with the same thread count;
+runs are interleaved (fastconv, reference, fastconv, ...) so drift on a shared
+machine hits both alike; the figure is the median, and comparisons are ratios
+of medians.  Every timed case is also checked against the reference output.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import platform
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+# name, input shape, weight shape, keyword arguments.  Realistic layers.
+CONV2D = [
+    ("resnet 3x3 64 @56", (8, 64, 56, 56), (64, 64, 3, 3), dict(padding=1)),
+    ("resnet 3x3 128 @28", (8, 128, 28, 28), (128, 128, 3, 3), dict(padding=1)),
+    ("resnet 3x3 256 @14", (8, 256, 14, 14), (256, 256, 3, 3), dict(padding=1)),
+    ("resnet 3x3 512 @7", (8, 512, 7, 7), (512, 512, 3, 3), dict(padding=1)),
+    ("resnet stem 7x7/2", (8, 3, 224, 224), (64, 3, 7, 7), dict(stride=2, padding=3)),
+    ("resnet 1x1 expand 64->256 @56", (8, 64, 56, 56), (256, 64, 1, 1), dict()),
+    ("resnet 1x1/2 256->512 @56", (8, 256, 56, 56), (512, 256, 1, 1), dict(stride=2)),
+    ("resnet 3x3/2 128 @56", (8, 128, 56, 56), (128, 128, 3, 3), dict(stride=2, padding=1)),
+    ("mobilenet depthwise 32 @112", (8, 32, 112, 112), (32, 1, 3, 3), dict(padding=1, groups=32)),
+    ("mobilenet depthwise 144 @56", (8, 144, 56, 56), (144, 1, 3, 3), dict(padding=1, groups=144)),
+    ("mobilenet depthwise/2 96 @112", (8, 96, 112, 112), (96, 1, 3, 3), dict(stride=2, padding=1, groups=96)),
+    ("deeplab dilated 3x3 d2 256 @28", (4, 256, 28, 28), (256, 256, 3, 3), dict(padding=2, dilation=2)),
+    ("resnext grouped 32x4 @28", (8, 128, 28, 28), (128, 4, 3, 3), dict(padding=1, groups=32)),
+    ("vgg 3x3 64 @224 batch 1", (1, 64, 224, 224), (64, 64, 3, 3), dict(padding=1)),
+    ("unet 3x3 32 @256 batch 1", (1, 32, 256, 256), (32, 32, 3, 3), dict(padding=1)),
+    ("cifar 3x3 32 @32 batch 32", (32, 32, 32, 32), (32, 32, 3, 3), dict(padding=1)),
+    ("cifar 3x3 64 @16 batch 32", (32, 64, 16, 16), (64, 64, 3, 3), dict(padding=1)),
+]
+CONV1D = [
+    ("audio 1d 64 k3 @4096", (8, 64, 4096), (64, 64, 3), dict(padding=1)),
+    ("audio 1d 32 k9 @16000", (4, 32, 16000), (32, 32, 9), dict(padding=4)),
+    ("tcn 1d dilated 64 k3 d4", (8, 64, 2048), (64, 64, 3), dict(padding=4, dilation=4)),
+    ("1d depthwise 128 k7", (8, 128, 2048), (128, 1, 7), dict(padding=3, groups=128)),
+    ("1d strided 32->64 k4/2", (8, 32, 8192), (64, 32, 4), dict(stride=2, padding=1)),
+]
+CONV3D = [
+    ("video 3x3x3 32 @16x56x56", (2, 32, 16, 56, 56), (32, 32, 3, 3, 3), dict(padding=1)),
+    ("medical 3x3x3 16 @64^3", (1, 16, 64, 64, 64), (16, 16, 3, 3, 3), dict(padding=1)),
+    ("3d 1x3x3 64 @8x28x28", (4, 64, 8, 28, 28), (64, 64, 1, 3, 3), dict(padding=(0, 1, 1))),
+    ("3d depthwise 64 @16x28x28", (2, 64, 16, 28, 28), (64, 1, 3, 3, 3), dict(padding=1, groups=64)),
+]
+QUICK = {
+    "conv2d": [0, 4, 6, 8, 12, 15],
+    "conv1d": [0, 3],
+    "conv3d": [2],
+}
+SUITES = {"conv2d": CONV2D, "conv1d": CONV1D, "conv3d": CONV3D}
+
+
+@dataclasses.dataclass
+class Result:
+    suite: str
+    case: str
+    input: tuple
+    weight: tuple
+    params: dict
+    method: str
+    gflop: float
+    fastconv_ms: float
+    gflops: float
+    reference: dict  # library -> {"ms": .., "ratio": ..}
+    max_rel_err: float | None
+
+
+def interleaved_medians(funcs: dict[str, Callable[[], Any]], repeats: int, budget_s: float) -> dict[str, float]:
+    """Median seconds of each function, run round-robin after one warm-up each."""
+    for f in funcs.values():
+        f()
+    times: dict[str, list[float]] = {k: [] for k in funcs}
+    start = time.perf_counter()
+    for i in range(repeats):
+        for name, f in funcs.items():
+            t0 = time.perf_counter()
+            f()
+            times[name].append(time.perf_counter() - t0)
+        if i >= 2 and time.perf_counter() - start > budget_s:
+            break
+    return {k: float(np.median(v)) for k, v in times.items()}
+
+
+def _torch(threads: int):
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(threads)
+    return torch
+
+
+def gemm_rate(threads: int) -> float:
+    """float32 GFLOP/s of numpy matmul on 2048x2048 with ``threads`` BLAS threads."""
+    a = np.random.default_rng(0).standard_normal((2048, 2048)).astype(np.float32)
+    with _blas_threads(threads):
+        t = interleaved_medians({"gemm": lambda: a @ a}, 7, 5.0)["gemm"]
+    return 2 * 2048**3 / t / 1e9
+
+
+class _blas_threads:
+    def __init__(self, n: int):
+        self.n = n
+        self.ctx = None
+
+    def __enter__(self):
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:
+            return self
+        self.ctx = threadpool_limits(self.n)
+        return self
+
+    def __exit__(self, *exc):
+        if self.ctx is not None:
+            self.ctx.unregister()
+
+
+def run_suite(
+    suite: str,
+    *,
+    quick: bool = False,
+    threads: int = 2,
+    compare: tuple[str, ...] = ("torch",),
+    repeats: int = 15,
+    budget_s: float = 6.0,
+    progress: Callable[[str], None] | None = None,
+) -> list[Result]:
+    import fastconv
+
+    cases = SUITES[suite]
+    if quick:
+        cases = [cases[i] for i in QUICK[suite]]
+    torch = _torch(threads) if "torch" in compare else None
+    f = getattr(fastconv, suite)
+    results = []
+    rng = np.random.default_rng(0)
+    with fastconv.set_config(num_threads=threads), _blas_threads(threads):
+        for k, (name, xs, ws, kw) in enumerate(cases):
+            if progress:
+                progress(f"[{k + 1}/{len(cases)}] {suite} {name}")
+            x = rng.standard_normal(xs).astype(np.float32)
+            w = (rng.standard_normal(ws) / np.sqrt(np.prod(ws[1:]))).astype(np.float32)
+            plan = fastconv.explain(f, x, w, **kw)
+            funcs = {"fastconv": lambda f=f, x=x, w=w, kw=kw: f(x, w, **kw)}
+            err = None
+            if torch is not None:
+                tf = getattr(torch.nn.functional, suite)
+                xt, wt = torch.from_numpy(x), torch.from_numpy(w)
+
+                def run_torch(tf=tf, xt=xt, wt=wt, kw=kw):
+                    with torch.no_grad():
+                        return tf(xt, wt, **kw)
+
+                funcs["torch"] = run_torch
+                ours, theirs = f(x, w, **kw), run_torch().numpy()
+                err = float(np.abs(ours - theirs).max() / max(np.abs(theirs).max(), 1e-30))
+            med = interleaved_medians(funcs, repeats, budget_s)
+            ref = {k: {"ms": v * 1e3, "ratio": med["fastconv"] / v} for k, v in med.items() if k != "fastconv"}
+            results.append(
+                Result(
+                    suite=suite,
+                    case=name,
+                    input=tuple(xs),
+                    weight=tuple(ws),
+                    params={k: v for k, v in kw.items()},
+                    method=plan.method,
+                    gflop=plan.flops / 1e9,
+                    fastconv_ms=med["fastconv"] * 1e3,
+                    gflops=plan.flops / med["fastconv"] / 1e9,
+                    reference=ref,
+                    max_rel_err=err,
+                )
+            )
+    return results
+
+
+def geomean(values) -> float:
+    values = [v for v in values if v > 0]
+    return float(np.exp(np.mean(np.log(values)))) if values else float("nan")
+
+
+def table(results: list[Result], gemm: float | None) -> str:
+    libs = sorted({k for r in results for k in r.reference})
+    head = f"{'case':<34} {'method':<8} {'ms':>9} {'GFLOP/s':>8}"
+    if gemm:
+        head += f" {'%GEMM':>6}"
+    for lib in libs:
+        head += f" {lib + ' ms':>10} {'ratio':>6}"
+    lines = [head, "-" * len(head)]
+    for r in results:
+        line = f"{r.case[:34]:<34} {r.method:<8} {r.fastconv_ms:9.2f} {r.gflops:8.1f}"
+        if gemm:
+            line += f" {100 * r.gflops / gemm:5.0f}%"
+        for lib in libs:
+            ref = r.reference.get(lib)
+            line += f" {ref['ms']:10.2f} {ref['ratio']:6.2f}" if ref else f" {'-':>10} {'-':>6}"
+        lines.append(line)
+    for lib in libs:
+        ratios = [r.reference[lib]["ratio"] for r in results if lib in r.reference]
+        lines.append(
+            f"geomean time ratio fastconv/{lib}: {geomean(ratios):.2f}  (worst {max(ratios):.2f}, "
+            f"best {min(ratios):.2f}; below 1 means fastconv is faster)"
+        )
+    return "\n".join(lines)
+
+
+def environment(threads: int) -> dict:
+    import numba
+
+    import fastconv
+
+    env = {
+        "fastconv": fastconv.__version__,
+        "numba": numba.__version__,
+        "numpy": np.__version__,
+        "python": sys.version.split()[0],
+        "machine": platform.machine(),
+        "cpu": _cpu_model(),
+        "threads": threads,
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    torch = _torch(threads)
+    if torch is not None:
+        env["torch"] = torch.__version__
+    return env
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def to_json(results: list[Result], env: dict, gemm: float | None) -> str:
+    return json.dumps(
+        {"environment": env, "gemm_gflops": gemm, "results": [dataclasses.asdict(r) for r in results]}, indent=2
+    )

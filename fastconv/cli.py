@@ -1,0 +1,184 @@
+"""The ``fastconv`` command: ``bench``, ``info`` and ``explain``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        dims = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers such as 8,64,56,56, got {text!r}"
+        ) from None
+    if any(d < 0 for d in dims):
+        raise argparse.ArgumentTypeError(f"dimensions must be >= 0, got {text!r}")
+    return dims
+
+
+def _ints(text: str):
+    dims = _shape(text)
+    return dims[0] if len(dims) == 1 else dims
+
+
+def cmd_bench(args) -> int:
+    from . import _bench
+
+    suites = ["conv2d", "conv1d", "conv3d"] if args.suite == "all" else [args.suite]
+    compare = tuple(c for c in args.compare.split(",") if c) if args.compare else ()
+    for lib in compare:
+        if lib not in ("torch",):
+            print(f"fastconv bench: --compare: unknown library {lib!r} (known: torch)", file=sys.stderr)
+            return 2
+    env = _bench.environment(args.threads)
+    print("fastconv bench: " + ", ".join(f"{k} {v}" for k, v in env.items()), flush=True)
+    if "torch" in compare and "torch" not in env:
+        print("  (torch is not installed: no comparison; pip install torch to add one)", flush=True)
+    gemm = _bench.gemm_rate(args.threads)
+    print(f"  numpy float32 GEMM 2048^3 with {args.threads} threads: {gemm:.1f} GFLOP/s", flush=True)
+    results = []
+    for suite in suites:
+        res = _bench.run_suite(
+            suite,
+            quick=args.quick,
+            threads=args.threads,
+            compare=compare,
+            repeats=args.repeats,
+            progress=lambda msg: print("  " + msg, flush=True),
+        )
+        print()
+        print(_bench.table(res, gemm))
+        print()
+        results += res
+        bad = [r for r in res if r.max_rel_err is not None and r.max_rel_err > 1e-3]
+        if bad:
+            print(f"fastconv bench: {len(bad)} case(s) disagree with torch: {[r.case for r in bad]}", file=sys.stderr)
+            return 1
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            fh.write(_bench.to_json(results, env, gemm))
+        print(f"wrote {args.json}")
+    return 0
+
+
+def cmd_info(args) -> int:
+    import os
+    import platform
+
+    import numba
+    import numpy as np
+    import scipy
+
+    from . import __version__, get_config
+    from ._bench import _cpu_model
+
+    cfg = get_config()
+    print(f"fastconv {__version__}")
+    print(
+        f"python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}, numba {numba.__version__}"
+    )
+    print(f"cpu: {_cpu_model()} ({platform.machine()}), {os.cpu_count()} logical cores")
+    flags = sorted(f for f in ("avx2", "avx512f", "fma", "neon", "asimd") if f in _cpu_flags())
+    print(f"simd: {', '.join(flags) or 'unknown'}")
+    print(
+        f"threads: fastconv {cfg.num_threads}, numba max {numba.config.NUMBA_NUM_THREADS}, layer {_threading_layer()}"
+    )
+    print(f"autotune: {cfg.autotune}, workspace_limit: {cfg.workspace_limit} bytes")
+    print(f"tuning cache: {cfg.cache_dir}")
+    return 0
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith(("flags", "Features")):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def _threading_layer() -> str:
+    import numba
+
+    try:
+        return numba.threading_layer()
+    except ValueError:
+        return "not started yet"
+
+
+def cmd_explain(args) -> int:
+    import numpy as np
+
+    import fastconv
+
+    func = getattr(fastconv, args.op)
+    nd = int(args.op[-2])
+    x = np.zeros(args.input, dtype=args.dtype)
+    w = np.zeros(args.weight, dtype=args.dtype)
+    kwargs = dict(stride=args.stride, padding=args.padding, dilation=args.dilation, groups=args.groups)
+    try:
+        plan = fastconv.explain(func, x, w, **kwargs)
+    except (ValueError, TypeError) as exc:
+        print(f"fastconv explain: {exc}", file=sys.stderr)
+        return 2
+    del nd
+    print(plan)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fastconv", description="Numba convolution kernels: benchmark and inspect.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    b = sub.add_parser("bench", help="time fastconv against torch on realistic layers")
+    b.add_argument("--suite", choices=["conv2d", "conv1d", "conv3d", "all"], default="all")
+    b.add_argument("--quick", action="store_true", help="a few cases per suite (a couple of minutes)")
+    b.add_argument("--compare", default="torch", help="comma-separated reference libraries (default: torch)")
+    b.add_argument("--threads", type=_positive_int, default=2, help="threads for every library (default 2)")
+    b.add_argument("--repeats", type=_positive_int, default=15, help="interleaved runs per case (default 15)")
+    b.add_argument("--json", metavar="FILE", help="write the raw results as JSON")
+    b.set_defaults(func=cmd_bench)
+
+    i = sub.add_parser("info", help="versions, CPU, threads and cache locations")
+    i.set_defaults(func=cmd_info)
+
+    e = sub.add_parser("explain", help="show the plan the dispatcher makes for one call")
+    e.add_argument("op", choices=["conv1d", "conv2d", "conv3d"])
+    e.add_argument("--input", type=_shape, required=True, help="input shape, e.g. 8,64,56,56")
+    e.add_argument("--weight", type=_shape, required=True, help="weight shape, e.g. 64,64,3,3")
+    e.add_argument("--stride", type=_ints, default=1)
+    e.add_argument("--padding", default=0, help="int, comma-separated ints, 'valid' or 'same'")
+    e.add_argument("--dilation", type=_ints, default=1)
+    e.add_argument("--groups", type=_positive_int, default=1)
+    e.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    e.set_defaults(func=cmd_explain)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "explain" and args.padding not in ("valid", "same"):
+        try:
+            args.padding = _ints(args.padding)
+        except argparse.ArgumentTypeError as exc:
+            parser.error(f"argument --padding: {exc}")
+    return args.func(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,36 @@
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "ci",
+    max_examples=int(os.environ.get("FASTCONV_HYPOTHESIS_EXAMPLES", "60")),
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.load_profile("ci")
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(12345)
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(2)
+    return torch
+
+
+@pytest.fixture(scope="session")
+def torch():
+    t = _torch()
+    if t is None:
+        pytest.skip("torch is not installed (pip install torch==2.13.0 to cross-check against it)")
+    return t

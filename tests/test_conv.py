@@ -1,0 +1,282 @@
+"""conv1d/2d/3d against the plain-NumPy reference, for every registered method."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import fastconv
+from fastconv.dispatch import methods_for
+
+from . import arrays
+from .reference import conv_nd, receptive_mask
+
+FUNCS = {1: fastconv.conv1d, 2: fastconv.conv2d, 3: fastconv.conv3d}
+METHODS = sorted({name for op in ("conv1d", "conv2d", "conv3d") for name in methods_for(op)})
+TOL = {np.float32: dict(rtol=2e-4, atol=2e-4), np.float64: dict(rtol=1e-10, atol=1e-10)}
+
+
+def check(got, want, dtype):
+    tol = TOL[np.dtype(dtype).type]
+    assert got.shape == want.shape
+    scale = max(1.0, float(np.abs(want).max(initial=0.0)))
+    np.testing.assert_allclose(got, want, rtol=tol["rtol"], atol=tol["atol"] * scale)
+
+
+def _case(rng, nd, n, cin, cout, groups, spatial, kernel, dtype):
+    x = arrays.random(rng, (n, cin, *spatial), dtype)
+    w = arrays.random(rng, (cout, cin // groups, *kernel), dtype)
+    b = arrays.random(rng, (cout,), dtype)
+    return x, w, b
+
+
+# one table of cases (shape, parameters), shared with bench/ via the registry
+GRID = [
+    # nd, N, Cin, Cout, groups, spatial, kernel, stride, padding, dilation
+    (1, 2, 3, 5, 1, (17,), (3,), 1, 1, 1),
+    (1, 1, 4, 4, 4, (9,), (5,), 2, 2, 1),
+    (1, 3, 6, 9, 3, (20,), (4,), 3, 0, 2),
+    (1, 2, 2, 3, 1, (1,), (1,), 1, 0, 1),
+    (1, 1, 1, 1, 1, (5,), (5,), 1, 0, 1),
+    (1, 1, 16, 20, 2, (40,), (7,), 1, "same", 2),
+    (2, 2, 3, 5, 1, (9, 11), (3, 3), 1, 1, 1),
+    (2, 1, 8, 8, 8, (12, 10), (3, 3), 1, 1, 1),
+    (2, 2, 4, 6, 2, (13, 9), (3, 2), (2, 1), (1, 0), (1, 2)),
+    (2, 1, 3, 4, 1, (7, 7), (7, 7), 1, 3, 1),
+    (2, 1, 3, 17, 1, (15, 16), (1, 1), 1, 0, 1),
+    (2, 2, 5, 7, 1, (16, 15), (1, 1), 2, 0, 1),
+    (2, 1, 3, 9, 1, (23, 21), (7, 7), 2, 3, 1),
+    (2, 1, 12, 12, 3, (10, 10), (3, 3), 1, 4, 3),
+    (2, 1, 2, 2, 1, (1, 1), (1, 1), 1, 0, 1),
+    (2, 1, 2, 3, 1, (1, 6), (1, 3), 1, (0, 1), 1),
+    (2, 1, 9, 10, 1, (6, 30), (3, 5), 1, "same", (2, 1)),
+    (2, 1, 2, 3, 1, (8, 8), (4, 4), 1, "same", 1),
+    (2, 2, 4, 4, 1, (5, 6), (2, 3), 3, 2, 1),
+    (3, 1, 2, 3, 1, (5, 6, 7), (3, 3, 3), 1, 1, 1),
+    (3, 2, 4, 4, 4, (4, 5, 6), (3, 2, 3), (2, 1, 2), (1, 0, 1), 1),
+    (3, 1, 3, 5, 1, (6, 6, 6), (2, 2, 2), 1, 0, (2, 2, 2)),
+    (3, 1, 2, 2, 1, (3, 1, 4), (1, 1, 1), 1, "same", 1),
+]
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_grid_against_reference(method, dtype, rng):
+    for nd, n, cin, cout, groups, spatial, kernel, stride, padding, dilation in GRID:
+        x, w, b = _case(rng, nd, n, cin, cout, groups, spatial, kernel, dtype)
+        for bias in (None, b):
+            got = FUNCS[nd](x, w, bias, stride, padding, dilation, groups, method=method)
+            want = conv_nd(x, w, bias, stride, padding, dilation, groups)
+            assert got.dtype == dtype
+            check(got, want, dtype)
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+def test_padding_modes(mode, rng):
+    for nd, spatial, kernel, padding, stride in [
+        (1, (9,), (3,), 2, 1),
+        (2, (7, 8), (3, 3), (1, 2), (1, 2)),
+        (2, (5, 6), (4, 3), "same", 1),
+        (3, (4, 5, 6), (3, 3, 3), 1, 1),
+    ]:
+        x = rng.standard_normal((2, 4, *spatial))
+        w = rng.standard_normal((6, 2, *kernel))
+        got = FUNCS[nd](x, w, None, stride, padding, 1, 2, padding_mode=mode)
+        want = conv_nd(x, w, None, stride, padding, 1, 2, padding_mode=mode)
+        check(got, want, np.float64)
+
+
+def test_same_padding_is_asymmetric_like_torch(rng):
+    x = rng.standard_normal((1, 1, 10))
+    w = rng.standard_normal((1, 1, 4))  # total padding 3: 1 left, 2 right
+    got = fastconv.conv1d(x, w, padding="same")
+    want = conv_nd(x, w, padding=((1, 2),))
+    check(got, want, np.float64)
+
+
+@pytest.mark.parametrize("nd", [1, 2, 3])
+def test_unbatched(nd, rng):
+    x = rng.standard_normal((3,) + (6,) * nd)
+    w = rng.standard_normal((4, 3) + (3,) * nd)
+    got = FUNCS[nd](x, w, padding=1)
+    assert got.shape == (4,) + (6,) * nd
+    check(got, conv_nd(x[None], w, padding=1)[0], np.float64)
+
+
+@pytest.mark.parametrize("nd", [1, 2, 3])
+def test_size_zero_batch_and_channels(nd):
+    x = np.zeros((0, 3) + (5,) * nd, np.float32)
+    w = np.ones((4, 3) + (3,) * nd, np.float32)
+    y = FUNCS[nd](x, w)
+    assert y.shape == (0, 4) + (3,) * nd and y.dtype == np.float32
+    y = FUNCS[nd](np.ones((2, 3) + (5,) * nd), np.ones((0, 3) + (3,) * nd))
+    assert y.shape == (2, 0) + (3,) * nd
+    # no input channels: the sum is empty, only the bias remains
+    y = FUNCS[nd](np.ones((2, 0) + (5,) * nd), np.ones((2, 0) + (3,) * nd), np.array([1.5, -2.0]))
+    np.testing.assert_array_equal(y, np.broadcast_to(np.array([1.5, -2.0]).reshape((1, 2) + (1,) * nd), y.shape))
+
+
+@pytest.mark.parametrize(
+    "xdt, wdt, want",
+    [
+        (np.float32, np.float32, np.float32),
+        (np.float64, np.float64, np.float64),
+        (np.float16, np.float16, np.float32),
+        (np.float32, np.float64, np.float64),
+        (np.int32, np.int32, np.float64),
+        (np.uint8, np.float32, np.float32),
+        (np.int64, np.float32, np.float64),
+        (np.bool_, np.bool_, np.float64),
+        (np.float16, np.float32, np.float32),
+    ],
+)
+def test_dtype_rules(xdt, wdt, want, rng):
+    x = arrays.random(rng, (2, 3, 8, 7), xdt)
+    w = arrays.random(rng, (4, 3, 3, 3), wdt)
+    got = fastconv.conv2d(x, w, padding=1)
+    assert got.dtype == want
+    check(got, conv_nd(x.astype(np.float64), w.astype(np.float64), padding=1), want)
+
+
+def test_every_layout_equals_reference_and_inputs_untouched(rng):
+    x0 = rng.standard_normal((2, 4, 9, 8)).astype(np.float32)
+    w0 = rng.standard_normal((6, 2, 3, 3)).astype(np.float32)
+    b0 = rng.standard_normal(6).astype(np.float32)
+    want = conv_nd(x0, w0, b0, 1, 1, 1, 2)
+    for (xn, x), (wn, w), (bn, b) in zip(arrays.layouts(x0), arrays.layouts(w0), itertools.cycle(arrays.layouts(b0))):
+        before = (x.copy(), w.copy(), b.copy())
+        got = fastconv.conv2d(x, w, b, padding=1, groups=2)
+        check(got, want, np.float32)
+        for arr, copy in zip((x, w, b), before):
+            np.testing.assert_array_equal(arr, copy, err_msg=f"{xn}/{wn}/{bn} modified an input")
+
+
+def test_list_inputs(rng):
+    x = rng.standard_normal((1, 2, 6)).tolist()
+    w = rng.standard_normal((3, 2, 2)).tolist()
+    check(fastconv.conv1d(x, w), conv_nd(np.array(x), np.array(w)), np.float64)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_out_argument(method, rng):
+    x = rng.standard_normal((2, 3, 10, 10)).astype(np.float32)
+    w = rng.standard_normal((5, 3, 3, 3)).astype(np.float32)
+    want = conv_nd(x, w, padding=1)
+    for out in (
+        np.full((2, 5, 10, 10), np.nan, np.float32),
+        np.full((2, 5, 10, 10), np.nan, np.float32, order="F"),
+        np.full((2, 5, 10, 20), np.nan, np.float32)[..., ::2],
+    ):
+        res = fastconv.conv2d(x, w, padding=1, out=out, method=method)
+        assert res is out
+        check(out, want, np.float32)
+
+
+def test_out_aliasing_input(rng):
+    x = rng.standard_normal((1, 4, 6, 6))
+    w = rng.standard_normal((4, 4, 3, 3))
+    want = conv_nd(x, w, padding=1)
+    fastconv.conv2d(x, w, padding=1, out=x)
+    check(x, want, np.float64)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_non_finite_stays_local(method, value, rng):
+    for nd, spatial, kernel, kwargs in [
+        (1, (30,), (5,), dict(padding=2, dilation=2)),
+        (2, (12, 13), (3, 3), dict(padding=1)),
+        (2, (12, 13), (3, 5), dict(padding=(2, 1), stride=(2, 3))),
+        (3, (5, 6, 7), (2, 3, 3), dict(padding=1)),
+    ]:
+        x = rng.standard_normal((2, 3, *spatial))
+        w = rng.uniform(0.5, 1.5, (4, 3, *kernel))  # nonzero weights
+        index = (1, 2, *(s // 2 for s in spatial))
+        x[index] = value
+        y = FUNCS[nd](x, w, method=method, **kwargs)
+        mask = receptive_mask(x.shape, index, w.shape, **kwargs)
+        assert mask.any() and not mask.all()
+        np.testing.assert_array_equal(~np.isfinite(y), mask)
+        clean = x.copy()
+        clean[index] = 0.0
+        check(y[~mask], conv_nd(clean, w, **kwargs)[~mask], np.float64)
+
+
+@st.composite
+def conv_cases(draw):
+    nd = draw(st.integers(1, 3))
+    groups = draw(st.integers(1, 3))
+    cig = draw(st.integers(1, 3))
+    cog = draw(st.integers(1, 10))
+    kernel = tuple(draw(st.integers(1, 4)) for _ in range(nd))
+    dilation = tuple(draw(st.integers(1, 3)) for _ in range(nd))
+    stride = tuple(draw(st.integers(1, 3)) for _ in range(nd))
+    padding = tuple(draw(st.integers(0, 3)) for _ in range(nd))
+    spans = [d * (k - 1) + 1 for d, k in zip(dilation, kernel)]
+    spatial = tuple(
+        draw(st.integers(max(1, sp - 2 * p), max(1, sp - 2 * p) + (9 if nd < 3 else 5)))
+        for sp, p in zip(spans, padding)
+    )
+    n = draw(st.integers(1, 3))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    bias = draw(st.booleans())
+    return nd, n, groups * cig, groups * cog, groups, spatial, kernel, stride, padding, dilation, dtype, bias
+
+
+@given(conv_cases())
+def test_property_against_reference(case):
+    nd, n, cin, cout, groups, spatial, kernel, stride, padding, dilation, dtype, bias = case
+    rng = np.random.default_rng(abs(hash(case)) % 2**32)
+    x, w, b = _case(rng, nd, n, cin, cout, groups, spatial, kernel, dtype)
+    b = b if bias else None
+    want = conv_nd(x, w, b, stride, padding, dilation, groups)
+    for method in METHODS:
+        got = FUNCS[nd](x, w, b, stride, padding, dilation, groups, method=method)
+        check(got, want, dtype)
+
+
+def test_against_torch(torch):
+    """conv1d/2d/3d agree with torch.nn.functional: float32 within 1e-4
+    relative, float64 within 1e-9, across the parameter space."""
+    import torch.nn.functional as F
+
+    rng = np.random.default_rng(7)
+    checked = 0
+    for trial in range(120):
+        nd = 1 + trial % 3
+        groups = int(rng.choice([1, 2, 4]))
+        cin, cout = groups * int(rng.integers(1, 5)), groups * int(rng.integers(1, 6))
+        kernel = tuple(int(v) for v in rng.integers(1, 5, nd))
+        dilation = tuple(int(v) for v in rng.integers(1, 3, nd))
+        stride = tuple(int(v) for v in rng.integers(1, 3, nd))
+        mode = ["zeros", "reflect", "replicate", "circular"][trial % 4]
+        spatial = tuple(
+            int(v) + d * (k - 1) for v, d, k in zip(rng.integers(4, 12 if nd < 3 else 7, nd), dilation, kernel)
+        )
+        same = trial % 5 == 0
+        padding = "same" if same else tuple(int(v) for v in rng.integers(0, 3, nd))
+        if same:
+            stride = (1,) * nd
+        for dtype, rtol in ((np.float32, 1e-4), (np.float64, 1e-9)):
+            x, w, b = _case(rng, nd, 2, cin, cout, groups, spatial, kernel, dtype)
+            got = FUNCS[nd](x, w, b, stride, padding, dilation, groups, padding_mode=mode)
+            conv = getattr(torch.nn, f"Conv{nd}d")(
+                cin, cout, kernel, stride, padding, dilation, groups, padding_mode=mode, dtype=torch.float64
+            )
+            with torch.no_grad():
+                conv.weight.copy_(torch.from_numpy(w.astype(np.float64)))
+                conv.bias.copy_(torch.from_numpy(b.astype(np.float64)))
+                want = conv(torch.from_numpy(x.astype(np.float64))).numpy()
+            if mode == "zeros":  # the functional form too, in the input dtype
+                fw = getattr(F, f"conv{nd}d")(
+                    torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b), stride, padding, dilation, groups
+                ).numpy()
+                assert fw.dtype == got.dtype
+            scale = np.abs(want).max()
+            np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * scale)
+            checked += 1
+    assert checked == 240

@@ -1,0 +1,128 @@
+"""Import cost, on-disk kernel cache, threads, settings."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+
+import numpy as np
+import pytest
+
+import fastconv
+
+from .reference import conv_nd
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _python(code: str, env: dict | None = None) -> str:
+    full_env = {**os.environ, **(env or {})}
+    res = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=ROOT,
+        timeout=600,
+    )
+    assert res.returncode == 0, res.stderr
+    return res.stdout
+
+
+def test_import_is_light():
+    out = _python(
+        """
+        import sys, fastconv
+        print(sorted(m for m in ("numba", "llvmlite", "fastconv.kernels.direct") if m in sys.modules))
+        """
+    )
+    assert out.strip() == "[]"
+
+
+def test_second_process_loads_kernels_from_disk_cache(tmp_path):
+    code = """
+        import json, numpy as np, fastconv
+        from fastconv.kernels import direct
+        x = np.ones((1, 2, 9, 9), np.float32); w = np.ones((3, 2, 3, 3), np.float32)
+        fastconv.conv2d(x, w, padding=1)
+        fastconv.conv2d(x.astype(np.float64), w, padding=1, stride=2)
+        stats = [direct.conv_direct_kernel.stats]
+        print(json.dumps([[sum(s.cache_hits.values()), sum(s.cache_misses.values())] for s in stats]))
+    """
+    env = {"NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    first = json.loads(_python(code, env))
+    second = json.loads(_python(code, env))
+    assert first == [[0, 2]], first  # float32 and float64: compiled once each
+    assert second == [[2, 0]], second  # loaded from disk, never recompiled
+
+
+def test_threads_share_kernels_safely(rng):
+    xs = [rng.standard_normal((2, 5, 11, 9)).astype(np.float32) for _ in range(6)]
+    w = rng.standard_normal((7, 5, 3, 3)).astype(np.float32)
+    wants = [conv_nd(x, w, padding=1) for x in xs]
+    results: dict[int, np.ndarray] = {}
+    errors: list[BaseException] = []
+
+    def work(i):
+        try:
+            for _ in range(5):
+                results[i] = fastconv.conv2d(xs[i], w, padding=1, stride=1 + i % 2)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for i, want in enumerate(wants):
+        want = want[..., :: 1 + i % 2, :: 1 + i % 2]
+        np.testing.assert_allclose(results[i], want, rtol=2e-4, atol=2e-4 * np.abs(want).max())
+
+
+def test_set_config_context_manager_restores():
+    before = fastconv.get_config()
+    with fastconv.set_config(num_threads=1, workspace_limit=1234, autotune=True) as ctx:
+        cfg = fastconv.get_config()
+        assert (cfg.num_threads, cfg.workspace_limit, cfg.autotune) == (1, 1234, True)
+        assert "num_threads=1" in repr(ctx)
+    assert fastconv.get_config() == before
+
+
+def test_num_threads_gives_same_answer(rng):
+    x = rng.standard_normal((3, 8, 20, 20)).astype(np.float32)
+    w = rng.standard_normal((16, 8, 3, 3)).astype(np.float32)
+    want = conv_nd(x, w, padding=1)
+    for n in (1, 2, 3):
+        with fastconv.set_config(num_threads=n):
+            got = fastconv.conv2d(x, w, padding=1)
+        np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-4 * np.abs(want).max())
+
+
+def test_environment_variables(tmp_path):
+    out = _python(
+        """
+        import fastconv
+        c = fastconv.get_config()
+        print(c.autotune, c.num_threads, c.cache_dir)
+        """,
+        {"FASTCONV_AUTOTUNE": "1", "FASTCONV_NUM_THREADS": "3", "FASTCONV_CACHE_DIR": str(tmp_path)},
+    )
+    assert out.split() == ["True", "3", str(tmp_path)]
+
+
+@pytest.mark.parametrize("value", ["many", "0"])
+def test_bad_environment_variable_is_named(value):
+    res = subprocess.run(
+        [sys.executable, "-c", "import fastconv; fastconv.get_config()"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "FASTCONV_NUM_THREADS": value},
+        cwd=ROOT,
+    )
+    assert res.returncode != 0 and "FASTCONV_NUM_THREADS" in res.stderr
