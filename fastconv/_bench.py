@@ -74,14 +74,22 @@ class Result:
     max_rel_err: float | None
 
 
-def interleaved_medians(funcs: dict[str, Callable[[], Any]], repeats: int, budget_s: float) -> dict[str, float]:
-    """Median seconds of each function, run round-robin after one warm-up each."""
-    for f in funcs.values():
-        f()
+def interleaved_medians(
+    funcs: dict[str, Callable[[], Any]], repeats: int, budget_s: float, settle_s: float = 0.12
+) -> dict[str, float]:
+    """Median seconds of each function, run round-robin.
+
+    Each turn starts with a pause and one untimed call: the thread pools of
+    the library that ran before keep spinning after their last call (OpenBLAS
+    for ~0.1 s, OpenMP briefly) and would otherwise be charged to the next one
+    (measured: torch 2.5x slower when timed right after a BLAS GEMM)."""
     times: dict[str, list[float]] = {k: [] for k in funcs}
     start = time.perf_counter()
     for i in range(repeats):
         for name, f in funcs.items():
+            if len(funcs) > 1:
+                time.sleep(settle_s)
+            f()
             t0 = time.perf_counter()
             f()
             times[name].append(time.perf_counter() - t0)

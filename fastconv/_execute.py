@@ -18,7 +18,7 @@ def _direct_target(out: np.ndarray | None, *inputs: np.ndarray | None) -> bool:
 
 
 def run_conv(spec, ops, out: np.ndarray | None) -> np.ndarray:
-    plan = select(spec)
+    plan = select(spec, ops)
     shape5 = (spec.n, spec.c_out, *spec.lifted("out_spatial"))
     if _direct_target(out, ops.x, ops.w, ops.b):
         result = out.reshape(shape5)

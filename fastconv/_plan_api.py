@@ -32,8 +32,8 @@ def explain(func: Callable, *args: Any, **kwargs: Any) -> Plan:
     >>> x = np.zeros((8, 64, 56, 56), np.float32)
     >>> w = np.zeros((64, 64, 3, 3), np.float32)
     >>> plan = fastconv.explain(fastconv.conv2d, x, w, padding=1)
-    >>> plan.method
-    'direct'
+    >>> plan.method in fastconv.available_methods(fastconv.conv2d, x, w, padding=1)
+    True
     >>> round(plan.flops / 1e9, 2)
     1.85
     """
@@ -47,7 +47,7 @@ def available_methods(func: Callable, *args: Any, **kwargs: Any) -> list[str]:
     --------
     >>> import numpy as np, fastconv
     >>> fastconv.available_methods(fastconv.conv1d, np.ones((1, 1, 9)), np.ones((1, 1, 3)))
-    ['auto', 'direct']
+    ['auto', 'direct', 'im2col']
     """
     spec = _spec_of(func, args, kwargs)
     names = [name for name, m in sorted(methods_for(spec.op).items()) if m.supports(spec) is None]

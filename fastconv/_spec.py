@@ -351,3 +351,14 @@ def _operands(spec: ConvSpec, x: np.ndarray, w: np.ndarray, b: np.ndarray | None
     if b is not None:
         b = kernel_ready(b, spec.dtype)
     return ConvOperands(x=x, w=w, b=b)
+
+
+def synthetic_operands(spec: ConvSpec) -> ConvOperands:
+    """Random operands with ``spec``'s shapes and dtype (for measuring kernels)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((spec.n, spec.c_in, *spec.in_spatial)).astype(spec.dtype)
+    w = rng.standard_normal((spec.c_out, spec.c_in // spec.groups, *spec.kernel)).astype(spec.dtype)
+    b = rng.standard_normal(spec.c_out).astype(spec.dtype) if spec.has_bias else None
+    if not spec.batched:
+        x = x[0]
+    return _operands(spec, x, w, b)

@@ -126,3 +126,44 @@ def test_bad_environment_variable_is_named(value):
         cwd=ROOT,
     )
     assert res.returncode != 0 and "FASTCONV_NUM_THREADS" in res.stderr
+
+
+def test_im2col_honours_the_workspace_limit():
+    """An 8x256x56x56 3x3 layer would need 231 MB of columns at once; with a
+    16 MiB limit the process's peak memory grows by about the output only."""
+    out = _python(
+        """
+        import resource, numpy as np, fastconv
+        x = np.ones((8, 256, 56, 56), np.float32); w = np.ones((256, 256, 3, 3), np.float32) / 2304
+        fastconv.conv2d(x[:1, :8, :8, :8], w[:8, :8], padding=1, method="im2col")  # compile
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        with fastconv.set_config(workspace_limit=16 * 2**20):
+            plan = fastconv.explain(fastconv.conv2d, x, w, padding=1, method="im2col")
+            y = fastconv.conv2d(x, w, padding=1, method="im2col")
+        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        assert np.allclose(y[:, :, 1:-1, 1:-1], 1.0, rtol=1e-4)
+        print(plan.workspace_bytes, (after - before) * 1024)
+        """
+    )
+    workspace, grown = map(int, out.split())
+    output = 8 * 256 * 56 * 56 * 4
+    assert workspace <= 16 * 2**20
+    assert grown < output + 16 * 2**20 + 24 * 2**20, grown
+
+
+def test_im2col_tiles_always_fit(rng):
+    from fastconv._spec import conv_spec
+    from fastconv.kernels.im2col_plan import plan_tiles, workspace
+
+    for _ in range(200):
+        n, c, k = int(rng.integers(1, 9)), int(rng.integers(1, 300)), int(rng.integers(1, 6))
+        h = int(rng.integers(k, 80))
+        spec, _, _ = conv_spec(
+            2, np.empty((n, c, h, h), np.float32), np.empty((16, c, k, k), np.float32),
+            None, 1, 0, 1, 1, "zeros", "auto", None, None,
+        )  # fmt: skip
+        for limit in (2**16, 2**20, 2**26):
+            for threads in (1, 2):
+                nimg, _ = plan_tiles(spec, limit, threads)
+                if nimg:
+                    assert workspace(spec, limit, threads) <= limit

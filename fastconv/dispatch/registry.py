@@ -61,17 +61,72 @@ def methods_for(op: str) -> dict[str, Method]:
 # --- registrations ----------------------------------------------------------------
 
 
-def _direct_supports(spec) -> str | None:
+def linear_cost(features: dict[str, float], constants: dict[str, float]) -> float:
+    """Estimated seconds: sum of feature x constant (a missing constant counts 0)."""
+    return sum(v * constants.get(k, 0.0) for k, v in features.items())
+
+
+def direct_features(spec) -> dict[str, float]:
+    """What the direct kernel's time grows with: a fixed cost, FLOPs, the
+    number of accumulator passes (short streams are overhead-bound), and the
+    input elements staged into tiles (once per block of 8 output channels)."""
+    ow = spec.out_spatial[-1]
+    plane = 1
+    for v in spec.out_spatial:
+        plane *= v
+    stream = max(1, min(1024, plane * max(1, min(spec.n, 1024 // max(1, plane)))))
+    cog = spec.c_out // spec.groups
+    staged = spec.n * spec.c_in * -(-cog // 8)
+    for v in spec.in_spatial:
+        staged *= v
+    return {
+        "overhead_s": 1.0,
+        "s_per_flop": float(spec.flops),
+        "s_per_pass": spec.macs / 8 / stream + spec.n * spec.c_out * plane / max(ow, 1),
+        "s_per_staged": float(staged),
+    }
+
+
+def im2col_features(spec) -> dict[str, float]:
+    """im2col: a fixed cost, the GEMM FLOPs, the bytes gathered into columns,
+    and the number of gather + GEMM calls."""
+    from ..kernels.im2col_plan import gathered_bytes, gemm_calls
+
+    limit, threads = _settings()
+    return {
+        "overhead_s": 1.0,
+        "s_per_flop": float(spec.flops),
+        "s_per_byte": float(gathered_bytes(spec)),
+        "s_per_call": float(gemm_calls(spec, limit, threads)),
+    }
+
+
+def _settings() -> tuple[int, int]:
+    from .._config import get_config
+
+    cfg = get_config()
+    return cfg.workspace_limit, cfg.num_threads
+
+
+def _im2col_workspace(spec) -> int:
+    from ..kernels.im2col_plan import workspace
+
+    return workspace(spec, *_settings())
+
+
+#: per-method feature functions; bench/fit_cost_model.py fits their constants
+FEATURES = {"direct": direct_features, "im2col": im2col_features}
+
+
+def _cost(name: str):
+    def cost(spec, constants) -> float:
+        return linear_cost(FEATURES[name](spec), constants[name])
+
+    return cost
+
+
+def _always(spec) -> str | None:
     return None
-
-
-def _direct_cost(spec, constants) -> float:
-    c = constants["direct"]
-    # FMA rate for the vectorised row passes, plus a fixed cost per pass (one
-    # pass = 4 taps x 4 channels over one output row), which dominates narrow rows
-    rate = c["flops_per_s"] if spec.stride[-1] == 1 else c["flops_per_s_strided"]
-    passes = spec.macs / (16 * max(1, spec.out_spatial[-1]))
-    return c["overhead_s"] + spec.flops / rate + passes * c["row_pass_s"]
 
 
 register(
@@ -79,9 +134,20 @@ register(
         name="direct",
         ops=CONV_OPS,
         runner="fastconv.kernels.direct:conv_direct",
-        supports=_direct_supports,
-        cost=_direct_cost,
+        supports=_always,
+        cost=_cost("direct"),
         workspace=lambda spec: 0,
-        description="direct sum of shifted rows, 4x4 register-blocked, no workspace",
+        description="shifted-row streams over an L1-sized padded tile, 8 channels x 8 taps per pass, no workspace",
+    )
+)
+register(
+    Method(
+        name="im2col",
+        ops=CONV_OPS,
+        runner="fastconv.kernels.im2col:conv_im2col",
+        supports=_always,
+        cost=_cost("im2col"),
+        workspace=_im2col_workspace,
+        description="windows gathered into columns (tiled to workspace_limit), one BLAS GEMM per tile",
     )
 )

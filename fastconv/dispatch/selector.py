@@ -23,12 +23,14 @@ class Candidate:
     estimated_s: float | None
     workspace_bytes: int
     rejected: str | None  # None when feasible
+    measured_s: float | None = None
 
     def row(self, chosen: bool) -> str:
         mark = "*" if chosen else " "
-        est = "-" if self.estimated_s is None else f"{self.estimated_s * 1e3:10.3f} ms"
+        est = "-" if self.estimated_s is None else f"{self.estimated_s * 1e3:.3f} ms"
+        meas = "" if self.measured_s is None else f"  measured {self.measured_s * 1e3:.3f} ms"
         why = "" if self.rejected is None else f"  rejected: {self.rejected}"
-        return f" {mark} {self.name:<12} {est:>13}  workspace {_bytes(self.workspace_bytes):>9}{why}"
+        return f" {mark} {self.name:<12} estimated {est:>12}{meas}  workspace {_bytes(self.workspace_bytes):>9}{why}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,7 +66,7 @@ class Plan:
             f"dilation {s.dilation}, groups {s.groups}",
             f"  output {s.out_shape}, {s.flops / 1e9:.3f} GFLOP, threads {self.num_threads}",
             f"  why: {self.reason}",
-            "  candidates (estimated time):",
+            "  candidates:",
         ]
         lines += [c.row(c.name == self.method) for c in self.candidates]
         return "\n".join(lines) + ">"
@@ -93,16 +95,45 @@ _plans: dict[tuple, Plan] = {}
 _plans_lock = threading.Lock()
 
 
-def select(spec) -> Plan:
-    """The plan for ``spec`` under the current settings (cached in memory)."""
+def select(spec, ops=None) -> Plan:
+    """The plan for ``spec`` under the current settings (cached in memory).
+
+    With ``autotune`` on and several feasible methods, the candidates are
+    timed once per shape (on ``ops`` when given, else on random operands of the
+    right shapes) and the fastest is remembered in the tuning cache."""
     cfg = get_config()
-    key = (spec.key(), spec.method, cfg.num_threads, cfg.workspace_limit)
+    key = (spec.key(), spec.method, cfg.num_threads, cfg.workspace_limit, cfg.autotune, cfg.cache_dir)
     plan = _plans.get(key)
     if plan is None:
         plan = _select(spec, cfg)
+        feasible = [c for c in plan.candidates if c.rejected is None]
+        if spec.method == "auto" and cfg.autotune and len(feasible) > 1:
+            plan = _tuned(plan, spec, cfg, ops)
         with _plans_lock:
             _plans[key] = plan
     return plan
+
+
+def _tuned(plan: Plan, spec, cfg, ops) -> Plan:
+    from . import tuning
+
+    names = [c.name for c in plan.candidates if c.rejected is None]
+    tkey = tuning.cache_key(spec, cfg.num_threads, cfg.workspace_limit)
+    entry = tuning.lookup(tkey, cfg.cache_dir)
+    if entry is not None and entry["method"] in names:
+        times, reason = entry.get("times", {}), "measured earlier (tuning cache)"
+    else:
+        if ops is None:
+            from .._spec import synthetic_operands
+
+            ops = synthetic_operands(spec)
+        scratch = np.empty((spec.n, spec.c_out, *spec.lifted("out_spatial")), dtype=spec.dtype)
+        times = tuning.measure(names, lambda name: _runner(spec.op, name)(spec, ops, scratch, cfg.num_threads))
+        entry = {"method": min(times, key=times.get), "times": times}
+        tuning.store(tkey, entry, cfg.cache_dir)
+        reason = "measured now (autotune), fastest of the feasible methods"
+    candidates = tuple(dataclasses.replace(c, measured_s=times.get(c.name)) for c in plan.candidates)
+    return dataclasses.replace(plan, method=entry["method"], reason=reason, candidates=candidates)
 
 
 def clear_plan_cache() -> None:

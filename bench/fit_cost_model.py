@@ -1,0 +1,97 @@
+"""Re-fit the dispatcher's cost-model constants on this machine.
+
+    python bench/fit_cost_model.py [--threads 2] [--write]
+
+Times every registered convolution method on a spread of shapes (the bench
+suites at batch 1..2 plus small variants), then fits, per method, the
+non-negative constants of ``estimated seconds = sum(feature x constant)``
+(features from ``fastconv.dispatch.registry.FEATURES``) by least squares on
+relative error.  ``--write`` stores them in fastconv/dispatch/cost_model.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+import numpy as np
+from scipy.optimize import nnls
+
+import fastconv
+from fastconv import _bench
+from fastconv._spec import conv_spec, synthetic_operands
+from fastconv.dispatch import registry, selector
+
+MODEL = os.path.join(os.path.dirname(fastconv.__file__), "dispatch", "cost_model.json")
+
+
+def shapes():
+    for suite, cases in _bench.SUITES.items():
+        nd = int(suite[-2])
+        for _, xs, ws, kw in cases:
+            for n in sorted({1, min(2, xs[0]), xs[0]}):
+                yield nd, (n, *xs[1:]), ws, kw
+            # a thinner variant: fewer channels
+            if xs[1] >= 16 and ws[0] >= 16:
+                g = kw.get("groups", 1)
+                if g == 1:
+                    yield nd, (xs[0], xs[1] // 4, *xs[2:]), (ws[0] // 4, ws[1] // 4, *ws[2:]), kw
+
+
+def best_time(run, repeats=3):
+    run()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--write", action="store_true")
+    args = parser.parse_args()
+    rows: dict[str, list[tuple[dict, float]]] = {name: [] for name in registry.FEATURES}
+    with fastconv.set_config(num_threads=args.threads):
+        for nd, xs, ws, kw in shapes():
+            p = dict(stride=1, padding=0, dilation=1, groups=1) | kw
+            x = np.zeros(xs, np.float32)
+            w = np.zeros(ws, np.float32)
+            spec, _, _ = conv_spec(
+                nd, x, w, None, p["stride"], p["padding"], p["dilation"], p["groups"], "zeros", "auto", None, None
+            )
+            ops = synthetic_operands(spec)
+            out = np.empty((spec.n, spec.c_out, *spec.lifted("out_spatial")), np.float32)
+            plan = selector.select(spec)
+            for cand in plan.candidates:
+                if cand.rejected is not None:
+                    continue
+                runner = registry.methods_for(spec.op)[cand.name].load()
+                t = best_time(lambda r=runner, s=spec, o=ops, y=out: r(s, o, y, args.threads))
+                rows[cand.name].append((registry.FEATURES[cand.name](spec), t))
+                print(f"{cand.name:8s} {xs} {ws} {kw}: {t * 1e3:.2f} ms", flush=True)
+    model = json.load(open(MODEL, encoding="utf-8"))
+    for name, data in rows.items():
+        keys = list(data[0][0])
+        a = np.array([[f[k] for k in keys] for f, _ in data])
+        t = np.array([t for _, t in data])
+        # relative error: divide each row by its time
+        coef, _ = nnls(a / t[:, None], np.ones(len(t)))
+        pred = a @ coef
+        err = np.abs(pred / t - 1)
+        print(f"{name}: median |error| {np.median(err):.0%}, 90th percentile {np.percentile(err, 90):.0%}")
+        model[name] = {k: float(c) for k, c in zip(keys, coef)}
+    print(json.dumps(model, indent=2))
+    if args.write:
+        with open(MODEL, "w", encoding="utf-8") as fh:
+            json.dump(model, fh, indent=2)
+            fh.write("\n")
+        print(f"wrote {MODEL}")
+
+
+if __name__ == "__main__":
+    main()

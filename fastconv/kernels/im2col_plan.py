@@ -1,0 +1,76 @@
+"""Tiling of the im2col method: pure Python, no numba, so that planning and
+``fastconv.explain`` never compile or import a kernel."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def is_pointwise(spec) -> bool:
+    """1x1 kernel, stride 1, no padding: the input plane is the column matrix."""
+    return (
+        all(k == 1 for k in spec.kernel)
+        and all(s == 1 for s in spec.stride)
+        and not any(spec.pad_lo)
+        and not any(spec.pad_hi)
+    )
+
+
+def plan_tiles(spec, limit: int, threads: int = 1) -> tuple[int, int]:
+    """(images per GEMM, output rows per GEMM) so that the column buffers and
+    results of ``threads`` concurrent tiles stay within ``limit`` bytes, and
+    there are at least ``threads`` tiles; (0, 0) if one output row does not fit."""
+    limit = limit // max(1, threads)
+    item = spec.dtype.itemsize
+    taps = (spec.c_in // spec.groups) * int(np.prod(spec.kernel))
+    cog = spec.c_out // spec.groups
+    od, oh, ow = spec.lifted("out_spatial")
+    rows, plane = od * oh, od * oh * ow
+    if is_pointwise(spec):
+        return 1, rows
+    per_col = (taps + cog) * item  # a column of the gathered matrix and of the GEMM result
+    if per_col * ow > limit:
+        return 0, 0
+    tiles_wanted = max(1, threads)
+    if per_col * plane <= limit:
+        # fold images while columns + result fit and every thread still gets a tile
+        nimg = max(1, min(spec.n, limit // (per_col * plane), max(1, 4096 // plane)))
+        while nimg > 1 and -(-spec.n // nimg) * spec.groups < tiles_wanted:
+            nimg = (nimg + 1) // 2
+        nrows = rows
+    else:
+        nimg, nrows = 1, max(1, limit // (per_col * ow))
+    while nrows > 1 and -(-spec.n // nimg) * spec.groups * -(-rows // nrows) < tiles_wanted:
+        nrows = (nrows + 1) // 2
+    return nimg, nrows
+
+
+def workspace(spec, limit: int, threads: int = 1) -> int:
+    """Bytes of temporary memory :func:`conv_im2col` allocates for ``spec``."""
+    nimg, nrows = plan_tiles(spec, limit, threads)
+    item = spec.dtype.itemsize
+    taps = (spec.c_in // spec.groups) * int(np.prod(spec.kernel))
+    per_col = (taps + spec.c_out // spec.groups) * item
+    ow = spec.lifted("out_spatial")[2]
+    if nimg == 0:
+        return per_col * ow * max(1, threads)  # the least it would need: one row per thread
+    if is_pointwise(spec):
+        return 0
+    return per_col * nimg * nrows * ow * max(1, threads)
+
+
+def gemm_calls(spec, limit: int, threads: int = 1) -> int:
+    """How many GEMMs (and gathers) :func:`conv_im2col` issues for ``spec``."""
+    nimg, nrows = plan_tiles(spec, limit, threads)
+    if nimg == 0:
+        return 0
+    rows = int(np.prod(spec.lifted("out_spatial")[:2]))
+    return spec.groups * -(-spec.n // nimg) * -(-rows // nrows)
+
+
+def gathered_bytes(spec) -> int:
+    """Bytes the gather writes in total (0 for the copy-free pointwise case)."""
+    if is_pointwise(spec):
+        return 0
+    taps = (spec.c_in // spec.groups) * int(np.prod(spec.kernel))
+    return spec.n * spec.groups * taps * int(np.prod(spec.out_spatial)) * spec.dtype.itemsize
