@@ -142,12 +142,15 @@ def run_suite(
     repeats: int = 15,
     budget_s: float = 6.0,
     progress: Callable[[str], None] | None = None,
+    only: str | None = None,
 ) -> list[Result]:
     import fastconv
 
     cases = SUITES[suite]
     if quick:
         cases = [cases[i] for i in QUICK[suite]]
+    if only:
+        cases = [c for c in cases if only in c[0]]
     torch = _torch(threads) if "torch" in compare else None
     f = getattr(fastconv, suite)
     results = []

@@ -1,4 +1,4 @@
-"""The ``fastconv`` command: ``bench``, ``info`` and ``explain``."""
+"""The ``fastconv`` command: ``bench``, ``tune``, ``explain`` and ``info``."""
 
 from __future__ import annotations
 
@@ -49,10 +49,14 @@ def cmd_bench(args) -> int:
     gemm = _bench.gemm_rate(args.threads)
     print(f"  numpy float32 GEMM 2048^3 with {args.threads} threads: {gemm:.1f} GFLOP/s", flush=True)
     results = []
+    if args.cases and not any(args.cases in c[0] for suite in suites for c in _bench.SUITES[suite]):
+        print(f"fastconv bench: --cases: no case name contains {args.cases!r}", file=sys.stderr)
+        return 2
     for suite in suites:
         res = _bench.run_suite(
             suite,
             quick=args.quick,
+            only=args.cases,
             threads=args.threads,
             compare=compare,
             repeats=args.repeats,
@@ -120,23 +124,63 @@ def _threading_layer() -> str:
         return "not started yet"
 
 
-def cmd_explain(args) -> int:
+def _call_from_args(args):
     import numpy as np
 
     import fastconv
 
     func = getattr(fastconv, args.op)
-    nd = int(args.op[-2])
     x = np.zeros(args.input, dtype=args.dtype)
     w = np.zeros(args.weight, dtype=args.dtype)
     kwargs = dict(stride=args.stride, padding=args.padding, dilation=args.dilation, groups=args.groups)
+    return func, x, w, kwargs
+
+
+def cmd_explain(args) -> int:
+    import fastconv
+
+    func, x, w, kwargs = _call_from_args(args)
     try:
         plan = fastconv.explain(func, x, w, **kwargs)
     except (ValueError, TypeError) as exc:
         print(f"fastconv explain: {exc}", file=sys.stderr)
         return 2
-    del nd
     print(plan)
+    return 0
+
+
+def cmd_tune(args) -> int:
+    import numpy as np
+
+    import fastconv
+
+    from . import _bench
+
+    if args.op is not None:
+        if args.input is None or args.weight is None:
+            print("fastconv tune: an operation needs --input and --weight", file=sys.stderr)
+            return 2
+        func, x, w, kwargs = _call_from_args(args)
+        calls = [(f"{args.op} {args.input} {args.weight}", func, x, w, kwargs)]
+    else:
+        suites = ["conv2d", "conv1d", "conv3d"] if args.suite == "all" else [args.suite]
+        calls = [
+            (name, getattr(fastconv, suite), np.zeros(xs, np.float32), np.zeros(ws, np.float32), kw)
+            for suite in suites
+            for name, xs, ws, kw in _bench.SUITES[suite]
+        ]
+    with fastconv.set_config(autotune=True, num_threads=args.threads):
+        print(f"fastconv tune: {len(calls)} call(s), {args.threads} threads, cache {fastconv.get_config().cache_dir}")
+        for k, (name, func, x, w, kwargs) in enumerate(calls):
+            try:
+                plan = fastconv.explain(func, x, w, **kwargs)
+            except (ValueError, TypeError) as exc:
+                print(f"fastconv tune: {exc}", file=sys.stderr)
+                return 2
+            times = ", ".join(
+                f"{c.name} {c.measured_s * 1e3:.2f} ms" for c in plan.candidates if c.measured_s is not None
+            )
+            print(f"  [{k + 1}/{len(calls)}] {name}: {plan.method}  ({times or plan.reason})", flush=True)
     return 0
 
 
@@ -150,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--compare", default="torch", help="comma-separated reference libraries (default: torch)")
     b.add_argument("--threads", type=_positive_int, default=2, help="threads for every library (default 2)")
     b.add_argument("--repeats", type=_positive_int, default=15, help="interleaved runs per case (default 15)")
+    b.add_argument("--cases", metavar="TEXT", help="only the cases whose name contains TEXT")
     b.add_argument("--json", metavar="FILE", help="write the raw results as JSON")
     b.set_defaults(func=cmd_bench)
 
@@ -158,21 +203,34 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("explain", help="show the plan the dispatcher makes for one call")
     e.add_argument("op", choices=["conv1d", "conv2d", "conv3d"])
-    e.add_argument("--input", type=_shape, required=True, help="input shape, e.g. 8,64,56,56")
-    e.add_argument("--weight", type=_shape, required=True, help="weight shape, e.g. 64,64,3,3")
-    e.add_argument("--stride", type=_ints, default=1)
-    e.add_argument("--padding", default=0, help="int, comma-separated ints, 'valid' or 'same'")
-    e.add_argument("--dilation", type=_ints, default=1)
-    e.add_argument("--groups", type=_positive_int, default=1)
-    e.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    _call_arguments(e, required=True)
     e.set_defaults(func=cmd_explain)
+
+    t = sub.add_parser(
+        "tune", help="measure and cache the dispatcher's choice (for a suite, or for one call given by shapes)"
+    )
+    t.add_argument("op", nargs="?", choices=["conv1d", "conv2d", "conv3d"])
+    _call_arguments(t, required=False)
+    t.add_argument("--suite", choices=["conv2d", "conv1d", "conv3d", "all"], default="all")
+    t.add_argument("--threads", type=_positive_int, default=None, help="threads to tune for (default: the setting)")
+    t.set_defaults(func=cmd_tune)
     return parser
+
+
+def _call_arguments(p: argparse.ArgumentParser, required: bool) -> None:
+    p.add_argument("--input", type=_shape, required=required, help="input shape, e.g. 8,64,56,56")
+    p.add_argument("--weight", type=_shape, required=required, help="weight shape, e.g. 64,64,3,3")
+    p.add_argument("--stride", type=_ints, default=1)
+    p.add_argument("--padding", default=0, help="int, comma-separated ints, 'valid' or 'same'")
+    p.add_argument("--dilation", type=_ints, default=1)
+    p.add_argument("--groups", type=_positive_int, default=1)
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "explain" and args.padding not in ("valid", "same"):
+    if args.command in ("explain", "tune") and isinstance(args.padding, str) and args.padding not in ("valid", "same"):
         try:
             args.padding = _ints(args.padding)
         except argparse.ArgumentTypeError as exc:

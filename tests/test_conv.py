@@ -27,6 +27,16 @@ def check(got, want, dtype):
     np.testing.assert_allclose(got, want, rtol=tol["rtol"], atol=tol["atol"] * scale)
 
 
+def run_method(f, method, *args, **kwargs):
+    """f(..., method=method), or None after checking that a method that does
+    not support this call is refused with a ValueError naming it."""
+    if method in fastconv.available_methods(f, *args, **kwargs):
+        return f(*args, method=method, **kwargs)
+    with pytest.raises(ValueError, match=method):
+        f(*args, method=method, **kwargs)
+    return None
+
+
 def _case(rng, nd, n, cin, cout, groups, spatial, kernel, dtype):
     x = arrays.random(rng, (n, cin, *spatial), dtype)
     w = arrays.random(rng, (cout, cin // groups, *kernel), dtype)
@@ -66,13 +76,18 @@ GRID = [
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_grid_against_reference(method, dtype, rng):
+    ran = 0
     for nd, n, cin, cout, groups, spatial, kernel, stride, padding, dilation in GRID:
         x, w, b = _case(rng, nd, n, cin, cout, groups, spatial, kernel, dtype)
         for bias in (None, b):
-            got = FUNCS[nd](x, w, bias, stride, padding, dilation, groups, method=method)
+            got = run_method(FUNCS[nd], method, x, w, bias, stride, padding, dilation, groups)
+            if got is None:
+                continue
+            ran += 1
             want = conv_nd(x, w, bias, stride, padding, dilation, groups)
             assert got.dtype == dtype
             check(got, want, dtype)
+    assert ran >= 4  # every method supports some of the grid
 
 
 @pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
@@ -171,7 +186,7 @@ def test_out_argument(method, rng):
         np.full((2, 5, 10, 10), np.nan, np.float32, order="F"),
         np.full((2, 5, 10, 20), np.nan, np.float32)[..., ::2],
     ):
-        res = fastconv.conv2d(x, w, padding=1, out=out, method=method)
+        res = run_method(fastconv.conv2d, method, x, w, padding=1, out=out)
         assert res is out
         check(out, want, np.float32)
 
@@ -184,7 +199,7 @@ def test_out_aliasing_input(rng):
     check(x, want, np.float64)
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", [*METHODS, "auto"])
 @pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
 def test_non_finite_stays_local(method, value, rng):
     for nd, spatial, kernel, kwargs in [
@@ -197,6 +212,8 @@ def test_non_finite_stays_local(method, value, rng):
         w = rng.uniform(0.5, 1.5, (4, 3, *kernel))  # nonzero weights
         index = (1, 2, *(s // 2 for s in spatial))
         x[index] = value
+        if method != "auto" and method not in fastconv.available_methods(FUNCS[nd], x, w, **kwargs):
+            continue
         y = FUNCS[nd](x, w, method=method, **kwargs)
         mask = receptive_mask(x.shape, index, w.shape, **kwargs)
         assert mask.any() and not mask.all()
@@ -235,8 +252,9 @@ def test_property_against_reference(case):
     b = b if bias else None
     want = conv_nd(x, w, b, stride, padding, dilation, groups)
     for method in METHODS:
-        got = FUNCS[nd](x, w, b, stride, padding, dilation, groups, method=method)
-        check(got, want, dtype)
+        got = run_method(FUNCS[nd], method, x, w, b, stride, padding, dilation, groups)
+        if got is not None:
+            check(got, want, dtype)
 
 
 def test_against_torch(torch):
@@ -280,3 +298,18 @@ def test_against_torch(torch):
             np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * scale)
             checked += 1
     assert checked == 240
+
+
+def test_auto_never_uses_fft_on_non_finite_input(rng):
+    """A large kernel makes FFT the cheapest; a NaN in the input must steer
+    "auto" away from it (FFT would turn every output into NaN)."""
+    x = rng.standard_normal((1, 2, 300, 300))
+    w = rng.standard_normal((2, 2, 63, 63))
+    assert fastconv.explain(fastconv.conv2d, x, w).method == "fft"
+    x[0, 1, 150, 150] = np.nan
+    y = fastconv.conv2d(x, w)
+    assert fastconv.explain(fastconv.conv2d, x, w).method == "fft"  # explain sees no data
+    mask = receptive_mask(x.shape, (0, 1, 150, 150), w.shape)
+    np.testing.assert_array_equal(np.isnan(y), mask)
+    # forced too: the API promises locality whatever the method, so another method runs
+    np.testing.assert_array_equal(np.isnan(fastconv.conv2d(x, w, method="fft")), mask)

@@ -29,6 +29,8 @@ class Method:
     cost: Callable[[Any, dict], float]
     workspace: Callable[[Any], int]
     description: str
+    #: never chosen by "auto" for input containing NaN/Inf (it would spread them)
+    finite_only: bool = False
 
     def load(self) -> Callable[..., None]:
         if callable(self.runner):
@@ -82,6 +84,8 @@ def direct_features(spec) -> dict[str, float]:
     return {
         "overhead_s": 1.0,
         "s_per_flop": float(spec.flops),
+        # blocks of 8 output channels: a thinner group wastes part of each pass
+        "s_per_flop_thin": spec.flops * max(0.0, 8 / max(cog, 1) - 1),
         "s_per_pass": spec.macs / 8 / stream + spec.n * spec.c_out * plane / max(ow, 1),
         "s_per_staged": float(staged),
     }
@@ -93,9 +97,12 @@ def im2col_features(spec) -> dict[str, float]:
     from ..kernels.im2col_plan import gathered_bytes, gemm_calls
 
     limit, threads = _settings()
+    cog = spec.c_out // spec.groups
     return {
         "overhead_s": 1.0,
         "s_per_flop": float(spec.flops),
+        # GEMMs with few rows (output channels) run below the BLAS peak
+        "s_per_flop_thin": spec.flops * max(0.0, 64 / max(cog, 1) - 1),
         "s_per_byte": float(gathered_bytes(spec)),
         "s_per_call": float(gemm_calls(spec, limit, threads)),
     }
@@ -114,8 +121,84 @@ def _im2col_workspace(spec) -> int:
     return workspace(spec, *_settings())
 
 
+def fft_features(spec) -> dict[str, float]:
+    """FFT: a fixed cost, the transforms, the per-frequency channel mixing, and
+    the output elements written (strides compute and drop the rest)."""
+    from ..kernels.fft_plan import mix_flops, transform_flops
+
+    out = spec.n * spec.c_out
+    for v in spec.out_spatial:
+        out *= v
+    return {
+        "overhead_s": 1.0,
+        "s_per_transform_flop": transform_flops(spec),
+        "s_per_mix_flop": mix_flops(spec),
+        "s_per_output": float(out),
+    }
+
+
+def _fft_workspace(spec) -> int:
+    from ..kernels.fft_plan import workspace
+
+    return workspace(spec, _settings()[0])
+
+
+def _winograd_features(m: int):
+    def features(spec) -> dict[str, float]:
+        """Winograd F(m): a fixed cost, the channel GEMMs' FLOPs, the
+        transformed elements (input and output transforms), and the blocks."""
+        from ..kernels.winograd_plan import tiles, tiles_per_block
+
+        a2 = (m + 2) ** 2
+        t = tiles(spec, m)
+        cig, cog = spec.c_in // spec.groups, spec.c_out // spec.groups
+        blocks = spec.groups * -(-t // tiles_per_block(spec, m, _settings()[0]))
+        return {
+            "overhead_s": 1.0,
+            "s_per_flop": 2.0 * a2 * cig * cog * t * spec.groups,
+            "s_per_transformed": float(a2 * (cig + cog) * t * spec.groups),
+            "s_per_block": float(blocks),
+        }
+
+    return features
+
+
+def _winograd_workspace(m: int):
+    def workspace(spec) -> int:
+        from ..kernels.winograd_plan import workspace
+
+        return workspace(spec, m, _settings()[0])
+
+    return workspace
+
+
+#: Winograd F(4x4, 3x3) in float32: measured relative error (see
+#: tests/test_winograd.py) grows with the input channels; above this count it
+#: is not offered for float32 (F(2x2) and float64 have no such limit)
+WINOGRAD_F4_MAX_CIN_FLOAT32 = 4096
+
+
+def _winograd_supports(m: int):
+    def supports(spec) -> str | None:
+        from ..kernels.winograd_plan import supports
+
+        reason = supports(spec)
+        if reason is None and m == 4 and spec.dtype.itemsize == 4:
+            if spec.c_in // spec.groups > WINOGRAD_F4_MAX_CIN_FLOAT32:
+                reason = f"float32 error of F(4x4) too large for more than {WINOGRAD_F4_MAX_CIN_FLOAT32} input channels"
+        return reason
+
+    return supports
+
+
 #: per-method feature functions; bench/fit_cost_model.py fits their constants
-FEATURES = {"direct": direct_features, "im2col": im2col_features}
+FEATURES = {
+    "direct": direct_features,
+    "im2col": im2col_features,
+    "fft": fft_features,
+    "winograd_f2": _winograd_features(2),
+    "winograd_f4": _winograd_features(4),
+}
 
 
 def _cost(name: str):
@@ -151,3 +234,28 @@ register(
         description="windows gathered into columns (tiled to workspace_limit), one BLAS GEMM per tile",
     )
 )
+register(
+    Method(
+        name="fft",
+        ops=CONV_OPS,
+        runner="fastconv.kernels.fft:conv_fft",
+        supports=_always,
+        cost=_cost("fft"),
+        workspace=_fft_workspace,
+        description="real FFTs, per-frequency channel mixing as a batched GEMM (large kernels)",
+        finite_only=True,
+    )
+)
+for _m in (2, 4):
+    register(
+        Method(
+            name=f"winograd_f{_m}",
+            ops=("conv2d",),
+            runner=f"fastconv.kernels.winograd:conv_winograd_f{_m}",
+            supports=_winograd_supports(_m),
+            cost=_cost(f"winograd_f{_m}"),
+            workspace=_winograd_workspace(_m),
+            description=f"Winograd F({_m}x{_m}, 3x3): transformed tiles, {(_m + 2) ** 2} channel GEMMs (3x3, stride 1)",
+            finite_only=True,
+        )
+    )

@@ -103,9 +103,22 @@ def select(spec, ops=None) -> Plan:
     right shapes) and the fastest is remembered in the tuning cache."""
     cfg = get_config()
     key = (spec.key(), spec.method, cfg.num_threads, cfg.workspace_limit, cfg.autotune, cfg.cache_dir)
+    plan = _cached_plan(key, spec, cfg, ops, finite=True)
+    if ops is not None and methods_for(spec.op)[plan.method].finite_only and not _all_finite(ops):
+        # guard: this method would spread NaN/Inf beyond the windows that hold
+        # them; the API promises locality whatever the method, so another runs
+        plan = _cached_plan((*key, "non-finite"), spec, cfg, ops, finite=False)
+    return plan
+
+
+def _all_finite(ops) -> bool:
+    return bool(np.isfinite(ops.x).all() and np.isfinite(ops.w).all())
+
+
+def _cached_plan(key, spec, cfg, ops, finite: bool) -> Plan:
     plan = _plans.get(key)
     if plan is None:
-        plan = _select(spec, cfg)
+        plan = _select(spec, cfg, finite)
         feasible = [c for c in plan.candidates if c.rejected is None]
         if spec.method == "auto" and cfg.autotune and len(feasible) > 1:
             plan = _tuned(plan, spec, cfg, ops)
@@ -145,30 +158,35 @@ def valid_methods(op: str) -> list[str]:
     return ["auto", *sorted(methods_for(op))]
 
 
-def _select(spec, cfg) -> Plan:
+def _select(spec, cfg, finite: bool = True) -> Plan:
     methods = methods_for(spec.op)
     if spec.method != "auto" and spec.method not in methods:
         raise ValueError(f"method must be one of {valid_methods(spec.op)} for {spec.op}, got {spec.method!r}")
     constants = cost_constants()
     candidates = []
+    non_finite = "input has NaN/Inf, which this method would spread beyond their windows"
     for name, m in sorted(methods.items()):
         rejected = m.supports(spec)
         ws = int(m.workspace(spec))
         if rejected is None and ws > cfg.workspace_limit:
             rejected = f"workspace {_bytes(ws)} exceeds workspace_limit {_bytes(cfg.workspace_limit)}"
+        if rejected is None and not finite and m.finite_only:
+            rejected = non_finite
         est = m.cost(spec, constants) if rejected is None else None
         candidates.append(Candidate(name, est, ws, rejected))
-    if spec.method != "auto":
-        chosen = next(c for c in candidates if c.name == spec.method)
-        if chosen.rejected is not None:
-            raise ValueError(f"method={spec.method!r} cannot compute this {spec.op}: {chosen.rejected}")
-        reason = "forced by method="
+    forced = next((c for c in candidates if c.name == spec.method), None)
+    if forced is not None and forced.rejected not in (None, non_finite):
+        raise ValueError(f"method={spec.method!r} cannot compute this {spec.op}: {forced.rejected}")
+    if forced is not None and forced.rejected is None:
+        chosen, reason = forced, "forced by method="
     else:
         feasible = [c for c in candidates if c.rejected is None]
         if not feasible:  # pragma: no cover - direct supports everything
             raise ValueError(f"no registered method can compute this {spec.op}")
         chosen = min(feasible, key=lambda c: c.estimated_s)
         reason = "only feasible candidate" if len(feasible) == 1 else "lowest estimated time (cost model)"
+        if forced is not None:
+            reason = f"method={spec.method!r} replaced: {forced.rejected}; {reason}"
     return Plan(
         op=spec.op,
         spec=spec,

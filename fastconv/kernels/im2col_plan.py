@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+_MAX_COLS = 8192
+
 
 def is_pointwise(spec) -> bool:
     """1x1 kernel, stride 1, no padding: the input plane is the column matrix."""
@@ -32,16 +34,25 @@ def plan_tiles(spec, limit: int, threads: int = 1) -> tuple[int, int]:
     if per_col * ow > limit:
         return 0, 0
     tiles_wanted = max(1, threads)
-    if per_col * plane <= limit:
+    # at most _MAX_COLS columns a GEMM: wide enough for BLAS, small enough that
+    # the columns stay in cache (measured on the 1x32x256x256 3x3 layer)
+    max_cols = max(ow, min(limit // per_col, _MAX_COLS))
+    if plane <= max_cols:
         # fold images while columns + result fit and every thread still gets a tile
-        nimg = max(1, min(spec.n, limit // (per_col * plane), max(1, 4096 // plane)))
+        nimg = max(1, min(spec.n, max_cols // plane))
         while nimg > 1 and -(-spec.n // nimg) * spec.groups < tiles_wanted:
             nimg = (nimg + 1) // 2
         nrows = rows
     else:
-        nimg, nrows = 1, max(1, limit // (per_col * ow))
+        nimg, nrows = 1, max(1, max_cols // ow)
     while nrows > 1 and -(-spec.n // nimg) * spec.groups * -(-rows // nrows) < tiles_wanted:
         nrows = (nrows + 1) // 2
+    # balance: a multiple of the thread count when the tiles are few
+    tiles = -(-spec.n // nimg) * spec.groups * -(-rows // nrows)
+    if nimg == 1 and threads > 1 and tiles % threads and tiles < 8 * threads:
+        per_image = -(-tiles // (spec.n * spec.groups))
+        target = -(-per_image // threads) * threads if spec.n * spec.groups < threads else per_image
+        nrows = max(1, -(-rows // target))
     return nimg, nrows
 
 

@@ -1,0 +1,74 @@
+"""Sizing of the FFT method: pure Python (no numba, no scipy.fft import)."""
+
+from __future__ import annotations
+
+
+def _next_fast_len(n: int) -> int:
+    """Smallest 2^a 3^b 5^c 7^d >= n (pocketfft is fast for these)."""
+    best = 1 << max(0, (n - 1).bit_length())
+    p7 = 1
+    while p7 < best:
+        p5 = p7
+        while p5 < best:
+            p3 = p5
+            while p3 < best:
+                p2 = p3
+                while p2 < n:
+                    p2 *= 2
+                best = min(best, p2)
+                p3 *= 3
+            p5 *= 5
+        p7 *= 7
+    return best
+
+
+def fft_shape(padded: tuple[int, ...], span: tuple[int, ...]) -> tuple[int, ...]:
+    """Transform lengths: the full linear convolution, rounded up to fast sizes."""
+    return tuple(_next_fast_len(p + s - 1) if p + s - 1 > 1 else 1 for p, s in zip(padded, span))
+
+
+def geometry(spec) -> tuple[tuple[int, ...], int, int]:
+    """(transform shape, complex frequencies, real samples) of one image-channel."""
+    pads = spec.lifted("pad_lo"), spec.lifted("pad_hi")
+    ins = (1,) * (3 - spec.nd) + spec.in_spatial
+    span = tuple(d * (k - 1) + 1 for d, k in zip(spec.lifted("dilation"), spec.lifted("kernel")))
+    shape = fft_shape(tuple(i + a + b for i, a, b in zip(ins, *pads)), span)
+    real = shape[0] * shape[1] * shape[2]
+    freq = shape[0] * shape[1] * (shape[2] // 2 + 1)
+    return shape, freq, real
+
+
+def _sizes(spec) -> tuple[int, int]:
+    """(complex elements held per image, complex elements of the kernel), one group."""
+    _, freq, real = geometry(spec)
+    cig, cog = spec.c_in // spec.groups, spec.c_out // spec.groups
+    # input and output spectra, the transposed copies, and the real-valued result
+    return freq * 2 * (cig + cog) + real * cog, freq * cig * cog * 2
+
+
+def images_per_block(spec, limit: int) -> int:
+    per_image, kernel = _sizes(spec)
+    item = 2 * spec.dtype.itemsize
+    return max(1, min(spec.n, (limit - kernel * item) // max(1, per_image * item)))
+
+
+def workspace(spec, limit: int) -> int:
+    per_image, kernel = _sizes(spec)
+    item = 2 * spec.dtype.itemsize
+    return (kernel + per_image * images_per_block(spec, limit)) * item
+
+
+def transform_flops(spec) -> float:
+    """~ 2.5 n log2 n per real transform, for the inputs, outputs and kernels."""
+    import math
+
+    _, _, real = geometry(spec)
+    per = 2.5 * real * math.log2(max(real, 2))
+    return per * (spec.n * spec.c_in + spec.n * spec.c_out + spec.c_out * spec.c_in // spec.groups)
+
+
+def mix_flops(spec) -> float:
+    """Real flops of the per-frequency channel mixing (8 per complex multiply-add)."""
+    _, freq, _ = geometry(spec)
+    cig, cog = spec.c_in // spec.groups, spec.c_out // spec.groups
+    return 8.0 * spec.n * spec.groups * cig * cog * freq

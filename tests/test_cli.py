@@ -1,0 +1,93 @@
+"""The ``fastconv`` command: every subcommand runs, JSON has its schema, bad arguments are rejected."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from fastconv.cli import main
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_info(capsys):
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "fastconv" in out and "numba" in out and "threads" in out and "tuning cache" in out
+
+
+def test_explain(capsys):
+    assert main(["explain", "conv2d", "--input", "2,8,16,16", "--weight", "4,8,3,3", "--padding", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "plan for conv2d" in out and "candidates" in out and "direct" in out
+
+
+def test_explain_reports_bad_shapes(capsys):
+    assert main(["explain", "conv2d", "--input", "2,8,16,16", "--weight", "4,3,3,3"]) == 2
+    assert "weight.shape[1]" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["bench", "--threads", "0"], "--threads"),
+        (["bench", "--suite", "fft"], "--suite"),
+        (["explain", "conv2d", "--input", "2,x", "--weight", "1,1,1,1"], "--input"),
+        (["explain", "conv2d", "--input", "2,2,5,5", "--weight", "1,2,1,1", "--padding", "a,b"], "--padding"),
+        (["explain", "conv4d"], "conv4d"),
+        (["frobnicate"], "frobnicate"),
+    ],
+)
+def test_bad_arguments(argv, words, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    assert words in capsys.readouterr().err
+
+
+def test_bench_unknown_library_and_case(capsys):
+    assert main(["bench", "--compare", "tensorflow"]) == 2
+    assert "tensorflow" in capsys.readouterr().err
+    assert main(["bench", "--cases", "no such layer"]) == 2
+
+
+def test_tune_one_call_writes_the_cache(tmp_path, capsys):
+    from fastconv.dispatch import clear_plan_cache
+
+    os.environ["FASTCONV_CACHE_DIR"] = str(tmp_path)
+    try:
+        import fastconv
+
+        with fastconv.set_config(cache_dir=str(tmp_path)):
+            clear_plan_cache()
+            argv = ["tune", "conv2d", "--input", "1,4,12,12", "--weight", "4,4,3,3", "--padding", "1"]
+            assert main(argv) == 0
+    finally:
+        del os.environ["FASTCONV_CACHE_DIR"]
+        clear_plan_cache()
+    out = capsys.readouterr().out
+    assert "direct" in out and "im2col" in out and "ms" in out
+    assert len(json.loads((tmp_path / "tuning.json").read_text())) == 1
+
+
+def test_bench_json_schema(tmp_path):
+    """`python -m fastconv bench` on one small case: table printed, JSON written."""
+    path = tmp_path / "bench.json"
+    res = subprocess.run(
+        [sys.executable, "-m", "fastconv", "bench", "--suite", "conv1d", "--cases", "depthwise",
+         "--repeats", "2", "--json", str(path)],
+        capture_output=True, text=True, cwd=ROOT, timeout=600,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert "GFLOP/s" in res.stdout and "1d depthwise" in res.stdout
+    data = json.loads(path.read_text())
+    assert set(data) == {"environment", "gemm_gflops", "results"}
+    (r,) = data["results"]
+    assert {"case", "method", "fastconv_ms", "gflops", "reference", "max_rel_err"} <= set(r)
+    assert r["fastconv_ms"] > 0 and r["gflops"] > 0
+    if "torch" in r["reference"]:
+        assert r["max_rel_err"] < 1e-3 and r["reference"]["torch"]["ratio"] > 0
