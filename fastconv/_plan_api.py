@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import Any
 
 from .dispatch import Plan, select
-from .dispatch.registry import methods_for
 
 
 def _spec_of(func: Callable, args: tuple, kwargs: dict):
@@ -41,7 +40,8 @@ def explain(func: Callable, *args: Any, **kwargs: Any) -> Plan:
 
 
 def available_methods(func: Callable, *args: Any, **kwargs: Any) -> list[str]:
-    """Names accepted by ``method=`` for this call (``"auto"`` first).
+    """Names accepted by ``method=`` for this call (``"auto"`` first): the
+    methods that support its parameters within the current ``workspace_limit``.
 
     Examples
     --------
@@ -54,6 +54,11 @@ def available_methods(func: Callable, *args: Any, **kwargs: Any) -> list[str]:
     >>> fastconv.available_methods(fastconv.conv2d, x, w, padding=1, stride=2)
     ['auto', 'direct', 'fft', 'im2col']
     """
-    spec = _spec_of(func, args, kwargs)
-    names = [name for name, m in sorted(methods_for(spec.op).items()) if m.supports(spec) is None]
-    return ["auto", *names]
+    import dataclasses
+
+    from ._config import get_config
+    from .dispatch.selector import _select
+
+    spec = dataclasses.replace(_spec_of(func, args, kwargs), method="auto")
+    plan = _select(spec, get_config())  # guards only: what supports this call within the workspace limit
+    return ["auto", *(c.name for c in plan.candidates if c.rejected is None)]

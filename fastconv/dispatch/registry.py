@@ -182,7 +182,7 @@ def _winograd_supports(m: int):
     def supports(spec) -> str | None:
         from ..kernels.winograd_plan import supports
 
-        reason = supports(spec)
+        reason = supports(spec) or _needs_threadpoolctl(spec)
         if reason is None and m == 4 and spec.dtype.itemsize == 4:
             if spec.c_in // spec.groups > WINOGRAD_F4_MAX_CIN_FLOAT32:
                 reason = f"float32 error of F(4x4) too large for more than {WINOGRAD_F4_MAX_CIN_FLOAT32} input channels"
@@ -212,6 +212,17 @@ def _always(spec) -> str | None:
     return None
 
 
+def _needs_threadpoolctl(spec) -> str | None:
+    """The GEMM methods call BLAS from inside Numba's parallel regions with
+    BLAS limited to one thread; without threadpoolctl that limit cannot be set
+    and OpenBLAS would nest its own threads (oversubscription, possible hang)."""
+    try:
+        import threadpoolctl  # noqa: F401
+    except ImportError:
+        return "needs threadpoolctl to keep BLAS single-threaded inside Numba's threads (pip install threadpoolctl)"
+    return None
+
+
 register(
     Method(
         name="direct",
@@ -228,7 +239,7 @@ register(
         name="im2col",
         ops=CONV_OPS,
         runner="fastconv.kernels.im2col:conv_im2col",
-        supports=_always,
+        supports=_needs_threadpoolctl,
         cost=_cost("im2col"),
         workspace=_im2col_workspace,
         description="windows gathered into columns (tiled to workspace_limit), one BLAS GEMM per tile",

@@ -143,6 +143,10 @@ def blas_threads(n: int):
         except ImportError:
             _controller = False
         else:
+            # load the BLAS that numba's np.dot calls (scipy's) before the
+            # controller looks for libraries, so it limits that one too
+            import scipy.linalg.cython_blas  # noqa: F401
+
             _controller = ThreadpoolController()
     if not _controller:
         yield

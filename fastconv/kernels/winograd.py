@@ -15,8 +15,8 @@ input channels.  A NaN/Inf in a tile reaches
 every output of the tile, so these methods are ``finite_only``: the
 dispatcher runs another method for non-finite input.
 
-Tiles are processed in blocks sized to ``workspace_limit``; transforms run
-on Numba threads, the GEMMs on BLAS threads, one after the other.
+Tiles are processed in blocks sized to ``workspace_limit``; transforms and
+GEMMs all run in Numba's thread pool (BLAS single-threaded inside it).
 """
 
 from __future__ import annotations
@@ -63,90 +63,102 @@ _AT = {
 
 
 def transform_weights(w: np.ndarray, m: int) -> np.ndarray:
-    """(O, C, 3, 3) -> U (a*a, O, C) with U = G g G^T, computed in float64."""
-    g = _G[m]
-    u = np.einsum("ik,ockl,jl->ijoc", g, w.astype(np.float64), g)
+    """(O, C, 3, 3) -> U (a*a, O, C) with U = G g G^T, accumulated in float64.
+    (In NumPy, the transposes of this layout alone cost 0.2 s on a 512x512
+    layer, 15x the convolution; the Numba loop writes U in place.)"""
     a = m + 2
-    return np.ascontiguousarray(u.reshape(a * a, w.shape[0], w.shape[1]).astype(w.dtype))
+    u = np.empty((a * a, w.shape[0], w.shape[1]), dtype=w.dtype)
+    _transform_weights(w, _G[m], u)
+    return u
 
 
 @numba_jit(parallel=True)
-def input_transform(x, v, bt, n0, t0, nt, c0, ph, pw, tiles_h, tiles_w):
-    """v[:, c, t] = B^T d B for tile t0 + t of images from n0, channels c0 + c;
-    d is the (a x a) input patch at (th*m - ph, tw*m - pw), zero outside."""
+def _transform_weights(w, g, u):
+    a = g.shape[0]
+    for o in prange(w.shape[0]):
+        tmp = np.empty((a, 3), np.float64)
+        for c in range(w.shape[1]):
+            for i in range(a):
+                for k in range(3):
+                    tmp[i, k] = g[i, 0] * w[o, c, 0, k] + g[i, 1] * w[o, c, 1, k] + g[i, 2] * w[o, c, 2, k]
+            for i in range(a):
+                for j in range(a):
+                    u[i * a + j, o, c] = tmp[i, 0] * g[j, 0] + tmp[i, 1] * g[j, 1] + tmp[i, 2] * g[j, 2]
+
+
+@numba_jit(parallel=True)
+def winograd_block(x, u, v, mm, out, bt, at, bias, t0, c0, o0, ph, pw, tiles_h, tiles_w):
+    """One block of tiles t0 .. t0 + v.shape[2] - 1 for one group: input
+    transform (V = B^T d B), the (m+2)^2 channel GEMMs (M = U V, BLAS called
+    from each thread, BLAS itself single-threaded), output transform
+    (Y = A^T M A, clipped at the edges, plus bias).  Three parallel loops in one
+    thread pool: alternating Numba and BLAS pools would oversubscribe the cores."""
     a = bt.shape[0]
     m = a - 2
+    a2 = a * a
     C = v.shape[1]
-    H, W = x.shape[2], x.shape[3]
-    per_img = tiles_h * tiles_w
-    for job in prange(C * nt):
-        c = job // nt
-        t = job - c * nt
-        g = t0 + t
-        n = n0 + g // per_img
-        r = g - (g // per_img) * per_img
-        th = r // tiles_w
-        tw = r - th * tiles_w
-        d = np.zeros((a, a), x.dtype)
-        h0 = th * m - ph
-        w0 = tw * m - pw
-        for i in range(a):
-            ih = h0 + i
-            if 0 <= ih < H:
-                for j in range(a):
-                    iw = w0 + j
-                    if 0 <= iw < W:
-                        d[i, j] = x[n, c0 + c, ih, iw]
-        tmp = np.zeros((a, a), x.dtype)
-        for i in range(a):
-            for k in range(a):
-                b = bt[i, k]
-                if b != 0:
-                    for j in range(a):
-                        tmp[i, j] += b * d[k, j]
-        for i in range(a):
-            for j in range(a):
-                s = tmp[i, 0] * bt[j, 0]
-                for k in range(1, a):
-                    s += tmp[i, k] * bt[j, k]
-                v[i * a + j, c, t] = s
-
-
-@numba_jit(parallel=True)
-def output_transform(mm, out, at, bias, n0, t0, nt, o0, tiles_h, tiles_w):
-    """out[n, o0 + o, th*m + i, tw*m + j] = (A^T M A)[i, j] + bias for the
-    block's tiles; partial tiles at the bottom/right edges are clipped."""
-    m = at.shape[0]
-    a = at.shape[1]
+    nt = v.shape[2]
     n_out = mm.shape[1]
+    H, W = x.shape[2], x.shape[3]
     OH, OW = out.shape[2], out.shape[3]
     per_img = tiles_h * tiles_w
-    for job in prange(n_out * nt):
-        o = job // nt
-        t = job - o * nt
-        g = t0 + t
-        n = n0 + g // per_img
-        r = g - (g // per_img) * per_img
-        th = r // tiles_w
-        tw = r - th * tiles_w
-        tmp = np.zeros((m, a), mm.dtype)
-        for i in range(m):
-            for k in range(a):
-                c = at[i, k]
-                if c != 0:
-                    for j in range(a):
-                        tmp[i, j] += c * mm[k * a + j, o, t]
+    for c in prange(C):
+        d = np.empty((a, a), x.dtype)
+        tmp = np.empty((a, a), x.dtype)
+        for t in range(nt):
+            g = t0 + t
+            n = g // per_img
+            r = g - n * per_img
+            th = r // tiles_w
+            h0 = th * m - ph
+            w0 = (r - th * tiles_w) * m - pw
+            for i in range(a):
+                ih = h0 + i
+                for j in range(a):
+                    iw = w0 + j
+                    if 0 <= ih < H and 0 <= iw < W:
+                        d[i, j] = x[n, c0 + c, ih, iw]
+                    else:
+                        d[i, j] = 0
+            for i in range(a):
+                for j in range(a):
+                    s = bt[i, 0] * d[0, j]
+                    for k in range(1, a):
+                        s += bt[i, k] * d[k, j]
+                    tmp[i, j] = s
+            for i in range(a):
+                for j in range(a):
+                    s = tmp[i, 0] * bt[j, 0]
+                    for k in range(1, a):
+                        s += tmp[i, k] * bt[j, k]
+                    v[i * a + j, c, t] = s
+    for k in prange(a2):
+        np.dot(u[k], v[k], mm[k])
+    for o in prange(n_out):
+        tmp = np.empty((m, a), mm.dtype)
         bv = bias[o0 + o]
-        for i in range(m):
-            oh = th * m + i
-            if oh < OH:
-                for j in range(m):
-                    ow = tw * m + j
-                    if ow < OW:
-                        s = tmp[i, 0] * at[j, 0]
-                        for k in range(1, a):
-                            s += tmp[i, k] * at[j, k]
-                        out[n, o0 + o, oh, ow] = s + bv
+        for t in range(nt):
+            g = t0 + t
+            n = g // per_img
+            r = g - n * per_img
+            th = r // tiles_w
+            tw = r - th * tiles_w
+            for i in range(m):
+                for j in range(a):
+                    s = at[i, 0] * mm[j, o, t]
+                    for k in range(1, a):
+                        s += at[i, k] * mm[k * a + j, o, t]
+                    tmp[i, j] = s
+            for i in range(m):
+                oh = th * m + i
+                if oh < OH:
+                    for j in range(m):
+                        ow = tw * m + j
+                        if ow < OW:
+                            s = tmp[i, 0] * at[j, 0]
+                            for k in range(1, a):
+                                s += tmp[i, k] * at[j, k]
+                            out[n, o0 + o, oh, ow] = s + bv
 
 
 def conv_winograd(spec, ops, out: np.ndarray, num_threads: int, *, m: int) -> None:
@@ -170,17 +182,14 @@ def conv_winograd(spec, ops, out: np.ndarray, num_threads: int, *, m: int) -> No
     at = _AT[m].astype(dt)
     a2 = (m + 2) ** 2
     bias = ops.b if ops.b is not None else np.zeros(spec.c_out, dt)
-    for g in range(G):
-        u = transform_weights(w[g * cog : (g + 1) * cog], m)  # (a2, O, C)
-        for t0 in range(0, total, block):
-            nt = min(block, total - t0)
-            v = np.empty((a2, cig, nt), dt)
-            with numba_threads(num_threads):
-                input_transform(x, v, bt, 0, t0, nt, g * cig, ph, pw, tiles_h, tiles_w)
-            with blas_threads(num_threads):
-                mm = np.matmul(u, v)  # (a2, O, nt)
-            with numba_threads(num_threads):
-                output_transform(mm, o4, at, bias, 0, t0, nt, g * cog, tiles_h, tiles_w)
+    with blas_threads(1), numba_threads(num_threads):
+        for g in range(G):
+            u = transform_weights(np.ascontiguousarray(w[g * cog : (g + 1) * cog]), m)  # (a2, O, C)
+            for t0 in range(0, total, block):
+                nt = min(block, total - t0)
+                v = np.empty((a2, cig, nt), dt)
+                mm = np.empty((a2, cog, nt), dt)
+                winograd_block(x, u, v, mm, o4, bt, at, bias, t0, g * cig, g * cog, ph, pw, tiles_h, tiles_w)
 
 
 def conv_winograd_f2(spec, ops, out, num_threads):

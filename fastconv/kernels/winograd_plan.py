@@ -18,9 +18,10 @@ def tiles_per_block(spec, m: int, limit: int) -> int:
     a2 = (m + 2) ** 2
     cig, cog = spec.c_in // spec.groups, spec.c_out // spec.groups
     per_tile = a2 * (cig + cog) * spec.dtype.itemsize
+    kernel = a2 * cig * cog * spec.dtype.itemsize
     oh, ow = spec.out_spatial
     total = spec.n * -(-oh // m) * -(-ow // m)
-    return max(1, min(total, limit // max(1, per_tile)))
+    return max(1, min(total, (limit - kernel) // max(1, per_tile)))
 
 
 def workspace(spec, m: int, limit: int) -> int:
