@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from .dispatch.tuning import cpu_id
+
 # name, input shape, weight shape, keyword arguments.  Realistic layers.
 CONV2D = [
     ("resnet 3x3 64 @56", (8, 64, 56, 56), (64, 64, 3, 3), dict(padding=1)),
@@ -236,7 +238,7 @@ def environment(threads: int) -> dict:
         "numpy": np.__version__,
         "python": sys.version.split()[0],
         "machine": platform.machine(),
-        "cpu": _cpu_model(),
+        "cpu": cpu_id(),
         "threads": threads,
         "date": time.strftime("%Y-%m-%d"),
     }
@@ -244,17 +246,6 @@ def environment(threads: int) -> dict:
     if torch is not None:
         env["torch"] = torch.__version__
     return env
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def to_json(results: list[Result], env: dict, gemm: float | None) -> str:

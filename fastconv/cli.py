@@ -86,14 +86,14 @@ def cmd_info(args) -> int:
     import scipy
 
     from . import __version__, get_config
-    from ._bench import _cpu_model
+    from .dispatch.tuning import cpu_id
 
     cfg = get_config()
     print(f"fastconv {__version__}")
     print(
         f"python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}, numba {numba.__version__}"
     )
-    print(f"cpu: {_cpu_model()} ({platform.machine()}), {os.cpu_count()} logical cores")
+    print(f"cpu: {cpu_id()} ({platform.machine()}), {os.cpu_count()} logical cores")
     flags = sorted(f for f in ("avx2", "avx512f", "fma", "neon", "asimd") if f in _cpu_flags())
     print(f"simd: {', '.join(flags) or 'unknown'}")
     print(
