@@ -183,10 +183,40 @@ def set_config(
     return _ConfigContext(previous)
 
 
+_layer_chosen = False
+
+
+def _prefer_workqueue_layer() -> None:
+    """Prefer Numba's ``workqueue`` threading layer over ``omp`` (tbb first
+    when installed), unless the user chose one (NUMBA_THREADING_LAYER or
+    NUMBA_THREADING_LAYER_PRIORITY).  Measured: with the ``omp`` layer, the
+    kernels slow down up to 2x, and keep degrading, in a process where torch
+    (which ships its own OpenMP runtime) also runs; ``workqueue`` is as fast
+    alone and stable beside torch.  It is not thread-safe, so
+    :func:`numba_threads` serialises concurrent calls under it."""
+    global _layer_chosen
+    if _layer_chosen:
+        return
+    _layer_chosen = True
+    if os.environ.get("NUMBA_THREADING_LAYER") or os.environ.get("NUMBA_THREADING_LAYER_PRIORITY"):
+        return
+    import numba
+
+    try:
+        numba.threading_layer()
+        return  # a parallel region already ran: the layer is fixed
+    except ValueError:
+        pass
+    if numba.config.THREADING_LAYER == "default":
+        numba.config.THREADING_LAYER_PRIORITY = ["tbb", "workqueue", "omp"]
+
+
 def numba_jit(*, parallel: bool = False, **extra: Any):
     """The one decorator every CPU kernel uses: lazy (no signatures, so nothing
     compiles at import), cached on disk, GIL released, safe fastmath only."""
     import numba
+
+    _prefer_workqueue_layer()
 
     options = dict(
         nopython=True,
