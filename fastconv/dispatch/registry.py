@@ -191,8 +191,24 @@ def _winograd_supports(m: int):
     return supports
 
 
+def depthwise_features(spec) -> dict[str, float]:
+    """Depthwise: a fixed cost, the FLOPs, and the output rows (one vectorised
+    pass each, plus the scalar ends of the row)."""
+    rows = spec.n * spec.c_out
+    for v in spec.out_spatial[:-1]:
+        rows *= v
+    return {"overhead_s": 1.0, "s_per_flop": float(spec.flops), "s_per_row": float(rows)}
+
+
+def _depthwise_supports(spec) -> str | None:
+    if spec.c_in != spec.groups:
+        return "depthwise needs groups == C_in (one input channel per output channel)"
+    return None
+
+
 #: per-method feature functions; bench/fit_cost_model.py fits their constants
 FEATURES = {
+    "depthwise": depthwise_features,
     "direct": direct_features,
     "im2col": im2col_features,
     "fft": fft_features,
@@ -232,6 +248,17 @@ register(
         cost=_cost("direct"),
         workspace=lambda spec: 0,
         description="shifted-row streams over an L1-sized padded tile, 8 channels x 8 taps per pass, no workspace",
+    )
+)
+register(
+    Method(
+        name="depthwise",
+        ops=CONV_OPS,
+        runner="fastconv.kernels.depthwise:conv_depthwise",
+        supports=_depthwise_supports,
+        cost=_cost("depthwise"),
+        workspace=lambda spec: 0,
+        description="groups == C_in: each output row in one vectorised pass over its input rows, no workspace",
     )
 )
 register(
