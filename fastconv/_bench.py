@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ._config import blas_threads
 from .dispatch.tuning import cpu_id
 
 # name, input shape, weight shape, keyword arguments.  Realistic layers.
@@ -112,27 +113,9 @@ def _torch(threads: int):
 def gemm_rate(threads: int) -> float:
     """float32 GFLOP/s of numpy matmul on 2048x2048 with ``threads`` BLAS threads."""
     a = np.random.default_rng(0).standard_normal((2048, 2048)).astype(np.float32)
-    with _blas_threads(threads):
+    with blas_threads(threads):
         t = interleaved_medians({"gemm": lambda: a @ a}, 7, 5.0)["gemm"]
     return 2 * 2048**3 / t / 1e9
-
-
-class _blas_threads:
-    def __init__(self, n: int):
-        self.n = n
-        self.ctx = None
-
-    def __enter__(self):
-        try:
-            from threadpoolctl import threadpool_limits
-        except ImportError:
-            return self
-        self.ctx = threadpool_limits(self.n)
-        return self
-
-    def __exit__(self, *exc):
-        if self.ctx is not None:
-            self.ctx.unregister()
 
 
 def run_suite(
@@ -157,7 +140,7 @@ def run_suite(
     f = getattr(fastconv, suite)
     results = []
     rng = np.random.default_rng(0)
-    with fastconv.set_config(num_threads=threads), _blas_threads(threads):
+    with fastconv.set_config(num_threads=threads), blas_threads(threads):
         for k, (name, xs, ws, kw) in enumerate(cases):
             if progress:
                 progress(f"[{k + 1}/{len(cases)}] {suite} {name}")

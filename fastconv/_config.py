@@ -257,3 +257,32 @@ def numba_threads(num_threads: int):
             yield
         finally:
             numba.set_num_threads(previous)
+
+
+_controller = None
+
+
+@contextlib.contextmanager
+def blas_threads(n: int):
+    """Limit BLAS to ``n`` threads for the duration (no-op without threadpoolctl).
+
+    The controller is built once (building it scans the loaded libraries, about
+    a millisecond), after loading scipy's BLAS — the one numba's ``np.dot``
+    calls — so that both numpy's and scipy's OpenBLAS are limited.  Without the
+    latter, OpenBLAS called from Numba's threads warns "Detect OpenMP Loop and
+    this application may hang" and nests its own threads."""
+    global _controller
+    if _controller is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:
+            _controller = False
+        else:
+            import scipy.linalg.cython_blas  # noqa: F401
+
+            _controller = ThreadpoolController()
+    if not _controller:
+        yield
+        return
+    with _controller.limit(limits=n, user_api="blas"):
+        yield

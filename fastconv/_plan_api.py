@@ -54,11 +54,6 @@ def available_methods(func: Callable, *args: Any, **kwargs: Any) -> list[str]:
     >>> fastconv.available_methods(fastconv.conv2d, x, w, padding=1, stride=2)
     ['auto', 'direct', 'fft', 'im2col']
     """
-    import dataclasses
+    from .dispatch.selector import feasible_methods
 
-    from ._config import get_config
-    from .dispatch.selector import _select
-
-    spec = dataclasses.replace(_spec_of(func, args, kwargs), method="auto")
-    plan = _select(spec, get_config())  # guards only: what supports this call within the workspace limit
-    return ["auto", *(c.name for c in plan.candidates if c.rejected is None)]
+    return ["auto", *feasible_methods(_spec_of(func, args, kwargs))]

@@ -222,3 +222,14 @@ def test_two_processes_writing_the_cache_at_once(tmp_path):
         assert p.returncode == 0, err
     data = json.loads((tmp_path / "tuning.json").read_text())
     assert len(data) == 6
+
+
+def test_plan_cache_is_bounded(monkeypatch):
+    from fastconv.dispatch import selector
+
+    monkeypatch.setattr(selector, "_MAX_PLANS", 5)
+    clear_plan_cache()
+    for h in range(4, 16):
+        fastconv.explain(fastconv.conv2d, np.ones((1, 3, h, 10), np.float32), W)
+    assert len(selector._plans) == 5
+    clear_plan_cache()

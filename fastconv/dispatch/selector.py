@@ -4,6 +4,7 @@ cache.  :class:`Plan` explains the choice."""
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import json
@@ -91,8 +92,11 @@ def _runner(op: str, name: str):
     return methods_for(op)[name].load()
 
 
-_plans: dict[tuple, Plan] = {}
+_plans: collections.OrderedDict[tuple, Plan] = collections.OrderedDict()
 _plans_lock = threading.Lock()
+#: plans kept in memory (least recently made dropped first): a program that
+#: sees ever new shapes must not grow without bound
+_MAX_PLANS = 4096
 
 
 def select(spec, ops=None) -> Plan:
@@ -124,6 +128,8 @@ def _cached_plan(key, spec, cfg, ops, finite: bool) -> Plan:
             plan = _tuned(plan, spec, cfg, ops)
         with _plans_lock:
             _plans[key] = plan
+            while len(_plans) > _MAX_PLANS:
+                _plans.popitem(last=False)
     return plan
 
 
@@ -152,6 +158,13 @@ def _tuned(plan: Plan, spec, cfg, ops) -> Plan:
 def clear_plan_cache() -> None:
     with _plans_lock:
         _plans.clear()
+
+
+def feasible_methods(spec) -> list[str]:
+    """Methods that pass the guards for ``spec`` (support, workspace limit),
+    without cost estimates or measurement: what ``method=`` may name."""
+    spec = dataclasses.replace(spec, method="auto")
+    return [c.name for c in _select(spec, get_config()).candidates if c.rejected is None]
 
 
 def valid_methods(op: str) -> list[str]:

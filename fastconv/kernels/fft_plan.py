@@ -1,30 +1,13 @@
-"""Sizing of the FFT method: pure Python (no numba, no scipy.fft import)."""
+"""Sizing of the FFT method: no numba, so planning never compiles a kernel."""
 
 from __future__ import annotations
 
 
-def _next_fast_len(n: int) -> int:
-    """Smallest 2^a 3^b 5^c 7^d >= n (pocketfft is fast for these)."""
-    best = 1 << max(0, (n - 1).bit_length())
-    p7 = 1
-    while p7 < best:
-        p5 = p7
-        while p5 < best:
-            p3 = p5
-            while p3 < best:
-                p2 = p3
-                while p2 < n:
-                    p2 *= 2
-                best = min(best, p2)
-                p3 *= 3
-            p5 *= 5
-        p7 *= 7
-    return best
-
-
 def fft_shape(padded: tuple[int, ...], span: tuple[int, ...]) -> tuple[int, ...]:
     """Transform lengths: the full linear convolution, rounded up to fast sizes."""
-    return tuple(_next_fast_len(p + s - 1) if p + s - 1 > 1 else 1 for p, s in zip(padded, span))
+    from scipy.fft import next_fast_len
+
+    return tuple(next_fast_len(p + s - 1, real=True) for p, s in zip(padded, span))
 
 
 def geometry(spec) -> tuple[tuple[int, ...], int, int]:

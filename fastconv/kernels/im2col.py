@@ -15,12 +15,10 @@ installed), so the two pools never oversubscribe the cores.
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 from numba import prange
 
-from .._config import numba_jit, numba_threads
+from .._config import blas_threads, numba_jit, numba_threads
 from .direct import _copy, _fill, _gather, _inline
 from .im2col_plan import is_pointwise, plan_tiles
 
@@ -125,34 +123,6 @@ def im2col_gemm_kernel(x, wmat, b, out, groups, nimg, nrows, geometry, nparts):
                     src = j * width + im * seg
                     for i in range(seg):
                         of[ob + i] = rf[src + i] + bv
-
-
-_controller = None
-
-
-@contextlib.contextmanager
-def blas_threads(n: int):
-    """Limit BLAS to ``n`` threads for the duration (no-op without threadpoolctl).
-
-    The controller is built once: building it scans the loaded libraries,
-    which costs about a millisecond (measured) per call otherwise."""
-    global _controller
-    if _controller is None:
-        try:
-            from threadpoolctl import ThreadpoolController
-        except ImportError:
-            _controller = False
-        else:
-            # load the BLAS that numba's np.dot calls (scipy's) before the
-            # controller looks for libraries, so it limits that one too
-            import scipy.linalg.cython_blas  # noqa: F401
-
-            _controller = ThreadpoolController()
-    if not _controller:
-        yield
-        return
-    with _controller.limit(limits=n, user_api="blas"):
-        yield
 
 
 def conv_im2col(spec, ops, out: np.ndarray, num_threads: int, *, limit: int | None = None) -> None:

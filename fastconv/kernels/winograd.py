@@ -24,8 +24,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from .._config import numba_jit, numba_threads
-from .im2col import blas_threads
+from .._config import blas_threads, numba_jit, numba_threads
 from .winograd_plan import tiles_per_block
 
 _BT = {
