@@ -31,3 +31,12 @@ def run_conv(spec, ops, out: np.ndarray | None) -> np.ndarray:
     if not np.shares_memory(result, out):
         out[...] = result
     return out
+
+
+def run_pool(spec, planes: np.ndarray):
+    """Pool (P, D, H, W) planes; values, or (values, indices) with ``return_indices``."""
+    from ._config import get_config
+    from .kernels.pool import run_pool as pool
+
+    values, indices = pool(spec, planes, get_config().num_threads)
+    return (values, indices) if spec.return_indices else values

@@ -42,6 +42,12 @@ class ConvSpec:
     dtype: np.dtype
     has_bias: bool
     method: str
+    #: transposed convolution only: extra size on one side of each output axis
+    output_padding: tuple[int, ...] = ()
+
+    @property
+    def transposed(self) -> bool:
+        return self.op.startswith("conv_transpose")
 
     @property
     def out_shape(self) -> tuple[int, ...]:
@@ -51,7 +57,10 @@ class ConvSpec:
 
     @property
     def macs(self) -> int:
-        """Multiply-accumulates of the dense computation (no zero skipping)."""
+        """Multiply-accumulates of the dense computation (no zero skipping;
+        transposed: every input element times its kernel)."""
+        if self.transposed:
+            return self.n * self.c_in * (self.c_out // self.groups) * _prod(self.kernel) * _prod(self.in_spatial)
         return self.n * self.c_out * (self.c_in // self.groups) * _prod(self.kernel) * _prod(self.out_spatial)
 
     @property
@@ -61,7 +70,7 @@ class ConvSpec:
     def lifted(self, name: str) -> tuple[int, ...]:
         """A spatial tuple lifted to 3 axes, for the kernels."""
         value = getattr(self, name)
-        fill = 0 if name in ("pad_lo", "pad_hi") else 1
+        fill = 0 if name in ("pad_lo", "pad_hi", "output_padding") else 1
         return (fill,) * (3 - self.nd) + tuple(value)
 
     @property
@@ -90,6 +99,7 @@ class ConvSpec:
             self.padding_mode,
             self.dtype.str,
             self.has_bias,
+            self.output_padding,
         )
 
 
@@ -357,8 +367,302 @@ def synthetic_operands(spec: ConvSpec) -> ConvOperands:
     """Random operands with ``spec``'s shapes and dtype (for measuring kernels)."""
     rng = np.random.default_rng(0)
     x = rng.standard_normal((spec.n, spec.c_in, *spec.in_spatial)).astype(spec.dtype)
-    w = rng.standard_normal((spec.c_out, spec.c_in // spec.groups, *spec.kernel)).astype(spec.dtype)
+    wshape = (spec.c_out, spec.c_in // spec.groups)
+    if spec.transposed:
+        wshape = (spec.c_in, spec.c_out // spec.groups)
+    w = rng.standard_normal((*wshape, *spec.kernel)).astype(spec.dtype)
     b = rng.standard_normal(spec.c_out).astype(spec.dtype) if spec.has_bias else None
     if not spec.batched:
         x = x[0]
     return _operands(spec, x, w, b)
+
+
+# --- transposed convolution -------------------------------------------------------
+
+
+def conv_transpose_spec(
+    nd: int,
+    input: Any,
+    weight: Any,
+    bias: Any,
+    stride: Any,
+    padding: Any,
+    output_padding: Any,
+    groups: Any,
+    dilation: Any,
+    method: Any,
+    device: Any,
+    out: Any,
+) -> tuple[ConvSpec, ConvOperands, np.ndarray | None]:
+    """Validate a ``conv_transpose{nd}d`` call (torch's rules); weight is
+    ``(C_in, C_out/groups, *kernel)``."""
+    fname = f"conv_transpose{nd}d"
+    check_device(device)
+    x = as_array(input, "input")
+    w = as_array(weight, "weight")
+    b = None if bias is None else as_array(bias, "bias")
+    dtype = compute_dtype(x.dtype, w.dtype, names=("input", "weight"))
+    if b is not None:
+        compute_dtype(b.dtype, names=("bias",))
+    if x.ndim not in (nd + 1, nd + 2):
+        raise ValueError(
+            f"{fname}: input must be {nd + 1}-D (C, {_axes(nd)}) or {nd + 2}-D (N, C, {_axes(nd)}), got shape {x.shape}"
+        )
+    if w.ndim != nd + 2:
+        raise ValueError(
+            f"{fname}: weight must be {nd + 2}-D (C_in, C_out/groups, {_axes(nd, 'k')}), got shape {w.shape}"
+        )
+    batched = x.ndim == nd + 2
+    c_in = int(x.shape[1 if batched else 0])
+    groups = _int(groups, "groups")
+    if groups < 1:
+        raise ValueError(f"groups must be a positive int, got {groups}")
+    if w.shape[0] != c_in:
+        raise ValueError(
+            f"weight.shape[0] must be the input channels C_in={c_in} (weight is (C_in, C_out/groups, ...)), "
+            f"got weight of shape {w.shape}"
+        )
+    if c_in % groups:
+        raise ValueError(f"groups={groups} must divide the input channels C_in={c_in}")
+    kernel = tuple(int(s) for s in w.shape[2:])
+    if any(k == 0 for k in kernel):
+        raise ValueError(f"weight's kernel size must be positive on every axis, got {kernel}")
+    in_spatial = tuple(int(s) for s in x.shape[-nd:])
+    if any(s == 0 for s in in_spatial):
+        raise ValueError(f"input's spatial axes must be non-empty, got input of shape {x.shape}")
+    c_out = int(w.shape[1]) * groups
+    stride = _tuple(stride, nd, "stride", minimum=1)
+    dilation = _tuple(dilation, nd, "dilation", minimum=1)
+    if isinstance(padding, str):
+        raise ValueError(f"padding must be an int or a tuple of {nd} ints for {fname}, got {padding!r}")
+    padding = _tuple(padding, nd, "padding", minimum=0)
+    output_padding = _tuple(output_padding, nd, "output_padding", minimum=0)
+    for op, s, d in zip(output_padding, stride, dilation):
+        if op >= s and op >= d:
+            raise ValueError(
+                f"output_padding must be smaller than either stride or dilation, got output_padding={output_padding}, "
+                f"stride={stride}, dilation={dilation}"
+            )
+    out_spatial = tuple(
+        (i - 1) * s - 2 * p + d * (k - 1) + op + 1
+        for i, s, p, d, k, op in zip(in_spatial, stride, padding, dilation, kernel, output_padding)
+    )
+    if any(o < 1 for o in out_spatial):
+        raise ValueError(
+            f"{fname}: output size {out_spatial} is not positive (input {in_spatial}, kernel {kernel}, "
+            f"stride={stride}, padding={padding}, dilation={dilation}, output_padding={output_padding})"
+        )
+    if b is not None and b.shape != (c_out,):
+        raise ValueError(f"bias must have shape (C_out,) = ({c_out},), got {b.shape}")
+    if not isinstance(method, str):
+        raise TypeError(f"method must be a str, got {type(method).__name__}")
+    spec = ConvSpec(
+        op=fname,
+        nd=nd,
+        batched=batched,
+        n=int(x.shape[0]) if batched else 1,
+        c_in=c_in,
+        c_out=c_out,
+        groups=groups,
+        in_spatial=in_spatial,
+        kernel=kernel,
+        stride=stride,
+        dilation=dilation,
+        pad_lo=padding,
+        pad_hi=padding,
+        padding_mode="zeros",
+        out_spatial=out_spatial,
+        dtype=dtype,
+        has_bias=b is not None,
+        method=method,
+        output_padding=output_padding,
+    )
+    out = check_out(out, spec.out_shape, dtype)
+    return spec, _operands(spec, x, w, b), out
+
+
+# --- pooling -----------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class PoolSpec:
+    """A validated pooling call (max, avg, adaptive max, adaptive avg).
+
+    For the adaptive ops ``kernel``/``stride``/``padding``/``dilation`` are
+    empty; the windows follow torch's adaptive start/end formulas."""
+
+    op: str
+    kind: str  # "max" or "avg"
+    adaptive: bool
+    nd: int
+    batched: bool
+    n: int
+    c: int
+    in_spatial: tuple[int, ...]
+    out_spatial: tuple[int, ...]
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding: tuple[int, ...]
+    dilation: tuple[int, ...]
+    ceil_mode: bool
+    count_include_pad: bool
+    divisor_override: int | None
+    return_indices: bool
+    dtype: np.dtype
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        lead = (self.n, self.c) if self.batched else (self.c,)
+        return (*lead, *self.out_spatial)
+
+    def lifted(self, name: str) -> tuple[int, ...]:
+        value = getattr(self, name)
+        fill = 0 if name == "padding" else 1
+        return (fill,) * (3 - self.nd) + tuple(value)
+
+
+def pool_output_size(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int:
+    """torch's pooling output length (``pooling_output_shape``): with
+    ``ceil_mode`` the last window must start inside the input or left padding."""
+    span = d * (k - 1) + 1
+    num = size + 2 * p - span + (s - 1 if ceil_mode else 0)
+    out = num // s + 1  # floor division, as torch's div_rtn
+    if ceil_mode and (out - 1) * s >= size + p:
+        out -= 1
+    return out
+
+
+def _bool(value: Any, name: str) -> bool:
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+
+
+def _pool_input(nd: int, fname: str, input: Any) -> tuple[np.ndarray, np.dtype, bool]:
+    x = as_array(input, "input")
+    dtype = compute_dtype(x.dtype, names=("input",))
+    if x.ndim not in (nd + 1, nd + 2):
+        raise ValueError(
+            f"{fname}: input must be {nd + 1}-D (C, {_axes(nd)}) or {nd + 2}-D (N, C, {_axes(nd)}), got shape {x.shape}"
+        )
+    batched = x.ndim == nd + 2
+    if any(s == 0 for s in x.shape[-nd:]):
+        raise ValueError(f"{fname}: input's spatial axes must be non-empty, got input of shape {x.shape}")
+    return x, dtype, batched
+
+
+def pool_spec(
+    kind: str,
+    nd: int,
+    input: Any,
+    kernel_size: Any,
+    stride: Any,
+    padding: Any,
+    dilation: Any,
+    ceil_mode: Any,
+    return_indices: Any,
+    count_include_pad: Any,
+    divisor_override: Any,
+    device: Any,
+) -> tuple[PoolSpec, np.ndarray]:
+    """Validate a ``max_pool{nd}d`` / ``avg_pool{nd}d`` call; return its spec
+    and the input as a kernel-ready (P, D, H, W) array of planes."""
+    fname = f"{kind}_pool{nd}d"
+    check_device(device)
+    x, dtype, batched = _pool_input(nd, fname, input)
+    kernel = _tuple(kernel_size, nd, "kernel_size", minimum=1)
+    stride = kernel if stride is None or (isinstance(stride, (list, tuple)) and not stride) else stride
+    stride = _tuple(stride, nd, "stride", minimum=1)
+    padding = _tuple(padding, nd, "padding", minimum=0)
+    dilation = _tuple(dilation, nd, "dilation", minimum=1)
+    ceil_mode = _bool(ceil_mode, "ceil_mode")
+    return_indices = _bool(return_indices, "return_indices")
+    count_include_pad = _bool(count_include_pad, "count_include_pad")
+    if divisor_override is not None:
+        divisor_override = _int(divisor_override, "divisor_override")
+        if divisor_override == 0:
+            raise ValueError("divisor_override must be a non-zero int or None, got 0")
+    for k, p in zip(kernel, padding):
+        if p > k // 2:
+            raise ValueError(
+                f"{fname}: padding must be at most half of kernel_size, got padding={padding} for kernel_size={kernel}"
+            )
+    in_spatial = tuple(int(s) for s in x.shape[-nd:])
+    out_spatial = tuple(
+        pool_output_size(size, k, s, p, d, ceil_mode)
+        for size, k, s, p, d in zip(in_spatial, kernel, stride, padding, dilation)
+    )
+    if any(o < 1 for o in out_spatial):
+        raise ValueError(
+            f"{fname}: output size {out_spatial} is too small for input of spatial size {in_spatial} with "
+            f"kernel_size={kernel}, stride={stride}, padding={padding}, dilation={dilation}"
+        )
+    spec = PoolSpec(
+        op=fname,
+        kind=kind,
+        adaptive=False,
+        nd=nd,
+        batched=batched,
+        n=int(x.shape[0]) if batched else 1,
+        c=int(x.shape[-nd - 1]),
+        in_spatial=in_spatial,
+        out_spatial=out_spatial,
+        kernel=kernel,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        ceil_mode=ceil_mode,
+        count_include_pad=count_include_pad,
+        divisor_override=divisor_override,
+        return_indices=return_indices,
+        dtype=dtype,
+    )
+    return spec, _planes(spec, x)
+
+
+def adaptive_pool_spec(
+    kind: str, nd: int, input: Any, output_size: Any, return_indices: Any, device: Any
+) -> tuple[PoolSpec, np.ndarray]:
+    """Validate an ``adaptive_{kind}_pool{nd}d`` call (``None`` entries of
+    ``output_size`` keep that input size)."""
+    fname = f"adaptive_{kind}_pool{nd}d"
+    check_device(device)
+    x, dtype, batched = _pool_input(nd, fname, input)
+    in_spatial = tuple(int(s) for s in x.shape[-nd:])
+    if isinstance(output_size, (list, tuple)):
+        if len(output_size) != nd:
+            raise ValueError(f"output_size must be an int or a tuple of {nd} ints/None, got {tuple(output_size)!r}")
+        sizes = tuple(size if o is None else _int(o, "output_size") for o, size in zip(output_size, in_spatial))
+    elif output_size is None:
+        raise TypeError("output_size must be an int or a tuple of ints/None, got None")
+    else:
+        sizes = (_int(output_size, "output_size"),) * nd
+    if any(o < 1 for o in sizes):
+        raise ValueError(f"output_size must be positive, got {output_size!r}")
+    spec = PoolSpec(
+        op=fname,
+        kind=kind,
+        adaptive=True,
+        nd=nd,
+        batched=batched,
+        n=int(x.shape[0]) if batched else 1,
+        c=int(x.shape[-nd - 1]),
+        in_spatial=in_spatial,
+        out_spatial=sizes,
+        kernel=(),
+        stride=(),
+        padding=(),
+        dilation=(),
+        ceil_mode=False,
+        count_include_pad=True,
+        divisor_override=None,
+        return_indices=_bool(return_indices, "return_indices"),
+        dtype=dtype,
+    )
+    return spec, _planes(spec, x)
+
+
+def _planes(spec, x: np.ndarray) -> np.ndarray:
+    """The input as a kernel-ready (N*C, D, H, W) array."""
+    x = kernel_ready(x, spec.dtype)
+    return x.reshape((spec.n * spec.c, *spec.lifted("in_spatial")))

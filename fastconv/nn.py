@@ -11,10 +11,29 @@ from typing import Any
 
 import numpy as np
 
-from ._execute import run_conv
-from ._spec import conv_spec
+from ._execute import run_conv, run_pool
+from ._spec import adaptive_pool_spec, conv_spec, conv_transpose_spec, pool_spec
 
-__all__ = ["conv1d", "conv2d", "conv3d"]
+__all__ = [
+    "adaptive_avg_pool1d",
+    "adaptive_avg_pool2d",
+    "adaptive_avg_pool3d",
+    "adaptive_max_pool1d",
+    "adaptive_max_pool2d",
+    "adaptive_max_pool3d",
+    "avg_pool1d",
+    "avg_pool2d",
+    "avg_pool3d",
+    "conv1d",
+    "conv2d",
+    "conv3d",
+    "conv_transpose1d",
+    "conv_transpose2d",
+    "conv_transpose3d",
+    "max_pool1d",
+    "max_pool2d",
+    "max_pool3d",
+]
 
 _CONV_DOC = """{nd}-D convolution (cross-correlation, as torch) over an ``(N, C, {axes})`` input.
 
@@ -162,3 +181,296 @@ for _nd, _f in ((1, conv1d), (2, conv2d), (3, conv3d)):
     _f.__doc__ = _conv_doc(_nd)
     _f.__fastconv_spec__ = _spec_builder(_nd)
 del _nd, _f
+
+
+# --- transposed convolution --------------------------------------------------------
+
+_TRANSPOSE_DOC = """{nd}-D transposed convolution ("deconvolution", upconvolution) over an ``(N, C_in, {axes})`` input.
+
+    Same arguments, defaults, output shape and dtype rules as
+    ``torch.nn.functional.conv_transpose{nd}d``, on NumPy arrays: the adjoint
+    (gradient) of ``conv{nd}d`` with the same weight, stride, padding,
+    dilation and groups.  Output size per axis:
+    ``(in - 1)*stride - 2*padding + dilation*(kernel - 1) + output_padding + 1``.
+
+    Parameters
+    ----------
+    input : array_like
+        ``(N, C_in, {axes})``, or unbatched ``(C_in, {axes})``.
+    weight : array_like
+        ``(C_in, C_out / groups, {kaxes})`` (torch's layout for transposed conv).
+    bias : array_like, optional
+        ``(C_out,)``.
+    stride, dilation : int or tuple of {nd} ints
+        Positive.
+    padding : int or tuple of {nd} ints
+        ``dilation*(kernel - 1) - padding`` zeros are implied on each side.
+    output_padding : int or tuple of {nd} ints
+        Extra size on one side of each output axis; smaller than either stride
+        or dilation.
+    groups : int
+        Splits input and output channels into ``groups`` independent parts.
+    method : str
+        ``"auto"``, ``"direct"`` (gather form) or ``"subpixel"`` (stride
+        decomposition into stride-1 convolutions); see
+        ``fastconv.available_methods``.
+    device : None or "cpu"
+        Where to compute.
+    out : numpy.ndarray, optional
+        Preallocated result of exactly the output shape and dtype.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(N, C_out, {oaxes})`` (unbatched input gives an unbatched result).
+
+    Examples
+    --------
+{example}
+    """
+
+_TRANSPOSE_EXAMPLES = {
+    1: """    >>> import numpy as np, fastconv
+    >>> x = np.array([[[1.0, 2.0]]], dtype=np.float32)
+    >>> w = np.array([[[1.0, 10.0, 100.0]]], dtype=np.float32)
+    >>> fastconv.conv_transpose1d(x, w, stride=2)
+    array([[[  1.,  10., 102.,  20., 200.]]], dtype=float32)""",
+    2: """    >>> import numpy as np, fastconv
+    >>> x = np.ones((1, 8, 7, 7), dtype=np.float32)
+    >>> w = np.ones((8, 4, 4, 4), dtype=np.float32)
+    >>> y = fastconv.conv_transpose2d(x, w, stride=2, padding=1)
+    >>> y.shape, float(y[0, 0, 3, 3])
+    ((1, 4, 14, 14), 32.0)""",
+    3: """    >>> import numpy as np, fastconv
+    >>> x = np.ones((1, 2, 3, 3, 3))
+    >>> y = fastconv.conv_transpose3d(x, np.ones((2, 1, 2, 2, 2)), stride=2, groups=2)
+    >>> y.shape, float(y.max())
+    ((1, 2, 6, 6, 6), 1.0)""",
+}
+
+
+def _make_conv_transpose(nd: int):
+    def conv_transpose(
+        input: Any,
+        weight: Any,
+        bias: Any = None,
+        stride: Any = 1,
+        padding: Any = 0,
+        output_padding: Any = 0,
+        groups: int = 1,
+        dilation: Any = 1,
+        *,
+        method: str = "auto",
+        device: Any = None,
+        out: np.ndarray | None = None,
+    ) -> np.ndarray:
+        spec, ops, out = conv_transpose_spec(
+            nd, input, weight, bias, stride, padding, output_padding, groups, dilation, method, device, out
+        )
+        return run_conv(spec, ops, out)
+
+    axes = ("D", "H", "W")[3 - nd :]
+    doc = _TRANSPOSE_DOC.format(
+        nd=nd,
+        axes=", ".join(axes),
+        kaxes=", ".join("k" + a for a in axes),
+        oaxes=", ".join("O" + a for a in axes),
+        example=_TRANSPOSE_EXAMPLES[nd],
+    )
+    func = _named(conv_transpose, f"conv_transpose{nd}d", doc)
+    func.__fastconv_spec__ = functools.partial(conv_transpose_spec, nd)
+    return func
+
+
+# --- pooling -------------------------------------------------------------------------
+
+_POOL_COMMON = """
+    Same arguments, defaults, output shape, rounding rules and NaN handling as
+    ``torch.nn.functional.{name}``, on NumPy arrays (float32 stays float32,
+    float64 stays float64, other real dtypes are pooled in float64).
+
+    Parameters
+    ----------
+    input : array_like
+        ``(N, C, {axes})``, or unbatched ``(C, {axes})``.
+{params}    device : None or "cpu"
+        Where to compute.
+
+    Returns
+    -------
+    numpy.ndarray{returns}
+
+    Examples
+    --------
+{example}
+    """
+
+_WINDOW_PARAMS = """    kernel_size : int or tuple of {nd} ints
+        Window size.
+    stride : int or tuple of {nd} ints, optional
+        Defaults to ``kernel_size``.
+    padding : int or tuple of {nd} ints
+        Implicit padding on both sides, at most half of ``kernel_size``
+        (padding is never selected by max, and counted by avg only with
+        ``count_include_pad``).
+"""
+
+_MAX_PARAMS = (
+    _WINDOW_PARAMS
+    + """    dilation : int or tuple of {nd} ints
+        Spacing between the window's taps.
+    ceil_mode : bool
+        Round the output size up; the last window must still start inside the
+        input or the left padding.
+    return_indices : bool
+        Also return the flat index (into each input plane/volume) of every
+        maximum, as torch (the last NaN when the window holds NaN).
+"""
+)
+
+_AVG_PARAMS = (
+    _WINDOW_PARAMS
+    + """    ceil_mode : bool
+        Round the output size up (windows may hang over the edge).
+    count_include_pad : bool
+        Count the zero padding in the divisor.
+    divisor_override : int, optional
+        Divide every window sum by this instead.
+"""
+)
+
+_ADAPTIVE_PARAMS = """    output_size : int or tuple of {nd} ints or None
+        Output spatial size; ``None`` keeps that input size.
+"""
+
+_ADAPTIVE_MAX_PARAMS = (
+    _ADAPTIVE_PARAMS
+    + """    return_indices : bool
+        Also return the flat index (into each input plane/volume) of every maximum.
+"""
+)
+
+_POOL_EXAMPLES = {
+    "max_pool": """    >>> import numpy as np, fastconv
+    >>> x = np.arange({n}, dtype=np.float32).reshape({shape})
+    >>> y, i = fastconv.max_pool{nd}d(x, 2, return_indices=True)
+    >>> y.shape, float(y.max()), int(i.max())
+    ({oshape}, {last}.0, {last})""",
+    "avg_pool": """    >>> import numpy as np, fastconv
+    >>> x = np.ones({shape}, dtype=np.float32)
+    >>> y = fastconv.avg_pool{nd}d(x, 3, stride=2, padding=1)
+    >>> float(y.max()), round(float(y.min()), 4)
+    (1.0, {corner})""",
+    "adaptive_avg_pool": """    >>> import numpy as np, fastconv
+    >>> x = np.arange({n}, dtype=np.float64).reshape({shape})
+    >>> fastconv.adaptive_avg_pool{nd}d(x, 1).reshape(-1)
+    array([{mean}])""",
+    "adaptive_max_pool": """    >>> import numpy as np, fastconv
+    >>> x = np.arange({n}, dtype=np.float32).reshape({shape})
+    >>> y = fastconv.adaptive_max_pool{nd}d(x, 1)
+    >>> y.shape, float(y.max())
+    ({gshape}, {last}.0)""",
+}
+
+
+def _pool_doc(kind: str, nd: int, summary: str) -> str:
+    axes = ", ".join(("D", "H", "W")[3 - nd :])
+    shape = (1, 1) + (4,) * nd
+    n = 4**nd
+    params = {
+        "max_pool": _MAX_PARAMS,
+        "avg_pool": _AVG_PARAMS,
+        "adaptive_avg_pool": _ADAPTIVE_PARAMS,
+        "adaptive_max_pool": _ADAPTIVE_MAX_PARAMS,
+    }[kind].format(nd=nd)
+    returns = "\n        ``(N, C, {o})`` (unbatched input gives an unbatched result).".format(
+        o=", ".join("O" + a for a in ("D", "H", "W")[3 - nd :])
+    )
+    if kind in ("max_pool", "adaptive_max_pool"):
+        returns += "\n    numpy.ndarray of int64, only with ``return_indices``\n        Flat indices of the maxima."
+    example = _POOL_EXAMPLES[kind].format(
+        n=n,
+        nd=nd,
+        shape=shape,
+        oshape=(1, 1) + (2,) * nd,
+        gshape=(1, 1) + (1,) * nd,
+        last=n - 1,
+        corner=round((4 / 9) ** 0 * (2 / 3) ** nd, 4),
+        mean=f"{(n - 1) / 2}",
+    )
+    body = _POOL_COMMON.format(
+        name=f"{kind}{nd}d", axes=axes, params=params, returns=returns, example=example
+    )
+    return summary + "\n" + body
+
+
+def _make_max_pool(nd: int):
+    def max_pool(
+        input: Any,
+        kernel_size: Any,
+        stride: Any = None,
+        padding: Any = 0,
+        dilation: Any = 1,
+        ceil_mode: bool = False,
+        return_indices: bool = False,
+        *,
+        device: Any = None,
+    ):
+        spec, planes = pool_spec(
+            "max", nd, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices, True, None, device
+        )
+        return run_pool(spec, planes)
+
+    return _named(max_pool, f"max_pool{nd}d", _pool_doc("max_pool", nd, f"{nd}-D max pooling."))
+
+
+def _make_avg_pool(nd: int):
+    def avg_pool(
+        input: Any,
+        kernel_size: Any,
+        stride: Any = None,
+        padding: Any = 0,
+        ceil_mode: bool = False,
+        count_include_pad: bool = True,
+        divisor_override: int | None = None,
+        *,
+        device: Any = None,
+    ) -> np.ndarray:
+        spec, planes = pool_spec(
+            "avg", nd, input, kernel_size, stride, padding, 1, ceil_mode, False, count_include_pad,
+            divisor_override, device,
+        )  # fmt: skip
+        return run_pool(spec, planes)
+
+    return _named(avg_pool, f"avg_pool{nd}d", _pool_doc("avg_pool", nd, f"{nd}-D average pooling."))
+
+
+def _make_adaptive_avg_pool(nd: int):
+    def adaptive_avg_pool(input: Any, output_size: Any, *, device: Any = None) -> np.ndarray:
+        spec, planes = adaptive_pool_spec("avg", nd, input, output_size, False, device)
+        return run_pool(spec, planes)
+
+    doc = _pool_doc("adaptive_avg_pool", nd, f"{nd}-D adaptive average pooling (output_size 1: global average).")
+    return _named(adaptive_avg_pool, f"adaptive_avg_pool{nd}d", doc)
+
+
+def _make_adaptive_max_pool(nd: int):
+    def adaptive_max_pool(input: Any, output_size: Any, return_indices: bool = False, *, device: Any = None):
+        spec, planes = adaptive_pool_spec("max", nd, input, output_size, return_indices, device)
+        return run_pool(spec, planes)
+
+    doc = _pool_doc("adaptive_max_pool", nd, f"{nd}-D adaptive max pooling (output_size 1: global max).")
+    return _named(adaptive_max_pool, f"adaptive_max_pool{nd}d", doc)
+
+
+def _named(func, name: str, doc: str):
+    func.__name__ = func.__qualname__ = name
+    func.__doc__ = doc
+    return func
+
+
+conv_transpose1d, conv_transpose2d, conv_transpose3d = (_make_conv_transpose(nd) for nd in (1, 2, 3))
+max_pool1d, max_pool2d, max_pool3d = (_make_max_pool(nd) for nd in (1, 2, 3))
+avg_pool1d, avg_pool2d, avg_pool3d = (_make_avg_pool(nd) for nd in (1, 2, 3))
+adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_avg_pool3d = (_make_adaptive_avg_pool(nd) for nd in (1, 2, 3))
+adaptive_max_pool1d, adaptive_max_pool2d, adaptive_max_pool3d = (_make_adaptive_max_pool(nd) for nd in (1, 2, 3))

@@ -297,3 +297,112 @@ for _m in (2, 4):
             finite_only=True,
         )
     )
+
+
+# --- transposed convolution ------------------------------------------------------
+
+TRANSPOSE_OPS = ("conv_transpose1d", "conv_transpose2d", "conv_transpose3d")
+
+
+def transpose_direct_features(spec) -> dict[str, float]:
+    """Gather form: a fixed cost, the FLOPs, and the streams (one per input
+    channel, tap and output row that it feeds; short rows are overhead-bound)."""
+    iw = spec.in_spatial[-1]
+    return {
+        "overhead_s": 1.0,
+        "s_per_flop": float(spec.flops),
+        "s_per_stream": spec.macs / max(1, iw),
+    }
+
+
+def transpose_subpixel_features(spec) -> dict[str, float]:
+    """Stride decomposition: the cost model's estimate for each phase's
+    convolution (as the convolution dispatcher would choose it), plus the copy
+    of every output element into its strided place."""
+    from .._config import get_config
+    from ..kernels.transpose_plan import phases
+    from .selector import _select
+
+    cfg = get_config()
+    phase_s = 0.0
+    for ph in phases(spec):
+        if ph.spec is not None:
+            plan = _select(ph.spec, cfg)
+            phase_s += next(c.estimated_s for c in plan.candidates if c.name == plan.method)
+    out = spec.n * spec.c_out
+    for v in spec.out_spatial:
+        out *= v
+    return {"overhead_s": 1.0, "phase_estimate": phase_s, "s_per_output": float(out)}
+
+
+def _subpixel_workspace(spec) -> int:
+    from ..kernels.transpose_plan import largest_phase_bytes
+
+    return largest_phase_bytes(spec)
+
+
+FEATURES["transpose_direct"] = transpose_direct_features
+FEATURES["transpose_subpixel"] = transpose_subpixel_features
+
+register(
+    Method(
+        name="direct",
+        ops=TRANSPOSE_OPS,
+        runner="fastconv.kernels.transpose:conv_transpose_direct",
+        supports=_always,
+        cost=_cost("transpose_direct"),
+        workspace=lambda spec: 0,
+        description="gather form: each output row sums its own taps (no scatter), phase-split row streams",
+    )
+)
+register(
+    Method(
+        name="subpixel",
+        ops=TRANSPOSE_OPS,
+        runner="fastconv.kernels.transpose:conv_transpose_subpixel",
+        supports=_always,
+        cost=_cost("transpose_subpixel"),
+        workspace=_subpixel_workspace,
+        description="stride decomposition: one stride-1 convolution per output phase (conv dispatcher), no zero taps",
+    )
+)
+
+
+def transpose_gemm_features(spec) -> dict[str, float]:
+    """GEMM + col2im: a fixed cost, the GEMM FLOPs, the column elements added
+    back (col2im), and the GEMM calls."""
+    from ..kernels.transpose_plan import gemm_rows
+
+    k = 1
+    for v in spec.kernel:
+        k *= v
+    d, h, w = spec.lifted("in_spatial")
+    rows = d * h
+    calls = spec.n * spec.groups * -(-rows // gemm_rows(spec, _settings()[0]))
+    return {
+        "overhead_s": 1.0,
+        "s_per_flop": float(spec.flops),
+        "s_per_col": float(spec.n * spec.c_out * k * rows * w),
+        "s_per_call": float(calls),
+    }
+
+
+def _transpose_gemm_workspace(spec) -> int:
+    from ..kernels.transpose_plan import gemm_workspace
+
+    return gemm_workspace(spec, _settings()[0])
+
+
+FEATURES["transpose_gemm"] = transpose_gemm_features
+
+register(
+    Method(
+        name="gemm",
+        ops=TRANSPOSE_OPS,
+        runner="fastconv.kernels.transpose:conv_transpose_gemm",
+        supports=_needs_threadpoolctl,
+        cost=_cost("transpose_gemm"),
+        workspace=_transpose_gemm_workspace,
+        description="one BLAS GEMM (all taps of all output channels) per block of input rows, then col2im",
+    )
+)

@@ -1,0 +1,96 @@
+"""Pooling windows, axis by axis: pure Python/NumPy, no numba.
+
+Every pooling op (max, avg, adaptive, any ceil_mode/padding/dilation) is
+described per spatial axis by the same table, which the one separable kernel
+in :mod:`fastconv.kernels.pool` reads:
+
+- ``lo[o]``, ``hi[o]``: the taps of output ``o`` that lie inside the input
+  are ``lo, lo + step, ... < hi`` (padding is never read);
+- ``step``: the dilation (1 for avg and adaptive pooling);
+- ``size[o]``: the avg-pool divisor factor of this axis (torch's
+  ``count_include_pad`` rule: the window clipped to the *padded* input, or
+  the taps inside the input);
+- ``regular``: ``(stride, taps, offset, o0, o1)`` -- outputs ``o0 <= o < o1``
+  read exactly ``o*stride + offset + k*step`` for ``k < taps`` (all inside),
+  which the kernel runs as vectorised streams; the others use ``lo``/``hi``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class AxisWindows:
+    lo: np.ndarray
+    hi: np.ndarray
+    step: int
+    size: np.ndarray
+    regular: tuple[int, int, int, int, int]
+
+
+def _interior(start: np.ndarray, span: int, length: int) -> tuple[int, int]:
+    """[o0, o1): the contiguous run of outputs whose whole window is inside."""
+    inside = np.flatnonzero((start >= 0) & (start + span <= length))
+    if inside.size == 0:
+        return 0, 0
+    return int(inside[0]), int(inside[-1]) + 1
+
+
+def regular_axis(
+    length: int, out: int, k: int, s: int, p: int, d: int, count_include_pad: bool
+) -> AxisWindows:
+    o = np.arange(out, dtype=np.int64)
+    start = o * s - p
+    span = d * (k - 1) + 1
+    # first tap inside the input (taps sit on the dilation grid)
+    skip = np.where(start < 0, (-start + d - 1) // d, 0)
+    lo = start + skip * d
+    hi = np.minimum(start + span, length)
+    if count_include_pad:  # torch: the window clipped to the padded input
+        size = np.minimum(start + k, length + p) - start
+    else:
+        size = np.minimum(start + k, length) - np.maximum(start, 0)
+    o0, o1 = _interior(start, span, length)
+    return AxisWindows(lo, hi, d, size, (s, k, -p, o0, o1))
+
+
+def adaptive_axis(length: int, out: int) -> AxisWindows:
+    """torch's adaptive windows: [floor(o*L/O), ceil((o+1)*L/O))."""
+    o = np.arange(out, dtype=np.int64)
+    lo = (o * length) // out
+    hi = -((-(o + 1) * length) // out)
+    size = hi - lo
+    if length % out == 0:  # equal, adjacent windows: all regular
+        k = length // out
+        regular = (k, k, 0, 0, out)
+    else:
+        regular = (1, 1, 0, 0, 0)
+    return AxisWindows(lo, hi, 1, size, regular)
+
+
+@functools.lru_cache(maxsize=256)
+def windows(spec) -> tuple[AxisWindows, AxisWindows, AxisWindows]:
+    """Window tables of the three (lifted) spatial axes of ``spec``."""
+    ins = spec.lifted("in_spatial")
+    outs = spec.lifted("out_spatial")
+    if spec.adaptive:
+        return tuple(adaptive_axis(i, o) for i, o in zip(ins, outs))
+    ks, ss, ps, ds = (spec.lifted(n) for n in ("kernel", "stride", "padding", "dilation"))
+    return tuple(
+        regular_axis(i, o, k, s, p, d, spec.count_include_pad) for i, o, k, s, p, d in zip(ins, outs, ks, ss, ps, ds)
+    )
+
+
+def is_global(spec) -> bool:
+    """One output per plane whose window is the whole plane (global pooling)."""
+    if any(o != 1 for o in spec.out_spatial):
+        return False
+    if spec.adaptive:
+        return True
+    return all(
+        p == 0 and d == 1 and k == i for i, k, p, d in zip(spec.in_spatial, spec.kernel, spec.padding, spec.dilation)
+    )

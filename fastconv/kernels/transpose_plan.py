@@ -1,0 +1,139 @@
+"""Stride decomposition of transposed convolution: pure Python, no numba.
+
+Output ``o = s*q + r`` of a transposed convolution (stride s, padding p,
+dilation d) receives input ``i = q + (r + p - k*d) / s`` through tap k
+exactly when ``(r + p - k*d)`` is a multiple of s.  So each output *phase*
+r (one per axis) is an ordinary stride-1 convolution (cross-correlation) of
+the input with a sub-kernel: the taps of that phase in reverse order, at
+dilation d / gcd(s, d), with a padding (or crop) that lines them up.  For a
+4x4 stride-2 layer that is four 2x2 convolutions at the input's resolution,
+no multiplication by inserted zeros; a 2x2 stride-2 layer is four 1x1
+convolutions (plain GEMMs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+
+from .._spec import ConvSpec
+
+
+@dataclasses.dataclass(frozen=True)
+class AxisPhase:
+    r: int  # output phase: outputs r, r + s, ...
+    taps: tuple[int, ...]  # kernel taps, in the sub-kernel's order (empty: bias only)
+    count: int  # outputs in this phase
+    dilation: int
+    crop: tuple[int, int]  # input elements dropped at (start, end)
+    pad: tuple[int, int]  # zero padding of the sub-convolution
+
+
+def axis_phases(length: int, out: int, k: int, s: int, p: int, d: int) -> list[AxisPhase]:
+    phases = []
+    for r in range(s):
+        count = len(range(r, out, s))
+        taps = [kk for kk in range(k) if (r + p - kk * d) % s == 0]
+        taps.reverse()  # ascending input offset
+        if not taps or count == 0:
+            phases.append(AxisPhase(r, (), count, 1, (0, 0), (0, 0)))
+            continue
+        offsets = [(r + p - kk * d) // s for kk in taps]
+        dil = d // math.gcd(s, d) if len(taps) > 1 else 1
+        lo = -offsets[0]
+        crop_lo = max(0, -lo)
+        lo = max(0, lo)
+        span = dil * (len(taps) - 1) + 1
+        avail = length - crop_lo
+        hi = count - 1 + span - avail - lo
+        crop_hi = max(0, -hi)
+        hi = max(0, hi)
+        if avail - crop_hi < 1:  # every tap reads padding: bias only
+            phases.append(AxisPhase(r, (), count, 1, (0, 0), (0, 0)))
+            continue
+        phases.append(AxisPhase(r, tuple(taps), count, dil, (crop_lo, crop_hi), (lo, hi)))
+    return phases
+
+
+@dataclasses.dataclass(frozen=True)
+class Phase:
+    axes: tuple[AxisPhase, ...]  # one per spatial axis of the spec (nd)
+    spec: ConvSpec | None  # the stride-1 convolution, None when bias only
+
+
+@functools.lru_cache(maxsize=256)
+def phases(spec: ConvSpec) -> tuple[Phase, ...]:
+    """Every output phase of the transposed convolution ``spec``."""
+    per_axis = [
+        axis_phases(i, o, k, s, p, d)
+        for i, o, k, s, p, d in zip(spec.in_spatial, spec.out_spatial, spec.kernel, spec.stride, spec.pad_lo, spec.dilation)
+    ]
+    result = []
+    for combo in _product(per_axis):
+        if any(a.count == 0 for a in combo):
+            continue
+        if any(not a.taps for a in combo):
+            result.append(Phase(combo, None))
+            continue
+        sub = ConvSpec(
+            op=f"conv{spec.nd}d",
+            nd=spec.nd,
+            batched=True,
+            n=spec.n,
+            c_in=spec.c_in,
+            c_out=spec.c_out,
+            groups=spec.groups,
+            in_spatial=tuple(i - a.crop[0] - a.crop[1] for i, a in zip(spec.in_spatial, combo)),
+            kernel=tuple(len(a.taps) for a in combo),
+            stride=(1,) * spec.nd,
+            dilation=tuple(a.dilation for a in combo),
+            pad_lo=tuple(a.pad[0] for a in combo),
+            pad_hi=tuple(a.pad[1] for a in combo),
+            padding_mode="zeros",
+            out_spatial=tuple(a.count for a in combo),
+            dtype=spec.dtype,
+            has_bias=spec.has_bias,
+            method="auto",
+        )
+        result.append(Phase(combo, sub))
+    return tuple(result)
+
+
+def _product(lists):
+    if not lists:
+        yield ()
+        return
+    for head in lists[0]:
+        for tail in _product(lists[1:]):
+            yield (head, *tail)
+
+
+def largest_phase_bytes(spec: ConvSpec) -> int:
+    """The scratch output of the largest phase."""
+    best = 0
+    for ph in phases(spec):
+        n = spec.n * spec.c_out * spec.dtype.itemsize
+        for a in ph.axes:
+            n *= a.count
+        best = max(best, n)
+    return best
+
+
+def gemm_rows(spec: ConvSpec, limit: int) -> int:
+    """Input rows per GEMM of the GEMM + col2im method: as many as fit in
+    ``limit`` bytes of columns (at least one)."""
+    k = 1
+    for v in spec.kernel:
+        k *= v
+    row_bytes = (spec.c_out // spec.groups) * k * spec.lifted("in_spatial")[2] * spec.dtype.itemsize
+    rows = spec.lifted("in_spatial")[0] * spec.lifted("in_spatial")[1]
+    return max(1, min(rows, limit // max(1, row_bytes)))
+
+
+def gemm_workspace(spec: ConvSpec, limit: int) -> int:
+    k = 1
+    for v in spec.kernel:
+        k *= v
+    row_bytes = (spec.c_out // spec.groups) * k * spec.lifted("in_spatial")[2] * spec.dtype.itemsize
+    return row_bytes * gemm_rows(spec, limit)
