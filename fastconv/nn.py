@@ -398,9 +398,7 @@ def _pool_doc(kind: str, nd: int, summary: str) -> str:
         corner=round((4 / 9) ** 0 * (2 / 3) ** nd, 4),
         mean=f"{(n - 1) / 2}",
     )
-    body = _POOL_COMMON.format(
-        name=f"{kind}{nd}d", axes=axes, params=params, returns=returns, example=example
-    )
+    body = _POOL_COMMON.format(name=f"{kind}{nd}d", axes=axes, params=params, returns=returns, example=example)
     return summary + "\n" + body
 
 

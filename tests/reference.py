@@ -104,3 +104,151 @@ def receptive_mask(shape_in, index, w_shape, **conv_kwargs) -> np.ndarray:
     ind = np.zeros(shape_in)
     ind[index] = 1.0
     return conv_nd(ind, np.ones(w_shape), **conv_kwargs) > 0.5
+
+
+def conv_transpose_nd(x, w, b=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    """torch.nn.functional.conv_transpose{1,2,3}d in float64, in scatter form:
+    every input element adds ``x * w[tap]`` at ``i*stride + tap*dilation``
+    of an uncropped output, which is then cropped by ``padding``."""
+    x = np.asarray(x, dtype=np.float64)
+    w = np.asarray(w, dtype=np.float64)
+    nd = w.ndim - 2
+
+    def tup(v):
+        return tuple(v) if isinstance(v, (tuple, list)) else (v,) * nd
+
+    stride, padding, output_padding, dilation = map(tup, (stride, padding, output_padding, dilation))
+    n, c_in = x.shape[:2]
+    ins = x.shape[2:]
+    k = w.shape[2:]
+    cig, cog = c_in // groups, w.shape[1]
+    full = tuple((i - 1) * s + d * (kk - 1) + 1 + op + p for i, s, d, kk, op, p in
+                 zip(ins, stride, dilation, k, output_padding, padding))  # fmt: skip
+    acc = np.zeros((n, cog * groups, *full))
+    for tap in np.ndindex(*k):
+        dst = (
+            slice(None),
+            slice(None),
+            *tuple(slice(t * d, t * d + (i - 1) * s + 1, s) for t, d, i, s in zip(tap, dilation, ins, stride)),
+        )
+        for g in range(groups):
+            xg = x[:, g * cig : (g + 1) * cig]  # (N, cig, *in)
+            wg = w[(slice(g * cig, (g + 1) * cig), slice(None), *tap)]  # (cig, cog)
+            contrib = np.einsum("nc...,co->no...", xg, wg)
+            acc[(dst[0], slice(g * cog, (g + 1) * cog), *dst[2:])] += contrib
+    out_size = tuple((i - 1) * s - 2 * p + d * (kk - 1) + op + 1 for i, s, p, d, kk, op in
+                     zip(ins, stride, padding, dilation, k, output_padding))  # fmt: skip
+    crop = (slice(None), slice(None), *tuple(slice(p, p + o) for p, o in zip(padding, out_size)))
+    out = acc[crop]
+    if b is not None:
+        out = out + np.asarray(b, dtype=np.float64).reshape((1, -1) + (1,) * nd)
+    return out
+
+
+def _pool_len(size, k, s, p, d, ceil_mode):
+    """torch's documented output length (nn.MaxPool2d / AvgPool2d docs)."""
+    import math
+
+    rnd = math.ceil if ceil_mode else math.floor
+    out = rnd((size + 2 * p - d * (k - 1) - 1) / s) + 1
+    if ceil_mode and (out - 1) * s >= size + p:
+        out -= 1
+    return out
+
+
+def _windows(shape_in, kernel, stride, padding, dilation, ceil_mode):
+    """For each output position: the list of in-bounds input index tuples in
+    row-major window order, and the padded-window extents per axis."""
+    nd = len(shape_in)
+    outs = [_pool_len(shape_in[a], kernel[a], stride[a], padding[a], dilation[a], ceil_mode) for a in range(nd)]
+    for pos in np.ndindex(*outs):
+        starts = [pos[a] * stride[a] - padding[a] for a in range(nd)]
+        taps = []
+        for t in np.ndindex(*kernel):
+            idx = tuple(starts[a] + t[a] * dilation[a] for a in range(nd))
+            if all(0 <= idx[a] < shape_in[a] for a in range(nd)):
+                taps.append(idx)
+        yield pos, starts, taps, outs
+
+
+def max_pool_nd(x, kernel, stride, padding, dilation, ceil_mode):
+    """Max pooling with torch's NaN rule; returns (values, flat indices)."""
+    x = np.asarray(x, dtype=np.float64)
+    nd = len(kernel)
+    sp = x.shape[2:]
+    vals = idxs = None
+    for pos, _, taps, outs in _windows(sp, kernel, stride, padding, dilation, ceil_mode):
+        if vals is None:
+            vals = np.empty(x.shape[:2] + tuple(outs))
+            idxs = np.empty(x.shape[:2] + tuple(outs), dtype=np.int64)
+        sel = (slice(None), slice(None), *pos)
+        if not taps:  # a dilated window entirely over padding: torch gives -inf and
+            first = []  # the index of its first tap moved onto the input's side
+            for a in range(nd):
+                st_ = pos[a] * stride[a] - padding[a]
+                while st_ < 0:
+                    st_ += dilation[a]
+                first.append(st_)
+            vals[sel] = -np.inf
+            idxs[sel] = int(np.dot(first, np.cumprod((1, *sp[::-1]))[:nd][::-1]))
+            continue
+        window = np.stack([x[(slice(None), slice(None), *t)] for t in taps], axis=-1)  # (N, C, T)
+        flat = np.array([np.ravel_multi_index(t, sp) for t in taps])
+        isnan = np.isnan(window)
+        last_nan = window.shape[-1] - 1 - np.argmax(isnan[..., ::-1], axis=-1)
+        first_max = np.argmax(np.where(isnan, -np.inf, window), axis=-1)
+        choice = np.where(isnan.any(-1), last_nan, first_max)
+        vals[sel] = np.take_along_axis(window, choice[..., None], -1)[..., 0]
+        idxs[sel] = flat[choice]
+    assert nd == len(sp)
+    return vals, idxs
+
+
+def avg_pool_nd(x, kernel, stride, padding, ceil_mode, count_include_pad, divisor_override=None):
+    x = np.asarray(x, dtype=np.float64)
+    sp = x.shape[2:]
+    nd = len(sp)
+    out = None
+    for pos, starts, taps, outs in _windows(sp, kernel, stride, padding, (1,) * nd, ceil_mode):
+        if out is None:
+            out = np.empty(x.shape[:2] + tuple(outs))
+        total = sum(x[(slice(None), slice(None), *t)] for t in taps)
+        if divisor_override:
+            div = divisor_override
+        elif count_include_pad:  # the window clipped to the padded input
+            div = 1
+            for a in range(nd):
+                div *= min(starts[a] + kernel[a], sp[a] + padding[a]) - starts[a]
+        else:
+            div = len(taps)
+        out[(slice(None), slice(None), *pos)] = total / div
+    return out
+
+
+def adaptive_pool_nd(x, output_size, kind):
+    """Adaptive pooling by torch's formulas: window [floor(o*L/O), ceil((o+1)*L/O))."""
+    x = np.asarray(x, dtype=np.float64)
+    sp = x.shape[2:]
+    vals = np.empty(x.shape[:2] + tuple(output_size))
+    idxs = np.empty(vals.shape, dtype=np.int64)
+    for pos in np.ndindex(*output_size):
+        sl = []
+        for a, o in enumerate(pos):
+            lo = (o * sp[a]) // output_size[a]
+            hi = -((-(o + 1) * sp[a]) // output_size[a])
+            sl.append(range(lo, hi))
+        taps = [t for t in np.ndindex(*[len(r) for r in sl])]
+        taps = [tuple(sl[a][t[a]] for a in range(len(sp))) for t in taps]
+        window = np.stack([x[(slice(None), slice(None), *t)] for t in taps], axis=-1)
+        sel = (slice(None), slice(None), *pos)
+        if kind == "avg":
+            vals[sel] = window.mean(-1)
+            continue
+        flat = np.array([np.ravel_multi_index(t, sp) for t in taps])
+        isnan = np.isnan(window)
+        last_nan = window.shape[-1] - 1 - np.argmax(isnan[..., ::-1], axis=-1)
+        first_max = np.argmax(np.where(isnan, -np.inf, window), axis=-1)
+        choice = np.where(isnan.any(-1), last_nan, first_max)
+        vals[sel] = np.take_along_axis(window, choice[..., None], -1)[..., 0]
+        idxs[sel] = flat[choice]
+    return vals, idxs

@@ -116,3 +116,88 @@ def test_explain_rejects_non_fastconv_functions():
         fastconv.explain(np.convolve, X, W)
     with pytest.raises(TypeError):
         fastconv.explain(fastconv.conv2d, X, W, nonsense=1)
+
+
+XP = np.ones((2, 3, 8, 8), np.float32)
+POOL_CASES = [
+    # (function, kwargs, exception, words)
+    ("max_pool2d", dict(kernel_size=0), ValueError, ["kernel_size", "positive"]),
+    ("max_pool2d", dict(kernel_size=(2, -1)), ValueError, ["kernel_size"]),
+    ("max_pool2d", dict(kernel_size=2, stride=0), ValueError, ["stride", "positive"]),
+    ("max_pool2d", dict(kernel_size=2, stride=-1), ValueError, ["stride"]),
+    ("max_pool2d", dict(kernel_size=3, padding=2), ValueError, ["padding", "half"]),
+    ("max_pool2d", dict(kernel_size=3, padding=-1), ValueError, ["padding"]),
+    ("max_pool2d", dict(kernel_size=2, dilation=0), ValueError, ["dilation"]),
+    ("max_pool2d", dict(kernel_size=(2, 2, 2)), ValueError, ["kernel_size", "2 ints"]),
+    ("max_pool2d", dict(kernel_size=2.0), TypeError, ["kernel_size", "int"]),
+    ("max_pool2d", dict(kernel_size=2, ceil_mode="yes"), TypeError, ["ceil_mode", "bool"]),
+    ("max_pool2d", dict(kernel_size=2, return_indices=1), TypeError, ["return_indices", "bool"]),
+    ("max_pool2d", dict(kernel_size=9), ValueError, ["output size", "too small"]),
+    ("max_pool2d", dict(kernel_size=3, dilation=4), ValueError, ["output size"]),
+    ("max_pool2d", dict(input=np.ones((8, 8)), kernel_size=2), ValueError, ["input", "3-D", "4-D"]),
+    ("max_pool2d", dict(input=np.ones((2, 3, 0, 8)), kernel_size=2), ValueError, ["input", "spatial"]),
+    ("max_pool2d", dict(input=np.ones((2, 3, 8, 8), complex), kernel_size=2), TypeError, ["input", "complex"]),
+    ("max_pool2d", dict(input="abc", kernel_size=2), TypeError, ["input"]),
+    ("max_pool2d", dict(kernel_size=2, device="cuda"), ValueError, ["device"]),
+    ("avg_pool2d", dict(kernel_size=2, divisor_override=0), ValueError, ["divisor_override"]),
+    ("avg_pool2d", dict(kernel_size=2, divisor_override=1.5), TypeError, ["divisor_override"]),
+    ("avg_pool2d", dict(kernel_size=2, count_include_pad=None), TypeError, ["count_include_pad"]),
+    ("avg_pool2d", dict(kernel_size=2, padding=2), ValueError, ["padding", "half"]),
+    ("avg_pool1d", dict(input=np.ones((2, 3, 8, 8)), kernel_size=2), ValueError, ["input"]),
+    ("adaptive_avg_pool2d", dict(output_size=0), ValueError, ["output_size", "positive"]),
+    ("adaptive_avg_pool2d", dict(output_size=(2, -1)), ValueError, ["output_size"]),
+    ("adaptive_avg_pool2d", dict(output_size=(2, 2, 2)), ValueError, ["output_size", "2"]),
+    ("adaptive_avg_pool2d", dict(output_size=None), TypeError, ["output_size"]),
+    ("adaptive_max_pool2d", dict(output_size="a"), TypeError, ["output_size"]),
+    ("adaptive_max_pool3d", dict(input=np.ones((8, 8, 8)), output_size=1), ValueError, ["input", "4-D", "5-D"]),
+]
+
+
+@pytest.mark.parametrize("name,kwargs,exc,words", POOL_CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(POOL_CASES)])
+def test_bad_pool_calls(name, kwargs, exc, words):
+    kwargs = dict(kwargs)
+    x = kwargs.pop("input", XP)
+    before = np.array(x, copy=True) if isinstance(x, np.ndarray) else None
+    with pytest.raises(exc) as info:
+        getattr(fastconv, name)(x, **kwargs)
+    for word in words:
+        assert word in str(info.value), (word, str(info.value))
+    if before is not None:
+        np.testing.assert_array_equal(x, before)
+
+
+XT = np.ones((2, 4, 5, 5), np.float32)
+WT = np.ones((4, 3, 3, 3), np.float32)
+TRANSPOSE_CASES = [
+    (dict(stride=0), ValueError, ["stride", "positive"]),
+    (dict(stride=2, output_padding=2), ValueError, ["output_padding", "stride", "dilation"]),
+    (dict(stride=1, output_padding=1), ValueError, ["output_padding"]),
+    (dict(output_padding=-1), ValueError, ["output_padding"]),
+    (dict(padding=-1), ValueError, ["padding"]),
+    (dict(padding="same"), ValueError, ["padding", "int"]),
+    (dict(padding=4), ValueError, ["output size", "not positive"]),
+    (dict(dilation=0), ValueError, ["dilation"]),
+    (dict(groups=3), ValueError, ["groups", "C_in"]),
+    (dict(groups=0), ValueError, ["groups"]),
+    (dict(weight=np.ones((5, 3, 3, 3))), ValueError, ["weight.shape[0]", "C_in"]),
+    (dict(weight=np.ones((4, 3, 3))), ValueError, ["weight", "4-D"]),
+    (dict(weight=np.ones((4, 3, 0, 3))), ValueError, ["kernel size"]),
+    (dict(input=np.ones((4, 5))), ValueError, ["input", "3-D", "4-D"]),
+    (dict(bias=np.ones(4)), ValueError, ["bias", "(3,)"]),
+    (dict(method="winograd_f2"), ValueError, ["method", "gemm", "subpixel"]),
+    (dict(method=3), TypeError, ["method", "str"]),
+    (dict(out=np.ones((2, 3, 7, 7), np.float64)), ValueError, ["out", "dtype"]),
+    (dict(out=np.ones((2, 3, 8, 7), np.float32)), ValueError, ["out", "shape"]),
+    (dict(input=np.ones((2, 4, 5, 5), complex)), TypeError, ["input", "complex"]),
+]
+
+
+@pytest.mark.parametrize("changes,exc,words", TRANSPOSE_CASES)
+def test_bad_transpose_calls(changes, exc, words):
+    kw = dict(changes)
+    x = kw.pop("input", XT)
+    w = kw.pop("weight", WT)
+    with pytest.raises(exc) as info:
+        fastconv.conv_transpose2d(x, w, **kw)
+    for word in words:
+        assert word in str(info.value), (word, str(info.value))

@@ -62,7 +62,7 @@ class Plan:
         lines = [
             f"<fastconv plan for {self.op}: method={self.method!r}",
             f"  input ({s.n}, {s.c_in}, {', '.join(map(str, s.in_spatial))}) {s.dtype}, "
-            f"weight ({s.c_out}, {s.c_in // s.groups}, {', '.join(map(str, s.kernel))}), "
+            f"weight {_weight_shape(s)}, "
             f"stride {s.stride}, padding {s.pad_lo}/{s.pad_hi} ({s.padding_mode}), "
             f"dilation {s.dilation}, groups {s.groups}",
             f"  output {s.out_shape}, {s.flops / 1e9:.3f} GFLOP, threads {self.num_threads}",
@@ -71,6 +71,12 @@ class Plan:
         ]
         lines += [c.row(c.name == self.method) for c in self.candidates]
         return "\n".join(lines) + ">"
+
+
+def _weight_shape(s) -> tuple[int, ...]:
+    if getattr(s, "transposed", False):
+        return (s.c_in, s.c_out // s.groups, *s.kernel)
+    return (s.c_out, s.c_in // s.groups, *s.kernel)
 
 
 def _bytes(n: int) -> str:

@@ -40,9 +40,7 @@ def _interior(start: np.ndarray, span: int, length: int) -> tuple[int, int]:
     return int(inside[0]), int(inside[-1]) + 1
 
 
-def regular_axis(
-    length: int, out: int, k: int, s: int, p: int, d: int, count_include_pad: bool
-) -> AxisWindows:
+def regular_axis(length: int, out: int, k: int, s: int, p: int, d: int, count_include_pad: bool) -> AxisWindows:
     o = np.arange(out, dtype=np.int64)
     start = o * s - p
     span = d * (k - 1) + 1

@@ -162,7 +162,7 @@ def col2im_add(cols, out, n, co0, r0, nrows, in_shape, geometry, kshape):
     """out[n, co0 + c, o...] += cols[c*K + tap, pos] for every tap and input
     position pos in input rows [r0, r0 + nrows) (row = id*IH + ih); parallel
     over the output channels, so no two threads touch the same output."""
-    ID, IH, IW = in_shape
+    _ID, IH, IW = in_shape
     sd, sh, sw, dd, dh, dw, pd, ph, pw = geometry
     KD, KH, KW = kshape
     K = KD * KH * KW

@@ -67,7 +67,9 @@ def phases(spec: ConvSpec) -> tuple[Phase, ...]:
     """Every output phase of the transposed convolution ``spec``."""
     per_axis = [
         axis_phases(i, o, k, s, p, d)
-        for i, o, k, s, p, d in zip(spec.in_spatial, spec.out_spatial, spec.kernel, spec.stride, spec.pad_lo, spec.dilation)
+        for i, o, k, s, p, d in zip(
+            spec.in_spatial, spec.out_spatial, spec.kernel, spec.stride, spec.pad_lo, spec.dilation
+        )
     ]
     result = []
     for combo in _product(per_axis):
