@@ -21,7 +21,7 @@ from scipy.optimize import nnls
 
 import fastconv
 from fastconv import _bench
-from fastconv._spec import conv_spec, synthetic_operands
+from fastconv._spec import conv_spec, conv_transpose_spec, synthetic_operands
 from fastconv.dispatch import registry, selector
 
 MODEL = os.path.join(os.path.dirname(fastconv.__file__), "dispatch", "cost_model.json")
@@ -29,15 +29,17 @@ MODEL = os.path.join(os.path.dirname(fastconv.__file__), "dispatch", "cost_model
 
 def shapes():
     for suite, cases in _bench.SUITES.items():
+        if suite == "pool2d":  # one kernel, nothing to choose
+            continue
         nd = int(suite[-2])
         for _, xs, ws, kw in cases:
             for n in sorted({1, min(2, xs[0]), xs[0]}):
-                yield nd, (n, *xs[1:]), ws, kw
+                yield suite, nd, (n, *xs[1:]), ws, kw
             # a thinner variant: fewer channels
             if xs[1] >= 16 and ws[0] >= 16:
                 g = kw.get("groups", 1)
                 if g == 1:
-                    yield nd, (xs[0], xs[1] // 4, *xs[2:]), (ws[0] // 4, ws[1] // 4, *ws[2:]), kw
+                    yield suite, nd, (xs[0], xs[1] // 4, *xs[2:]), (ws[0] // 4, ws[1] // 4, *ws[2:]), kw
 
 
 def best_time(run, repeats=3):
@@ -54,16 +56,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--write", action="store_true")
+    parser.add_argument("--only", choices=["conv", "transpose"], help="fit only these methods' constants")
     args = parser.parse_args()
     rows: dict[str, list[tuple[dict, float]]] = {name: [] for name in registry.FEATURES}
     with fastconv.set_config(num_threads=args.threads):
-        for nd, xs, ws, kw in shapes():
-            p = dict(stride=1, padding=0, dilation=1, groups=1) | kw
+        for suite, nd, xs, ws, kw in shapes():
+            transposed = suite.startswith("conv_transpose")
+            if args.only and (args.only == "transpose") != transposed:
+                continue
+            p = dict(stride=1, padding=0, dilation=1, groups=1, output_padding=0) | kw
             x = np.zeros(xs, np.float32)
             w = np.zeros(ws, np.float32)
-            spec, _, _ = conv_spec(
-                nd, x, w, None, p["stride"], p["padding"], p["dilation"], p["groups"], "zeros", "auto", None, None
-            )
+            if transposed:
+                spec, _, _ = conv_transpose_spec(
+                    nd, x, w, None, p["stride"], p["padding"], p["output_padding"], p["groups"], p["dilation"],
+                    "auto", None, None,
+                )  # fmt: skip
+            else:
+                spec, _, _ = conv_spec(
+                    nd, x, w, None, p["stride"], p["padding"], p["dilation"], p["groups"], "zeros", "auto", None, None
+                )
             ops = synthetic_operands(spec)
             out = np.empty((spec.n, spec.c_out, *spec.lifted("out_spatial")), np.float32)
             plan = selector.select(spec)
@@ -72,10 +84,13 @@ def main() -> None:
                     continue
                 runner = registry.methods_for(spec.op)[cand.name].load()
                 t = best_time(lambda r=runner, s=spec, o=ops, y=out: r(s, o, y, args.threads))
-                rows[cand.name].append((registry.FEATURES[cand.name](spec), t))
+                key = f"transpose_{cand.name}" if transposed else cand.name
+                rows[key].append((registry.FEATURES[key](spec), t))
                 print(f"{cand.name:8s} {xs} {ws} {kw}: {t * 1e3:.2f} ms", flush=True)
     model = json.load(open(MODEL, encoding="utf-8"))
     for name, data in rows.items():
+        if not data:
+            continue
         keys = list(data[0][0])
         a = np.array([[f[k] for k in keys] for f, _ in data])
         t = np.array([t for _, t in data])

@@ -54,12 +54,53 @@ CONV3D = [
     ("3d 1x3x3 64 @8x28x28", (4, 64, 8, 28, 28), (64, 64, 1, 3, 3), dict(padding=(0, 1, 1))),
     ("3d depthwise 64 @16x28x28", (2, 64, 16, 28, 28), (64, 1, 3, 3, 3), dict(padding=1, groups=64)),
 ]
+# decoder-style upconvolutions; weight is (C_in, C_out, k, k)
+CONV_TRANSPOSE2D = [
+    ("unet up 4x4/2 256->128 @14", (8, 256, 14, 14), (256, 128, 4, 4), dict(stride=2, padding=1)),
+    ("unet up 4x4/2 128->64 @28", (8, 128, 28, 28), (128, 64, 4, 4), dict(stride=2, padding=1)),
+    ("dcgan up 4x4/2 64->32 @56", (8, 64, 56, 56), (64, 32, 4, 4), dict(stride=2, padding=1)),
+    ("fcn up 3x3/2 op1 256->128 @14", (8, 256, 14, 14), (256, 128, 3, 3), dict(stride=2, padding=1, output_padding=1)),
+    ("fcn up 3x3/2 op1 128->64 @28", (8, 128, 28, 28), (128, 64, 3, 3), dict(stride=2, padding=1, output_padding=1)),
+    ("unet up 2x2/2 512->256 @14", (8, 512, 14, 14), (512, 256, 2, 2), dict(stride=2)),
+    ("unet up 2x2/2 128->64 @56", (8, 128, 56, 56), (128, 64, 2, 2), dict(stride=2)),
+    ("gan up 4x4/2 32->32 @112 batch 1", (1, 32, 112, 112), (32, 32, 4, 4), dict(stride=2, padding=1)),
+]
+# pooling: name, input shape, function, keyword arguments (memory-bound: GB/s)
+POOL2D = [
+    ("max 3x3/2 64 @112", (8, 64, 112, 112), "max_pool2d", dict(kernel_size=3, stride=2, padding=1)),
+    ("max 3x3/1 64 @56 batch 32", (32, 64, 56, 56), "max_pool2d", dict(kernel_size=3, stride=1, padding=1)),
+    ("max 2x2/2 128 @28 batch 32", (32, 128, 28, 28), "max_pool2d", dict(kernel_size=2)),
+    ("max 2x2/2 512 @14 batch 16", (16, 512, 14, 14), "max_pool2d", dict(kernel_size=2)),
+    ("max 3x3/2 ceil 32 @57", (16, 32, 57, 57), "max_pool2d", dict(kernel_size=3, stride=2, ceil_mode=True)),
+    ("avg 3x3/1 256 @56", (8, 256, 56, 56), "avg_pool2d", dict(kernel_size=3, stride=1, padding=1)),
+    ("avg 2x2/2 128 @28 batch 32", (32, 128, 28, 28), "avg_pool2d", dict(kernel_size=2)),
+    ("avg 3x3/2 32 @112", (8, 32, 112, 112), "avg_pool2d", dict(kernel_size=3, stride=2, padding=1)),
+    ("avg 2x2/2 512 @14 batch 16", (16, 512, 14, 14), "avg_pool2d", dict(kernel_size=2)),
+    ("global avg 512 @7 batch 32", (32, 512, 7, 7), "adaptive_avg_pool2d", dict(output_size=1)),
+    ("global max 512 @14 batch 16", (16, 512, 14, 14), "adaptive_max_pool2d", dict(output_size=1)),
+]
 QUICK = {
     "conv2d": [0, 4, 6, 8, 12, 15],
     "conv1d": [0, 3],
     "conv3d": [2],
+    "conv_transpose2d": [0, 3, 6],
+    "pool2d": [0, 2, 5, 6, 9],
 }
-SUITES = {"conv2d": CONV2D, "conv1d": CONV1D, "conv3d": CONV3D}
+SUITES = {
+    "conv2d": CONV2D,
+    "conv1d": CONV1D,
+    "conv3d": CONV3D,
+    "conv_transpose2d": CONV_TRANSPOSE2D,
+    "pool2d": POOL2D,
+}
+#: command-line names of the suites (issue 7's vocabulary) -> suites
+SUITE_GROUPS = {
+    "conv": ["conv2d", "conv1d", "conv3d"],
+    "transpose": ["conv_transpose2d"],
+    "pool": ["pool2d"],
+    **{name: [name] for name in SUITES},
+    "all": list(SUITES),
+}
 
 
 @dataclasses.dataclass
@@ -75,6 +116,8 @@ class Result:
     gflops: float
     reference: dict  # library -> {"ms": .., "ratio": ..}
     max_rel_err: float | None
+    #: memory-bound ops (pooling): bytes read + written per second
+    gbps: float | None = None
 
 
 def interleaved_medians(
@@ -118,6 +161,14 @@ def gemm_rate(threads: int) -> float:
     return 2 * 2048**3 / t / 1e9
 
 
+def copy_rate() -> float:
+    """GB/s (read + write) of a 256 MiB numpy copy: the memory-bound ceiling."""
+    a = np.ones(2**26, np.float32)
+    b = np.empty_like(a)
+    t = interleaved_medians({"copy": lambda: np.copyto(b, a)}, 5, 3.0)["copy"]
+    return 2 * a.nbytes / t / 1e9
+
+
 def run_suite(
     suite: str,
     *,
@@ -137,6 +188,8 @@ def run_suite(
     if only:
         cases = [c for c in cases if only in c[0]]
     torch = _torch(threads) if "torch" in compare else None
+    if suite == "pool2d":
+        return _run_pool_suite(cases, threads, torch, repeats, budget_s, progress)
     f = getattr(fastconv, suite)
     results = []
     rng = np.random.default_rng(0)
@@ -180,12 +233,62 @@ def run_suite(
     return results
 
 
+def _run_pool_suite(cases, threads, torch, repeats, budget_s, progress) -> list[Result]:
+    import fastconv
+
+    results = []
+    rng = np.random.default_rng(0)
+    with fastconv.set_config(num_threads=threads):
+        for k, (name, xs, fname, kw) in enumerate(cases):
+            if progress:
+                progress(f"[{k + 1}/{len(cases)}] pool2d {name}")
+            x = rng.standard_normal(xs).astype(np.float32)
+            f = getattr(fastconv, fname)
+            funcs = {"fastconv": lambda f=f, x=x, kw=kw: f(x, **kw)}
+            ours = f(x, **kw)
+            err = None
+            if torch is not None:
+                tf = getattr(torch.nn.functional, fname)
+                xt = torch.from_numpy(x)
+
+                def run_torch(tf=tf, xt=xt, kw=kw):
+                    with torch.no_grad():
+                        return tf(xt, **kw)
+
+                funcs["torch"] = run_torch
+                theirs = run_torch().numpy()
+                err = float(np.abs(ours - theirs).max() / max(np.abs(theirs).max(), 1e-30))
+            med = interleaved_medians(funcs, repeats, budget_s)
+            ref = {k: {"ms": v * 1e3, "ratio": med["fastconv"] / v} for k, v in med.items() if k != "fastconv"}
+            moved = x.nbytes + ours.nbytes
+            results.append(
+                Result(
+                    suite="pool2d",
+                    case=name,
+                    input=tuple(xs),
+                    weight=(),
+                    params={"function": fname, **kw},
+                    method="global" if ours.shape[-2:] == (1, 1) and "output_size" in kw else "separable",
+                    gflop=0.0,
+                    fastconv_ms=med["fastconv"] * 1e3,
+                    gflops=0.0,
+                    reference=ref,
+                    max_rel_err=err,
+                    gbps=moved / med["fastconv"] / 1e9,
+                )
+            )
+    return results
+
+
 def geomean(values) -> float:
     values = [v for v in values if v > 0]
     return float(np.exp(np.mean(np.log(values)))) if values else float("nan")
 
 
-def table(results: list[Result], gemm: float | None) -> str:
+def table(results: list[Result], gemm: float | None, copy: float | None = None) -> str:
+    """Rows per case; memory-bound suites (pooling) show GB/s and % of the copy rate."""
+    if results and results[0].gbps is not None:
+        return _table_bytes(results, copy)
     libs = sorted({k for r in results for k in r.reference})
     head = f"{'case':<34} {'method':<8} {'ms':>9} {'GFLOP/s':>8}"
     if gemm:
@@ -200,6 +303,31 @@ def table(results: list[Result], gemm: float | None) -> str:
         for lib in libs:
             ref = r.reference.get(lib)
             line += f" {ref['ms']:10.2f} {ref['ratio']:6.2f}" if ref else f" {'-':>10} {'-':>6}"
+        lines.append(line)
+    for lib in libs:
+        ratios = [r.reference[lib]["ratio"] for r in results if lib in r.reference]
+        lines.append(
+            f"geomean time ratio fastconv/{lib}: {geomean(ratios):.2f}  (worst {max(ratios):.2f}, "
+            f"best {min(ratios):.2f}; below 1 means fastconv is faster)"
+        )
+    return "\n".join(lines)
+
+
+def _table_bytes(results: list[Result], copy: float | None) -> str:
+    libs = sorted({k for r in results for k in r.reference})
+    head = f"{'case':<34} {'method':<9} {'ms':>9} {'GB/s':>6}"
+    if copy:
+        head += f" {'%copy':>6}"
+    for lib in libs:
+        head += f" {lib + ' ms':>10} {'ratio':>6}"
+    lines = [head, "-" * len(head)]
+    for r in results:
+        line = f"{r.case[:34]:<34} {r.method:<9} {r.fastconv_ms:9.3f} {r.gbps:6.1f}"
+        if copy:
+            line += f" {100 * r.gbps / copy:5.0f}%"
+        for lib in libs:
+            ref = r.reference.get(lib)
+            line += f" {ref['ms']:10.3f} {ref['ratio']:6.2f}" if ref else f" {'-':>10} {'-':>6}"
         lines.append(line)
     for lib in libs:
         ratios = [r.reference[lib]["ratio"] for r in results if lib in r.reference]

@@ -36,7 +36,7 @@ def _ints(text: str):
 def cmd_bench(args) -> int:
     from . import _bench
 
-    suites = ["conv2d", "conv1d", "conv3d"] if args.suite == "all" else [args.suite]
+    suites = _bench.SUITE_GROUPS[args.suite]
     compare = tuple(c for c in args.compare.split(",") if c) if args.compare else ()
     for lib in compare:
         if lib not in ("torch",):
@@ -48,6 +48,9 @@ def cmd_bench(args) -> int:
         print("  (torch is not installed: no comparison; pip install torch to add one)", flush=True)
     gemm = _bench.gemm_rate(args.threads)
     print(f"  numpy float32 GEMM 2048^3 with {args.threads} threads: {gemm:.1f} GFLOP/s", flush=True)
+    copy = _bench.copy_rate() if "pool2d" in suites else None
+    if copy:
+        print(f"  numpy copy of 256 MiB: {copy:.1f} GB/s (read + write)", flush=True)
     results = []
     if args.cases and not any(args.cases in c[0] for suite in suites for c in _bench.SUITES[suite]):
         print(f"fastconv bench: --cases: no case name contains {args.cases!r}", file=sys.stderr)
@@ -63,7 +66,7 @@ def cmd_bench(args) -> int:
             progress=lambda msg: print("  " + msg, flush=True),
         )
         print()
-        print(_bench.table(res, gemm))
+        print(_bench.table(res, gemm, copy))
         print()
         results += res
         bad = [r for r in res if r.max_rel_err is not None and r.max_rel_err > 1e-3]
@@ -133,6 +136,10 @@ def _call_from_args(args):
     x = np.zeros(args.input, dtype=args.dtype)
     w = np.zeros(args.weight, dtype=args.dtype)
     kwargs = dict(stride=args.stride, padding=args.padding, dilation=args.dilation, groups=args.groups)
+    if args.op.startswith("conv_transpose"):
+        kwargs["output_padding"] = args.output_padding
+    elif args.output_padding != 0:
+        raise SystemExit(f"fastconv {args.command}: --output-padding is for transposed convolution only")
     return func, x, w, kwargs
 
 
@@ -163,7 +170,7 @@ def cmd_tune(args) -> int:
         func, x, w, kwargs = _call_from_args(args)
         calls = [(f"{args.op} {args.input} {args.weight}", func, x, w, kwargs)]
     else:
-        suites = ["conv2d", "conv1d", "conv3d"] if args.suite == "all" else [args.suite]
+        suites = [s for s in _bench.SUITE_GROUPS[args.suite] if s != "pool2d"]  # pooling has one kernel
         calls = [
             (name, getattr(fastconv, suite), np.zeros(xs, np.float32), np.zeros(ws, np.float32), kw)
             for suite in suites
@@ -184,12 +191,16 @@ def cmd_tune(args) -> int:
     return 0
 
 
+_SUITE_CHOICES = ["conv", "transpose", "pool", "conv2d", "conv1d", "conv3d", "conv_transpose2d", "pool2d", "all"]
+_OPS = ["conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d"]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fastconv", description="Numba convolution kernels: benchmark and inspect.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     b = sub.add_parser("bench", help="time fastconv against torch on realistic layers")
-    b.add_argument("--suite", choices=["conv2d", "conv1d", "conv3d", "all"], default="all")
+    b.add_argument("--suite", choices=_SUITE_CHOICES, default="all", help="conv (1d/2d/3d), transpose, pool, or all")
     b.add_argument("--quick", action="store_true", help="a few cases per suite (a couple of minutes)")
     b.add_argument("--compare", default="torch", help="comma-separated reference libraries (default: torch)")
     b.add_argument("--threads", type=_positive_int, default=2, help="threads for every library (default 2)")
@@ -202,16 +213,16 @@ def build_parser() -> argparse.ArgumentParser:
     i.set_defaults(func=cmd_info)
 
     e = sub.add_parser("explain", help="show the plan the dispatcher makes for one call")
-    e.add_argument("op", choices=["conv1d", "conv2d", "conv3d"])
+    e.add_argument("op", choices=_OPS)
     _call_arguments(e, required=True)
     e.set_defaults(func=cmd_explain)
 
     t = sub.add_parser(
         "tune", help="measure and cache the dispatcher's choice (for a suite, or for one call given by shapes)"
     )
-    t.add_argument("op", nargs="?", choices=["conv1d", "conv2d", "conv3d"])
+    t.add_argument("op", nargs="?", choices=_OPS)
     _call_arguments(t, required=False)
-    t.add_argument("--suite", choices=["conv2d", "conv1d", "conv3d", "all"], default="all")
+    t.add_argument("--suite", choices=[c for c in _SUITE_CHOICES if "pool" not in c], default="all")
     t.add_argument("--threads", type=_positive_int, default=None, help="threads to tune for (default: the setting)")
     t.set_defaults(func=cmd_tune)
     return parser
@@ -224,6 +235,7 @@ def _call_arguments(p: argparse.ArgumentParser, required: bool) -> None:
     p.add_argument("--padding", default=0, help="int, comma-separated ints, 'valid' or 'same'")
     p.add_argument("--dilation", type=_ints, default=1)
     p.add_argument("--groups", type=_positive_int, default=1)
+    p.add_argument("--output-padding", type=_ints, default=0, help="transposed convolution only")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
 
 

@@ -371,14 +371,16 @@ register(
 def transpose_gemm_features(spec) -> dict[str, float]:
     """GEMM + col2im: a fixed cost, the GEMM FLOPs, the column elements added
     back (col2im), and the GEMM calls."""
-    from ..kernels.transpose_plan import gemm_rows
+    from ..kernels.transpose_plan import gemm_tiles
 
     k = 1
     for v in spec.kernel:
         k *= v
     d, h, w = spec.lifted("in_spatial")
     rows = d * h
-    calls = spec.n * spec.groups * -(-rows // gemm_rows(spec, _settings()[0]))
+    limit, threads = _settings()
+    cblk, nrows = gemm_tiles(spec, limit, threads)
+    calls = spec.n * spec.groups * -(-(spec.c_out // spec.groups) // cblk) * -(-rows // nrows)
     return {
         "overhead_s": 1.0,
         "s_per_flop": float(spec.flops),
@@ -390,7 +392,7 @@ def transpose_gemm_features(spec) -> dict[str, float]:
 def _transpose_gemm_workspace(spec) -> int:
     from ..kernels.transpose_plan import gemm_workspace
 
-    return gemm_workspace(spec, _settings()[0])
+    return gemm_workspace(spec, *_settings())
 
 
 FEATURES["transpose_gemm"] = transpose_gemm_features

@@ -122,20 +122,40 @@ def largest_phase_bytes(spec: ConvSpec) -> int:
     return best
 
 
-def gemm_rows(spec: ConvSpec, limit: int) -> int:
-    """Input rows per GEMM of the GEMM + col2im method: as many as fit in
-    ``limit`` bytes of columns (at least one)."""
+def gemm_tiles(spec: ConvSpec, limit: int, threads: int = 1) -> tuple[int, int]:
+    """(output channels per GEMM, input rows per GEMM) of the GEMM + col2im
+    method: enough channel blocks for every thread, and per-thread columns
+    (plus the copied input rows when an image is split) within ``limit``."""
     k = 1
     for v in spec.kernel:
         k *= v
-    row_bytes = (spec.c_out // spec.groups) * k * spec.lifted("in_spatial")[2] * spec.dtype.itemsize
-    rows = spec.lifted("in_spatial")[0] * spec.lifted("in_spatial")[1]
-    return max(1, min(rows, limit // max(1, row_bytes)))
+    cog = spec.c_out // spec.groups
+    units = max(1, spec.n * spec.groups)
+    blocks = max(1, -(-threads // units))
+    cblk = max(1, -(-cog // blocks))
+    d, h, w = spec.lifted("in_spatial")
+    rows = d * h
+    item = spec.dtype.itemsize
+    per_thread = max(1, limit // max(1, threads))
+    whole = cblk * k * rows * w * item
+    if whole <= per_thread:
+        return cblk, rows
+    row_bytes = (cblk * k + spec.c_in // spec.groups) * w * item
+    return cblk, max(1, min(rows, per_thread // max(1, row_bytes)))
 
 
-def gemm_workspace(spec: ConvSpec, limit: int) -> int:
+def gemm_workspace(spec: ConvSpec, limit: int, threads: int = 1) -> int:
+    """Bytes :func:`conv_transpose_gemm` allocates: per thread, the columns,
+    the copied input rows (split images only) and one phase-split plane."""
     k = 1
     for v in spec.kernel:
         k *= v
-    row_bytes = (spec.c_out // spec.groups) * k * spec.lifted("in_spatial")[2] * spec.dtype.itemsize
-    return row_bytes * gemm_rows(spec, limit)
+    cblk, nrows = gemm_tiles(spec, limit, threads)
+    d, h, w = spec.lifted("in_spatial")
+    item = spec.dtype.itemsize
+    cols = cblk * k * nrows * w
+    xcopy = (spec.c_in // spec.groups) * nrows * w if nrows < d * h else 0
+    od, oh, ow = spec.lifted("out_spatial")
+    sw = spec.lifted("stride")[2]
+    plane = od * oh * sw * -(-ow // sw)
+    return (cols + xcopy + plane) * item * max(1, threads)
