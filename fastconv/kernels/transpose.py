@@ -159,12 +159,14 @@ def conv_transpose_subpixel(spec, ops, out: np.ndarray, num_threads: int) -> Non
 
 
 @_inline
-def _col2im_channel(cf, src, acc, of, ob, r0, nrows, IH, IW, geometry, kshape, oshape, tabs):
+def _col2im_channel(cf, src, acc, of, ob, r0, nrows, IH, IW, geometry, kshape, oshape, tabs, first, bv):
     """Add the K column rows of one output channel (starting at cf[src], each
     ``nrows*IW`` long) into its output plane at of[ob]: summed first in the
     phase-split plane ``acc`` (``ow = q*sw + r``), where every (tap, input
     row) is one unit-stride add, then interleaved once (measured on a 4x4/2
-    layer: strided adds straight into the output ran 5x slower)."""
+    layer: strided adds straight into the output ran 5x slower).  The first
+    row block writes the whole plane (bias included) instead of adding, so the
+    output needs no separate initialisation pass."""
     sd, sh, sw, dd, dh, _, pd, ph, _ = geometry
     KD, KH, KW = kshape
     OD, OH, OW = oshape
@@ -172,8 +174,20 @@ def _col2im_channel(cf, src, acc, of, ob, r0, nrows, IH, IW, geometry, kshape, o
     nqw = (OW + sw - 1) // sw
     pitch = sw * nqw
     ncols = nrows * IW
-    for i in range(_U(OD * OH * pitch)):
-        acc[i] = 0
+    # output rows this block of input rows can reach (all of them when first)
+    id0 = r0 // IH
+    id1 = (r0 + nrows - 1) // IH
+    od0, od1, oh0, oh1 = 0, OD, 0, OH
+    if not first:
+        od0 = max(0, id0 * sd - pd)
+        od1 = min(OD, id1 * sd - pd + (KD - 1) * dd + 1)
+        if id0 == id1:
+            oh0 = max(0, (r0 - id0 * IH) * sh - ph)
+            oh1 = min(OH, (r0 + nrows - 1 - id0 * IH) * sh - ph + (KH - 1) * dh + 1)
+    for o_d in range(od0, od1):
+        a0 = _U((o_d * OH + oh0) * pitch)
+        for i in range(_U(max(0, oh1 - oh0) * pitch)):
+            acc[a0 + i] = 0
     for rr in range(nrows):
         row = r0 + rr
         idd = row // IH
@@ -198,22 +212,30 @@ def _col2im_channel(cf, src, acc, of, ob, r0, nrows, IH, IW, geometry, kshape, o
                     for i in range(_U(hi - lo)):
                         acc[ab + i] += cf[sb + i]
     usw = _U(sw)
-    for orow in range(OD * OH):
-        for r in range(sw):
-            nq = (OW - r + sw - 1) // sw
-            a0 = _U(orow * pitch + r * nqw)
-            o0 = _U(ob + orow * OW + r)
-            for q in range(_U(nq)):
-                of[o0 + q * usw] += acc[a0 + q]
+    for o_d in range(od0, od1):
+        for o_h in range(oh0, oh1):
+            orow = o_d * OH + o_h
+            for r in range(sw):
+                nq = (OW - r + sw - 1) // sw
+                a0 = _U(orow * pitch + r * nqw)
+                o0 = _U(ob + orow * OW + r)
+                if first:
+                    for q in range(_U(nq)):
+                        of[o0 + q * usw] = acc[a0 + q] + bv
+                else:
+                    for q in range(_U(nq)):
+                        of[o0 + q * usw] += acc[a0 + q]
 
 
 @numba_jit(parallel=True)
-def transpose_gemm_kernel(x, wt, out, groups, geometry, kshape, tabs, cblk, nrows, nparts):
+def transpose_gemm_kernel(x, wt, bias, out, groups, geometry, kshape, tabs, cblk, nrows, nparts):
     """Work units (image, group, block of ``cblk`` output channels) in
     parallel; each thread runs BLAS GEMMs (kept single-threaded by the
-    caller) for its unit's column blocks and adds them back with col2im, so
-    only one thread pool is ever active and no two threads write the same
-    output channel."""
+    caller) for its unit's blocks of input rows and adds them back with
+    col2im, so only one thread pool is ever active and no two threads write
+    the same output channel.  With one block of rows per image the first
+    col2im pass initialises the output; with several, ``out`` must hold the
+    bias already and every block adds the rows it reaches."""
     N, C_in, ID, IH, IW = x.shape
     C_out, OD, OH, OW = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
     KD, KH, KW = kshape
@@ -228,9 +250,10 @@ def transpose_gemm_kernel(x, wt, out, groups, geometry, kshape, tabs, cblk, nrow
     pitch = sw * ((OW + sw - 1) // sw)
     xr = x.reshape(N, C_in, rows * IW)
     of = out.reshape(-1)
+    single = nrows >= rows
     for part in prange(nparts):
         cols = np.empty(cblk * K * nrows * IW, x.dtype)
-        xt = np.empty(cig * nrows * IW if nrows < rows else 1, x.dtype)
+        xt = np.empty(1 if single else cig * nrows * IW, x.dtype)
         acc = np.empty(OD * OH * pitch, x.dtype)
         for u in range(part * per, min(units, (part + 1) * per)):
             b = u % nb
@@ -243,20 +266,20 @@ def transpose_gemm_kernel(x, wt, out, groups, geometry, kshape, tabs, cblk, nrow
             for r0 in range(0, rows, nrows):
                 nr = min(nrows, rows - r0)
                 c = cols[: nc * K * nr * IW].reshape(nc * K, nr * IW)
-                if nrows < rows:
+                if single:
+                    np.dot(wblk, xr[n, g * cig : (g + 1) * cig], c)
+                else:
                     xs = xt[: cig * nr * IW].reshape(cig, nr * IW)
                     for ci in range(cig):
                         for i in range(nr * IW):
                             xs[ci, i] = xr[n, g * cig + ci, r0 * IW + i]
                     np.dot(wblk, xs, c)
-                else:
-                    np.dot(wblk, xr[n, g * cig : (g + 1) * cig], c)
                 cf = c.reshape(-1)
                 for j in range(nc):
                     co = g * cog + c0 + j
                     ob = (n * C_out + co) * OD * OH * OW
                     _col2im_channel(cf, j * K * nr * IW, acc, of, ob, r0, nr, IH, IW, geometry, kshape,
-                                    (OD, OH, OW), tabs)  # fmt: skip
+                                    (OD, OH, OW), tabs, single, bias[co])  # fmt: skip
 
 
 def _kw_tables(spec):
@@ -288,14 +311,16 @@ def conv_transpose_gemm(spec, ops, out: np.ndarray, num_threads: int) -> None:
     cig, cog = spec.c_in // G, spec.c_out // G
     kd, kh, kw = spec.lifted("kernel")
     K = kd * kh * kw
-    out[...] = 0 if ops.b is None else ops.b.reshape(1, -1, 1, 1, 1)
+    b = ops.b if ops.b is not None else np.zeros(spec.c_out, dtype=spec.dtype)
+    cblk, nrows = gemm_tiles(spec, get_config().workspace_limit, num_threads)
+    if ops.x.size == 0 or nrows < spec.lifted("in_spatial")[0] * spec.lifted("in_spatial")[1]:
+        out[...] = b.reshape(1, -1, 1, 1, 1)  # several row blocks add into it
     if ops.x.size == 0:
         return
     # W_g^T: (cog*K, cig), rows ordered (co, tap) as col2im reads them
     wt = np.ascontiguousarray(ops.w.reshape(G, cig, cog * K).transpose(0, 2, 1))
-    cblk, nrows = gemm_tiles(spec, get_config().workspace_limit, num_threads)
     units = spec.n * G * -(-cog // cblk)
     nparts = max(1, min(units, num_threads))
     geometry = (*spec.lifted("stride"), *spec.lifted("dilation"), *spec.lifted("pad_lo"))
     with blas_threads(1), numba_threads(num_threads):
-        transpose_gemm_kernel(ops.x, wt, out, G, geometry, (kd, kh, kw), _kw_tables(spec), cblk, nrows, nparts)
+        transpose_gemm_kernel(ops.x, wt, b, out, G, geometry, (kd, kh, kw), _kw_tables(spec), cblk, nrows, nparts)
