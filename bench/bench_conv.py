@@ -18,10 +18,12 @@ import fastconv
 from fastconv import _bench
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from tests.reference import conv_nd
+from tests.reference import adaptive_pool_nd, avg_pool_nd, conv_nd, conv_transpose_nd, max_pool_nd
 
 THREADS = int(os.environ.get("FASTCONV_BENCH_THREADS", "2"))
-CASES = [(suite, *case) for suite, cases in _bench.SUITES.items() for case in cases]
+CASES = [(suite, *case) for suite, cases in _bench.SUITES.items() if suite != "pool2d" for case in cases]
+POOL_CASES = _bench.SUITES["pool2d"]
+REFERENCE = {"conv_transpose2d": conv_transpose_nd}
 
 
 def _data(xs, ws):
@@ -40,7 +42,8 @@ def test_conv(benchmark, library, suite, case, xs, ws, kw):
     with fastconv.set_config(num_threads=THREADS):
         if library == "fastconv":
             small = x[:1]
-            np.testing.assert_allclose(f(small, w, **kw), conv_nd(small, w, **kw), rtol=1e-3, atol=1e-3)
+            ref = REFERENCE.get(suite, conv_nd)
+            np.testing.assert_allclose(f(small, w, **kw), ref(small, w, **kw), rtol=1e-3, atol=1e-3)
             benchmark(f, x, w, **kw)
         else:
             torch = pytest.importorskip("torch")
@@ -49,3 +52,42 @@ def test_conv(benchmark, library, suite, case, xs, ws, kw):
             xt, wt = torch.from_numpy(x), torch.from_numpy(w)
             np.testing.assert_allclose(tf(xt, wt, **kw).numpy(), f(x, w, **kw), rtol=1e-3, atol=1e-3)
             benchmark(tf, xt, wt, **kw)
+
+
+def _pool_reference(fname, x, kw):
+    """The plain-NumPy reference of one pooling case (on a shrunk batch)."""
+    nd = 2
+    if fname.startswith("adaptive"):
+        size = kw["output_size"]
+        size = size if isinstance(size, tuple) else (size,) * nd
+        return adaptive_pool_nd(x, size, "max" if "max" in fname else "avg")[0]
+    k = kw["kernel_size"]
+    k = k if isinstance(k, tuple) else (k,) * nd
+    s = kw.get("stride", k)
+    s = s if isinstance(s, tuple) else (s,) * nd
+    p = kw.get("padding", 0)
+    p = p if isinstance(p, tuple) else (p,) * nd
+    ceil = kw.get("ceil_mode", False)
+    if fname.startswith("max"):
+        return max_pool_nd(x, k, s, p, (1,) * nd, ceil)[0]
+    return avg_pool_nd(x, k, s, p, ceil, kw.get("count_include_pad", True))
+
+
+@pytest.mark.parametrize("case, xs, fname, kw", POOL_CASES, ids=[c[0] for c in POOL_CASES])
+@pytest.mark.parametrize("library", ["fastconv", "torch"])
+def test_pool(benchmark, library, case, xs, fname, kw):
+    x = np.random.default_rng(0).standard_normal(xs).astype(np.float32)
+    f = getattr(fastconv, fname)
+    benchmark.extra_info.update(case=case, bytes=x.nbytes + f(x, **kw).nbytes)
+    with fastconv.set_config(num_threads=THREADS):
+        if library == "fastconv":
+            small = x[:1, :4]
+            np.testing.assert_allclose(f(small, **kw), _pool_reference(fname, small, kw), rtol=1e-5, atol=1e-6)
+            benchmark(f, x, **kw)
+        else:
+            torch = pytest.importorskip("torch")
+            torch.set_num_threads(THREADS)
+            tf = getattr(torch.nn.functional, fname)
+            xt = torch.from_numpy(x)
+            np.testing.assert_allclose(tf(xt, **kw).numpy(), f(x, **kw), rtol=1e-5, atol=1e-6)
+            benchmark(tf, xt, **kw)

@@ -359,7 +359,13 @@ def environment(threads: int) -> dict:
     return env
 
 
-def to_json(results: list[Result], env: dict, gemm: float | None) -> str:
+def to_json(results: list[Result], env: dict, gemm: float | None, copy: float | None = None) -> str:
     return json.dumps(
-        {"environment": env, "gemm_gflops": gemm, "results": [dataclasses.asdict(r) for r in results]}, indent=2
+        {
+            "environment": env,
+            "gemm_gflops": gemm,
+            "copy_gbps": copy,
+            "results": [dataclasses.asdict(r) for r in results],
+        },
+        indent=2,
     )

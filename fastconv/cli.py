@@ -75,7 +75,7 @@ def cmd_bench(args) -> int:
             return 1
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
-            fh.write(_bench.to_json(results, env, gemm))
+            fh.write(_bench.to_json(results, env, gemm, copy))
         print(f"wrote {args.json}")
     return 0
 

@@ -85,9 +85,34 @@ def test_bench_json_schema(tmp_path):
     assert res.returncode == 0, res.stderr
     assert "GFLOP/s" in res.stdout and "1d depthwise" in res.stdout
     data = json.loads(path.read_text())
-    assert set(data) == {"environment", "gemm_gflops", "results"}
+    assert set(data) == {"environment", "gemm_gflops", "copy_gbps", "results"}
     (r,) = data["results"]
     assert {"case", "method", "fastconv_ms", "gflops", "reference", "max_rel_err"} <= set(r)
     assert r["fastconv_ms"] > 0 and r["gflops"] > 0
     if "torch" in r["reference"]:
         assert r["max_rel_err"] < 1e-3 and r["reference"]["torch"]["ratio"] > 0
+
+
+def test_bench_pool_and_transpose_cases(tmp_path, capsys):
+    """The pooling suite reports GB/s against the copy rate; the transposed suite GFLOP/s."""
+    path = tmp_path / "pool.json"
+    argv = ["bench", "--suite", "pool", "--cases", "global avg", "--repeats", "2", "--json", str(path)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "GB/s" in out and "%copy" in out and "global avg" in out
+    data = json.loads(path.read_text())
+    assert data["copy_gbps"] > 0
+    (r,) = data["results"]
+    assert r["gbps"] > 0 and r["method"] == "global"
+    assert main(["bench", "--suite", "transpose", "--cases", "gan up", "--repeats", "2", "--compare", ""]) == 0
+    assert "gan up 4x4/2" in capsys.readouterr().out
+
+
+def test_explain_transposed(capsys):
+    argv = ["explain", "conv_transpose2d", "--input", "2,8,7,7", "--weight", "8,4,3,3", "--stride", "2"]
+    assert main([*argv, "--padding", "1", "--output-padding", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "plan for conv_transpose2d" in out and "gemm" in out and "subpixel" in out
+    assert "output (2, 4, 14, 14)" in out
+    with pytest.raises(SystemExit):
+        main(["explain", "conv2d", "--input", "2,8,7,7", "--weight", "4,8,3,3", "--output-padding", "1"])
