@@ -161,6 +161,14 @@ def gemm_rate(threads: int) -> float:
     return 2 * 2048**3 / t / 1e9
 
 
+def case_count(suite: str, quick: bool = False, only: str | None = None) -> int:
+    """How many cases :func:`run_suite` runs with these options."""
+    cases = SUITES[suite]
+    if quick:
+        cases = [cases[i] for i in QUICK[suite]]
+    return sum(1 for c in cases if not only or only in c[0])
+
+
 def copy_rate() -> float:
     """GB/s (read + write) of a 256 MiB numpy copy: the memory-bound ceiling."""
     a = np.ones(2**26, np.float32)
@@ -196,7 +204,7 @@ def run_suite(
     with fastconv.set_config(num_threads=threads), blas_threads(threads):
         for k, (name, xs, ws, kw) in enumerate(cases):
             if progress:
-                progress(f"[{k + 1}/{len(cases)}] {suite} {name}")
+                progress(name)
             x = rng.standard_normal(xs).astype(np.float32)
             w = (rng.standard_normal(ws) / np.sqrt(np.prod(ws[1:]))).astype(np.float32)
             plan = fastconv.explain(f, x, w, **kw)
@@ -241,7 +249,7 @@ def _run_pool_suite(cases, threads, torch, repeats, budget_s, progress) -> list[
     with fastconv.set_config(num_threads=threads):
         for k, (name, xs, fname, kw) in enumerate(cases):
             if progress:
-                progress(f"[{k + 1}/{len(cases)}] pool2d {name}")
+                progress(name)
             x = rng.standard_normal(xs).astype(np.float32)
             f = getattr(fastconv, fname)
             funcs = {"fastconv": lambda f=f, x=x, kw=kw: f(x, **kw)}
@@ -369,3 +377,51 @@ def to_json(results: list[Result], env: dict, gemm: float | None, copy: float | 
         },
         indent=2,
     )
+
+
+def plot(results: list[Result], env: dict, path: str) -> None:
+    """A PNG of the speed-up over each reference per case (reference time /
+    fastconv time, log scale; above 1: fastconv is faster), one panel per suite."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib import ticker
+
+    suites = list(dict.fromkeys(r.suite for r in results))
+    libs = sorted({k for r in results for k in r.reference}) or ["(none)"]
+    heights = [max(1, sum(r.suite == s for r in results)) for s in suites]
+    fig, axes = plt.subplots(
+        len(suites), 1, figsize=(9, 1.2 + 0.32 * sum(heights) + 0.6 * len(suites)),
+        gridspec_kw={"height_ratios": heights}, squeeze=False,
+    )  # fmt: skip
+    for ax, suite in zip(axes[:, 0], suites):
+        rows = [r for r in results if r.suite == suite]
+        y = np.arange(len(rows))
+        bar_h = 0.8 / len(libs)
+        for j, lib in enumerate(libs):
+            speed = [1 / r.reference[lib]["ratio"] if lib in r.reference else 0 for r in rows]
+            colors = ["tab:green" if v >= 1 else "tab:red" for v in speed]
+            ax.barh(y + j * bar_h, speed, height=bar_h, color=colors, label=f"vs {lib}")
+            for yy, v in zip(y + j * bar_h, speed):
+                if v > 0:
+                    ax.text(v, yy, f" {v:.2f}x", va="center", fontsize=7)
+        ax.axvline(1.0, color="black", lw=0.8)
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}x"))
+        ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+        ax.set_yticks(y + bar_h * (len(libs) - 1) / 2)
+        ax.set_yticklabels([f"{r.case} [{r.method}]" for r in rows], fontsize=7)
+        ax.invert_yaxis()
+        ratios = [r.reference[libs[0]]["ratio"] for r in rows if libs[0] in r.reference]
+        gm = f", geomean speed-up {1 / geomean(ratios):.2f}x" if ratios else ""
+        ax.set_title(f"{suite}{gm}", fontsize=9)
+    axes[-1, 0].set_xlabel("speed-up of fastconv (reference time / fastconv time; >1: fastconv faster)")
+    fig.suptitle(
+        f"fastconv {env.get('fastconv')} vs {', '.join(libs)}: {env.get('cpu', '')}, "
+        f"{env.get('threads')} threads, {env.get('date', '')}",
+        fontsize=9,
+    )
+    fig.tight_layout(rect=(0, 0, 1, 0.98))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -42,6 +42,15 @@ def cmd_bench(args) -> int:
         if lib not in ("torch",):
             print(f"fastconv bench: --compare: unknown library {lib!r} (known: torch)", file=sys.stderr)
             return 2
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            print("fastconv bench: --plot needs matplotlib (pip install 'fastconv[bench]')", file=sys.stderr)
+            return 2
+        if not args.plot.lower().endswith(".png"):
+            print(f"fastconv bench: --plot: expected a .png file name, got {args.plot!r}", file=sys.stderr)
+            return 2
     env = _bench.environment(args.threads)
     print("fastconv bench: " + ", ".join(f"{k} {v}" for k, v in env.items()), flush=True)
     if "torch" in compare and "torch" not in env:
@@ -55,16 +64,19 @@ def cmd_bench(args) -> int:
     if args.cases and not any(args.cases in c[0] for suite in suites for c in _bench.SUITES[suite]):
         print(f"fastconv bench: --cases: no case name contains {args.cases!r}", file=sys.stderr)
         return 2
+    from ._progress import Progress
+
     for suite in suites:
-        res = _bench.run_suite(
-            suite,
-            quick=args.quick,
-            only=args.cases,
-            threads=args.threads,
-            compare=compare,
-            repeats=args.repeats,
-            progress=lambda msg: print("  " + msg, flush=True),
-        )
+        with Progress(_bench.case_count(suite, args.quick, args.cases), f"bench {suite}") as bar:
+            res = _bench.run_suite(
+                suite,
+                quick=args.quick,
+                only=args.cases,
+                threads=args.threads,
+                compare=compare,
+                repeats=args.repeats,
+                progress=bar.step,
+            )
         print()
         print(_bench.table(res, gemm, copy))
         print()
@@ -77,6 +89,9 @@ def cmd_bench(args) -> int:
         with open(args.json, "w", encoding="utf-8") as fh:
             fh.write(_bench.to_json(results, env, gemm, copy))
         print(f"wrote {args.json}")
+    if args.plot:
+        _bench.plot(results, env, args.plot)
+        print(f"wrote {args.plot}")
     return 0
 
 
@@ -178,16 +193,22 @@ def cmd_tune(args) -> int:
         ]
     with fastconv.set_config(autotune=True, num_threads=args.threads):
         print(f"fastconv tune: {len(calls)} call(s), {args.threads} threads, cache {fastconv.get_config().cache_dir}")
-        for k, (name, func, x, w, kwargs) in enumerate(calls):
-            try:
-                plan = fastconv.explain(func, x, w, **kwargs)
-            except (ValueError, TypeError) as exc:
-                print(f"fastconv tune: {exc}", file=sys.stderr)
-                return 2
-            times = ", ".join(
-                f"{c.name} {c.measured_s * 1e3:.2f} ms" for c in plan.candidates if c.measured_s is not None
-            )
-            print(f"  [{k + 1}/{len(calls)}] {name}: {plan.method}  ({times or plan.reason})", flush=True)
+        from ._progress import Progress
+
+        rows = []
+        with Progress(len(calls), "tune") as bar:
+            for name, func, x, w, kwargs in calls:
+                bar.step(name)
+                try:
+                    plan = fastconv.explain(func, x, w, **kwargs)
+                except (ValueError, TypeError) as exc:
+                    print(f"fastconv tune: {exc}", file=sys.stderr)
+                    return 2
+                times = ", ".join(
+                    f"{c.name} {c.measured_s * 1e3:.2f} ms" for c in plan.candidates if c.measured_s is not None
+                )
+                rows.append(f"  {name}: {plan.method}  ({times or plan.reason})")
+        print("\n".join(rows), flush=True)
     return 0
 
 
@@ -207,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--repeats", type=_positive_int, default=15, help="interleaved runs per case (default 15)")
     b.add_argument("--cases", metavar="TEXT", help="only the cases whose name contains TEXT")
     b.add_argument("--json", metavar="FILE", help="write the raw results as JSON")
+    b.add_argument("--plot", metavar="FILE.png", help="write a PNG of the speed-ups per case (needs matplotlib)")
     b.set_defaults(func=cmd_bench)
 
     i = sub.add_parser("info", help="versions, CPU, threads and cache locations")

@@ -116,3 +116,36 @@ def test_explain_transposed(capsys):
     assert "output (2, 4, 14, 14)" in out
     with pytest.raises(SystemExit):
         main(["explain", "conv2d", "--input", "2,8,7,7", "--weight", "4,8,3,3", "--output-padding", "1"])
+
+
+def test_bench_plot_writes_a_png(tmp_path, capsys):
+    png = tmp_path / "speedups.png"
+    argv = ["bench", "--suite", "pool", "--cases", "global avg", "--repeats", "2", "--plot", str(png)]
+    assert main(argv) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["bench", "--suite", "pool", "--plot", str(tmp_path / "x.jpg")]) == 2
+    assert "--plot" in capsys.readouterr().err
+
+
+def test_progress_bar_lines_and_terminal():
+    import io
+
+    from fastconv._progress import Progress
+
+    log = io.StringIO()
+    with Progress(3, "bench", stream=log) as bar:
+        for name in ("a", "b", "c"):
+            bar.step(name)
+    lines = log.getvalue().splitlines()
+    assert len(lines) == 3 and lines[0].startswith("bench [") and lines[2].endswith(" c") and "2/3" in lines[2]
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    tty = Tty()
+    with Progress(2, "tune", stream=tty) as bar:
+        bar.step("x")
+        bar.step("y")
+    text = tty.getvalue()
+    assert text.count("\r") == 3 and "2/2" in text and text.endswith("done\n")
