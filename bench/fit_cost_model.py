@@ -42,6 +42,45 @@ def shapes():
                     yield suite, nd, (xs[0], xs[1] // 4, *xs[2:]), (ws[0] // 4, ws[1] // 4, *ws[2:]), kw
 
 
+def filter_shapes():
+    """Images and volumes with random (dense) and outer-product kernels."""
+    rng = np.random.default_rng(0)
+    for shape in [(256, 256), (1024, 1024), (2048, 2048), (200_000,), (32, 32, 32), (96, 96, 96)]:
+        for k in (3, 5, 9, 15, 31):
+            if len(shape) == 3 and k > 9:
+                continue
+            kshape = (k,) * len(shape)
+            yield shape, rng.standard_normal(kshape)
+            if len(shape) > 1:
+                g = np.exp(-(np.linspace(-2, 2, k) ** 2))
+                outer = g
+                for _ in range(len(shape) - 1):
+                    outer = np.multiply.outer(outer, g)
+                yield shape, outer
+
+
+def fit_filters(rows, threads) -> None:
+    from fastconv._execute import _pad
+    from fastconv._spec import FilterOperands, filter_spec, kernel_ready
+
+    for shape, w in filter_shapes():
+        for dtype in (np.float32, np.float64):
+            x = np.random.default_rng(1).standard_normal(shape).astype(dtype)
+            spec, x, w2, _ = filter_spec(x, w, None, "reflect", 0.0, 0, "auto", convolve=False)
+            xp = kernel_ready(_pad(x, spec, spec.dtype), spec.dtype).reshape(spec.lifted("padded"))
+            ops = FilterOperands(x=xp, w=kernel_ready(w2, spec.dtype).reshape(spec.lifted("kernel")))
+            out = np.empty(spec.lifted("shape"), dtype=spec.dtype)
+            plan = selector.select(spec)
+            for cand in plan.candidates:
+                if cand.rejected is not None:
+                    continue
+                runner = registry.methods_for("ndimage")[cand.name].load()
+                t = best_time(lambda r=runner, s=spec, o=ops, y=out: r(s, o, y, threads))
+                key = f"filter_{cand.name}"
+                rows[key].append((registry.FEATURES[key](spec), t))
+                print(f"{key:18s} {shape} {w.shape} {np.dtype(dtype).name}: {t * 1e3:.2f} ms", flush=True)
+
+
 def best_time(run, repeats=3):
     run()
     best = float("inf")
@@ -56,11 +95,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--write", action="store_true")
-    parser.add_argument("--only", choices=["conv", "transpose"], help="fit only these methods' constants")
+    parser.add_argument("--only", choices=["conv", "transpose", "ndimage"], help="fit only these methods' constants")
     args = parser.parse_args()
     rows: dict[str, list[tuple[dict, float]]] = {name: [] for name in registry.FEATURES}
     with fastconv.set_config(num_threads=args.threads):
-        for suite, nd, xs, ws, kw in shapes():
+        if args.only in (None, "ndimage"):
+            fit_filters(rows, args.threads)
+        for suite, nd, xs, ws, kw in shapes() if args.only != "ndimage" else ():
             transposed = suite.startswith("conv_transpose")
             if args.only and (args.only == "transpose") != transposed:
                 continue

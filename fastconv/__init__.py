@@ -4,6 +4,7 @@
 first use and are cached on disk.
 """
 
+from . import ndimage
 from ._config import get_config, set_config
 from ._plan_api import available_methods, explain
 from .nn import (
@@ -52,5 +53,6 @@ __all__ = [
     "max_pool1d",
     "max_pool2d",
     "max_pool3d",
+    "ndimage",
     "set_config",
 ]

@@ -79,12 +79,26 @@ POOL2D = [
     ("global avg 512 @7 batch 32", (32, 512, 7, 7), "adaptive_avg_pool2d", dict(output_size=1)),
     ("global max 512 @14 batch 16", (16, 512, 14, 14), "adaptive_max_pool2d", dict(output_size=1)),
 ]
+# image filters against scipy.ndimage: name, input shape, dtype, weights kind and size, mode
+NDIMAGE = [
+    ("2-D 1024^2 3x3 reflect f64", (1024, 1024), "float64", ("random", 3), "reflect"),
+    ("2-D 1024^2 3x3 nearest f32", (1024, 1024), "float32", ("random", 3), "nearest"),
+    ("2-D 1024^2 5x5 mirror f32", (1024, 1024), "float32", ("random", 5), "mirror"),
+    ("2-D 1024^2 7x7 wrap f64", (1024, 1024), "float64", ("random", 7), "wrap"),
+    ("2-D 1024^2 9x9 gaussian constant", (1024, 1024), "float32", ("gaussian", 9), "constant"),
+    ("2-D 1024^2 15x15 grid-constant f32", (1024, 1024), "float32", ("random", 15), "grid-constant"),
+    ("2-D 1024^2 15x15 box grid-mirror", (1024, 1024), "float64", ("box", 15), "grid-mirror"),
+    ("2-D 2048^2 7x7 grid-wrap f32", (2048, 2048), "float32", ("random", 7), "grid-wrap"),
+    ("3-D 128^3 3x3x3 reflect f32", (128, 128, 128), "float32", ("random", 3), "reflect"),
+    ("3-D 96^3 5x5x5 constant f64", (96, 96, 96), "float64", ("random", 5), "constant"),
+]
 QUICK = {
     "conv2d": [0, 4, 6, 8, 12, 15],
     "conv1d": [0, 3],
     "conv3d": [2],
     "conv_transpose2d": [0, 3, 6],
     "pool2d": [0, 2, 5, 6, 9],
+    "ndimage": [0, 4, 5, 8],
 }
 SUITES = {
     "conv2d": CONV2D,
@@ -92,6 +106,7 @@ SUITES = {
     "conv3d": CONV3D,
     "conv_transpose2d": CONV_TRANSPOSE2D,
     "pool2d": POOL2D,
+    "ndimage": NDIMAGE,
 }
 #: command-line names of the suites (issue 7's vocabulary) -> suites
 SUITE_GROUPS = {
@@ -198,6 +213,8 @@ def run_suite(
     torch = _torch(threads) if "torch" in compare else None
     if suite == "pool2d":
         return _run_pool_suite(cases, threads, torch, repeats, budget_s, progress)
+    if suite == "ndimage":
+        return _run_ndimage_suite(cases, threads, "scipy" in compare, repeats, budget_s, progress)
     f = getattr(fastconv, suite)
     results = []
     rng = np.random.default_rng(0)
@@ -286,6 +303,87 @@ def _run_pool_suite(cases, threads, torch, repeats, budget_s, progress) -> list[
                 )
             )
     return results
+
+
+def filter_weights(kind: str, k: int, ndim: int) -> np.ndarray:
+    """Weights of an ndimage bench case: random, Gaussian (separable) or box."""
+    if kind == "random":
+        return np.random.default_rng(1).standard_normal((k,) * ndim)
+    g = np.exp(-0.5 * (np.arange(k) - k // 2) ** 2 / (k / 4) ** 2) if kind == "gaussian" else np.ones(k)
+    out = g
+    for _ in range(ndim - 1):
+        out = np.multiply.outer(out, g)
+    return out / out.sum()
+
+
+def _run_ndimage_suite(cases, threads, with_scipy, repeats, budget_s, progress) -> list[Result]:
+    """fastconv.ndimage.correlate against scipy.ndimage.correlate (scipy is single-threaded)."""
+    import fastconv
+    from fastconv import ndimage as fn
+
+    results = []
+    rng = np.random.default_rng(0)
+    with fastconv.set_config(num_threads=threads):
+        for name, shape, dtype, (kind, k), mode in cases:
+            if progress:
+                progress(name)
+            x = rng.standard_normal(shape).astype(dtype)
+            w = filter_weights(kind, k, len(shape))
+            plan = fastconv.explain(fn.correlate, x, w, mode=mode)
+            funcs = {"fastconv": lambda x=x, w=w, mode=mode: fn.correlate(x, w, mode=mode)}
+            err = None
+            if with_scipy:
+                from scipy import ndimage as sn
+
+                funcs["scipy"] = lambda x=x, w=w, mode=mode: sn.correlate(x, w, mode=mode)
+                ours, theirs = funcs["fastconv"](), funcs["scipy"]()
+                err = float(np.abs(ours - theirs).max() / max(np.abs(theirs).max(), 1e-30))
+            med = interleaved_medians(funcs, repeats, budget_s)
+            ref = {k_: {"ms": v * 1e3, "ratio": med["fastconv"] / v} for k_, v in med.items() if k_ != "fastconv"}
+            results.append(
+                Result(
+                    suite="ndimage",
+                    case=name,
+                    input=tuple(shape),
+                    weight=tuple(w.shape),
+                    params={"mode": mode, "dtype": dtype, "weights": kind},
+                    method=plan.method,
+                    gflop=plan.flops / 1e9,
+                    fastconv_ms=med["fastconv"] * 1e3,
+                    gflops=plan.flops / med["fastconv"] / 1e9,
+                    reference=ref,
+                    max_rel_err=err,
+                )
+            )
+    return results
+
+
+def thread_scaling(repeats: int = 7) -> float:
+    """Two Python threads each filtering a 2048^2 image with one fastconv
+    thread, against the same two calls one after the other: the speed-up
+    (about 2 when the GIL is released and the kernels run concurrently)."""
+    import threading
+
+    import fastconv
+    from fastconv import ndimage as fn
+
+    x = np.random.default_rng(0).standard_normal((2048, 2048)).astype(np.float32)
+    w = filter_weights("random", 7, 2)
+    with fastconv.set_config(num_threads=1):
+
+        def sequential():
+            fn.correlate(x, w)
+            fn.correlate(x, w)
+
+        def concurrent():
+            ts = [threading.Thread(target=fn.correlate, args=(x, w)) for _ in range(2)]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join()
+
+        med = interleaved_medians({"sequential": sequential, "concurrent": concurrent}, repeats, 10.0, settle_s=0.05)
+    return med["sequential"] / med["concurrent"]
 
 
 def geomean(values) -> float:

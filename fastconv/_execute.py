@@ -3,6 +3,8 @@ the array in the caller's shape.  Shared by every public op."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from .dispatch import select
@@ -40,3 +42,61 @@ def run_pool(spec, planes: np.ndarray):
 
     values, indices = pool(spec, planes, get_config().num_threads)
     return (values, indices) if spec.return_indices else values
+
+
+def _pad(x: np.ndarray, spec, dtype) -> np.ndarray:
+    """The input padded by scipy.ndimage's boundary mode (one NumPy pass)."""
+    from ._spec import NDIMAGE_PAD
+
+    widths = list(zip(spec.pad_lo, spec.pad_hi))
+    mode = NDIMAGE_PAD[spec.mode]
+    x = np.asarray(x, dtype=dtype)
+    if mode == "constant":
+        return np.pad(x, widths, mode="constant", constant_values=spec.cval)
+    return np.pad(x, widths, mode=mode)
+
+
+def _real_filter(spec, x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Correlate one real input with one real weight array (computing dtype)."""
+    from ._spec import FilterOperands, kernel_ready
+
+    if spec.ndim > 3:
+        from .kernels.filter import correlate_nd
+
+        return correlate_nd(_pad(x, spec, spec.dtype), np.asarray(w, dtype=spec.dtype), spec.shape)
+    xp = kernel_ready(_pad(x, spec, spec.dtype), spec.dtype).reshape(spec.lifted("padded"))
+    ops = FilterOperands(x=xp, w=kernel_ready(w, spec.dtype).reshape(spec.lifted("kernel")))
+    out = np.empty(spec.lifted("shape"), dtype=spec.dtype)
+    select(spec, ops).run(ops, out)
+    return out.reshape(spec.shape)
+
+
+def run_filter(spec, x: np.ndarray, w: np.ndarray, output: np.ndarray | None) -> np.ndarray:
+    """ndimage correlation (weights already flipped/conjugated by the spec):
+    complex data as real passes, then the cast to the output dtype with
+    scipy's rules (integers truncated toward zero and wrapped, bool = non-zero)."""
+    if not spec.is_complex:
+        y = _real_filter(spec, x, w)
+    else:
+        xr, xi = np.real(x), (np.imag(x) if x.dtype.kind == "c" else None)
+        wr, wi = np.real(w), (np.imag(w) if w.dtype.kind == "c" else None)
+        y = _real_filter(spec, xr, wr).astype(np.complex128 if spec.dtype == np.float64 else np.complex64)
+        if wi is not None:
+            y += 1j * _real_filter(spec, xr, wi)
+        if xi is not None:
+            # the imaginary part of the input is padded with cval's imaginary part (0)
+            zero = dataclasses.replace(spec, cval=0.0)
+            y += 1j * _real_filter(zero, xi, wr)
+            if wi is not None:
+                y -= _real_filter(zero, xi, wi)
+    kind = spec.out_dtype.kind
+    if kind == "b":
+        result = y != 0
+    elif kind in "iu":
+        result = np.trunc(y).astype(np.int64).astype(spec.out_dtype)
+    else:
+        result = y.astype(spec.out_dtype, copy=False)
+    if output is None:
+        return result
+    output[...] = result
+    return output

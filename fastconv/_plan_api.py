@@ -15,7 +15,7 @@ def _spec_of(func: Callable, args: tuple, kwargs: dict):
         raise TypeError(f"func must be a fastconv operation such as fastconv.conv2d, got {func!r}")
     bound = inspect.signature(func).bind(*args, **kwargs)
     bound.apply_defaults()
-    spec, _, _ = builder(**bound.arguments)
+    spec = builder(**bound.arguments)[0]
     return spec
 
 

@@ -363,9 +363,12 @@ def _operands(spec: ConvSpec, x: np.ndarray, w: np.ndarray, b: np.ndarray | None
     return ConvOperands(x=x, w=w, b=b)
 
 
-def synthetic_operands(spec: ConvSpec) -> ConvOperands:
+def synthetic_operands(spec):
     """Random operands with ``spec``'s shapes and dtype (for measuring kernels)."""
     rng = np.random.default_rng(0)
+    if isinstance(spec, FilterSpec):
+        xp = rng.standard_normal(spec.lifted("padded")).astype(spec.dtype)
+        return FilterOperands(x=xp, w=rng.standard_normal(spec.lifted("kernel")).astype(spec.dtype))
     x = rng.standard_normal((spec.n, spec.c_in, *spec.in_spatial)).astype(spec.dtype)
     wshape = (spec.c_out, spec.c_in // spec.groups)
     if spec.transposed:
@@ -666,3 +669,197 @@ def _planes(spec, x: np.ndarray) -> np.ndarray:
     """The input as a kernel-ready (N*C, D, H, W) array."""
     x = kernel_ready(x, spec.dtype)
     return x.reshape((spec.n * spec.c, *spec.lifted("in_spatial")))
+
+
+# --- image filters (scipy.ndimage) ---------------------------------------------------
+
+NDIMAGE_MODES = ("reflect", "constant", "nearest", "mirror", "wrap", "grid-constant", "grid-mirror", "grid-wrap")
+#: scipy.ndimage boundary mode -> numpy.pad mode (for filters the grid-* modes
+#: equal their plain counterparts; scipy's "reflect" repeats the edge sample)
+NDIMAGE_PAD = {
+    "reflect": "symmetric",
+    "grid-mirror": "symmetric",
+    "mirror": "reflect",
+    "nearest": "edge",
+    "wrap": "wrap",
+    "grid-wrap": "wrap",
+    "constant": "constant",
+    "grid-constant": "constant",
+}
+#: scipy.ndimage ignores weights whose magnitude is at most this (its
+#: footprint), so a NaN under a zero weight does not reach the output
+FOOTPRINT_EPS = float(np.finfo(np.float64).eps)
+
+
+@dataclasses.dataclass(frozen=True)
+class FilterSpec:
+    """A validated ``fastconv.ndimage`` correlation (convolutions are turned
+    into correlations with flipped weights here).  Arrays are lifted to three
+    axes for the kernels when ``ndim <= 3``."""
+
+    op: str  # "ndimage"
+    ndim: int
+    shape: tuple[int, ...]
+    kernel: tuple[int, ...]
+    pad_lo: tuple[int, ...]
+    pad_hi: tuple[int, ...]
+    mode: str
+    cval: float
+    dtype: np.dtype  # computing dtype (float32 or float64)
+    is_complex: bool
+    out_dtype: np.dtype
+    taps: int  # weights above the footprint threshold
+    rank1: bool  # weights are an outer product of 1-D kernels
+    method: str
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.taps * _prod(self.shape) * (4 if self.is_complex else 1)
+
+    @property
+    def padded(self) -> tuple[int, ...]:
+        return tuple(s + a + b for s, a, b in zip(self.shape, self.pad_lo, self.pad_hi))
+
+    def lifted(self, name: str) -> tuple[int, ...]:
+        value = getattr(self, name)
+        return (1,) * (3 - len(value)) + tuple(value)
+
+    @property
+    def scratch_shape(self) -> tuple[int, ...]:
+        """The kernels' (lifted) output array."""
+        return self.lifted("shape")
+
+    def key(self) -> tuple[Any, ...]:
+        return (self.op, self.shape, self.kernel, self.pad_lo, self.pad_hi, self.mode, self.dtype.str,
+                self.is_complex, self.taps, self.rank1)  # fmt: skip
+
+    def describe(self) -> list[str]:
+        return [
+            f"  input {self.shape} {self.dtype}{' (complex: 4 real passes)' if self.is_complex else ''}, "
+            f"weights {self.kernel} ({self.taps} non-zero{', separable' if self.rank1 else ''}), mode {self.mode!r}",
+            f"  output {self.shape} {self.out_dtype}, {self.flops / 1e9:.3f} GFLOP",
+        ]
+
+
+@dataclasses.dataclass(frozen=True)
+class FilterOperands:
+    """x: the input padded by the boundary mode (real; complex inputs are
+    split by the caller), w: the weights ready for correlation."""
+
+    x: np.ndarray
+    w: np.ndarray
+
+
+def _origins(origin: Any, ndim: int, kernel: tuple[int, ...]) -> tuple[int, ...]:
+    if isinstance(origin, (list, tuple, np.ndarray)):
+        origins = tuple(_int(o, "origin") for o in np.asarray(origin).reshape(-1).tolist())
+        if len(origins) != ndim:
+            raise ValueError(f"origin must be an int or a sequence of {ndim} ints (one per axis), got {origin!r}")
+    else:
+        origins = (_int(origin, "origin"),) * ndim
+    for o, k in zip(origins, kernel):
+        if not -(k // 2) <= o <= (k - 1) // 2:
+            raise ValueError(
+                f"origin {origins} is out of range for weights of shape {kernel}: each origin[k] must satisfy "
+                f"-(weights.shape[k] // 2) <= origin[k] <= (weights.shape[k] - 1) // 2"
+            )
+    return origins
+
+
+def filter_spec(
+    input: Any,
+    weights: Any,
+    output: Any,
+    mode: Any,
+    cval: Any,
+    origin: Any,
+    method: Any,
+    *,
+    convolve: bool,
+) -> tuple[FilterSpec, np.ndarray, np.ndarray, np.ndarray | None]:
+    """Validate an ndimage correlate/convolve call.  Returns the spec, the
+    input, the correlation weights (flipped for convolve, conjugated for
+    complex correlate, as scipy) and the ``output`` array (or None)."""
+    x = as_array(input, "input")
+    w = as_array(weights, "weights")
+    for arr, name in ((x, "input"), (w, "weights")):
+        if arr.dtype.kind not in "biufc":
+            raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}")
+    if w.ndim != x.ndim:
+        raise ValueError(f"weights must have the input's number of dimensions {x.ndim}, got weights of shape {w.shape}")
+    if x.ndim == 0:
+        raise ValueError("input must have at least one dimension")
+    if w.size == 0:
+        raise ValueError(f"weights must not be empty, got weights of shape {w.shape}")
+    if not isinstance(mode, str) or mode not in NDIMAGE_MODES:
+        raise ValueError(f"mode must be one of {NDIMAGE_MODES}, got {mode!r}")
+    if isinstance(cval, (bool, np.bool_)) or not isinstance(cval, (int, float, np.integer, np.floating)):
+        raise TypeError(f"cval must be a real number, got {type(cval).__name__}")
+    if not isinstance(method, str):
+        raise TypeError(f"method must be a str, got {type(method).__name__}")
+    kernel = tuple(int(k) for k in w.shape)
+    origins = _origins(origin, x.ndim, kernel)
+    if convolve:
+        # scipy: convolve = correlate with reversed weights and mirrored origins
+        w = w[tuple(slice(None, None, -1) for _ in kernel)]
+        origins = tuple(-o - (1 - k % 2) for o, k in zip(origins, kernel))
+    elif w.dtype.kind == "c":
+        w = np.conj(w)  # scipy's correlate conjugates complex weights
+    is_complex = x.dtype.kind == "c" or w.dtype.kind == "c"
+    single = x.dtype in (np.float32, np.float16, np.complex64)
+    dtype = np.dtype(np.float32 if single else np.float64)
+    native = x.dtype.newbyteorder("=")  # scipy returns the dtype by name (native order)
+    if is_complex:
+        out_dtype = native if x.dtype.kind == "c" else np.result_type(native, np.complex64)
+    else:
+        out_dtype = native
+    out_arr = None
+    if output is not None:
+        if isinstance(output, np.ndarray):
+            if output.shape != x.shape:
+                raise ValueError(f"output must have the input's shape {x.shape}, got {output.shape}")
+            if not output.flags.writeable:
+                raise ValueError("output must be writeable")
+            out_arr = output
+            out_dtype = output.dtype
+        else:
+            try:
+                out_dtype = np.dtype(output)
+            except TypeError:
+                raise TypeError(f"output must be None, a numpy.ndarray or a dtype, got {output!r}") from None
+        if is_complex and out_dtype.kind != "c":
+            raise TypeError(f"output must be complex for complex input or weights, got {out_dtype}")
+    pad_lo = tuple(k // 2 + o for k, o in zip(kernel, origins))
+    pad_hi = tuple(k - 1 - lo for k, lo in zip(kernel, pad_lo))
+    mag = np.abs(w.astype(np.complex128 if is_complex else np.float64))
+    taps = int((mag > FOOTPRINT_EPS).sum())
+    spec = FilterSpec(
+        op="ndimage",
+        ndim=x.ndim,
+        shape=tuple(int(s) for s in x.shape),
+        kernel=kernel,
+        pad_lo=pad_lo,
+        pad_hi=pad_hi,
+        mode=mode,
+        cval=float(cval),
+        dtype=dtype,
+        is_complex=is_complex,
+        out_dtype=np.dtype(out_dtype),
+        taps=taps,
+        rank1=not is_complex and x.ndim <= 3 and _is_rank1(w),
+        method=method,
+    )
+    return spec, x, w, out_arr
+
+
+def _is_rank1(w: np.ndarray) -> bool:
+    """An outer product of 1-D kernels (to a relative 1e-12), at least 2 axes longer than 1."""
+    if sum(k > 1 for k in w.shape) < 2:
+        return False
+    w = np.asarray(w, dtype=np.float64)
+    for axis in range(w.ndim):
+        m = np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)
+        s = np.linalg.svd(m, compute_uv=False)
+        if s[0] == 0 or (len(s) > 1 and s[1] > 1e-12 * s[0]):
+            return False
+    return True

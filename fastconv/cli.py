@@ -39,8 +39,8 @@ def cmd_bench(args) -> int:
     suites = _bench.SUITE_GROUPS[args.suite]
     compare = tuple(c for c in args.compare.split(",") if c) if args.compare else ()
     for lib in compare:
-        if lib not in ("torch",):
-            print(f"fastconv bench: --compare: unknown library {lib!r} (known: torch)", file=sys.stderr)
+        if lib not in ("torch", "scipy"):
+            print(f"fastconv bench: --compare: unknown library {lib!r} (known: torch, scipy)", file=sys.stderr)
             return 2
     if args.plot:
         try:
@@ -80,10 +80,17 @@ def cmd_bench(args) -> int:
         print()
         print(_bench.table(res, gemm, copy))
         print()
+        if suite == "ndimage":
+            scaling = _bench.thread_scaling()
+            print(f"two Python threads calling fastconv.ndimage at once (1 thread each): {scaling:.2f}x the "
+                  "throughput of the same calls one after the other (the GIL is released)\n", flush=True)  # fmt: skip
         results += res
         bad = [r for r in res if r.max_rel_err is not None and r.max_rel_err > 1e-3]
         if bad:
-            print(f"fastconv bench: {len(bad)} case(s) disagree with torch: {[r.case for r in bad]}", file=sys.stderr)
+            print(
+                f"fastconv bench: {len(bad)} case(s) disagree with the reference: {[r.case for r in bad]}",
+                file=sys.stderr,
+            )
             return 1
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
@@ -185,7 +192,8 @@ def cmd_tune(args) -> int:
         func, x, w, kwargs = _call_from_args(args)
         calls = [(f"{args.op} {args.input} {args.weight}", func, x, w, kwargs)]
     else:
-        suites = [s for s in _bench.SUITE_GROUPS[args.suite] if s != "pool2d"]  # pooling has one kernel
+        # pooling has one kernel; the ndimage suite is tuned by running it with autotune on
+        suites = [s for s in _bench.SUITE_GROUPS[args.suite] if s not in ("pool2d", "ndimage")]
         calls = [
             (name, getattr(fastconv, suite), np.zeros(xs, np.float32), np.zeros(ws, np.float32), kw)
             for suite in suites
@@ -212,7 +220,9 @@ def cmd_tune(args) -> int:
     return 0
 
 
-_SUITE_CHOICES = ["conv", "transpose", "pool", "conv2d", "conv1d", "conv3d", "conv_transpose2d", "pool2d", "all"]
+_SUITE_CHOICES = [
+    "conv", "transpose", "pool", "ndimage", "conv2d", "conv1d", "conv3d", "conv_transpose2d", "pool2d", "all",
+]  # fmt: skip
 _OPS = ["conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d"]
 
 
@@ -223,7 +233,11 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="time fastconv against torch on realistic layers")
     b.add_argument("--suite", choices=_SUITE_CHOICES, default="all", help="conv (1d/2d/3d), transpose, pool, or all")
     b.add_argument("--quick", action="store_true", help="a few cases per suite (a couple of minutes)")
-    b.add_argument("--compare", default="torch", help="comma-separated reference libraries (default: torch)")
+    b.add_argument(
+        "--compare",
+        default="torch,scipy",
+        help="comma-separated reference libraries: torch (NN ops), scipy (ndimage); default both",
+    )
     b.add_argument("--threads", type=_positive_int, default=2, help="threads for every library (default 2)")
     b.add_argument("--repeats", type=_positive_int, default=15, help="interleaved runs per case (default 15)")
     b.add_argument("--cases", metavar="TEXT", help="only the cases whose name contains TEXT")
@@ -244,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("op", nargs="?", choices=_OPS)
     _call_arguments(t, required=False)
-    t.add_argument("--suite", choices=[c for c in _SUITE_CHOICES if "pool" not in c], default="all")
+    t.add_argument("--suite", choices=[c for c in _SUITE_CHOICES if "pool" not in c and c != "ndimage"], default="all")
     t.add_argument("--threads", type=_positive_int, default=None, help="threads to tune for (default: the setting)")
     t.set_defaults(func=cmd_tune)
     return parser

@@ -149,3 +149,10 @@ def test_progress_bar_lines_and_terminal():
         bar.step("y")
     text = tty.getvalue()
     assert text.count("\r") == 3 and "2/2" in text and text.endswith("done\n")
+
+
+def test_bench_ndimage_against_scipy(capsys):
+    argv = ["bench", "--suite", "ndimage", "--cases", "3x3 nearest", "--repeats", "2", "--compare", "scipy"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "scipy ms" in out and "3x3 nearest" in out and "two Python threads" in out

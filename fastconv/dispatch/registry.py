@@ -408,3 +408,105 @@ register(
         description="one BLAS GEMM (all taps of all output channels) per block of input rows, then col2im",
     )
 )
+
+
+# --- image filters (fastconv.ndimage) ---------------------------------------------
+
+FILTER_OPS = ("ndimage",)
+
+
+def _filter_outputs(spec) -> float:
+    n = 1
+    for v in spec.shape:
+        n *= v
+    return float(n)
+
+
+def _filter_padded(spec) -> int:
+    n = 1
+    for v in spec.padded:
+        n *= v
+    return n
+
+
+def filter_direct_features(spec) -> dict[str, float]:
+    """Direct: a fixed cost, one multiply-add per footprint tap and output, and
+    the streams (output rows x taps: short rows are overhead-bound)."""
+    outputs = _filter_outputs(spec) * spec.dtype.itemsize / 4  # float64: half the SIMD lanes
+    width = max(1, spec.shape[-1])
+    return {"overhead_s": 1.0, "s_per_tap": spec.taps * outputs, "s_per_stream": spec.taps * outputs / width}
+
+
+def filter_separable_features(spec) -> dict[str, float]:
+    """Separable: a fixed cost, the 1-D taps per output summed over the passes,
+    and the intermediate arrays written."""
+    scale = spec.dtype.itemsize / 4
+    outputs = _filter_outputs(spec) * scale
+    padded = scale
+    for v in spec.padded:
+        padded *= v
+    return {"overhead_s": 1.0, "s_per_tap": sum(spec.kernel) * outputs, "s_per_element": padded * len(spec.kernel)}
+
+
+def filter_fft_features(spec) -> dict[str, float]:
+    """FFT: a fixed cost and n log n of the transform size (forward, product, inverse)."""
+    import math
+
+    from scipy.fft import next_fast_len
+
+    n = 1.0
+    for v in spec.padded:
+        n *= next_fast_len(v, real=True)
+    return {"overhead_s": 1.0, "s_per_nlogn": n * math.log2(max(n, 2.0)) * spec.dtype.itemsize / 4}
+
+
+def _filter_supports_3d(spec) -> str | None:
+    return None if spec.ndim <= 3 else "more than 3 axes: the NumPy fallback runs"
+
+
+def _separable_supports(spec) -> str | None:
+    reason = _filter_supports_3d(spec)
+    if reason is None and not spec.rank1:
+        reason = "weights are not an outer product of 1-D kernels"
+    return reason
+
+
+FEATURES["filter_direct"] = filter_direct_features
+FEATURES["filter_separable"] = filter_separable_features
+FEATURES["filter_fft"] = filter_fft_features
+
+register(
+    Method(
+        name="direct",
+        ops=FILTER_OPS,
+        runner="fastconv.kernels.filter:filter_direct",
+        supports=_filter_supports_3d,
+        cost=_cost("filter_direct"),
+        workspace=lambda spec: 0,
+        description="one vectorised stream per tap over (row, column chunk) work items, scipy's footprint kept",
+    )
+)
+register(
+    Method(
+        name="separable",
+        ops=FILTER_OPS,
+        runner="fastconv.kernels.filter:filter_separable",
+        supports=_separable_supports,
+        cost=_cost("filter_separable"),
+        workspace=lambda spec: _filter_padded(spec) * spec.dtype.itemsize,
+        description="outer-product weights as one 1-D pass per axis",
+        finite_only=True,
+    )
+)
+register(
+    Method(
+        name="fft",
+        ops=FILTER_OPS,
+        runner="fastconv.kernels.filter:filter_fft",
+        supports=_filter_supports_3d,
+        cost=_cost("filter_fft"),
+        workspace=lambda spec: 3 * _filter_padded(spec) * spec.dtype.itemsize * 2,
+        description="real FFTs of fast lengths over the padded input (large kernels)",
+        finite_only=True,
+    )
+)

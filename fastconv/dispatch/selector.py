@@ -59,6 +59,12 @@ class Plan:
 
     def __repr__(self) -> str:
         s = self.spec
+        if hasattr(s, "describe"):
+            lines = [f"<fastconv plan for {self.op}: method={self.method!r}", *s.describe()]
+            lines[-1] += f", threads {self.num_threads}"
+            lines += [f"  why: {self.reason}", "  candidates:"]
+            lines += [c.row(c.name == self.method) for c in self.candidates]
+            return "\n".join(lines) + ">"
         lines = [
             f"<fastconv plan for {self.op}: method={self.method!r}",
             f"  input ({s.n}, {s.c_in}, {', '.join(map(str, s.in_spatial))}) {s.dtype}, "
@@ -152,7 +158,8 @@ def _tuned(plan: Plan, spec, cfg, ops) -> Plan:
             from .._spec import synthetic_operands
 
             ops = synthetic_operands(spec)
-        scratch = np.empty((spec.n, spec.c_out, *spec.lifted("out_spatial")), dtype=spec.dtype)
+        shape = getattr(spec, "scratch_shape", None) or (spec.n, spec.c_out, *spec.lifted("out_spatial"))
+        scratch = np.empty(shape, dtype=spec.dtype)
         times = tuning.measure(names, lambda name: _runner(spec.op, name)(spec, ops, scratch, cfg.num_threads))
         entry = {"method": min(times, key=times.get), "times": times}
         tuning.store(tkey, entry, cfg.cache_dir)

@@ -1,0 +1,187 @@
+"""``scipy.ndimage``-style filters on NumPy arrays: correlate, convolve and
+their 1-D forms, with every boundary mode, ``cval``, ``origin`` and
+``output=``, the same results and result dtypes as scipy -- computed by the
+dispatcher's direct, separable or FFT method, in parallel, without the GIL.
+
+Each function only validates (``_spec``), plans (``dispatch``) and runs
+(``_execute``).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import numpy as np
+
+from ._execute import run_filter
+from ._spec import as_array, filter_spec
+
+__all__ = ["convolve", "convolve1d", "correlate", "correlate1d"]
+
+_COMMON = """
+    Same arguments, defaults, output and result dtype as
+    ``scipy.ndimage.{name}``: the output has the input's shape; its dtype is
+    the input's (or ``output``'s), integer results are truncated toward zero
+    as scipy does.  Weights of magnitude at most 2.2e-16 are left out of the
+    footprint, as scipy does (a NaN under a zero weight does not spread).
+
+    Parameters
+    ----------
+    input : array_like
+        Real or complex, any number of dimensions.
+{weights}    output : numpy.ndarray or dtype, optional
+        The array to write into (input's shape), or the result's dtype.
+    mode : {{"reflect", "constant", "nearest", "mirror", "wrap", "grid-constant", "grid-mirror", "grid-wrap"}}
+        How the input is extended beyond its edges (scipy's names; for
+        filters the ``grid-*`` modes equal their plain counterparts).
+    cval : float
+        The value beyond the edges with ``mode="constant"``.
+    origin : int or sequence of ints
+        Shift of the window; ``-(k // 2) <= origin <= (k - 1) // 2``.
+{method}
+    Returns
+    -------
+    numpy.ndarray
+        The filtered array (``output`` itself when one was given).
+
+    Examples
+    --------
+{example}
+    """
+
+_ND_WEIGHTS = """    weights : array_like
+        The kernel, with as many dimensions as ``input``.
+"""
+_1D_WEIGHTS = """    weights : array_like
+        1-D kernel.
+    axis : int
+        The axis of ``input`` to filter along.
+"""
+_METHOD = """    method : str
+        ``"auto"`` (the dispatcher: guards, cost model, optional measurement),
+        ``"direct"``, ``"separable"`` (outer-product weights) or ``"fft"``;
+        ``fastconv.available_methods`` lists the valid ones for a call.
+"""
+
+_EXAMPLES = {
+    "correlate": """    >>> import numpy as np
+    >>> from fastconv import ndimage
+    >>> a = np.array([[1, 2, 0, 0], [5, 3, 0, 4], [0, 0, 0, 7], [9, 3, 0, 0]], dtype=float)
+    >>> ndimage.correlate(a, np.ones((3, 3)) / 9, mode="constant").round(2)
+    array([[1.22, 1.22, 1.  , 0.44],
+           [1.22, 1.22, 1.78, 1.22],
+           [2.22, 2.22, 1.89, 1.22],
+           [1.33, 1.33, 1.11, 0.78]])""",
+    "convolve": """    >>> import numpy as np
+    >>> from fastconv import ndimage
+    >>> ndimage.convolve(np.arange(6.0), np.array([1.0, 10.0, 100.0]), mode="constant")
+    array([  1.,  12., 123., 234., 345., 450.])
+    >>> ndimage.convolve(np.arange(6), np.array([0.5, 0.5]), mode="nearest")
+    array([0, 1, 2, 3, 4, 5])""",
+    "correlate1d": """    >>> import numpy as np
+    >>> from fastconv import ndimage
+    >>> ndimage.correlate1d(np.arange(12.0).reshape(3, 4), [1, 2], axis=0)
+    array([[ 0.,  3.,  6.,  9.],
+           [ 8., 11., 14., 17.],
+           [20., 23., 26., 29.]])""",
+    "convolve1d": """    >>> import numpy as np
+    >>> from fastconv import ndimage
+    >>> ndimage.convolve1d(np.array([2, 8, 0, 4, 1, 9, 9, 0]), [1, 3], mode="wrap")
+    array([14, 24,  4, 13, 12, 36, 27,  2])""",
+}
+
+
+def _doc(name: str, one_d: bool, summary: str) -> str:
+    return (
+        summary
+        + "\n"
+        + _COMMON.format(
+            name=name,
+            weights=_1D_WEIGHTS if one_d else _ND_WEIGHTS,
+            method="" if one_d else _METHOD,
+            example=_EXAMPLES[name],
+        )
+    )
+
+
+def correlate(
+    input: Any,
+    weights: Any,
+    output: Any = None,
+    mode: str = "reflect",
+    cval: float = 0.0,
+    origin: Any = 0,
+    *,
+    method: str = "auto",
+) -> np.ndarray:
+    spec, x, w, out = filter_spec(input, weights, output, mode, cval, origin, method, convolve=False)
+    return run_filter(spec, x, w, out)
+
+
+def convolve(
+    input: Any,
+    weights: Any,
+    output: Any = None,
+    mode: str = "reflect",
+    cval: float = 0.0,
+    origin: Any = 0,
+    *,
+    method: str = "auto",
+) -> np.ndarray:
+    spec, x, w, out = filter_spec(input, weights, output, mode, cval, origin, method, convolve=True)
+    return run_filter(spec, x, w, out)
+
+
+def _along_axis(input: Any, weights: Any, axis: Any, output: Any, mode: str, cval: float, origin: Any, convolve):
+    """A 1-D filter along ``axis``: the axis moved last and the others merged,
+    so the kernels see (rows, samples) whatever the number of dimensions."""
+    from ._spec import _int
+
+    x = as_array(input, "input")
+    w = as_array(weights, "weights")
+    if w.ndim != 1:
+        raise ValueError(f"weights must be 1-D, got weights of shape {w.shape}")
+    if x.ndim == 0:
+        raise ValueError("input must have at least one dimension")
+    axis = _int(axis, "axis")
+    if not -x.ndim <= axis < x.ndim:
+        raise ValueError(f"axis {axis} is out of range for input with {x.ndim} dimensions")
+    origin = _int(origin, "origin")
+    moved = np.moveaxis(x, axis, -1)
+    flat = moved.reshape(-1, moved.shape[-1]) if moved.ndim > 1 else moved.reshape(1, -1)
+    out_arr = output if isinstance(output, np.ndarray) else None
+    if out_arr is not None and out_arr.shape != x.shape:
+        raise ValueError(f"output must have the input's shape {x.shape}, got {out_arr.shape}")
+    spec, xs, ws, _ = filter_spec(
+        flat, w.reshape(1, -1), None if out_arr is not None else output, mode, cval, (0, origin), "auto",
+        convolve=convolve,
+    )  # fmt: skip
+    result = run_filter(spec, xs, ws, None)
+    result = np.moveaxis(result.reshape(moved.shape), -1, axis)
+    if out_arr is None:
+        return result
+    out_arr[...] = result
+    return out_arr
+
+
+def correlate1d(
+    input: Any, weights: Any, axis: int = -1, output: Any = None, mode: str = "reflect", cval: float = 0.0,
+    origin: int = 0,
+) -> np.ndarray:  # fmt: skip
+    return _along_axis(input, weights, axis, output, mode, cval, origin, convolve=False)
+
+
+def convolve1d(
+    input: Any, weights: Any, axis: int = -1, output: Any = None, mode: str = "reflect", cval: float = 0.0,
+    origin: int = 0,
+) -> np.ndarray:  # fmt: skip
+    return _along_axis(input, weights, axis, output, mode, cval, origin, convolve=True)
+
+
+correlate.__doc__ = _doc("correlate", False, "Multidimensional correlation, as ``scipy.ndimage.correlate``.")
+convolve.__doc__ = _doc("convolve", False, "Multidimensional convolution, as ``scipy.ndimage.convolve``.")
+correlate1d.__doc__ = _doc("correlate1d", True, "1-D correlation along an axis, as ``scipy.ndimage.correlate1d``.")
+convolve1d.__doc__ = _doc("convolve1d", True, "1-D convolution along an axis, as ``scipy.ndimage.convolve1d``.")
+correlate.__fastconv_spec__ = functools.partial(filter_spec, convolve=False)
+convolve.__fastconv_spec__ = functools.partial(filter_spec, convolve=True)
