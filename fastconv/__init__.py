@@ -4,7 +4,7 @@
 first use and are cached on disk.
 """
 
-from . import ndimage
+from . import ndimage, signal
 from ._config import get_config, set_config
 from ._plan_api import available_methods, explain
 from .nn import (
@@ -55,4 +55,5 @@ __all__ = [
     "max_pool3d",
     "ndimage",
     "set_config",
+    "signal",
 ]

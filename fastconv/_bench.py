@@ -92,6 +92,18 @@ NDIMAGE = [
     ("3-D 128^3 3x3x3 reflect f32", (128, 128, 128), "float32", ("random", 3), "reflect"),
     ("3-D 96^3 5x5x5 constant f64", (96, 96, 96), "float64", ("random", 5), "constant"),
 ]
+# scipy.signal.convolve (method="auto") cases: name, in1 shape, in2 shape, mode
+SIGNAL = [
+    ("1-D 1M x 31", (1_000_000,), (31,), "full"),
+    ("1-D 1M x 255", (1_000_000,), (255,), "full"),
+    ("1-D 200k x 20k", (200_000,), (20_000,), "full"),
+    ("1-D 100 x 10", (100,), (10,), "full"),
+    ("2-D 1024^2 x 3x3 same", (1024, 1024), (3, 3), "same"),
+    ("2-D 1024^2 x 15x15 same", (1024, 1024), (15, 15), "same"),
+    ("2-D 1024^2 x 63x63 same", (1024, 1024), (63, 63), "same"),
+    ("2-D 2048^2 x 5x5 valid", (2048, 2048), (5, 5), "valid"),
+    ("3-D 128^3 x 5^3 same", (128, 128, 128), (5, 5, 5), "same"),
+]
 QUICK = {
     "conv2d": [0, 4, 6, 8, 12, 15],
     "conv1d": [0, 3],
@@ -99,6 +111,7 @@ QUICK = {
     "conv_transpose2d": [0, 3, 6],
     "pool2d": [0, 2, 5, 6, 9],
     "ndimage": [0, 4, 5, 8],
+    "signal": [0, 2, 3, 5],
 }
 SUITES = {
     "conv2d": CONV2D,
@@ -107,6 +120,7 @@ SUITES = {
     "conv_transpose2d": CONV_TRANSPOSE2D,
     "pool2d": POOL2D,
     "ndimage": NDIMAGE,
+    "signal": SIGNAL,
 }
 #: command-line names of the suites (issue 7's vocabulary) -> suites
 SUITE_GROUPS = {
@@ -215,6 +229,8 @@ def run_suite(
         return _run_pool_suite(cases, threads, torch, repeats, budget_s, progress)
     if suite == "ndimage":
         return _run_ndimage_suite(cases, threads, "scipy" in compare, repeats, budget_s, progress)
+    if suite == "signal":
+        return _run_signal_suite(cases, threads, "scipy" in compare, repeats, budget_s, progress)
     f = getattr(fastconv, suite)
     results = []
     rng = np.random.default_rng(0)
@@ -351,6 +367,49 @@ def _run_ndimage_suite(cases, threads, with_scipy, repeats, budget_s, progress) 
                     gflop=plan.flops / 1e9,
                     fastconv_ms=med["fastconv"] * 1e3,
                     gflops=plan.flops / med["fastconv"] / 1e9,
+                    reference=ref,
+                    max_rel_err=err,
+                )
+            )
+    return results
+
+
+def _run_signal_suite(cases, threads, with_scipy, repeats, budget_s, progress) -> list[Result]:
+    """fastconv.signal.convolve against scipy.signal.convolve (both method="auto"), float64."""
+    import fastconv
+    from fastconv import signal as fs
+
+    results = []
+    rng = np.random.default_rng(0)
+    with fastconv.set_config(num_threads=threads):
+        for name, sa, sb, mode in cases:
+            if progress:
+                progress(name)
+            a = rng.standard_normal(sa)
+            b = rng.standard_normal(sb)
+            method = fs.choose_conv_method(a, b, mode)
+            funcs = {"fastconv": lambda a=a, b=b, mode=mode: fs.convolve(a, b, mode)}
+            err = None
+            if with_scipy:
+                from scipy import signal as ss
+
+                funcs["scipy"] = lambda a=a, b=b, mode=mode: ss.convolve(a, b, mode)
+                ours, theirs = funcs["fastconv"](), funcs["scipy"]()
+                err = float(np.abs(ours - theirs).max() / max(np.abs(theirs).max(), 1e-30))
+            med = interleaved_medians(funcs, repeats, budget_s)
+            ref = {k: {"ms": v * 1e3, "ratio": med["fastconv"] / v} for k, v in med.items() if k != "fastconv"}
+            flops = 2.0 * a.size * b.size
+            results.append(
+                Result(
+                    suite="signal",
+                    case=name,
+                    input=tuple(sa),
+                    weight=tuple(sb),
+                    params={"mode": mode},
+                    method=method,
+                    gflop=flops / 1e9,
+                    fastconv_ms=med["fastconv"] * 1e3,
+                    gflops=flops / med["fastconv"] / 1e9,
                     reference=ref,
                     max_rel_err=err,
                 )

@@ -63,12 +63,19 @@ def _real_filter(spec, x: np.ndarray, w: np.ndarray) -> np.ndarray:
     if spec.ndim > 3:
         from .kernels.filter import correlate_nd
 
-        return correlate_nd(_pad(x, spec, spec.dtype), np.asarray(w, dtype=spec.dtype), spec.shape)
-    xp = kernel_ready(_pad(x, spec, spec.dtype), spec.dtype).reshape(spec.lifted("padded"))
-    ops = FilterOperands(x=xp, w=kernel_ready(w, spec.dtype).reshape(spec.lifted("kernel")))
-    out = np.empty(spec.lifted("shape"), dtype=spec.dtype)
-    select(spec, ops).run(ops, out)
-    return out.reshape(spec.shape)
+        xp = _pad(x, spec, spec.dtype)
+        return correlate_nd(xp, np.asarray(w, dtype=spec.dtype), spec.out_shape, spec.skip_zeros)
+    wk = kernel_ready(w, spec.dtype).reshape(spec.lifted("kernel"))
+    plan = select(spec, FilterOperands(x=np.asarray(x), w=wk))  # (the NaN/Inf guard reads x)
+    if spec.op == "signal" and plan.method in ("fft", "oa") and spec.mode == "constant" and spec.cval == 0:
+        # the FFT paths transform the signal itself: no zero padding to build
+        xk = kernel_ready(x, spec.dtype).reshape(spec.lifted("shape"))
+    else:
+        xk = kernel_ready(_pad(x, spec, spec.dtype), spec.dtype).reshape(spec.lifted("padded"))
+    ops = FilterOperands(x=xk, w=wk)
+    out = np.empty(spec.lifted("out_shape"), dtype=spec.dtype)
+    plan.run(ops, out)
+    return out.reshape(spec.out_shape)
 
 
 def run_filter(spec, x: np.ndarray, w: np.ndarray, output: np.ndarray | None) -> np.ndarray:
@@ -93,7 +100,10 @@ def run_filter(spec, x: np.ndarray, w: np.ndarray, output: np.ndarray | None) ->
     if kind == "b":
         result = y != 0
     elif kind in "iu":
-        result = np.trunc(y).astype(np.int64).astype(spec.out_dtype)
+        # ndimage truncates toward zero; signal's exact integer sums are rounded
+        # (they are integers already unless an FFT path computed them)
+        whole = np.rint(y) if spec.op == "signal" else np.trunc(y)
+        result = whole.astype(np.int64).astype(spec.out_dtype)
     else:
         result = y.astype(spec.out_dtype, copy=False)
     if output is None:

@@ -711,10 +711,12 @@ class FilterSpec:
     taps: int  # weights above the footprint threshold
     rank1: bool  # weights are an outer product of 1-D kernels
     method: str
+    #: ndimage leaves weights <= 2.2e-16 out (its footprint); signal multiplies every tap
+    skip_zeros: bool = True
 
     @property
     def flops(self) -> int:
-        return 2 * self.taps * _prod(self.shape) * (4 if self.is_complex else 1)
+        return 2 * self.taps * _prod(self.out_shape) * (4 if self.is_complex else 1)
 
     @property
     def padded(self) -> tuple[int, ...]:
@@ -722,22 +724,28 @@ class FilterSpec:
 
     def lifted(self, name: str) -> tuple[int, ...]:
         value = getattr(self, name)
-        return (1,) * (3 - len(value)) + tuple(value)
+        fill = 0 if name in ("pad_lo", "pad_hi") else 1
+        return (fill,) * (3 - len(value)) + tuple(value)
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        """The "valid" correlation of the padded input (the input's shape for ndimage)."""
+        return tuple(p - k + 1 for p, k in zip(self.padded, self.kernel))
 
     @property
     def scratch_shape(self) -> tuple[int, ...]:
         """The kernels' (lifted) output array."""
-        return self.lifted("shape")
+        return self.lifted("out_shape")
 
     def key(self) -> tuple[Any, ...]:
         return (self.op, self.shape, self.kernel, self.pad_lo, self.pad_hi, self.mode, self.dtype.str,
-                self.is_complex, self.taps, self.rank1)  # fmt: skip
+                self.is_complex, self.taps, self.rank1, self.skip_zeros)  # fmt: skip
 
     def describe(self) -> list[str]:
         return [
             f"  input {self.shape} {self.dtype}{' (complex: 4 real passes)' if self.is_complex else ''}, "
             f"weights {self.kernel} ({self.taps} non-zero{', separable' if self.rank1 else ''}), mode {self.mode!r}",
-            f"  output {self.shape} {self.out_dtype}, {self.flops / 1e9:.3f} GFLOP",
+            f"  output {self.out_shape} {self.out_dtype}, {self.flops / 1e9:.3f} GFLOP",
         ]
 
 
@@ -863,3 +871,85 @@ def _is_rank1(w: np.ndarray) -> bool:
         if s[0] == 0 or (len(s) > 1 and s[1] > 1e-12 * s[0]):
             return False
     return True
+
+
+# --- signal (scipy.signal) -----------------------------------------------------------
+
+SIGNAL_MODES = ("full", "same", "valid")
+SIGNAL_METHODS = ("auto", "direct", "fft", "oa")
+BOUNDARIES = {"fill": "constant", "pad": "constant", "wrap": "wrap", "circular": "wrap", "symm": "reflect",
+              "symmetric": "reflect"}  # fmt: skip
+
+
+def signal_arrays(in1: Any, in2: Any) -> tuple[np.ndarray, np.ndarray]:
+    a = as_array(in1, "in1")
+    b = as_array(in2, "in2")
+    for arr, name in ((a, "in1"), (b, "in2")):
+        if arr.dtype.kind not in "biufc":
+            raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}")
+    if a.ndim != b.ndim:
+        raise ValueError(f"in1 and in2 should have the same dimensionality, got {a.ndim} and {b.ndim}")
+    return a, b
+
+
+def check_signal_mode(mode: Any) -> str:
+    if not isinstance(mode, str) or mode not in SIGNAL_MODES:
+        raise ValueError(f"mode must be one of {SIGNAL_MODES}, got {mode!r}")
+    return mode
+
+
+def swap_for_valid(mode: str, a: np.ndarray, b: np.ndarray) -> bool:
+    """scipy's rule: in 'valid' mode the larger array (at least as large on
+    every axis) is the signal; neither being so is an error."""
+    if mode != "valid":
+        return False
+    ok1 = all(i >= j for i, j in zip(a.shape, b.shape))
+    ok2 = all(j >= i for i, j in zip(a.shape, b.shape))
+    if not (ok1 or ok2):
+        raise ValueError(
+            f"For 'valid' mode, one of in1 {a.shape} and in2 {b.shape} must be at least as large as the other "
+            "in every dimension"
+        )
+    return not ok1
+
+
+def signal_spec(a: np.ndarray, w: np.ndarray, mode: str, method: str, *, boundary: str = "fill",
+                fillvalue: float = 0.0, same_start_high: bool = False) -> FilterSpec:  # fmt: skip
+    """The spec of ``mode`` convolution of ``a`` with the correlation kernel
+    ``w`` (in2 reversed): a valid correlation of ``a`` padded by ``boundary``.
+    'same' keeps the full result from ``(k - 1) // 2`` (scipy.signal.convolve),
+    or from ``k // 2`` with ``same_start_high`` (scipy.signal.correlate2d)."""
+    if not isinstance(method, str) or method not in SIGNAL_METHODS:
+        raise ValueError(f"method must be one of {SIGNAL_METHODS}, got {method!r}")
+    k = tuple(int(v) for v in w.shape)
+    n = tuple(int(v) for v in a.shape)
+    if mode == "full":
+        lo = hi = tuple(kk - 1 for kk in k)
+    elif mode == "same" and same_start_high:
+        lo = tuple((kk - 1) // 2 for kk in k)
+        hi = tuple(kk // 2 for kk in k)
+    elif mode == "same":
+        lo = tuple(kk // 2 for kk in k)
+        hi = tuple((kk - 1) // 2 for kk in k)
+    else:
+        lo = hi = (0,) * len(k)
+    is_complex = a.dtype.kind == "c" or w.dtype.kind == "c"
+    rt = np.result_type(a.dtype, w.dtype)
+    single = rt in (np.float32, np.float16, np.complex64)
+    return FilterSpec(
+        op="signal",
+        ndim=a.ndim,
+        shape=n,
+        kernel=k,
+        pad_lo=lo,
+        pad_hi=hi,
+        mode=BOUNDARIES[boundary],
+        cval=float(fillvalue),
+        dtype=np.dtype(np.float32 if single else np.float64),
+        is_complex=is_complex,
+        out_dtype=rt.newbyteorder("="),
+        taps=_prod(k),
+        rank1=False,
+        method=method,
+        skip_zeros=False,
+    )

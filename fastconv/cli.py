@@ -193,7 +193,7 @@ def cmd_tune(args) -> int:
         calls = [(f"{args.op} {args.input} {args.weight}", func, x, w, kwargs)]
     else:
         # pooling has one kernel; the ndimage suite is tuned by running it with autotune on
-        suites = [s for s in _bench.SUITE_GROUPS[args.suite] if s not in ("pool2d", "ndimage")]
+        suites = [s for s in _bench.SUITE_GROUPS[args.suite] if s not in ("pool2d", "ndimage", "signal")]
         calls = [
             (name, getattr(fastconv, suite), np.zeros(xs, np.float32), np.zeros(ws, np.float32), kw)
             for suite in suites
@@ -221,7 +221,8 @@ def cmd_tune(args) -> int:
 
 
 _SUITE_CHOICES = [
-    "conv", "transpose", "pool", "ndimage", "conv2d", "conv1d", "conv3d", "conv_transpose2d", "pool2d", "all",
+    "conv", "transpose", "pool", "signal", "ndimage", "conv2d", "conv1d", "conv3d", "conv_transpose2d", "pool2d",
+    "all",
 ]  # fmt: skip
 _OPS = ["conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d"]
 
@@ -236,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--compare",
         default="torch,scipy",
-        help="comma-separated reference libraries: torch (NN ops), scipy (ndimage); default both",
+        help="comma-separated reference libraries: torch (NN ops), scipy (signal, ndimage); default both",
     )
     b.add_argument("--threads", type=_positive_int, default=2, help="threads for every library (default 2)")
     b.add_argument("--repeats", type=_positive_int, default=15, help="interleaved runs per case (default 15)")

@@ -156,3 +156,10 @@ def test_bench_ndimage_against_scipy(capsys):
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "scipy ms" in out and "3x3 nearest" in out and "two Python threads" in out
+
+
+def test_bench_signal_against_scipy(capsys):
+    argv = ["bench", "--suite", "signal", "--cases", "100 x 10", "--repeats", "2"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "scipy ms" in out and "1-D 100 x 10" in out

@@ -259,3 +259,32 @@ def test_explain_filter_plan(rng):
     plan = fastconv.explain(fn.convolve, x, np.ones((5, 5)), mode="nearest")
     assert plan.op == "ndimage" and "separable" in repr(plan) and "mode 'nearest'" in repr(plan)
     assert fastconv.available_methods(fn.correlate, x, rng.standard_normal((3, 3))) == ["auto", "direct", "fft"]
+
+
+def test_serial_kernel_never_loads_the_parallel_one_from_the_disk_cache(tmp_path):
+    """Process 1 compiles (and caches) the parallel kernel; process 2 runs the
+    one-thread build from two Python threads at once: it must be the serial
+    machine code (the parallel one aborts under the workqueue layer)."""
+    import os
+    import subprocess
+    import sys
+
+    code = """
+import sys, threading, numpy as np, fastconv
+from fastconv import ndimage
+x = np.random.default_rng(0).standard_normal((300, 300)).astype(np.float32)
+w = np.ones((3, 3))
+if sys.argv[1] == "parallel":
+    with fastconv.set_config(num_threads=2):
+        ndimage.correlate(x, w)
+else:
+    with fastconv.set_config(num_threads=1):
+        ts = [threading.Thread(target=ndimage.correlate, args=(x, w)) for _ in range(4)]
+        [t.start() for t in ts]
+        [t.join() for t in ts]
+print("ok")
+"""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), NUMBA_NUM_THREADS="2")
+    for stage in ("parallel", "serial"):
+        res = subprocess.run([sys.executable, "-c", code, stage], capture_output=True, text=True, env=env, timeout=600)
+        assert res.returncode == 0 and "ok" in res.stdout, res.stderr[-2000:]

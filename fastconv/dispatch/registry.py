@@ -417,7 +417,7 @@ FILTER_OPS = ("ndimage",)
 
 def _filter_outputs(spec) -> float:
     n = 1
-    for v in spec.shape:
+    for v in spec.out_shape:
         n *= v
     return float(n)
 
@@ -433,7 +433,7 @@ def filter_direct_features(spec) -> dict[str, float]:
     """Direct: a fixed cost, one multiply-add per footprint tap and output, and
     the streams (output rows x taps: short rows are overhead-bound)."""
     outputs = _filter_outputs(spec) * spec.dtype.itemsize / 4  # float64: half the SIMD lanes
-    width = max(1, spec.shape[-1])
+    width = max(1, spec.out_shape[-1])
     return {"overhead_s": 1.0, "s_per_tap": spec.taps * outputs, "s_per_stream": spec.taps * outputs / width}
 
 
@@ -507,6 +507,97 @@ register(
         cost=_cost("filter_fft"),
         workspace=lambda spec: 3 * _filter_padded(spec) * spec.dtype.itemsize * 2,
         description="real FFTs of fast lengths over the padded input (large kernels)",
+        finite_only=True,
+    )
+)
+
+
+# --- signal (fastconv.signal) --------------------------------------------------------
+
+SIGNAL_OPS = ("signal",)
+
+
+def _signal_full(spec) -> list[int]:
+    return [n + k - 1 for n, k in zip(spec.shape, spec.kernel)]
+
+
+def signal_fft_features(spec) -> dict[str, float]:
+    """FFT: a fixed cost and n log n of the full convolution's fast length."""
+    import math
+
+    from scipy.fft import next_fast_len
+
+    n = 1.0
+    for v in _signal_full(spec):
+        n *= next_fast_len(v, real=True)
+    return {"overhead_s": 1.0, "s_per_nlogn": n * math.log2(max(n, 2.0)) * spec.dtype.itemsize / 4}
+
+
+def signal_oa_features(spec) -> dict[str, float]:
+    """Overlap-add: a fixed cost and n log n summed over the blocks' transforms."""
+    import math
+
+    from scipy.fft import next_fast_len
+
+    from ..kernels.filter import oa_block
+
+    shape, kernel = spec.shape, spec.kernel
+    if max(k / n for n, k in zip(shape, kernel)) > max(n / k for n, k in zip(shape, kernel)):
+        shape, kernel = kernel, shape
+    ratios = [n / k for n, k in zip(shape, kernel)]
+    axis = ratios.index(max(ratios))
+    n, k = shape[axis], kernel[axis]
+    block = oa_block(n, k, _settings()[1])
+    size = float(next_fast_len(block + k - 1, real=True))
+    for a, v in enumerate(_signal_full(spec)):
+        if a != axis:
+            size *= next_fast_len(v, real=True)
+    blocks = -(-n // block)
+    return {"overhead_s": 1.0, "s_per_nlogn": blocks * size * math.log2(max(size, 2.0)) * spec.dtype.itemsize / 4}
+
+
+def _oa_supports(spec) -> str | None:
+    ratios = [max(n / k, k / n) for n, k in zip(spec.shape, spec.kernel)]
+    if max(ratios) < 4:
+        return "overlap-add needs a signal several times longer than the kernel on some axis"
+    return _filter_supports_3d(spec)
+
+
+FEATURES["signal_fft"] = signal_fft_features
+FEATURES["signal_oa"] = signal_oa_features
+
+register(
+    Method(
+        name="direct",
+        ops=SIGNAL_OPS,
+        runner="fastconv.kernels.filter:filter_direct",
+        supports=_filter_supports_3d,
+        cost=_cost("filter_direct"),
+        workspace=lambda spec: 0,
+        description="one vectorised stream per tap over (row, column chunk) work items, every tap multiplied",
+    )
+)
+register(
+    Method(
+        name="fft",
+        ops=SIGNAL_OPS,
+        runner="fastconv.kernels.filter:signal_fft",
+        supports=_filter_supports_3d,
+        cost=_cost("signal_fft"),
+        workspace=lambda spec: 3 * _filter_padded(spec) * spec.dtype.itemsize * 2,
+        description="real FFTs of the full convolution's fast lengths",
+        finite_only=True,
+    )
+)
+register(
+    Method(
+        name="oa",
+        ops=SIGNAL_OPS,
+        runner="fastconv.kernels.filter:signal_oa",
+        supports=_oa_supports,
+        cost=_cost("signal_oa"),
+        workspace=lambda spec: 4 * _filter_padded(spec) * spec.dtype.itemsize * 2,
+        description="overlap-add: blocks of the long signal, one batched FFT (long-by-short)",
         finite_only=True,
     )
 )

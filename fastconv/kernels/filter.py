@@ -17,6 +17,8 @@ is already padded by the boundary mode, with three methods.
 
 from __future__ import annotations
 
+import types
+
 import numpy as np
 import scipy.fft
 from numba import prange
@@ -97,11 +99,12 @@ def correlate_kernel(xp, out, offs, ws, chunk, nparts):
                 t += 1
 
 
-def _taps(w: np.ndarray, padded: tuple[int, ...], dtype) -> tuple[np.ndarray, np.ndarray]:
-    """Flat offsets into the padded input and values of the footprint taps
-    (weights above scipy's threshold), in row-major order."""
+def _taps(w: np.ndarray, padded: tuple[int, ...], dtype, skip_zeros: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Flat offsets into the padded input and values of the taps, in
+    row-major order: with ``skip_zeros``, only the footprint (weights above
+    scipy.ndimage's threshold); else every tap (scipy.signal multiplies all)."""
     _, hp, wp = padded
-    idx = np.nonzero(np.abs(w) > _EPS)
+    idx = np.nonzero(np.abs(w) > _EPS) if skip_zeros else np.nonzero(np.ones(w.shape, dtype=bool))
     offs = (idx[0] * hp + idx[1]) * wp + idx[2]
     return offs.astype(np.int64), w[idx].astype(dtype)
 
@@ -109,13 +112,24 @@ def _taps(w: np.ndarray, padded: tuple[int, ...], dtype) -> tuple[np.ndarray, np
 #: the same kernel compiled without a parallel region: with one thread per
 #: call, several Python threads run it at once (a parallel region would have
 #: to be serialised under Numba's workqueue layer, which is not thread-safe)
-correlate_kernel_serial = numba_jit()(correlate_kernel.py_func)
+def _renamed(func, name: str):
+    """A copy of ``func`` under another name: Numba's on-disk cache is keyed
+    by the function's qualified name, not by its options, so a serial build
+    of a parallel kernel must be a distinct function or it may load the
+    parallel machine code from the cache (measured: two threads in it abort
+    the process under the workqueue layer)."""
+    copy = types.FunctionType(func.__code__, func.__globals__, name, func.__defaults__, func.__closure__)
+    copy.__qualname__ = name
+    return copy
 
 
-def _correlate(xp: np.ndarray, w: np.ndarray, out: np.ndarray, num_threads: int) -> None:
+correlate_kernel_serial = numba_jit()(_renamed(correlate_kernel.py_func, "correlate_kernel_serial"))
+
+
+def _correlate(xp: np.ndarray, w: np.ndarray, out: np.ndarray, num_threads: int, skip_zeros: bool = True) -> None:
     items = out.shape[0] * out.shape[1] * -(-out.shape[2] // _CHUNK)
     nparts = max(1, min(items, num_threads))
-    offs, ws = _taps(w, xp.shape, out.dtype)
+    offs, ws = _taps(w, xp.shape, out.dtype, skip_zeros)
     if nparts == 1:
         correlate_kernel_serial(xp, out, offs, ws, _CHUNK, 1)
         return
@@ -126,7 +140,7 @@ def _correlate(xp: np.ndarray, w: np.ndarray, out: np.ndarray, num_threads: int)
 def filter_direct(spec, ops, out: np.ndarray, num_threads: int) -> None:
     """Direct correlation of the padded (D, H, W) input with (KD, KH, KW) weights."""
     if out.size:
-        _correlate(ops.x, ops.w, out, num_threads)
+        _correlate(ops.x, ops.w, out, num_threads, spec.skip_zeros)
 
 
 def separable_factors(w: np.ndarray) -> list[np.ndarray]:
@@ -160,6 +174,12 @@ def filter_separable(spec, ops, out: np.ndarray, num_threads: int) -> None:
         out[...] = x
 
 
+def _fft_axes(shape) -> tuple[int, ...]:
+    """The lifted axes worth transforming: a length-1 axis would only cost a
+    copy of the data per pass (the last axis is always the real one)."""
+    return tuple(a for a in range(len(shape)) if shape[a] > 1 or a == len(shape) - 1)
+
+
 def filter_fft(spec, ops, out: np.ndarray, num_threads: int) -> None:
     """Correlation as the "valid" part of a real-FFT convolution with the flipped weights."""
     if out.size == 0:
@@ -167,8 +187,8 @@ def filter_fft(spec, ops, out: np.ndarray, num_threads: int) -> None:
     x, w = ops.x, ops.w
     # a circular transform as long as the padded input suffices: wrap-around
     # only reaches the first k-1 outputs of each axis, which are dropped
-    shape = [scipy.fft.next_fast_len(n, real=True) for n in x.shape]
-    axes = (0, 1, 2)
+    axes = _fft_axes(x.shape)
+    shape = [scipy.fft.next_fast_len(x.shape[a], real=True) for a in axes]
     wf = scipy.fft.rfftn(w[::-1, ::-1, ::-1], s=shape, axes=axes, workers=num_threads)
     xf = scipy.fft.rfftn(x, s=shape, axes=axes, workers=num_threads)
     xf *= wf
@@ -177,10 +197,96 @@ def filter_fft(spec, ops, out: np.ndarray, num_threads: int) -> None:
     out[...] = y[tuple(slice(kk - 1, kk - 1 + n) for kk, n in zip(k, out.shape))]
 
 
-def correlate_nd(xp: np.ndarray, w: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+def correlate_nd(xp: np.ndarray, w: np.ndarray, shape: tuple[int, ...], skip_zeros: bool = True) -> np.ndarray:
     """Any number of axes (beyond the kernels' three): a sum of shifted slices
-    over the footprint taps, in plain NumPy."""
+    over the taps, in plain NumPy."""
     out = np.zeros(shape, dtype=xp.dtype)
-    for tap in zip(*np.nonzero(np.abs(w) > _EPS)):
+    taps = np.abs(w) > _EPS if skip_zeros else np.ones(w.shape, dtype=bool)
+    for tap in zip(*np.nonzero(taps)):
         out += w[tap] * xp[tuple(slice(t, t + n) for t, n in zip(tap, shape))]
     return out
+
+
+def _unpadded(spec, xp: np.ndarray) -> np.ndarray:
+    """The signal inside the zero padding (signal specs only; the caller
+    passes the signal unpadded when it knows an FFT path runs)."""
+    n = spec.lifted("shape")
+    if xp.shape == n:
+        return xp
+    lo = spec.lifted("pad_lo")
+    return xp[tuple(slice(a, a + m) for a, m in zip(lo, n))]
+
+
+def _zero_padded(spec) -> bool:
+    return spec.mode == "constant" and spec.cval == 0
+
+
+def signal_fft(spec, ops, out: np.ndarray, num_threads: int) -> None:
+    """The full linear convolution by real FFTs of fast lengths (no zero
+    padding transformed), then the mode's part of it.  A wrap/symm boundary
+    (convolve2d) is materialised in the padded input: then the FFT runs on it."""
+    if out.size == 0:
+        return
+    if not _zero_padded(spec):
+        filter_fft(spec, ops, out, num_threads)
+        return
+    x = _unpadded(spec, ops.x)
+    v = ops.w[::-1, ::-1, ::-1]  # back to in2
+    full = [a + b - 1 for a, b in zip(x.shape, v.shape)]
+    axes = _fft_axes(full)
+    shape = [scipy.fft.next_fast_len(full[a], real=True) for a in axes]
+    xf = scipy.fft.rfftn(x, s=shape, axes=axes, workers=num_threads)
+    xf *= scipy.fft.rfftn(v, s=shape, axes=axes, workers=num_threads)
+    y = scipy.fft.irfftn(xf, s=shape, axes=axes, workers=num_threads)
+    start = [kk - 1 - lo for kk, lo in zip(v.shape, spec.lifted("pad_lo"))]
+    out[...] = y[tuple(slice(s0, s0 + m) for s0, m in zip(start, out.shape))]
+
+
+def oa_block(n: int, k: int, threads: int = 1) -> int:
+    """Overlap-add block length along an axis: about eight kernel lengths (the
+    transforms stay small and cached), or -- when that leaves fewer blocks
+    than threads -- one block per thread, so the batched transform runs in
+    parallel (a single long FFT does not); a fast length <= 2 blocks."""
+    threads = max(1, threads)
+    block = max(k, 8 * k if 8 * k * threads <= n else -(-n // threads))
+    while scipy.fft.next_fast_len(block + k - 1, real=True) > 2 * block:
+        block += 1
+    return block
+
+
+def signal_oa(spec, ops, out: np.ndarray, num_threads: int) -> None:
+    """Overlap-add along the axis where the signal is longest relative to the
+    kernel: the signal cut into blocks, each block convolved by FFT (all
+    blocks in one batched transform), the blocks' tails added to the next."""
+    if out.size == 0:
+        return
+    x = _unpadded(spec, ops.x)
+    v = np.ascontiguousarray(ops.w[::-1, ::-1, ::-1])
+    start = [kk - 1 - lo for kk, lo in zip(v.shape, spec.lifted("pad_lo"))]
+    if max(k / n for n, k in zip(x.shape, v.shape)) > max(n / k for n, k in zip(x.shape, v.shape)):
+        x, v = v, x  # the full convolution is symmetric: block the longer one
+    axis = int(np.argmax([n / k for n, k in zip(x.shape, v.shape)]))
+    n, k = x.shape[axis], v.shape[axis]
+    block = oa_block(n, k, num_threads)
+    nb = -(-n // block)
+    xa = np.moveaxis(x, axis, -1)
+    pad = [(0, 0)] * (xa.ndim - 1) + [(0, nb * block - n)]
+    xb = np.pad(xa, pad).reshape(*xa.shape[:-1], nb, block)  # (..., nb, block)
+    xb = np.moveaxis(xb, -2, 0)  # (nb, ..., block)
+    va = np.moveaxis(v, axis, -1)
+    other = [a + b - 1 for a, b in zip(xa.shape[:-1], va.shape[:-1])]
+    shape = [scipy.fft.next_fast_len(m, real=True) for m in other] + [scipy.fft.next_fast_len(block + k - 1, real=True)]
+    axes = tuple(range(1, xb.ndim))
+    xf = scipy.fft.rfftn(xb, s=shape, axes=axes, workers=num_threads)
+    xf *= scipy.fft.rfftn(va, s=shape, axes=tuple(range(va.ndim)), workers=num_threads)
+    yb = scipy.fft.irfftn(xf, s=shape, axes=axes, workers=num_threads)
+    yb = yb[(slice(None), *(slice(0, m) for m in other), slice(0, 2 * block))]
+    if yb.shape[-1] < 2 * block:
+        yb = np.concatenate([yb, np.zeros((*yb.shape[:-1], 2 * block - yb.shape[-1]), yb.dtype)], axis=-1)
+    # overlap-add: block b's first half lands at b*block, its tail on block b+1
+    y = np.zeros((nb + 1, *yb.shape[1:-1], block), dtype=yb.dtype)
+    y[:nb] += yb[..., :block]
+    y[1:] += yb[..., block:]
+    y = np.moveaxis(y, 0, -2).reshape(*yb.shape[1:-1], (nb + 1) * block)
+    y = np.moveaxis(y, -1, axis)  # the full convolution (and zeros past its end)
+    out[...] = y[tuple(slice(s0, s0 + m) for s0, m in zip(start, out.shape))]

@@ -1,0 +1,352 @@
+"""``scipy.signal``-style convolution on NumPy arrays: convolve, correlate,
+fftconvolve, oaconvolve, convolve2d, correlate2d and choose_conv_method,
+with scipy's modes, input swapping, boundaries and result dtypes -- computed
+by the dispatcher's direct, FFT or overlap-add method, without the GIL.
+
+Each function only validates (``_spec``), plans (``dispatch``) and runs
+(``_execute``).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from ._execute import run_filter
+from ._spec import (
+    BOUNDARIES,
+    _int,
+    check_signal_mode,
+    signal_arrays,
+    signal_spec,
+    swap_for_valid,
+)
+
+__all__ = [
+    "choose_conv_method",
+    "convolve",
+    "convolve2d",
+    "correlate",
+    "correlate2d",
+    "fftconvolve",
+    "oaconvolve",
+]
+
+#: integer inputs are convolved in float64 only when every partial sum is
+#: exactly representable (below 2**53); otherwise in exact integer arithmetic
+_EXACT = 2.0**53
+
+
+def _reverse(a: np.ndarray) -> np.ndarray:
+    return a[tuple(slice(None, None, -1) for _ in range(a.ndim))]
+
+
+def _empty_result(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.array([], dtype=np.result_type(a, b))
+
+
+def _exact_ints(a: np.ndarray, b: np.ndarray) -> bool:
+    """Integer/bool inputs whose convolution float64 computes exactly."""
+    if a.dtype.kind not in "biu" or b.dtype.kind not in "biu":
+        return True
+    ma = float(np.abs(a.astype(np.float64)).max(initial=0))
+    mb = float(np.abs(b.astype(np.float64)).max(initial=0))
+    return ma * mb * min(a.size, b.size) < _EXACT
+
+
+def _integer_nd(a: np.ndarray, b: np.ndarray, mode: str, same_start_high: bool = False) -> np.ndarray:
+    """Exact integer convolution (wrapping like the result dtype), for inputs
+    too large for float64: a sum of shifted products in int64/uint64."""
+    rt = np.result_type(a, b)
+    acc_t = np.uint64 if rt.kind == "u" else np.int64
+    full = tuple(n + k - 1 for n, k in zip(a.shape, b.shape))
+    out = np.zeros(full, dtype=acc_t)
+    a64 = a.astype(acc_t)
+    with np.errstate(over="ignore"):
+        for tap in np.ndindex(*b.shape):
+            out[tuple(slice(t, t + n) for t, n in zip(tap, a.shape))] += a64 * acc_t(b[tap])
+    return _crop(out, a.shape, b.shape, mode, same_start_high).astype(rt)
+
+
+def _crop(full: np.ndarray, n, k, mode: str, same_start_high: bool = False) -> np.ndarray:
+    if mode == "full":
+        return full
+    if mode == "same":
+        start = [kk // 2 if same_start_high else (kk - 1) // 2 for kk in k]
+        return full[tuple(slice(s, s + m) for s, m in zip(start, n))]
+    return full[tuple(slice(kk - 1, nn) for nn, kk in zip(n, k))]
+
+
+#: 1-D problems below this many multiply-adds go to numpy.convolve (as scipy
+#: does): its C loop beats any planning overhead there
+_SMALL = 20_000
+
+
+def _convolve(a, b, mode, method, *, boundary="fill", fillvalue=0.0, as_float=False, same_start_high=False):
+    """``mode`` convolution of a with b (already validated and swapped)."""
+    if (
+        a.ndim == 1
+        and method in ("auto", "direct")
+        and a.size * b.size <= _SMALL
+        and boundary == "fill"
+        and fillvalue == 0
+        and not as_float
+        and not same_start_high
+        and (mode != "same" or a.size >= b.size)
+    ):
+        return np.convolve(a, b, mode)
+    if a.dtype.kind in "biu" and b.dtype.kind in "biu" and not _exact_ints(a, b) and boundary == "fill":
+        return _integer_nd(a, b, mode, same_start_high)
+    spec = signal_spec(
+        a, _reverse(b), mode, method, boundary=boundary, fillvalue=fillvalue, same_start_high=same_start_high
+    )
+    if as_float and spec.out_dtype.kind in "biu":
+        import dataclasses
+
+        spec = dataclasses.replace(spec, out_dtype=np.dtype(np.float64))
+    return run_filter(spec, a, _reverse(b), None)
+
+
+def convolve(in1: Any, in2: Any, mode: str = "full", method: str = "auto") -> np.ndarray:
+    """N-dimensional convolution, as ``scipy.signal.convolve``.
+
+    Same modes (``"full"``, ``"same"``, ``"valid"`` with scipy's input
+    swapping), result dtype (``numpy.result_type`` of the inputs; integer
+    convolution stays exact) and values.  ``method``: ``"auto"`` (the
+    dispatcher: cost model, no FFT for non-finite input), ``"direct"``,
+    ``"fft"`` or ``"oa"`` (overlap-add, an extension).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastconv import signal
+    >>> signal.convolve([1, 2, 3], [0, 1, 0.5])
+    array([0. , 1. , 2.5, 4. , 1.5])
+    >>> signal.convolve(np.array([1, 2, 3], np.int8), np.array([100, 100], np.int8))
+    array([100,  44, -12,  44], dtype=int8)
+    """
+    a, b = signal_arrays(in1, in2)
+    mode = check_signal_mode(mode)
+    if a.size == 0 or b.size == 0:
+        return _empty_result(a, b)
+    if swap_for_valid(mode, a, b):
+        a, b = b, a
+    return _convolve(a, b, mode, method)
+
+
+def correlate(in1: Any, in2: Any, mode: str = "full", method: str = "auto") -> np.ndarray:
+    """N-dimensional cross-correlation, as ``scipy.signal.correlate``
+    (``in2`` is reversed and conjugated; in ``"valid"`` mode with swapped
+    inputs the result is reversed and conjugated, as scipy).
+
+    Examples
+    --------
+    >>> from fastconv import signal
+    >>> signal.correlate([1.0, 2.0, 3.0], [0.0, 1.0, 0.5], mode="same")
+    array([2. , 3.5, 3. ])
+    """
+    a, b = signal_arrays(in1, in2)
+    mode = check_signal_mode(mode)
+    if a.size == 0 or b.size == 0:
+        return _empty_result(a, b)
+    swapped = swap_for_valid(mode, a, b)
+    if swapped:
+        a, b = b, a
+    kernel = _reverse(np.conj(b) if b.dtype.kind == "c" else b)
+    z = _convolve(a, kernel, mode, method)
+    if swapped:
+        z = _reverse(z)
+        z = np.conj(z) if z.dtype.kind == "c" else z
+    return z
+
+
+def _freq_axes(a: np.ndarray, b: np.ndarray, mode: str, axes: Any) -> tuple[int, ...]:
+    """scipy's rule for ``axes``: the other axes must match (or be 1 in one input) and are broadcast."""
+    if axes is None:
+        return tuple(range(a.ndim))
+    if isinstance(axes, (int, np.integer)):
+        axes = (axes,)
+    out = []
+    for ax in axes:
+        ax = _int(ax, "axes")
+        if not -a.ndim <= ax < a.ndim:
+            raise ValueError(f"axes: axis {ax} is out of range for {a.ndim}-D inputs")
+        out.append(ax % a.ndim)
+    if len(set(out)) != len(out):
+        raise ValueError(f"axes must be unique, got {axes!r}")
+    for ax in range(a.ndim):
+        if ax not in out and a.shape[ax] != b.shape[ax] and 1 not in (a.shape[ax], b.shape[ax]):
+            raise ValueError(
+                f"incompatible shapes for in1 and in2: {a.shape} and {b.shape} (axis {ax} is not in axes, so "
+                "its lengths must match or one must be 1)"
+            )
+    return tuple(out)
+
+
+def _fft_family(in1, in2, mode, axes, method):
+    a, b = signal_arrays(in1, in2)
+    mode = check_signal_mode(mode)
+    if a.size == 0 or b.size == 0:
+        return np.array([], dtype=np.result_type(a, b, np.float32 if a.dtype == np.float32 else np.float64))
+    ax = _freq_axes(a, b, mode, axes)
+    if len(ax) < a.ndim:
+        # axes outside ``axes`` are broadcast, not convolved: loop over their index
+        rest = [i for i in range(a.ndim) if i not in ax]
+        shape = np.broadcast_shapes(tuple(a.shape[i] for i in rest), tuple(b.shape[i] for i in rest))
+        outs = []
+        a_t = np.moveaxis(a, rest, list(range(len(rest))))
+        b_t = np.moveaxis(b, rest, list(range(len(rest))))
+        a_b = np.broadcast_to(a_t, shape + a_t.shape[len(rest) :])
+        b_b = np.broadcast_to(b_t, shape + b_t.shape[len(rest) :])
+        for idx in np.ndindex(*shape):
+            outs.append(_fft_family(a_b[idx], b_b[idx], mode, None, method))
+        res = np.stack(outs).reshape(shape + outs[0].shape)
+        return np.moveaxis(res, list(range(len(rest))), rest)
+    if swap_for_valid(mode, a, b):
+        a, b = b, a
+    return _convolve(a, b, mode, method, as_float=True)
+
+
+def fftconvolve(in1: Any, in2: Any, mode: str = "full", axes: Any = None) -> np.ndarray:
+    """Convolution by FFT, as ``scipy.signal.fftconvolve`` (float result;
+    ``axes`` convolves only those axes, the others are broadcast).  The FFT
+    is forced, as scipy; ``convolve`` chooses.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastconv import signal
+    >>> np.round(signal.fftconvolve([1, 2, 3], [1, 1]), 12)
+    array([1., 3., 5., 3.])
+    """
+    return _fft_family(in1, in2, mode, axes, "fft")
+
+
+def oaconvolve(in1: Any, in2: Any, mode: str = "full", axes: Any = None) -> np.ndarray:
+    """Convolution by overlap-add, as ``scipy.signal.oaconvolve`` (for a long
+    signal and a short kernel; falls back to one FFT when the signal is not
+    several kernels long).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastconv import signal
+    >>> x = np.ones(1000)
+    >>> round(float(signal.oaconvolve(x, np.ones(10), mode="valid").max()), 9)
+    10.0
+    """
+    a, b = signal_arrays(in1, in2)
+    ratios = [n / max(k, 1) for n, k in zip(a.shape, b.shape)] if a.size and b.size else [0]
+    return _fft_family(a, b, mode, axes, "oa" if max(ratios) >= 4 or min(ratios) <= 0.25 else "fft")
+
+
+def _check_2d(a: np.ndarray, b: np.ndarray, boundary: Any, fillvalue: Any) -> str:
+    if a.ndim != 2 or b.ndim != 2:
+        raise ValueError(f"in1 and in2 must be 2-D, got shapes {a.shape} and {b.shape}")
+    if not isinstance(boundary, str) or boundary not in BOUNDARIES:
+        raise ValueError(f"boundary must be one of {tuple(BOUNDARIES)}, got {boundary!r}")
+    if isinstance(fillvalue, (bool, np.bool_)) or not isinstance(fillvalue, (int, float, np.integer, np.floating)):
+        raise TypeError(f"fillvalue must be a real number, got {fillvalue!r}")
+    return boundary
+
+
+def convolve2d(in1: Any, in2: Any, mode: str = "full", boundary: str = "fill", fillvalue: float = 0) -> np.ndarray:
+    """2-D convolution with a boundary condition, as ``scipy.signal.convolve2d``
+    (``"fill"`` with ``fillvalue``, ``"wrap"``, ``"symm"``); the FFT and
+    overlap-add paths honour the boundary too (it is materialised first).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastconv import signal
+    >>> signal.convolve2d(np.arange(3.0).reshape(1, 3), np.ones((1, 7)), boundary="wrap")
+    array([[6., 7., 8., 6., 7., 8., 6., 7., 8.]])
+    """
+    a, b = signal_arrays(in1, in2)
+    boundary = _check_2d(a, b, boundary, fillvalue)
+    mode = check_signal_mode(mode)
+    if swap_for_valid(mode, a, b):
+        a, b = b, a
+    return _convolve(a, b, mode, "auto", boundary=boundary, fillvalue=float(fillvalue))
+
+
+def correlate2d(in1: Any, in2: Any, mode: str = "full", boundary: str = "fill", fillvalue: float = 0) -> np.ndarray:
+    """2-D cross-correlation with a boundary condition, as
+    ``scipy.signal.correlate2d``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastconv import signal
+    >>> signal.correlate2d(np.eye(3), np.array([[1.0, 2.0]]), mode="same")
+    array([[1., 0., 0.],
+           [2., 1., 0.],
+           [0., 2., 1.]])
+    """
+    a, b = signal_arrays(in1, in2)
+    boundary = _check_2d(a, b, boundary, fillvalue)
+    mode = check_signal_mode(mode)
+    swapped = swap_for_valid(mode, a, b)
+    if swapped:
+        a, b = b, a
+    kernel = _reverse(np.conj(b) if b.dtype.kind == "c" else b)
+    z = _convolve(a, kernel, mode, "auto", boundary=boundary, fillvalue=float(fillvalue), same_start_high=True)
+    if swapped:
+        z = _reverse(z)
+        z = np.conj(z) if z.dtype.kind == "c" else z
+    return z
+
+
+def choose_conv_method(in1: Any, in2: Any, mode: str = "full", measure: bool = False):
+    """The method ``convolve(in1, in2, mode)`` would use: ``"direct"``,
+    ``"fft"`` or ``"oa"`` (overlap-add, which scipy never returns), from the
+    dispatcher's guards (non-finite or large-integer input: direct) and its
+    fitted cost model; with ``measure=True``, the fastest of the feasible
+    methods timed on these inputs, returned with the times ``{method: s}``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastconv import signal
+    >>> signal.choose_conv_method(np.ones(50), np.ones(5))
+    'direct'
+    >>> signal.choose_conv_method(np.ones(10), np.ones(3), measure=True)[0] in ("direct", "fft", "oa")
+    True
+    """
+    from .dispatch import select
+    from .dispatch.selector import feasible_methods
+
+    a, b = signal_arrays(in1, in2)
+    mode = check_signal_mode(mode)
+    if not isinstance(measure, (bool, np.bool_)):
+        raise TypeError(f"measure must be a bool, got {type(measure).__name__}")
+    if a.size == 0 or b.size == 0 or not _exact_ints(a, b):
+        return ("direct", {}) if measure else "direct"
+    if swap_for_valid(mode, a, b):
+        a, b = b, a
+    spec = signal_spec(a, _reverse(b), mode, "auto")
+    finite = all(np.isfinite(v).all() for v in (a, b) if v.dtype.kind in "fc")
+    if not measure:
+        return select(spec).method if finite else "direct"
+    names = feasible_methods(spec) if finite else ["direct"]
+    times = {}
+    for name in names:
+        _convolve(a, b, mode, name)
+        t0 = time.perf_counter()
+        _convolve(a, b, mode, name)
+        times[name] = time.perf_counter() - t0
+    return min(times, key=times.get), times
+
+
+def _plan_spec(in1, in2, mode, method):
+    """For ``fastconv.explain(fastconv.signal.convolve, ...)``."""
+    a, b = signal_arrays(in1, in2)
+    mode = check_signal_mode(mode)
+    if swap_for_valid(mode, a, b):
+        a, b = b, a
+    return (signal_spec(a, _reverse(b), mode, method),)
+
+
+convolve.__fastconv_spec__ = _plan_spec
