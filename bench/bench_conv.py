@@ -21,7 +21,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from tests.reference import adaptive_pool_nd, avg_pool_nd, conv_nd, conv_transpose_nd, max_pool_nd
 
 THREADS = int(os.environ.get("FASTCONV_BENCH_THREADS", "2"))
-CASES = [(suite, *case) for suite, cases in _bench.SUITES.items() if suite != "pool2d" for case in cases]
+CASES = [
+    (suite, *case)
+    for suite, cases in _bench.SUITES.items()
+    if suite not in ("pool2d", "signal", "ndimage")
+    for case in cases
+]
 POOL_CASES = _bench.SUITES["pool2d"]
 REFERENCE = {"conv_transpose2d": conv_transpose_nd}
 
@@ -91,3 +96,35 @@ def test_pool(benchmark, library, case, xs, fname, kw):
             xt = torch.from_numpy(x)
             np.testing.assert_allclose(tf(xt, **kw).numpy(), f(x, **kw), rtol=1e-5, atol=1e-6)
             benchmark(tf, xt, **kw)
+
+
+@pytest.mark.parametrize("case, sa, sb, mode", _bench.SUITES["signal"], ids=[c[0] for c in _bench.SUITES["signal"]])
+@pytest.mark.parametrize("library", ["fastconv", "scipy"])
+def test_signal(benchmark, library, case, sa, sb, mode):
+    from scipy import signal as ss
+
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal(sa), rng.standard_normal(sb)
+    benchmark.extra_info.update(case=case)
+    with fastconv.set_config(num_threads=THREADS):
+        f = fastconv.signal.convolve if library == "fastconv" else ss.convolve
+        np.testing.assert_allclose(fastconv.signal.convolve(a, b, mode), ss.convolve(a, b, mode), rtol=1e-8, atol=1e-8)
+        benchmark(f, a, b, mode)
+
+
+@pytest.mark.parametrize(
+    "case, shape, dtype, weights, mode", _bench.SUITES["ndimage"], ids=[c[0] for c in _bench.SUITES["ndimage"]]
+)
+@pytest.mark.parametrize("library", ["fastconv", "scipy"])
+def test_ndimage(benchmark, library, case, shape, dtype, weights, mode):
+    from scipy import ndimage as sn
+
+    x = np.random.default_rng(0).standard_normal(shape).astype(dtype)
+    w = _bench.filter_weights(weights[0], weights[1], len(shape))
+    benchmark.extra_info.update(case=case)
+    with fastconv.set_config(num_threads=THREADS):
+        f = fastconv.ndimage.correlate if library == "fastconv" else sn.correlate
+        np.testing.assert_allclose(
+            fastconv.ndimage.correlate(x, w, mode=mode), sn.correlate(x, w, mode=mode), rtol=1e-4, atol=1e-4
+        )
+        benchmark(f, x, w, mode=mode)

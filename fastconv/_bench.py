@@ -555,8 +555,9 @@ def plot(results: list[Result], env: dict, path: str) -> None:
     for ax, suite in zip(axes[:, 0], suites):
         rows = [r for r in results if r.suite == suite]
         y = np.arange(len(rows))
-        bar_h = 0.8 / len(libs)
-        for j, lib in enumerate(libs):
+        panel_libs = sorted({k for r in rows for k in r.reference}) or ["(none)"]
+        bar_h = 0.8 / len(panel_libs)
+        for j, lib in enumerate(panel_libs):
             speed = [1 / r.reference[lib]["ratio"] if lib in r.reference else 0 for r in rows]
             colors = ["tab:green" if v >= 1 else "tab:red" for v in speed]
             ax.barh(y + j * bar_h, speed, height=bar_h, color=colors, label=f"vs {lib}")
@@ -567,11 +568,11 @@ def plot(results: list[Result], env: dict, path: str) -> None:
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}x"))
         ax.xaxis.set_minor_formatter(ticker.NullFormatter())
-        ax.set_yticks(y + bar_h * (len(libs) - 1) / 2)
+        ax.set_yticks(y + bar_h * (len(panel_libs) - 1) / 2)
         ax.set_yticklabels([f"{r.case} [{r.method}]" for r in rows], fontsize=7)
         ax.invert_yaxis()
-        ratios = [r.reference[libs[0]]["ratio"] for r in rows if libs[0] in r.reference]
-        gm = f", geomean speed-up {1 / geomean(ratios):.2f}x" if ratios else ""
+        ratios = [r.reference[panel_libs[0]]["ratio"] for r in rows if panel_libs[0] in r.reference]
+        gm = f" vs {panel_libs[0]}, geomean speed-up {1 / geomean(ratios):.2f}x" if ratios else ""
         ax.set_title(f"{suite}{gm}", fontsize=9)
     axes[-1, 0].set_xlabel("speed-up of fastconv (reference time / fastconv time; >1: fastconv faster)")
     fig.suptitle(

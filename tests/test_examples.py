@@ -28,7 +28,7 @@ def test_example_writes_png(tmp_path, script, words):
 
 
 def test_example_filters_match_scipy():
-    """The example's blur and Sobel agree with scipy.ndimage (mode 'mirror' is torch's 'reflect')."""
+    """The example's blur and Sobel agree with scipy.ndimage."""
     from scipy import ndimage
 
     sys.path.insert(0, EXAMPLES)
