@@ -50,6 +50,32 @@ def _stream4(y, yb, x, xb, offs, ws, t, n, first):
 
 
 @_inline
+def _stream8(y, yb, x, xb, offs, ws, t, n, first):
+    """y[yb + i] (+)= sum of eight taps ws[t..t+7] * x[xb + offs[t..t+7] + i]."""
+    w0, w1, w2, w3 = ws[t], ws[t + 1], ws[t + 2], ws[t + 3]
+    w4, w5, w6, w7 = ws[t + 4], ws[t + 5], ws[t + 6], ws[t + 7]
+    c0 = _U(xb + offs[t])
+    c1 = _U(xb + offs[t + 1])
+    c2 = _U(xb + offs[t + 2])
+    c3 = _U(xb + offs[t + 3])
+    c4 = _U(xb + offs[t + 4])
+    c5 = _U(xb + offs[t + 5])
+    c6 = _U(xb + offs[t + 6])
+    c7 = _U(xb + offs[t + 7])
+    o = _U(yb)
+    if first:
+        for i in range(_U(n)):
+            y[o + i] = ((w0 * x[c0 + i] + w1 * x[c1 + i]) + (w2 * x[c2 + i] + w3 * x[c3 + i])) + (
+                (w4 * x[c4 + i] + w5 * x[c5 + i]) + (w6 * x[c6 + i] + w7 * x[c7 + i])
+            )
+    else:
+        for i in range(_U(n)):
+            y[o + i] += ((w0 * x[c0 + i] + w1 * x[c1 + i]) + (w2 * x[c2 + i] + w3 * x[c3 + i])) + (
+                (w4 * x[c4 + i] + w5 * x[c5 + i]) + (w6 * x[c6 + i] + w7 * x[c7 + i])
+            )
+
+
+@_inline
 def _stream1(y, yb, x, xb, offs, ws, t, n, first):
     """y[yb + i] (+)= ws[t] * x[xb + offs[t] + i]."""
     w0 = ws[t]
@@ -66,8 +92,8 @@ def _stream1(y, yb, x, xb, offs, ws, t, n, first):
 @numba_jit(parallel=True)
 def correlate_kernel(xp, out, offs, ws, chunk, nparts):
     """out[d, h, c] = sum over the footprint taps t of ws[t] * xp.flat[base(d, h, c) + offs[t]],
-    four taps per pass over the output chunk (one load and store of the
-    output per four taps); an empty footprint gives zeros."""
+    eight (then four, then one) taps per pass over the output chunk (one load
+    and store of the output per eight taps); an empty footprint gives zeros."""
     D, H, W = out.shape
     Hp, Wp = xp.shape[1], xp.shape[2]
     nt = len(offs)
@@ -91,6 +117,9 @@ def correlate_kernel(xp, out, offs, ws, chunk, nparts):
                     of[ob + i] = 0
                 continue
             t = 0
+            while t + 8 <= nt:
+                _stream8(of, ob, xf, xb, offs, ws, t, n, t == 0)
+                t += 8
             while t + 4 <= nt:
                 _stream4(of, ob, xf, xb, offs, ws, t, n, t == 0)
                 t += 4
@@ -275,10 +304,12 @@ def signal_oa(spec, ops, out: np.ndarray, num_threads: int) -> None:
     xb = np.moveaxis(xb, -2, 0)  # (nb, ..., block)
     va = np.moveaxis(v, axis, -1)
     other = [a + b - 1 for a, b in zip(xa.shape[:-1], va.shape[:-1])]
-    shape = [scipy.fft.next_fast_len(m, real=True) for m in other] + [scipy.fft.next_fast_len(block + k - 1, real=True)]
-    axes = tuple(range(1, xb.ndim))
+    lengths = [*other, block + k - 1]
+    vaxes = _fft_axes(lengths)  # length-1 axes are not transformed (a copy each)
+    shape = [scipy.fft.next_fast_len(lengths[a], real=True) for a in vaxes]
+    axes = tuple(a + 1 for a in vaxes)
     xf = scipy.fft.rfftn(xb, s=shape, axes=axes, workers=num_threads)
-    xf *= scipy.fft.rfftn(va, s=shape, axes=tuple(range(va.ndim)), workers=num_threads)
+    xf *= scipy.fft.rfftn(va, s=shape, axes=vaxes, workers=num_threads)
     yb = scipy.fft.irfftn(xf, s=shape, axes=axes, workers=num_threads)
     yb = yb[(slice(None), *(slice(0, m) for m in other), slice(0, 2 * block))]
     if yb.shape[-1] < 2 * block:
