@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ._dask import is_dask
 from ._execute import run_filter
 from ._spec import as_array, filter_spec
 
@@ -115,6 +116,10 @@ def correlate(
     *,
     method: str = "auto",
 ) -> np.ndarray:
+    if is_dask(input):
+        from ._dask import ndimage_filter
+
+        return ndimage_filter(False, input, weights, output, mode, cval, origin, method)
     spec, x, w, out = filter_spec(input, weights, output, mode, cval, origin, method, convolve=False)
     return run_filter(spec, x, w, out)
 
@@ -129,6 +134,10 @@ def convolve(
     *,
     method: str = "auto",
 ) -> np.ndarray:
+    if is_dask(input):
+        from ._dask import ndimage_filter
+
+        return ndimage_filter(True, input, weights, output, mode, cval, origin, method)
     spec, x, w, out = filter_spec(input, weights, output, mode, cval, origin, method, convolve=True)
     return run_filter(spec, x, w, out)
 
@@ -138,6 +147,20 @@ def _along_axis(input: Any, weights: Any, axis: Any, output: Any, mode: str, cva
     so the kernels see (rows, samples) whatever the number of dimensions."""
     from ._spec import _int
 
+    if is_dask(input):
+        from ._dask import ndimage_filter
+
+        w = as_array(weights, "weights")
+        if w.ndim != 1:
+            raise ValueError(f"weights must be 1-D, got weights of shape {w.shape}")
+        axis = _int(axis, "axis")
+        if not -input.ndim <= axis < input.ndim:
+            raise ValueError(f"axis {axis} is out of range for input with {input.ndim} dimensions")
+        shape = [1] * input.ndim
+        shape[axis % input.ndim] = len(w)
+        origins = [0] * input.ndim
+        origins[axis % input.ndim] = _int(origin, "origin")
+        return ndimage_filter(convolve, input, w.reshape(shape), output, mode, cval, origins, "auto")
     x = as_array(input, "input")
     w = as_array(weights, "weights")
     if w.ndim != 1:

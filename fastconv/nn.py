@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ._dask import is_dask
 from ._execute import run_conv, run_pool
 from ._spec import adaptive_pool_spec, conv_spec, conv_transpose_spec, pool_spec
 
@@ -131,6 +132,11 @@ def conv1d(
     device: Any = None,
     out: np.ndarray | None = None,
 ) -> np.ndarray:
+    if is_dask(input):
+        from ._dask import nn_call
+
+        return nn_call(conv1d, input, weight, bias, stride, padding, dilation, groups,
+                       padding_mode=padding_mode, method=method, device=device, out=out)  # fmt: skip
     spec, ops, out = conv_spec(
         1, input, weight, bias, stride, padding, dilation, groups, padding_mode, method, device, out
     )
@@ -151,6 +157,11 @@ def conv2d(
     device: Any = None,
     out: np.ndarray | None = None,
 ) -> np.ndarray:
+    if is_dask(input):
+        from ._dask import nn_call
+
+        return nn_call(conv2d, input, weight, bias, stride, padding, dilation, groups,
+                       padding_mode=padding_mode, method=method, device=device, out=out)  # fmt: skip
     spec, ops, out = conv_spec(
         2, input, weight, bias, stride, padding, dilation, groups, padding_mode, method, device, out
     )
@@ -171,6 +182,11 @@ def conv3d(
     device: Any = None,
     out: np.ndarray | None = None,
 ) -> np.ndarray:
+    if is_dask(input):
+        from ._dask import nn_call
+
+        return nn_call(conv3d, input, weight, bias, stride, padding, dilation, groups,
+                       padding_mode=padding_mode, method=method, device=device, out=out)  # fmt: skip
     spec, ops, out = conv_spec(
         3, input, weight, bias, stride, padding, dilation, groups, padding_mode, method, device, out
     )
@@ -264,6 +280,11 @@ def _make_conv_transpose(nd: int):
         device: Any = None,
         out: np.ndarray | None = None,
     ) -> np.ndarray:
+        if is_dask(input):
+            from ._dask import nn_call
+
+            return nn_call(conv_transpose, input, weight, bias, stride, padding, output_padding, groups, dilation,
+                           method=method, device=device, out=out)  # fmt: skip
         spec, ops, out = conv_transpose_spec(
             nd, input, weight, bias, stride, padding, output_padding, groups, dilation, method, device, out
         )
@@ -414,6 +435,11 @@ def _make_max_pool(nd: int):
         *,
         device: Any = None,
     ):
+        if is_dask(input):
+            from ._dask import nn_call
+
+            return nn_call(max_pool, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices,
+                           device=device)  # fmt: skip
         spec, planes = pool_spec(
             "max", nd, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices, True, None, device
         )
@@ -434,6 +460,11 @@ def _make_avg_pool(nd: int):
         *,
         device: Any = None,
     ) -> np.ndarray:
+        if is_dask(input):
+            from ._dask import nn_call
+
+            return nn_call(avg_pool, input, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                           divisor_override, device=device)  # fmt: skip
         spec, planes = pool_spec(
             "avg", nd, input, kernel_size, stride, padding, 1, ceil_mode, False, count_include_pad,
             divisor_override, device,
@@ -445,6 +476,10 @@ def _make_avg_pool(nd: int):
 
 def _make_adaptive_avg_pool(nd: int):
     def adaptive_avg_pool(input: Any, output_size: Any, *, device: Any = None) -> np.ndarray:
+        if is_dask(input):
+            from ._dask import nn_call
+
+            return nn_call(adaptive_avg_pool, input, output_size, device=device)
         spec, planes = adaptive_pool_spec("avg", nd, input, output_size, False, device)
         return run_pool(spec, planes)
 
@@ -454,6 +489,10 @@ def _make_adaptive_avg_pool(nd: int):
 
 def _make_adaptive_max_pool(nd: int):
     def adaptive_max_pool(input: Any, output_size: Any, return_indices: bool = False, *, device: Any = None):
+        if is_dask(input):
+            from ._dask import nn_call
+
+            return nn_call(adaptive_max_pool, input, output_size, return_indices, device=device)
         spec, planes = adaptive_pool_spec("max", nd, input, output_size, return_indices, device)
         return run_pool(spec, planes)
 

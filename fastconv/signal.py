@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ._dask import is_dask
 from ._execute import run_filter
 from ._spec import (
     BOUNDARIES,
@@ -127,6 +128,10 @@ def convolve(in1: Any, in2: Any, mode: str = "full", method: str = "auto") -> np
     >>> signal.convolve(np.array([1, 2, 3], np.int8), np.array([100, 100], np.int8))
     array([100,  44, -12,  44], dtype=int8)
     """
+    if is_dask(in1):
+        from ._dask import signal_convolve
+
+        return signal_convolve("convolve", in1, in2, mode)
     a, b = signal_arrays(in1, in2)
     mode = check_signal_mode(mode)
     if a.size == 0 or b.size == 0:
@@ -147,6 +152,10 @@ def correlate(in1: Any, in2: Any, mode: str = "full", method: str = "auto") -> n
     >>> signal.correlate([1.0, 2.0, 3.0], [0.0, 1.0, 0.5], mode="same")
     array([2. , 3.5, 3. ])
     """
+    if is_dask(in1):
+        from ._dask import signal_convolve
+
+        return signal_convolve("correlate", in1, in2, mode)
     a, b = signal_arrays(in1, in2)
     mode = check_signal_mode(mode)
     if a.size == 0 or b.size == 0:
@@ -186,6 +195,10 @@ def _freq_axes(a: np.ndarray, b: np.ndarray, mode: str, axes: Any) -> tuple[int,
 
 
 def _fft_family(in1, in2, mode, axes, method):
+    if is_dask(in1) and axes is None:
+        from ._dask import signal_convolve
+
+        return signal_convolve("convolve", in1, in2, mode, as_float=True)
     a, b = signal_arrays(in1, in2)
     mode = check_signal_mode(mode)
     if a.size == 0 or b.size == 0:
@@ -237,6 +250,8 @@ def oaconvolve(in1: Any, in2: Any, mode: str = "full", axes: Any = None) -> np.n
     >>> round(float(signal.oaconvolve(x, np.ones(10), mode="valid").max()), 9)
     10.0
     """
+    if is_dask(in1):
+        return _fft_family(in1, in2, mode, axes, "oa")
     a, b = signal_arrays(in1, in2)
     ratios = [n / max(k, 1) for n, k in zip(a.shape, b.shape)] if a.size and b.size else [0]
     return _fft_family(a, b, mode, axes, "oa" if max(ratios) >= 4 or min(ratios) <= 0.25 else "fft")
@@ -264,6 +279,11 @@ def convolve2d(in1: Any, in2: Any, mode: str = "full", boundary: str = "fill", f
     >>> signal.convolve2d(np.arange(3.0).reshape(1, 3), np.ones((1, 7)), boundary="wrap")
     array([[6., 7., 8., 6., 7., 8., 6., 7., 8.]])
     """
+    if is_dask(in1):
+        from ._dask import signal_convolve
+
+        _check_2d(np.empty((1, 1)), np.empty((1, 1)) if in1.ndim == 2 else np.empty(1), boundary, fillvalue)
+        return signal_convolve("convolve", in1, in2, mode, boundary=boundary, fillvalue=float(fillvalue))
     a, b = signal_arrays(in1, in2)
     boundary = _check_2d(a, b, boundary, fillvalue)
     mode = check_signal_mode(mode)
@@ -285,6 +305,12 @@ def correlate2d(in1: Any, in2: Any, mode: str = "full", boundary: str = "fill", 
            [2., 1., 0.],
            [0., 2., 1.]])
     """
+    if is_dask(in1):
+        from ._dask import signal_convolve
+
+        _check_2d(np.empty((1, 1)), np.empty((1, 1)) if in1.ndim == 2 else np.empty(1), boundary, fillvalue)
+        return signal_convolve("correlate", in1, in2, mode, boundary=boundary, fillvalue=float(fillvalue),
+                               same_start_high=True)  # fmt: skip
     a, b = signal_arrays(in1, in2)
     boundary = _check_2d(a, b, boundary, fillvalue)
     mode = check_signal_mode(mode)
