@@ -953,3 +953,51 @@ def signal_spec(a: np.ndarray, w: np.ndarray, mode: str, method: str, *, boundar
         method=method,
         skip_zeros=False,
     )
+
+
+def check_2d(ndim1: int, ndim2: int, boundary: Any, fillvalue: Any) -> str:
+    """convolve2d/correlate2d: 2-D inputs, a known boundary, a real fillvalue."""
+    if ndim1 != 2 or ndim2 != 2:
+        raise ValueError(f"in1 and in2 must be 2-D, got {ndim1}-D and {ndim2}-D arrays")
+    if not isinstance(boundary, str) or boundary not in BOUNDARIES:
+        raise ValueError(f"boundary must be one of {tuple(BOUNDARIES)}, got {boundary!r}")
+    if isinstance(fillvalue, (bool, np.bool_)) or not isinstance(fillvalue, (int, float, np.integer, np.floating)):
+        raise TypeError(f"fillvalue must be a real number, got {fillvalue!r}")
+    return boundary
+
+
+def freq_axes(shape1: tuple[int, ...], shape2: tuple[int, ...], axes: Any) -> tuple[int, ...]:
+    """fftconvolve/oaconvolve's ``axes``: unique, in range; the other axes must
+    match or be 1 in one input (they are broadcast, as scipy)."""
+    ndim = len(shape1)
+    if axes is None:
+        return tuple(range(ndim))
+    if isinstance(axes, (int, np.integer)):
+        axes = (axes,)
+    out = []
+    for ax in axes:
+        ax = _int(ax, "axes")
+        if not -ndim <= ax < ndim:
+            raise ValueError(f"axes: axis {ax} is out of range for {ndim}-D inputs")
+        out.append(ax % ndim)
+    if len(set(out)) != len(out):
+        raise ValueError(f"axes must be unique, got {axes!r}")
+    for ax in range(ndim):
+        if ax not in out and shape1[ax] != shape2[ax] and 1 not in (shape1[ax], shape2[ax]):
+            raise ValueError(
+                f"incompatible shapes for in1 and in2: {shape1} and {shape2} (axis {ax} is not in axes, so "
+                "its lengths must match or one must be 1)"
+            )
+    return tuple(out)
+
+
+def axis_filter_args(ndim: int, weights: np.ndarray, axis: Any, origin: Any) -> tuple[int, int]:
+    """correlate1d/convolve1d: 1-D weights, an axis of the input, an int origin."""
+    if weights.ndim != 1:
+        raise ValueError(f"weights must be 1-D, got weights of shape {weights.shape}")
+    if ndim == 0:
+        raise ValueError("input must have at least one dimension")
+    axis = _int(axis, "axis")
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"axis {axis} is out of range for input with {ndim} dimensions")
+    return axis % ndim, _int(origin, "origin")

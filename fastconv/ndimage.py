@@ -16,7 +16,7 @@ import numpy as np
 
 from ._dask import is_dask
 from ._execute import run_filter
-from ._spec import as_array, filter_spec
+from ._spec import as_array, axis_filter_args, filter_spec
 
 __all__ = ["convolve", "convolve1d", "correlate", "correlate1d"]
 
@@ -145,32 +145,17 @@ def convolve(
 def _along_axis(input: Any, weights: Any, axis: Any, output: Any, mode: str, cval: float, origin: Any, convolve):
     """A 1-D filter along ``axis``: the axis moved last and the others merged,
     so the kernels see (rows, samples) whatever the number of dimensions."""
-    from ._spec import _int
-
+    x = input if is_dask(input) else as_array(input, "input")
+    w = as_array(weights, "weights")
+    axis, origin = axis_filter_args(x.ndim, w, axis, origin)
     if is_dask(input):
         from ._dask import ndimage_filter
 
-        w = as_array(weights, "weights")
-        if w.ndim != 1:
-            raise ValueError(f"weights must be 1-D, got weights of shape {w.shape}")
-        axis = _int(axis, "axis")
-        if not -input.ndim <= axis < input.ndim:
-            raise ValueError(f"axis {axis} is out of range for input with {input.ndim} dimensions")
         shape = [1] * input.ndim
-        shape[axis % input.ndim] = len(w)
+        shape[axis] = len(w)
         origins = [0] * input.ndim
-        origins[axis % input.ndim] = _int(origin, "origin")
+        origins[axis] = origin
         return ndimage_filter(convolve, input, w.reshape(shape), output, mode, cval, origins, "auto")
-    x = as_array(input, "input")
-    w = as_array(weights, "weights")
-    if w.ndim != 1:
-        raise ValueError(f"weights must be 1-D, got weights of shape {w.shape}")
-    if x.ndim == 0:
-        raise ValueError("input must have at least one dimension")
-    axis = _int(axis, "axis")
-    if not -x.ndim <= axis < x.ndim:
-        raise ValueError(f"axis {axis} is out of range for input with {x.ndim} dimensions")
-    origin = _int(origin, "origin")
     moved = np.moveaxis(x, axis, -1)
     flat = moved.reshape(-1, moved.shape[-1]) if moved.ndim > 1 else moved.reshape(1, -1)
     out_arr = output if isinstance(output, np.ndarray) else None

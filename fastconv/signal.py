@@ -17,9 +17,9 @@ import numpy as np
 from ._dask import is_dask
 from ._execute import run_filter
 from ._spec import (
-    BOUNDARIES,
-    _int,
+    check_2d,
     check_signal_mode,
+    freq_axes,
     signal_arrays,
     signal_spec,
     swap_for_valid,
@@ -171,29 +171,6 @@ def correlate(in1: Any, in2: Any, mode: str = "full", method: str = "auto") -> n
     return z
 
 
-def _freq_axes(a: np.ndarray, b: np.ndarray, mode: str, axes: Any) -> tuple[int, ...]:
-    """scipy's rule for ``axes``: the other axes must match (or be 1 in one input) and are broadcast."""
-    if axes is None:
-        return tuple(range(a.ndim))
-    if isinstance(axes, (int, np.integer)):
-        axes = (axes,)
-    out = []
-    for ax in axes:
-        ax = _int(ax, "axes")
-        if not -a.ndim <= ax < a.ndim:
-            raise ValueError(f"axes: axis {ax} is out of range for {a.ndim}-D inputs")
-        out.append(ax % a.ndim)
-    if len(set(out)) != len(out):
-        raise ValueError(f"axes must be unique, got {axes!r}")
-    for ax in range(a.ndim):
-        if ax not in out and a.shape[ax] != b.shape[ax] and 1 not in (a.shape[ax], b.shape[ax]):
-            raise ValueError(
-                f"incompatible shapes for in1 and in2: {a.shape} and {b.shape} (axis {ax} is not in axes, so "
-                "its lengths must match or one must be 1)"
-            )
-    return tuple(out)
-
-
 def _fft_family(in1, in2, mode, axes, method):
     if is_dask(in1) and axes is None:
         from ._dask import signal_convolve
@@ -203,7 +180,7 @@ def _fft_family(in1, in2, mode, axes, method):
     mode = check_signal_mode(mode)
     if a.size == 0 or b.size == 0:
         return np.array([], dtype=np.result_type(a, b, np.float32 if a.dtype == np.float32 else np.float64))
-    ax = _freq_axes(a, b, mode, axes)
+    ax = freq_axes(a.shape, b.shape, axes)
     if len(ax) < a.ndim:
         # axes outside ``axes`` are broadcast, not convolved: loop over their index
         rest = [i for i in range(a.ndim) if i not in ax]
@@ -257,16 +234,6 @@ def oaconvolve(in1: Any, in2: Any, mode: str = "full", axes: Any = None) -> np.n
     return _fft_family(a, b, mode, axes, "oa" if max(ratios) >= 4 or min(ratios) <= 0.25 else "fft")
 
 
-def _check_2d(a: np.ndarray, b: np.ndarray, boundary: Any, fillvalue: Any) -> str:
-    if a.ndim != 2 or b.ndim != 2:
-        raise ValueError(f"in1 and in2 must be 2-D, got shapes {a.shape} and {b.shape}")
-    if not isinstance(boundary, str) or boundary not in BOUNDARIES:
-        raise ValueError(f"boundary must be one of {tuple(BOUNDARIES)}, got {boundary!r}")
-    if isinstance(fillvalue, (bool, np.bool_)) or not isinstance(fillvalue, (int, float, np.integer, np.floating)):
-        raise TypeError(f"fillvalue must be a real number, got {fillvalue!r}")
-    return boundary
-
-
 def convolve2d(in1: Any, in2: Any, mode: str = "full", boundary: str = "fill", fillvalue: float = 0) -> np.ndarray:
     """2-D convolution with a boundary condition, as ``scipy.signal.convolve2d``
     (``"fill"`` with ``fillvalue``, ``"wrap"``, ``"symm"``); the FFT and
@@ -282,10 +249,10 @@ def convolve2d(in1: Any, in2: Any, mode: str = "full", boundary: str = "fill", f
     if is_dask(in1):
         from ._dask import signal_convolve
 
-        _check_2d(np.empty((1, 1)), np.empty((1, 1)) if in1.ndim == 2 else np.empty(1), boundary, fillvalue)
+        check_2d(in1.ndim, np.ndim(in2), boundary, fillvalue)
         return signal_convolve("convolve", in1, in2, mode, boundary=boundary, fillvalue=float(fillvalue))
     a, b = signal_arrays(in1, in2)
-    boundary = _check_2d(a, b, boundary, fillvalue)
+    boundary = check_2d(a.ndim, b.ndim, boundary, fillvalue)
     mode = check_signal_mode(mode)
     if swap_for_valid(mode, a, b):
         a, b = b, a
@@ -308,11 +275,11 @@ def correlate2d(in1: Any, in2: Any, mode: str = "full", boundary: str = "fill", 
     if is_dask(in1):
         from ._dask import signal_convolve
 
-        _check_2d(np.empty((1, 1)), np.empty((1, 1)) if in1.ndim == 2 else np.empty(1), boundary, fillvalue)
+        check_2d(in1.ndim, np.ndim(in2), boundary, fillvalue)
         return signal_convolve("correlate", in1, in2, mode, boundary=boundary, fillvalue=float(fillvalue),
                                same_start_high=True)  # fmt: skip
     a, b = signal_arrays(in1, in2)
-    boundary = _check_2d(a, b, boundary, fillvalue)
+    boundary = check_2d(a.ndim, b.ndim, boundary, fillvalue)
     mode = check_signal_mode(mode)
     swapped = swap_for_valid(mode, a, b)
     if swapped:
