@@ -451,48 +451,26 @@ def geomean(values) -> float:
 
 
 def table(results: list[Result], gemm: float | None, copy: float | None = None) -> str:
-    """Rows per case; memory-bound suites (pooling) show GB/s and % of the copy rate."""
-    if results and results[0].gbps is not None:
-        return _table_bytes(results, copy)
+    """Rows per case with the time and the ratio to each reference; compute-bound
+    suites show GFLOP/s and % of the GEMM rate, memory-bound ones (pooling) GB/s
+    and % of the copy rate."""
+    by_bytes = bool(results) and results[0].gbps is not None
+    name, peak, label, digits = ("GB/s", copy, "%copy", 3) if by_bytes else ("GFLOP/s", gemm, "%GEMM", 2)
     libs = sorted({k for r in results for k in r.reference})
-    head = f"{'case':<34} {'method':<8} {'ms':>9} {'GFLOP/s':>8}"
-    if gemm:
-        head += f" {'%GEMM':>6}"
+    head = f"{'case':<34} {'method':<9} {'ms':>9} {name:>8}"
+    if peak:
+        head += f" {label:>6}"
     for lib in libs:
         head += f" {lib + ' ms':>10} {'ratio':>6}"
     lines = [head, "-" * len(head)]
     for r in results:
-        line = f"{r.case[:34]:<34} {r.method:<8} {r.fastconv_ms:9.2f} {r.gflops:8.1f}"
-        if gemm:
-            line += f" {100 * r.gflops / gemm:5.0f}%"
+        rate = r.gbps if by_bytes else r.gflops
+        line = f"{r.case[:34]:<34} {r.method:<9} {r.fastconv_ms:9.{digits}f} {rate:8.1f}"
+        if peak:
+            line += f" {100 * rate / peak:5.0f}%"
         for lib in libs:
             ref = r.reference.get(lib)
-            line += f" {ref['ms']:10.2f} {ref['ratio']:6.2f}" if ref else f" {'-':>10} {'-':>6}"
-        lines.append(line)
-    for lib in libs:
-        ratios = [r.reference[lib]["ratio"] for r in results if lib in r.reference]
-        lines.append(
-            f"geomean time ratio fastconv/{lib}: {geomean(ratios):.2f}  (worst {max(ratios):.2f}, "
-            f"best {min(ratios):.2f}; below 1 means fastconv is faster)"
-        )
-    return "\n".join(lines)
-
-
-def _table_bytes(results: list[Result], copy: float | None) -> str:
-    libs = sorted({k for r in results for k in r.reference})
-    head = f"{'case':<34} {'method':<9} {'ms':>9} {'GB/s':>6}"
-    if copy:
-        head += f" {'%copy':>6}"
-    for lib in libs:
-        head += f" {lib + ' ms':>10} {'ratio':>6}"
-    lines = [head, "-" * len(head)]
-    for r in results:
-        line = f"{r.case[:34]:<34} {r.method:<9} {r.fastconv_ms:9.3f} {r.gbps:6.1f}"
-        if copy:
-            line += f" {100 * r.gbps / copy:5.0f}%"
-        for lib in libs:
-            ref = r.reference.get(lib)
-            line += f" {ref['ms']:10.3f} {ref['ratio']:6.2f}" if ref else f" {'-':>10} {'-':>6}"
+            line += f" {ref['ms']:10.{digits}f} {ref['ratio']:6.2f}" if ref else f" {'-':>10} {'-':>6}"
         lines.append(line)
     for lib in libs:
         ratios = [r.reference[lib]["ratio"] for r in results if lib in r.reference]

@@ -212,6 +212,28 @@ def check_out(out: Any, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray |
     return out
 
 
+def _nn_arrays(nd: int, fname: str, input: Any, weight: Any, bias: Any, weight_axes: str):
+    """The arrays of an NN op (conv or transposed conv): types, the dtype rule,
+    the input's rank (batched or not) and the weight's rank, checked once."""
+    x = as_array(input, "input")
+    w = as_array(weight, "weight")
+    b = None if bias is None else as_array(bias, "bias")
+    dtype = compute_dtype(x.dtype, w.dtype, names=("input", "weight"))
+    if b is not None:
+        compute_dtype(b.dtype, names=("bias",))
+    _check_input_rank(nd, fname, x)
+    if w.ndim != nd + 2:
+        raise ValueError(f"{fname}: weight must be {nd + 2}-D ({weight_axes}, {_axes(nd, 'k')}), got shape {w.shape}")
+    return x, w, b, dtype, x.ndim == nd + 2
+
+
+def _check_input_rank(nd: int, fname: str, x: np.ndarray) -> None:
+    if x.ndim not in (nd + 1, nd + 2):
+        raise ValueError(
+            f"{fname}: input must be {nd + 1}-D (C, {_axes(nd)}) or {nd + 2}-D (N, C, {_axes(nd)}), got shape {x.shape}"
+        )
+
+
 def conv_spec(
     nd: int,
     input: Any,
@@ -229,23 +251,7 @@ def conv_spec(
     """Validate a ``conv{nd}d`` call; return its spec, kernel-ready operands and ``out``."""
     fname = f"conv{nd}d"
     check_device(device)
-    x = as_array(input, "input")
-    w = as_array(weight, "weight")
-    b = None if bias is None else as_array(bias, "bias")
-    names = ("input", "weight")
-    dtype = compute_dtype(x.dtype, w.dtype, names=names)
-    if b is not None:
-        compute_dtype(b.dtype, names=("bias",))
-
-    if x.ndim not in (nd + 1, nd + 2):
-        raise ValueError(
-            f"{fname}: input must be {nd + 1}-D (C, {_axes(nd)}) or {nd + 2}-D (N, C, {_axes(nd)}), got shape {x.shape}"
-        )
-    if w.ndim != nd + 2:
-        raise ValueError(
-            f"{fname}: weight must be {nd + 2}-D (C_out, C_in/groups, {_axes(nd, 'k')}), got shape {w.shape}"
-        )
-    batched = x.ndim == nd + 2
+    x, w, b, dtype, batched = _nn_arrays(nd, fname, input, weight, bias, "C_out, C_in/groups")
     n = x.shape[0] if batched else 1
     c_in = x.shape[1 if batched else 0]
     in_spatial = tuple(int(s) for s in x.shape[-nd:])
@@ -401,21 +407,7 @@ def conv_transpose_spec(
     ``(C_in, C_out/groups, *kernel)``."""
     fname = f"conv_transpose{nd}d"
     check_device(device)
-    x = as_array(input, "input")
-    w = as_array(weight, "weight")
-    b = None if bias is None else as_array(bias, "bias")
-    dtype = compute_dtype(x.dtype, w.dtype, names=("input", "weight"))
-    if b is not None:
-        compute_dtype(b.dtype, names=("bias",))
-    if x.ndim not in (nd + 1, nd + 2):
-        raise ValueError(
-            f"{fname}: input must be {nd + 1}-D (C, {_axes(nd)}) or {nd + 2}-D (N, C, {_axes(nd)}), got shape {x.shape}"
-        )
-    if w.ndim != nd + 2:
-        raise ValueError(
-            f"{fname}: weight must be {nd + 2}-D (C_in, C_out/groups, {_axes(nd, 'k')}), got shape {w.shape}"
-        )
-    batched = x.ndim == nd + 2
+    x, w, b, dtype, batched = _nn_arrays(nd, fname, input, weight, bias, "C_in, C_out/groups")
     c_in = int(x.shape[1 if batched else 0])
     groups = _int(groups, "groups")
     if groups < 1:
@@ -544,10 +536,7 @@ def _bool(value: Any, name: str) -> bool:
 def _pool_input(nd: int, fname: str, input: Any) -> tuple[np.ndarray, np.dtype, bool]:
     x = as_array(input, "input")
     dtype = compute_dtype(x.dtype, names=("input",))
-    if x.ndim not in (nd + 1, nd + 2):
-        raise ValueError(
-            f"{fname}: input must be {nd + 1}-D (C, {_axes(nd)}) or {nd + 2}-D (N, C, {_axes(nd)}), got shape {x.shape}"
-        )
+    _check_input_rank(nd, fname, x)
     batched = x.ndim == nd + 2
     if any(s == 0 for s in x.shape[-nd:]):
         raise ValueError(f"{fname}: input's spatial axes must be non-empty, got input of shape {x.shape}")

@@ -116,12 +116,7 @@ def correlate(
     *,
     method: str = "auto",
 ) -> np.ndarray:
-    if is_dask(input):
-        from ._dask import ndimage_filter
-
-        return ndimage_filter(False, input, weights, output, mode, cval, origin, method)
-    spec, x, w, out = filter_spec(input, weights, output, mode, cval, origin, method, convolve=False)
-    return run_filter(spec, x, w, out)
+    return _filter(False, input, weights, output, mode, cval, origin, method)
 
 
 def convolve(
@@ -134,11 +129,16 @@ def convolve(
     *,
     method: str = "auto",
 ) -> np.ndarray:
+    return _filter(True, input, weights, output, mode, cval, origin, method)
+
+
+def _filter(convolve: bool, input, weights, output, mode, cval, origin, method):
+    """correlate / convolve: the dask path or validate -> plan -> run."""
     if is_dask(input):
         from ._dask import ndimage_filter
 
-        return ndimage_filter(True, input, weights, output, mode, cval, origin, method)
-    spec, x, w, out = filter_spec(input, weights, output, mode, cval, origin, method, convolve=True)
+        return ndimage_filter(convolve, input, weights, output, mode, cval, origin, method)
+    spec, x, w, out = filter_spec(input, weights, output, mode, cval, origin, method, convolve=convolve)
     return run_filter(spec, x, w, out)
 
 

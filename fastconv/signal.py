@@ -110,6 +110,19 @@ def _convolve(a, b, mode, method, *, boundary="fill", fillvalue=0.0, as_float=Fa
     return run_filter(spec, a, _reverse(b), None)
 
 
+def _correlate(a: np.ndarray, b: np.ndarray, mode: str, method: str, **kwargs) -> np.ndarray:
+    """Correlation as the convolution with ``in2`` reversed and conjugated;
+    when 'valid' swaps the inputs, scipy reverses and conjugates the result."""
+    swapped = swap_for_valid(mode, a, b)
+    if swapped:
+        a, b = b, a
+    z = _convolve(a, _reverse(np.conj(b) if b.dtype.kind == "c" else b), mode, method, **kwargs)
+    if swapped:
+        z = _reverse(z)
+        z = np.conj(z) if z.dtype.kind == "c" else z
+    return z
+
+
 def convolve(in1: Any, in2: Any, mode: str = "full", method: str = "auto") -> np.ndarray:
     """N-dimensional convolution, as ``scipy.signal.convolve``.
 
@@ -160,15 +173,7 @@ def correlate(in1: Any, in2: Any, mode: str = "full", method: str = "auto") -> n
     mode = check_signal_mode(mode)
     if a.size == 0 or b.size == 0:
         return _empty_result(a, b)
-    swapped = swap_for_valid(mode, a, b)
-    if swapped:
-        a, b = b, a
-    kernel = _reverse(np.conj(b) if b.dtype.kind == "c" else b)
-    z = _convolve(a, kernel, mode, method)
-    if swapped:
-        z = _reverse(z)
-        z = np.conj(z) if z.dtype.kind == "c" else z
-    return z
+    return _correlate(a, b, mode, method)
 
 
 def _fft_family(in1, in2, mode, axes, method):
@@ -281,15 +286,7 @@ def correlate2d(in1: Any, in2: Any, mode: str = "full", boundary: str = "fill", 
     a, b = signal_arrays(in1, in2)
     boundary = check_2d(a.ndim, b.ndim, boundary, fillvalue)
     mode = check_signal_mode(mode)
-    swapped = swap_for_valid(mode, a, b)
-    if swapped:
-        a, b = b, a
-    kernel = _reverse(np.conj(b) if b.dtype.kind == "c" else b)
-    z = _convolve(a, kernel, mode, "auto", boundary=boundary, fillvalue=float(fillvalue), same_start_high=True)
-    if swapped:
-        z = _reverse(z)
-        z = np.conj(z) if z.dtype.kind == "c" else z
-    return z
+    return _correlate(a, b, mode, "auto", boundary=boundary, fillvalue=float(fillvalue), same_start_high=True)
 
 
 def choose_conv_method(in1: Any, in2: Any, mode: str = "full", measure: bool = False):
