@@ -133,10 +133,10 @@ def conv1d(
     out: np.ndarray | None = None,
 ) -> np.ndarray:
     if is_dask(input):
-        from ._dask import nn_call
+        from ._dask import nn_conv
 
-        return nn_call(conv1d, input, weight, bias, stride, padding, dilation, groups,
-                       padding_mode=padding_mode, method=method, device=device, out=out)  # fmt: skip
+        return nn_conv(conv1d, 1, input, weight, bias, out=out, transposed=False, stride=stride, padding=padding,
+                       dilation=dilation, groups=groups, padding_mode=padding_mode, method=method, device=device)  # fmt: skip
     spec, ops, out = conv_spec(
         1, input, weight, bias, stride, padding, dilation, groups, padding_mode, method, device, out
     )
@@ -158,10 +158,10 @@ def conv2d(
     out: np.ndarray | None = None,
 ) -> np.ndarray:
     if is_dask(input):
-        from ._dask import nn_call
+        from ._dask import nn_conv
 
-        return nn_call(conv2d, input, weight, bias, stride, padding, dilation, groups,
-                       padding_mode=padding_mode, method=method, device=device, out=out)  # fmt: skip
+        return nn_conv(conv2d, 2, input, weight, bias, out=out, transposed=False, stride=stride, padding=padding,
+                       dilation=dilation, groups=groups, padding_mode=padding_mode, method=method, device=device)  # fmt: skip
     spec, ops, out = conv_spec(
         2, input, weight, bias, stride, padding, dilation, groups, padding_mode, method, device, out
     )
@@ -183,10 +183,10 @@ def conv3d(
     out: np.ndarray | None = None,
 ) -> np.ndarray:
     if is_dask(input):
-        from ._dask import nn_call
+        from ._dask import nn_conv
 
-        return nn_call(conv3d, input, weight, bias, stride, padding, dilation, groups,
-                       padding_mode=padding_mode, method=method, device=device, out=out)  # fmt: skip
+        return nn_conv(conv3d, 3, input, weight, bias, out=out, transposed=False, stride=stride, padding=padding,
+                       dilation=dilation, groups=groups, padding_mode=padding_mode, method=method, device=device)  # fmt: skip
     spec, ops, out = conv_spec(
         3, input, weight, bias, stride, padding, dilation, groups, padding_mode, method, device, out
     )
@@ -281,10 +281,11 @@ def _make_conv_transpose(nd: int):
         out: np.ndarray | None = None,
     ) -> np.ndarray:
         if is_dask(input):
-            from ._dask import nn_call
+            from ._dask import nn_conv
 
-            return nn_call(conv_transpose, input, weight, bias, stride, padding, output_padding, groups, dilation,
-                           method=method, device=device, out=out)  # fmt: skip
+            return nn_conv(conv_transpose, nd, input, weight, bias, out=out, transposed=True, stride=stride,
+                           padding=padding, output_padding=output_padding, groups=groups, dilation=dilation,
+                           method=method, device=device)  # fmt: skip
         spec, ops, out = conv_transpose_spec(
             nd, input, weight, bias, stride, padding, output_padding, groups, dilation, method, device, out
         )
@@ -436,10 +437,11 @@ def _make_max_pool(nd: int):
         device: Any = None,
     ):
         if is_dask(input):
-            from ._dask import nn_call
+            from ._dask import nn_pool
 
-            return nn_call(max_pool, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices,
-                           device=device)  # fmt: skip
+            return nn_pool(nd, input, lambda x: pool_spec(
+                "max", nd, x, kernel_size, stride, padding, dilation, ceil_mode, return_indices, True, None, device
+            )[0])  # fmt: skip
         spec, planes = pool_spec(
             "max", nd, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices, True, None, device
         )
@@ -461,10 +463,12 @@ def _make_avg_pool(nd: int):
         device: Any = None,
     ) -> np.ndarray:
         if is_dask(input):
-            from ._dask import nn_call
+            from ._dask import nn_pool
 
-            return nn_call(avg_pool, input, kernel_size, stride, padding, ceil_mode, count_include_pad,
-                           divisor_override, device=device)  # fmt: skip
+            return nn_pool(nd, input, lambda x: pool_spec(
+                "avg", nd, x, kernel_size, stride, padding, 1, ceil_mode, False, count_include_pad,
+                divisor_override, device,
+            )[0])  # fmt: skip
         spec, planes = pool_spec(
             "avg", nd, input, kernel_size, stride, padding, 1, ceil_mode, False, count_include_pad,
             divisor_override, device,
@@ -477,9 +481,9 @@ def _make_avg_pool(nd: int):
 def _make_adaptive_avg_pool(nd: int):
     def adaptive_avg_pool(input: Any, output_size: Any, *, device: Any = None) -> np.ndarray:
         if is_dask(input):
-            from ._dask import nn_call
+            from ._dask import nn_pool
 
-            return nn_call(adaptive_avg_pool, input, output_size, device=device)
+            return nn_pool(nd, input, lambda x: adaptive_pool_spec("avg", nd, x, output_size, False, device)[0])
         spec, planes = adaptive_pool_spec("avg", nd, input, output_size, False, device)
         return run_pool(spec, planes)
 
@@ -490,9 +494,11 @@ def _make_adaptive_avg_pool(nd: int):
 def _make_adaptive_max_pool(nd: int):
     def adaptive_max_pool(input: Any, output_size: Any, return_indices: bool = False, *, device: Any = None):
         if is_dask(input):
-            from ._dask import nn_call
+            from ._dask import nn_pool
 
-            return nn_call(adaptive_max_pool, input, output_size, return_indices, device=device)
+            return nn_pool(
+                nd, input, lambda x: adaptive_pool_spec("max", nd, x, output_size, return_indices, device)[0]
+            )
         spec, planes = adaptive_pool_spec("max", nd, input, output_size, return_indices, device)
         return run_pool(spec, planes)
 

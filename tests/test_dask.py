@@ -83,27 +83,89 @@ def test_signal_modes_equal_in_memory(chunks, rng):
             )
 
 
-def test_nn_ops_batch_chunks(rng):
-    x = rng.standard_normal((7, 3, 12, 11)).astype(np.float32)
-    dx = da.from_array(x, chunks=(3, 2, 5, 4))
-    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
-    cases = [
-        (fastconv.conv2d, (w,), dict(padding=1, stride=2)),
-        (fastconv.conv_transpose2d, (rng.standard_normal((3, 2, 4, 4)).astype(np.float32),), dict(stride=2, padding=1)),
-        (fastconv.max_pool2d, (3,), dict(stride=2, padding=1, ceil_mode=True)),
-        (fastconv.avg_pool2d, (2,), dict(count_include_pad=False)),
-        (fastconv.adaptive_avg_pool2d, ((3, None),), {}),
-    ]
-    for f, args, kw in cases:
-        y = f(dx, *args, **kw)
-        assert isinstance(y, da.Array) and y.chunks[0] == dx.chunks[0]
-        np.testing.assert_allclose(y.compute(), f(x, *args, **kw), rtol=1e-6, atol=1e-6)
-    v, i = fastconv.adaptive_max_pool2d(dx, 4, return_indices=True)
-    v2, i2 = fastconv.adaptive_max_pool2d(x, 4, return_indices=True)
-    np.testing.assert_array_equal(v.compute(), v2)
-    np.testing.assert_array_equal(i.compute(), i2)
-    np.testing.assert_allclose(fastconv.conv1d(da.from_array(x[0], chunks=2)[:, 0], w[:, :, 0]).compute(),
-                               fastconv.conv1d(x[0][:, 0], w[:, :, 0]), rtol=1e-6)  # fmt: skip
+def _check_nn(f, x, chunks, *args, **kw):
+    """f on a dask array chunked as ``chunks`` equals f on the NumPy array."""
+    y = f(da.from_array(x, chunks=chunks), *args, **kw)
+    ref = f(x, *args, **kw)
+    for got, want in zip(y, ref) if isinstance(ref, tuple) else [(y, ref)]:
+        assert isinstance(got, da.Array) and got.shape == want.shape and got.dtype == want.dtype
+        if want.dtype.kind == "i":
+            np.testing.assert_array_equal(got.compute(), want)
+        else:  # each tile runs its own dispatcher: rounding may differ in the last bits
+            np.testing.assert_allclose(got.compute(), want, rtol=2e-5, atol=2e-5)
+    return y
+
+
+# batch chunks, spatial chunks smaller than the halo, uneven last chunks, one chunk
+NN_CHUNKS = [(2, 4, 5, 4), (3, 2, 2, 3), (1, 4, 23, 19), (2, 1, 7, 11)]
+
+
+@pytest.mark.parametrize("chunks", NN_CHUNKS)
+def test_nn_conv_spatial_tiles(chunks, rng):
+    x = rng.standard_normal((3, 4, 23, 19)).astype(np.float32)
+    w = rng.standard_normal((5, 4, 3, 4)).astype(np.float32)
+    b = rng.standard_normal(5).astype(np.float32)
+    y = _check_nn(fastconv.conv2d, x, chunks, w, b, padding=(2, 1), stride=(2, 3), dilation=(1, 2))
+    assert y.chunks[0] == da.from_array(x, chunks=chunks).chunks[0]  # the batch chunking is kept
+    _check_nn(fastconv.conv2d, x, chunks, w, padding="same")
+    for mode in ("reflect", "replicate", "circular"):
+        _check_nn(fastconv.conv2d, x, chunks, w, padding=2, padding_mode=mode, stride=2)
+    _check_nn(fastconv.conv2d, x, chunks, rng.standard_normal((4, 2, 3, 3)).astype(np.float32), groups=2)
+    wt = rng.standard_normal((4, 3, 4, 3)).astype(np.float32)
+    _check_nn(fastconv.conv_transpose2d, x, chunks, wt, stride=(2, 3), padding=(1, 2), output_padding=(1, 2),
+              dilation=(2, 1))  # fmt: skip
+    _check_nn(fastconv.conv_transpose2d, x, chunks, wt, b[:3], stride=2, output_padding=1)
+    _check_nn(fastconv.conv_transpose2d, x, chunks, wt[:, :2], stride=3, groups=2, padding=4)
+
+
+@pytest.mark.parametrize("chunks", NN_CHUNKS)
+def test_nn_pool_spatial_tiles(chunks, rng):
+    x = rng.standard_normal((3, 4, 23, 19))
+    x[0, 0, 3:8, 2:9] = -np.inf  # windows of -inf: torch's index of the first tap inside
+    x[1, 1, 5, 5] = x[2, 3, 20, 0] = np.nan
+    x[1, 2, 10:12, :] = np.inf
+    for kw in (dict(stride=2, padding=1, ceil_mode=True), dict(stride=1, dilation=(3, 4), padding=1),
+               dict(dilation=5, padding=1, ceil_mode=True, stride=3)):  # fmt: skip
+        _check_nn(fastconv.max_pool2d, x, chunks, 3 if kw.get("dilation") != 5 else 2, return_indices=True, **kw)
+    _check_nn(fastconv.avg_pool2d, x, chunks, 3, stride=2, padding=1, ceil_mode=True, count_include_pad=False)
+    _check_nn(fastconv.avg_pool2d, x, chunks, (4, 3), stride=(3, 2), padding=(2, 1), ceil_mode=True)
+    _check_nn(fastconv.avg_pool2d, x.astype(np.float32), chunks, 2, divisor_override=3)
+    _check_nn(fastconv.adaptive_avg_pool2d, x, chunks, (5, None))
+    _check_nn(fastconv.adaptive_max_pool2d, x, chunks, (7, 30), return_indices=True)
+
+
+def test_nn_tiles_1d_3d_unbatched_and_edge_windows(rng):
+    s = rng.standard_normal((3, 50)).astype(np.float32)  # unbatched conv1d
+    y = _check_nn(fastconv.conv1d, s, (3, 7), rng.standard_normal((2, 3, 5)).astype(np.float32), stride=3, padding=2)
+    assert y.numblocks[1] > 3
+    _check_nn(fastconv.max_pool1d, s, (1, 6), 4, stride=3, padding=2, ceil_mode=True, return_indices=True)
+    _check_nn(fastconv.conv_transpose1d, s, 4, rng.standard_normal((3, 2, 3)).astype(np.float32), stride=2)
+    v = rng.standard_normal((2, 2, 9, 10, 11)).astype(np.float32)
+    chunks = (1, 1, 4, 3, 5)
+    _check_nn(fastconv.conv3d, v, chunks, rng.standard_normal((3, 2, 3, 2, 3)).astype(np.float32), padding=1,
+              stride=(1, 2, 2))  # fmt: skip
+    _check_nn(fastconv.conv_transpose3d, v, chunks, rng.standard_normal((2, 3, 2, 3, 2)).astype(np.float32),
+              stride=2, padding=1)  # fmt: skip
+    _check_nn(fastconv.max_pool3d, v, chunks, 2, ceil_mode=True, return_indices=True)
+    _check_nn(fastconv.avg_pool3d, v, chunks, 3, stride=2, padding=1)
+    _check_nn(fastconv.adaptive_max_pool3d, v, chunks, (2, 3, 4))
+    # a dilated window with no tap inside the input: -inf, index past the edge, as torch
+    xs = rng.standard_normal((1, 1, 2, 5))
+    v, i = _check_nn(fastconv.max_pool2d, xs, 1, 2, stride=1, padding=1, dilation=3, return_indices=True)
+    assert np.isneginf(v.compute()).all() and (i.compute() >= xs[0, 0].size).all()
+
+
+def test_tiles_follow_the_stride():
+    from fastconv._dask import _split_axis
+
+    s, span, n = 3, 7, 100
+    starts = np.arange((n - span) // s + 1) * s
+    tiles, outs, halo = _split_axis([0, 10, 20, 50, 51, 52, 100], starts, starts, starts + span)
+    assert all(t % s == 0 for t in tiles[:-1]) and tiles[-1] == n
+    assert halo == (0, span - s) and min(np.diff(tiles)) >= span - s
+    assert outs[0] == 0 and outs[-1] == len(starts)
+    for j in range(len(tiles) - 1):  # each tile computes the outputs whose window starts in it
+        assert all(tiles[j] <= starts[o] < tiles[j + 1] for o in range(outs[j], outs[j + 1]))
 
 
 def test_lazy_until_computed():
@@ -111,7 +173,9 @@ def test_lazy_until_computed():
     fn.correlate(x, np.ones((3, 3)), mode="mirror")
     fs.convolve(_poison((100,)), np.ones(5), mode="same")
     fastconv.conv2d(_poison((2, 1, 8, 8), np.float32), np.ones((1, 1, 3, 3), np.float32))
-    fastconv.max_pool2d(_poison((2, 1, 8, 8), np.float32), 2)
+    fastconv.max_pool2d(_poison((2, 1, 8, 8), np.float32), 2, return_indices=True)
+    fastconv.conv_transpose2d(_poison((2, 1, 8, 8), np.float32), np.ones((1, 2, 3, 3), np.float32), stride=2)
+    fastconv.adaptive_avg_pool3d(_poison((1, 4, 5, 6)), 2)
     with pytest.raises(AssertionError, match="too early"):
         fn.correlate(x, np.ones((3, 3))).compute()
 
@@ -144,3 +208,11 @@ def test_distributed_local_cluster(rng):
             w = rng.standard_normal((3, 2, 3, 3)).astype(np.float32)
             got = client.compute(fastconv.conv2d(db, w, padding=1)).result()
             np.testing.assert_allclose(got, fastconv.conv2d(b, w, padding=1), rtol=1e-5, atol=1e-5)
+            ds = da.from_array(b, chunks=(3, 2, 4, 5))  # spatial tiles with halos
+            v, i = client.compute(list(fastconv.max_pool2d(ds, 3, 2, 1, ceil_mode=True, return_indices=True)))
+            v2, i2 = fastconv.max_pool2d(b, 3, 2, 1, ceil_mode=True, return_indices=True)
+            np.testing.assert_array_equal(v.result(), v2)
+            np.testing.assert_array_equal(i.result(), i2)
+            wt = rng.standard_normal((2, 3, 4, 4)).astype(np.float32)
+            got = client.compute(fastconv.conv_transpose2d(ds, wt, stride=2, padding=1)).result()
+            np.testing.assert_allclose(got, fastconv.conv_transpose2d(b, wt, stride=2, padding=1), rtol=1e-5, atol=1e-5)

@@ -46,11 +46,13 @@ def test_example_filters_match_scipy():
     np.testing.assert_allclose(edge_detection.sobel_magnitude(image), np.hypot(gx, gy), rtol=1e-4, atol=1e-5)
 
 
-def test_dask_large_image_example_small():
+@pytest.mark.parametrize("op", ["ndimage", "conv2d"])
+def test_dask_large_image_example_small(op):
     """The larger-than-memory example, at a small size: both paths run and agree."""
     pytest.importorskip("dask")
     res = subprocess.run(
-        [sys.executable, os.path.join(EXAMPLES, "dask_large_image.py"), "--size", "1500", "--chunk", "400", "--kernel", "5"],
+        [sys.executable, os.path.join(EXAMPLES, "dask_large_image.py"), "--size", "1500", "--chunk", "400", "--kernel", "5",
+         "--op", op],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert res.returncode == 0, res.stderr[-2000:]

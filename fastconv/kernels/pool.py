@@ -349,10 +349,15 @@ def global_sum_kernel(x, out, divisor, nparts):
             out[p] = acc / divisor
 
 
-def run_pool(spec, x: np.ndarray, num_threads: int) -> tuple[np.ndarray, np.ndarray | None]:
+def run_pool(spec, x: np.ndarray, num_threads: int, axis_windows=None) -> tuple[np.ndarray, np.ndarray | None]:
     """Pool the kernel-ready planes ``x`` (P, D, H, W); returns (values, indices or None)
-    shaped as ``spec.out_shape``."""
+    shaped as ``spec.out_shape``.  ``axis_windows`` (three
+    :class:`~fastconv.kernels.pool_plan.AxisWindows`) replaces the spec's own
+    window tables: the dask path pools one tile of a larger input with it."""
     from .pool_plan import is_global, windows
+
+    if axis_windows is not None:
+        is_global, windows = (lambda spec: False), (lambda spec: axis_windows)
 
     P = x.shape[0]
     out = np.empty((P, *spec.lifted("out_spatial")), dtype=spec.dtype)
