@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from ._device import check_device, is_gpu_array, proxy
+
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 _NP_PAD_MODE = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
@@ -44,6 +46,10 @@ class ConvSpec:
     method: str
     #: transposed convolution only: extra size on one side of each output axis
     output_padding: tuple[int, ...] = ()
+    #: "cpu" or "cuda" (then ``op`` ends in "@cuda": the GPU methods' table)
+    device: str = "cpu"
+    #: bytes copied host <-> GPU (NumPy operands with device="cuda")
+    transfer_bytes: int = 0
 
     @property
     def transposed(self) -> bool:
@@ -100,6 +106,7 @@ class ConvSpec:
             self.dtype.str,
             self.has_bias,
             self.output_padding,
+            self.transfer_bytes,
         )
 
 
@@ -166,10 +173,8 @@ def as_array(value: Any, name: str) -> np.ndarray:
         return value
     if value is None or isinstance(value, (str, bytes, dict, set)):
         raise TypeError(f"{name} must be a numeric array, got {type(value).__name__}")
-    if hasattr(value, "__cuda_array_interface__"):
-        raise TypeError(
-            f"{name} is a GPU array; this version of fastconv computes on the CPU only (pass a NumPy array)"
-        )
+    if is_gpu_array(value):
+        return proxy(value)  # validated by shape and dtype; the data stays on the GPU
     try:
         arr = np.asarray(value)
     except (TypeError, ValueError) as exc:
@@ -186,16 +191,6 @@ def kernel_ready(arr: np.ndarray, dtype: np.dtype) -> np.ndarray:
     if not out.flags.writeable:
         out = out.copy()
     return out
-
-
-def check_device(device: Any) -> None:
-    if device is None or device == "cpu":
-        return
-    if device == "cuda" or (isinstance(device, str) and device.startswith("cuda")):
-        raise ValueError(
-            f"device={device!r}: GPU offload is not available in this version of fastconv; use device=None or 'cpu'"
-        )
-    raise ValueError(f"device must be None, 'cpu' or 'cuda', got {device!r}")
 
 
 def check_out(out: Any, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray | None:
@@ -250,7 +245,7 @@ def conv_spec(
 ) -> tuple[ConvSpec, ConvOperands, np.ndarray | None]:
     """Validate a ``conv{nd}d`` call; return its spec, kernel-ready operands and ``out``."""
     fname = f"conv{nd}d"
-    check_device(device)
+    dev = check_device(device, input, weight, bias)
     x, w, b, dtype, batched = _nn_arrays(nd, fname, input, weight, bias, "C_out, C_in/groups")
     n = x.shape[0] if batched else 1
     c_in = x.shape[1 if batched else 0]
@@ -324,7 +319,7 @@ def conv_spec(
         raise TypeError(f"method must be a str, got {type(method).__name__}")
 
     spec = ConvSpec(
-        op=f"conv{nd}d",
+        op=fname + ("@cuda" if dev == "cuda" else ""),
         nd=nd,
         batched=batched,
         n=int(n),
@@ -342,8 +337,29 @@ def conv_spec(
         dtype=dtype,
         has_bias=b is not None,
         method=method,
+        device=dev,
+        transfer_bytes=_transfer_bytes(dev, (input, weight, bias), out_spatial, c_out, n, dtype),
     )
-    out = check_out(out, spec.out_shape, dtype)
+    return _finish(spec, x, w, b, out)
+
+
+def _transfer_bytes(dev: str, arrays, out_spatial, c_out: int, n: int, dtype: np.dtype) -> int:
+    """Host<->GPU traffic of a device="cuda" call with NumPy operands (0 when
+    the data already lives on the GPU, or on the CPU)."""
+    if dev != "cuda":
+        return 0
+    moved = sum(np.asarray(a).nbytes for a in arrays if a is not None and not is_gpu_array(a))
+    if not is_gpu_array(arrays[0]):
+        moved += n * c_out * _prod(out_spatial) * dtype.itemsize  # the result comes back
+    return int(moved)
+
+
+def _finish(spec: ConvSpec, x, w, b, out):
+    """(spec, operands, out): CPU operands are made kernel-ready; a GPU call
+    keeps its arrays where they are (the GPU runner moves them)."""
+    if spec.device == "cuda":
+        return spec, None, out
+    out = check_out(out, spec.out_shape, spec.dtype)
     return spec, _operands(spec, x, w, b), out
 
 
@@ -406,7 +422,7 @@ def conv_transpose_spec(
     """Validate a ``conv_transpose{nd}d`` call (torch's rules); weight is
     ``(C_in, C_out/groups, *kernel)``."""
     fname = f"conv_transpose{nd}d"
-    check_device(device)
+    dev = check_device(device, input, weight, bias)
     x, w, b, dtype, batched = _nn_arrays(nd, fname, input, weight, bias, "C_in, C_out/groups")
     c_in = int(x.shape[1 if batched else 0])
     groups = _int(groups, "groups")
@@ -452,7 +468,7 @@ def conv_transpose_spec(
     if not isinstance(method, str):
         raise TypeError(f"method must be a str, got {type(method).__name__}")
     spec = ConvSpec(
-        op=fname,
+        op=fname + ("@cuda" if dev == "cuda" else ""),
         nd=nd,
         batched=batched,
         n=int(x.shape[0]) if batched else 1,
@@ -471,9 +487,12 @@ def conv_transpose_spec(
         has_bias=b is not None,
         method=method,
         output_padding=output_padding,
+        device=dev,
+        transfer_bytes=_transfer_bytes(
+            dev, (input, weight, bias), out_spatial, c_out, int(x.shape[0]) if batched else 1, dtype
+        ),
     )
-    out = check_out(out, spec.out_shape, dtype)
-    return spec, _operands(spec, x, w, b), out
+    return _finish(spec, x, w, b, out)
 
 
 # --- pooling -----------------------------------------------------------------------
@@ -504,6 +523,7 @@ class PoolSpec:
     divisor_override: int | None
     return_indices: bool
     dtype: np.dtype
+    device: str = "cpu"
 
     @property
     def out_shape(self) -> tuple[int, ...]:
@@ -560,7 +580,7 @@ def pool_spec(
     """Validate a ``max_pool{nd}d`` / ``avg_pool{nd}d`` call; return its spec
     and the input as a kernel-ready (P, D, H, W) array of planes."""
     fname = f"{kind}_pool{nd}d"
-    check_device(device)
+    dev = check_device(device, input)
     x, dtype, batched = _pool_input(nd, fname, input)
     kernel = _tuple(kernel_size, nd, "kernel_size", minimum=1)
     stride = kernel if stride is None or (isinstance(stride, (list, tuple)) and not stride) else stride
@@ -608,6 +628,7 @@ def pool_spec(
         divisor_override=divisor_override,
         return_indices=return_indices,
         dtype=dtype,
+        device=dev,
     )
     return spec, _planes(spec, x)
 
@@ -618,7 +639,7 @@ def adaptive_pool_spec(
     """Validate an ``adaptive_{kind}_pool{nd}d`` call (``None`` entries of
     ``output_size`` keep that input size)."""
     fname = f"adaptive_{kind}_pool{nd}d"
-    check_device(device)
+    dev = check_device(device, input)
     x, dtype, batched = _pool_input(nd, fname, input)
     in_spatial = tuple(int(s) for s in x.shape[-nd:])
     if isinstance(output_size, (list, tuple)):
@@ -650,12 +671,16 @@ def adaptive_pool_spec(
         divisor_override=None,
         return_indices=_bool(return_indices, "return_indices"),
         dtype=dtype,
+        device=dev,
     )
     return spec, _planes(spec, x)
 
 
-def _planes(spec, x: np.ndarray) -> np.ndarray:
-    """The input as a kernel-ready (N*C, D, H, W) array."""
+def _planes(spec, x: np.ndarray) -> np.ndarray | None:
+    """The input as a kernel-ready (N*C, D, H, W) array (None for a GPU call:
+    the data stays where it is)."""
+    if spec.device == "cuda":
+        return None
     x = kernel_ready(x, spec.dtype)
     return x.reshape((spec.n * spec.c, *spec.lifted("in_spatial")))
 

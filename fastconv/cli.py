@@ -126,7 +126,24 @@ def cmd_info(args) -> int:
     )
     print(f"autotune: {cfg.autotune}, workspace_limit: {cfg.workspace_limit} bytes")
     print(f"tuning cache: {cfg.cache_dir}")
+    print(f"gpu: {_gpus()}")
     return 0
+
+
+def _gpus() -> str:
+    """The GPUs numba.cuda sees, or why none is usable."""
+    from . import cuda as fcuda
+
+    reason = fcuda.unavailable_reason()
+    if reason is not None:
+        return f"none ({reason})"
+    from numba import cuda
+
+    try:
+        names = [g.name.decode() if isinstance(g.name, bytes) else str(g.name) for g in cuda.gpus]
+    except Exception:  # pragma: no cover - the simulator or a driver quirk
+        names = ["CUDA device"]
+    return ", ".join(names) or "CUDA simulator"
 
 
 def _cpu_flags() -> set[str]:
@@ -158,6 +175,8 @@ def _call_from_args(args):
     x = np.zeros(args.input, dtype=args.dtype)
     w = np.zeros(args.weight, dtype=args.dtype)
     kwargs = dict(stride=args.stride, padding=args.padding, dilation=args.dilation, groups=args.groups)
+    if getattr(args, "device", None) is not None:
+        kwargs["device"] = args.device
     if args.op.startswith("conv_transpose"):
         kwargs["output_padding"] = args.output_padding
     elif args.output_padding != 0:
@@ -274,6 +293,7 @@ def _call_arguments(p: argparse.ArgumentParser, required: bool) -> None:
     p.add_argument("--groups", type=_positive_int, default=1)
     p.add_argument("--output-padding", type=_ints, default=0, help="transposed convolution only")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.add_argument("--device", choices=["cpu", "cuda"], default=None, help="plan for this device (default: cpu)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ._dask import is_dask
+from ._device import is_gpu_array
 from ._execute import run_filter
 from ._spec import as_array, axis_filter_args, filter_spec
 
@@ -138,6 +139,15 @@ def _filter(convolve: bool, input, weights, output, mode, cval, origin, method):
         from ._dask import ndimage_filter
 
         return ndimage_filter(convolve, input, weights, output, mode, cval, origin, method)
+    if is_gpu_array(input) or is_gpu_array(weights):
+        from .cuda._run import run_filter as gpu_filter
+        from .cuda._run import to_host_small
+
+        if isinstance(output, np.ndarray) or is_gpu_array(output):
+            raise TypeError("output must be None or a dtype for a GPU input (the result is a new GPU array)")
+        spec, _, w, _ = filter_spec(input, to_host_small(weights), output, mode, cval, origin, method,
+                                    convolve=convolve)  # fmt: skip
+        return gpu_filter(spec, input, w, like=input if is_gpu_array(input) else weights)
     spec, x, w, out = filter_spec(input, weights, output, mode, cval, origin, method, convolve=convolve)
     return run_filter(spec, x, w, out)
 
@@ -146,16 +156,18 @@ def _along_axis(input: Any, weights: Any, axis: Any, output: Any, mode: str, cva
     """A 1-D filter along ``axis``: the axis moved last and the others merged,
     so the kernels see (rows, samples) whatever the number of dimensions."""
     x = input if is_dask(input) else as_array(input, "input")
+    if is_gpu_array(weights):
+        from .cuda._run import to_host_small
+
+        weights = to_host_small(weights)
     w = as_array(weights, "weights")
     axis, origin = axis_filter_args(x.ndim, w, axis, origin)
-    if is_dask(input):
-        from ._dask import ndimage_filter
-
-        shape = [1] * input.ndim
+    if is_dask(input) or is_gpu_array(input):
+        shape = [1] * x.ndim
         shape[axis] = len(w)
-        origins = [0] * input.ndim
+        origins = [0] * x.ndim
         origins[axis] = origin
-        return ndimage_filter(convolve, input, w.reshape(shape), output, mode, cval, origins, "auto")
+        return _filter(convolve, input, w.reshape(shape), output, mode, cval, origins, "auto")
     moved = np.moveaxis(x, axis, -1)
     flat = moved.reshape(-1, moved.shape[-1]) if moved.ndim > 1 else moved.reshape(1, -1)
     out_arr = output if isinstance(output, np.ndarray) else None

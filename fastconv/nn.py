@@ -63,8 +63,11 @@ _CONV_DOC = """{nd}-D convolution (cross-correlation, as torch) over an ``(N, C,
     method : str
         ``"auto"`` lets the dispatcher choose; any name from
         ``fastconv.available_methods(fastconv.conv{nd}d, ...)`` forces it.
-    device : None or "cpu"
-        Where to compute.
+    device : None, "cpu" or "cuda"
+        Where to compute: None follows the input (GPU arrays -- CuPy, torch
+        CUDA tensors, numba device arrays -- stay on the GPU and the result is
+        of the same library); "cuda" copies NumPy inputs to the GPU and the
+        result back.
     out : numpy.ndarray, optional
         Preallocated result of exactly the output shape and dtype.
 
@@ -113,6 +116,18 @@ def _conv_doc(nd: int) -> str:
     )
 
 
+def _gpu_conv(spec, input, weight, bias, out):
+    from .cuda._run import run_conv as gpu_run_conv
+
+    return gpu_run_conv(spec, input, weight, bias, out)
+
+
+def _gpu_pool(spec, input):
+    from .cuda._run import run_pool as gpu_run_pool
+
+    return gpu_run_pool(spec, input)
+
+
 def _spec_builder(nd: int):
     """What :func:`fastconv.explain` calls: the public function's arguments -> spec."""
     return functools.partial(conv_spec, nd)
@@ -140,6 +155,8 @@ def conv1d(
     spec, ops, out = conv_spec(
         1, input, weight, bias, stride, padding, dilation, groups, padding_mode, method, device, out
     )
+    if spec.device == "cuda":
+        return _gpu_conv(spec, input, weight, bias, out)
     return run_conv(spec, ops, out)
 
 
@@ -165,6 +182,8 @@ def conv2d(
     spec, ops, out = conv_spec(
         2, input, weight, bias, stride, padding, dilation, groups, padding_mode, method, device, out
     )
+    if spec.device == "cuda":
+        return _gpu_conv(spec, input, weight, bias, out)
     return run_conv(spec, ops, out)
 
 
@@ -190,6 +209,8 @@ def conv3d(
     spec, ops, out = conv_spec(
         3, input, weight, bias, stride, padding, dilation, groups, padding_mode, method, device, out
     )
+    if spec.device == "cuda":
+        return _gpu_conv(spec, input, weight, bias, out)
     return run_conv(spec, ops, out)
 
 
@@ -230,8 +251,11 @@ _TRANSPOSE_DOC = """{nd}-D transposed convolution ("deconvolution", upconvolutio
         ``"auto"``, ``"direct"`` (gather form) or ``"subpixel"`` (stride
         decomposition into stride-1 convolutions); see
         ``fastconv.available_methods``.
-    device : None or "cpu"
-        Where to compute.
+    device : None, "cpu" or "cuda"
+        Where to compute: None follows the input (GPU arrays -- CuPy, torch
+        CUDA tensors, numba device arrays -- stay on the GPU and the result is
+        of the same library); "cuda" copies NumPy inputs to the GPU and the
+        result back.
     out : numpy.ndarray, optional
         Preallocated result of exactly the output shape and dtype.
 
@@ -289,6 +313,8 @@ def _make_conv_transpose(nd: int):
         spec, ops, out = conv_transpose_spec(
             nd, input, weight, bias, stride, padding, output_padding, groups, dilation, method, device, out
         )
+        if spec.device == "cuda":
+            return _gpu_conv(spec, input, weight, bias, out)
         return run_conv(spec, ops, out)
 
     axes = ("D", "H", "W")[3 - nd :]
@@ -315,8 +341,11 @@ _POOL_COMMON = """
     ----------
     input : array_like
         ``(N, C, {axes})``, or unbatched ``(C, {axes})``.
-{params}    device : None or "cpu"
-        Where to compute.
+{params}    device : None, "cpu" or "cuda"
+        Where to compute: None follows the input (GPU arrays -- CuPy, torch
+        CUDA tensors, numba device arrays -- stay on the GPU and the result is
+        of the same library); "cuda" copies NumPy inputs to the GPU and the
+        result back.
 
     Returns
     -------
@@ -445,6 +474,8 @@ def _make_max_pool(nd: int):
         spec, planes = pool_spec(
             "max", nd, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices, True, None, device
         )
+        if spec.device == "cuda":
+            return _gpu_pool(spec, input)
         return run_pool(spec, planes)
 
     return _named(max_pool, f"max_pool{nd}d", _pool_doc("max_pool", nd, f"{nd}-D max pooling."))
@@ -473,6 +504,8 @@ def _make_avg_pool(nd: int):
             "avg", nd, input, kernel_size, stride, padding, 1, ceil_mode, False, count_include_pad,
             divisor_override, device,
         )  # fmt: skip
+        if spec.device == "cuda":
+            return _gpu_pool(spec, input)
         return run_pool(spec, planes)
 
     return _named(avg_pool, f"avg_pool{nd}d", _pool_doc("avg_pool", nd, f"{nd}-D average pooling."))
@@ -485,6 +518,8 @@ def _make_adaptive_avg_pool(nd: int):
 
             return nn_pool(nd, input, lambda x: adaptive_pool_spec("avg", nd, x, output_size, False, device)[0])
         spec, planes = adaptive_pool_spec("avg", nd, input, output_size, False, device)
+        if spec.device == "cuda":
+            return _gpu_pool(spec, input)
         return run_pool(spec, planes)
 
     doc = _pool_doc("adaptive_avg_pool", nd, f"{nd}-D adaptive average pooling (output_size 1: global average).")
@@ -500,6 +535,8 @@ def _make_adaptive_max_pool(nd: int):
                 nd, input, lambda x: adaptive_pool_spec("max", nd, x, output_size, return_indices, device)[0]
             )
         spec, planes = adaptive_pool_spec("max", nd, input, output_size, return_indices, device)
+        if spec.device == "cuda":
+            return _gpu_pool(spec, input)
         return run_pool(spec, planes)
 
     doc = _pool_doc("adaptive_max_pool", nd, f"{nd}-D adaptive max pooling (output_size 1: global max).")

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ._dask import is_dask
+from ._device import is_gpu_array
 from ._execute import run_filter
 from ._spec import (
     check_2d,
@@ -38,6 +39,17 @@ __all__ = [
 #: integer inputs are convolved in float64 only when every partial sum is
 #: exactly representable (below 2**53); otherwise in exact integer arithmetic
 _EXACT = 2.0**53
+
+
+def _gpu(*arrays) -> bool:
+    return any(is_gpu_array(a) for a in arrays)
+
+
+def _on_gpu(kind: str, in1, in2, mode, **kwargs):
+    """GPU arrays in: the direct GPU filter (fastconv.cuda), the result on the GPU."""
+    from .cuda._run import run_signal
+
+    return run_signal(kind, in1, in2, mode, **kwargs)
 
 
 def _reverse(a: np.ndarray) -> np.ndarray:
@@ -145,6 +157,8 @@ def convolve(in1: Any, in2: Any, mode: str = "full", method: str = "auto") -> np
         from ._dask import signal_convolve
 
         return signal_convolve("convolve", in1, in2, mode)
+    if _gpu(in1, in2):
+        return _on_gpu("convolve", in1, in2, mode)
     a, b = signal_arrays(in1, in2)
     mode = check_signal_mode(mode)
     if a.size == 0 or b.size == 0:
@@ -169,6 +183,8 @@ def correlate(in1: Any, in2: Any, mode: str = "full", method: str = "auto") -> n
         from ._dask import signal_convolve
 
         return signal_convolve("correlate", in1, in2, mode)
+    if _gpu(in1, in2):
+        return _on_gpu("correlate", in1, in2, mode)
     a, b = signal_arrays(in1, in2)
     mode = check_signal_mode(mode)
     if a.size == 0 or b.size == 0:
@@ -181,6 +197,8 @@ def _fft_family(in1, in2, mode, axes, method):
         from ._dask import signal_convolve
 
         return signal_convolve("convolve", in1, in2, mode, as_float=True)
+    if _gpu(in1, in2) and axes is None:
+        return _on_gpu("convolve", in1, in2, mode, as_float=True)
     a, b = signal_arrays(in1, in2)
     mode = check_signal_mode(mode)
     if a.size == 0 or b.size == 0:
@@ -232,7 +250,7 @@ def oaconvolve(in1: Any, in2: Any, mode: str = "full", axes: Any = None) -> np.n
     >>> round(float(signal.oaconvolve(x, np.ones(10), mode="valid").max()), 9)
     10.0
     """
-    if is_dask(in1):
+    if is_dask(in1) or _gpu(in1, in2):
         return _fft_family(in1, in2, mode, axes, "oa")
     a, b = signal_arrays(in1, in2)
     ratios = [n / max(k, 1) for n, k in zip(a.shape, b.shape)] if a.size and b.size else [0]
@@ -256,6 +274,9 @@ def convolve2d(in1: Any, in2: Any, mode: str = "full", boundary: str = "fill", f
 
         check_2d(in1.ndim, np.ndim(in2), boundary, fillvalue)
         return signal_convolve("convolve", in1, in2, mode, boundary=boundary, fillvalue=float(fillvalue))
+    if _gpu(in1, in2):
+        check_2d(len(in1.shape), len(np.shape(in2)), boundary, fillvalue)
+        return _on_gpu("convolve", in1, in2, mode, boundary=boundary, fillvalue=float(fillvalue))
     a, b = signal_arrays(in1, in2)
     boundary = check_2d(a.ndim, b.ndim, boundary, fillvalue)
     mode = check_signal_mode(mode)
@@ -283,6 +304,10 @@ def correlate2d(in1: Any, in2: Any, mode: str = "full", boundary: str = "fill", 
         check_2d(in1.ndim, np.ndim(in2), boundary, fillvalue)
         return signal_convolve("correlate", in1, in2, mode, boundary=boundary, fillvalue=float(fillvalue),
                                same_start_high=True)  # fmt: skip
+    if _gpu(in1, in2):
+        check_2d(len(in1.shape), len(np.shape(in2)), boundary, fillvalue)
+        return _on_gpu("correlate", in1, in2, mode, boundary=boundary, fillvalue=float(fillvalue),
+                       same_start_high=True)  # fmt: skip
     a, b = signal_arrays(in1, in2)
     boundary = check_2d(a.ndim, b.ndim, boundary, fillvalue)
     mode = check_signal_mode(mode)

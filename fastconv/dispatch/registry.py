@@ -601,3 +601,115 @@ register(
         finite_only=True,
     )
 )
+
+
+# --- GPU (numba.cuda; specs of device="cuda" calls have ops ending in "@cuda") ----
+
+CUDA_CONV_OPS = tuple(f"{op}@cuda" for op in CONV_OPS)
+CUDA_TRANSPOSE_OPS = tuple(f"{op}@cuda" for op in TRANSPOSE_OPS)
+
+
+def _prod(values) -> int:
+    out = 1
+    for v in values:
+        out *= int(v)
+    return out
+
+
+def _ceil_to(v: int, m: int) -> int:
+    return -(-v // m) * m
+
+
+def _cuda_features(flops):
+    """A launch, the arithmetic the kernel really does (tiles padded to their
+    block shape), and the host<->GPU copies of NumPy operands (the same for
+    every GPU method, so they never change the choice between them -- but
+    ``explain`` shows what a device="cuda" call pays for them)."""
+
+    def features(spec) -> dict[str, float]:
+        return {"overhead_s": 1.0, "s_per_flop": float(flops(spec)), "s_per_transfer_byte": float(spec.transfer_bytes)}
+
+    return features
+
+
+def _cuda_gemm_flops(spec) -> float:
+    from ..cuda import _kernels
+
+    bm, bn, bk, _, _ = _kernels.GEMM
+    cols = spec.n * _prod(spec.out_spatial)
+    k = spec.c_in // spec.groups * _prod(spec.kernel)
+    return 2.0 * spec.groups * _ceil_to(spec.c_out // spec.groups, bm) * _ceil_to(cols, bn) * _ceil_to(k, bk)
+
+
+def _cuda_direct_flops(spec) -> float:
+    from ..cuda import _kernels
+
+    cog = _ceil_to(spec.c_out // spec.groups, _kernels.COB)
+    th, tw = _kernels.TILE
+    oh, ow = spec.lifted("out_spatial")[1:]
+    plane = _ceil_to(oh, th) * _ceil_to(ow, tw) * spec.lifted("out_spatial")[0]
+    return 2.0 * spec.n * spec.groups * cog * plane * (spec.c_in // spec.groups) * _prod(spec.kernel)
+
+
+def _cuda_direct_supports(spec) -> str | None:
+    from ..cuda._run import direct_tile
+
+    if direct_tile(spec) is None:
+        return "the (dilated) kernel's input patch does not fit the shared-memory tile"
+    return None
+
+
+def _cuda_depthwise_supports(spec) -> str | None:
+    if spec.c_in // spec.groups != 1:
+        return "needs one input channel per group (depthwise)"
+    return None
+
+
+FEATURES["cuda_direct"] = _cuda_features(_cuda_direct_flops)
+FEATURES["cuda_gemm"] = _cuda_features(_cuda_gemm_flops)
+FEATURES["cuda_depthwise"] = FEATURES["cuda_transpose"] = _cuda_features(lambda spec: spec.flops)
+
+register(
+    Method(
+        name="cuda_direct",
+        ops=CUDA_CONV_OPS,
+        runner="fastconv.cuda._run:conv_direct",
+        supports=_cuda_direct_supports,
+        cost=_cost("cuda_direct"),
+        workspace=lambda spec: 0,
+        description="GPU: shared-memory tiled direct kernel (input patch staged once per channel and tap)",
+    )
+)
+register(
+    Method(
+        name="cuda_gemm",
+        ops=CUDA_CONV_OPS,
+        runner="fastconv.cuda._run:conv_gemm",
+        supports=_always,
+        cost=_cost("cuda_gemm"),
+        workspace=lambda spec: 0,
+        description="GPU: implicit GEMM (input gathered into shared-memory tiles, register blocking)",
+    )
+)
+register(
+    Method(
+        name="cuda_depthwise",
+        ops=CUDA_CONV_OPS,
+        runner="fastconv.cuda._run:conv_depthwise",
+        supports=_cuda_depthwise_supports,
+        cost=_cost("cuda_depthwise"),
+        workspace=lambda spec: 0,
+        description="GPU: one thread per output over its taps (depthwise and one-channel groups)",
+    )
+)
+register(
+    Method(
+        name="cuda_direct",
+        ops=CUDA_TRANSPOSE_OPS,
+        runner="fastconv.cuda._run:conv_transpose_direct",
+        supports=_always,
+        cost=_cost("cuda_transpose"),
+        workspace=lambda spec: 0,
+        description="GPU: gather form, one thread per output (no atomics)",
+    )
+)

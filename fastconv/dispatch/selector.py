@@ -72,9 +72,10 @@ class Plan:
             f"stride {s.stride}, padding {s.pad_lo}/{s.pad_hi} ({s.padding_mode}), "
             f"dilation {s.dilation}, groups {s.groups}",
             f"  output {s.out_shape}, {s.flops / 1e9:.3f} GFLOP, threads {self.num_threads}",
-            f"  why: {self.reason}",
-            "  candidates:",
         ]
+        if getattr(s, "device", "cpu") == "cuda":
+            lines.append(f"  on the GPU; host<->GPU copies of NumPy operands: {_bytes(s.transfer_bytes)}")
+        lines += [f"  why: {self.reason}", "  candidates:"]
         lines += [c.row(c.name == self.method) for c in self.candidates]
         return "\n".join(lines) + ">"
 
@@ -136,7 +137,8 @@ def _cached_plan(key, spec, cfg, ops, finite: bool) -> Plan:
     if plan is None:
         plan = _select(spec, cfg, finite)
         feasible = [c for c in plan.candidates if c.rejected is None]
-        if spec.method == "auto" and cfg.autotune and len(feasible) > 1:
+        # (GPU plans are not measured here: the CPU tuner times host kernels)
+        if spec.method == "auto" and cfg.autotune and len(feasible) > 1 and getattr(spec, "device", "cpu") == "cpu":
             plan = _tuned(plan, spec, cfg, ops)
         with _plans_lock:
             _plans[key] = plan

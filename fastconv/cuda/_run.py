@@ -1,0 +1,317 @@
+"""Host side of the GPU path: operands to the device, plan, launch, result back.
+
+Inputs that live on the GPU stay there: they are viewed through
+``numba.cuda.as_cuda_array`` (no copy) and the result is handed back as an
+array of the same library (CuPy, torch, numba).  NumPy inputs with
+``device="cuda"`` are copied to the GPU and the result copied back.  A GPU
+input of another dtype than the computing one (float32/float64), or one that
+is not C-contiguous, is converted through the host (a copy, not the fast path).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .._device import gpu_dtype, is_gpu_array
+from . import _kernels, unavailable_reason
+
+
+def _cuda():
+    reason = unavailable_reason()
+    if reason is not None:
+        raise ValueError(f"device='cuda' cannot run: {reason}")
+    from numba import cuda
+
+    return cuda
+
+
+def _contiguous(arr) -> bool:
+    check = getattr(arr, "is_c_contiguous", None)
+    if check is not None:
+        return bool(check())
+    return bool(np.asarray(arr).flags.c_contiguous)  # pragma: no cover - simulator arrays
+
+
+def to_device(a: Any, dtype: np.dtype, name: str):
+    """A C-contiguous device array of ``dtype`` holding ``a`` (no copy when
+    ``a`` already is one on the GPU)."""
+    cuda = _cuda()
+    if is_gpu_array(a):
+        arr = a if type(a).__name__ == "FakeCUDAArray" else cuda.as_cuda_array(a)
+        if gpu_dtype(a) == dtype and _contiguous(arr):
+            return arr
+        host = arr.copy_to_host()
+        return cuda.to_device(np.ascontiguousarray(host, dtype=dtype))
+    host = np.asarray(a)
+    if host.dtype.kind not in "biuf":
+        raise TypeError(f"{name}: the GPU kernels take real arrays, got dtype {host.dtype}")
+    return cuda.to_device(np.ascontiguousarray(host, dtype=dtype))
+
+
+def to_host_small(a: Any) -> np.ndarray:
+    """Weights of a filter (small): a host copy of a GPU array, or the array."""
+    if is_gpu_array(a):
+        arr = a if type(a).__name__ == "FakeCUDAArray" else _cuda().as_cuda_array(a)
+        return arr.copy_to_host()
+    return np.asarray(a)
+
+
+def hand_back(y, like: Any, out: Any = None):
+    """The result as the caller expects it: the input's GPU library, or NumPy
+    for a NumPy input (device="cuda"); written into ``out`` when given."""
+    if out is not None:
+        if tuple(out.shape) != tuple(y.shape):
+            raise ValueError(f"out must have shape {tuple(y.shape)}, got {tuple(out.shape)}")
+        if is_gpu_array(out):
+            if gpu_dtype(out) != np.dtype(y.dtype):
+                raise ValueError(f"out must have dtype {np.dtype(y.dtype)}, got {gpu_dtype(out)}")
+            target = out if type(out).__name__ == "FakeCUDAArray" else _cuda().as_cuda_array(out)
+            target.copy_to_device(y)
+            return out
+        if not isinstance(out, np.ndarray):
+            raise TypeError(f"out must be a numpy.ndarray or a GPU array, got {type(out).__name__}")
+        if out.dtype != np.dtype(y.dtype):
+            raise ValueError(f"out must have dtype {np.dtype(y.dtype)}, got {out.dtype}")
+        out[...] = y.copy_to_host()
+        return out
+    if not is_gpu_array(like):
+        return y.copy_to_host()
+    module = type(like).__module__
+    if module.startswith("cupy"):
+        import cupy
+
+        return cupy.asarray(y)
+    if module.startswith("torch"):
+        import torch
+
+        return torch.as_tensor(y, device=like.device)
+    return y
+
+
+def _launch(total: int):
+    threads = _kernels.THREADS
+    return max(1, math.ceil(total / threads)), threads
+
+
+# --- convolution ----------------------------------------------------------------------
+
+
+def direct_tile(spec) -> tuple[int, int] | None:
+    """The direct kernel's output tile (TH, TW) whose input patch fits shared
+    memory, or None when even one output's patch does not."""
+    _, kh, kw = spec.lifted("kernel")
+    _, sh, sw = spec.lifted("stride")
+    _, dh, dw = spec.lifted("dilation")
+    th, tw = _kernels.TILE
+    while True:
+        patch = ((th - 1) * sh + (kh - 1) * dh + 1) * ((tw - 1) * sw + (kw - 1) * dw + 1)
+        if patch <= _kernels.SHARED_ELEMS:
+            return th, tw
+        if th == 1 and tw == 1:
+            return None
+        if th >= tw and th > 1:
+            th = max(1, th // 2)
+        else:
+            tw = max(1, tw // 2)
+
+
+def _lift(arr, batched: bool, nd: int):
+    shape = tuple(arr.shape)
+    if not batched:
+        shape = (1, *shape)
+    return arr.reshape(shape[:2] + (1,) * (3 - nd) + shape[2:])
+
+
+class _Operands:
+    """Device operands of a convolution: lifted x (padded for non-zero
+    padding modes), w, b (a dummy when there is none) and the flag."""
+
+    def __init__(self, spec, input, weight, bias):
+        cuda = _cuda()
+        x = _lift(to_device(input, spec.dtype, "input"), spec.batched, spec.nd)
+        if spec.padding_mode != "zeros" and (any(spec.pad_lo) or any(spec.pad_hi)):
+            x = _pad_device(x, spec)
+        self.x = x
+        w = to_device(weight, spec.dtype, "weight")
+        self.w = w.reshape(tuple(w.shape[:2]) + (1,) * (3 - spec.nd) + tuple(w.shape[2:]))
+        self.has_b = bias is not None
+        self.b = to_device(bias, spec.dtype, "bias") if self.has_b else cuda.to_device(np.zeros(1, spec.dtype))
+
+    def pads(self, spec) -> tuple[int, int, int]:
+        return spec.kernel_pad_lo if not spec.transposed else spec.lifted("pad_lo")
+
+
+def _pad_device(x, spec):
+    """torch's reflect/replicate/circular padding, materialised on the GPU."""
+    cuda = _cuda()
+    mode = {"reflect": 3, "replicate": 1, "circular": 4}[spec.padding_mode]
+    lo = spec.lifted("pad_lo")
+    hi = spec.lifted("pad_hi")
+    shape = tuple(x.shape[:2]) + tuple(s + a + b for s, a, b in zip(x.shape[2:], lo, hi))
+    y = cuda.device_array(shape, dtype=spec.dtype)
+    blocks, threads = _launch(int(np.prod(shape)))
+    _kernels.pad_kernel(spec.dtype.name)[blocks, threads](x, y, lo[0], lo[1], lo[2], mode)
+    return y
+
+
+def _geometry(spec):
+    sd, sh, sw = spec.lifted("stride")
+    dd, dh, dw = spec.lifted("dilation")
+    return sd, sh, sw, dd, dh, dw
+
+
+def conv_direct(spec, ops: _Operands, y, num_threads: int = 1) -> None:
+    th, tw = direct_tile(spec)
+    sd, sh, sw, dd, dh, dw = _geometry(spec)
+    pd, ph, pw = ops.pads(spec)
+    n, co, od, oh, ow = y.shape
+    cob = _kernels.COB
+    nbg = math.ceil(co // spec.groups / cob)
+    grid = (math.ceil(oh / th) * math.ceil(ow / tw), od * spec.groups * nbg, n)
+    kernel = _kernels.direct_kernel(spec.dtype.name, cob, _kernels.SHARED_ELEMS)
+    kernel[grid, (tw, th)](ops.x, ops.w, ops.b, ops.has_b, y, sd, sh, sw, pd, ph, pw, dd, dh, dw, spec.groups, th, tw)
+
+
+def conv_gemm(spec, ops: _Operands, y, num_threads: int = 1) -> None:
+    bm, bn, bk, tm, tn = _kernels.GEMM
+    sd, sh, sw, dd, dh, dw = _geometry(spec)
+    pd, ph, pw = ops.pads(spec)
+    w = ops.w
+    kd, kh, kw = w.shape[2:]
+    w2 = w.reshape(w.shape[0], int(np.prod(w.shape[1:])))
+    n, co, od, oh, ow = y.shape
+    grid = (math.ceil(n * od * oh * ow / bn), math.ceil(co // spec.groups / bm), spec.groups)
+    kernel = _kernels.gemm_kernel(spec.dtype.name, bm, bn, bk, tm, tn)
+    kernel[grid, (bn // tn, bm // tm)](ops.x, w2, ops.b, ops.has_b, y, sd, sh, sw, pd, ph, pw, dd, dh, dw,
+                                       spec.groups, kd, kh, kw)  # fmt: skip
+
+
+def conv_depthwise(spec, ops: _Operands, y, num_threads: int = 1) -> None:
+    sd, sh, sw, dd, dh, dw = _geometry(spec)
+    pd, ph, pw = ops.pads(spec)
+    blocks, threads = _launch(int(np.prod(y.shape)))
+    _kernels.depthwise_kernel(spec.dtype.name)[blocks, threads](
+        ops.x, ops.w, ops.b, ops.has_b, y, sd, sh, sw, pd, ph, pw, dd, dh, dw, spec.groups
+    )
+
+
+def conv_transpose_direct(spec, ops: _Operands, y, num_threads: int = 1) -> None:
+    sd, sh, sw, dd, dh, dw = _geometry(spec)
+    pd, ph, pw = ops.pads(spec)
+    blocks, threads = _launch(int(np.prod(y.shape)))
+    _kernels.transpose_kernel(spec.dtype.name)[blocks, threads](
+        ops.x, ops.w, ops.b, ops.has_b, y, sd, sh, sw, pd, ph, pw, dd, dh, dw, spec.groups
+    )
+
+
+def run_conv(spec, input, weight, bias, out):
+    """A validated device="cuda" (or GPU-array) convolution or transposed convolution."""
+    from ..dispatch import select
+
+    cuda = _cuda()
+    plan = select(spec)
+    ops = _Operands(spec, input, weight, bias)
+    y = cuda.device_array((spec.n, spec.c_out, *spec.lifted("out_spatial")), dtype=spec.dtype)
+    if y.size:
+        plan.run(ops, y)
+    return hand_back(y.reshape(spec.out_shape), input, out)
+
+
+# --- pooling --------------------------------------------------------------------------
+
+
+def run_pool(spec, input):
+    """A validated GPU pooling call: values, or (values, indices)."""
+    from ..kernels.pool_plan import windows
+
+    cuda = _cuda()
+    x = to_device(input, spec.dtype, "input")
+    x = x.reshape((spec.n * spec.c, *spec.lifted("in_spatial")))
+    wd, wh, ww = windows(spec)
+    tables = [
+        cuda.to_device(np.ascontiguousarray(t, dtype=np.int64)) for t in (wd.lo, wd.hi, wh.lo, wh.hi, ww.lo, ww.hi)
+    ]
+    sizes = [cuda.to_device(np.ascontiguousarray(t, dtype=np.int64)) for t in (wd.size, wh.size, ww.size)]
+    steps = cuda.to_device(np.array([wd.step, wh.step, ww.step], dtype=np.int64))
+    shape = (spec.n * spec.c, *spec.lifted("out_spatial"))
+    y = cuda.device_array(shape, dtype=spec.dtype)
+    idx = cuda.device_array(shape if spec.return_indices else (1, 1, 1, 1), dtype=np.int64)
+    if y.size:
+        blocks, threads = _launch(int(np.prod(shape)))
+        _kernels.pool_kernel(spec.dtype.name)[blocks, threads](
+            x, y, idx, spec.return_indices, spec.kind == "max", *tables, steps, *sizes,
+            float(spec.divisor_override or 0),
+        )  # fmt: skip
+    values = hand_back(y.reshape(spec.out_shape), input)
+    if not spec.return_indices:
+        return values
+    return values, hand_back(idx.reshape(spec.out_shape), input)
+
+
+# --- ndimage / signal filters ---------------------------------------------------------
+
+
+def run_filter(spec, input, w: np.ndarray, like=None):
+    """Correlate the GPU ``input`` with the host correlation weights ``w``
+    as the FilterSpec says (boundary mode by index arithmetic: output ``o``
+    reads ``o - pad_lo + j``); returns the result on ``like``'s (default: the
+    input's) device library."""
+    from .._spec import FOOTPRINT_EPS, NDIMAGE_PAD
+
+    cuda = _cuda()
+    if spec.is_complex:
+        raise TypeError("complex data is not supported by the GPU filters; pass NumPy arrays")
+    if spec.ndim > 3:
+        raise ValueError(f"the GPU filters take up to 3 dimensions, got {spec.ndim}")
+    if spec.out_dtype not in (np.float32, np.float64) or spec.out_dtype != spec.dtype:
+        raise TypeError(f"the GPU filters compute float32/float64 (input and output), got {spec.out_dtype}")
+    x = to_device(input, spec.dtype, "input").reshape(spec.lifted("shape"))
+    wk = cuda.to_device(np.ascontiguousarray(w, dtype=spec.dtype).reshape(spec.lifted("kernel")))
+    out_shape = spec.lifted("out_shape")
+    y = cuda.device_array(out_shape, dtype=spec.dtype)
+    offs = (0,) * (3 - spec.ndim) + tuple(-p for p in spec.pad_lo)
+    mode = _kernels.PAD_MODES[NDIMAGE_PAD[spec.mode]]
+    modes = (0,) * (3 - spec.ndim) + (mode,) * spec.ndim
+    if y.size:
+        blocks, threads = _launch(int(np.prod(out_shape)))
+        _kernels.filter_kernel(spec.dtype.name)[blocks, threads](
+            x, wk, y, *offs, *modes, spec.cval, spec.skip_zeros, FOOTPRINT_EPS
+        )
+    return hand_back(y.reshape(spec.out_shape), input if like is None else like)
+
+
+def run_signal(kind: str, in1, in2, mode: str, *, boundary: str = "fill", fillvalue: float = 0.0,
+               same_start_high: bool = False, as_float: bool = False):  # fmt: skip
+    """``fastconv.signal`` convolve/correlate (``kind``) of a GPU ``in1`` with
+    a small ``in2`` (copied to the host for planning): the direct GPU filter
+    over in1 extended by ``boundary``, cropped to ``mode``."""
+    import dataclasses
+
+    from .._device import proxy
+    from .._spec import BOUNDARIES, check_signal_mode, signal_spec
+
+    a = proxy(in1) if is_gpu_array(in1) else np.asarray(in1)
+    b = to_host_small(in2)
+    mode = check_signal_mode(mode)
+    if a.ndim != b.ndim:
+        raise ValueError(f"in1 and in2 should have the same dimensionality, got {a.ndim} and {b.ndim}")
+    if a.size == 0 or b.size == 0:
+        raise ValueError("in1 and in2 must not be empty on the GPU path")
+    if mode == "valid" and not all(n >= k for n, k in zip(a.shape, b.shape)):
+        raise ValueError("for a GPU in1 in 'valid' mode, in1 must be at least as large as in2 in every dimension")
+    if a.dtype.kind == "c" or b.dtype.kind == "c":
+        raise TypeError("complex data is not supported by the GPU filters; pass NumPy arrays")
+    wc = b if kind == "correlate" else b[tuple(slice(None, None, -1) for _ in range(b.ndim))]
+    spec = signal_spec(a, wc, mode, "direct", boundary=boundary, fillvalue=fillvalue, same_start_high=same_start_high)
+    assert spec.mode == BOUNDARIES[boundary]
+    if spec.out_dtype.kind in "biu":
+        if not as_float:
+            raise TypeError(
+                "integer convolution is not supported on the GPU (exact integer results); pass NumPy arrays"
+            )
+        spec = dataclasses.replace(spec, out_dtype=np.dtype(np.float64), dtype=np.dtype(np.float64))
+    like = in1 if is_gpu_array(in1) else in2
+    return run_filter(spec, in1, wc, like=like)
