@@ -98,17 +98,20 @@ def test_pool(benchmark, library, case, xs, fname, kw):
             benchmark(tf, xt, **kw)
 
 
-@pytest.mark.parametrize("case, sa, sb, mode", _bench.SUITES["signal"], ids=[c[0] for c in _bench.SUITES["signal"]])
+@pytest.mark.parametrize(
+    "case, sa, sb, mode, dtype", _bench.SUITES["signal"], ids=[c[0] for c in _bench.SUITES["signal"]]
+)
 @pytest.mark.parametrize("library", ["fastconv", "scipy"])
-def test_signal(benchmark, library, case, sa, sb, mode):
+def test_signal(benchmark, library, case, sa, sb, mode, dtype):
     from scipy import signal as ss
 
     rng = np.random.default_rng(0)
-    a, b = rng.standard_normal(sa), rng.standard_normal(sb)
+    a, b = rng.standard_normal(sa).astype(dtype), rng.standard_normal(sb).astype(dtype)
     benchmark.extra_info.update(case=case)
     with fastconv.set_config(num_threads=THREADS):
         f = fastconv.signal.convolve if library == "fastconv" else ss.convolve
-        np.testing.assert_allclose(fastconv.signal.convolve(a, b, mode), ss.convolve(a, b, mode), rtol=1e-8, atol=1e-8)
+        tol = 1e-8 if dtype == "float64" else 1e-3
+        np.testing.assert_allclose(fastconv.signal.convolve(a, b, mode), ss.convolve(a, b, mode), rtol=tol, atol=tol)
         benchmark(f, a, b, mode)
 
 

@@ -92,8 +92,8 @@ NDIMAGE = [
     ("3-D 128^3 3x3x3 reflect f32", (128, 128, 128), "float32", ("random", 3), "reflect"),
     ("3-D 96^3 5x5x5 constant f64", (96, 96, 96), "float64", ("random", 5), "constant"),
 ]
-# scipy.signal.convolve (method="auto") cases: name, in1 shape, in2 shape, mode
-SIGNAL = [
+# scipy.signal.convolve (method="auto") cases: name, in1 shape, in2 shape, mode, dtype
+_SIGNAL_SHAPES = [
     ("1-D 1M x 31", (1_000_000,), (31,), "full"),
     ("1-D 1M x 255", (1_000_000,), (255,), "full"),
     ("1-D 200k x 20k", (200_000,), (20_000,), "full"),
@@ -104,6 +104,9 @@ SIGNAL = [
     ("2-D 2048^2 x 5x5 valid", (2048, 2048), (5, 5), "valid"),
     ("3-D 128^3 x 5^3 same", (128, 128, 128), (5, 5, 5), "same"),
 ]
+SIGNAL = [(name, sa, sb, mode, "float64") for name, sa, sb, mode in _SIGNAL_SHAPES] + [
+    (f"{name} f32", sa, sb, mode, "float32") for name, sa, sb, mode in _SIGNAL_SHAPES
+]
 QUICK = {
     "conv2d": [0, 4, 6, 8, 12, 15],
     "conv1d": [0, 3],
@@ -111,7 +114,7 @@ QUICK = {
     "conv_transpose2d": [0, 3, 6],
     "pool2d": [0, 2, 5, 6, 9],
     "ndimage": [0, 4, 5, 8],
-    "signal": [0, 2, 3, 5],
+    "signal": [0, 2, 3, 5, 9, 11],
 }
 SUITES = {
     "conv2d": CONV2D,
@@ -157,17 +160,28 @@ def interleaved_medians(
     Each turn starts with a pause and one untimed call: the thread pools of
     the library that ran before keep spinning after their last call (OpenBLAS
     for ~0.1 s, OpenMP briefly) and would otherwise be charged to the next one
-    (measured: torch 2.5x slower when timed right after a BLAS GEMM)."""
+    (measured: torch 2.5x slower when timed right after a BLAS GEMM).
+    A call shorter than a millisecond is timed as a loop of calls (the count
+    fixed on the first turn, as ``timeit`` does): one microsecond call after
+    the pause would measure the timer and a cold core, not the function."""
     times: dict[str, list[float]] = {k: [] for k in funcs}
+    loops: dict[str, int] = {}
     start = time.perf_counter()
     for i in range(repeats):
         for name, f in funcs.items():
             if len(funcs) > 1:
                 time.sleep(settle_s)
             f()
+            if name not in loops:
+                t0 = time.perf_counter()
+                f()
+                once = time.perf_counter() - t0
+                loops[name] = 1 if once >= 1e-3 else min(10_000, int(2e-3 / max(once, 1e-7)) + 1)
+            n = loops[name]
             t0 = time.perf_counter()
-            f()
-            times[name].append(time.perf_counter() - t0)
+            for _ in range(n):
+                f()
+            times[name].append((time.perf_counter() - t0) / n)
         if i >= 2 and time.perf_counter() - start > budget_s:
             break
     return {k: float(np.median(v)) for k, v in times.items()}
@@ -375,18 +389,18 @@ def _run_ndimage_suite(cases, threads, with_scipy, repeats, budget_s, progress) 
 
 
 def _run_signal_suite(cases, threads, with_scipy, repeats, budget_s, progress) -> list[Result]:
-    """fastconv.signal.convolve against scipy.signal.convolve (both method="auto"), float64."""
+    """fastconv.signal.convolve against scipy.signal.convolve (both method="auto"), float64 and float32."""
     import fastconv
     from fastconv import signal as fs
 
     results = []
     rng = np.random.default_rng(0)
     with fastconv.set_config(num_threads=threads):
-        for name, sa, sb, mode in cases:
+        for name, sa, sb, mode, dtype in cases:
             if progress:
                 progress(name)
-            a = rng.standard_normal(sa)
-            b = rng.standard_normal(sb)
+            a = rng.standard_normal(sa).astype(dtype)
+            b = rng.standard_normal(sb).astype(dtype)
             method = fs.choose_conv_method(a, b, mode)
             funcs = {"fastconv": lambda a=a, b=b, mode=mode: fs.convolve(a, b, mode)}
             err = None
@@ -405,7 +419,7 @@ def _run_signal_suite(cases, threads, with_scipy, repeats, budget_s, progress) -
                     case=name,
                     input=tuple(sa),
                     weight=tuple(sb),
-                    params={"mode": mode},
+                    params={"mode": mode, "dtype": dtype},
                     method=method,
                     gflop=flops / 1e9,
                     fastconv_ms=med["fastconv"] * 1e3,

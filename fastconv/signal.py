@@ -153,6 +153,21 @@ def convolve(in1: Any, in2: Any, mode: str = "full", method: str = "auto") -> np
     >>> signal.convolve(np.array([1, 2, 3], np.int8), np.array([100, 100], np.int8))
     array([100,  44, -12,  44], dtype=int8)
     """
+    if (
+        type(in1) is np.ndarray
+        and type(in2) is np.ndarray
+        and in1.ndim == 1
+        and in2.ndim == 1
+        and 0 < in1.size * in2.size <= _SMALL
+        and isinstance(method, str)
+        and isinstance(mode, str)
+        and method in ("auto", "direct")
+        and (mode in ("full", "valid") or (mode == "same" and in1.size >= in2.size))
+        and in1.dtype.kind in "biufc"
+        and in2.dtype.kind in "biufc"
+    ):
+        # tiny 1-D: the branch _convolve takes, without the planning on the way
+        return np.convolve(in1, in2, mode)
     if is_dask(in1):
         from ._dask import signal_convolve
 

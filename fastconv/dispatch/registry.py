@@ -522,15 +522,22 @@ def _signal_full(spec) -> list[int]:
 
 
 def signal_fft_features(spec) -> dict[str, float]:
-    """FFT: a fixed cost and n log n of the full convolution's fast length."""
+    """FFT: a fixed cost and n log n of the full convolution's fast length.
+    The constants are fitted on multi-axis transforms, which pocketfft runs
+    on all the threads (3 transforms / threads); a single 1-D transform runs
+    on one thread (the two forward ones concurrently: 2 transforms), so it
+    counts ``2 * threads / 3`` times as much (overlap-add, whose blocks are one
+    batched transform, is then often the parallel way to do it)."""
     import math
 
     from scipy.fft import next_fast_len
 
+    full = _signal_full(spec)
     n = 1.0
-    for v in _signal_full(spec):
+    for v in full:
         n *= next_fast_len(v, real=True)
-    return {"overhead_s": 1.0, "s_per_nlogn": n * math.log2(max(n, 2.0)) * spec.dtype.itemsize / 4}
+    serial = max(1.0, 2 * _settings()[1] / 3) if sum(v > 1 for v in full) <= 1 else 1.0
+    return {"overhead_s": 1.0, "s_per_nlogn": serial * n * math.log2(max(n, 2.0)) * spec.dtype.itemsize / 4}
 
 
 def signal_oa_features(spec) -> dict[str, float]:
@@ -553,7 +560,12 @@ def signal_oa_features(spec) -> dict[str, float]:
         if a != axis:
             size *= next_fast_len(v, real=True)
     blocks = -(-n // block)
-    return {"overhead_s": 1.0, "s_per_nlogn": blocks * size * math.log2(max(size, 2.0)) * spec.dtype.itemsize / 4}
+    return {
+        "overhead_s": 1.0,
+        "s_per_nlogn": blocks * size * math.log2(max(size, 2.0)) * spec.dtype.itemsize / 4,
+        # the blocks are padded into one batch and added back: copies a single FFT does not make
+        "s_per_elem": blocks * size,
+    }
 
 
 def _oa_supports(spec) -> str | None:

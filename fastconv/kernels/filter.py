@@ -209,6 +209,56 @@ def _fft_axes(shape) -> tuple[int, ...]:
     return tuple(a for a in range(len(shape)) if shape[a] > 1 or a == len(shape) - 1)
 
 
+_POOL = None
+
+
+def _second_thread():
+    """One helper thread, started on first use and kept."""
+    global _POOL
+    if _POOL is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastconv-fft")
+    return _POOL
+
+
+def _rfft_split(a: np.ndarray, shape, axes, workers: int) -> np.ndarray:
+    """``rfftn(a, s=shape, axes=axes)`` one axis at a time, the real axis
+    first: only the rows that hold data are transformed along it (rfftn pads
+    the whole array first), and each pass runs on all the workers."""
+    f = scipy.fft.rfft(a, n=shape[-1], axis=axes[-1], workers=workers)
+    for ax, n in zip(axes[:-1], shape[:-1]):
+        f = scipy.fft.fft(f, n=n, axis=ax, workers=workers, overwrite_x=True)
+    return f
+
+
+def fft_convolve_part(x: np.ndarray, v: np.ndarray, shape, axes, start, out: np.ndarray, workers: int) -> None:
+    """``out = irfftn(rfftn(x) * rfftn(v))[start : start + out.shape]`` over
+    ``axes`` with transform lengths ``shape``: split passes, and the inverse
+    keeps only the wanted rows of each axis before transforming the next."""
+    if workers > 1 and len(axes) == 1 and x.size == x.shape[axes[0]]:
+        # one 1-D transform runs on one thread whatever ``workers`` says:
+        # transform the kernel on a second thread meanwhile (pocketfft
+        # releases the GIL), so the two forward FFTs cost one
+        pending = _second_thread().submit(_rfft_split, v, shape, axes, 1)
+        f = _rfft_split(x, shape, axes, 1)
+        f *= pending.result()
+    else:
+        f = _rfft_split(x, shape, axes, workers)
+        f *= _rfft_split(v, shape, axes, workers)
+    done = set()
+    for ax, n in zip(axes[:-1], shape[:-1]):
+        f = scipy.fft.ifft(f, n=n, axis=ax, workers=workers, overwrite_x=True)
+        keep = [slice(None)] * f.ndim
+        keep[ax] = slice(start[ax], start[ax] + out.shape[ax])
+        f = f[tuple(keep)]
+        done.add(ax)
+    y = scipy.fft.irfft(f, n=shape[-1], axis=axes[-1], workers=workers)
+    out[...] = y[
+        tuple(slice(None) if a in done else slice(s0, s0 + m) for a, (s0, m) in enumerate(zip(start, out.shape)))
+    ]
+
+
 def filter_fft(spec, ops, out: np.ndarray, num_threads: int) -> None:
     """Correlation as the "valid" part of a real-FFT convolution with the flipped weights."""
     if out.size == 0:
@@ -218,12 +268,8 @@ def filter_fft(spec, ops, out: np.ndarray, num_threads: int) -> None:
     # only reaches the first k-1 outputs of each axis, which are dropped
     axes = _fft_axes(x.shape)
     shape = [scipy.fft.next_fast_len(x.shape[a], real=True) for a in axes]
-    wf = scipy.fft.rfftn(w[::-1, ::-1, ::-1], s=shape, axes=axes, workers=num_threads)
-    xf = scipy.fft.rfftn(x, s=shape, axes=axes, workers=num_threads)
-    xf *= wf
-    y = scipy.fft.irfftn(xf, s=shape, axes=axes, workers=num_threads)
-    k = w.shape
-    out[...] = y[tuple(slice(kk - 1, kk - 1 + n) for kk, n in zip(k, out.shape))]
+    start = [kk - 1 for kk in w.shape]
+    fft_convolve_part(x, w[::-1, ::-1, ::-1], shape, axes, start, out, num_threads)
 
 
 def correlate_nd(xp: np.ndarray, w: np.ndarray, shape: tuple[int, ...], skip_zeros: bool = True) -> np.ndarray:
@@ -264,11 +310,8 @@ def signal_fft(spec, ops, out: np.ndarray, num_threads: int) -> None:
     full = [a + b - 1 for a, b in zip(x.shape, v.shape)]
     axes = _fft_axes(full)
     shape = [scipy.fft.next_fast_len(full[a], real=True) for a in axes]
-    xf = scipy.fft.rfftn(x, s=shape, axes=axes, workers=num_threads)
-    xf *= scipy.fft.rfftn(v, s=shape, axes=axes, workers=num_threads)
-    y = scipy.fft.irfftn(xf, s=shape, axes=axes, workers=num_threads)
     start = [kk - 1 - lo for kk, lo in zip(v.shape, spec.lifted("pad_lo"))]
-    out[...] = y[tuple(slice(s0, s0 + m) for s0, m in zip(start, out.shape))]
+    fft_convolve_part(x, v, shape, axes, start, out, num_threads)
 
 
 def oa_block(n: int, k: int, threads: int = 1) -> int:
