@@ -224,9 +224,28 @@ def gemm_kernel(dtype_name: str, bm: int, bn: int, bk: int, tm: int, tn: int):
 
 
 @functools.cache
+def _unravel():
+    """Output element ``i`` of an (N, C, D, H, W) array -> its five indices."""
+    _bind_cuda()
+
+    @cuda.jit(device=True)
+    def unravel(i, C, D, H, W):
+        w = i % W
+        r = i // W
+        h = r % H
+        r //= H
+        d = r % D
+        r //= D
+        return r // C, r % C, d, h, w
+
+    return unravel
+
+
+@functools.cache
 def depthwise_kernel(dtype_name: str):
     _bind_cuda()
     nbt = _nbtype(dtype_name)
+    unravel = _unravel()
 
     @cuda.jit
     def kernel(x, w, b, has_b, y, sd, sh, sw, pd, ph, pw, dd, dh, dw, groups):
@@ -235,14 +254,7 @@ def depthwise_kernel(dtype_name: str):
         CO, OD, OH, OW = y.shape[1], y.shape[2], y.shape[3], y.shape[4]
         if i >= N * CO * OD * OH * OW:
             return
-        ow = i % OW
-        r = i // OW
-        oh = r % OH
-        r //= OH
-        od = r % OD
-        r //= OD
-        co = r % CO
-        n = r // CO
+        n, co, od, oh, ow = unravel(i, CO, OD, OH, OW)
         ci = co // (CO // groups)
         acc = nbt(0)
         for kd in range(w.shape[2]):
@@ -266,6 +278,7 @@ def depthwise_kernel(dtype_name: str):
 def transpose_kernel(dtype_name: str):
     _bind_cuda()
     nbt = _nbtype(dtype_name)
+    unravel = _unravel()
 
     @cuda.jit
     def kernel(x, w, b, has_b, y, sd, sh, sw, pd, ph, pw, dd, dh, dw, groups):
@@ -274,14 +287,7 @@ def transpose_kernel(dtype_name: str):
         CO, OD, OH, OW = y.shape[1], y.shape[2], y.shape[3], y.shape[4]
         if i >= N * CO * OD * OH * OW:
             return
-        ow = i % OW
-        r = i // OW
-        oh = r % OH
-        r //= OH
-        od = r % OD
-        r //= OD
-        co = r % CO
-        n = r // CO
+        n, co, od, oh, ow = unravel(i, CO, OD, OH, OW)
         cog = CO // groups
         cig = C // groups
         g = co // cog
@@ -389,6 +395,7 @@ def pad_kernel(dtype_name: str):
     """torch's non-zero padding modes, materialised: y = x read through the mode."""
     _bind_cuda()
     source = _source()
+    unravel = _unravel()
 
     @cuda.jit
     def kernel(x, y, lo0, lo1, lo2, mode):
@@ -396,14 +403,7 @@ def pad_kernel(dtype_name: str):
         N, C, OD, OH, OW = y.shape
         if i >= N * C * OD * OH * OW:
             return
-        ow = i % OW
-        r = i // OW
-        oh = r % OH
-        r //= OH
-        od = r % OD
-        r //= OD
-        c = r % C
-        n = r // C
+        n, c, od, oh, ow = unravel(i, C, OD, OH, OW)
         y[n, c, od, oh, ow] = x[n, c, source(od - lo0, x.shape[2], mode), source(oh - lo1, x.shape[3], mode),
                                 source(ow - lo2, x.shape[4], mode)]  # fmt: skip
 

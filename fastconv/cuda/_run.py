@@ -189,22 +189,22 @@ def conv_gemm(spec, ops: _Operands, y, num_threads: int = 1) -> None:
                                        spec.groups, kd, kh, kw)  # fmt: skip
 
 
-def conv_depthwise(spec, ops: _Operands, y, num_threads: int = 1) -> None:
+def _per_output(factory, spec, ops: _Operands, y) -> None:
+    """A one-thread-per-output convolution kernel over ``y``."""
     sd, sh, sw, dd, dh, dw = _geometry(spec)
     pd, ph, pw = ops.pads(spec)
     blocks, threads = _launch(int(np.prod(y.shape)))
-    _kernels.depthwise_kernel(spec.dtype.name)[blocks, threads](
+    factory(spec.dtype.name)[blocks, threads](
         ops.x, ops.w, ops.b, ops.has_b, y, sd, sh, sw, pd, ph, pw, dd, dh, dw, spec.groups
     )
+
+
+def conv_depthwise(spec, ops: _Operands, y, num_threads: int = 1) -> None:
+    _per_output(_kernels.depthwise_kernel, spec, ops, y)
 
 
 def conv_transpose_direct(spec, ops: _Operands, y, num_threads: int = 1) -> None:
-    sd, sh, sw, dd, dh, dw = _geometry(spec)
-    pd, ph, pw = ops.pads(spec)
-    blocks, threads = _launch(int(np.prod(y.shape)))
-    _kernels.transpose_kernel(spec.dtype.name)[blocks, threads](
-        ops.x, ops.w, ops.b, ops.has_b, y, sd, sh, sw, pd, ph, pw, dd, dh, dw, spec.groups
-    )
+    _per_output(_kernels.transpose_kernel, spec, ops, y)
 
 
 def run_conv(spec, input, weight, bias, out):

@@ -621,13 +621,6 @@ CUDA_CONV_OPS = tuple(f"{op}@cuda" for op in CONV_OPS)
 CUDA_TRANSPOSE_OPS = tuple(f"{op}@cuda" for op in TRANSPOSE_OPS)
 
 
-def _prod(values) -> int:
-    out = 1
-    for v in values:
-        out *= int(v)
-    return out
-
-
 def _ceil_to(v: int, m: int) -> int:
     return -(-v // m) * m
 
@@ -645,6 +638,7 @@ def _cuda_features(flops):
 
 
 def _cuda_gemm_flops(spec) -> float:
+    from .._spec import _prod
     from ..cuda import _kernels
 
     bm, bn, bk, _, _ = _kernels.GEMM
@@ -654,6 +648,7 @@ def _cuda_gemm_flops(spec) -> float:
 
 
 def _cuda_direct_flops(spec) -> float:
+    from .._spec import _prod
     from ..cuda import _kernels
 
     cog = _ceil_to(spec.c_out // spec.groups, _kernels.COB)
