@@ -8,6 +8,8 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 CONV_OPS = ("conv1d", "conv2d", "conv3d")
 
 
@@ -521,13 +523,20 @@ def _signal_full(spec) -> list[int]:
     return [n + k - 1 for n, k in zip(spec.shape, spec.kernel)]
 
 
+def _fft_parallel(rows: float) -> float:
+    """How much slower than the fitted rate a transform over ``rows`` lines
+    runs: the constants are fitted on multi-axis transforms that pocketfft
+    spreads over all the threads, but it hands threads whole groups of
+    vector-width lines, so a transform of a few lines (one long 1-D FFT, a
+    few overlap-add blocks) runs on one thread (measured: 2 lines, workers=2,
+    no faster than workers=1; scipy.fft calls on Python threads do not
+    overlap either)."""
+    threads = _settings()[1]
+    return threads / max(1, min(threads, int(rows) // 4))
+
+
 def signal_fft_features(spec) -> dict[str, float]:
-    """FFT: a fixed cost and n log n of the full convolution's fast length.
-    The constants are fitted on multi-axis transforms, which pocketfft runs
-    on all the threads (3 transforms / threads); a single 1-D transform runs
-    on one thread (the two forward ones concurrently: 2 transforms), so it
-    counts ``2 * threads / 3`` times as much (overlap-add, whose blocks are one
-    batched transform, is then often the parallel way to do it)."""
+    """FFT: a fixed cost and n log n of the full convolution's fast length."""
     import math
 
     from scipy.fft import next_fast_len
@@ -536,8 +545,14 @@ def signal_fft_features(spec) -> dict[str, float]:
     n = 1.0
     for v in full:
         n *= next_fast_len(v, real=True)
-    serial = max(1.0, 2 * _settings()[1] / 3) if sum(v > 1 for v in full) <= 1 else 1.0
-    return {"overhead_s": 1.0, "s_per_nlogn": serial * n * math.log2(max(n, 2.0)) * spec.dtype.itemsize / 4}
+    lines = n / next_fast_len(full[-1], real=True)  # the lines of the first (real) pass
+    nlogn = n * math.log2(max(n, 2.0)) * spec.dtype.itemsize / 4
+    slower = _fft_parallel(lines)
+    if lines == 1 and spec.dtype == np.float64:
+        # float64: the two forward transforms overlap on two threads (numpy.fft
+        # releases the GIL): 2 transforms' time for 3, instead of 3
+        slower = max(1.0, 2 * _settings()[1] / 3)
+    return {"overhead_s": 1.0, "s_per_nlogn": slower * nlogn}
 
 
 def signal_oa_features(spec) -> dict[str, float]:
@@ -560,9 +575,10 @@ def signal_oa_features(spec) -> dict[str, float]:
         if a != axis:
             size *= next_fast_len(v, real=True)
     blocks = -(-n // block)
+    lines = blocks * size / next_fast_len(block + k - 1, real=True)
     return {
         "overhead_s": 1.0,
-        "s_per_nlogn": blocks * size * math.log2(max(size, 2.0)) * spec.dtype.itemsize / 4,
+        "s_per_nlogn": _fft_parallel(lines) * blocks * size * math.log2(max(size, 2.0)) * spec.dtype.itemsize / 4,
         # the blocks are padded into one batch and added back: copies a single FFT does not make
         "s_per_elem": blocks * size,
     }
