@@ -261,9 +261,19 @@ def nn_conv(func, nd: int, input, weight, bias, *, out, transposed: bool, **para
             y = func(tile, w, b, stride=s, padding=0, output_padding=tuple(p if e else 0 for p, e in zip(op, last)),
                      groups=spec.groups, dilation=spec.dilation, method=method)  # fmt: skip
             # local uncropped coordinate of output o: pad_lo + o - offset * stride
-            return y[(slice(None), slice(None),
+            part = y[(slice(None), slice(None),
                       *[slice(p + r0 - o * st, p + r1 - o * st)
                         for p, (r0, r1), o, st in zip(full_lo, ranges, offsets, s)])]  # fmt: skip
+            want = (*part.shape[:2], *(r1 - r0 for r0, r1 in ranges))
+            if part.shape == want:
+                return part
+            # a kernel shorter than the stride leaves the tile's last outputs
+            # untouched by its inputs: they hold the bias (or 0), as in memory
+            res = np.zeros(want, part.dtype)
+            if b is not None:
+                res += b.reshape((1, -1) + (1,) * nd).astype(part.dtype)
+            res[tuple(slice(0, m) for m in part.shape)] = part
+            return res
 
     else:
         widths = [(0, 0), (0, 0), *zip(spec.pad_lo, spec.pad_hi)]

@@ -216,3 +216,50 @@ def test_distributed_local_cluster(rng):
             wt = rng.standard_normal((2, 3, 4, 4)).astype(np.float32)
             got = client.compute(fastconv.conv_transpose2d(ds, wt, stride=2, padding=1)).result()
             np.testing.assert_allclose(got, fastconv.conv_transpose2d(b, wt, stride=2, padding=1), rtol=1e-5, atol=1e-5)
+
+
+def _tiles_property():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=40, deadline=None)
+    @given(
+        n=st.integers(5, 40),
+        chunk=st.integers(1, 12),
+        k=st.integers(1, 5),
+        s=st.integers(1, 4),
+        d=st.integers(1, 3),
+        p=st.integers(0, 3),
+        ceil=st.booleans(),
+        seed=st.integers(0, 2**16),
+    )
+    def check(n, chunk, k, s, d, p, ceil, seed):
+        """Any chunking and window: the tiled dask result equals the NumPy one."""
+        rng = np.random.default_rng(seed)
+        x = rng.standard_normal((2, 2, n))
+        dx = da.from_array(x, chunks=(1, 2, chunk))
+        w = rng.standard_normal((3, 2, k))
+        if (k - 1) * d + 1 <= n + 2 * p:
+            np.testing.assert_allclose(fastconv.conv1d(dx, w, stride=s, padding=p, dilation=d).compute(),
+                                       fastconv.conv1d(x, w, stride=s, padding=p, dilation=d), rtol=1e-10, atol=1e-10)  # fmt: skip
+        if (k - 1) * d + 1 <= n + 2 * (min(p, k // 2)):
+            kw = dict(stride=s, padding=min(p, k // 2), dilation=d, ceil_mode=ceil, return_indices=True)
+            v, i = fastconv.max_pool1d(dx, k, **kw)
+            v2, i2 = fastconv.max_pool1d(x, k, **kw)
+            np.testing.assert_array_equal(v.compute(), v2)
+            np.testing.assert_array_equal(i.compute(), i2)
+        wt = rng.standard_normal((2, 2, k))
+        bt = rng.standard_normal(2) if seed % 2 else None
+        op = s - 1 if s > 1 else 0
+        if (n - 1) * s - 2 * p + (k - 1) * d + op + 1 >= 1:
+            np.testing.assert_allclose(
+                fastconv.conv_transpose1d(dx, wt, bt, stride=s, padding=p, output_padding=op, dilation=d).compute(),
+                fastconv.conv_transpose1d(x, wt, bt, stride=s, padding=p, output_padding=op, dilation=d),
+                rtol=1e-10, atol=1e-10,
+            )  # fmt: skip
+
+    return check
+
+
+def test_tiled_nn_ops_property():
+    _tiles_property()()
