@@ -225,3 +225,35 @@ def test_cupy_and_torch_arrays_stay_on_the_gpu(rng):  # pragma: no cover - real 
         got = fastconv.conv2d(torch.from_numpy(x).cuda(), w, padding=1)
         assert isinstance(got, torch.Tensor) and got.is_cuda
         _close(got.cpu().numpy(), want)
+
+
+def test_property_conv_and_transpose_match_the_cpu():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=12, deadline=None)
+    @given(
+        n=st.integers(3, 9),
+        k=st.integers(1, 3),
+        s=st.integers(1, 3),
+        d=st.integers(1, 2),
+        p=st.integers(0, 2),
+        g=st.sampled_from([1, 2]),
+        seed=st.integers(0, 2**16),
+    )
+    def check(n, k, s, d, p, g, seed):
+        rng = np.random.default_rng(seed)
+        x = rng.standard_normal((2, 2, n, n + 1)).astype(np.float32)
+        dx = cuda.to_device(x)
+        w = rng.standard_normal((4, 2 // g, k, k)).astype(np.float32)
+        if (k - 1) * d + 1 <= n + 2 * p:
+            want = fastconv.conv2d(x, w, stride=s, padding=p, dilation=d, groups=g)
+            for m in ("cuda_direct", "cuda_gemm"):
+                _close(fastconv.conv2d(dx, w, stride=s, padding=p, dilation=d, groups=g, method=m), want)
+        wt = rng.standard_normal((2, 4 // g, k, k)).astype(np.float32)
+        op = s - 1 if s > 1 else 0
+        if (n - 1) * s - 2 * p + (k - 1) * d + op + 1 >= 1:
+            _close(fastconv.conv_transpose2d(dx, wt, stride=s, padding=p, output_padding=op, dilation=d, groups=g),
+                   fastconv.conv_transpose2d(x, wt, stride=s, padding=p, output_padding=op, dilation=d, groups=g))  # fmt: skip
+
+    check()
