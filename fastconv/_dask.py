@@ -4,8 +4,7 @@
   array is padded *once, at its true edges* by the boundary mode
   (``dask.array.pad``), then every chunk is filtered with the halo its window
   needs (``map_overlap``; chunks smaller than the halo are merged first) and
-  the halo is trimmed, so the result equals the in-memory one.  The weights
-  are small NumPy arrays, passed to every task as they are.
+  the halo is trimmed, so the result equals the in-memory one.
 - NN ops (convolution, transposed convolution, pooling): the batch axis
   keeps any chunking, the channel axis is one chunk, and every spatial axis is
   split into tiles whose boundaries fall where an output's window starts
@@ -16,6 +15,10 @@
   convolution gathers from a left halo, pooling runs the pooling kernel on the
   global window tables cut to the tile (divisors, ceil_mode edges and flat
   indices stay those of the whole input).
+
+Weights are small: a dask weight is computed once, here, and every weight
+enters the graph as one ``dask.delayed`` key (sent to each worker once, not
+with every task).
 """
 
 from __future__ import annotations
