@@ -5,7 +5,8 @@ Inputs that live on the GPU stay there: they are viewed through
 array of the same library (CuPy, torch, numba).  NumPy inputs with
 ``device="cuda"`` are copied to the GPU and the result copied back.  A GPU
 input of another dtype than the computing one (float32/float64), or one that
-is not C-contiguous, is converted through the host (a copy, not the fast path).
+is not C-contiguous, is converted by its own library on the GPU (CuPy,
+torch), or through the host for numba device arrays.
 """
 
 from __future__ import annotations
@@ -43,12 +44,30 @@ def to_device(a: Any, dtype: np.dtype, name: str):
         arr = a if type(a).__name__ == "FakeCUDAArray" else cuda.as_cuda_array(a)
         if gpu_dtype(a) == dtype and _contiguous(arr):
             return arr
+        native = _convert_on_device(a, dtype)
+        if native is not None:
+            return cuda.as_cuda_array(native)
         host = arr.copy_to_host()
         return cuda.to_device(np.ascontiguousarray(host, dtype=dtype))
     host = np.asarray(a)
     if host.dtype.kind not in "biuf":
         raise TypeError(f"{name}: the GPU kernels take real arrays, got dtype {host.dtype}")
     return cuda.to_device(np.ascontiguousarray(host, dtype=dtype))
+
+
+def _convert_on_device(a: Any, dtype: np.dtype):
+    """A C-contiguous copy of ``dtype`` made by the array's own library on the
+    GPU (CuPy, torch), or None (numba arrays: converted through the host)."""
+    module = type(a).__module__
+    if module.startswith("cupy"):
+        import cupy
+
+        return cupy.ascontiguousarray(a, dtype=dtype)
+    if module.startswith("torch"):
+        import torch
+
+        return a.to(dtype=getattr(torch, np.dtype(dtype).name)).contiguous()
+    return None
 
 
 def to_host_small(a: Any) -> np.ndarray:
@@ -59,22 +78,29 @@ def to_host_small(a: Any) -> np.ndarray:
     return np.asarray(a)
 
 
+def check_out(out: Any, shape: tuple[int, ...], dtype: np.dtype) -> None:
+    """``out=`` of a GPU call: a NumPy or GPU array of exactly the result's
+    shape and dtype (checked before anything runs)."""
+    if not (isinstance(out, np.ndarray) or is_gpu_array(out)):
+        raise TypeError(f"out must be a numpy.ndarray or a GPU array, got {type(out).__name__}")
+    if tuple(out.shape) != tuple(shape):
+        raise ValueError(f"out must have shape {tuple(shape)}, got {tuple(out.shape)}")
+    got = gpu_dtype(out) if is_gpu_array(out) else out.dtype
+    if got != dtype:
+        raise ValueError(f"out must have dtype {dtype}, got {got}")
+    if isinstance(out, np.ndarray) and not out.flags.writeable:
+        raise ValueError("out must be writeable")
+
+
 def hand_back(y, like: Any, out: Any = None):
     """The result as the caller expects it: the input's GPU library, or NumPy
     for a NumPy input (device="cuda"); written into ``out`` when given."""
     if out is not None:
-        if tuple(out.shape) != tuple(y.shape):
-            raise ValueError(f"out must have shape {tuple(y.shape)}, got {tuple(out.shape)}")
+        check_out(out, tuple(y.shape), np.dtype(y.dtype))
         if is_gpu_array(out):
-            if gpu_dtype(out) != np.dtype(y.dtype):
-                raise ValueError(f"out must have dtype {np.dtype(y.dtype)}, got {gpu_dtype(out)}")
             target = out if type(out).__name__ == "FakeCUDAArray" else _cuda().as_cuda_array(out)
             target.copy_to_device(y)
             return out
-        if not isinstance(out, np.ndarray):
-            raise TypeError(f"out must be a numpy.ndarray or a GPU array, got {type(out).__name__}")
-        if out.dtype != np.dtype(y.dtype):
-            raise ValueError(f"out must have dtype {np.dtype(y.dtype)}, got {out.dtype}")
         out[...] = y.copy_to_host()
         return out
     if not is_gpu_array(like):
@@ -212,6 +238,8 @@ def run_conv(spec, input, weight, bias, out):
     from ..dispatch import select
 
     cuda = _cuda()
+    if out is not None:
+        check_out(out, spec.out_shape, spec.dtype)
     plan = select(spec)
     ops = _Operands(spec, input, weight, bias)
     y = cuda.device_array((spec.n, spec.c_out, *spec.lifted("out_spatial")), dtype=spec.dtype)

@@ -202,6 +202,13 @@ def test_gpu_errors(rng):
         ndimage.correlate(cuda.to_device(np.ones((4, 4))), np.ones((2, 2)), output=np.empty((4, 4)))
     with pytest.raises(ValueError, match="out must have shape"):
         fastconv.conv2d(dx, w, out=np.empty((1, 1, 2, 2), np.float32))
+    with pytest.raises(ValueError, match="out must have dtype"):
+        fastconv.conv2d(dx, w, out=cuda.device_array((1, 1, 3, 3), np.float64))
+    with pytest.raises(TypeError, match="out must be"):
+        fastconv.conv2d(dx, w, out=[0.0])
+    out = cuda.device_array((1, 1, 3, 3), np.float32)  # a GPU out= is filled on the GPU
+    assert fastconv.conv2d(dx, w, out=out) is out
+    np.testing.assert_allclose(_host(out), fastconv.conv2d(_host(dx), w), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.skipif(SIM, reason="CuPy/torch arrays need a real GPU")
