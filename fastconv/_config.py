@@ -231,6 +231,22 @@ def numba_jit(*, parallel: bool = False, **extra: Any):
     return numba.jit(**options)
 
 
+def serial_copy(kernel, name: str):
+    """``kernel`` (a parallel ``numba_jit`` function) compiled again without a
+    parallel region, under another name: Numba's on-disk cache is keyed by
+    the function's qualified name, not by its options, so the serial build
+    must be a distinct function or it may load the parallel machine code
+    (measured: two threads in it abort the process under the workqueue
+    layer).  Serial builds serve small problems (a parallel launch under the
+    workqueue layer costs ~0.2 ms) and concurrent Python threads."""
+    import types
+
+    func = kernel.py_func
+    copy = types.FunctionType(func.__code__, func.__globals__, name, func.__defaults__, func.__closure__)
+    copy.__qualname__ = name
+    return numba_jit()(copy)
+
+
 _parallel_lock = threading.Lock()
 
 

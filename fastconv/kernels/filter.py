@@ -17,13 +17,11 @@ is already padded by the boundary mode, with three methods.
 
 from __future__ import annotations
 
-import types
-
 import numpy as np
 import scipy.fft
 from numba import prange
 
-from .._config import numba_jit, numba_threads
+from .._config import numba_jit, numba_threads, serial_copy
 from .direct import _inline
 
 _U = np.uint64
@@ -141,18 +139,7 @@ def _taps(w: np.ndarray, padded: tuple[int, ...], dtype, skip_zeros: bool = True
 #: the same kernel compiled without a parallel region: with one thread per
 #: call, several Python threads run it at once (a parallel region would have
 #: to be serialised under Numba's workqueue layer, which is not thread-safe)
-def _renamed(func, name: str):
-    """A copy of ``func`` under another name: Numba's on-disk cache is keyed
-    by the function's qualified name, not by its options, so a serial build
-    of a parallel kernel must be a distinct function or it may load the
-    parallel machine code from the cache (measured: two threads in it abort
-    the process under the workqueue layer)."""
-    copy = types.FunctionType(func.__code__, func.__globals__, name, func.__defaults__, func.__closure__)
-    copy.__qualname__ = name
-    return copy
-
-
-correlate_kernel_serial = numba_jit()(_renamed(correlate_kernel.py_func, "correlate_kernel_serial"))
+correlate_kernel_serial = serial_copy(correlate_kernel, "correlate_kernel_serial")
 
 
 def _correlate(xp: np.ndarray, w: np.ndarray, out: np.ndarray, num_threads: int, skip_zeros: bool = True) -> None:
