@@ -224,6 +224,39 @@ def copy_rate() -> float:
     return 2 * a.nbytes / t / 1e9
 
 
+def _timed_result(funcs: dict[str, Callable[[], Any]], repeats: int, budget_s: float, *, flops: float = 0.0,
+                  moved: float | None = None, **fields: Any) -> Result:  # fmt: skip
+    """Time ``funcs`` ("fastconv" and its references) interleaved and return
+    the case's Result: time, GFLOP/s (``flops``) or GB/s (``moved`` bytes),
+    the ratio to each reference, and the relative error against the first."""
+    err = None
+    references = [k for k in funcs if k != "fastconv"]
+    if references:
+        ours, theirs = np.asarray(funcs["fastconv"]()), np.asarray(funcs[references[0]]())
+        err = float(np.abs(ours - theirs).max() / max(np.abs(theirs).max(), 1e-30))
+    med = interleaved_medians(funcs, repeats, budget_s)
+    t = med["fastconv"]
+    return Result(
+        gflop=flops / 1e9,
+        fastconv_ms=t * 1e3,
+        gflops=flops / t / 1e9,
+        reference={k: {"ms": med[k] * 1e3, "ratio": t / med[k]} for k in references},
+        max_rel_err=err,
+        gbps=None if moved is None else moved / t / 1e9,
+        **fields,
+    )
+
+
+def _torch_call(torch, tf, *args, **kw):
+    """A torch call without autograd bookkeeping, for timing."""
+
+    def run():
+        with torch.no_grad():
+            return tf(*args, **kw)
+
+    return run
+
+
 def run_suite(
     suite: str,
     *,
@@ -253,40 +286,28 @@ def run_suite(
     results = []
     rng = np.random.default_rng(0)
     with fastconv.set_config(num_threads=threads), blas_threads(threads):
-        for k, (name, xs, ws, kw) in enumerate(cases):
+        for name, xs, ws, kw in cases:
             if progress:
                 progress(name)
             x = rng.standard_normal(xs).astype(np.float32)
             w = (rng.standard_normal(ws) / np.sqrt(np.prod(ws[1:]))).astype(np.float32)
             plan = fastconv.explain(f, x, w, **kw)
             funcs = {"fastconv": lambda f=f, x=x, w=w, kw=kw: f(x, w, **kw)}
-            err = None
             if torch is not None:
                 tf = getattr(torch.nn.functional, suite)
-                xt, wt = torch.from_numpy(x), torch.from_numpy(w)
-
-                def run_torch(tf=tf, xt=xt, wt=wt, kw=kw):
-                    with torch.no_grad():
-                        return tf(xt, wt, **kw)
-
-                funcs["torch"] = run_torch
-                ours, theirs = f(x, w, **kw), run_torch().numpy()
-                err = float(np.abs(ours - theirs).max() / max(np.abs(theirs).max(), 1e-30))
-            med = interleaved_medians(funcs, repeats, budget_s)
-            ref = {k: {"ms": v * 1e3, "ratio": med["fastconv"] / v} for k, v in med.items() if k != "fastconv"}
+                funcs["torch"] = _torch_call(torch, tf, torch.from_numpy(x), torch.from_numpy(w), **kw)
             results.append(
-                Result(
+                _timed_result(
+                    funcs,
+                    repeats,
+                    budget_s,
+                    flops=plan.flops,
                     suite=suite,
                     case=name,
                     input=tuple(xs),
                     weight=tuple(ws),
-                    params={k: v for k, v in kw.items()},
+                    params=dict(kw),
                     method=plan.method,
-                    gflop=plan.flops / 1e9,
-                    fastconv_ms=med["fastconv"] * 1e3,
-                    gflops=plan.flops / med["fastconv"] / 1e9,
-                    reference=ref,
-                    max_rel_err=err,
                 )
             )
     return results
@@ -298,42 +319,27 @@ def _run_pool_suite(cases, threads, torch, repeats, budget_s, progress) -> list[
     results = []
     rng = np.random.default_rng(0)
     with fastconv.set_config(num_threads=threads):
-        for k, (name, xs, fname, kw) in enumerate(cases):
+        for name, xs, fname, kw in cases:
             if progress:
                 progress(name)
             x = rng.standard_normal(xs).astype(np.float32)
             f = getattr(fastconv, fname)
             funcs = {"fastconv": lambda f=f, x=x, kw=kw: f(x, **kw)}
-            ours = f(x, **kw)
-            err = None
             if torch is not None:
-                tf = getattr(torch.nn.functional, fname)
-                xt = torch.from_numpy(x)
-
-                def run_torch(tf=tf, xt=xt, kw=kw):
-                    with torch.no_grad():
-                        return tf(xt, **kw)
-
-                funcs["torch"] = run_torch
-                theirs = run_torch().numpy()
-                err = float(np.abs(ours - theirs).max() / max(np.abs(theirs).max(), 1e-30))
-            med = interleaved_medians(funcs, repeats, budget_s)
-            ref = {k: {"ms": v * 1e3, "ratio": med["fastconv"] / v} for k, v in med.items() if k != "fastconv"}
-            moved = x.nbytes + ours.nbytes
+                funcs["torch"] = _torch_call(torch, getattr(torch.nn.functional, fname), torch.from_numpy(x), **kw)
+            ours = f(x, **kw)
             results.append(
-                Result(
+                _timed_result(
+                    funcs,
+                    repeats,
+                    budget_s,
+                    moved=x.nbytes + ours.nbytes,
                     suite="pool2d",
                     case=name,
                     input=tuple(xs),
                     weight=(),
                     params={"function": fname, **kw},
                     method="global" if ours.shape[-2:] == (1, 1) and "output_size" in kw else "separable",
-                    gflop=0.0,
-                    fastconv_ms=med["fastconv"] * 1e3,
-                    gflops=0.0,
-                    reference=ref,
-                    max_rel_err=err,
-                    gbps=moved / med["fastconv"] / 1e9,
                 )
             )
     return results
@@ -365,28 +371,22 @@ def _run_ndimage_suite(cases, threads, with_scipy, repeats, budget_s, progress) 
             w = filter_weights(kind, k, len(shape))
             plan = fastconv.explain(fn.correlate, x, w, mode=mode)
             funcs = {"fastconv": lambda x=x, w=w, mode=mode: fn.correlate(x, w, mode=mode)}
-            err = None
             if with_scipy:
                 from scipy import ndimage as sn
 
                 funcs["scipy"] = lambda x=x, w=w, mode=mode: sn.correlate(x, w, mode=mode)
-                ours, theirs = funcs["fastconv"](), funcs["scipy"]()
-                err = float(np.abs(ours - theirs).max() / max(np.abs(theirs).max(), 1e-30))
-            med = interleaved_medians(funcs, repeats, budget_s)
-            ref = {k_: {"ms": v * 1e3, "ratio": med["fastconv"] / v} for k_, v in med.items() if k_ != "fastconv"}
             results.append(
-                Result(
+                _timed_result(
+                    funcs,
+                    repeats,
+                    budget_s,
+                    flops=plan.flops,
                     suite="ndimage",
                     case=name,
                     input=tuple(shape),
                     weight=tuple(w.shape),
                     params={"mode": mode, "dtype": dtype, "weights": kind},
                     method=plan.method,
-                    gflop=plan.flops / 1e9,
-                    fastconv_ms=med["fastconv"] * 1e3,
-                    gflops=plan.flops / med["fastconv"] / 1e9,
-                    reference=ref,
-                    max_rel_err=err,
                 )
             )
     return results
@@ -407,29 +407,22 @@ def _run_signal_suite(cases, threads, with_scipy, repeats, budget_s, progress) -
             b = rng.standard_normal(sb).astype(dtype)
             method = fs.choose_conv_method(a, b, mode)
             funcs = {"fastconv": lambda a=a, b=b, mode=mode: fs.convolve(a, b, mode)}
-            err = None
             if with_scipy:
                 from scipy import signal as ss
 
                 funcs["scipy"] = lambda a=a, b=b, mode=mode: ss.convolve(a, b, mode)
-                ours, theirs = funcs["fastconv"](), funcs["scipy"]()
-                err = float(np.abs(ours - theirs).max() / max(np.abs(theirs).max(), 1e-30))
-            med = interleaved_medians(funcs, repeats, budget_s)
-            ref = {k: {"ms": v * 1e3, "ratio": med["fastconv"] / v} for k, v in med.items() if k != "fastconv"}
-            flops = 2.0 * a.size * b.size
             results.append(
-                Result(
+                _timed_result(
+                    funcs,
+                    repeats,
+                    budget_s,
+                    flops=2.0 * a.size * b.size,
                     suite="signal",
                     case=name,
                     input=tuple(sa),
                     weight=tuple(sb),
                     params={"mode": mode, "dtype": dtype},
                     method=method,
-                    gflop=flops / 1e9,
-                    fastconv_ms=med["fastconv"] * 1e3,
-                    gflops=flops / med["fastconv"] / 1e9,
-                    reference=ref,
-                    max_rel_err=err,
                 )
             )
     return results

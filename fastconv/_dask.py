@@ -82,10 +82,8 @@ def ndimage_filter(convolve: bool, input, weights, output, mode, cval, origin, m
     from ._spec import NDIMAGE_PAD, filter_spec
 
     w = _small(weights, "weights")
-    if output is not None and isinstance(output, np.ndarray):
-        raise TypeError("output must be None or a dtype for a dask input (the result is a lazy dask array)")
     meta = np.zeros((1,) * input.ndim, dtype=input.dtype)
-    spec, _, wc, _ = filter_spec(meta, w, output, mode, cval, origin, method, convolve=convolve)
+    spec, _, wc, _ = filter_spec(meta, w, output, mode, cval, origin, method, convolve=convolve, new_array="dask")
     # the block function correlates with the final weights and origin; the
     # spec's pads say how far each output reaches
     origins = tuple(lo - k // 2 for k, lo in zip(wc.shape, spec.pad_lo))
@@ -103,19 +101,10 @@ def signal_convolve(kind: str, in1, in2, mode: str, *, boundary: str = "fill", f
     dask ``in1`` and a small ``in2``: the full result is a same-size
     correlation of in1 padded by ``k - 1``, cropped to ``mode``."""
     from . import ndimage
-    from ._spec import BOUNDARIES, NDIMAGE_PAD, check_signal_mode
+    from ._spec import BOUNDARIES, NDIMAGE_PAD, unswapped_signal_weights
 
     b = _small(in2, "in2")
-    mode = check_signal_mode(mode)
-    if b.ndim != in1.ndim:
-        raise ValueError(f"in1 and in2 should have the same dimensionality, got {in1.ndim} and {b.ndim}")
-    if mode == "valid" and not all(n >= k for n, k in zip(in1.shape, b.shape)):
-        raise ValueError("for a dask in1 in 'valid' mode, in1 must be at least as large as in2 in every dimension")
-    if kind == "correlate":
-        b = np.conj(b) if b.dtype.kind == "c" else b
-        wc = b  # correlation weights as they are
-    else:
-        wc = b[tuple(slice(None, None, -1) for _ in range(b.ndim))]
+    mode, wc = unswapped_signal_weights(kind, in1.shape, b, mode, "dask")
     wb = _correlate_arg(wc)
     k = wc.shape
     out_dtype = np.result_type(in1.dtype, b.dtype)

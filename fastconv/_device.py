@@ -15,6 +15,8 @@ import numpy as np
 
 
 def is_gpu_array(value: Any) -> bool:
+    if type(value) is np.ndarray:  # the common case, answered without attribute lookups
+        return False
     return hasattr(value, "__cuda_array_interface__") or type(value).__name__ == "FakeCUDAArray"
 
 

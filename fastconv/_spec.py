@@ -168,17 +168,19 @@ def compute_dtype(*dtypes: np.dtype, names: tuple[str, ...]) -> np.dtype:
 
 
 def as_array(value: Any, name: str) -> np.ndarray:
-    """Accept ndarrays and array-likes; reject what is not numeric data."""
+    """Accept ndarrays and array-likes; reject what is not numeric data
+    (bool, int, float, complex: the ops narrow this further)."""
     if isinstance(value, np.ndarray):
-        return value
-    if value is None or isinstance(value, (str, bytes, dict, set)):
+        arr = value
+    elif value is None or isinstance(value, (str, bytes, dict, set)):
         raise TypeError(f"{name} must be a numeric array, got {type(value).__name__}")
-    if is_gpu_array(value):
-        return proxy(value)  # validated by shape and dtype; the data stays on the GPU
-    try:
-        arr = np.asarray(value)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} must be a numeric array: {exc}") from None
+    elif is_gpu_array(value):
+        arr = proxy(value)  # validated by shape and dtype; the data stays on the GPU
+    else:
+        try:
+            arr = np.asarray(value)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{name} must be a numeric array: {exc}") from None
     if arr.dtype.kind not in "biufc":
         raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}")
     return arr
@@ -798,15 +800,19 @@ def filter_spec(
     method: Any,
     *,
     convolve: bool,
+    new_array: str | None = None,
 ) -> tuple[FilterSpec, np.ndarray, np.ndarray, np.ndarray | None]:
     """Validate an ndimage correlate/convolve call.  Returns the spec, the
     input, the correlation weights (flipped for convolve, conjugated for
-    complex correlate, as scipy) and the ``output`` array (or None)."""
+    complex correlate, as scipy) and the ``output`` array (or None).
+    ``new_array`` names the kind of input ("dask", "GPU") whose result is a
+    new array of its own kind: ``output`` may then only be a dtype."""
+    if new_array is not None and (isinstance(output, np.ndarray) or is_gpu_array(output)):
+        raise TypeError(
+            f"output must be None or a dtype for a {new_array} input (the result is a new {new_array} array)"
+        )
     x = as_array(input, "input")
     w = as_array(weights, "weights")
-    for arr, name in ((x, "input"), (w, "weights")):
-        if arr.dtype.kind not in "biufc":
-            raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}")
     if w.ndim != x.ndim:
         raise ValueError(f"weights must have the input's number of dimensions {x.ndim}, got weights of shape {w.shape}")
     if x.ndim == 0:
@@ -898,12 +904,24 @@ BOUNDARIES = {"fill": "constant", "pad": "constant", "wrap": "wrap", "circular":
 def signal_arrays(in1: Any, in2: Any) -> tuple[np.ndarray, np.ndarray]:
     a = as_array(in1, "in1")
     b = as_array(in2, "in2")
-    for arr, name in ((a, "in1"), (b, "in2")):
-        if arr.dtype.kind not in "biufc":
-            raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}")
     if a.ndim != b.ndim:
         raise ValueError(f"in1 and in2 should have the same dimensionality, got {a.ndim} and {b.ndim}")
     return a, b
+
+
+def unswapped_signal_weights(kind: str, in1_shape, b: np.ndarray, mode: Any, where: str) -> tuple[str, np.ndarray]:
+    """``mode`` and the correlation weights of a signal ``kind`` ("convolve"
+    or "correlate") whose ``in1`` stays where it is (a dask or GPU array,
+    ``where``): in2 reversed for convolve, conjugated for correlate; 'valid'
+    needs in1 at least as large as in2 (scipy would swap them)."""
+    mode = check_signal_mode(mode)
+    if b.ndim != len(in1_shape):
+        raise ValueError(f"in1 and in2 should have the same dimensionality, got {len(in1_shape)} and {b.ndim}")
+    if mode == "valid" and not all(n >= k for n, k in zip(in1_shape, b.shape)):
+        raise ValueError(f"for a {where} in1 in 'valid' mode, in1 must be at least as large as in2 in every dimension")
+    if kind == "correlate":
+        return mode, (np.conj(b) if b.dtype.kind == "c" else b)
+    return mode, b[tuple(slice(None, None, -1) for _ in range(b.ndim))]
 
 
 def check_signal_mode(mode: Any) -> str:

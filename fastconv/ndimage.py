@@ -143,10 +143,8 @@ def _filter(convolve: bool, input, weights, output, mode, cval, origin, method):
         from .cuda._run import run_filter as gpu_filter
         from .cuda._run import to_host_small
 
-        if isinstance(output, np.ndarray) or is_gpu_array(output):
-            raise TypeError("output must be None or a dtype for a GPU input (the result is a new GPU array)")
         spec, _, w, _ = filter_spec(input, to_host_small(weights), output, mode, cval, origin, method,
-                                    convolve=convolve)  # fmt: skip
+                                    convolve=convolve, new_array="GPU")  # fmt: skip
         return gpu_filter(spec, input, w, like=input if is_gpu_array(input) else weights)
     spec, x, w, out = filter_spec(input, weights, output, mode, cval, origin, method, convolve=convolve)
     return run_filter(spec, x, w, out)

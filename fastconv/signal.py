@@ -41,8 +41,8 @@ __all__ = [
 _EXACT = 2.0**53
 
 
-def _gpu(*arrays) -> bool:
-    return any(is_gpu_array(a) for a in arrays)
+def _gpu(in1, in2) -> bool:
+    return is_gpu_array(in1) or is_gpu_array(in2)
 
 
 def _on_gpu(kind: str, in1, in2, mode, **kwargs):
@@ -97,18 +97,29 @@ def _crop(full: np.ndarray, n, k, mode: str, same_start_high: bool = False) -> n
 _SMALL = 20_000
 
 
+def _by_numpy(a, b, mode, method) -> bool:
+    """A small 1-D "fill" convolution numpy.convolve computes as scipy does
+    (its 'valid' swaps like scipy's; its 'same' centres like scipy's only when
+    ``a`` is the longer one).  Safe on unvalidated arguments, so ``convolve``
+    asks it before any planning."""
+    return (
+        type(a) is np.ndarray
+        and type(b) is np.ndarray
+        and a.ndim == 1
+        and b.ndim == 1
+        and 0 < a.size * b.size <= _SMALL
+        and a.dtype.kind in "biufc"
+        and b.dtype.kind in "biufc"
+        and isinstance(method, str)
+        and method in ("auto", "direct")
+        and isinstance(mode, str)
+        and (mode in ("full", "valid") or (mode == "same" and a.size >= b.size))
+    )
+
+
 def _convolve(a, b, mode, method, *, boundary="fill", fillvalue=0.0, as_float=False, same_start_high=False):
     """``mode`` convolution of a with b (already validated and swapped)."""
-    if (
-        a.ndim == 1
-        and method in ("auto", "direct")
-        and a.size * b.size <= _SMALL
-        and boundary == "fill"
-        and fillvalue == 0
-        and not as_float
-        and not same_start_high
-        and (mode != "same" or a.size >= b.size)
-    ):
+    if boundary == "fill" and fillvalue == 0 and not as_float and not same_start_high and _by_numpy(a, b, mode, method):
         return np.convolve(a, b, mode)
     if a.dtype.kind in "biu" and b.dtype.kind in "biu" and not _exact_ints(a, b) and boundary == "fill":
         return _integer_nd(a, b, mode, same_start_high)
@@ -153,21 +164,8 @@ def convolve(in1: Any, in2: Any, mode: str = "full", method: str = "auto") -> np
     >>> signal.convolve(np.array([1, 2, 3], np.int8), np.array([100, 100], np.int8))
     array([100,  44, -12,  44], dtype=int8)
     """
-    if (
-        type(in1) is np.ndarray
-        and type(in2) is np.ndarray
-        and in1.ndim == 1
-        and in2.ndim == 1
-        and 0 < in1.size * in2.size <= _SMALL
-        and isinstance(method, str)
-        and isinstance(mode, str)
-        and method in ("auto", "direct")
-        and (mode in ("full", "valid") or (mode == "same" and in1.size >= in2.size))
-        and in1.dtype.kind in "biufc"
-        and in2.dtype.kind in "biufc"
-    ):
-        # tiny 1-D: the branch _convolve takes, without the planning on the way
-        return np.convolve(in1, in2, mode)
+    if _by_numpy(in1, in2, mode, method):
+        return np.convolve(in1, in2, mode)  # tiny 1-D: no planning on the way
     if is_dask(in1):
         from ._dask import signal_convolve
 

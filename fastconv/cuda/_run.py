@@ -36,7 +36,7 @@ def _contiguous(arr) -> bool:
     return bool(np.asarray(arr).flags.c_contiguous)  # pragma: no cover - simulator arrays
 
 
-def to_device(a: Any, dtype: np.dtype, name: str):
+def to_device(a: Any, dtype: np.dtype):
     """A C-contiguous device array of ``dtype`` holding ``a`` (no copy when
     ``a`` already is one on the GPU)."""
     cuda = _cuda()
@@ -49,10 +49,7 @@ def to_device(a: Any, dtype: np.dtype, name: str):
             return cuda.as_cuda_array(native)
         host = arr.copy_to_host()
         return cuda.to_device(np.ascontiguousarray(host, dtype=dtype))
-    host = np.asarray(a)
-    if host.dtype.kind not in "biuf":
-        raise TypeError(f"{name}: the GPU kernels take real arrays, got dtype {host.dtype}")
-    return cuda.to_device(np.ascontiguousarray(host, dtype=dtype))
+    return cuda.to_device(np.ascontiguousarray(a, dtype=dtype))  # (validated by the op's spec)
 
 
 def _convert_on_device(a: Any, dtype: np.dtype):
@@ -157,14 +154,14 @@ class _Operands:
 
     def __init__(self, spec, input, weight, bias):
         cuda = _cuda()
-        x = _lift(to_device(input, spec.dtype, "input"), spec.batched, spec.nd)
+        x = _lift(to_device(input, spec.dtype), spec.batched, spec.nd)
         if spec.padding_mode != "zeros" and (any(spec.pad_lo) or any(spec.pad_hi)):
             x = _pad_device(x, spec)
         self.x = x
-        w = to_device(weight, spec.dtype, "weight")
+        w = to_device(weight, spec.dtype)
         self.w = w.reshape(tuple(w.shape[:2]) + (1,) * (3 - spec.nd) + tuple(w.shape[2:]))
         self.has_b = bias is not None
-        self.b = to_device(bias, spec.dtype, "bias") if self.has_b else cuda.to_device(np.zeros(1, spec.dtype))
+        self.b = to_device(bias, spec.dtype) if self.has_b else cuda.to_device(np.zeros(1, spec.dtype))
 
     def pads(self, spec) -> tuple[int, int, int]:
         return spec.kernel_pad_lo if not spec.transposed else spec.lifted("pad_lo")
@@ -256,7 +253,7 @@ def run_pool(spec, input):
     from ..kernels.pool_plan import windows
 
     cuda = _cuda()
-    x = to_device(input, spec.dtype, "input")
+    x = to_device(input, spec.dtype)
     x = x.reshape((spec.n * spec.c, *spec.lifted("in_spatial")))
     wd, wh, ww = windows(spec)
     tables = [
@@ -296,7 +293,7 @@ def run_filter(spec, input, w: np.ndarray, like=None):
         raise ValueError(f"the GPU filters take up to 3 dimensions, got {spec.ndim}")
     if spec.out_dtype not in (np.float32, np.float64) or spec.out_dtype != spec.dtype:
         raise TypeError(f"the GPU filters compute float32/float64 (input and output), got {spec.out_dtype}")
-    x = to_device(input, spec.dtype, "input").reshape(spec.lifted("shape"))
+    x = to_device(input, spec.dtype).reshape(spec.lifted("shape"))
     wk = cuda.to_device(np.ascontiguousarray(w, dtype=spec.dtype).reshape(spec.lifted("kernel")))
     out_shape = spec.lifted("out_shape")
     y = cuda.device_array(out_shape, dtype=spec.dtype)
@@ -318,23 +315,16 @@ def run_signal(kind: str, in1, in2, mode: str, *, boundary: str = "fill", fillva
     over in1 extended by ``boundary``, cropped to ``mode``."""
     import dataclasses
 
-    from .._device import proxy
-    from .._spec import BOUNDARIES, check_signal_mode, signal_spec
+    from .._spec import as_array, signal_spec, unswapped_signal_weights
 
-    a = proxy(in1) if is_gpu_array(in1) else np.asarray(in1)
-    b = to_host_small(in2)
-    mode = check_signal_mode(mode)
-    if a.ndim != b.ndim:
-        raise ValueError(f"in1 and in2 should have the same dimensionality, got {a.ndim} and {b.ndim}")
+    a = as_array(in1, "in1")  # a shape-and-dtype proxy of a GPU array
+    b = as_array(to_host_small(in2), "in2")
+    mode, wc = unswapped_signal_weights(kind, a.shape, b, mode, "GPU")
     if a.size == 0 or b.size == 0:
         raise ValueError("in1 and in2 must not be empty on the GPU path")
-    if mode == "valid" and not all(n >= k for n, k in zip(a.shape, b.shape)):
-        raise ValueError("for a GPU in1 in 'valid' mode, in1 must be at least as large as in2 in every dimension")
     if a.dtype.kind == "c" or b.dtype.kind == "c":
         raise TypeError("complex data is not supported by the GPU filters; pass NumPy arrays")
-    wc = b if kind == "correlate" else b[tuple(slice(None, None, -1) for _ in range(b.ndim))]
     spec = signal_spec(a, wc, mode, "direct", boundary=boundary, fillvalue=fillvalue, same_start_high=same_start_high)
-    assert spec.mode == BOUNDARIES[boundary]
     if spec.out_dtype.kind in "biu":
         if not as_float:
             raise TypeError(

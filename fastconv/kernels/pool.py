@@ -364,20 +364,20 @@ def run_pool(spec, x: np.ndarray, num_threads: int, axis_windows=None) -> tuple[
     window tables: the dask path pools one tile of a larger input with it."""
     from .pool_plan import is_global, windows
 
-    if axis_windows is not None:
-        is_global, windows = (lambda spec: False), (lambda spec: axis_windows)
-
     P = x.shape[0]
     out = np.empty((P, *spec.lifted("out_spatial")), dtype=spec.dtype)
     idx = np.empty(out.shape if spec.return_indices else (1, 1, 1, 1), dtype=np.int64)
     nparts = max(1, min(P, num_threads))
     if P and out.size:
-        global_ = is_global(spec) and not spec.return_indices
+        global_ = axis_windows is None and is_global(spec) and not spec.return_indices
         if global_ and (nparts == 1 or x.size < _GLOBAL_SERIAL_BELOW):
             _global(spec, x, out, 1)  # serial: no thread setup at all
+        elif global_:
+            with numba_threads(num_threads):
+                _global(spec, x, out, nparts)
         else:
             with numba_threads(num_threads):
-                _dispatch(spec, x, out, idx, nparts, global_, windows)
+                _windowed(spec, x, out, idx, nparts, axis_windows or windows(spec))
     values = out.reshape(spec.out_shape)
     return values, (idx.reshape(spec.out_shape) if spec.return_indices else None)
 
@@ -393,11 +393,9 @@ def _global(spec, x, out, nparts: int) -> None:
         (global_sum_kernel_serial if nparts == 1 else global_sum_kernel)(flat, res, divisor, nparts)
 
 
-def _dispatch(spec, x, out, idx, nparts, global_, windows) -> None:
-    if global_:
-        _global(spec, x, out, nparts)
-        return
-    wd, wh, ww = windows(spec)
+def _windowed(spec, x, out, idx, nparts, axis_windows) -> None:
+    """Every other pooling: the separable kernels over the window tables."""
+    wd, wh, ww = axis_windows
     tables = (wd.lo, wd.hi, wh.lo, wh.hi, ww.lo, ww.hi)
     if spec.kind == "max":
         max_pool_kernel(x, out, idx, spec.return_indices, tables, (wd.step, wh.step, ww.step), ww.regular, nparts)
