@@ -41,12 +41,18 @@ __all__ = [
 _EXACT = 2.0**53
 
 
-def _gpu(in1, in2) -> bool:
-    return is_gpu_array(in1) or is_gpu_array(in2)
+def _elsewhere(in1, in2) -> bool:
+    """A dask ``in1`` or a GPU array among the inputs: :func:`_route` computes it."""
+    return is_dask(in1) or is_gpu_array(in1) or is_gpu_array(in2)
 
 
-def _on_gpu(kind: str, in1, in2, mode, **kwargs):
-    """GPU arrays in: the direct GPU filter (fastconv.cuda), the result on the GPU."""
+def _route(kind: str, in1, in2, mode, **kwargs):
+    """``kind`` ("convolve"/"correlate") on a dask ``in1`` (a lazy dask array
+    with halos) or on GPU arrays (the direct GPU filter, the result on the GPU)."""
+    if is_dask(in1):
+        from ._dask import signal_convolve
+
+        return signal_convolve(kind, in1, in2, mode, **kwargs)
     from .cuda._run import run_signal
 
     return run_signal(kind, in1, in2, mode, **kwargs)
@@ -166,12 +172,8 @@ def convolve(in1: Any, in2: Any, mode: str = "full", method: str = "auto") -> np
     """
     if _by_numpy(in1, in2, mode, method):
         return np.convolve(in1, in2, mode)  # tiny 1-D: no planning on the way
-    if is_dask(in1):
-        from ._dask import signal_convolve
-
-        return signal_convolve("convolve", in1, in2, mode)
-    if _gpu(in1, in2):
-        return _on_gpu("convolve", in1, in2, mode)
+    if _elsewhere(in1, in2):
+        return _route("convolve", in1, in2, mode)
     a, b = signal_arrays(in1, in2)
     mode = check_signal_mode(mode)
     if a.size == 0 or b.size == 0:
@@ -192,12 +194,8 @@ def correlate(in1: Any, in2: Any, mode: str = "full", method: str = "auto") -> n
     >>> signal.correlate([1.0, 2.0, 3.0], [0.0, 1.0, 0.5], mode="same")
     array([2. , 3.5, 3. ])
     """
-    if is_dask(in1):
-        from ._dask import signal_convolve
-
-        return signal_convolve("correlate", in1, in2, mode)
-    if _gpu(in1, in2):
-        return _on_gpu("correlate", in1, in2, mode)
+    if _elsewhere(in1, in2):
+        return _route("correlate", in1, in2, mode)
     a, b = signal_arrays(in1, in2)
     mode = check_signal_mode(mode)
     if a.size == 0 or b.size == 0:
@@ -206,12 +204,8 @@ def correlate(in1: Any, in2: Any, mode: str = "full", method: str = "auto") -> n
 
 
 def _fft_family(in1, in2, mode, axes, method):
-    if is_dask(in1) and axes is None:
-        from ._dask import signal_convolve
-
-        return signal_convolve("convolve", in1, in2, mode, as_float=True)
-    if _gpu(in1, in2) and axes is None:
-        return _on_gpu("convolve", in1, in2, mode, as_float=True)
+    if _elsewhere(in1, in2) and axes is None:
+        return _route("convolve", in1, in2, mode, as_float=True)
     a, b = signal_arrays(in1, in2)
     mode = check_signal_mode(mode)
     if a.size == 0 or b.size == 0:
@@ -263,7 +257,7 @@ def oaconvolve(in1: Any, in2: Any, mode: str = "full", axes: Any = None) -> np.n
     >>> round(float(signal.oaconvolve(x, np.ones(10), mode="valid").max()), 9)
     10.0
     """
-    if is_dask(in1) or _gpu(in1, in2):
+    if _elsewhere(in1, in2):
         return _fft_family(in1, in2, mode, axes, "oa")
     a, b = signal_arrays(in1, in2)
     ratios = [n / max(k, 1) for n, k in zip(a.shape, b.shape)] if a.size and b.size else [0]
@@ -282,14 +276,9 @@ def convolve2d(in1: Any, in2: Any, mode: str = "full", boundary: str = "fill", f
     >>> signal.convolve2d(np.arange(3.0).reshape(1, 3), np.ones((1, 7)), boundary="wrap")
     array([[6., 7., 8., 6., 7., 8., 6., 7., 8.]])
     """
-    if is_dask(in1):
-        from ._dask import signal_convolve
-
-        check_2d(in1.ndim, np.ndim(in2), boundary, fillvalue)
-        return signal_convolve("convolve", in1, in2, mode, boundary=boundary, fillvalue=float(fillvalue))
-    if _gpu(in1, in2):
-        check_2d(len(in1.shape), len(np.shape(in2)), boundary, fillvalue)
-        return _on_gpu("convolve", in1, in2, mode, boundary=boundary, fillvalue=float(fillvalue))
+    if _elsewhere(in1, in2):
+        check_2d(len(in1.shape), np.ndim(in2), boundary, fillvalue)
+        return _route("convolve", in1, in2, mode, boundary=boundary, fillvalue=float(fillvalue))
     a, b = signal_arrays(in1, in2)
     boundary = check_2d(a.ndim, b.ndim, boundary, fillvalue)
     mode = check_signal_mode(mode)
@@ -311,16 +300,10 @@ def correlate2d(in1: Any, in2: Any, mode: str = "full", boundary: str = "fill", 
            [2., 1., 0.],
            [0., 2., 1.]])
     """
-    if is_dask(in1):
-        from ._dask import signal_convolve
-
-        check_2d(in1.ndim, np.ndim(in2), boundary, fillvalue)
-        return signal_convolve("correlate", in1, in2, mode, boundary=boundary, fillvalue=float(fillvalue),
-                               same_start_high=True)  # fmt: skip
-    if _gpu(in1, in2):
-        check_2d(len(in1.shape), len(np.shape(in2)), boundary, fillvalue)
-        return _on_gpu("correlate", in1, in2, mode, boundary=boundary, fillvalue=float(fillvalue),
-                       same_start_high=True)  # fmt: skip
+    if _elsewhere(in1, in2):
+        check_2d(len(in1.shape), np.ndim(in2), boundary, fillvalue)
+        return _route("correlate", in1, in2, mode, boundary=boundary, fillvalue=float(fillvalue),
+                      same_start_high=True)  # fmt: skip
     a, b = signal_arrays(in1, in2)
     boundary = check_2d(a.ndim, b.ndim, boundary, fillvalue)
     mode = check_signal_mode(mode)
