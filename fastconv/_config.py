@@ -12,6 +12,8 @@ import os
 import threading
 from typing import Any
 
+import numpy as np
+
 __all__ = ["Config", "get_config", "set_config"]
 
 #: The only fastmath flags fastconv ever uses.  ``nnan``/``ninf`` are excluded on
@@ -302,3 +304,34 @@ def blas_threads(n: int):
         return
     with _controller.limit(limits=n, user_api="blas"):
         yield
+
+
+_scratch_local = threading.local()
+
+
+def scratch(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+    """A kernel's work buffer, kept between calls (per calling thread).
+
+    A fresh multi-megabyte buffer per call is not free: its pages fault in on
+    first touch and are unmapped on release, and in a process whose threads
+    fault at once they queue on the address-space lock (measured: a
+    two-thread Winograd call no faster than one thread until its buffers were
+    reused).  Contents are undefined; each ``name`` keeps its largest request,
+    which ``workspace_limit`` bounds, per dtype; :func:`release_scratch` frees them."""
+    dtype = np.dtype(dtype)
+    need = 1
+    for v in shape:
+        need *= int(v)
+    cache = getattr(_scratch_local, "buffers", None)
+    if cache is None:
+        cache = _scratch_local.buffers = {}
+    key = (name, dtype.str)
+    buf = cache.get(key)
+    if buf is None or buf.size < need:
+        buf = cache[key] = np.empty(max(need, 1), dtype)
+    return buf[:need].reshape(shape)
+
+
+def release_scratch() -> None:
+    """Free the calling thread's kept work buffers."""
+    _scratch_local.buffers = {}

@@ -167,3 +167,24 @@ def test_im2col_tiles_always_fit(rng):
                 nimg, _ = plan_tiles(spec, limit, threads)
                 if nimg:
                     assert workspace(spec, limit, threads) <= limit
+
+
+def test_scratch_buffers_are_kept_per_thread_and_released():
+    from fastconv._config import release_scratch, scratch
+
+    a = scratch("test_buf", (3, 4), np.float32)
+    assert a.shape == (3, 4) and a.dtype == np.float32
+    b = scratch("test_buf", (2, 5), np.float32)  # smaller: the same memory
+    assert np.shares_memory(a, b)
+    c = scratch("test_buf", (2, 5), np.float64)  # another dtype: its own buffer
+    assert not np.shares_memory(a, c)
+    d = scratch("test_buf", (100,), np.float32)  # larger: a new buffer
+    assert d.shape == (100,) and not np.shares_memory(a, d)
+    seen = []
+    t = threading.Thread(target=lambda: seen.append(scratch("test_buf", (100,), np.float32)))
+    t.start()
+    t.join()
+    assert not np.shares_memory(seen[0], d)  # each thread has its own
+    release_scratch()
+    assert not np.shares_memory(scratch("test_buf", (100,), np.float32), d)
+    release_scratch()

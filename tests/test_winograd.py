@@ -41,3 +41,144 @@ def test_partial_tiles_and_groups(m, rng):
         b = rng.standard_normal(6)
         got = fastconv.conv2d(x, w, b, padding=1, groups=2, method=f"winograd_f{m}")
         np.testing.assert_allclose(got, conv_nd(x, w, b, padding=1, groups=2), rtol=1e-9, atol=1e-9)
+
+
+def test_explicit_transforms_equal_the_matrices(rng):
+    """The unrolled B^T / A^T formulas the kernel runs are the textbook matrices."""
+    from fastconv.kernels import winograd as W
+
+    d = rng.standard_normal(6)
+    cf = np.array([2, 4, 5, 8], np.float64)
+    np.testing.assert_allclose(W._bt4(*d, cf[0], cf[1], cf[2]), W._BT[4] @ d, rtol=1e-14, atol=1e-14)
+    np.testing.assert_allclose(W._at4(*d, cf[0], cf[1], cf[3]), W._AT[4] @ d, rtol=1e-14, atol=1e-14)
+    np.testing.assert_allclose(W._bt2(*d[:4]), W._BT[2] @ d[:4], rtol=1e-14, atol=1e-14)
+    np.testing.assert_allclose(W._at2(*d[:4]), W._AT[2] @ d[:4], rtol=1e-14, atol=1e-14)
+    # and the three matrices make a convolution: A^T [(G g) * (B^T d)] == correlate(d, g)
+    for m in (2, 4):
+        d = rng.standard_normal(m + 2)
+        g = rng.standard_normal(3)
+        want = np.correlate(d, g, mode="valid")
+        np.testing.assert_allclose(W._AT[m] @ ((W._G[m] @ g) * (W._BT[m] @ d)), want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("m", [2, 4])
+def test_weight_transform_against_numpy(m, rng):
+    """U = G g G^T per (o, c, depth tap), blocks of output channels, zero rows past O."""
+    from fastconv.kernels import winograd as W
+
+    w = rng.standard_normal((5, 3, 2, 3, 3))
+    u = W.transform_weights(w, m, m, o_block=2).copy()
+    g = W._G[m]
+    want = np.einsum("ik,ocdkl,jl->ijocd", g, w, g).reshape((m + 2) ** 2, 5, 3 * 2)
+    assert u.shape == (3, (m + 2) ** 2, 2, 6)
+    np.testing.assert_allclose(u.transpose(1, 0, 2, 3).reshape((m + 2) ** 2, 6, 6)[:, :5], want, rtol=1e-12)
+    assert not u[2, :, 1].any()
+    # a kernel one row high: F(m, 3) along W only
+    w1 = rng.standard_normal((4, 2, 1, 1, 3))
+    u1 = W.transform_weights(w1, 1, m, o_block=4)
+    np.testing.assert_allclose(u1[0], np.einsum("jl,ocl->joc", g, w1[:, :, 0, 0]), rtol=1e-12)
+
+
+# (nd, x shape, w shape, keyword arguments): partial tiles, 1-wide inputs,
+# depth stride/dilation/padding (stacked into the GEMMs), 1-high kernels
+WINOGRAD_CASES = [
+    (1, (2, 3, 17), (4, 3, 3), dict(padding=1)),
+    (1, (1, 2, 1), (3, 2, 3), dict(padding=2)),
+    (1, (3, 4, 9), (6, 2, 3), dict(padding="same", groups=2)),
+    (1, (2, 3, 1001), (4, 3, 3), dict(padding=1)),  # rows of tiles cut in pieces
+    (2, (1, 2, 3, 1400), (3, 2, 3, 3), dict(padding=(1, 0))),
+    (2, (2, 3, 7, 9), (5, 3, 3, 3), dict(padding=1)),
+    (2, (1, 3, 8, 9), (4, 3, 1, 3), dict(padding=(2, 1))),
+    (2, (2, 2, 5, 3), (3, 2, 3, 3), dict(padding=(0, 2))),
+    (3, (2, 3, 5, 6, 7), (4, 3, 3, 3, 3), dict(padding=1)),
+    (3, (1, 2, 7, 5, 9), (3, 2, 2, 3, 3), dict(padding=(1, 1, 0), stride=(2, 1, 1), dilation=(2, 1, 1))),
+    (3, (1, 2, 4, 6, 6), (3, 2, 1, 3, 3), dict(padding=(0, 1, 1))),
+]
+FUNCS = {1: fastconv.conv1d, 2: fastconv.conv2d, 3: fastconv.conv3d}
+
+
+@pytest.mark.parametrize("m", [2, 4])
+def test_one_and_three_dimensional_against_reference(m, rng):
+    for nd, xs, ws, kw in WINOGRAD_CASES:
+        x, w, b = rng.standard_normal(xs), rng.standard_normal(ws), rng.standard_normal(ws[0])
+        method = f"winograd_f{m}"
+        assert method in fastconv.available_methods(FUNCS[nd], x, w, **kw), (xs, ws, kw)
+        got = FUNCS[nd](x, w, b, method=method, **kw)
+        np.testing.assert_allclose(got, conv_nd(x, w, b, **kw), rtol=1e-10, atol=1e-10, err_msg=str((xs, ws, kw)))
+
+
+def test_not_offered_where_the_tiles_do_not_apply():
+    x = np.zeros((1, 2, 9, 9), np.float32)
+    for w_shape, kw in [((2, 2, 3, 3), dict(stride=2)), ((2, 2, 3, 3), dict(dilation=2)), ((2, 2, 5, 5), {}),
+                        ((2, 2, 3, 1), {}), ((2, 2, 2, 3), {})]:  # fmt: skip
+        methods = fastconv.available_methods(fastconv.conv2d, x, np.zeros(w_shape, np.float32), **kw)
+        assert "winograd_f4" not in methods and "winograd_f2" not in methods, (w_shape, kw)
+    w1 = np.zeros((2, 2, 3), np.float32)
+    assert "winograd_f4" not in fastconv.available_methods(fastconv.conv1d, x[:, :, 0], w1, dilation=2)
+
+
+@pytest.mark.parametrize("m", [2, 4])
+def test_output_channel_split_and_small_workspace(m, rng):
+    """Few tiles and many output channels: work items split the output
+    channels (the last block partial); a tight workspace_limit: fewer tile
+    rows a block.  Same answers, and the planned workspace stays in the limit."""
+    from fastconv._spec import conv_spec
+    from fastconv.kernels.winograd_plan import layout
+
+    x = rng.standard_normal((1, 6, 4, 4)).astype(np.float32)
+    w = rng.standard_normal((37, 6, 3, 3)).astype(np.float32)
+    spec = conv_spec(2, x, w, None, 1, 1, 1, 1, "zeros", "auto", None, None)[0]
+    lay = layout(spec, m, 1 << 26, 4)
+    assert lay.n_oblocks > 1 and lay.n_oblocks * lay.o_block > 37
+    want = conv_nd(x, w, padding=1)
+    with fastconv.set_config(num_threads=4):
+        check32(fastconv.conv2d(x, w, padding=1, method=f"winograd_f{m}"), want)
+    xl = rng.standard_normal((2, 8, 30, 30)).astype(np.float32)
+    wl = rng.standard_normal((8, 8, 3, 3)).astype(np.float32)
+    spec = conv_spec(2, xl, wl, None, 1, 1, 1, 1, "zeros", "auto", None, None)[0]
+    limit = 200_000
+    lay = layout(spec, m, limit, 2)
+    assert lay.rows_per_block < layout(spec, m, 1 << 26, 2).rows_per_block
+    assert lay.workspace <= limit
+    with fastconv.set_config(workspace_limit=limit):
+        check32(fastconv.conv2d(xl, wl, padding=1, method=f"winograd_f{m}"), conv_nd(xl, wl, padding=1))
+    # one tile row over the limit: the row is cut in pieces
+    x1 = rng.standard_normal((1, 8, 3000)).astype(np.float32)
+    w1 = rng.standard_normal((8, 8, 3)).astype(np.float32)
+    spec = conv_spec(1, x1, w1, None, 1, 1, 1, 1, "zeros", "auto", None, None)[0]
+    lay = layout(spec, m, 40_000, 2)
+    assert lay.seg < layout(spec, m, 1 << 26, 2).seg and lay.workspace <= 40_000
+    with fastconv.set_config(workspace_limit=40_000):
+        check32(fastconv.conv1d(x1, w1, padding=1, method=f"winograd_f{m}"), conv_nd(x1, w1, padding=1))
+
+
+def check32(got, want):
+    scale = np.abs(want).max()
+    np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-4 * scale)
+
+
+def test_kept_buffers_do_not_leak_between_calls(rng):
+    """Work buffers are reused across calls: a wide padded call, then a narrow
+    unpadded one, then float64 (its own buffers) must each be exact."""
+    for xs, pad, dt in [((1, 3, 9, 40), 1, np.float64), ((2, 3, 6, 7), 0, np.float64), ((1, 2, 5, 11), 1, np.float32)]:
+        x = rng.standard_normal(xs).astype(dt)
+        w = rng.standard_normal((4, xs[1], 3, 3)).astype(dt)
+        got = fastconv.conv2d(x, w, padding=pad, method="winograd_f4")
+        want = conv_nd(x, w, padding=pad)
+        if dt == np.float64:
+            np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+        else:
+            check32(got, want)
+
+
+@pytest.mark.parametrize("nd, cin", [(1, 256), (3, 64)])
+def test_float32_error_one_and_three_dimensional(nd, cin, rng):
+    """F(4) along W only (1-D) and depth taps stacked into the GEMM (3-D,
+    inner dimension 3 x C_in): inside the float32 tolerance too."""
+    spatial = (40,) if nd == 1 else (5, 12, 12)
+    x = rng.standard_normal((1, cin, *spatial)).astype(np.float32)
+    w = (rng.standard_normal((8, cin) + (3,) * nd) / np.sqrt(3**nd * cin)).astype(np.float32)
+    want = conv_nd(x, w, padding=1)
+    got = FUNCS[nd](x, w, padding=1, method="winograd_f4")
+    err = np.abs(got - want).max() / np.abs(want).max()
+    assert err < 1e-4, err

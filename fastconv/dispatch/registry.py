@@ -147,19 +147,26 @@ def _fft_workspace(spec) -> int:
 
 def _winograd_features(m: int):
     def features(spec) -> dict[str, float]:
-        """Winograd F(m): a fixed cost, the channel GEMMs' FLOPs, the
-        transformed elements (input and output transforms), and the blocks."""
-        from ..kernels.winograd_plan import tiles, tiles_per_block
+        """Winograd F(m): a fixed cost, the channel GEMMs' FLOPs (over the
+        padded tiles), the transformed elements (input and output
+        transforms), the GEMM calls, the weight transform's output, and the
+        transformed weights each work item streams through its GEMMs (large
+        when many items each read a U of many megabytes: deep layers on
+        small images)."""
+        from ..kernels.winograd_plan import layout, transform_units
 
-        a2 = (m + 2) ** 2
-        t = tiles(spec, m)
+        lay = layout(spec, m, *_settings())
+        t, transformed = transform_units(spec, m)
         cig, cog = spec.c_in // spec.groups, spec.c_out // spec.groups
-        blocks = spec.groups * -(-t // tiles_per_block(spec, m, _settings()[0]))
+        k = cig * lay.kdepth
+        items = spec.groups * lay.n_blocks * lay.n_oblocks
         return {
             "overhead_s": 1.0,
-            "s_per_flop": 2.0 * a2 * cig * cog * t * spec.groups,
-            "s_per_transformed": float(a2 * (cig + cog) * t * spec.groups),
-            "s_per_block": float(blocks),
+            "s_per_flop": 2.0 * lay.a2 * k * cog * t * spec.groups,
+            "s_per_transformed": float(transformed * lay.n_oblocks),
+            "s_per_block": float(items * lay.a2),
+            "s_per_weight": float(lay.a2 * k * cog * spec.groups),
+            "s_per_u_stream": float(items * lay.a2 * lay.o_block * k),
         }
 
     return features
@@ -169,7 +176,7 @@ def _winograd_workspace(m: int):
     def workspace(spec) -> int:
         from ..kernels.winograd_plan import workspace
 
-        return workspace(spec, m, _settings()[0])
+        return workspace(spec, m, *_settings())
 
     return workspace
 
@@ -290,12 +297,15 @@ for _m in (2, 4):
     register(
         Method(
             name=f"winograd_f{_m}",
-            ops=("conv2d",),
+            ops=CONV_OPS,
             runner=f"fastconv.kernels.winograd:conv_winograd_f{_m}",
             supports=_winograd_supports(_m),
             cost=_cost(f"winograd_f{_m}"),
             workspace=_winograd_workspace(_m),
-            description=f"Winograd F({_m}x{_m}, 3x3): transformed tiles, {(_m + 2) ** 2} channel GEMMs (3x3, stride 1)",
+            description=(
+                f"Winograd F({_m}x{_m}, 3x3) (F({_m}, 3) for kernels 1 high; depth taps stacked into the GEMMs): "
+                "transformed tiles, one channel GEMM per transform point"
+            ),
             finite_only=True,
         )
     )

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from .._config import blas_threads, numba_jit, numba_threads
+from .._config import blas_threads, numba_jit, numba_threads, scratch
 from .direct import _copy, _fill, _gather, _inline
 from .im2col_plan import is_pointwise, plan_tiles
 
@@ -74,11 +74,13 @@ def _gather_cols(xf, cf, xshape, n0, nimg, c0, wshape, r0, r1, geometry, OH, OW)
 
 
 @numba_jit(parallel=True)
-def im2col_gemm_kernel(x, wmat, b, out, groups, nimg, nrows, geometry, nparts):
+def im2col_gemm_kernel(x, wmat, b, out, groups, nimg, nrows, geometry, colbuf, resbuf):
     """out[n, g*cog:(g+1)*cog, rows] = wmat[g] @ cols(n, g, rows) + b.
 
     Tiles (image block of ``nimg``, group, block of ``nrows`` output rows) run
-    in parallel, each gathering its columns into per-thread scratch and
+    in parallel, each gathering its columns into its part's scratch row of
+    ``colbuf`` (the GEMM result into ``resbuf``: buffers kept between calls,
+    see ``_config.scratch``) and
     calling BLAS GEMM from that thread (BLAS itself kept single-threaded by the
     caller), so only one thread pool is ever active.
     """
@@ -96,6 +98,7 @@ def im2col_gemm_kernel(x, wmat, b, out, groups, nimg, nrows, geometry, nparts):
     nblk_n = (N + nimg - 1) // nimg
     nblk_r = (rows + nrows - 1) // nrows
     tiles = nblk_n * G * nblk_r
+    nparts = colbuf.shape[0]
     per_part = (tiles + nparts - 1) // nparts
     xf = x.reshape(-1)
     of = out.reshape(-1)
@@ -109,8 +112,8 @@ def im2col_gemm_kernel(x, wmat, b, out, groups, nimg, nrows, geometry, nparts):
             r0 = rb * nrows
             r1 = min(rows, r0 + nrows)
             width = ni * (r1 - r0) * OW
-            cols = np.empty((taps, width), x.dtype)
-            res = np.empty((cog, width), x.dtype)
+            cols = colbuf[part, : taps * width].reshape((taps, width))
+            res = resbuf[part, : cog * width].reshape((cog, width))
             _gather_cols(xf, cols.reshape(-1), x.shape, n0, ni, g * Cig, (Cig, KD, KH, KW), r0, r1, geo, OH, OW)
             np.dot(wmat[g], cols, res)
             rf = res.reshape(-1)
@@ -157,5 +160,8 @@ def conv_im2col(spec, ops, out: np.ndarray, num_threads: int, *, limit: int | No
     geometry = (*spec.lifted("stride"), *spec.lifted("dilation"), *spec.kernel_pad_lo, *spec.lifted("kernel"))
     tiles = -(-spec.n // nimg) * G * -(-(od * oh) // nrows)
     nparts = min(tiles, num_threads)
+    width = nimg * min(nrows, od * oh) * ow
+    colbuf = scratch("im2col_cols", (nparts, wmat.shape[2] * width), spec.dtype)
+    resbuf = scratch("im2col_res", (nparts, cog * width), spec.dtype)
     with blas_threads(1), numba_threads(num_threads):
-        im2col_gemm_kernel(x, wmat, b, out, G, nimg, nrows, geometry, nparts)
+        im2col_gemm_kernel(x, wmat, b, out, G, nimg, nrows, geometry, colbuf, resbuf)

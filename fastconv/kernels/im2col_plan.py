@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-_MAX_COLS = 8192
+_MAX_COLS = 1024
 
 
 def is_pointwise(spec) -> bool:

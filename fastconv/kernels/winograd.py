@@ -1,22 +1,37 @@
-"""Winograd convolution F(m x m, 3 x 3) for 3x3, stride-1, dilation-1 conv2d.
+"""Winograd convolution F(m, 3) over the last one or two spatial axes.
 
-Each output tile of m x m comes from an (m+2) x (m+2) input tile: the input
-tiles and the kernels are transformed (V = B^T d B, U = G g G^T), multiplied
-as (m+2)^2 independent channel GEMMs (BLAS, batched over the tile
-positions), and transformed back (Y = A^T M A).  Multiplications per output
-drop from 9 to (m+2)^2/m^2 per channel pair: 4 for F(2x2), 2.25 for F(4x4).
+Each output tile of mh x mw comes from an (mh+2) x (mw+2) input tile (mh = 1,
+no transform, for a kernel one row high): input tiles and kernels are
+transformed (V = B^T d B, U = G g G^T), multiplied as a2 = (mh+2)(mw+2)
+independent channel GEMMs (BLAS), and transformed back (Y = A^T M A).
+Multiplications per output drop from 9 to a2 / (mh mw) per channel pair:
+4 for F(2x2), 2.25 for F(4x4); 3 -> 1.5 for 1-D F(4).
+
+conv3d with a (kd, 3, 3) kernel stacks the depth taps into the GEMMs' inner
+dimension: the rows of V are (input channel, depth tap) pairs, each the 2-D
+transform of the input slice that tap reads, so any depth stride, dilation
+and padding works and the GEMMs get kd times deeper.
+
+Layout and threads: the tiles are cut into blocks of whole tile rows (or
+pieces of one long row), ~``_TARGET_TILES`` tiles each and within
+``workspace_limit``, and each work item (block, block of output channels)
+runs on one thread from start to end — gather + input transform into the
+thread's own V, the a2 GEMMs with single-threaded BLAS, the output transform
+straight into ``out`` — so its buffers stay near that core and no thread
+waits for another.  The transforms are the unrolled F(2)/F(4) formulas:
+along W per tile as each input row is staged, along H as vector loops over
+the block's tiles.  Output channels are split into blocks only when there
+are too few tile blocks to feed every thread.  Work buffers are kept between
+calls (``_config.scratch``).
 
 Accuracy: the transforms amplify round-off, more for larger tiles; float32
 error relative to the output scale is measured in ``tests/test_winograd.py``
-(on unit-variance data: F(2x2) 2e-7 / 6e-7 / 1e-6 and F(4x4) 3e-6 / 1.5e-5 /
-2.2e-5 for 16 / 256 / 1024 input channels; direct and im2col 3e-7..3e-6), inside
+(on unit-variance data: F(2x2) 2e-7 / 8e-7 / 1.5e-6 and F(4x4) 3e-6 / 7e-6 /
+2.5e-5 for 16 / 256 / 1024 input channels; direct and im2col 3e-7..3e-6), inside
 the float32 test tolerance of 2e-4; F(4x4) is not offered above 4096 float32
-input channels.  A NaN/Inf in a tile reaches
-every output of the tile, so these methods are ``finite_only``: the
-dispatcher runs another method for non-finite input.
-
-Tiles are processed in blocks sized to ``workspace_limit``; transforms and
-GEMMs all run in Numba's thread pool (BLAS single-threaded inside it).
+input channels.  A NaN/Inf in a tile reaches every output of the tile, so
+these methods are ``finite_only``: the dispatcher runs another method for
+non-finite input.
 """
 
 from __future__ import annotations
@@ -24,10 +39,11 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from .._config import blas_threads, numba_jit, numba_threads
-from .winograd_plan import tiles_per_block
+from .._config import blas_threads, numba_jit, numba_threads, scratch
+from .winograd_plan import layout
 
 _BT = {
+    1: np.array([[1.0]]),
     2: np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float64),
     4: np.array(
         [
@@ -42,6 +58,7 @@ _BT = {
     ),
 }
 _G = {
+    1: np.array([[1.0]]),
     2: np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], np.float64),
     4: np.array(
         [
@@ -56,139 +73,296 @@ _G = {
     ),
 }
 _AT = {
+    1: np.array([[1.0]]),
     2: np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float64),
     4: np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]], np.float64),
 }
 
 
-def transform_weights(w: np.ndarray, m: int) -> np.ndarray:
-    """(O, C, 3, 3) -> U (a*a, O, C) with U = G g G^T, accumulated in float64.
-    (In NumPy, the transposes of this layout alone cost 0.2 s on a 512x512
-    layer, 15x the convolution; the Numba loop writes U in place.)"""
-    a = m + 2
-    u = np.empty((a * a, w.shape[0], w.shape[1]), dtype=w.dtype)
-    _transform_weights(w, _G[m], u)
+def transform_weights(w: np.ndarray, mh: int, mw: int, o_block: int) -> np.ndarray:
+    """(O, C, KD, KH, KW) -> U (O blocks, a2, o_block, C*KD), U = G g G^T.
+
+    U[:, k] is a sum of the taps' weight planes with the coefficients of
+    row k of kron(G_h, G_w) (``_transform_weights``); rows past O are zero.
+    The inner index is c * KD + kd, as the V rows.  U lives in a kept scratch
+    buffer (a 512x512 layer's F(4x4) U is 38 MB)."""
+    o, c, kd = w.shape[:3]
+    gk = np.kron(_G[mh], _G[mw]).astype(w.dtype)  # (a2, KH*KW)
+    a2 = gk.shape[0]
+    blocks = -(-o // o_block)
+    u = scratch("winograd_u", (blocks, a2, o_block, c * kd), w.dtype)
+    if blocks * o_block > o:
+        u[-1, :, o - (blocks - 1) * o_block :] = 0
+    tap_planes = scratch("winograd_taps", (o, gk.shape[1], c * kd), w.dtype)
+    _transform_weights(w.reshape(o, c * kd, -1), gk, u, tap_planes)
     return u
 
 
 @numba_jit(parallel=True)
-def _transform_weights(w, g, u):
-    a = g.shape[0]
+def _transform_weights(w, gk, u, taps):
+    """Per output channel: the (K, taps) weights turned to (taps, K) rows,
+    then each U row a vector sum of them (zero coefficients skipped),
+    accumulated in a local row and stored once."""
+    ob = u.shape[2]
+    K, R = w.shape[1], w.shape[2]
     for o in prange(w.shape[0]):
-        tmp = np.empty((a, 3), np.float64)
-        for c in range(w.shape[1]):
-            for i in range(a):
-                for k in range(3):
-                    tmp[i, k] = g[i, 0] * w[o, c, 0, k] + g[i, 1] * w[o, c, 1, k] + g[i, 2] * w[o, c, 2, k]
-            for i in range(a):
-                for j in range(a):
-                    u[i * a + j, o, c] = tmp[i, 0] * g[j, 0] + tmp[i, 1] * g[j, 1] + tmp[i, 2] * g[j, 2]
+        bi = o // ob
+        oo = o - bi * ob
+        acc = np.empty(K, u.dtype)
+        for c in range(K):
+            for r in range(R):
+                taps[o, r, c] = w[o, c, r]
+        for k in range(gk.shape[0]):
+            acc[:] = 0
+            for r in range(R):
+                cf = gk[k, r]
+                if cf != 0:
+                    for c in range(K):
+                        acc[c] += cf * taps[o, r, c]
+            for c in range(K):
+                u[bi, k, oo, c] = acc[c]
+
+
+@numba_jit()
+def _bt4(d0, d1, d2, d3, d4, d5, c2, c4, c5):
+    """B^T d for F(4, 3); the constants come in the data's dtype (a Python
+    int would promote float32 arithmetic to float64)."""
+    return (
+        c4 * d0 - c5 * d2 + d4,
+        d3 + d4 - c4 * (d1 + d2),
+        c4 * (d1 - d2) - d3 + d4,
+        c2 * (d3 - d1) - d2 + d4,
+        c2 * (d1 - d3) - d2 + d4,
+        c4 * d1 - c5 * d3 + d5,
+    )
+
+
+@numba_jit()
+def _bt2(d0, d1, d2, d3):
+    """B^T d for F(2, 3)."""
+    return d0 - d2, d1 + d2, d2 - d1, d1 - d3
+
+
+@numba_jit()
+def _at4(m0, m1, m2, m3, m4, m5, c2, c4, c8):
+    """A^T m for F(4, 3) (constants in the data's dtype)."""
+    a, b = m1 + m2, m1 - m2
+    c, d = m3 + m4, m3 - m4
+    return m0 + a + c, b + c2 * d, a + c4 * c, b + c8 * d + m5
+
+
+@numba_jit()
+def _at2(m0, m1, m2, m3):
+    """A^T m for F(2, 3)."""
+    return m0 + m1 + m2, m1 - m2 - m3
+
+
+@numba_jit()
+def _row_transform(rowp, rw, k, t0, ntw, mw, cf):
+    """B^T along W for the ``ntw`` tiles of one staged (zero-padded) input row.
+    (Splitting the row by phase first, for unit-stride reads, was faster
+    alone but not inside the kernel: measured, and left out.)"""
+    c2, c4, c5 = cf[0], cf[1], cf[2]
+    if mw == 4:
+        for tw in range(ntw):
+            b = 4 * tw
+            r = _bt4(rowp[b], rowp[b + 1], rowp[b + 2], rowp[b + 3], rowp[b + 4], rowp[b + 5], c2, c4, c5)
+            for j in range(6):
+                rw[k, j, t0 + tw] = r[j]
+    else:
+        for tw in range(ntw):
+            b = 2 * tw
+            r2 = _bt2(rowp[b], rowp[b + 1], rowp[b + 2], rowp[b + 3])
+            for j in range(4):
+                rw[k, j, t0 + tw] = r2[j]
+
+
+@numba_jit()
+def _input_tiles(x, v, rw, rowp, cf, mh, mw, c0, rows, r0, tiles_h, tw0, ntw, od_n, sd, dd, pd, ph, pw, kdepth):
+    """Gather and transform the tiles tw0 .. tw0+ntw-1 of tile rows
+    r0 .. r0+rows-1 for every (channel, depth tap) row of ``v`` (a2, K, T):
+    each input row's span is staged zero-padded in ``rowp`` and transformed
+    along W, then B^T along H runs as vector loops over the T tiles."""
+    ah, aw = (mh + 2 if mh > 1 else 1), mw + 2
+    D, H, W = x.shape[2], x.shape[3], x.shape[4]
+    K = v.shape[1]
+    T = rows * ntw
+    span = ntw * mw + 2
+    base = tw0 * mw - pw  # input column of rowp[0]
+    q_lo = min(span, max(0, -base))
+    q_hi = max(q_lo, min(span, W - base))
+    for q in range(q_lo):
+        rowp[q] = 0
+    for q in range(q_hi, span):
+        rowp[q] = 0
+    c2, c4, c5 = cf[0], cf[1], cf[2]
+    for kk in range(K):
+        c = c0 + kk // kdepth
+        kd = kk - (kk // kdepth) * kdepth
+        for rr in range(rows):
+            g = r0 + rr
+            th = g % tiles_h
+            nd_ = g // tiles_h
+            od = nd_ % od_n
+            n = nd_ // od_n
+            t0 = rr * ntw
+            idp = od * sd + kd * dd - pd
+            for k in range(ah):
+                ih = th * mh + k - ph
+                if idp < 0 or idp >= D or ih < 0 or ih >= H:
+                    for j in range(aw):
+                        for tw in range(ntw):
+                            rw[k, j, t0 + tw] = 0
+                    continue
+                for q in range(q_lo, q_hi):  # (no view of x here: its reference count is shared by the threads)
+                    rowp[q] = x[n, c, idp, ih, base + q]
+                _row_transform(rowp, rw, k, t0, ntw, mw, cf)
+        if ah == 1:
+            for j in range(aw):
+                for t in range(T):
+                    v[j, kk, t] = rw[0, j, t]
+        elif mh == 4:
+            for j in range(6):
+                for t in range(T):
+                    r = _bt4(rw[0, j, t], rw[1, j, t], rw[2, j, t], rw[3, j, t], rw[4, j, t], rw[5, j, t], c2, c4, c5)
+                    for i in range(6):
+                        v[i * aw + j, kk, t] = r[i]
+        else:
+            for j in range(aw):
+                for t in range(T):
+                    r2 = _bt2(rw[0, j, t], rw[1, j, t], rw[2, j, t], rw[3, j, t])
+                    for i in range(4):
+                        v[i * aw + j, kk, t] = r2[i]
+
+
+@numba_jit()
+def _output_tiles(mm, out, bias, tb, cf, mh, mw, o0, n_o, rows, r0, tiles_h, tw0, ntw, od_n):
+    """Transform M (a2, o_block, T) back (A^T along H as vector loops over the
+    tiles, then along W per tile) and write the clipped tiles plus bias."""
+    ah, aw = (mh + 2 if mh > 1 else 1), mw + 2
+    OH, OW = out.shape[3], out.shape[4]
+    T = rows * ntw
+    full = OW // mw  # tiles wholly inside the output row
+    c2, c4, c8 = cf[0], cf[1], cf[3]
+    for o in range(n_o):
+        bv = bias[o0 + o]
+        if ah == 1:
+            for ll in range(aw):
+                for t in range(T):
+                    tb[0, ll, t] = mm[ll, o, t]
+        elif mh == 4:
+            for ll in range(6):
+                for t in range(T):
+                    y = _at4(mm[ll, o, t], mm[6 + ll, o, t], mm[12 + ll, o, t], mm[18 + ll, o, t], mm[24 + ll, o, t],
+                             mm[30 + ll, o, t], c2, c4, c8)  # fmt: skip
+                    for i in range(4):
+                        tb[i, ll, t] = y[i]
+        else:
+            for ll in range(aw):
+                for t in range(T):
+                    y2 = _at2(mm[ll, o, t], mm[aw + ll, o, t], mm[2 * aw + ll, o, t], mm[3 * aw + ll, o, t])
+                    for i in range(2):
+                        tb[i, ll, t] = y2[i]
+        for rr in range(rows):
+            g = r0 + rr
+            th = g % tiles_h
+            nd_ = g // tiles_h
+            od = nd_ % od_n
+            n = nd_ // od_n
+            t0 = rr * ntw - tw0
+            for i in range(mh):
+                oh = th * mh + i
+                if oh >= OH:
+                    break
+                if mw == 4:
+                    for tw in range(tw0, tw0 + ntw):
+                        t = t0 + tw
+                        y = _at4(
+                            tb[i, 0, t], tb[i, 1, t], tb[i, 2, t], tb[i, 3, t], tb[i, 4, t], tb[i, 5, t], c2, c4, c8
+                        )
+                        if tw < full:
+                            for j in range(4):
+                                out[n, o0 + o, od, oh, 4 * tw + j] = y[j] + bv
+                        else:
+                            for j in range(OW - 4 * tw):
+                                out[n, o0 + o, od, oh, 4 * tw + j] = y[j] + bv
+                else:
+                    for tw in range(tw0, tw0 + ntw):
+                        t = t0 + tw
+                        y2 = _at2(tb[i, 0, t], tb[i, 1, t], tb[i, 2, t], tb[i, 3, t])
+                        if tw < full:
+                            out[n, o0 + o, od, oh, 2 * tw] = y2[0] + bv
+                            out[n, o0 + o, od, oh, 2 * tw + 1] = y2[1] + bv
+                        else:
+                            out[n, o0 + o, od, oh, 2 * tw] = y2[0] + bv
 
 
 @numba_jit(parallel=True)
-def winograd_block(x, u, v, mm, out, bt, at, bias, t0, c0, o0, ph, pw, tiles_h, tiles_w):
-    """One block of tiles t0 .. t0 + v.shape[2] - 1 for one group: input
-    transform (V = B^T d B), the (m+2)^2 channel GEMMs (M = U V, BLAS called
-    from each thread, BLAS itself single-threaded), output transform
-    (Y = A^T M A, clipped at the edges, plus bias).  Three parallel loops in one
-    thread pool: alternating Numba and BLAS pools would oversubscribe the cores."""
-    a = bt.shape[0]
-    m = a - 2
-    a2 = a * a
-    C = v.shape[1]
-    nt = v.shape[2]
-    n_out = mm.shape[1]
-    H, W = x.shape[2], x.shape[3]
-    OH, OW = out.shape[2], out.shape[3]
-    per_img = tiles_h * tiles_w
-    for c in prange(C):
-        d = np.empty((a, a), x.dtype)
-        tmp = np.empty((a, a), x.dtype)
-        for t in range(nt):
-            g = t0 + t
-            n = g // per_img
-            r = g - n * per_img
-            th = r // tiles_w
-            h0 = th * m - ph
-            w0 = (r - th * tiles_w) * m - pw
-            for i in range(a):
-                ih = h0 + i
-                for j in range(a):
-                    iw = w0 + j
-                    if 0 <= ih < H and 0 <= iw < W:
-                        d[i, j] = x[n, c0 + c, ih, iw]
-                    else:
-                        d[i, j] = 0
-            for i in range(a):
-                for j in range(a):
-                    s = bt[i, 0] * d[0, j]
-                    for k in range(1, a):
-                        s += bt[i, k] * d[k, j]
-                    tmp[i, j] = s
-            for i in range(a):
-                for j in range(a):
-                    s = tmp[i, 0] * bt[j, 0]
-                    for k in range(1, a):
-                        s += tmp[i, k] * bt[j, k]
-                    v[i * a + j, c, t] = s
-    for k in prange(a2):
-        np.dot(u[k], v[k], mm[k])
-    for o in prange(n_out):
-        tmp = np.empty((m, a), mm.dtype)
-        bv = bias[o0 + o]
-        for t in range(nt):
-            g = t0 + t
-            n = g // per_img
-            r = g - n * per_img
-            th = r // tiles_w
-            tw = r - th * tiles_w
-            for i in range(m):
-                for j in range(a):
-                    s = at[i, 0] * mm[j, o, t]
-                    for k in range(1, a):
-                        s += at[i, k] * mm[k * a + j, o, t]
-                    tmp[i, j] = s
-            for i in range(m):
-                oh = th * m + i
-                if oh < OH:
-                    for j in range(m):
-                        ow = tw * m + j
-                        if ow < OW:
-                            s = tmp[i, 0] * at[j, 0]
-                            for k in range(1, a):
-                                s += tmp[i, k] * at[j, k]
-                            out[n, o0 + o, oh, ow] = s + bv
+def _winograd(x, u, out, bias, cf, mh, mw, vbuf, mbuf, rwbuf, rowp, c0, o0, o_count,
+              tiles_h, tiles_w, seg, od_n, sd, dd, pd, ph, pw, kdepth, rows_per_block, n_rows):  # fmt: skip
+    """Every work item (tile block, output-channel block) on one thread, start
+    to end.  A tile block is ``rows_per_block`` whole tile rows, or, for rows
+    longer than ``seg`` tiles (long 1-D signals), a ``seg``-tile piece of one."""
+    n_oblocks, a2, ob, K = u.shape
+    nseg = (tiles_w + seg - 1) // seg
+    n_blocks = (n_rows + rows_per_block - 1) // rows_per_block * nseg
+    items = n_blocks * n_oblocks
+    nthreads = vbuf.shape[0]
+    for tid in prange(nthreads):
+        for item in range(tid, items, nthreads):
+            b = item // n_oblocks
+            oi = item - b * n_oblocks
+            rb = b // nseg
+            tw0 = (b - rb * nseg) * seg
+            ntw = min(seg, tiles_w - tw0)
+            r0 = rb * rows_per_block
+            rows = min(rows_per_block, n_rows - r0)
+            T = rows * ntw
+            v = vbuf[tid, : a2 * K * T].reshape((a2, K, T))
+            mm = mbuf[tid, : a2 * ob * T].reshape((a2, ob, T))
+            _input_tiles(x, v, rwbuf[tid], rowp[tid], cf, mh, mw, c0, rows, r0, tiles_h, tw0, ntw, od_n, sd, dd, pd,
+                         ph, pw, kdepth)  # fmt: skip
+            for k in range(a2):
+                np.dot(u[oi, k], v[k], mm[k])
+            n_o = min(ob, o_count - oi * ob)
+            _output_tiles(mm, out, bias, rwbuf[tid], cf, mh, mw, o0 + oi * ob, n_o, rows, r0, tiles_h, tw0, ntw,
+                          od_n)  # fmt: skip
 
 
 def conv_winograd(spec, ops, out: np.ndarray, num_threads: int, *, m: int) -> None:
-    """Run Winograd F(m x m, 3 x 3) for ``spec`` into the C-contiguous 5-D ``out``."""
+    """Run Winograd F(m, 3) for ``spec`` into the C-contiguous 5-D ``out``."""
     from .._config import get_config
 
     if out.size == 0:
         return
-    x = ops.x[:, :, 0]  # (N, C, H, W)
-    w = ops.w[:, :, 0]
-    o4 = out[:, :, 0]
     G = spec.groups
     cig, cog = spec.c_in // G, spec.c_out // G
-    ph, pw = spec.kernel_pad_lo[1:]
-    oh, ow = o4.shape[2:]
-    tiles_h, tiles_w = -(-oh // m), -(-ow // m)
-    total = spec.n * tiles_h * tiles_w
-    block = tiles_per_block(spec, m, get_config().workspace_limit)
+    lay = layout(spec, m, get_config().workspace_limit, num_threads)
     dt = spec.dtype
-    bt = _BT[m].astype(dt)
-    at = _AT[m].astype(dt)
-    a2 = (m + 2) ** 2
+    mh, mw = lay.mh, lay.mw
     bias = ops.b if ops.b is not None else np.zeros(spec.c_out, dt)
+    ah, aw = mh + 2 if mh > 1 else 1, mw + 2
+    a2 = ah * aw
+    K = cig * lay.kdepth
+    T = lay.rows_per_block * lay.seg
+    nt = lay.threads
+    vbuf = scratch("winograd_v", (nt, a2 * K * T), dt)
+    mbuf = scratch("winograd_m", (nt, a2 * lay.o_block * T), dt)
+    rwbuf = scratch("winograd_rw", (nt, ah, aw, T), dt)
+    # each thread's staging row on cache lines of its own (a line two
+    # threads write to makes both crawl)
+    rowp = scratch("winograd_row", (nt, -(-(lay.seg * mw + 2) // 16) * 16 + 16), dt)
+    sd, dd = spec.lifted("stride")[0], spec.lifted("dilation")[0]
+    pd, ph, pw = spec.kernel_pad_lo
+    # BLAS single-threaded for the whole call (the GEMMs run on the kernel's
+    # threads): a BLAS pool woken anywhere in it keeps spinning (~0.1 s) and
+    # takes the cores from those threads (measured: two threads no faster than one)
     with blas_threads(1), numba_threads(num_threads):
         for g in range(G):
-            u = transform_weights(np.ascontiguousarray(w[g * cog : (g + 1) * cog]), m)  # (a2, O, C)
-            for t0 in range(0, total, block):
-                nt = min(block, total - t0)
-                v = np.empty((a2, cig, nt), dt)
-                mm = np.empty((a2, cog, nt), dt)
-                winograd_block(x, u, v, mm, o4, bt, at, bias, t0, g * cig, g * cog, ph, pw, tiles_h, tiles_w)
+            u = transform_weights(ops.w[g * cog : (g + 1) * cog], mh, mw, lay.o_block)
+            _winograd(ops.x, u, out, bias, np.array([2, 4, 5, 8], dt), mh, mw, vbuf, mbuf, rwbuf, rowp, g * cig, g * cog, cog,
+                      lay.tiles_h, lay.tiles_w, lay.seg, out.shape[2], sd, dd, pd, ph, pw, lay.kdepth, lay.rows_per_block,
+                      lay.n_rows)  # fmt: skip
 
 
 def conv_winograd_f2(spec, ops, out, num_threads):

@@ -2,36 +2,103 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+#: tiles per work item the blocks aim at: enough columns for efficient
+#: BLAS calls, few enough that a thread's buffers stay near its L2 cache
+_TARGET_TILES = 128
+
 
 def supports(spec) -> str | None:
-    if spec.nd != 2:
-        return "Winograd is implemented for conv2d only"
-    if spec.kernel != (3, 3):
-        return "Winograd F(m, 3x3) needs a 3x3 kernel"
-    if spec.stride != (1, 1) or spec.dilation != (1, 1):
-        return "Winograd needs stride 1 and dilation 1"
+    _, kh, kw = spec.lifted("kernel")
+    _, sh, sw = spec.lifted("stride")
+    _, dh, dw = spec.lifted("dilation")
+    if kw != 3 or kh not in (1, 3):
+        return "Winograd F(m, 3) needs a kernel 3 wide and 3 (or 1) high"
+    if sh != 1 or sw != 1 or (kh == 3 and dh != 1) or dw != 1:
+        return "Winograd needs stride 1 and dilation 1 on the last two axes"
     return None
 
 
-def tiles_per_block(spec, m: int, limit: int) -> int:
-    """Tiles transformed at once so that V and M (a*a x channels x tiles) fit."""
-    a2 = (m + 2) ** 2
-    cig, cog = spec.c_in // spec.groups, spec.c_out // spec.groups
-    per_tile = a2 * (cig + cog) * spec.dtype.itemsize
-    kernel = a2 * cig * cog * spec.dtype.itemsize
-    oh, ow = spec.out_spatial
-    total = spec.n * -(-oh // m) * -(-ow // m)
-    return max(1, min(total, (limit - kernel) // max(1, per_tile)))
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    mh: int
+    mw: int
+    a2: int
+    tiles_h: int
+    tiles_w: int
+    #: tile rows over (batch, output depth, tile row)
+    n_rows: int
+    rows_per_block: int
+    #: tiles a block takes from each of its rows (< tiles_w: rows are cut in pieces)
+    seg: int
+    n_blocks: int
+    o_block: int
+    n_oblocks: int
+    kdepth: int
+    threads: int
+    workspace: int
 
 
-def workspace(spec, m: int, limit: int) -> int:
-    a2 = (m + 2) ** 2
+def layout(spec, m: int, limit: int, threads: int) -> Layout:
+    """Tile geometry, block sizes (to ``limit`` bytes of workspace) and the
+    output-channel split that gives every thread work."""
+    kd, kh, _ = spec.lifted("kernel")
+    od, oh, ow = spec.lifted("out_spatial")
+    mh, mw = (m if kh == 3 else 1), m
+    ah, aw = (mh + 2 if kh == 3 else 1), mw + 2
+    a2 = ah * aw
     cig, cog = spec.c_in // spec.groups, spec.c_out // spec.groups
-    return (
-        a2 * (cig + cog) * spec.dtype.itemsize * tiles_per_block(spec, m, limit) + a2 * cig * cog * spec.dtype.itemsize
+    k = cig * kd
+    item = spec.dtype.itemsize
+    tiles_h, tiles_w = -(-oh // mh), -(-ow // mw)
+    n_rows = spec.n * od * tiles_h
+    threads = max(1, threads)
+    # rows longer than the target (long 1-D signals, wide images) are cut in pieces
+    nseg = max(1, round(tiles_w / _TARGET_TILES))
+    seg = -(-tiles_w // nseg)
+    nseg = -(-tiles_w // seg)
+    rows_target = max(1, -(-_TARGET_TILES // seg)) if nseg == 1 else 1
+    n_blocks = max(1, -(-n_rows // rows_target)) * nseg
+    if n_blocks >= threads:
+        n_oblocks = 1
+    else:
+        n_oblocks = min(-(-threads // n_blocks), max(1, cog // 8))
+    o_block = max(1, -(-cog // n_oblocks))  # (no output channels: nothing runs)
+    if n_oblocks > 1:
+        o_block = -(-o_block // 8) * 8
+    n_oblocks = -(-cog // o_block)
+
+    def total(rows: int, seg: int) -> int:
+        t = rows * seg
+        per_thread = a2 * (k + o_block) * t + ah * aw * t + seg * mw + 64
+        return (threads * per_thread + n_oblocks * a2 * o_block * k + 9 * cog * k) * item  # + U and its tap rows
+
+    row_blocks = max(1, -(-n_rows // rows_target))
+    if nseg == 1 and row_blocks >= threads:
+        row_blocks = -(-row_blocks // threads) * threads  # even work for the threads
+    rows = max(1, -(-n_rows // row_blocks))
+    while total(rows, seg) > limit and (rows > 1 or seg > 1):
+        if rows > 1:
+            rows = max(1, rows // 2)
+        else:
+            seg = max(1, -(-seg // 2))
+    nseg = -(-tiles_w // seg)
+    n_blocks = -(-n_rows // rows) * nseg
+    return Layout(
+        mh, mw, a2, tiles_h, tiles_w, n_rows, rows, seg, n_blocks, o_block, n_oblocks, kd, threads, total(rows, seg)
     )
 
 
-def tiles(spec, m: int) -> int:
-    oh, ow = spec.out_spatial
-    return spec.n * -(-oh // m) * -(-ow // m)
+def workspace(spec, m: int, limit: int, threads: int) -> int:
+    return layout(spec, m, limit, threads).workspace
+
+
+def transform_units(spec, m: int) -> tuple[int, int]:
+    """(tiles, transformed elements in and out) for the cost model."""
+    kd, kh, _ = spec.lifted("kernel")
+    od, oh, ow = spec.lifted("out_spatial")
+    mh, mw = (m if kh == 3 else 1), m
+    a2 = (mh + 2 if kh == 3 else 1) * (mw + 2)
+    t = spec.n * od * -(-oh // mh) * -(-ow // mw)
+    return t, a2 * t * (spec.c_in * kd + spec.c_out)
