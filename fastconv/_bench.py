@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import platform
 import sys
 import time
@@ -150,6 +151,10 @@ class Result:
     max_rel_err: float | None
     #: memory-bound ops (pooling): bytes read + written per second
     gbps: float | None = None
+    #: ``--methods``: median ms of every explicit method (timed with the rest)
+    methods: dict | None = None
+    #: ``--memory``: peak memory of one call, MiB over the process before it (library -> MiB)
+    peak_mib: dict | None = None
 
 
 def interleaved_medians(
@@ -267,7 +272,13 @@ def run_suite(
     budget_s: float = 6.0,
     progress: Callable[[str], None] | None = None,
     only: str | None = None,
+    methods: bool = False,
+    memory: bool = False,
 ) -> list[Result]:
+    """Time one suite.  Convolution suites can also time every explicit
+    method next to ``auto`` (``methods``: is the dispatcher's pick the
+    fastest?) and measure each library's peak memory for one call (``memory``,
+    in child processes: :func:`peak_memory`)."""
     import fastconv
 
     cases = SUITES[suite]
@@ -296,21 +307,67 @@ def run_suite(
             if torch is not None:
                 tf = getattr(torch.nn.functional, suite)
                 funcs["torch"] = _torch_call(torch, tf, torch.from_numpy(x), torch.from_numpy(w), **kw)
-            results.append(
-                _timed_result(
-                    funcs,
-                    repeats,
-                    budget_s,
-                    flops=plan.flops,
-                    suite=suite,
-                    case=name,
-                    input=tuple(xs),
-                    weight=tuple(ws),
-                    params=dict(kw),
-                    method=plan.method,
-                )
-            )
+            explicit = [m for m in fastconv.available_methods(f, x, w, **kw) if m != "auto"] if methods else []
+            for m in explicit:
+                funcs[f"method:{m}"] = lambda f=f, x=x, w=w, kw=kw, m=m: f(x, w, method=m, **kw)
+            res = _timed_result(funcs, repeats, budget_s, flops=plan.flops, suite=suite, case=name, input=tuple(xs),
+                                weight=tuple(ws), params=dict(kw), method=plan.method)  # fmt: skip
+            if explicit:
+                res.methods = {m: res.reference.pop(f"method:{m}")["ms"] for m in explicit}
+            if memory:
+                libs = ["fastconv"] + (["torch"] if torch is not None else [])
+                res.peak_mib = {lib: peak_memory(lib, suite, xs, ws, kw, threads) / 2**20 for lib in libs}
+            results.append(res)
     return results
+
+
+def peak_memory(library: str, op: str, xs, ws, kw: dict, threads: int) -> int:
+    """Bytes one ``op`` call of ``library`` ("fastconv" or "torch") adds to
+    the peak resident memory of a fresh process (output included), after a
+    warm-up call of the same shape and with fastconv's kept work buffers
+    released first, so that they count.  Large allocations go straight to
+    the OS (``MALLOC_MMAP_THRESHOLD_``): memory freed by the warm-up is not
+    silently reused, and the peak is Linux's VmHWM, reset before the call."""
+    import subprocess
+
+    code = _PEAK_CODE.format(lib=library, op=op, xs=tuple(xs), ws=tuple(ws), kw=dict(kw), threads=threads)
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    return int(out.stdout.split()[-1])
+
+
+_PEAK_CODE = """
+import gc
+import numpy as np
+def status(key):
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) * 1024 for line in fh if line.startswith(key))
+rng = np.random.default_rng(0)
+x = rng.standard_normal({xs}).astype(np.float32)
+w = rng.standard_normal({ws}).astype(np.float32)
+if "{lib}" == "torch":
+    import torch
+    torch.set_num_threads({threads})
+    tx, tw = torch.from_numpy(x), torch.from_numpy(w)
+    def call():
+        with torch.no_grad():
+            return getattr(torch.nn.functional, "{op}")(tx, tw, **{kw})
+else:
+    import fastconv
+    from fastconv._config import release_scratch
+    fastconv.set_config(num_threads={threads})
+    def call():
+        return getattr(fastconv, "{op}")(x, w, **{kw})
+call()
+if "{lib}" == "fastconv":
+    release_scratch()
+gc.collect()
+base = status("VmRSS:")
+with open("/proc/self/clear_refs", "w") as fh:
+    fh.write("5")
+y = call()
+print(status("VmHWM:") - base)
+"""
 
 
 def _run_pool_suite(cases, threads, torch, repeats, budget_s, progress) -> list[Result]:
@@ -464,24 +521,42 @@ def geomean(values) -> float:
 def table(results: list[Result], gemm: float | None, copy: float | None = None) -> str:
     """Rows per case with the time and the ratio to each reference; compute-bound
     suites show GFLOP/s and % of the GEMM rate, memory-bound ones (pooling) GB/s
-    and % of the copy rate."""
+    and % of the copy rate.  With ``--methods``: the fastest explicit method and
+    auto's time over its time; with ``--memory``: each library's peak MiB."""
     by_bytes = bool(results) and results[0].gbps is not None
     name, peak, label, digits = ("GB/s", copy, "%copy", 3) if by_bytes else ("GFLOP/s", gemm, "%GEMM", 2)
     libs = sorted({k for r in results for k in r.reference})
-    head = f"{'case':<34} {'method':<9} {'ms':>9} {name:>8}"
+    with_methods = any(r.methods for r in results)
+    mem_libs = sorted({k for r in results for k in (r.peak_mib or {})}, key=lambda k: k != "fastconv")
+    width = max([9] + [len(r.method) for r in results])
+    head = f"{'case':<34} {'method':<{width}} {'ms':>9} {name:>8}"
     if peak:
         head += f" {label:>6}"
     for lib in libs:
         head += f" {lib + ' ms':>10} {'ratio':>6}"
+    if with_methods:
+        head += f" {'best explicit':<{width + 9}} {'auto/best':>9}"
+    for lib in mem_libs:
+        head += f" {lib + ' MiB':>13}"
     lines = [head, "-" * len(head)]
     for r in results:
         rate = r.gbps if by_bytes else r.gflops
-        line = f"{r.case[:34]:<34} {r.method:<9} {r.fastconv_ms:9.{digits}f} {rate:8.1f}"
+        line = f"{r.case[:34]:<34} {r.method:<{width}} {r.fastconv_ms:9.{digits}f} {rate:8.1f}"
         if peak:
             line += f" {100 * rate / peak:5.0f}%"
         for lib in libs:
             ref = r.reference.get(lib)
             line += f" {ref['ms']:10.{digits}f} {ref['ratio']:6.2f}" if ref else f" {'-':>10} {'-':>6}"
+        if with_methods:
+            best = min(r.methods, key=r.methods.get) if r.methods else None
+            line += (
+                f" {best:<{width}} {r.methods[best]:8.2f} {r.fastconv_ms / r.methods[best]:9.2f}"
+                if best
+                else f" {'-':<{width + 9}} {'-':>9}"
+            )
+        for lib in mem_libs:
+            mib = (r.peak_mib or {}).get(lib)
+            line += f" {mib:13.1f}" if mib is not None else f" {'-':>13}"
         lines.append(line)
     for lib in libs:
         ratios = [r.reference[lib]["ratio"] for r in results if lib in r.reference]
@@ -489,6 +564,20 @@ def table(results: list[Result], gemm: float | None, copy: float | None = None) 
             f"geomean time ratio fastconv/{lib}: {geomean(ratios):.2f}  (worst {max(ratios):.2f}, "
             f"best {min(ratios):.2f}; below 1 means fastconv is faster)"
         )
+    if with_methods:
+        vs_best = [r.fastconv_ms / min(r.methods.values()) for r in results if r.methods]
+        near = sum(v <= 1.10 for v in vs_best)
+        lines.append(
+            f"method='auto' within 10% of the best explicit method on {near}/{len(vs_best)} cases "
+            f"({100 * near / len(vs_best):.0f}%), worst auto/best {max(vs_best):.2f}"
+        )
+    if "fastconv" in mem_libs and len(mem_libs) > 1:
+        for lib in mem_libs[1:]:
+            pairs = [(r.peak_mib["fastconv"], r.peak_mib[lib]) for r in results if r.peak_mib and lib in r.peak_mib]
+            lines.append(
+                f"peak memory fastconv/{lib}: geomean {geomean([a / b for a, b in pairs if b > 0]):.2f}, "
+                f"worst {max(a / b for a, b in pairs if b > 0):.2f} (one call over the process before it, output included)"
+            )
     return "\n".join(lines)
 
 

@@ -33,6 +33,10 @@ def _ints(text: str):
     return dims[0] if len(dims) == 1 else dims
 
 
+#: suites without the --methods / --memory columns (one kernel, or scipy's functions)
+_NO_METHODS = ("pool2d", "ndimage", "signal")
+
+
 def cmd_bench(args) -> int:
     from . import _bench
 
@@ -76,6 +80,8 @@ def cmd_bench(args) -> int:
                 compare=compare,
                 repeats=args.repeats,
                 progress=bar.step,
+                methods=args.methods and suite not in _NO_METHODS,
+                memory=args.memory and suite not in _NO_METHODS,
             )
         print()
         print(_bench.table(res, gemm, copy))
@@ -263,6 +269,16 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--cases", metavar="TEXT", help="only the cases whose name contains TEXT")
     b.add_argument("--json", metavar="FILE", help="write the raw results as JSON")
     b.add_argument("--plot", metavar="FILE.png", help="write a PNG of the speed-ups per case (needs matplotlib)")
+    b.add_argument(
+        "--methods",
+        action="store_true",
+        help="convolution suites: also time every explicit method (is method='auto' the fastest?)",
+    )
+    b.add_argument(
+        "--memory",
+        action="store_true",
+        help="convolution suites: peak memory of one call, fastconv and torch (Linux; a child process each)",
+    )
     b.set_defaults(func=cmd_bench)
 
     i = sub.add_parser("info", help="versions, CPU, threads and cache locations")

@@ -75,22 +75,29 @@ def test_tune_one_call_writes_the_cache(tmp_path, capsys):
 
 
 def test_bench_json_schema(tmp_path):
-    """`python -m fastconv bench` on one small case: table printed, JSON written."""
+    """`python -m fastconv bench` on one small case: table printed, JSON written;
+    --methods times every explicit method, --memory measures peak memory."""
     path = tmp_path / "bench.json"
     res = subprocess.run(
         [sys.executable, "-m", "fastconv", "bench", "--suite", "conv1d", "--cases", "depthwise",
-         "--repeats", "2", "--json", str(path)],
+         "--repeats", "2", "--json", str(path), "--methods", "--memory"],
         capture_output=True, text=True, cwd=ROOT, timeout=600,
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
     assert "GFLOP/s" in res.stdout and "1d depthwise" in res.stdout
+    assert "auto/best" in res.stdout and "within 10% of the best explicit method on" in res.stdout
     data = json.loads(path.read_text())
     assert set(data) == {"environment", "gemm_gflops", "copy_gbps", "results"}
     (r,) = data["results"]
     assert {"case", "method", "fastconv_ms", "gflops", "reference", "max_rel_err"} <= set(r)
     assert r["fastconv_ms"] > 0 and r["gflops"] > 0
+    assert {"direct", "depthwise", "im2col"} <= set(r["methods"]) and min(r["methods"].values()) > 0
+    assert not any(k.startswith("method:") for k in r["reference"])
+    # the (8, 128, 2048) float32 output alone is 8 MiB
+    assert 7.5 < r["peak_mib"]["fastconv"] < 200
     if "torch" in r["reference"]:
         assert r["max_rel_err"] < 1e-3 and r["reference"]["torch"]["ratio"] > 0
+        assert 7.5 < r["peak_mib"]["torch"] < 200
 
 
 def test_bench_pool_and_transpose_cases(tmp_path, capsys):

@@ -94,20 +94,28 @@ def direct_features(spec) -> dict[str, float]:
 
 
 def im2col_features(spec) -> dict[str, float]:
-    """im2col: a fixed cost, the GEMM FLOPs, the bytes gathered into columns,
-    and the number of gather + GEMM calls."""
-    from ..kernels.im2col_plan import gathered_bytes, gemm_calls
+    """im2col: a fixed cost, the GEMM FLOPs, the bytes gathered into columns
+    (again, separately, when a tile's columns cannot stay in cache: one output
+    row is a tile, and a long 1-D signal makes it tens of megabytes), and the
+    number of gather + GEMM calls."""
+    from ..kernels.im2col_plan import gathered_bytes, gemm_calls, workspace
 
     limit, threads = _settings()
     cog = spec.c_out // spec.groups
+    gathered = float(gathered_bytes(spec))
     return {
         "overhead_s": 1.0,
         "s_per_flop": float(spec.flops),
         # GEMMs with few rows (output channels) run below the BLAS peak
         "s_per_flop_thin": spec.flops * max(0.0, 64 / max(cog, 1) - 1),
-        "s_per_byte": float(gathered_bytes(spec)),
+        "s_per_byte": gathered,
+        "s_per_spilled_byte": gathered if workspace(spec, limit, threads) > _CACHE_TILE * max(1, threads) else 0.0,
         "s_per_call": float(gemm_calls(spec, limit, threads)),
     }
+
+
+#: bytes of columns + result per thread that still stay in this class of CPU's L2/L3 share
+_CACHE_TILE = 4 << 20
 
 
 def _settings() -> tuple[int, int]:

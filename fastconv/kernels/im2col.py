@@ -8,9 +8,11 @@ several images into one GEMM (wider, faster), large ones are split into
 chunks of output rows.  A 1x1, stride-1, unpadded convolution needs no
 columns at all: the input plane already is the matrix (no copy).
 
-Threads: the gather runs on Numba's threads, the GEMM on BLAS's, one after the
-other, both limited to ``num_threads`` (BLAS through threadpoolctl when it is
-installed), so the two pools never oversubscribe the cores.
+Threads: tiles run in parallel on Numba's threads, each gathering its
+columns into kept per-thread buffers and calling BLAS from that thread with
+BLAS kept single-threaded (threadpoolctl), so only one thread pool is ever
+busy.  (Writing an image-sized tile's GEMM straight into the output, without
+the result buffer and its copy, measured no faster: not done.)
 """
 
 from __future__ import annotations
