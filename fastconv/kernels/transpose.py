@@ -228,7 +228,7 @@ def _col2im_channel(cf, src, acc, of, ob, r0, nrows, IH, IW, geometry, kshape, o
 
 
 @numba_jit(parallel=True)
-def transpose_gemm_kernel(x, wg, wt, bias, out, groups, geometry, kshape, tabs, cblk, nrows, nparts):
+def transpose_gemm_kernel(x, wg, wt, bias, out, groups, geometry, kshape, tabs, cblk, nrows, colbuf, xtbuf, accbuf):
     """Work units (image, group, block of ``cblk`` output channels) in
     parallel; each thread runs BLAS GEMMs (kept single-threaded by the
     caller) for its unit's blocks of input rows and adds them back with
@@ -237,7 +237,9 @@ def transpose_gemm_kernel(x, wg, wt, bias, out, groups, geometry, kshape, tabs, 
     weight as it is, read transposed by BLAS) when a block holds all of a
     group's output channels, else rows of ``wt``, a transposed copy.  With one block of rows per image the first
     col2im pass initialises the output; with several, ``out`` must hold the
-    bias already and every block adds the rows it reaches."""
+    bias already and every block adds the rows it reaches.  Each part (one
+    per thread) works in its rows of the kept buffers ``colbuf``, ``xtbuf``
+    and ``accbuf``."""
     N, C_in, ID, IH, IW = x.shape
     C_out, OD, OH, OW = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
     KD, KH, KW = kshape
@@ -248,15 +250,16 @@ def transpose_gemm_kernel(x, wg, wt, bias, out, groups, geometry, kshape, tabs, 
     rows = ID * IH
     nb = (cog + cblk - 1) // cblk
     units = N * groups * nb
+    nparts = colbuf.shape[0]
     per = (units + nparts - 1) // nparts
     pitch = sw * ((OW + sw - 1) // sw)
     xr = x.reshape(N, C_in, rows * IW)
     of = out.reshape(-1)
     single = nrows >= rows
     for part in prange(nparts):
-        cols = np.empty(cblk * K * nrows * IW, x.dtype)
-        xt = np.empty(1 if single else cig * nrows * IW, x.dtype)
-        acc = np.empty(OD * OH * pitch, x.dtype)
+        cols = colbuf[part]
+        xt = xtbuf[part]
+        acc = accbuf[part]
         for u in range(part * per, min(units, (part + 1) * per)):
             b = u % nb
             t = u // nb
@@ -306,7 +309,7 @@ def conv_transpose_gemm(spec, ops, out: np.ndarray, num_threads: int) -> None:
     output channels, one BLAS GEMM per block of input rows), then col2im adds
     the columns into the output.  Exactly the transposed convolution's FLOPs,
     in BLAS; the blocks are sized to ``workspace_limit``."""
-    from .._config import blas_threads, get_config
+    from .._config import blas_threads, get_config, scratch
     from .transpose_plan import gemm_tiles
 
     if out.size == 0:
@@ -332,5 +335,13 @@ def conv_transpose_gemm(spec, ops, out: np.ndarray, num_threads: int) -> None:
     units = spec.n * G * -(-cog // cblk)
     nparts = max(1, min(units, num_threads))
     geometry = (*spec.lifted("stride"), *spec.lifted("dilation"), *spec.lifted("pad_lo"))
+    rows, iw = spec.lifted("in_spatial")[0] * spec.lifted("in_spatial")[1], spec.lifted("in_spatial")[2]
+    od, oh, ow = spec.lifted("out_spatial")
+    sw = spec.lifted("stride")[2]
+    dt = spec.dtype
+    colbuf = scratch("transpose_cols", (nparts, cblk * K * nrows * iw), dt)
+    xtbuf = scratch("transpose_x", (nparts, 1 if nrows >= rows else cig * nrows * iw), dt)
+    accbuf = scratch("transpose_acc", (nparts, od * oh * sw * -(-ow // sw)), dt)
     with blas_threads(1), numba_threads(num_threads):
-        transpose_gemm_kernel(ops.x, wg, wt, b, out, G, geometry, (kd, kh, kw), _kw_tables(spec), cblk, nrows, nparts)
+        transpose_gemm_kernel(ops.x, wg, wt, b, out, G, geometry, (kd, kh, kw), _kw_tables(spec), cblk, nrows, colbuf,
+                              xtbuf, accbuf)  # fmt: skip
