@@ -182,3 +182,46 @@ def test_float32_error_one_and_three_dimensional(nd, cin, rng):
     got = FUNCS[nd](x, w, padding=1, method="winograd_f4")
     err = np.abs(got - want).max() / np.abs(want).max()
     assert err < 1e-4, err
+
+
+@pytest.mark.parametrize("m", [2, 4])
+def test_depth_ring_against_reference(m, rng):
+    """conv3d with depth stride/dilation 1 keeps the last kd slices' transforms
+    in a ring: depth taps 2..5, depth padding wider than the taps reach, a
+    depth of 1, output channels split across threads, rows cut by a tight
+    workspace, and the fallback to the flat schedule when even one tile row
+    does not fit."""
+    from fastconv._spec import conv_spec
+    from fastconv.kernels.winograd_plan import depth_ring
+
+    cases = [
+        ((2, 3, 6, 5, 7), (4, 3, 2, 3, 3), dict(padding=(0, 1, 1))),
+        ((1, 2, 7, 6, 5), (3, 2, 3, 3, 3), dict(padding=1)),
+        ((1, 2, 4, 5, 5), (3, 2, 3, 3, 3), dict(padding=(3, 1, 0))),
+        ((1, 3, 1, 4, 6), (2, 3, 5, 3, 3), dict(padding=(2, 1, 1))),
+        ((1, 2, 9, 3, 3), (21, 2, 5, 3, 3), dict(padding=(1, 1, 1))),
+    ]
+    for xs, ws, kw in cases:
+        x, w, b = rng.standard_normal(xs), rng.standard_normal(ws), rng.standard_normal(ws[0])
+        spec = conv_spec(3, x, w, b, 1, kw["padding"], 1, 1, "zeros", "auto", None, None)[0]
+        assert depth_ring(spec, m, 1 << 26, 2) is not None
+        got = fastconv.conv3d(x, w, b, method=f"winograd_f{m}", **kw)
+        np.testing.assert_allclose(got, conv_nd(x, w, b, **kw), rtol=1e-10, atol=1e-10, err_msg=str((xs, ws, kw)))
+    x = rng.standard_normal((1, 4, 6, 20, 20))
+    w = rng.standard_normal((5, 4, 3, 3, 3))
+    spec = conv_spec(3, x, w, None, 1, 1, 1, 1, "zeros", "auto", None, None)[0]
+    big = depth_ring(spec, m, 1 << 26, 2)
+    assert big.n_blocks >= 2  # one image: the rows are split so that both threads work
+    tight = depth_ring(spec, m, big.workspace // 2, 2)
+    assert tight is not None and tight.rows_per_block < big.rows_per_block and tight.workspace <= big.workspace // 2
+    from fastconv.kernels.winograd_plan import layout
+
+    # a limit that even one tile row of the ring exceeds, while the flat schedule fits
+    flat_only = next(
+        lim for lim in range(big.workspace // 4, 0, -1000)
+        if depth_ring(spec, m, lim, 2) is None and layout(spec, m, lim, 2).workspace <= lim
+    )  # fmt: skip
+    for limit in (big.workspace // 2, flat_only):
+        with fastconv.set_config(workspace_limit=limit):
+            got = fastconv.conv3d(x, w, padding=1, method=f"winograd_f{m}")
+        np.testing.assert_allclose(got, conv_nd(x, w, padding=1), rtol=1e-10, atol=1e-10)

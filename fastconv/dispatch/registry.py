@@ -161,20 +161,26 @@ def _winograd_features(m: int):
         transformed weights each work item streams through its GEMMs (large
         when many items each read a U of many megabytes: deep layers on
         small images)."""
-        from ..kernels.winograd_plan import layout, transform_units
+        from ..kernels.winograd_plan import depth_ring, layout, transform_units
 
         lay = layout(spec, m, *_settings())
-        t, transformed = transform_units(spec, m)
+        ring = depth_ring(spec, m, *_settings())
+        t, transformed = transform_units(spec, m, ring is not None)
         cig, cog = spec.c_in // spec.groups, spec.c_out // spec.groups
         k = cig * lay.kdepth
-        items = spec.groups * lay.n_blocks * lay.n_oblocks
+        if ring is None:
+            calls, o_block, n_oblocks = lay.n_blocks * lay.n_oblocks, lay.o_block, lay.n_oblocks
+        else:  # one GEMM batch per output depth of each item
+            o_block, n_oblocks = ring.o_block, ring.n_oblocks
+            calls = spec.n * ring.n_blocks * n_oblocks * spec.lifted("out_spatial")[0]
+        calls *= spec.groups
         return {
             "overhead_s": 1.0,
             "s_per_flop": 2.0 * lay.a2 * k * cog * t * spec.groups,
-            "s_per_transformed": float(transformed * lay.n_oblocks),
-            "s_per_block": float(items * lay.a2),
+            "s_per_transformed": float(transformed * n_oblocks),
+            "s_per_block": float(calls * lay.a2),
             "s_per_weight": float(lay.a2 * k * cog * spec.groups),
-            "s_per_u_stream": float(items * lay.a2 * lay.o_block * k),
+            "s_per_u_stream": float(calls * lay.a2 * o_block * k),
         }
 
     return features

@@ -244,7 +244,6 @@ def transpose_gemm_kernel(x, wg, wt, bias, out, groups, geometry, kshape, tabs, 
     C_out, OD, OH, OW = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
     KD, KH, KW = kshape
     K = KD * KH * KW
-    sw = geometry[2]
     cig = C_in // groups
     cog = C_out // groups
     rows = ID * IH
@@ -252,7 +251,6 @@ def transpose_gemm_kernel(x, wg, wt, bias, out, groups, geometry, kshape, tabs, 
     units = N * groups * nb
     nparts = colbuf.shape[0]
     per = (units + nparts - 1) // nparts
-    pitch = sw * ((OW + sw - 1) // sw)
     xr = x.reshape(N, C_in, rows * IW)
     of = out.reshape(-1)
     single = nrows >= rows

@@ -40,7 +40,7 @@ import numpy as np
 from numba import prange
 
 from .._config import blas_threads, numba_jit, numba_threads, scratch
-from .winograd_plan import layout
+from .winograd_plan import depth_ring, layout
 
 _BT = {
     1: np.array([[1.0]]),
@@ -178,14 +178,15 @@ def _row_transform(rowp, rw, k, t0, ntw, mw, cf):
 
 
 @numba_jit()
-def _input_tiles(x, v, rw, rowp, cf, mh, mw, c0, rows, r0, tiles_h, tw0, ntw, od_n, sd, dd, pd, ph, pw, kdepth):
+def _input_tiles(x, v, rw, rowp, cf, mh, mw, c0, rows, r0, tiles_h, tw0, ntw, od_n, sd, dd, pd, ph, pw, kdepth, kofs,
+                 kcount):  # fmt: skip
     """Gather and transform the tiles tw0 .. tw0+ntw-1 of tile rows
-    r0 .. r0+rows-1 for every (channel, depth tap) row of ``v`` (a2, K, T):
+    r0 .. r0+rows-1 into rows kofs .. kofs+kcount-1 of ``v`` (a2, K, T), one
+    per (channel, depth tap) from c0:
     each input row's span is staged zero-padded in ``rowp`` and transformed
     along W, then B^T along H runs as vector loops over the T tiles."""
     ah, aw = (mh + 2 if mh > 1 else 1), mw + 2
     D, H, W = x.shape[2], x.shape[3], x.shape[4]
-    K = v.shape[1]
     T = rows * ntw
     span = ntw * mw + 2
     base = tw0 * mw - pw  # input column of rowp[0]
@@ -196,7 +197,7 @@ def _input_tiles(x, v, rw, rowp, cf, mh, mw, c0, rows, r0, tiles_h, tw0, ntw, od
     for q in range(q_hi, span):
         rowp[q] = 0
     c2, c4, c5 = cf[0], cf[1], cf[2]
-    for kk in range(K):
+    for kk in range(kcount):
         c = c0 + kk // kdepth
         kd = kk - (kk // kdepth) * kdepth
         for rr in range(rows):
@@ -220,19 +221,19 @@ def _input_tiles(x, v, rw, rowp, cf, mh, mw, c0, rows, r0, tiles_h, tw0, ntw, od
         if ah == 1:
             for j in range(aw):
                 for t in range(T):
-                    v[j, kk, t] = rw[0, j, t]
+                    v[j, kofs + kk, t] = rw[0, j, t]
         elif mh == 4:
             for j in range(6):
                 for t in range(T):
                     r = _bt4(rw[0, j, t], rw[1, j, t], rw[2, j, t], rw[3, j, t], rw[4, j, t], rw[5, j, t], c2, c4, c5)
                     for i in range(6):
-                        v[i * aw + j, kk, t] = r[i]
+                        v[i * aw + j, kofs + kk, t] = r[i]
         else:
             for j in range(aw):
                 for t in range(T):
                     r2 = _bt2(rw[0, j, t], rw[1, j, t], rw[2, j, t], rw[3, j, t])
                     for i in range(4):
-                        v[i * aw + j, kk, t] = r2[i]
+                        v[i * aw + j, kofs + kk, t] = r2[i]
 
 
 @numba_jit()
@@ -321,12 +322,62 @@ def _winograd(x, u, out, bias, cf, mh, mw, vbuf, mbuf, rwbuf, rowp, c0, o0, o_co
             v = vbuf[tid, : a2 * K * T].reshape((a2, K, T))
             mm = mbuf[tid, : a2 * ob * T].reshape((a2, ob, T))
             _input_tiles(x, v, rwbuf[tid], rowp[tid], cf, mh, mw, c0, rows, r0, tiles_h, tw0, ntw, od_n, sd, dd, pd,
-                         ph, pw, kdepth)  # fmt: skip
+                         ph, pw, kdepth, 0, K)  # fmt: skip
             for k in range(a2):
                 np.dot(u[oi, k], v[k], mm[k])
             n_o = min(ob, o_count - oi * ob)
             _output_tiles(mm, out, bias, rwbuf[tid], cf, mh, mw, o0 + oi * ob, n_o, rows, r0, tiles_h, tw0, ntw,
                           od_n)  # fmt: skip
+
+
+@numba_jit(parallel=True)
+def _winograd_depth_ring(x, u, out, bias, cf, mh, mw, slab, mbuf, rwbuf, rowp, c0, o0, o_count,
+                         tiles_h, tiles_w, pd, ph, pw, kdepth, rows_per_block, n_thb):  # fmt: skip
+    """conv3d, depth stride and dilation 1: each work item (image, block of
+    tile rows, block of output channels) walks the output depth in order and
+    keeps the 2-D transforms of the last ``kdepth`` input slices in a ring, so
+    each slice is transformed once instead of once per depth tap.  Slice j
+    lives at ring slots j % kdepth and j % kdepth + kdepth (written twice):
+    any window of ``kdepth`` consecutive slices is then one contiguous
+    (kdepth * C) x T matrix — the V of the GEMMs, rows ordered (tap, channel)
+    like ``u``."""
+    n_oblocks, a2, ob, K = u.shape
+    C = K // kdepth
+    N = x.shape[0]
+    OD = out.shape[2]
+    items = N * n_thb * n_oblocks
+    nthreads = slab.shape[0]
+    for tid in prange(nthreads):
+        for item in range(tid, items, nthreads):
+            oi = item % n_oblocks
+            rest = item // n_oblocks
+            tb = rest % n_thb
+            n = rest // n_thb
+            th0 = tb * rows_per_block
+            rows = min(rows_per_block, tiles_h - th0)
+            T = rows * tiles_w
+            per_slot = C * T
+            ring = slab[tid, : a2 * 2 * kdepth * per_slot].reshape((a2, 2 * kdepth * C, T))
+            flat = slab[tid, : a2 * 2 * kdepth * per_slot].reshape((a2, 2 * kdepth * per_slot))
+            mm = mbuf[tid, : a2 * ob * T].reshape((a2, ob, T))
+            n_o = min(ob, o_count - oi * ob)
+            for od in range(OD):
+                j0 = od - pd  # input slice of depth tap 0
+                first = j0 if od == 0 else j0 + kdepth - 1
+                for j in range(first, j0 + kdepth):
+                    sl = ((j % kdepth) + kdepth) % kdepth
+                    r0 = (n * OD + od) * tiles_h + th0
+                    # depth index od*1 + 0 - (od - j) = j: the slice itself
+                    _input_tiles(x, ring, rwbuf[tid], rowp[tid], cf, mh, mw, c0, rows, r0, tiles_h, 0, tiles_w, OD, 1,
+                                 0, od - j, ph, pw, 1, sl * C, C)  # fmt: skip
+                    for k in range(a2):
+                        for q in range(sl * per_slot, (sl + 1) * per_slot):
+                            flat[k, q + kdepth * per_slot] = flat[k, q]
+                s0 = ((j0 % kdepth) + kdepth) % kdepth
+                for k in range(a2):
+                    np.dot(u[oi, k], flat[k, s0 * per_slot : (s0 + kdepth) * per_slot].reshape((K, T)), mm[k])
+                _output_tiles(mm, out, bias, rwbuf[tid], cf, mh, mw, o0 + oi * ob, n_o, rows,
+                              (n * OD + od) * tiles_h + th0, tiles_h, 0, tiles_w, OD)  # fmt: skip
 
 
 def conv_winograd(spec, ops, out: np.ndarray, num_threads: int, *, m: int) -> None:
@@ -337,32 +388,48 @@ def conv_winograd(spec, ops, out: np.ndarray, num_threads: int, *, m: int) -> No
         return
     G = spec.groups
     cig, cog = spec.c_in // G, spec.c_out // G
-    lay = layout(spec, m, get_config().workspace_limit, num_threads)
+    limit = get_config().workspace_limit
+    ring = depth_ring(spec, m, limit, num_threads)
+    lay = layout(spec, m, limit, num_threads)
     dt = spec.dtype
     mh, mw = lay.mh, lay.mw
     bias = ops.b if ops.b is not None else np.zeros(spec.c_out, dt)
     ah, aw = mh + 2 if mh > 1 else 1, mw + 2
     a2 = ah * aw
     K = cig * lay.kdepth
-    T = lay.rows_per_block * lay.seg
     nt = lay.threads
-    vbuf = scratch("winograd_v", (nt, a2 * K * T), dt)
-    mbuf = scratch("winograd_m", (nt, a2 * lay.o_block * T), dt)
+    if ring is not None:
+        T = ring.rows_per_block * lay.tiles_w
+        o_block = ring.o_block
+        slab = scratch("winograd_v", (nt, a2 * 2 * K * T), dt)
+    else:
+        T = lay.rows_per_block * lay.seg
+        o_block = lay.o_block
+        vbuf = scratch("winograd_v", (nt, a2 * K * T), dt)
+    mbuf = scratch("winograd_m", (nt, a2 * o_block * T), dt)
     rwbuf = scratch("winograd_rw", (nt, ah, aw, T), dt)
     # each thread's staging row on cache lines of its own (a line two
     # threads write to makes both crawl)
     rowp = scratch("winograd_row", (nt, -(-(lay.seg * mw + 2) // 16) * 16 + 16), dt)
     sd, dd = spec.lifted("stride")[0], spec.lifted("dilation")[0]
     pd, ph, pw = spec.kernel_pad_lo
+    cf = np.array([2, 4, 5, 8], dt)
     # BLAS single-threaded for the whole call (the GEMMs run on the kernel's
     # threads): a BLAS pool woken anywhere in it keeps spinning (~0.1 s) and
     # takes the cores from those threads (measured: two threads no faster than one)
     with blas_threads(1), numba_threads(num_threads):
         for g in range(G):
-            u = transform_weights(ops.w[g * cog : (g + 1) * cog], mh, mw, lay.o_block)
-            _winograd(ops.x, u, out, bias, np.array([2, 4, 5, 8], dt), mh, mw, vbuf, mbuf, rwbuf, rowp, g * cig, g * cog, cog,
-                      lay.tiles_h, lay.tiles_w, lay.seg, out.shape[2], sd, dd, pd, ph, pw, lay.kdepth, lay.rows_per_block,
-                      lay.n_rows)  # fmt: skip
+            w = ops.w[g * cog : (g + 1) * cog]
+            if ring is not None:
+                u = transform_weights(np.ascontiguousarray(w.transpose(0, 2, 1, 3, 4)), mh, mw, o_block)
+                _winograd_depth_ring(ops.x, u, out, bias, cf, mh, mw, slab, mbuf, rwbuf, rowp, g * cig, g * cog, cog,
+                                     lay.tiles_h, lay.tiles_w, pd, ph, pw, lay.kdepth, ring.rows_per_block,
+                                     ring.n_blocks)  # fmt: skip
+            else:
+                u = transform_weights(w, mh, mw, o_block)
+                _winograd(ops.x, u, out, bias, cf, mh, mw, vbuf, mbuf, rwbuf, rowp, g * cig, g * cog, cog,
+                          lay.tiles_h, lay.tiles_w, lay.seg, out.shape[2], sd, dd, pd, ph, pw, lay.kdepth,
+                          lay.rows_per_block, lay.n_rows)  # fmt: skip
 
 
 def conv_winograd_f2(spec, ops, out, num_threads):

@@ -90,15 +90,62 @@ def layout(spec, m: int, limit: int, threads: int) -> Layout:
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class DepthRing:
+    rows_per_block: int
+    #: blocks of tile rows per image (work items: images x blocks x output-channel blocks)
+    n_blocks: int
+    o_block: int
+    n_oblocks: int
+    workspace: int
+
+
+def depth_ring(spec, m: int, limit: int, threads: int) -> DepthRing | None:
+    """The depth-ring schedule (``_winograd_depth_ring``) for conv3d with
+    depth taps, depth stride 1 and dilation 1, when it fits in ``limit``;
+    else None (the flat schedule stacks every tap's transform instead)."""
+    kd = spec.lifted("kernel")[0]
+    if spec.nd != 3 or kd < 2 or spec.stride[0] != 1 or spec.dilation[0] != 1:
+        return None
+    lay = layout(spec, m, limit, threads)
+    if lay.seg < lay.tiles_w:
+        return None
+    cig, cog = spec.c_in // spec.groups, spec.c_out // spec.groups
+    ah, aw = lay.a2 // (lay.mw + 2), lay.mw + 2
+    item = spec.dtype.itemsize
+    threads = max(1, threads)
+    rows = max(1, min(lay.tiles_h, -(-_TARGET_TILES // max(1, lay.tiles_w))))
+    if 0 < spec.n < threads:  # blocks of rows before output-channel blocks to feed the threads
+        rows = min(rows, max(1, -(-lay.tiles_h // -(-threads // spec.n))))
+    while True:
+        n_blocks = -(-lay.tiles_h // rows)
+        items = max(1, spec.n * n_blocks)
+        n_oblocks = 1 if items >= threads else min(-(-threads // items), max(1, cog // 8))
+        o_block = max(1, -(-cog // n_oblocks))
+        if n_oblocks > 1:
+            o_block = -(-o_block // 8) * 8
+        n_oblocks = -(-cog // o_block)
+        t = rows * lay.tiles_w
+        per_thread = lay.a2 * (2 * kd * cig + o_block) * t + ah * aw * t + lay.seg * lay.mw + 64
+        total = (threads * per_thread + n_oblocks * lay.a2 * o_block * kd * cig + 9 * cog * kd * cig) * item
+        if total <= limit:
+            return DepthRing(rows, n_blocks, o_block, n_oblocks, total)
+        if rows == 1:
+            return None
+        rows = max(1, rows // 2)
+
+
 def workspace(spec, m: int, limit: int, threads: int) -> int:
-    return layout(spec, m, limit, threads).workspace
+    ring = depth_ring(spec, m, limit, threads)
+    return ring.workspace if ring is not None else layout(spec, m, limit, threads).workspace
 
 
-def transform_units(spec, m: int) -> tuple[int, int]:
-    """(tiles, transformed elements in and out) for the cost model."""
+def transform_units(spec, m: int, ring: bool = False) -> tuple[int, int]:
+    """(tiles, transformed elements in and out) for the cost model; with the
+    depth ring each input slice is transformed once, not once per depth tap."""
     kd, kh, _ = spec.lifted("kernel")
     od, oh, ow = spec.lifted("out_spatial")
     mh, mw = (m if kh == 3 else 1), m
     a2 = (mh + 2 if kh == 3 else 1) * (mw + 2)
     t = spec.n * od * -(-oh // mh) * -(-ow // mw)
-    return t, a2 * t * (spec.c_in * kd + spec.c_out)
+    return t, a2 * t * (spec.c_in * (1 if ring else kd) + spec.c_out)
