@@ -109,12 +109,45 @@ def test_one_and_three_dimensional_against_reference(m, rng):
 
 def test_not_offered_where_the_tiles_do_not_apply():
     x = np.zeros((1, 2, 9, 9), np.float32)
-    for w_shape, kw in [((2, 2, 3, 3), dict(stride=2)), ((2, 2, 3, 3), dict(dilation=2)), ((2, 2, 5, 5), {}),
-                        ((2, 2, 3, 1), {}), ((2, 2, 2, 3), {})]:  # fmt: skip
+    for w_shape, kw in [((2, 2, 3, 3), dict(stride=2)), ((2, 2, 5, 5), {}), ((2, 2, 3, 1), {}), ((2, 2, 2, 3), {}),
+                        ((2, 2, 1, 3), dict(dilation=2))]:  # fmt: skip
         methods = fastconv.available_methods(fastconv.conv2d, x, np.zeros(w_shape, np.float32), **kw)
         assert "winograd_f4" not in methods and "winograd_f2" not in methods, (w_shape, kw)
     w1 = np.zeros((2, 2, 3), np.float32)
     assert "winograd_f4" not in fastconv.available_methods(fastconv.conv1d, x[:, :, 0], w1, dilation=2)
+    x3, w3 = np.zeros((1, 2, 4, 9, 9), np.float32), np.zeros((2, 2, 3, 3, 3), np.float32)
+    assert "winograd_f4" not in fastconv.available_methods(fastconv.conv3d, x3, w3, dilation=(1, 2, 2))
+    assert "winograd_f4" in fastconv.available_methods(fastconv.conv2d, x, np.zeros((2, 2, 3, 3)), dilation=2)
+
+
+@pytest.mark.parametrize("m", [2, 4])
+def test_dilated_by_input_phases(m, rng):
+    """A dilated 3x3 conv2d runs as the undilated convolution of its input
+    phases: dilations that do / do not divide the size, unequal per axis,
+    padding wider and narrower than the dilation, 'same', reflect padding,
+    groups and bias; the phase spec's shapes."""
+    from fastconv._spec import conv_spec
+    from fastconv.kernels.winograd_plan import phase_spec
+
+    cases = [
+        ((2, 3, 28, 28), dict(padding=2, dilation=2)),
+        ((1, 2, 9, 11), dict(padding=(1, 3), dilation=(2, 3))),
+        ((2, 2, 5, 6), dict(padding=0, dilation=2)),
+        ((1, 2, 13, 10), dict(padding="same", dilation=(3, 2))),
+        ((1, 2, 9, 9), dict(padding=2, dilation=2, padding_mode="reflect")),
+        ((2, 4, 9, 9), dict(padding=2, dilation=2, groups=2)),
+    ]
+    for xs, kw in cases:
+        x = rng.standard_normal(xs)
+        w = rng.standard_normal((4, xs[1] // kw.get("groups", 1), 3, 3))
+        b = rng.standard_normal(4)
+        got = fastconv.conv2d(x, w, b, method=f"winograd_f{m}", **kw)
+        np.testing.assert_allclose(got, conv_nd(x, w, b, **kw), rtol=1e-10, atol=1e-10, err_msg=str((xs, kw)))
+    spec = conv_spec(
+        2, np.zeros((2, 3, 28, 27)), np.zeros((4, 3, 3, 3)), None, 1, 2, 2, 1, "zeros", "auto", None, None
+    )[0]
+    sub = phase_spec(spec)
+    assert sub.n == 8 and sub.out_spatial == (14, 14) and sub.in_spatial == (16, 16) and sub.dilation == (1, 1)
 
 
 @pytest.mark.parametrize("m", [2, 4])

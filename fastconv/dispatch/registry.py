@@ -161,8 +161,10 @@ def _winograd_features(m: int):
         transformed weights each work item streams through its GEMMs (large
         when many items each read a U of many megabytes: deep layers on
         small images)."""
-        from ..kernels.winograd_plan import depth_ring, layout, transform_units
+        from ..kernels.winograd_plan import depth_ring, layout, phase_copy_bytes, phase_spec, transform_units
 
+        copied = phase_copy_bytes(spec)
+        spec = phase_spec(spec)  # a dilated 3x3 conv2d: its stacked input phases
         lay = layout(spec, m, *_settings())
         ring = depth_ring(spec, m, *_settings())
         t, transformed = transform_units(spec, m, ring is not None)
@@ -181,6 +183,7 @@ def _winograd_features(m: int):
             "s_per_block": float(calls * lay.a2),
             "s_per_weight": float(lay.a2 * k * cog * spec.groups),
             "s_per_u_stream": float(calls * lay.a2 * o_block * k),
+            "s_per_copied_byte": float(copied),
         }
 
     return features

@@ -386,6 +386,9 @@ def conv_winograd(spec, ops, out: np.ndarray, num_threads: int, *, m: int) -> No
 
     if out.size == 0:
         return
+    if spec.nd == 2 and spec.dilation != (1, 1):
+        _by_phases(spec, ops, out, num_threads, m)
+        return
     G = spec.groups
     cig, cog = spec.c_in // G, spec.c_out // G
     limit = get_config().workspace_limit
@@ -430,6 +433,31 @@ def conv_winograd(spec, ops, out: np.ndarray, num_threads: int, *, m: int) -> No
                 _winograd(ops.x, u, out, bias, cf, mh, mw, vbuf, mbuf, rwbuf, rowp, g * cig, g * cog, cog,
                           lay.tiles_h, lay.tiles_w, lay.seg, out.shape[2], sd, dd, pd, ph, pw, lay.kdepth,
                           lay.rows_per_block, lay.n_rows)  # fmt: skip
+
+
+def _by_phases(spec, ops, out: np.ndarray, num_threads: int, m: int) -> None:
+    """Dilated 3x3 conv2d (``winograd_plan.phase_spec``): the padded input's
+    dh*dw phases stacked as a batch, one undilated Winograd convolution, the
+    output phases interleaved back."""
+    from .._spec import ConvOperands
+    from .winograd_plan import phase_spec
+
+    sub = phase_spec(spec)
+    dh, dw = spec.dilation
+    n, c, o = spec.n, spec.c_in, spec.c_out
+    oh, ow = spec.out_spatial
+    (hq, wq), (qh, qw) = sub.in_spatial, sub.out_spatial
+    ph, pw = spec.kernel_pad_lo[1:]
+    x = ops.x[:, :, 0]
+    h1, w1 = min(x.shape[2], hq * dh - ph), min(x.shape[3], wq * dw - pw)
+    xpad = np.zeros((n, c, hq * dh, wq * dw), spec.dtype)
+    xpad[:, :, ph : ph + h1, pw : pw + w1] = x[:, :, :h1, :w1]
+    phases = xpad.reshape(n, c, hq, dh, wq, dw).transpose(0, 3, 5, 1, 2, 4)
+    xs = np.ascontiguousarray(phases).reshape(n * dh * dw, c, 1, hq, wq)
+    y = np.empty((n * dh * dw, o, 1, qh, qw), spec.dtype)
+    conv_winograd(sub, ConvOperands(x=xs, w=ops.w, b=ops.b), y, num_threads, m=m)
+    y = y.reshape(n, dh, dw, o, qh, qw).transpose(0, 3, 4, 1, 5, 2).reshape(n, o, qh * dh, qw * dw)
+    out[:, :, 0] = y[:, :, :oh, :ow]
 
 
 def conv_winograd_f2(spec, ops, out, num_threads):

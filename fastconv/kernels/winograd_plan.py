@@ -15,9 +15,43 @@ def supports(spec) -> str | None:
     _, dh, dw = spec.lifted("dilation")
     if kw != 3 or kh not in (1, 3):
         return "Winograd F(m, 3) needs a kernel 3 wide and 3 (or 1) high"
-    if sh != 1 or sw != 1 or (kh == 3 and dh != 1) or dw != 1:
-        return "Winograd needs stride 1 and dilation 1 on the last two axes"
+    if sh != 1 or sw != 1:
+        return "Winograd needs stride 1 on the last two axes"
+    if ((kh == 3 and dh != 1) or dw != 1) and not (spec.nd == 2 and kh == 3):
+        return "Winograd needs dilation 1 on the last two axes (dilated 3x3 conv2d runs by input phases)"
     return None
+
+
+def phase_spec(spec):
+    """A dilated 3x3 conv2d as the undilated convolution of its input phases:
+    output (row, col) = (a + dh*q, b + dw*r) reads only input rows and
+    columns of the same phases (a, b), so the dh*dw phases of the padded
+    input, stacked as a batch, are an ordinary 3x3 stride-1 convolution with
+    no padding.  Returns the spec of that stacked convolution (``spec``
+    itself when there is no dilation)."""
+    import dataclasses
+
+    if spec.nd != 2 or spec.dilation == (1, 1):
+        return spec
+    dh, dw = spec.dilation
+    oh, ow = spec.out_spatial
+    qh, qw = -(-oh // dh), -(-ow // dw)
+    return dataclasses.replace(
+        spec, n=spec.n * dh * dw, in_spatial=(qh + 2, qw + 2), dilation=(1, 1), pad_lo=(0, 0), pad_hi=(0, 0),
+        padding_mode="zeros", out_spatial=(qh, qw),
+    )  # fmt: skip
+
+
+def phase_copy_bytes(spec) -> int:
+    """Bytes of the phase split's copies (padded input, its phases, the
+    phases' output): 0 without dilation."""
+    sub = phase_spec(spec)
+    if sub is spec:
+        return 0
+    dh, dw = spec.dilation
+    qh, qw = sub.in_spatial
+    per = spec.dtype.itemsize * spec.n
+    return per * (2 * spec.c_in * qh * dh * qw * dw + spec.c_out * sub.out_spatial[0] * sub.out_spatial[1] * dh * dw)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,6 +170,9 @@ def depth_ring(spec, m: int, limit: int, threads: int) -> DepthRing | None:
 
 
 def workspace(spec, m: int, limit: int, threads: int) -> int:
+    extra = phase_copy_bytes(spec)
+    if extra:
+        return extra + workspace(phase_spec(spec), m, max(0, limit - extra), threads)
     ring = depth_ring(spec, m, limit, threads)
     return ring.workspace if ring is not None else layout(spec, m, limit, threads).workspace
 
