@@ -258,3 +258,19 @@ def test_depth_ring_against_reference(m, rng):
         with fastconv.set_config(workspace_limit=limit):
             got = fastconv.conv3d(x, w, padding=1, method=f"winograd_f{m}")
         np.testing.assert_allclose(got, conv_nd(x, w, padding=1), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_thread_counts(threads, rng):
+    """Work items are dealt to however many threads run (fewer items than
+    threads, a count that does not divide them)."""
+    cases = [
+        (fastconv.conv2d, (3, 5, 11, 13), (7, 5, 3, 3), dict(padding=1)),
+        (fastconv.conv3d, (1, 3, 5, 6, 7), (4, 3, 3, 3, 3), dict(padding=1)),
+        (fastconv.conv1d, (2, 3, 600), (4, 3, 3), dict(padding=1)),
+    ]
+    with fastconv.set_config(num_threads=threads):
+        for f, xs, ws, kw in cases:
+            x, w = rng.standard_normal(xs), rng.standard_normal(ws)
+            for m in ("winograd_f2", "winograd_f4"):
+                np.testing.assert_allclose(f(x, w, method=m, **kw), conv_nd(x, w, **kw), rtol=1e-10, atol=1e-10)
