@@ -91,8 +91,9 @@ def _check_nn(f, x, chunks, *args, **kw):
         assert isinstance(got, da.Array) and got.shape == want.shape and got.dtype == want.dtype
         if want.dtype.kind == "i":
             np.testing.assert_array_equal(got.compute(), want)
-        else:  # each tile runs its own dispatcher: rounding may differ in the last bits
-            np.testing.assert_allclose(got.compute(), want, rtol=2e-5, atol=2e-5)
+        else:  # each tile runs its own dispatcher (maybe Winograd): rounding differs at float32 level
+            scale = max(1.0, float(np.abs(want).max(initial=0.0)))
+            np.testing.assert_allclose(got.compute(), want, rtol=2e-5, atol=2e-5 * scale)
     return y
 
 

@@ -48,8 +48,8 @@ def test_second_process_loads_kernels_from_disk_cache(tmp_path):
         import json, numpy as np, fastconv
         from fastconv.kernels import direct
         x = np.ones((1, 2, 9, 9), np.float32); w = np.ones((3, 2, 3, 3), np.float32)
-        fastconv.conv2d(x, w, padding=1)
-        fastconv.conv2d(x.astype(np.float64), w, padding=1, stride=2)
+        fastconv.conv2d(x, w, padding=1, method="direct")
+        fastconv.conv2d(x.astype(np.float64), w, padding=1, stride=2, method="direct")
         stats = [direct.conv_direct_kernel.stats]
         print(json.dumps([[sum(s.cache_hits.values()), sum(s.cache_misses.values())] for s in stats]))
     """
