@@ -81,7 +81,7 @@ def fit_filters(rows, threads) -> None:
                 print(f"{key:18s} {shape} {w.shape} {np.dtype(dtype).name}: {t * 1e3:.2f} ms", flush=True)
 
 
-def best_time(run, repeats=3):
+def best_time(run, repeats=5):
     run()
     best = float("inf")
     for _ in range(repeats):
