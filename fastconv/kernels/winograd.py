@@ -158,6 +158,13 @@ def _at2(m0, m1, m2, m3):
 
 
 @numba_jit()
+def _tile_row(g, tiles_h, od_n):
+    """Global tile row g -> (image, output depth, tile row)."""
+    nd_ = g // tiles_h
+    return nd_ // od_n, nd_ % od_n, g % tiles_h
+
+
+@numba_jit()
 def _row_transform(rowp, rw, k, t0, ntw, mw, cf):
     """B^T along W for the ``ntw`` tiles of one staged (zero-padded) input row.
     (Splitting the row by phase first, for unit-stride reads, was faster
@@ -201,11 +208,7 @@ def _input_tiles(x, v, rw, rowp, cf, mh, mw, c0, rows, r0, tiles_h, tw0, ntw, od
         c = c0 + kk // kdepth
         kd = kk - (kk // kdepth) * kdepth
         for rr in range(rows):
-            g = r0 + rr
-            th = g % tiles_h
-            nd_ = g // tiles_h
-            od = nd_ % od_n
-            n = nd_ // od_n
+            n, od, th = _tile_row(r0 + rr, tiles_h, od_n)
             t0 = rr * ntw
             idp = od * sd + kd * dd - pd
             for k in range(ah):
@@ -265,11 +268,7 @@ def _output_tiles(mm, out, bias, tb, cf, mh, mw, o0, n_o, rows, r0, tiles_h, tw0
                     for i in range(2):
                         tb[i, ll, t] = y2[i]
         for rr in range(rows):
-            g = r0 + rr
-            th = g % tiles_h
-            nd_ = g // tiles_h
-            od = nd_ % od_n
-            n = nd_ // od_n
+            n, od, th = _tile_row(r0 + rr, tiles_h, od_n)
             t0 = rr * ntw - tw0
             for i in range(mh):
                 oh = th * mh + i
