@@ -316,8 +316,10 @@ def scratch(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
     first touch and are unmapped on release, and in a process whose threads
     fault at once they queue on the address-space lock (measured: a
     two-thread Winograd call no faster than one thread until its buffers were
-    reused).  Contents are undefined; each ``name`` keeps its largest request,
-    which ``workspace_limit`` bounds, per dtype; :func:`release_scratch` frees them."""
+    reused).  Contents are undefined.  What a thread keeps stays within
+    ``workspace_limit`` in total: the least recently used buffers are let go
+    first (an array a running kernel holds lives on until it returns).
+    :func:`release_scratch` lets them all go."""
     dtype = np.dtype(dtype)
     need = 1
     for v in shape:
@@ -326,10 +328,22 @@ def scratch(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
     if cache is None:
         cache = _scratch_local.buffers = {}
     key = (name, dtype.str)
-    buf = cache.get(key)
+    buf = cache.pop(key, None)  # re-inserted last: the most recently used
     if buf is None or buf.size < need:
-        buf = cache[key] = np.empty(max(need, 1), dtype)
+        buf = np.empty(max(need, 1), dtype)
+    cache[key] = buf
+    limit = get_config().workspace_limit
+    total = sum(b.nbytes for b in cache.values())
+    for old in list(cache):
+        if total <= limit or old == key:
+            break
+        total -= cache.pop(old).nbytes
     return buf[:need].reshape(shape)
+
+
+def kept_scratch_bytes() -> int:
+    """Bytes of work buffers the calling thread keeps."""
+    return sum(b.nbytes for b in getattr(_scratch_local, "buffers", {}).values())
 
 
 def release_scratch() -> None:

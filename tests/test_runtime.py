@@ -188,3 +188,24 @@ def test_scratch_buffers_are_kept_per_thread_and_released():
     release_scratch()
     assert not np.shares_memory(scratch("test_buf", (100,), np.float32), d)
     release_scratch()
+
+
+def test_kept_scratch_stays_within_the_workspace_limit():
+    """Buffers of several methods are kept up to workspace_limit in total;
+    the least recently used go first, the one just asked for always stays."""
+    from fastconv._config import kept_scratch_bytes, release_scratch, scratch
+
+    release_scratch()
+    with fastconv.set_config(workspace_limit=10_000):
+        a = scratch("test_a", (1000,), np.float32)  # 4000 bytes
+        b = scratch("test_b", (1000,), np.float32)
+        scratch("test_a", (10,), np.float32)  # a used again: b is now the oldest
+        c = scratch("test_c", (1000,), np.float32)  # 12000 > 10000: b goes
+        assert kept_scratch_bytes() == 8000
+        assert np.shares_memory(scratch("test_a", (1000,), np.float32), a)
+        assert np.shares_memory(scratch("test_c", (1000,), np.float32), c)
+        assert not np.shares_memory(scratch("test_b", (1000,), np.float32), b)
+        big = scratch("test_big", (5000,), np.float32)  # alone over the limit: kept, the rest go
+        assert kept_scratch_bytes() == big.nbytes
+    release_scratch()
+    assert kept_scratch_bytes() == 0
