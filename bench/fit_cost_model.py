@@ -29,7 +29,7 @@ MODEL = os.path.join(os.path.dirname(fastconv.__file__), "dispatch", "cost_model
 
 def shapes():
     for suite, cases in _bench.SUITES.items():
-        if not suite.startswith("conv"):  # pooling: one kernel; signal/ndimage: fit_filters
+        if suite not in _bench.CONV_SUITES:  # pooling: one kernel; signal/ndimage: fit_filters
             continue
         nd = int(suite[-2])
         for _, xs, ws, kw in cases:

@@ -126,6 +126,10 @@ SUITES = {
     "ndimage": NDIMAGE,
     "signal": SIGNAL,
 }
+#: the suites of convolution layers (name, input shape, weight shape, keyword
+#: arguments), planned by the dispatcher; the others time one kernel (pooling)
+#: or scipy's functions
+CONV_SUITES = ("conv2d", "conv1d", "conv3d", "conv_transpose2d")
 #: command-line names of the suites (issue 7's vocabulary) -> suites
 SUITE_GROUPS = {
     "conv": ["conv2d", "conv1d", "conv3d"],
@@ -275,10 +279,11 @@ def run_suite(
     methods: bool = False,
     memory: bool = False,
 ) -> list[Result]:
-    """Time one suite.  Convolution suites can also time every explicit
-    method next to ``auto`` (``methods``: is the dispatcher's pick the
-    fastest?) and measure each library's peak memory for one call (``memory``,
-    in child processes: :func:`peak_memory`)."""
+    """Time one suite.  The convolution suites (:data:`CONV_SUITES`) can also
+    time every explicit method next to ``auto`` (``methods``: is the
+    dispatcher's pick the fastest?) and measure each library's peak memory
+    for one call (``memory``, in child processes: :func:`peak_memory`); the
+    other suites ignore both."""
     import fastconv
 
     cases = SUITES[suite]

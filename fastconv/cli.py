@@ -33,10 +33,6 @@ def _ints(text: str):
     return dims[0] if len(dims) == 1 else dims
 
 
-#: suites without the --methods / --memory columns (one kernel, or scipy's functions)
-_NO_METHODS = ("pool2d", "ndimage", "signal")
-
-
 def cmd_bench(args) -> int:
     from . import _bench
 
@@ -80,8 +76,8 @@ def cmd_bench(args) -> int:
                 compare=compare,
                 repeats=args.repeats,
                 progress=bar.step,
-                methods=args.methods and suite not in _NO_METHODS,
-                memory=args.memory and suite not in _NO_METHODS,
+                methods=args.methods,
+                memory=args.memory,
             )
         print()
         print(_bench.table(res, gemm, copy))
@@ -218,7 +214,7 @@ def cmd_tune(args) -> int:
         calls = [(f"{args.op} {args.input} {args.weight}", func, x, w, kwargs)]
     else:
         # pooling has one kernel; the ndimage suite is tuned by running it with autotune on
-        suites = [s for s in _bench.SUITE_GROUPS[args.suite] if s not in ("pool2d", "ndimage", "signal")]
+        suites = [s for s in _bench.SUITE_GROUPS[args.suite] if s in _bench.CONV_SUITES]
         calls = [
             (name, getattr(fastconv, suite), np.zeros(xs, np.float32), np.zeros(ws, np.float32), kw)
             for suite in suites

@@ -308,7 +308,7 @@ def conv_transpose_gemm(spec, ops, out: np.ndarray, num_threads: int) -> None:
     the columns into the output.  Exactly the transposed convolution's FLOPs,
     in BLAS; the blocks are sized to ``workspace_limit``."""
     from .._config import blas_threads, get_config, scratch
-    from .transpose_plan import gemm_tiles
+    from .transpose_plan import gemm_buffers, gemm_tiles
 
     if out.size == 0:
         return
@@ -333,13 +333,10 @@ def conv_transpose_gemm(spec, ops, out: np.ndarray, num_threads: int) -> None:
     units = spec.n * G * -(-cog // cblk)
     nparts = max(1, min(units, num_threads))
     geometry = (*spec.lifted("stride"), *spec.lifted("dilation"), *spec.lifted("pad_lo"))
-    rows, iw = spec.lifted("in_spatial")[0] * spec.lifted("in_spatial")[1], spec.lifted("in_spatial")[2]
-    od, oh, ow = spec.lifted("out_spatial")
-    sw = spec.lifted("stride")[2]
-    dt = spec.dtype
-    colbuf = scratch("transpose_cols", (nparts, cblk * K * nrows * iw), dt)
-    xtbuf = scratch("transpose_x", (nparts, 1 if nrows >= rows else cig * nrows * iw), dt)
-    accbuf = scratch("transpose_acc", (nparts, od * oh * sw * -(-ow // sw)), dt)
+    cols, xcopy, plane = gemm_buffers(spec, get_config().workspace_limit, num_threads)
+    colbuf = scratch("transpose_cols", (nparts, cols), spec.dtype)
+    xtbuf = scratch("transpose_x", (nparts, xcopy), spec.dtype)
+    accbuf = scratch("transpose_acc", (nparts, plane), spec.dtype)
     with blas_threads(1), numba_threads(num_threads):
         transpose_gemm_kernel(ops.x, wg, wt, b, out, G, geometry, (kd, kh, kw), _kw_tables(spec), cblk, nrows, colbuf,
                               xtbuf, accbuf)  # fmt: skip

@@ -150,18 +150,21 @@ def gemm_tiles(spec: ConvSpec, limit: int, threads: int = 1) -> tuple[int, int]:
     return cblk, max(1, min(rows, fit, cached))
 
 
-def gemm_workspace(spec: ConvSpec, limit: int, threads: int = 1) -> int:
-    """Bytes :func:`conv_transpose_gemm` allocates: per thread, the columns,
-    the copied input rows (split images only) and one phase-split plane."""
+def gemm_buffers(spec: ConvSpec, limit: int, threads: int = 1) -> tuple[int, int, int]:
+    """Elements of each thread's buffers in :func:`conv_transpose_gemm`: the
+    columns, the copied input rows (1 unless an image is split) and one
+    phase-split output plane."""
     k = 1
     for v in spec.kernel:
         k *= v
     cblk, nrows = gemm_tiles(spec, limit, threads)
     d, h, w = spec.lifted("in_spatial")
-    item = spec.dtype.itemsize
-    cols = cblk * k * nrows * w
-    xcopy = (spec.c_in // spec.groups) * nrows * w if nrows < d * h else 0
+    xcopy = (spec.c_in // spec.groups) * nrows * w if nrows < d * h else 1
     od, oh, ow = spec.lifted("out_spatial")
     sw = spec.lifted("stride")[2]
-    plane = od * oh * sw * -(-ow // sw)
-    return (cols + xcopy + plane) * item * max(1, threads)
+    return cblk * k * nrows * w, xcopy, od * oh * sw * -(-ow // sw)
+
+
+def gemm_workspace(spec: ConvSpec, limit: int, threads: int = 1) -> int:
+    """Bytes :func:`conv_transpose_gemm` works in (:func:`gemm_buffers`, per thread)."""
+    return sum(gemm_buffers(spec, limit, threads)) * spec.dtype.itemsize * max(1, threads)

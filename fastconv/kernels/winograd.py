@@ -40,7 +40,7 @@ import numpy as np
 from numba import prange
 
 from .._config import blas_threads, numba_jit, numba_threads, scratch
-from .winograd_plan import depth_ring, layout
+from .winograd_plan import depth_ring, layout, phase_spec
 
 _BT = {
     1: np.array([[1.0]]),
@@ -93,14 +93,13 @@ def transform_weights(w: np.ndarray, mh: int, mw: int, o_block: int) -> np.ndarr
     u = scratch("winograd_u", (blocks, a2, o_block, c * kd), w.dtype)
     if blocks * o_block > o:
         u[-1, :, o - (blocks - 1) * o_block :] = 0
-    tap_planes = scratch("winograd_taps", (o, gk.shape[1], c * kd), w.dtype)
-    _transform_weights(w.reshape(o, c * kd, -1), gk, u, tap_planes)
+    _transform_weights(w.reshape(o, c * kd, -1), gk, u)
     return u
 
 
 @numba_jit(parallel=True)
-def _transform_weights(w, gk, u, taps):
-    """Per output channel: the (K, taps) weights turned to (taps, K) rows,
+def _transform_weights(w, gk, u):
+    """Per output channel: its (K, taps) weights turned into (taps, K) rows,
     then each U row a vector sum of them (zero coefficients skipped),
     accumulated in a local row and stored once."""
     ob = u.shape[2]
@@ -109,16 +108,17 @@ def _transform_weights(w, gk, u, taps):
         bi = o // ob
         oo = o - bi * ob
         acc = np.empty(K, u.dtype)
+        taps = np.empty((R, K), u.dtype)
         for c in range(K):
             for r in range(R):
-                taps[o, r, c] = w[o, c, r]
+                taps[r, c] = w[o, c, r]
         for k in range(gk.shape[0]):
             acc[:] = 0
             for r in range(R):
                 cf = gk[k, r]
                 if cf != 0:
                     for c in range(K):
-                        acc[c] += cf * taps[o, r, c]
+                        acc[c] += cf * taps[r, c]
             for c in range(K):
                 u[bi, k, oo, c] = acc[c]
 
@@ -385,7 +385,7 @@ def conv_winograd(spec, ops, out: np.ndarray, num_threads: int, *, m: int) -> No
 
     if out.size == 0:
         return
-    if spec.nd == 2 and spec.dilation != (1, 1):
+    if phase_spec(spec) is not spec:  # dilated 3x3 conv2d
         _by_phases(spec, ops, out, num_threads, m)
         return
     G = spec.groups
@@ -397,10 +397,8 @@ def conv_winograd(spec, ops, out: np.ndarray, num_threads: int, *, m: int) -> No
     ring = depth_ring(spec, m, limit, num_threads)
     lay = layout(spec, m, limit, num_threads)
     dt = spec.dtype
-    mh, mw = lay.mh, lay.mw
+    mh, mw, ah, aw, a2 = lay.mh, lay.mw, lay.ah, lay.aw, lay.a2
     bias = ops.b if ops.b is not None else np.zeros(spec.c_out, dt)
-    ah, aw = mh + 2 if mh > 1 else 1, mw + 2
-    a2 = ah * aw
     K = cig * lay.kdepth
     nt = lay.threads
     if ring is not None:
@@ -442,7 +440,6 @@ def _by_phases(spec, ops, out: np.ndarray, num_threads: int, m: int) -> None:
     dh*dw phases stacked as a batch, one undilated Winograd convolution, the
     output phases interleaved back."""
     from .._spec import ConvOperands
-    from .winograd_plan import phase_spec
 
     sub = phase_spec(spec)
     dh, dw = spec.dilation

@@ -29,8 +29,6 @@ def phase_spec(spec):
     input, stacked as a batch, are an ordinary 3x3 stride-1 convolution with
     no padding.  Returns the spec of that stacked convolution (``spec``
     itself when there is no dilation)."""
-    import dataclasses
-
     if spec.nd != 2 or spec.dilation == (1, 1):
         return spec
     dh, dw = spec.dilation
@@ -54,11 +52,41 @@ def phase_copy_bytes(spec) -> int:
     return per * (2 * spec.c_in * qh * dh * qw * dw + spec.c_out * sub.out_spatial[0] * sub.out_spatial[1] * dh * dw)
 
 
+def _geometry(spec, m: int) -> tuple[int, int, int, int, int, int]:
+    """(mh, mw, ah, aw, tiles_h, tiles_w): output tile and transformed tile
+    sizes (mh = ah = 1 for a kernel one row high) and tiles per plane."""
+    kh = spec.lifted("kernel")[1]
+    oh, ow = spec.lifted("out_spatial")[1:]
+    mh, mw = (m if kh == 3 else 1), m
+    ah, aw = (mh + 2 if kh == 3 else 1), mw + 2
+    return mh, mw, ah, aw, -(-oh // mh), -(-ow // mw)
+
+
+def _split_outputs(items: int, threads: int, cog: int) -> tuple[int, int]:
+    """(o_block, n_oblocks): output channels whole, or cut into blocks of a
+    multiple of 8 when there are fewer tile blocks than threads."""
+    n_oblocks = 1 if items >= threads else min(-(-threads // max(1, items)), max(1, cog // 8))
+    o_block = max(1, -(-cog // n_oblocks))  # (no output channels: nothing runs)
+    if n_oblocks > 1:
+        o_block = -(-o_block // 8) * 8
+    return o_block, -(-cog // o_block)
+
+
+def _workspace_bytes(spec, geo, tiles: int, seg: int, v_rows: int, o_block: int, n_oblocks: int, threads: int) -> int:
+    """Each thread's V (``v_rows`` x tiles per transform point), M, row
+    transforms and staging row, plus U."""
+    _, mw, ah, aw = geo[:4]
+    k = spec.c_in // spec.groups * spec.lifted("kernel")[0]
+    per_thread = ah * aw * ((v_rows + o_block) * tiles + tiles) + seg * mw + 64
+    return (threads * per_thread + n_oblocks * ah * aw * o_block * k) * spec.dtype.itemsize
+
+
 @dataclasses.dataclass(frozen=True)
 class Layout:
     mh: int
     mw: int
-    a2: int
+    ah: int
+    aw: int
     tiles_h: int
     tiles_w: int
     #: tile rows over (batch, output depth, tile row)
@@ -73,55 +101,44 @@ class Layout:
     threads: int
     workspace: int
 
+    @property
+    def a2(self) -> int:
+        return self.ah * self.aw
+
 
 def layout(spec, m: int, limit: int, threads: int) -> Layout:
     """Tile geometry, block sizes (to ``limit`` bytes of workspace) and the
     output-channel split that gives every thread work."""
-    kd, kh, _ = spec.lifted("kernel")
-    od, oh, ow = spec.lifted("out_spatial")
-    mh, mw = (m if kh == 3 else 1), m
-    ah, aw = (mh + 2 if kh == 3 else 1), mw + 2
-    a2 = ah * aw
-    cig, cog = spec.c_in // spec.groups, spec.c_out // spec.groups
-    k = cig * kd
-    item = spec.dtype.itemsize
-    tiles_h, tiles_w = -(-oh // mh), -(-ow // mw)
-    n_rows = spec.n * od * tiles_h
+    geo = _geometry(spec, m)
+    mh, mw, ah, aw, tiles_h, tiles_w = geo
+    kd = spec.lifted("kernel")[0]
+    k = spec.c_in // spec.groups * kd
+    n_rows = spec.n * spec.lifted("out_spatial")[0] * tiles_h
     threads = max(1, threads)
     # rows longer than the target (long 1-D signals, wide images) are cut in pieces
     nseg = max(1, round(tiles_w / _TARGET_TILES))
     seg = -(-tiles_w // nseg)
     nseg = -(-tiles_w // seg)
     rows_target = max(1, -(-_TARGET_TILES // seg)) if nseg == 1 else 1
-    n_blocks = max(1, -(-n_rows // rows_target)) * nseg
-    if n_blocks >= threads:
-        n_oblocks = 1
-    else:
-        n_oblocks = min(-(-threads // n_blocks), max(1, cog // 8))
-    o_block = max(1, -(-cog // n_oblocks))  # (no output channels: nothing runs)
-    if n_oblocks > 1:
-        o_block = -(-o_block // 8) * 8
-    n_oblocks = -(-cog // o_block)
-
-    def total(rows: int, seg: int) -> int:
-        t = rows * seg
-        per_thread = a2 * (k + o_block) * t + ah * aw * t + seg * mw + 64
-        return (threads * per_thread + n_oblocks * a2 * o_block * k + 9 * cog * k) * item  # + U and its tap rows
-
     row_blocks = max(1, -(-n_rows // rows_target))
+    o_block, n_oblocks = _split_outputs(row_blocks * nseg, threads, spec.c_out // spec.groups)
     if nseg == 1 and row_blocks >= threads:
         row_blocks = -(-row_blocks // threads) * threads  # even work for the threads
     rows = max(1, -(-n_rows // row_blocks))
+
+    def total(rows: int, seg: int) -> int:
+        return _workspace_bytes(spec, geo, rows * seg, seg, k, o_block, n_oblocks, threads)
+
     while total(rows, seg) > limit and (rows > 1 or seg > 1):
         if rows > 1:
             rows = max(1, rows // 2)
         else:
             seg = max(1, -(-seg // 2))
-    nseg = -(-tiles_w // seg)
-    n_blocks = -(-n_rows // rows) * nseg
+    n_blocks = -(-n_rows // rows) * -(-tiles_w // seg)
     return Layout(
-        mh, mw, a2, tiles_h, tiles_w, n_rows, rows, seg, n_blocks, o_block, n_oblocks, kd, threads, total(rows, seg)
-    )
+        mh, mw, ah, aw, tiles_h, tiles_w, n_rows, rows, seg, n_blocks, o_block, n_oblocks, kd, threads,
+        total(rows, seg),
+    )  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,27 +158,20 @@ def depth_ring(spec, m: int, limit: int, threads: int) -> DepthRing | None:
     kd = spec.lifted("kernel")[0]
     if spec.nd != 3 or kd < 2 or spec.stride[0] != 1 or spec.dilation[0] != 1:
         return None
-    lay = layout(spec, m, limit, threads)
-    if lay.seg < lay.tiles_w:
+    geo = _geometry(spec, m)
+    tiles_h, tiles_w = geo[4:]
+    if layout(spec, m, limit, threads).seg < tiles_w:
         return None
-    cig, cog = spec.c_in // spec.groups, spec.c_out // spec.groups
-    ah, aw = lay.a2 // (lay.mw + 2), lay.mw + 2
-    item = spec.dtype.itemsize
     threads = max(1, threads)
-    rows = max(1, min(lay.tiles_h, -(-_TARGET_TILES // max(1, lay.tiles_w))))
+    rows = max(1, min(tiles_h, -(-_TARGET_TILES // max(1, tiles_w))))
     if 0 < spec.n < threads:  # blocks of rows before output-channel blocks to feed the threads
-        rows = min(rows, max(1, -(-lay.tiles_h // -(-threads // spec.n))))
+        rows = min(rows, max(1, -(-tiles_h // -(-threads // spec.n))))
     while True:
-        n_blocks = -(-lay.tiles_h // rows)
-        items = max(1, spec.n * n_blocks)
-        n_oblocks = 1 if items >= threads else min(-(-threads // items), max(1, cog // 8))
-        o_block = max(1, -(-cog // n_oblocks))
-        if n_oblocks > 1:
-            o_block = -(-o_block // 8) * 8
-        n_oblocks = -(-cog // o_block)
-        t = rows * lay.tiles_w
-        per_thread = lay.a2 * (2 * kd * cig + o_block) * t + ah * aw * t + lay.seg * lay.mw + 64
-        total = (threads * per_thread + n_oblocks * lay.a2 * o_block * kd * cig + 9 * cog * kd * cig) * item
+        n_blocks = -(-tiles_h // rows)
+        o_block, n_oblocks = _split_outputs(spec.n * n_blocks, threads, spec.c_out // spec.groups)
+        # the ring holds every slice twice: 2 * kd * C rows of V
+        total = _workspace_bytes(spec, geo, rows * tiles_w, tiles_w, 2 * spec.c_in // spec.groups * kd, o_block,
+                                 n_oblocks, threads)  # fmt: skip
         if total <= limit:
             return DepthRing(rows, n_blocks, o_block, n_oblocks, total)
         if rows == 1:
@@ -180,9 +190,7 @@ def workspace(spec, m: int, limit: int, threads: int) -> int:
 def transform_units(spec, m: int, ring: bool = False) -> tuple[int, int]:
     """(tiles, transformed elements in and out) for the cost model; with the
     depth ring each input slice is transformed once, not once per depth tap."""
-    kd, kh, _ = spec.lifted("kernel")
-    od, oh, ow = spec.lifted("out_spatial")
-    mh, mw = (m if kh == 3 else 1), m
-    a2 = (mh + 2 if kh == 3 else 1) * (mw + 2)
-    t = spec.n * od * -(-oh // mh) * -(-ow // mw)
-    return t, a2 * t * (spec.c_in * (1 if ring else kd) + spec.c_out)
+    _, _, ah, aw, tiles_h, tiles_w = _geometry(spec, m)
+    kd = spec.lifted("kernel")[0]
+    t = spec.n * spec.lifted("out_spatial")[0] * tiles_h * tiles_w
+    return t, ah * aw * t * (spec.c_in * (1 if ring else kd) + spec.c_out)
