@@ -226,6 +226,45 @@ def depthwise_features(spec) -> dict[str, float]:
     return {"overhead_s": 1.0, "s_per_flop": float(spec.flops), "s_per_row": float(rows)}
 
 
+def blocked_features(spec) -> dict[str, float]:
+    """Register-blocked direct: a fixed cost, the FLOPs the micro-kernel runs
+    (whole channel blocks and position runs, plane padding included), the
+    elements copied into the padded input, and the micro-kernel calls."""
+    from ..kernels.blocked import computed_flops, image_elements
+    from ..kernels.microkernel import OB, positions
+
+    od, oh, _ = spec.lifted("out_spatial")
+    wq = blocked_geometry(spec)[2]
+    runs = spec.n * od * -(-(oh * wq) // positions(np.dtype(spec.dtype).itemsize))
+    calls = runs * spec.groups * -(-(spec.c_out // spec.groups) // OB)
+    return {
+        "overhead_s": 1.0,
+        "s_per_flop": float(computed_flops(spec)),
+        "s_per_copied": float(spec.n * image_elements(spec)),
+        "s_per_call": float(calls),
+    }
+
+
+def blocked_geometry(spec):
+    from ..kernels.blocked import geometry
+
+    return geometry(spec)
+
+
+def _blocked_supports(spec) -> str | None:
+    from ..kernels.blocked import images_per_block
+
+    if images_per_block(spec, _settings()[0]) == 0:
+        return "one image's padded copy exceeds workspace_limit"
+    return None
+
+
+def _blocked_workspace(spec) -> int:
+    from ..kernels.blocked import workspace
+
+    return workspace(spec, _settings()[0])
+
+
 def _depthwise_supports(spec) -> str | None:
     if spec.c_in != spec.groups:
         return "depthwise needs groups == C_in (one input channel per output channel)"
@@ -237,6 +276,7 @@ FEATURES = {
     "depthwise": depthwise_features,
     "direct": direct_features,
     "im2col": im2col_features,
+    "blocked": blocked_features,
     "fft": fft_features,
     "winograd_f2": _winograd_features(2),
     "winograd_f4": _winograd_features(4),
@@ -296,6 +336,18 @@ register(
         cost=_cost("im2col"),
         workspace=_im2col_workspace,
         description="windows gathered into columns (tiled to workspace_limit), one BLAS GEMM per tile",
+    )
+)
+register(
+    Method(
+        name="blocked",
+        ops=CONV_OPS,
+        runner="fastconv.kernels.blocked:conv_blocked",
+        supports=_blocked_supports,
+        cost=_cost("blocked"),
+        workspace=_blocked_workspace,
+        description="register-blocked direct: padded phase-split input copy, 8 channels x 48 positions per "
+        "micro-kernel call with the accumulators in vector registers, no BLAS",
     )
 )
 register(

@@ -1,0 +1,257 @@
+"""Register-blocked direct convolution: no columns, no BLAS.
+
+The input is copied once into a zero-padded, stride-phase-split layout
+``xp[n, c, dz, a, b, i, j] = xpad[n, c, dz, i*sh + a, j*sw + b]`` (planes of
+``Hq x Wq``).  In that layout every tap ``(c, kd, kh, kw)`` of every output
+position ``p = oh*Wq + ow`` of a plane reads ``xp[base + p + xoff[tap]]``: the
+taps of a run of consecutive positions are consecutive elements, whatever
+the stride or dilation.  So a block of ``OB`` output channels x ``NV*lanes``
+consecutive positions is one call of the register-blocked micro-kernel
+(:mod:`.microkernel`): the sum over all ``C_in/groups * taps`` inputs with the
+accumulators held in vector registers, then copied into ``out`` with the
+bias (positions ``ow >= OW``, computed on the plane's padding columns, are
+dropped: ``Wq/OW`` of the work, 9/7 on a 7-wide image, 58/56 on a 56-wide).
+
+Work items, run in parallel: (image, group, output depth, run of positions);
+each runs every block of output channels over its input window, which stays
+in L1/L2 while the packed weights stream.  Workspace: the padded copy of a
+block of images (at most ``workspace_limit``) and the packed weights.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from .._config import numba_jit, numba_threads, scratch
+from .direct import _U, _copy, _fill, _gather, _inline
+from .microkernel import OB, block_mac, positions
+
+_RUNS = 16  # most runs of positions per work item
+
+
+def geometry(spec) -> tuple[int, ...]:
+    """(Dp, Hq, Wq, phases): padded depth, phase-plane height and width, and
+    the number of (row, column) stride phases."""
+    sd, sh, sw = spec.lifted("stride")
+    dd, dh, dw = spec.lifted("dilation")
+    kd, kh, kw = spec.lifted("kernel")
+    od, oh, ow = spec.lifted("out_spatial")
+    return (od - 1) * sd + (kd - 1) * dd + 1, oh + (kh - 1) * dh // sh, ow + (kw - 1) * dw // sw, sh * sw
+
+
+def image_elements(spec) -> int:
+    """Elements of one image's padded, phase-split copy."""
+    dp, hq, wq, phases = geometry(spec)
+    return spec.c_in * dp * phases * hq * wq
+
+
+def images_per_block(spec, limit: int) -> int:
+    """Images whose padded copy fits the workspace limit together (0: not even one)."""
+    item = np.dtype(spec.dtype).itemsize
+    weights = spec.groups * -(-(spec.c_out // spec.groups) // OB) * OB * _taps(spec) * item
+    per_image = image_elements(spec) * item
+    room = limit - weights - positions(item) * item
+    return max(0, min(spec.n, room // max(per_image, 1)))
+
+
+def workspace(spec, limit: int) -> int:
+    item = np.dtype(spec.dtype).itemsize
+    nimg = max(1, images_per_block(spec, limit))
+    weights = spec.groups * -(-(spec.c_out // spec.groups) // OB) * OB * _taps(spec) * item
+    return (nimg * image_elements(spec) + positions(item)) * item + weights
+
+
+def computed_flops(spec) -> int:
+    """FLOPs the micro-kernel runs: whole blocks of OB channels and of
+    positions, the plane's padding columns included."""
+    wq = geometry(spec)[2]
+    od, oh, _ = spec.lifted("out_spatial")
+    tb = positions(np.dtype(spec.dtype).itemsize)
+    runs = -(-(oh * wq) // tb)
+    blocks = spec.groups * -(-(spec.c_out // spec.groups) // OB)
+    return 2 * spec.n * od * runs * tb * blocks * OB * _taps(spec)
+
+
+def _taps(spec) -> int:
+    kd, kh, kw = spec.lifted("kernel")
+    return spec.c_in // spec.groups * kd * kh * kw
+
+
+def runs_per_item(spec, nimg: int, threads: int) -> int:
+    """Runs of positions per work item: at most _RUNS, and few enough to
+    give every thread two items."""
+    od, oh, _ = spec.lifted("out_spatial")
+    wq = geometry(spec)[2]
+    runs = nimg * od * -(-(oh * wq) // positions(np.dtype(spec.dtype).itemsize))
+    return max(1, min(_RUNS, -(-runs * spec.groups // (2 * threads))))
+
+
+def pack(w: np.ndarray, groups: int) -> np.ndarray:
+    """(C_out, C_in/g, KD, KH, KW) -> (groups, blocks, taps, OB): a block's OB
+    channels adjacent per tap, zeros past the group's end."""
+    c_out = w.shape[0]
+    cog = c_out // groups
+    nb = -(-cog // OB)
+    taps = int(np.prod(w.shape[1:]))
+    wp = np.zeros((groups, nb * OB, taps), w.dtype)
+    wp[:, :cog] = w.reshape(groups, cog, taps)
+    return np.ascontiguousarray(wp.reshape(groups, nb, OB, taps).transpose(0, 1, 3, 2))
+
+
+def tap_offsets(spec, x_shape) -> np.ndarray:
+    """xoff[(ci, kd, kh, kw)]: where each tap reads in the padded copy,
+    relative to the output position's own index."""
+    _, sh, sw = spec.lifted("stride")
+    dd, dh, dw = spec.lifted("dilation")
+    kd, kh, kw = spec.lifted("kernel")
+    dp, hq, wq, phases = geometry(spec)
+    plane = hq * wq
+    ci = np.arange(spec.c_in // spec.groups).reshape(-1, 1, 1, 1)
+    a = np.arange(kd).reshape(1, -1, 1, 1) * dd
+    bh = np.arange(kh).reshape(1, 1, -1, 1) * dh
+    bw = np.arange(kw).reshape(1, 1, 1, -1) * dw
+    off = (ci * dp + a) * phases * plane + ((bh % sh) * sw + bw % sw) * plane + (bh // sh) * wq + bw // sw
+    return np.ascontiguousarray(off.reshape(-1), dtype=np.int64)
+
+
+@numba_jit(parallel=True)
+def _pad_split(x, xp, sd, sh, sw, pd, ph, pw, dp, hq, wq):
+    """xp[n, c, dz, a, b, i, j] = x[n, c, dz - pd, i*sh + a - ph, j*sw + b - pw]
+    (zero outside x), flat; the elements past the last plane are zeroed."""
+    N, C, D, H, W = x.shape
+    xf = x.reshape(-1)
+    plane = hq * wq
+    rows = N * C * dp
+    for row in prange(rows):
+        dz = row % dp
+        nc = row // dp
+        z = dz - pd
+        for a in range(sh):
+            for bb in range(sw):
+                base = ((row * sh + a) * sw + bb) * plane
+                lo = 0 if bb >= pw else (pw - bb + sw - 1) // sw
+                hi = max(lo, min(wq, (W - 1 + pw - bb) // sw + 1)) if W - 1 + pw - bb >= 0 else lo
+                for i in range(hq):
+                    y = i * sh + a - ph
+                    dst = base + i * wq
+                    if z < 0 or z >= D or y < 0 or y >= H:
+                        _fill(xp, dst, wq, 0)
+                        continue
+                    src = ((nc * D + z) * H + y) * W + lo * sw + bb - pw
+                    _fill(xp, dst, lo, 0)
+                    if sw == 1:
+                        _copy(xp, dst + lo, xf, src, hi - lo)
+                    else:
+                        _gather(xp, dst + lo, xf, src, hi - lo, sw)
+                    _fill(xp, dst + hi, wq - hi, 0)
+    _fill(xp, rows * sh * sw * plane, xp.shape[0] - rows * sh * sw * plane, 0)
+
+
+@_inline
+def _store_row(dst, d0, src, s0, n, bias):
+    """dst[d0 + i] = src[s0 + i] + bias for i in [0, n)."""
+    if n <= 0:
+        return
+    o = _U(d0)
+    s = _U(s0)
+    for i in range(_U(n)):
+        dst[o + i] = src[s + i] + bias
+
+
+@numba_jit(parallel=True)
+def _blocked_kernel(xp, wp, xoff, b, out, c_in, groups, sd, dp, phases, hq, wq, tb, rpi, nparts):
+    """out[n, co, od, oh, ow] = b[co] + sum_taps wp * xp, one micro-kernel call
+    per (block of OB channels, run of ``tb`` positions of a plane).  An item
+    is ``rpi`` consecutive runs of one group (over planes and images, so small
+    planes still share the weights), each block of channels over all of them:
+    its packed weights stay in L1/L2 while the runs' input windows are reused."""
+    N, C_out, OD, OH, OW = out.shape
+    nb = wp.shape[1]
+    R = wp.shape[2]
+    cog = C_out // groups
+    cig = c_in // groups
+    npos = OH * wq
+    nrun = (npos + tb - 1) // tb
+    runs = N * OD * nrun
+    nitem = (runs + rpi - 1) // rpi
+    items = groups * nitem
+    per_part = (items + nparts - 1) // nparts
+    plane = hq * wq
+    wf = wp.reshape(-1)
+    of = out.reshape(-1)
+    oplane = OH * OW
+    span = rpi * tb
+    for part in prange(nparts):
+        acc = np.empty(OB * span, out.dtype)
+        for item in range(part * per_part, min(items, (part + 1) * per_part)):
+            g = item // nitem
+            r0 = (item % nitem) * rpi
+            r1 = min(runs, r0 + rpi)
+            for blk in range(nb):
+                wbase = (g * nb + blk) * R * OB
+                for gr in range(r0, r1):
+                    run = gr % nrun
+                    t = gr // nrun
+                    od = t % OD
+                    n = t // OD
+                    xbase = ((n * c_in + g * cig) * dp + od * sd) * phases * plane + run * tb
+                    block_mac(xp, xoff, xbase, wf, wbase, R, acc, (gr - r0) * tb, span)
+                for gr in range(r0, r1):
+                    run = gr % nrun
+                    t = gr // nrun
+                    od = t % OD
+                    n = t // OD
+                    p0 = run * tb
+                    p1 = min(npos, p0 + tb)
+                    for o in range(min(OB, cog - blk * OB)):
+                        co = g * cog + blk * OB + o
+                        bv = b[co]
+                        obase = ((n * C_out + co) * OD + od) * oplane
+                        src = o * span + (gr - r0) * tb - p0
+                        p = p0
+                        while p < p1:
+                            oh = p // wq
+                            ow = p - oh * wq
+                            row_end = min(p1, (oh + 1) * wq)
+                            if ow < OW:
+                                cnt = min(row_end, oh * wq + OW) - p
+                                _store_row(of, obase + oh * OW + ow, acc, src + p, cnt, bv)
+                            p = row_end
+
+
+def conv_blocked(spec, ops, out: np.ndarray, num_threads: int, *, limit: int | None = None) -> None:
+    """Run the register-blocked direct method for ``spec`` into the
+    C-contiguous 5-D ``out``."""
+    from .._config import get_config
+
+    x, w = ops.x, ops.w
+    if out.size == 0:
+        return
+    b = ops.b if ops.b is not None else np.zeros(spec.c_out, dtype=spec.dtype)
+    if w.shape[1] == 0:  # no input channels: the sum is empty
+        out[...] = b.reshape((-1, 1, 1, 1))
+        return
+    limit = get_config().workspace_limit if limit is None else limit
+    nimg = images_per_block(spec, limit)
+    if nimg == 0:
+        raise ValueError("blocked: one image's padded copy exceeds workspace_limit")
+    sd, sh, sw = spec.lifted("stride")
+    pd, ph, pw = spec.kernel_pad_lo
+    dp, hq, wq, phases = geometry(spec)
+    wp = pack(w, spec.groups)
+    xoff = tap_offsets(spec, x.shape)
+    tb = positions(x.itemsize)
+    per_image = image_elements(spec)
+    od, oh, _ = out.shape[2:]
+    with numba_threads(num_threads):
+        for n0 in range(0, spec.n, nimg):
+            n1 = min(spec.n, n0 + nimg)
+            xp = scratch("blocked_xp", ((n1 - n0) * per_image + tb,), spec.dtype)
+            _pad_split(x[n0:n1], xp, sd, sh, sw, pd, ph, pw, dp, hq, wq)
+            rpi = runs_per_item(spec, n1 - n0, num_threads)
+            items = spec.groups * -(-((n1 - n0) * od * -(-(oh * wq) // tb)) // rpi)
+            nparts = max(1, min(num_threads, items))
+            _blocked_kernel(
+                xp, wp, xoff, b, out[n0:n1], spec.c_in, spec.groups, sd, dp, phases, hq, wq, tb, rpi, nparts
+            )

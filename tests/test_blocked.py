@@ -1,0 +1,92 @@
+"""The register-blocked direct method: its padded phase-split copy, its work
+split (channel blocks, runs of positions, image blocks under the workspace
+limit) and threads, against the plain-NumPy reference.  (The shared grids in
+test_conv.py run it over every parameter too.)"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fastconv
+from fastconv._spec import conv_spec
+from fastconv.kernels import blocked
+from fastconv.kernels.microkernel import OB, positions
+
+from .reference import conv_nd
+
+FUNCS = {1: fastconv.conv1d, 2: fastconv.conv2d, 3: fastconv.conv3d}
+
+
+def _spec(x, w, **kwargs):
+    args = dict(stride=1, padding=0, dilation=1, groups=1) | kwargs
+    return conv_spec(x.ndim - 2, x, w, None, padding_mode="zeros", method="blocked", device=None, out=None, **args)[0]
+
+
+def test_padded_phase_copy_matches_numpy_padding(rng):
+    # xp[n, c, dz, a, b, i, j] = zero-padded x at (dz, i*sh + a, j*sw + b)
+    x = rng.standard_normal((2, 3, 4, 7, 9)).astype(np.float32)
+    w = np.ones((2, 3, 2, 3, 4), np.float32)
+    stride, padding, dilation = (2, 2, 3), (1, 2, 1), (1, 2, 1)
+    spec = _spec(x, w, stride=stride, padding=padding, dilation=dilation)
+    dp, hq, wq, _ = blocked.geometry(spec)
+    tb = positions(4)
+    xp = np.full(2 * blocked.image_elements(spec) + tb, np.nan, np.float32)
+    blocked._pad_split(x, xp, *stride, *padding, dp, hq, wq)
+    pad = np.zeros((2, 3, dp + 8, 2 * (hq + 8), 3 * (wq + 8)), np.float32)
+    pad[:, :, 1 : 1 + 4, 2 : 2 + 7, 1 : 1 + 9] = x
+    want = np.empty((2, 3, dp, 2, 3, hq, wq), np.float32)
+    for a in range(2):
+        for b in range(3):
+            want[:, :, :, a, b] = pad[:, :, :dp, a::2, b::3][:, :, :, :hq, :wq]
+    got = xp[: want.size].reshape(want.shape)
+    np.testing.assert_array_equal(got, want)
+    assert not xp[want.size :].any()  # the slack after the last plane is zeroed
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_channel_blocks_runs_and_strides(dtype, rng):
+    tb = positions(np.dtype(dtype).itemsize)
+    cases = [
+        # a partial last block of output channels, rows longer than several runs
+        (1, (2, 5, 3 * tb + 7), (OB + 5, 5, 3), dict(padding=1)),
+        (1, (1, 4, 5 * tb), (2 * OB, 2, 4), dict(stride=2, padding=3, dilation=3, groups=2)),
+        # a plane of short rows: one run spans rows, padding columns dropped
+        (2, (3, 6, 7, 7), (OB + 1, 6, 3, 3), dict(padding=1)),
+        (2, (2, 4, 19, 23), (12, 2, 5, 3), dict(stride=(2, 3), padding=(2, 0), dilation=(1, 2), groups=2)),
+        (2, (1, 3, 40, 41), (OB, 3, 7, 7), dict(stride=2, padding=3)),
+        (3, (2, 3, 5, 6, 9), (OB - 1, 3, 3, 3, 3), dict(padding=1)),
+        (3, (1, 4, 7, 5, 8), (6, 2, 2, 2, 3), dict(stride=(2, 1, 2), padding=(1, 1, 0), dilation=(2, 1, 1), groups=2)),
+    ]
+    for nd, xs, ws, kwargs in cases:
+        x = rng.standard_normal(xs).astype(dtype)
+        w = rng.standard_normal(ws).astype(dtype)
+        b = rng.standard_normal(ws[0]).astype(dtype)
+        got = FUNCS[nd](x, w, b, method="blocked", **kwargs)
+        want = conv_nd(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), **kwargs)
+        tol = 1e-4 if dtype == np.float32 else 1e-10
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_threads_and_image_blocks_under_a_small_workspace(threads, rng):
+    x = rng.standard_normal((5, 4, 12, 13)).astype(np.float32)
+    w = rng.standard_normal((10, 4, 3, 3)).astype(np.float32)
+    spec = _spec(x, w, padding=1)
+    per_image = blocked.image_elements(spec) * 4
+    limit = 2 * per_image + 4096  # packed weights (2.3 kB) and slack fit, a third image not
+    assert blocked.images_per_block(spec, limit) == 2  # three blocks of images
+    assert blocked.workspace(spec, limit) <= limit
+    want = conv_nd(x, w, padding=1)
+    with fastconv.set_config(num_threads=threads, workspace_limit=limit):
+        got = fastconv.conv2d(x, w, padding=1, method="blocked")
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
+def test_refused_when_one_image_exceeds_the_workspace(rng):
+    x = rng.standard_normal((1, 8, 64, 64)).astype(np.float32)
+    w = rng.standard_normal((8, 8, 3, 3)).astype(np.float32)
+    with fastconv.set_config(workspace_limit=64 << 10):
+        assert "blocked" not in fastconv.available_methods(fastconv.conv2d, x, w, padding=1)
+        with pytest.raises(ValueError, match="blocked"):
+            fastconv.conv2d(x, w, padding=1, method="blocked")
