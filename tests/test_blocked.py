@@ -90,3 +90,22 @@ def test_refused_when_one_image_exceeds_the_workspace(rng):
         assert "blocked" not in fastconv.available_methods(fastconv.conv2d, x, w, padding=1)
         with pytest.raises(ValueError, match="blocked"):
             fastconv.conv2d(x, w, padding=1, method="blocked")
+
+
+def test_every_micro_kernel_width_is_used_and_correct(rng):
+    # the widest run that does not round a plane's positions up by more than
+    # 3%: long rows take 3 vectors, a 3x3 plane (15 positions) 1, and a
+    # plane of 2 vectors' worth 2
+    lanes = positions(4, 1)
+    cases = {
+        3: ((2, 3, 6 * lanes - 2), (OB, 3, 3), dict(padding=1)),
+        1: ((2, 3, 3, 3), (OB, 3, 3, 3), dict(padding=1)),
+        2: ((2, 3, 2 * lanes - 2), (OB, 3, 3), dict(padding=1)),
+    }
+    for nv, (xs, ws, kwargs) in cases.items():
+        x = rng.standard_normal(xs).astype(np.float32)
+        w = rng.standard_normal(ws).astype(np.float32)
+        assert blocked.vectors(_spec(x, w, **kwargs)) == nv
+        got = FUNCS[x.ndim - 2](x, w, method="blocked", **kwargs)
+        want = conv_nd(x.astype(np.float64), w.astype(np.float64), **kwargs)
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())

@@ -230,12 +230,12 @@ def blocked_features(spec) -> dict[str, float]:
     """Register-blocked direct: a fixed cost, the FLOPs the micro-kernel runs
     (whole channel blocks and position runs, plane padding included), the
     elements copied into the padded input, and the micro-kernel calls."""
-    from ..kernels.blocked import computed_flops, image_elements
+    from ..kernels.blocked import computed_flops, geometry, image_elements, vectors
     from ..kernels.microkernel import OB, positions
 
     od, oh, _ = spec.lifted("out_spatial")
-    wq = blocked_geometry(spec)[2]
-    runs = spec.n * od * -(-(oh * wq) // positions(np.dtype(spec.dtype).itemsize))
+    wq = geometry(spec)[2]
+    runs = spec.n * od * -(-(oh * wq) // positions(np.dtype(spec.dtype).itemsize, vectors(spec)))
     calls = runs * spec.groups * -(-(spec.c_out // spec.groups) // OB)
     return {
         "overhead_s": 1.0,
@@ -243,12 +243,6 @@ def blocked_features(spec) -> dict[str, float]:
         "s_per_copied": float(spec.n * image_elements(spec)),
         "s_per_call": float(calls),
     }
-
-
-def blocked_geometry(spec):
-    from ..kernels.blocked import geometry
-
-    return geometry(spec)
 
 
 def _blocked_supports(spec) -> str | None:

@@ -5,16 +5,18 @@ The input is copied once into a zero-padded, stride-phase-split layout
 ``Hq x Wq``).  In that layout every tap ``(c, kd, kh, kw)`` of every output
 position ``p = oh*Wq + ow`` of a plane reads ``xp[base + p + xoff[tap]]``: the
 taps of a run of consecutive positions are consecutive elements, whatever
-the stride or dilation.  So a block of ``OB`` output channels x ``NV*lanes``
+the stride or dilation.  So a block of ``OB`` output channels x ``nv*lanes``
 consecutive positions is one call of the register-blocked micro-kernel
 (:mod:`.microkernel`): the sum over all ``C_in/groups * taps`` inputs with the
 accumulators held in vector registers, then copied into ``out`` with the
 bias (positions ``ow >= OW``, computed on the plane's padding columns, are
 dropped: ``Wq/OW`` of the work, 9/7 on a 7-wide image, 58/56 on a 56-wide).
+``nv`` (1-3 vectors) is the widest that does not round a plane's positions
+up much further than one vector would (small planes: 1).
 
-Work items, run in parallel: (image, group, output depth, run of positions);
-each runs every block of output channels over its input window, which stays
-in L1/L2 while the packed weights stream.  Workspace: the padded copy of a
+Work items, run in parallel: runs of positions of one group, over planes
+and images; each runs every block of output channels over its runs' input
+windows, which stay in L1/L2 while the block's packed weights are reused.  Workspace: the padded copy of a
 block of images (at most ``workspace_limit``) and the packed weights.
 """
 
@@ -25,9 +27,9 @@ from numba import prange
 
 from .._config import numba_jit, numba_threads, scratch
 from .direct import _U, _copy, _fill, _gather, _inline
-from .microkernel import OB, block_mac, positions
+from .microkernel import NV, OB, block_mac, block_mac1, block_mac2, positions
 
-_RUNS = 16  # most runs of positions per work item
+_SPAN = 768  # most output positions (of one channel) per work item
 
 
 def geometry(spec) -> tuple[int, ...]:
@@ -38,6 +40,19 @@ def geometry(spec) -> tuple[int, ...]:
     kd, kh, kw = spec.lifted("kernel")
     od, oh, ow = spec.lifted("out_spatial")
     return (od - 1) * sd + (kd - 1) * dd + 1, oh + (kh - 1) * dh // sh, ow + (kw - 1) * dw // sw, sh * sw
+
+
+def vectors(spec) -> int:
+    """Vectors of positions per micro-kernel call (1..NV): the widest whose
+    runs, rounded up per plane, cover at most 3% more positions than the
+    narrowest (a 7x7 plane is 63 positions with its padding columns: one
+    16-wide vector per run computes 64, three compute 96)."""
+    od, oh, _ = spec.lifted("out_spatial")
+    npos = oh * geometry(spec)[2]
+    item = np.dtype(spec.dtype).itemsize
+    covered = {nv: -(-npos // positions(item, nv)) * positions(item, nv) for nv in range(1, NV + 1)}
+    least = min(covered.values())
+    return max(nv for nv, c in covered.items() if c <= 1.03 * least)
 
 
 def image_elements(spec) -> int:
@@ -67,7 +82,7 @@ def computed_flops(spec) -> int:
     positions, the plane's padding columns included."""
     wq = geometry(spec)[2]
     od, oh, _ = spec.lifted("out_spatial")
-    tb = positions(np.dtype(spec.dtype).itemsize)
+    tb = positions(np.dtype(spec.dtype).itemsize, vectors(spec))
     runs = -(-(oh * wq) // tb)
     blocks = spec.groups * -(-(spec.c_out // spec.groups) // OB)
     return 2 * spec.n * od * runs * tb * blocks * OB * _taps(spec)
@@ -79,12 +94,13 @@ def _taps(spec) -> int:
 
 
 def runs_per_item(spec, nimg: int, threads: int) -> int:
-    """Runs of positions per work item: at most _RUNS, and few enough to
-    give every thread two items."""
+    """Runs of positions per work item: at most _SPAN positions, and few
+    enough to give every thread two items."""
     od, oh, _ = spec.lifted("out_spatial")
     wq = geometry(spec)[2]
-    runs = nimg * od * -(-(oh * wq) // positions(np.dtype(spec.dtype).itemsize))
-    return max(1, min(_RUNS, -(-runs * spec.groups // (2 * threads))))
+    tb = positions(np.dtype(spec.dtype).itemsize, vectors(spec))
+    runs = nimg * od * -(-(oh * wq) // tb)
+    return max(1, min(max(1, _SPAN // tb), -(-runs * spec.groups // (2 * threads))))
 
 
 def pack(w: np.ndarray, groups: int) -> np.ndarray:
@@ -99,7 +115,7 @@ def pack(w: np.ndarray, groups: int) -> np.ndarray:
     return np.ascontiguousarray(wp.reshape(groups, nb, OB, taps).transpose(0, 1, 3, 2))
 
 
-def tap_offsets(spec, x_shape) -> np.ndarray:
+def tap_offsets(spec) -> np.ndarray:
     """xoff[(ci, kd, kh, kw)]: where each tap reads in the padded copy,
     relative to the output position's own index."""
     _, sh, sw = spec.lifted("stride")
@@ -160,9 +176,10 @@ def _store_row(dst, d0, src, s0, n, bias):
 
 
 @numba_jit(parallel=True)
-def _blocked_kernel(xp, wp, xoff, b, out, c_in, groups, sd, dp, phases, hq, wq, tb, rpi, nparts):
+def _blocked_kernel(xp, wp, xoff, b, out, c_in, groups, sd, dp, phases, hq, wq, nv, tb, rpi, nparts):
     """out[n, co, od, oh, ow] = b[co] + sum_taps wp * xp, one micro-kernel call
-    per (block of OB channels, run of ``tb`` positions of a plane).  An item
+    per (block of OB channels, run of ``tb`` = ``nv`` vectors of positions of
+    a plane).  An item
     is ``rpi`` consecutive runs of one group (over planes and images, so small
     planes still share the weights), each block of channels over all of them:
     its packed weights stay in L1/L2 while the runs' input windows are reused."""
@@ -196,7 +213,12 @@ def _blocked_kernel(xp, wp, xoff, b, out, c_in, groups, sd, dp, phases, hq, wq, 
                     od = t % OD
                     n = t // OD
                     xbase = ((n * c_in + g * cig) * dp + od * sd) * phases * plane + run * tb
-                    block_mac(xp, xoff, xbase, wf, wbase, R, acc, (gr - r0) * tb, span)
+                    if nv == 3:
+                        block_mac(xp, xoff, xbase, wf, wbase, R, acc, (gr - r0) * tb, span)
+                    elif nv == 2:
+                        block_mac2(xp, xoff, xbase, wf, wbase, R, acc, (gr - r0) * tb, span)
+                    else:
+                        block_mac1(xp, xoff, xbase, wf, wbase, R, acc, (gr - r0) * tb, span)
                 for gr in range(r0, r1):
                     run = gr % nrun
                     t = gr // nrun
@@ -240,8 +262,9 @@ def conv_blocked(spec, ops, out: np.ndarray, num_threads: int, *, limit: int | N
     pd, ph, pw = spec.kernel_pad_lo
     dp, hq, wq, phases = geometry(spec)
     wp = pack(w, spec.groups)
-    xoff = tap_offsets(spec, x.shape)
-    tb = positions(x.itemsize)
+    xoff = tap_offsets(spec)
+    nv = vectors(spec)
+    tb = positions(x.itemsize, nv)
     per_image = image_elements(spec)
     od, oh, _ = out.shape[2:]
     with numba_threads(num_threads):
@@ -253,5 +276,5 @@ def conv_blocked(spec, ops, out: np.ndarray, num_threads: int, *, limit: int | N
             items = spec.groups * -(-((n1 - n0) * od * -(-(oh * wq) // tb)) // rpi)
             nparts = max(1, min(num_threads, items))
             _blocked_kernel(
-                xp, wp, xoff, b, out[n0:n1], spec.c_in, spec.groups, sd, dp, phases, hq, wq, tb, rpi, nparts
+                xp, wp, xoff, b, out[n0:n1], spec.c_in, spec.groups, sd, dp, phases, hq, wq, nv, tb, rpi, nparts
             )
