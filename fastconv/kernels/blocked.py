@@ -47,7 +47,7 @@ def vectors(spec) -> int:
     runs, rounded up per plane, cover at most 3% more positions than the
     narrowest (a 7x7 plane is 63 positions with its padding columns: one
     16-wide vector per run computes 64, three compute 96)."""
-    od, oh, _ = spec.lifted("out_spatial")
+    oh = spec.lifted("out_spatial")[1]
     npos = oh * geometry(spec)[2]
     item = np.dtype(spec.dtype).itemsize
     covered = {nv: -(-npos // positions(item, nv)) * positions(item, nv) for nv in range(1, NV + 1)}

@@ -148,6 +148,7 @@ def make_block_mac(OB: int, NV: int):
             return context.get_dummy_value()
 
         return sig, codegen
+
     return block_mac
 
 
