@@ -63,6 +63,37 @@ def test_convolve_correlate_against_scipy(method, dtype, rng):
                 _check(f(a, b, mode=mode, method=method), want)
 
 
+@pytest.mark.parametrize("threads", [2, 3])
+def test_long_1d_fft_split_across_threads(threads, rng, monkeypatch):
+    # past _SPLIT_MIN samples a 1-D FFT convolution is cut into one block per
+    # thread (overlap-add): blocks of unequal length, either operand longer,
+    # every mode, float32 and float64, and ndimage's correlate on the same path
+    from scipy import ndimage as sn
+
+    from fastconv import ndimage as fn
+    from fastconv.kernels import filter as kf
+    from fastconv.kernels.filter import _SPLIT_MIN
+
+    calls = []
+    split = kf._split_1d
+    monkeypatch.setattr(kf, "_split_1d", lambda *args: calls.append(1) or split(*args))
+
+    with fastconv.set_config(num_threads=threads):
+        for dtype in (np.float32, np.float64):
+            for na, nb in [(_SPLIT_MIN + 1001, 3001), (2001, _SPLIT_MIN + 7)]:
+                a = rng.standard_normal(na).astype(dtype)
+                b = rng.standard_normal(nb).astype(dtype)
+                for mode in MODES:
+                    _check(fs.convolve(a, b, mode=mode, method="fft"), ss.convolve(a, b, mode=mode, method="direct"))
+                _check(fs.correlate(a, b, method="fft"), ss.correlate(a, b, method="direct"))
+            a = rng.standard_normal(_SPLIT_MIN + 5).astype(dtype)
+            w = rng.standard_normal(301).astype(dtype)
+            for mode in ("reflect", "constant", "wrap"):
+                want = sn.correlate1d(a.astype(np.float64), w.astype(np.float64), mode=mode)
+                _check(fn.correlate(a, w, mode=mode, method="fft"), want.astype(dtype))
+    assert len(calls) == 2 * (2 * 4 + 3)  # every call above took the split path
+
+
 def test_fftconvolve_oaconvolve_axes(rng):
     a = rng.standard_normal((6, 50))
     b = rng.standard_normal((6, 7))
