@@ -120,14 +120,19 @@ def main() -> None:
             ops = synthetic_operands(spec)
             out = np.empty((spec.n, spec.c_out, *spec.lifted("out_spatial")), np.float32)
             plan = selector.select(spec)
+            runs = {}
             for cand in plan.candidates:
-                if cand.rejected is not None:
-                    continue
-                runner = registry.methods_for(spec.op)[cand.name].load()
-                t = best_time(lambda r=runner, s=spec, o=ops, y=out: r(s, o, y, args.threads))
-                key = f"transpose_{cand.name}" if transposed else cand.name
+                if cand.rejected is None:
+                    runner = registry.methods_for(spec.op)[cand.name].load()
+                    runs[cand.name] = lambda r=runner, s=spec, o=ops, y=out: r(s, o, y, args.threads)
+            # the candidates interleaved, medians: as `fastconv bench` times
+            # them (back-to-back best-of-N flattered the methods with big
+            # working sets: Winograd 1.4x faster than in the suite's runs)
+            times = _bench.interleaved_medians(runs, repeats=5, budget_s=3.0, settle_s=0.03)
+            for name, t in times.items():
+                key = f"transpose_{name}" if transposed else name
                 rows[key].append((registry.FEATURES[key](spec), t))
-                print(f"{cand.name:8s} {xs} {ws} {kw}: {t * 1e3:.2f} ms", flush=True)
+                print(f"{name:8s} {xs} {ws} {kw}: {t * 1e3:.2f} ms", flush=True)
     model = json.load(open(MODEL, encoding="utf-8"))
     for name, data in rows.items():
         if not data:

@@ -526,8 +526,10 @@ def geomean(values) -> float:
 def table(results: list[Result], gemm: float | None, copy: float | None = None) -> str:
     """Rows per case with the time and the ratio to each reference; compute-bound
     suites show GFLOP/s and % of the GEMM rate, memory-bound ones (pooling) GB/s
-    and % of the copy rate.  With ``--methods``: the fastest explicit method and
-    auto's time over its time; with ``--memory``: each library's peak MiB."""
+    and % of the copy rate.  With ``--methods``: the fastest explicit method,
+    auto's time over its time, and the time of auto's pick forced by name over
+    it (the pick's quality, without the noise between two timings of one
+    kernel); with ``--memory``: each library's peak MiB."""
     by_bytes = bool(results) and results[0].gbps is not None
     name, peak, label, digits = ("GB/s", copy, "%copy", 3) if by_bytes else ("GFLOP/s", gemm, "%GEMM", 2)
     libs = sorted({k for r in results for k in r.reference})
@@ -540,7 +542,7 @@ def table(results: list[Result], gemm: float | None, copy: float | None = None) 
     for lib in libs:
         head += f" {lib + ' ms':>10} {'ratio':>6}"
     if with_methods:
-        head += f" {'best explicit':<{width + 9}} {'auto/best':>9}"
+        head += f" {'best explicit':<{width + 9}} {'auto/best':>9} {'pick/best':>9}"
     for lib in mem_libs:
         head += f" {lib + ' MiB':>13}"
     lines = [head, "-" * len(head)]
@@ -554,10 +556,12 @@ def table(results: list[Result], gemm: float | None, copy: float | None = None) 
             line += f" {ref['ms']:10.{digits}f} {ref['ratio']:6.2f}" if ref else f" {'-':>10} {'-':>6}"
         if with_methods:
             best = min(r.methods, key=r.methods.get) if r.methods else None
+            pick = r.methods.get(r.method) if best else None
             line += (
                 f" {best:<{width}} {r.methods[best]:8.2f} {r.fastconv_ms / r.methods[best]:9.2f}"
+                + (f" {pick / r.methods[best]:9.2f}" if pick else f" {'-':>9}")
                 if best
-                else f" {'-':<{width + 9}} {'-':>9}"
+                else f" {'-':<{width + 9}} {'-':>9} {'-':>9}"
             )
         for lib in mem_libs:
             mib = (r.peak_mib or {}).get(lib)
@@ -576,6 +580,16 @@ def table(results: list[Result], gemm: float | None, copy: float | None = None) 
             f"method='auto' within 10% of the best explicit method on {near}/{len(vs_best)} cases "
             f"({100 * near / len(vs_best):.0f}%), worst auto/best {max(vs_best):.2f}"
         )
+        # the same comparison for the method auto picked, forced by name in the
+        # same runs: the pick's quality without the run-to-run noise between
+        # two timings of one kernel (auto/best includes it, and the dispatch)
+        picks = [r.methods[r.method] / min(r.methods.values()) for r in results if r.methods.get(r.method)]
+        if picks:
+            near = sum(v <= 1.10 for v in picks)
+            lines.append(
+                f"auto's pick, forced by name, within 10% of the best explicit method on {near}/{len(picks)} "
+                f"cases ({100 * near / len(picks):.0f}%), worst pick/best {max(picks):.2f}"
+            )
     if "fastconv" in mem_libs and len(mem_libs) > 1:
         for lib in mem_libs[1:]:
             pairs = [(r.peak_mib["fastconv"], r.peak_mib[lib]) for r in results if r.peak_mib and lib in r.peak_mib]

@@ -86,6 +86,7 @@ def test_bench_json_schema(tmp_path):
     assert res.returncode == 0, res.stderr
     assert "GFLOP/s" in res.stdout and "1d depthwise" in res.stdout
     assert "auto/best" in res.stdout and "within 10% of the best explicit method on" in res.stdout
+    assert "pick/best" in res.stdout and "auto's pick, forced by name" in res.stdout
     data = json.loads(path.read_text())
     assert set(data) == {"environment", "gemm_gflops", "copy_gbps", "results"}
     (r,) = data["results"]
