@@ -56,16 +56,36 @@ def test_channel_blocks_runs_and_strides(dtype, rng):
         (2, (2, 4, 19, 23), (12, 2, 5, 3), dict(stride=(2, 3), padding=(2, 0), dilation=(1, 2), groups=2)),
         (2, (1, 3, 40, 41), (OB, 3, 7, 7), dict(stride=2, padding=3)),
         (3, (2, 3, 5, 6, 9), (OB - 1, 3, 3, 3, 3), dict(padding=1)),
+        # more taps than one call takes: partial sums added over chunks of channels
+        (2, (2, 40, 9, 10), (2 * OB + 3, 40, 3, 3), dict(padding=1)),
+        (1, (3, 300, 50), (3 * OB + 3, 100, 2), dict(padding=1, groups=3, dilation=3)),
         (3, (1, 4, 7, 5, 8), (6, 2, 2, 2, 3), dict(stride=(2, 1, 2), padding=(1, 1, 0), dilation=(2, 1, 1), groups=2)),
     ]
+    chunked = 0
     for nd, xs, ws, kwargs in cases:
         x = rng.standard_normal(xs).astype(dtype)
         w = rng.standard_normal(ws).astype(dtype)
         b = rng.standard_normal(ws[0]).astype(dtype)
+        spec = _spec(x, w, **kwargs)
+        chunked += blocked.taps_per_chunk(spec) < int(np.prod(ws[1:]))
         got = FUNCS[nd](x, w, b, method="blocked", **kwargs)
         want = conv_nd(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), **kwargs)
         tol = 1e-4 if dtype == np.float32 else 1e-10
         np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())
+    assert chunked >= 3
+
+
+def test_runs_per_item_share_the_runs_evenly():
+    x = np.zeros((8, 256, 14, 14), np.float32)
+    w = np.zeros((256, 256, 3, 3), np.float32)
+    spec = _spec(x, w, padding=1)
+    runs = 8 * -(-(14 * 16) // positions(4, blocked.vectors(spec)))
+    for threads in (1, 2, 3, 4):
+        rpi = blocked.runs_per_item(spec, 8, threads)
+        items = -(-runs // rpi)
+        busiest = -(-items // threads) * rpi
+        assert busiest <= -(-runs // threads) * 1.5  # no thread left with a much bigger share
+        assert rpi * 256 * positions(4, blocked.vectors(spec)) * 4 <= blocked._ACC_BYTES
 
 
 @pytest.mark.parametrize("threads", [1, 3])

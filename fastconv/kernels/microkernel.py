@@ -61,9 +61,10 @@ def make_block_mac(OB: int, NV: int):
     """The micro-kernel for OB output channels x NV vectors of positions."""
 
     @intrinsic
-    def block_mac(typingctx, x, xoff, xbase, wp, wbase, R, out, obase, ostride):
-        """``out[obase + o*ostride + p] = sum_r wp[wbase + r*OB + o] * x[xbase + xoff[r] + p]``
-        for ``o < OB`` and ``p < NV * lanes``.  ``x``, ``wp``, ``out`` are 1-D C-contiguous
+    def block_mac(typingctx, x, xoff, xbase, wp, wbase, r0, r1, out, obase, ostride, accumulate):
+        """``out[obase + o*ostride + p] (+)= sum_{r0 <= r < r1} wp[wbase + r*OB + o] *
+        x[xbase + xoff[r] + p]`` for ``o < OB`` and ``p < NV * lanes`` (added to
+        ``out`` when ``accumulate``).  ``x``, ``wp``, ``out`` are 1-D C-contiguous
         arrays of one float dtype, ``xoff`` 1-D int64; nothing is bounds-checked."""
         arrays = (x, wp, out)
         if not all(isinstance(t, types.Array) and t.ndim == 1 and t.layout == "C" for t in arrays):
@@ -74,7 +75,7 @@ def make_block_mac(OB: int, NV: int):
             return None
         dtype = x.dtype
         vw = lanes(dtype.bitwidth // 8)
-        sig = types.void(x, xoff, xbase, wp, wbase, R, out, obase, ostride)
+        sig = types.void(x, xoff, xbase, wp, wbase, r0, r1, out, obase, ostride, accumulate)
 
         def codegen(context, builder, signature, args):
             tys = signature.args
@@ -92,9 +93,10 @@ def make_block_mac(OB: int, NV: int):
             def const(v):
                 return ir.Constant(i64, v)
 
-            xa, xoa, wa, oa = data(0), data(1), data(3), data(6)
-            xbase_, wbase_, r_end = as_i64(2), as_i64(4), as_i64(5)
-            obase_, ostride_ = as_i64(7), as_i64(8)
+            xa, xoa, wa, oa = data(0), data(1), data(3), data(7)
+            xbase_, wbase_, r_begin, r_end = as_i64(2), as_i64(4), as_i64(5), as_i64(6)
+            obase_, ostride_ = as_i64(8), as_i64(9)
+            add_old = context.cast(builder, args[10], tys[10], types.boolean)
             name = f"llvm.fmuladd.v{vw}f{dtype.bitwidth}"
             fmuladd = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty, vty, vty]), name)
             zero = ir.Constant(vty, [0.0] * vw)
@@ -103,11 +105,11 @@ def make_block_mac(OB: int, NV: int):
             pre = builder.basic_block
             loop = builder.append_basic_block("mac.loop")
             done = builder.append_basic_block("mac.done")
-            builder.cbranch(builder.icmp_signed(">", r_end, const(0)), loop, done)
+            builder.cbranch(builder.icmp_signed(">", r_end, r_begin), loop, done)
 
             builder.position_at_end(loop)
             r = builder.phi(i64)
-            r.add_incoming(const(0), pre)
+            r.add_incoming(r_begin, pre)
             acc = [[builder.phi(vty) for _ in range(NV)] for _ in range(OB)]
             for row in acc:
                 for a in row:
@@ -144,7 +146,11 @@ def make_block_mac(OB: int, NV: int):
                 row = builder.add(obase_, builder.mul(const(o), ostride_))
                 for v in range(NV):
                     ptr = builder.bitcast(builder.gep(oa, [builder.add(row, const(v * vw))]), vty.as_pointer())
-                    builder.store(final[o * NV + v], ptr, align=align)
+                    val = final[o * NV + v]
+                    with builder.if_then(add_old):
+                        builder.store(builder.fadd(builder.load(ptr, align=align), val), ptr, align=align)
+                    with builder.if_then(builder.not_(add_old)):
+                        builder.store(val, ptr, align=align)
             return context.get_dummy_value()
 
         return sig, codegen
