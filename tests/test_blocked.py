@@ -94,9 +94,10 @@ def test_threads_and_image_blocks_under_a_small_workspace(threads, rng):
     w = rng.standard_normal((10, 4, 3, 3)).astype(np.float32)
     spec = _spec(x, w, padding=1)
     per_image = blocked.image_elements(spec) * 4
-    limit = 2 * per_image + 4096  # packed weights (2.3 kB) and slack fit, a third image not
-    assert blocked.images_per_block(spec, limit) == 2  # three blocks of images
-    assert blocked.workspace(spec, limit) <= limit
+    # packed weights (2.3 kB), the threads' partial sums and slack fit, a third image not
+    limit = 2 * per_image + blocked._fixed_bytes(spec, threads) + 100
+    assert blocked.images_per_block(spec, limit, threads) == 2  # three blocks of images
+    assert blocked.workspace(spec, limit, threads) <= limit
     want = conv_nd(x, w, padding=1)
     with fastconv.set_config(num_threads=threads, workspace_limit=limit):
         got = fastconv.conv2d(x, w, padding=1, method="blocked")
@@ -106,7 +107,7 @@ def test_threads_and_image_blocks_under_a_small_workspace(threads, rng):
 def test_refused_when_one_image_exceeds_the_workspace(rng):
     x = rng.standard_normal((1, 8, 64, 64)).astype(np.float32)
     w = rng.standard_normal((8, 8, 3, 3)).astype(np.float32)
-    with fastconv.set_config(workspace_limit=64 << 10):
+    with fastconv.set_config(workspace_limit=600 << 10, num_threads=2):
         assert "blocked" not in fastconv.available_methods(fastconv.conv2d, x, w, padding=1)
         with pytest.raises(ValueError, match="blocked"):
             fastconv.conv2d(x, w, padding=1, method="blocked")

@@ -260,7 +260,7 @@ def _blocked_supports(spec) -> str | None:
         # measured 1.2-1.3x slower than im2col, which runs it as one GEMM on
         # the input itself (no copy), BLAS at full width
         return "a 1x1 stride-1 unpadded convolution is a plain GEMM on the input (im2col, no copy)"
-    if images_per_block(spec, _settings()[0]) == 0:
+    if images_per_block(spec, *_settings()) == 0:
         return "one image's padded copy exceeds workspace_limit"
     return None
 
@@ -268,7 +268,7 @@ def _blocked_supports(spec) -> str | None:
 def _blocked_workspace(spec) -> int:
     from ..kernels.blocked import workspace
 
-    return workspace(spec, _settings()[0])
+    return workspace(spec, *_settings())
 
 
 def _depthwise_supports(spec) -> str | None:
@@ -352,7 +352,7 @@ register(
         supports=_blocked_supports,
         cost=_cost("blocked"),
         workspace=_blocked_workspace,
-        description="register-blocked direct: padded phase-split input copy, 8 channels x 48 positions per "
+        description="register-blocked direct: padded phase-split input copy, 8 channels x 16-48 positions per "
         "micro-kernel call with the accumulators in vector registers, no BLAS",
     )
 )

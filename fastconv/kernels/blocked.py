@@ -63,20 +63,26 @@ def image_elements(spec) -> int:
     return spec.c_in * dp * phases * hq * wq
 
 
-def images_per_block(spec, limit: int) -> int:
-    """Images whose padded copy fits the workspace limit together (0: not even one)."""
+def _fixed_bytes(spec, threads: int) -> int:
+    """Workspace besides the padded images: the packed weights, each thread's
+    partial sums (at most _ACC_BYTES) and the slack after the last plane."""
     item = np.dtype(spec.dtype).itemsize
-    weights = spec.groups * -(-(spec.c_out // spec.groups) // OB) * OB * _taps(spec) * item
-    per_image = image_elements(spec) * item
-    room = limit - weights - positions(item) * item
+    channels = -(-(spec.c_out // spec.groups) // OB) * OB
+    weights = spec.groups * channels * _taps(spec) * item
+    acc = max(_ACC_BYTES, channels * positions(item, vectors(spec)) * item)  # at least one run
+    return weights + threads * acc + positions(item) * item
+
+
+def images_per_block(spec, limit: int, threads: int) -> int:
+    """Images whose padded copy fits the workspace limit together (0: not even one)."""
+    per_image = image_elements(spec) * np.dtype(spec.dtype).itemsize
+    room = limit - _fixed_bytes(spec, threads)
     return max(0, min(spec.n, room // max(per_image, 1)))
 
 
-def workspace(spec, limit: int) -> int:
-    item = np.dtype(spec.dtype).itemsize
-    nimg = max(1, images_per_block(spec, limit))
-    weights = spec.groups * -(-(spec.c_out // spec.groups) // OB) * OB * _taps(spec) * item
-    return (nimg * image_elements(spec) + positions(item)) * item + weights
+def workspace(spec, limit: int, threads: int) -> int:
+    nimg = max(1, images_per_block(spec, limit, threads))
+    return nimg * image_elements(spec) * np.dtype(spec.dtype).itemsize + _fixed_bytes(spec, threads)
 
 
 def computed_flops(spec) -> int:
@@ -284,7 +290,7 @@ def conv_blocked(spec, ops, out: np.ndarray, num_threads: int, *, limit: int | N
         out[...] = b.reshape((-1, 1, 1, 1))
         return
     limit = get_config().workspace_limit if limit is None else limit
-    nimg = images_per_block(spec, limit)
+    nimg = images_per_block(spec, limit, num_threads)
     if nimg == 0:
         raise ValueError("blocked: one image's padded copy exceeds workspace_limit")
     sd, sh, sw = spec.lifted("stride")
