@@ -130,3 +130,46 @@ def test_every_micro_kernel_width_is_used_and_correct(rng):
         got = FUNCS[x.ndim - 2](x, w, method="blocked", **kwargs)
         want = conv_nd(x.astype(np.float64), w.astype(np.float64), **kwargs)
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
+def test_the_avx2_kernel_shape(tmp_path):
+    # without AVX-512 the micro-kernel keeps 4 channels x 3 vectors of 8
+    # float32 lanes (16 registers); this machine has AVX-512, so a child
+    # process is told it has not (its own Numba cache: the kernels' cache key
+    # does not include the block shape) and runs that shape against the reference
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = """
+import sys
+import llvmlite.binding as llvm
+host = llvm.get_host_cpu_features
+def no_avx512():
+    features = host()
+    for name in list(features):
+        if name.startswith("avx512"):
+            features[name] = False
+    return features
+llvm.get_host_cpu_features = no_avx512
+import numpy as np
+import fastconv
+from fastconv.kernels import microkernel
+from tests.reference import conv_nd
+assert (microkernel.OB, microkernel.LANES32) == (4, 8), (microkernel.OB, microkernel.LANES32)
+rng = np.random.default_rng(0)
+for dtype, tol in ((np.float32, 1e-4), (np.float64, 1e-10)):
+    for xs, ws, kw in [((2, 6, 70), (8, 3, 3), dict(padding=2, groups=2, stride=2)),
+                       ((2, 5, 9, 11), (9, 5, 3, 3), dict(padding=1)),
+                       ((1, 3, 4, 4), (5, 3, 3, 3), dict(padding=1))]:
+        x = rng.standard_normal(xs).astype(dtype); w = rng.standard_normal(ws).astype(dtype)
+        f = fastconv.conv1d if len(xs) == 3 else fastconv.conv2d
+        got = f(x, w, method="blocked", **kw)
+        want = conv_nd(x.astype(np.float64), w.astype(np.float64), **kw)
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())
+print("ok")
+"""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), PYTHONPATH=root)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=root, timeout=600)
+    assert res.returncode == 0 and "ok" in res.stdout, res.stderr[-3000:]
