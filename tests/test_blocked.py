@@ -173,3 +173,12 @@ print("ok")
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), PYTHONPATH=root)
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=root, timeout=600)
     assert res.returncode == 0 and "ok" in res.stdout, res.stderr[-3000:]
+
+
+def test_cached_kernels_match_the_micro_kernel_source():
+    # numba's disk cache is stamped with blocked.py only: the kernels carry a
+    # digest of microkernel.py (and the CPU's block shape) and are rebuilt
+    # when it differs
+    x = np.ones((1, 2, 20), np.float32)
+    fastconv.conv1d(x, np.ones((3, 2, 3), np.float32), method="blocked")
+    assert blocked._compiled_against() == blocked._MICROKERNEL == blocked._microkernel_digest()

@@ -26,12 +26,46 @@ import numpy as np
 from numba import prange
 
 from .._config import numba_jit, numba_threads, scratch
+from . import microkernel
 from .direct import _U, _copy, _fill, _gather, _inline
 from .microkernel import NV, OB, block_mac, block_mac1, block_mac2, positions
 
 _SPAN = 768  # most output positions (of one channel) per work item
 _ACC_BYTES = 256 << 10  # most partial sums per work item (all channel blocks)
 _CHUNK = 128  # about this many taps per micro-kernel call
+
+
+def _microkernel_digest() -> int:
+    """A digest of the micro-kernel's source and of the block shape this CPU
+    chose.  Numba's disk cache knows only this file's own time stamp, so a
+    kernel compiled against another micro-kernel would load silently."""
+    import zlib
+
+    with open(microkernel.__file__, "rb") as fh:
+        source = fh.read()
+    return zlib.crc32(source + repr((OB, NV, microkernel.LANES32)).encode())
+
+
+_MICROKERNEL = _microkernel_digest()
+
+
+@numba_jit()
+def _compiled_against():
+    """The digest the cached kernels of this module were compiled with
+    (a global is frozen into the machine code)."""
+    return _MICROKERNEL
+
+
+def _refresh_stale_cache() -> None:
+    """Recompile (and re-cache) this module's kernels when they were built
+    against another micro-kernel."""
+    if _compiled_against() == _MICROKERNEL:
+        return
+    for kernel in (_compiled_against, _pad_split, _blocked_kernel):
+        cache = getattr(kernel, "_cache", None)
+        if cache is not None:
+            cache.flush()
+        kernel.recompile()
 
 
 def geometry(spec) -> tuple[int, ...]:
@@ -289,6 +323,7 @@ def conv_blocked(spec, ops, out: np.ndarray, num_threads: int, *, limit: int | N
     if w.shape[1] == 0:  # no input channels: the sum is empty
         out[...] = b.reshape((-1, 1, 1, 1))
         return
+    _refresh_stale_cache()
     limit = get_config().workspace_limit if limit is None else limit
     nimg = images_per_block(spec, limit, num_threads)
     if nimg == 0:
