@@ -30,8 +30,7 @@ def test_padded_phase_copy_matches_numpy_padding(rng):
     stride, padding, dilation = (2, 2, 3), (1, 2, 1), (1, 2, 1)
     spec = _spec(x, w, stride=stride, padding=padding, dilation=dilation)
     dp, hq, wq, _ = blocked.geometry(spec)
-    tb = positions(4)
-    xp = np.full(2 * blocked.image_elements(spec) + tb, np.nan, np.float32)
+    xp = np.full(2 * blocked.image_elements(spec) + blocked.slack(spec), np.nan, np.float32)
     blocked._pad_split(x, xp, *stride, *padding, dp, hq, wq)
     pad = np.zeros((2, 3, dp + 8, 2 * (hq + 8), 3 * (wq + 8)), np.float32)
     pad[:, :, 1 : 1 + 4, 2 : 2 + 7, 1 : 1 + 9] = x
@@ -42,6 +41,31 @@ def test_padded_phase_copy_matches_numpy_padding(rng):
     got = xp[: want.size].reshape(want.shape)
     np.testing.assert_array_equal(got, want)
     assert not xp[want.size :].any()  # the slack after the last plane is zeroed
+
+
+def test_every_read_stays_inside_the_padded_copy():
+    # the last run of the last plane of the last image reads up to
+    # nrun * tb - 1 + the largest tap offset: inside images + slack
+    for nd, xs, ws, kwargs in [
+        (1, (2, 3, 50), (4, 3, 5), dict(padding=1, dilation=3)),
+        # 48 padding columns and a run rounded up by 12: 60 past the plane
+        (1, (1, 2, 100), (4, 2, 7), dict(dilation=8)),
+        (2, (2, 4, 7, 7), (4, 2, 3, 3), dict(padding=1, groups=2)),
+        (2, (1, 3, 20, 23), (4, 3, 7, 7), dict(stride=2, padding=3)),
+        (2, (1, 2, 9, 30), (4, 2, 2, 5), dict(stride=(1, 3), dilation=(2, 2))),
+        (3, (2, 2, 5, 6, 7), (4, 2, 3, 3, 3), dict(padding=1, stride=(2, 1, 1))),
+    ]:
+        x, w = np.zeros(xs, np.float32), np.zeros(ws, np.float32)
+        spec = _spec(x, w, **kwargs)
+        dp, hq, wq, phases = blocked.geometry(spec)
+        od, oh, _ = spec.lifted("out_spatial")
+        sd = spec.lifted("stride")[0]
+        tb = positions(4, blocked.vectors(spec))
+        nrun = -(-(oh * wq) // tb)
+        cig = spec.c_in // spec.groups
+        last = ((spec.n - 1) * spec.c_in + (spec.groups - 1) * cig) * dp + (od - 1) * sd
+        top = last * phases * hq * wq + nrun * tb - 1 + blocked.tap_offsets(spec).max()
+        assert top < spec.n * blocked.image_elements(spec) + blocked.slack(spec), (nd, xs, ws, kwargs)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

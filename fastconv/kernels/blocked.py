@@ -97,6 +97,13 @@ def image_elements(spec) -> int:
     return spec.c_in * dp * phases * hq * wq
 
 
+def slack(spec) -> int:
+    """Elements after the last plane of the padded copy: the last run of a
+    plane reads up to one run plus the plane's padding columns past its end
+    (only for positions that are dropped; zeroed)."""
+    return positions(np.dtype(spec.dtype).itemsize) + geometry(spec)[2]
+
+
 def _fixed_bytes(spec, threads: int) -> int:
     """Workspace besides the padded images: the packed weights, each thread's
     partial sums (at most _ACC_BYTES) and the slack after the last plane."""
@@ -104,7 +111,7 @@ def _fixed_bytes(spec, threads: int) -> int:
     channels = -(-(spec.c_out // spec.groups) // OB) * OB
     weights = spec.groups * channels * _taps(spec) * item
     acc = max(_ACC_BYTES, channels * positions(item, vectors(spec)) * item)  # at least one run
-    return weights + threads * acc + positions(item) * item
+    return weights + threads * acc + slack(spec) * item
 
 
 def images_per_block(spec, limit: int, threads: int) -> int:
@@ -340,7 +347,7 @@ def conv_blocked(spec, ops, out: np.ndarray, num_threads: int, *, limit: int | N
     with numba_threads(num_threads):
         for n0 in range(0, spec.n, nimg):
             n1 = min(spec.n, n0 + nimg)
-            xp = scratch("blocked_xp", ((n1 - n0) * per_image + tb,), spec.dtype)
+            xp = scratch("blocked_xp", ((n1 - n0) * per_image + slack(spec),), spec.dtype)
             _pad_split(x[n0:n1], xp, sd, sh, sw, pd, ph, pw, dp, hq, wq)
             rpi = runs_per_item(spec, n1 - n0, num_threads)
             items = spec.groups * -(-((n1 - n0) * od * -(-(oh * wq) // tb)) // rpi)
