@@ -36,13 +36,19 @@ _CHUNK = 128  # about this many taps per micro-kernel call
 
 
 def _microkernel_digest() -> int:
-    """A digest of the micro-kernel's source and of the block shape this CPU
-    chose.  Numba's disk cache knows only this file's own time stamp, so a
-    kernel compiled against another micro-kernel would load silently."""
+    """A digest of the sources compiled into this module's kernels from other
+    files (the micro-kernel, the inlined stream helpers of direct.py) and of
+    the block shape this CPU chose.  Numba's disk cache knows only this
+    file's own time stamp, so a kernel compiled against another version of
+    them would load silently."""
     import zlib
 
-    with open(microkernel.__file__, "rb") as fh:
-        source = fh.read()
+    from . import direct
+
+    source = b""
+    for module in (microkernel, direct):
+        with open(module.__file__, "rb") as fh:
+            source += fh.read()
     return zlib.crc32(source + repr((OB, NV, microkernel.LANES32)).encode())
 
 
