@@ -237,13 +237,11 @@ def blocked_features(spec) -> dict[str, float]:
     """Register-blocked direct: a fixed cost, the FLOPs the micro-kernel runs
     (whole channel blocks and position runs, plane padding included), the
     elements copied into the padded input, and the micro-kernel calls."""
-    from ..kernels.blocked import computed_flops, geometry, image_elements, vectors
-    from ..kernels.microkernel import OB, positions
+    from ..kernels.blocked import computed_flops, image_elements, runs
+    from ..kernels.microkernel import OB
 
-    od, oh, _ = spec.lifted("out_spatial")
-    wq = geometry(spec)[2]
-    runs = spec.n * od * -(-(oh * wq) // positions(np.dtype(spec.dtype).itemsize, vectors(spec)))
-    calls = runs * spec.groups * -(-(spec.c_out // spec.groups) // OB)
+    planes = spec.n * spec.lifted("out_spatial")[0]
+    calls = planes * runs(spec)[1] * spec.groups * -(-(spec.c_out // spec.groups) // OB)
     return {
         "overhead_s": 1.0,
         "s_per_flop": float(computed_flops(spec)),

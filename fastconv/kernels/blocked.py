@@ -27,7 +27,7 @@ from numba import prange
 
 from .._config import numba_jit, numba_threads, scratch
 from . import microkernel
-from .direct import _U, _copy, _fill, _gather, _inline
+from .direct import _U, _copy, _fill, _gather, _inline, pack_weights
 from .microkernel import NV, OB, block_mac, block_mac1, block_mac2, positions
 
 _SPAN = 768  # most output positions (of one channel) per work item
@@ -97,6 +97,14 @@ def vectors(spec) -> int:
     return max(nv for nv, c in covered.items() if c <= 1.03 * least)
 
 
+def runs(spec) -> tuple[int, int]:
+    """(tb, nrun): positions per micro-kernel call, and calls (runs) per output
+    plane, the plane's positions (padding columns included) rounded up."""
+    oh = spec.lifted("out_spatial")[1]
+    tb = positions(np.dtype(spec.dtype).itemsize, vectors(spec))
+    return tb, -(-(oh * geometry(spec)[2]) // tb)
+
+
 def image_elements(spec) -> int:
     """Elements of one image's padded, phase-split copy."""
     dp, hq, wq, phases = geometry(spec)
@@ -116,7 +124,7 @@ def _fixed_bytes(spec, threads: int) -> int:
     item = np.dtype(spec.dtype).itemsize
     channels = -(-(spec.c_out // spec.groups) // OB) * OB
     weights = spec.groups * channels * _taps(spec) * item
-    acc = max(_ACC_BYTES, channels * positions(item, vectors(spec)) * item)  # at least one run
+    acc = max(_ACC_BYTES, channels * runs(spec)[0] * item)  # at least one run
     return weights + threads * acc + slack(spec) * item
 
 
@@ -135,12 +143,9 @@ def workspace(spec, limit: int, threads: int) -> int:
 def computed_flops(spec) -> int:
     """FLOPs the micro-kernel runs: whole blocks of OB channels and of
     positions, the plane's padding columns included."""
-    wq = geometry(spec)[2]
-    od, oh, _ = spec.lifted("out_spatial")
-    tb = positions(np.dtype(spec.dtype).itemsize, vectors(spec))
-    runs = -(-(oh * wq) // tb)
+    tb, nrun = runs(spec)
     blocks = spec.groups * -(-(spec.c_out // spec.groups) // OB)
-    return 2 * spec.n * od * runs * tb * blocks * OB * _taps(spec)
+    return 2 * spec.n * spec.lifted("out_spatial")[0] * nrun * tb * blocks * OB * _taps(spec)
 
 
 def _taps(spec) -> int:
@@ -152,24 +157,20 @@ def runs_per_item(spec, nimg: int, threads: int) -> int:
     """Runs of positions per work item: at most _SPAN positions, few enough
     that the partial sums of every block of channels stay within _ACC_BYTES,
     and dividing the runs evenly among the threads."""
-    od, oh, _ = spec.lifted("out_spatial")
-    wq = geometry(spec)[2]
     item = np.dtype(spec.dtype).itemsize
-    tb = positions(item, vectors(spec))
-    runs = nimg * od * -(-(oh * wq) // tb)
+    tb, nrun = runs(spec)
+    total = nimg * spec.lifted("out_spatial")[0] * nrun * spec.groups
     channels = -(-(spec.c_out // spec.groups) // OB) * OB
     most = max(1, min(_SPAN // tb, _ACC_BYTES // (channels * tb * item)))
     # items are split into equal contiguous shares: the largest run count
     # whose busiest thread has no more runs than with any other choice
     # (measured: 7 items on 2 threads cost 12% on a 256-channel 14x14 layer)
-    total = runs * spec.groups
-    share = {rpi: _ceil(_ceil(total, rpi), threads) * rpi for rpi in range(1, most + 1)}
+    share = {}
+    for rpi in range(1, most + 1):
+        items = -(-total // rpi)
+        share[rpi] = -(-items // threads) * rpi  # runs of the busiest thread
     least = min(share.values())
     return max(rpi for rpi, v in share.items() if v == least)
-
-
-def _ceil(a: int, b: int) -> int:
-    return -(-a // b)
 
 
 def taps_per_chunk(spec) -> int:
@@ -178,18 +179,6 @@ def taps_per_chunk(spec) -> int:
     kd, kh, kw = spec.lifted("kernel")
     taps = kd * kh * kw
     return max(1, _CHUNK // taps) * taps
-
-
-def pack(w: np.ndarray, groups: int) -> np.ndarray:
-    """(C_out, C_in/g, KD, KH, KW) -> (groups, blocks, taps, OB): a block's OB
-    channels adjacent per tap, zeros past the group's end."""
-    c_out = w.shape[0]
-    cog = c_out // groups
-    nb = -(-cog // OB)
-    taps = int(np.prod(w.shape[1:]))
-    wp = np.zeros((groups, nb * OB, taps), w.dtype)
-    wp[:, :cog] = w.reshape(groups, cog, taps)
-    return np.ascontiguousarray(wp.reshape(groups, nb, OB, taps).transpose(0, 1, 3, 2))
 
 
 def tap_offsets(spec) -> np.ndarray:
@@ -344,19 +333,19 @@ def conv_blocked(spec, ops, out: np.ndarray, num_threads: int, *, limit: int | N
     sd, sh, sw = spec.lifted("stride")
     pd, ph, pw = spec.kernel_pad_lo
     dp, hq, wq, phases = geometry(spec)
-    wp = pack(w, spec.groups)
+    wp = pack_weights(w, spec.groups, OB)
     xoff = tap_offsets(spec)
     nv = vectors(spec)
-    tb = positions(x.itemsize, nv)
+    tb, nrun = runs(spec)
     per_image = image_elements(spec)
-    od, oh, _ = out.shape[2:]
+    od = out.shape[2]
     with numba_threads(num_threads):
         for n0 in range(0, spec.n, nimg):
             n1 = min(spec.n, n0 + nimg)
             xp = scratch("blocked_xp", ((n1 - n0) * per_image + slack(spec),), spec.dtype)
             _pad_split(x[n0:n1], xp, sd, sh, sw, pd, ph, pw, dp, hq, wq)
             rpi = runs_per_item(spec, n1 - n0, num_threads)
-            items = spec.groups * -(-((n1 - n0) * od * -(-(oh * wq) // tb)) // rpi)
+            items = spec.groups * -(-((n1 - n0) * od * nrun) // rpi)
             nparts = max(1, min(num_threads, items))
             _blocked_kernel(
                 xp, wp, xoff, b, out[n0:n1], spec.c_in, spec.groups, sd, dp, phases, hq, wq, nv, tb, rpi,

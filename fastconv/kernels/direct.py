@@ -150,17 +150,17 @@ def _apply_taps(y, yb, x, tb, tw, nt, j, wp, n):
         k += 1
 
 
-def pack_weights(w: np.ndarray, groups: int) -> np.ndarray:
-    """(C_out, C_in/g, KD, KH, KW) -> flat (groups, blocks, taps, _BLOCK): the
-    channels of a block adjacent per tap, zero-filled past the group's end."""
+def pack_weights(w: np.ndarray, groups: int, block: int = _BLOCK) -> np.ndarray:
+    """(C_out, C_in/g, KD, KH, KW) -> (groups, blocks, taps, block), C-contiguous:
+    the channels of a block adjacent per tap, zero-filled past the group's end
+    (the direct kernel's blocks of _BLOCK, the register-blocked method's of OB)."""
     c_out = w.shape[0]
     cog = c_out // groups
     taps = int(np.prod(w.shape[1:]))
-    nblk = (cog + _BLOCK - 1) // _BLOCK
-    packed = np.zeros((groups, nblk * _BLOCK, taps), dtype=w.dtype)
+    nblk = (cog + block - 1) // block
+    packed = np.zeros((groups, nblk * block, taps), dtype=w.dtype)
     packed[:, :cog, :] = w.reshape(groups, cog, taps)
-    packed = packed.reshape(groups, nblk, _BLOCK, taps).transpose(0, 1, 3, 2)
-    return np.ascontiguousarray(packed).reshape(-1)
+    return np.ascontiguousarray(packed.reshape(groups, nblk, block, taps).transpose(0, 1, 3, 2))
 
 
 @numba_jit(parallel=True)
@@ -168,7 +168,7 @@ def conv_direct_kernel(x, w, wp, b, out, sd, sh, sw, dd, dh, dw, pd, ph, pw, gro
     """out[n, co] = b[co] + sum over (ci, kd, kh, kw) of w * x (cross-correlation).
 
     x (N, C_in, D, H, W), w (C_out, C_in/groups, KD, KH, KW), wp =
-    pack_weights(w), b (C_out,), out (N, C_out, OD, OH, OW), all C-contiguous;
+    pack_weights(w) flattened, b (C_out,), out (N, C_out, OD, OH, OW), all C-contiguous;
     zero padding (pd, ph, pw) on the low side of each axis (the high side
     follows from the output size).  An item covers ``chunk_rows`` output rows
     of one image, or (``fold`` > 1, only when chunk_rows >= OH) whole planes of
@@ -314,7 +314,7 @@ def conv_direct(spec, ops, out: np.ndarray, num_threads: int) -> None:
     pd, ph, pw = spec.kernel_pad_lo
     cog = spec.c_out // spec.groups
     items = spec.n * spec.groups * ((cog + _BLOCK - 1) // _BLOCK)
-    wp = pack_weights(w, spec.groups)
+    wp = pack_weights(w, spec.groups).reshape(-1)
     OD, OH, OW = out.shape[2:]
     wq = -(-((OW - 1) * sw + (spec.kernel[-1] - 1) * dw + 1) // sw)
     chunk_rows = max(1, min(OH, _CHUNK_ELEMS // wq))
