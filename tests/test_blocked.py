@@ -205,4 +205,4 @@ def test_cached_kernels_match_the_micro_kernel_source():
     # when it differs
     x = np.ones((1, 2, 20), np.float32)
     fastconv.conv1d(x, np.ones((3, 2, 3), np.float32), method="blocked")
-    assert blocked._compiled_against() == blocked._MICROKERNEL == blocked._microkernel_digest()
+    assert blocked._compiled_against() == blocked._MICROKERNEL == blocked._digest()

@@ -495,6 +495,55 @@ register(
 )
 
 
+def transpose_blocked_features(spec) -> dict[str, float]:
+    """Register-blocked transposed: as :func:`blocked_features` (the FLOPs the
+    micro-kernel runs, the padded copy, the calls), plus the strided stores
+    of every output element."""
+    from ..kernels import transpose_blocked as tb
+
+    out = spec.n * spec.c_out
+    for v in spec.out_spatial:
+        out *= v
+    nimg = max(1, tb.images_per_block(spec, *_settings()))
+    return {
+        "overhead_s": 1.0,
+        "s_per_flop": float(tb.computed_flops(spec, nimg)),
+        "s_per_copied": float(spec.n * tb.image_elements(spec)),
+        "s_per_call": float(tb.calls(spec, nimg)),
+        "s_per_output": float(out),
+    }
+
+
+def _transpose_blocked_supports(spec) -> str | None:
+    from ..kernels.transpose_blocked import images_per_block
+
+    if images_per_block(spec, *_settings()) == 0:
+        return "one image's padded copy exceeds workspace_limit"
+    return None
+
+
+def _transpose_blocked_workspace(spec) -> int:
+    from ..kernels.transpose_blocked import workspace
+
+    return workspace(spec, *_settings())
+
+
+FEATURES["transpose_blocked"] = transpose_blocked_features
+
+register(
+    Method(
+        name="blocked",
+        ops=TRANSPOSE_OPS,
+        runner="fastconv.kernels.transpose_blocked:conv_transpose_blocked",
+        supports=_transpose_blocked_supports,
+        cost=_cost("transpose_blocked"),
+        workspace=_transpose_blocked_workspace,
+        description="register-blocked: every output phase a stride-1 sum over its own taps (no zeros, no col2im) "
+        "from one padded input copy, 8 channels x 16-48 positions per micro-kernel call",
+    )
+)
+
+
 # --- image filters (fastconv.ndimage) ---------------------------------------------
 
 FILTER_OPS = ("ndimage",)

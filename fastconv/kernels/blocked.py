@@ -35,24 +35,41 @@ _ACC_BYTES = 256 << 10  # most partial sums per work item (all channel blocks)
 _CHUNK = 128  # about this many taps per micro-kernel call
 
 
-def _microkernel_digest() -> int:
-    """A digest of the sources compiled into this module's kernels from other
-    files (the micro-kernel, the inlined stream helpers of direct.py) and of
-    the block shape this CPU chose.  Numba's disk cache knows only this
-    file's own time stamp, so a kernel compiled against another version of
-    them would load silently."""
+def source_digest(*modules) -> int:
+    """A digest of the sources compiled into a module's kernels from other
+    files (the micro-kernel, inlined helpers) and of the block shape this CPU
+    chose.  Numba's disk cache knows only the kernel's own file's time stamp,
+    so a kernel compiled against another version of them would load
+    silently."""
     import zlib
 
-    from . import direct
-
     source = b""
-    for module in (microkernel, direct):
+    for module in (microkernel, *modules):
         with open(module.__file__, "rb") as fh:
             source += fh.read()
     return zlib.crc32(source + repr((OB, NV, microkernel.LANES32)).encode())
 
 
-_MICROKERNEL = _microkernel_digest()
+def refresh_stale_cache(compiled_against, digest: int, kernels) -> None:
+    """Recompile (and re-cache) ``kernels`` when ``compiled_against()`` (a
+    jitted function returning the digest global it was compiled with) shows
+    they were built against other sources."""
+    if compiled_against() == digest:
+        return
+    for kernel in (compiled_against, *kernels):
+        cache = getattr(kernel, "_cache", None)
+        if cache is not None:
+            cache.flush()
+        kernel.recompile()
+
+
+def _digest() -> int:
+    from . import direct
+
+    return source_digest(direct)
+
+
+_MICROKERNEL = _digest()
 
 
 @numba_jit()
@@ -63,15 +80,7 @@ def _compiled_against():
 
 
 def _refresh_stale_cache() -> None:
-    """Recompile (and re-cache) this module's kernels when they were built
-    against another micro-kernel."""
-    if _compiled_against() == _MICROKERNEL:
-        return
-    for kernel in (_compiled_against, _pad_split, _blocked_kernel):
-        cache = getattr(kernel, "_cache", None)
-        if cache is not None:
-            cache.flush()
-        kernel.recompile()
+    refresh_stale_cache(_compiled_against, _MICROKERNEL, (_pad_split, _blocked_kernel))
 
 
 def geometry(spec) -> tuple[int, ...]:
@@ -85,14 +94,18 @@ def geometry(spec) -> tuple[int, ...]:
 
 
 def vectors(spec) -> int:
-    """Vectors of positions per micro-kernel call (1..NV): the widest whose
-    runs, rounded up per plane, cover at most 3% more positions than the
-    narrowest (a 7x7 plane is 63 positions with its padding columns: one
-    16-wide vector per run computes 64, three compute 96)."""
+    """Vectors of positions per micro-kernel call for ``spec``'s planes."""
     oh = spec.lifted("out_spatial")[1]
-    npos = oh * geometry(spec)[2]
-    item = np.dtype(spec.dtype).itemsize
-    covered = {nv: -(-npos // positions(item, nv)) * positions(item, nv) for nv in range(1, NV + 1)}
+    return vectors_for(oh * geometry(spec)[2], np.dtype(spec.dtype).itemsize)
+
+
+def vectors_for(npos: int, itemsize: int) -> int:
+    """Vectors of positions per micro-kernel call (1..NV) on a plane of
+    ``npos`` positions: the widest whose runs, rounded up per plane, cover at
+    most 3% more positions than the narrowest (a 7x7 plane is 63 positions
+    with its padding columns: one 16-wide vector per run computes 64, three
+    compute 96)."""
+    covered = {nv: -(-npos // positions(itemsize, nv)) * positions(itemsize, nv) for nv in range(1, NV + 1)}
     least = min(covered.values())
     return max(nv for nv, c in covered.items() if c <= 1.03 * least)
 
@@ -154,14 +167,18 @@ def _taps(spec) -> int:
 
 
 def runs_per_item(spec, nimg: int, threads: int) -> int:
-    """Runs of positions per work item: at most _SPAN positions, few enough
-    that the partial sums of every block of channels stay within _ACC_BYTES,
-    and dividing the runs evenly among the threads."""
-    item = np.dtype(spec.dtype).itemsize
+    """Runs of positions per work item for a block of ``nimg`` images."""
     tb, nrun = runs(spec)
     total = nimg * spec.lifted("out_spatial")[0] * nrun * spec.groups
     channels = -(-(spec.c_out // spec.groups) // OB) * OB
-    most = max(1, min(_SPAN // tb, _ACC_BYTES // (channels * tb * item)))
+    return share_runs(total, channels, tb, np.dtype(spec.dtype).itemsize, threads)
+
+
+def share_runs(total: int, channels: int, tb: int, itemsize: int, threads: int, acc_bytes: int = _ACC_BYTES) -> int:
+    """Runs (of ``tb`` positions) per work item out of ``total``: at most
+    _SPAN positions, few enough that the partial sums of ``channels`` stay
+    within ``acc_bytes``, and dividing the runs evenly among the threads."""
+    most = max(1, min(_SPAN // tb, acc_bytes // (channels * tb * itemsize)))
     # items are split into equal contiguous shares: the largest run count
     # whose busiest thread has no more runs than with any other choice
     # (measured: 7 items on 2 threads cost 12% on a 256-channel 14x14 layer)
@@ -333,13 +350,13 @@ def conv_blocked(spec, ops, out: np.ndarray, num_threads: int, *, limit: int | N
     sd, sh, sw = spec.lifted("stride")
     pd, ph, pw = spec.kernel_pad_lo
     dp, hq, wq, phases = geometry(spec)
-    wp = pack_weights(w, spec.groups, OB)
     xoff = tap_offsets(spec)
     nv = vectors(spec)
     tb, nrun = runs(spec)
     per_image = image_elements(spec)
     od = out.shape[2]
     with numba_threads(num_threads):
+        wp = pack_weights(w, spec.groups, OB, name="blocked_w")
         for n0 in range(0, spec.n, nimg):
             n1 = min(spec.n, n0 + nimg)
             xp = scratch("blocked_xp", ((n1 - n0) * per_image + slack(spec),), spec.dtype)

@@ -1,0 +1,432 @@
+"""Transposed convolution on the register-blocked micro-kernel: every output
+phase a stride-1 sum over its own taps, all phases read from one padded copy.
+
+Output ``o = q*s + r`` receives input ``i = q + e`` through tap ``k`` exactly
+when ``e = (r + p - k*d) / s`` is an integer (see :mod:`.transpose_plan`).
+So for each phase ``r`` (one per axis) the outputs ``q = 0, 1, ...`` are a
+stride-1 correlation of the input with that phase's taps, each reading the
+input shifted by its ``e``.  One copy of the input, shifted by the smallest
+``e`` and zero-padded, serves every phase: tap ``(ci, k)`` of phase ``r``
+reads ``xp[base + p + xoff]`` for position ``p = qh*Wp + qw`` of a phase
+plane, so a block of ``OB`` output channels x a run of consecutive positions
+is one call of the micro-kernel (:mod:`.microkernel`) over the phase's taps
+-- exactly the transposed convolution's multiply-adds, no inserted zeros, no
+columns and no col2im -- and the run is stored into every ``s``-th output
+element of its row.
+
+Rows share their padding (the zeros after one row are the zeros before the
+next): the row pitch is ``Qw + (taps' reach) - (zeros needed before a row)``
+rather than their sum, so a 14-wide phase plane of a 4x4 stride-2 layer is
+computed 15 wide, not 16 (positions on the padding columns are computed and
+dropped).  Each plane has one extra zero row for the last row's reads.
+
+Work items, run in parallel: runs of positions of one group over phase
+planes and images (as in :mod:`.blocked`); for each phase, taps in chunks of
+whole input channels, every block of output channels over the run's input
+window, partial sums accumulated, then stored with the bias.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import numpy as np
+from numba import prange
+
+from .._config import numba_jit, numba_threads, scratch
+from . import blocked
+from .blocked import _CHUNK, share_runs, vectors_for
+from .direct import _U, _copy, _fill, _inline, pack_gather
+from .microkernel import OB, block_mac, block_mac1, block_mac2, positions
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """The padded copy and the phases of one transposed convolution."""
+
+    q: tuple[int, int, int]  # phase-plane extents (Qd, Qh, Qw) = ceil(O / s)
+    e_min: tuple[int, int, int]  # the copy's element j holds input j + e_min (per axis)
+    dp: int  # padded depth
+    rows: int  # rows per plane (the extra zero row included)
+    wp: int  # row pitch
+    cols: tuple[int, int]  # columns [lo, hi) of a row that hold input
+    phases: tuple  # per phase: ((rd, rh, rw), ((kd, kh, kw, dz, dy, dx), ...)): taps and their shifts
+
+    def pitch(self, nimg: int) -> int:
+        """Elements per row of the copy: the rows of ``nimg`` images side by side."""
+        return nimg * self.wp
+
+    def plane(self, nimg: int) -> int:
+        return self.rows * self.pitch(nimg)
+
+    def npos(self, nimg: int) -> int:
+        """Positions per phase plane (of all ``nimg`` images, padding columns included)."""
+        return self.q[1] * self.pitch(nimg)
+
+    @property
+    def taps(self) -> int:
+        """Kernel taps over all phases (each tap belongs to exactly one)."""
+        return sum(len(t) for _, t in self.phases)
+
+
+def _axis(o: int, k: int, s: int, p: int, d: int):
+    """(Q, [(r, [(k, e)])]): the phase extent and each phase's taps with their
+    input shift e, in ascending e."""
+    q = -(-o // s)
+    per = []
+    for r in range(min(s, o)):  # phases r >= o have no outputs
+        taps = [(kk, (r + p - kk * d) // s) for kk in range(k) if (r + p - kk * d) % s == 0]
+        per.append((r, sorted(taps, key=lambda t: t[1])))
+    return q, per
+
+
+@functools.lru_cache(maxsize=256)
+def layout(spec) -> Layout:
+    """The copy's geometry and the phases of the transposed convolution ``spec``."""
+    axes = [
+        _axis(o, k, s, p, d)
+        for o, k, s, p, d in zip(
+            spec.lifted("out_spatial"), spec.lifted("kernel"), spec.lifted("stride"),
+            spec.lifted("pad_lo"), spec.lifted("dilation"),
+        )
+    ]  # fmt: skip
+    q = tuple(a[0] for a in axes)
+    e_min, e_max = [], []
+    for _, per in axes:
+        es = [e for _, taps in per for _, e in taps] or [0]
+        e_min.append(min(es))
+        e_max.append(max(es))
+    reach = [hi - lo for lo, hi in zip(e_min, e_max)]
+    iw = spec.lifted("in_spatial")[2]
+    # columns of a row that hold input: j + e_min in [0, IW), and only those read
+    lo = max(0, -e_min[2])
+    hi = max(lo, min(iw - e_min[2], q[2] + reach[2]))
+    # a row's reads past its pitch land in the next row's leading zeros
+    wp = max(q[2], hi, q[2] + reach[2] - lo)
+    phases = []
+    for rd, td in axes[0][1]:
+        for rh, th in axes[1][1]:
+            for rw, tw in axes[2][1]:
+                taps = tuple(
+                    (kd, kh, kw, ed - e_min[0], eh - e_min[1], ew - e_min[2])
+                    for kd, ed in td
+                    for kh, eh in th
+                    for kw, ew in tw
+                )
+                phases.append(((rd, rh, rw), taps))
+    return Layout(
+        q=q,
+        e_min=tuple(e_min),
+        dp=q[0] + reach[0],
+        rows=q[1] + reach[1] + 1,
+        wp=wp,
+        cols=(lo, hi),
+        phases=tuple(phases),
+    )
+
+
+def _digest() -> int:
+    from . import direct
+
+    return blocked.source_digest(direct, blocked)
+
+
+_SOURCES = _digest()
+
+
+@numba_jit()
+def _compiled_against():
+    """The digest of the sources this module's cached kernels were compiled with."""
+    return _SOURCES
+
+
+def _refresh_stale_cache() -> None:
+    blocked.refresh_stale_cache(_compiled_against, _SOURCES, (_pad_shifted, _transpose_kernel))
+
+
+@functools.lru_cache(maxsize=64)
+def tap_tables(spec, lay: Layout, nimg: int) -> tuple[np.ndarray, np.ndarray]:
+    """``xoff``: where each tap reads relative to its position in a copy of
+    ``nimg`` images, all phases' taps in turn (within a phase, input channel by
+    input channel); ``meta``: per phase (first tap, taps, taps per chunk, rd,
+    rh, rw)."""
+    cig = spec.c_in // spec.groups
+    plane = lay.plane(nimg)
+    channel = lay.dp * plane
+    xoff = [np.zeros(0, np.int64)]
+    meta = []
+    t0 = 0
+    for (rd, rh, rw), taps in lay.phases:
+        nt = len(taps)
+        if nt:
+            off = np.array([dz * plane + dy * lay.pitch(nimg) + dx for *_, dz, dy, dx in taps], dtype=np.int64)
+            xoff.append((np.arange(cig, dtype=np.int64)[:, None] * channel + off[None, :]).reshape(-1))
+        meta.append((t0, cig * nt, max(1, _CHUNK // max(1, nt)) * max(1, nt), rd, rh, rw))
+        t0 += cig * nt
+    return np.ascontiguousarray(np.concatenate(xoff)), np.array(meta, dtype=np.int64).reshape(-1, 6)
+
+
+def pack(spec, lay: Layout, w: np.ndarray, name: str | None = None) -> np.ndarray:
+    """(C_in, C_out/g, KD, KH, KW) -> (groups, blocks, taps of all phases, OB):
+    the tap order of :func:`tap_tables`, the block's channels adjacent, zero
+    past the group's end (in a kept work buffer when ``name`` is given)."""
+    g = spec.groups
+    cig, cog = spec.c_in // g, spec.c_out // g
+    shape = (g, -(-cog // OB), cig * lay.taps, OB)
+    out = np.empty(shape, w.dtype) if name is None else scratch(name, shape, w.dtype)
+    w3 = np.ascontiguousarray(w).reshape(spec.c_in, cog, -1)
+    pack_gather(w3, *_pack_index(spec), cig, out)
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _pack_index(spec) -> tuple[np.ndarray, np.ndarray]:
+    """(input channel within the group, flat kernel tap) of every tap of
+    :func:`tap_tables`, in its order."""
+    _, kh, kw = spec.lifted("kernel")
+    cig = spec.c_in // spec.groups
+    ci, k = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    for _, taps in layout(spec).phases:
+        flat = np.array([(a * kh + b) * kw + c for a, b, c, *_ in taps], dtype=np.int64)
+        ci.append(np.repeat(np.arange(cig, dtype=np.int64), len(flat)))
+        k.append(np.tile(flat, cig))
+    return np.concatenate(ci), np.concatenate(k)
+
+
+def _itemsize(spec) -> int:
+    return np.dtype(spec.dtype).itemsize
+
+
+def runs(spec, nimg: int) -> tuple[int, int]:
+    """(tb, nrun): positions per micro-kernel call and runs per phase plane
+    of a block of ``nimg`` images."""
+    npos = layout(spec).npos(nimg)
+    tb = positions(_itemsize(spec), vectors_for(npos, _itemsize(spec)))
+    return tb, -(-npos // tb)
+
+
+def image_elements(spec) -> int:
+    """Elements of one image's padded copy."""
+    lay = layout(spec)
+    return spec.c_in * lay.dp * lay.plane(1)
+
+
+def _slack(spec) -> int:
+    """Elements after the last plane: dropped positions of a plane's last run
+    read up to a run and two rows past it."""
+    return positions(_itemsize(spec)) + 2 * layout(spec).wp
+
+
+def _acc_bytes(spec, limit: int, threads: int) -> int:
+    """Most bytes of one thread's partial sums: _ACC_BYTES, less under a tight
+    ``workspace_limit`` (a quarter of it over the threads), at least one run."""
+    channels = -(-(spec.c_out // spec.groups) // OB) * OB
+    return max(channels * positions(_itemsize(spec)) * _itemsize(spec), min(blocked._ACC_BYTES, limit // (4 * threads)))
+
+
+def _fixed_bytes(spec, limit: int, threads: int) -> int:
+    """Workspace besides the padded images: the packed weights, each
+    thread's partial sums and the slack after the last plane."""
+    item = _itemsize(spec)
+    channels = -(-(spec.c_out // spec.groups) // OB) * OB
+    weights = spec.groups * channels * (spec.c_in // spec.groups) * layout(spec).taps * item
+    return weights + threads * _acc_bytes(spec, limit, threads) + _slack(spec) * item
+
+
+def images_per_block(spec, limit: int, threads: int) -> int:
+    """Images whose padded copy fits the workspace limit together (0: not even one)."""
+    room = limit - _fixed_bytes(spec, limit, threads)
+    return max(0, min(spec.n, room // max(1, image_elements(spec) * _itemsize(spec))))
+
+
+def workspace(spec, limit: int, threads: int) -> int:
+    nimg = max(1, images_per_block(spec, limit, threads))
+    return nimg * image_elements(spec) * _itemsize(spec) + _fixed_bytes(spec, limit, threads)
+
+
+def _blocks(spec, nimg: int) -> list[int]:
+    """Images per block of the batch, ``nimg`` at a time."""
+    return [min(nimg, spec.n - n0) for n0 in range(0, spec.n, max(1, nimg))]
+
+
+def computed_flops(spec, nimg: int) -> int:
+    """FLOPs the micro-kernel runs in blocks of ``nimg`` images: every phase
+    plane's runs (padding columns included) x whole blocks of OB channels x
+    the phase's taps."""
+    lay = layout(spec)
+    blocks = spec.groups * -(-(spec.c_out // spec.groups) // OB)
+    taps = (spec.c_in // spec.groups) * lay.taps
+    positions_run = sum(runs(spec, b)[0] * runs(spec, b)[1] for b in _blocks(spec, nimg))
+    return 2 * lay.q[0] * positions_run * blocks * OB * taps
+
+
+def calls(spec, nimg: int) -> int:
+    """Micro-kernel calls: per run, block of channels and chunk of taps."""
+    lay = layout(spec)
+    _, meta = tap_tables(spec, lay, 1)
+    chunks = sum(-(-int(r) // int(c)) for _, r, c, *_ in meta)
+    blocks = spec.groups * -(-(spec.c_out // spec.groups) // OB)
+    return lay.q[0] * sum(runs(spec, b)[1] for b in _blocks(spec, nimg)) * blocks * chunks
+
+
+@numba_jit(parallel=True)
+def _pad_shifted(x, xp, ed, eh, ew, dp, rows, wp, lo, hi):
+    """xp[c, z, y, n, j] = x[n, c, z + ed, y + eh, j + ew] for j in [lo, hi),
+    zero elsewhere and on each plane's last row (the rows of the images side
+    by side), flat; the elements past the last plane are zeroed."""
+    N, C, D, H, W = x.shape
+    xf = x.reshape(-1)
+    pitch = N * wp
+    nrows = C * dp * rows
+    for row in prange(nrows):
+        y = row % rows
+        t = row // rows
+        z = t % dp + ed
+        c = t // dp
+        yy = y + eh
+        if y == rows - 1 or z < 0 or z >= D or yy < 0 or yy >= H or hi <= lo:
+            _fill(xp, row * pitch, pitch, 0)
+            continue
+        for n in range(N):
+            dst = row * pitch + n * wp
+            _fill(xp, dst, lo, 0)
+            _copy(xp, dst + lo, xf, (((n * C + c) * D + z) * H + yy) * W + lo + ew, hi - lo)
+            _fill(xp, dst + hi, wp - hi, 0)
+    _fill(xp, nrows * pitch, xp.shape[0] - nrows * pitch, 0)
+
+
+@_inline
+def _store_strided(dst, d0, step, src, s0, n, bias):
+    """dst[d0 + i*step] = src[s0 + i] + bias for i in [0, n)."""
+    o = _U(d0)
+    s = _U(s0)
+    st = _U(step)
+    for i in range(_U(n)):
+        dst[o + i * st] = src[s + i] + bias
+
+
+@_inline
+def _fill_strided(dst, d0, step, n, value):
+    o = _U(d0)
+    st = _U(step)
+    for i in range(_U(n)):
+        dst[o + i * st] = value
+
+
+@numba_jit(parallel=True)
+def _transpose_kernel(xp, wk, xoff, meta, b, out, c_in, groups, geom, nv, tb, rpi, nparts):
+    """out[n, co, qd*sd + rd, qh*sh + rh, qw*sw + rw] = b[co] + the phase
+    (rd, rh, rw)'s taps over the copy, one micro-kernel call per (chunk of
+    taps, run of ``tb`` positions of a phase plane, block of OB channels).
+    A plane's positions are ``qh*pitch + n*wq + qw``: the images' rows side
+    by side.  An item is ``rpi`` consecutive runs of one group; per phase its
+    partial sums accumulate in ``acc`` and are then stored into every s-th
+    output."""
+    N, C_out, OD, OH, OW = out.shape
+    sd, sh, sw, dp, rows, wq, QD, QH = geom
+    pitch = N * wq
+    plane = rows * pitch
+    nb = wk.shape[1]
+    R = wk.shape[2]
+    cog = C_out // groups
+    cig = c_in // groups
+    npos = QH * pitch
+    nrun = (npos + tb - 1) // tb
+    runs = QD * nrun
+    nitem = (runs + rpi - 1) // rpi
+    items = groups * nitem
+    per_part = (items + nparts - 1) // nparts
+    wf = wk.reshape(-1)
+    of = out.reshape(-1)
+    span = rpi * tb
+    for part in prange(nparts):
+        acc = np.empty(nb * OB * span, out.dtype)
+        for item in range(part * per_part, min(items, (part + 1) * per_part)):
+            g = item // nitem
+            r0 = (item % nitem) * rpi
+            r1 = min(runs, r0 + rpi)
+            for ph in range(meta.shape[0]):
+                t0 = meta[ph, 0]
+                nt = meta[ph, 1]
+                chunk = meta[ph, 2]
+                for c0 in range(0, nt, chunk):
+                    c1 = min(nt, c0 + chunk)
+                    for gr in range(r0, r1):
+                        xbase = (g * cig * dp + gr // nrun) * plane + (gr % nrun) * tb
+                        for blk in range(nb):
+                            wbase = (g * nb + blk) * R * OB
+                            obase = blk * OB * span + (gr - r0) * tb
+                            if nv == 3:
+                                block_mac(xp, xoff, xbase, wf, wbase, t0 + c0, t0 + c1, acc, obase, span, c0 > 0)
+                            elif nv == 2:
+                                block_mac2(xp, xoff, xbase, wf, wbase, t0 + c0, t0 + c1, acc, obase, span, c0 > 0)
+                            else:
+                                block_mac1(xp, xoff, xbase, wf, wbase, t0 + c0, t0 + c1, acc, obase, span, c0 > 0)
+                rd = meta[ph, 3]
+                rh = meta[ph, 4]
+                rw = meta[ph, 5]
+                cw = (OW - rw + sw - 1) // sw  # positions of an image's row that are outputs
+                for gr in range(r0, r1):
+                    od = (gr // nrun) * sd + rd
+                    if od >= OD:
+                        continue
+                    p0 = (gr % nrun) * tb
+                    p1 = min(npos, p0 + tb)
+                    p = p0
+                    while p < p1:  # segments of one image's row
+                        qh = p // pitch
+                        n = (p - qh * pitch) // wq
+                        qw = p - qh * pitch - n * wq
+                        end = min(p1, qh * pitch + (n + 1) * wq)
+                        oh = qh * sh + rh
+                        if qw < cw and oh < OH:
+                            cnt = min(end - p, cw - qw)
+                            for blk in range(nb):
+                                for o in range(min(OB, cog - blk * OB)):
+                                    co = g * cog + blk * OB + o
+                                    dst = (((n * C_out + co) * OD + od) * OH + oh) * OW + qw * sw + rw
+                                    if nt > 0:
+                                        src = (blk * OB + o) * span + (gr - r0) * tb + p - p0
+                                        _store_strided(of, dst, sw, acc, src, cnt, b[co])
+                                    else:
+                                        _fill_strided(of, dst, sw, cnt, b[co])
+                        p = end
+
+
+def conv_transpose_blocked(spec, ops, out: np.ndarray, num_threads: int, *, limit: int | None = None) -> None:
+    """Run the register-blocked transposed convolution for ``spec`` into the
+    C-contiguous 5-D ``out``."""
+    from .._config import get_config
+
+    if out.size == 0:
+        return
+    b = ops.b if ops.b is not None else np.zeros(spec.c_out, dtype=spec.dtype)
+    if spec.c_in == 0:  # no input channels: the sum is empty
+        out[...] = b.reshape((-1, 1, 1, 1))
+        return
+    _refresh_stale_cache()
+    limit = get_config().workspace_limit if limit is None else limit
+    nimg = images_per_block(spec, limit, num_threads)
+    if nimg == 0:
+        raise ValueError("blocked: one image's padded copy exceeds workspace_limit")
+    lay = layout(spec)
+    item = _itemsize(spec)
+    sd, sh, sw = spec.lifted("stride")
+    channels = -(-(spec.c_out // spec.groups) // OB) * OB
+    acc_bytes = _acc_bytes(spec, limit, num_threads)
+    with numba_threads(num_threads):
+        wk = pack(spec, lay, ops.w, name="transpose_blocked_w")
+        for n0 in range(0, spec.n, nimg):
+            n1 = min(spec.n, n0 + nimg)
+            xoff, meta = tap_tables(spec, lay, n1 - n0)
+            tb, nrun = runs(spec, n1 - n0)
+            nv = tb // positions(item, 1)
+            xp = scratch("transpose_blocked_xp", ((n1 - n0) * image_elements(spec) + _slack(spec),), spec.dtype)
+            _pad_shifted(ops.x[n0:n1], xp, *lay.e_min, lay.dp, lay.rows, lay.wp, *lay.cols)
+            total = lay.q[0] * nrun * spec.groups
+            rpi = share_runs(total, channels, tb, item, num_threads, acc_bytes)
+            items = spec.groups * -(-(lay.q[0] * nrun) // rpi)
+            nparts = max(1, min(num_threads, items))
+            geom = (sd, sh, sw, lay.dp, lay.rows, lay.wp, lay.q[0], lay.q[1])
+            _transpose_kernel(xp, wk, xoff, meta, b, out[n0:n1], spec.c_in, spec.groups, geom, nv, tb, rpi, nparts)
