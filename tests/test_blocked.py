@@ -10,7 +10,7 @@ import pytest
 
 import fastconv
 from fastconv._spec import conv_spec
-from fastconv.kernels import blocked
+from fastconv.kernels import blocked, transpose_blocked
 from fastconv.kernels.microkernel import OB, positions
 
 from .reference import conv_nd
@@ -113,19 +113,35 @@ def test_runs_per_item_share_the_runs_evenly():
 
 
 @pytest.mark.parametrize("threads", [1, 3])
-def test_threads_and_image_blocks_under_a_small_workspace(threads, rng):
+@pytest.mark.parametrize("stride", [1, 2])
+def test_threads_and_image_blocks_under_a_small_workspace(threads, stride, rng):
     x = rng.standard_normal((5, 4, 12, 13)).astype(np.float32)
     w = rng.standard_normal((10, 4, 3, 3)).astype(np.float32)
-    spec = _spec(x, w, padding=1)
-    per_image = blocked.image_elements(spec) * 4
-    # packed weights (2.3 kB), the threads' partial sums and slack fit, a third image not
-    limit = 2 * per_image + blocked._fixed_bytes(spec, threads) + 100
+    spec = _spec(x, w, padding=1, stride=stride)
+    # stride 1 on a small plane runs shifted (transpose_blocked), stride 2 phase-split
+    assert (blocked.shifted(spec) is not None) == (stride == 1)
+    # the smallest limit that holds two images' copies with the weights,
+    # partial sums and slack
+    limit = next(lim for lim in range(1 << 10, 1 << 22, 256) if blocked.images_per_block(spec, lim, threads) >= 2)
     assert blocked.images_per_block(spec, limit, threads) == 2  # three blocks of images
     assert blocked.workspace(spec, limit, threads) <= limit
-    want = conv_nd(x, w, padding=1)
+    want = conv_nd(x, w, padding=1, stride=stride)
     with fastconv.set_config(num_threads=threads, workspace_limit=limit):
-        got = fastconv.conv2d(x, w, padding=1, method="blocked")
+        got = fastconv.conv2d(x, w, padding=1, stride=stride, method="blocked")
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
+def test_stride1_runs_shifted_only_where_it_saves_work():
+    # 7x7 planes: phase-split computes 9/7 of the positions (padding columns)
+    # rounded up per image, shifted 8/7 over all images side by side
+    def spec(xs):
+        return _spec(np.zeros(xs, np.float32), np.zeros((8, xs[1], 3, 3), np.float32), padding=1)
+
+    small, large = spec((8, 16, 7, 7)), spec((2, 16, 56, 56))
+    assert blocked.shifted(small) is not None and blocked.shifted(large) is None
+    t = blocked.shifted(small)
+    assert t.transposed and t.pad_lo == (1, 1) and t.stride == (1, 1)
+    assert blocked.computed_flops(small) >= blocked._SHIFTED * transpose_blocked.computed_flops(t, 8)
 
 
 def test_refused_when_one_image_exceeds_the_workspace(rng):
@@ -137,7 +153,8 @@ def test_refused_when_one_image_exceeds_the_workspace(rng):
             fastconv.conv2d(x, w, padding=1, method="blocked")
 
 
-def test_every_micro_kernel_width_is_used_and_correct(rng):
+def test_every_micro_kernel_width_is_used_and_correct(rng, monkeypatch):
+    monkeypatch.setattr(blocked, "_SHIFTED", float("inf"))  # the phase-split layout throughout
     # the widest run that does not round a plane's positions up by more than
     # 3%: long rows take 3 vectors, a 3x3 plane (15 positions) 1, and a
     # plane of 2 vectors' worth 2
@@ -206,3 +223,31 @@ def test_cached_kernels_match_the_micro_kernel_source():
     x = np.ones((1, 2, 20), np.float32)
     fastconv.conv1d(x, np.ones((3, 2, 3), np.float32), method="blocked")
     assert blocked._compiled_against() == blocked._MICROKERNEL == blocked._digest()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_stride1_shifted_over_its_parameters(dtype, rng, monkeypatch):
+    # every case shifted: the flipped kernel as a stride-1 transposed
+    # convolution, padding (K-1)*d - p
+    monkeypatch.setattr(blocked, "_SHIFTED", 0.0)
+    cases = [
+        (1, (3, 5, 9), (OB + 3, 5, 3), dict(padding=1)),
+        (2, (2, 6, 5, 7), (6, 3, 3, 3), dict(padding=1, groups=2, dilation=(1, 2))),
+        (2, (2, 3, 6, 6), (5, 3, 4, 2), dict(padding="same")),  # asymmetric padding
+        (2, (2, 3, 5, 5), (4, 3, 2, 2), dict(padding=3)),  # padding beyond the kernel's reach
+        (2, (2, 3, 6, 5), (4, 3, 3, 3), dict(padding=2, padding_mode="reflect")),  # input pre-padded
+        (2, (1, 2, 4, 6), (3, 2, 3, 3), dict(padding=1, padding_mode="circular")),
+        (2, (3, 40, 7, 7), (2 * OB + 1, 40, 3, 3), dict(padding=1)),  # chunks of taps
+        (3, (2, 3, 4, 5, 6), (4, 3, 3, 2, 3), dict(padding=1)),
+    ]
+    for nd, xs, ws, kwargs in cases:
+        x = rng.standard_normal(xs).astype(dtype)
+        w = rng.standard_normal(ws).astype(dtype)
+        b = rng.standard_normal(ws[0]).astype(dtype)
+        spec = conv_spec(nd, x, w, b, 1, kwargs.get("padding", 0), kwargs.get("dilation", 1), kwargs.get("groups", 1),
+                         kwargs.get("padding_mode", "zeros"), "blocked", None, None)[0]  # fmt: skip
+        assert blocked.shifted(spec) is not None, (xs, ws, kwargs)
+        got = FUNCS[nd](x, w, b, method="blocked", **kwargs)
+        want = conv_nd(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), **kwargs)
+        tol = 1e-4 if dtype == np.float32 else 1e-10
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())

@@ -237,9 +237,20 @@ def blocked_features(spec) -> dict[str, float]:
     """Register-blocked direct: a fixed cost, the FLOPs the micro-kernel runs
     (whole channel blocks and position runs, plane padding included), the
     elements copied into the padded input, and the micro-kernel calls."""
-    from ..kernels.blocked import computed_flops, image_elements, runs
+    from ..kernels.blocked import computed_flops, image_elements, runs, shifted
     from ..kernels.microkernel import OB
 
+    t = shifted(spec)
+    if t is not None:  # stride 1: run as a transposed convolution
+        from ..kernels import transpose_blocked as tb
+
+        nimg = max(1, tb.images_per_block(t, *_settings()))
+        return {
+            "overhead_s": 1.0,
+            "s_per_flop": float(tb.computed_flops(t, nimg)),
+            "s_per_copied": float(spec.n * tb.image_elements(t)),
+            "s_per_call": float(tb.calls(t, nimg)),
+        }
     planes = spec.n * spec.lifted("out_spatial")[0]
     calls = planes * runs(spec)[1] * spec.groups * -(-(spec.c_out // spec.groups) // OB)
     return {

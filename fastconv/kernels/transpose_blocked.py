@@ -167,31 +167,57 @@ def tap_tables(spec, lay: Layout, nimg: int) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(np.concatenate(xoff)), np.array(meta, dtype=np.int64).reshape(-1, 6)
 
 
-def pack(spec, lay: Layout, w: np.ndarray, name: str | None = None) -> np.ndarray:
-    """(C_in, C_out/g, KD, KH, KW) -> (groups, blocks, taps of all phases, OB):
-    the tap order of :func:`tap_tables`, the block's channels adjacent, zero
-    past the group's end (in a kept work buffer when ``name`` is given)."""
+def pack(spec, lay: Layout, w4: np.ndarray, flip: bool = False, name: str | None = None) -> np.ndarray:
+    """The weight as (groups, blocks, taps of all phases, OB): the tap order of
+    :func:`tap_tables`, the block's channels adjacent, zero past the group's
+    end.  ``w4`` is a view (group, input channel, output channel, flat tap);
+    ``flip``: its taps reversed (a convolution's weight).  In a kept work
+    buffer when ``name`` is given."""
     g = spec.groups
     cig, cog = spec.c_in // g, spec.c_out // g
     shape = (g, -(-cog // OB), cig * lay.taps, OB)
-    out = np.empty(shape, w.dtype) if name is None else scratch(name, shape, w.dtype)
-    w3 = np.ascontiguousarray(w).reshape(spec.c_in, cog, -1)
-    pack_gather(w3, *_pack_index(spec), cig, out)
+    out = np.empty(shape, w4.dtype) if name is None else scratch(name, shape, w4.dtype)
+    pack_gather(w4, *_pack_index(spec, flip), out)
     return out
 
 
 @functools.lru_cache(maxsize=64)
-def _pack_index(spec) -> tuple[np.ndarray, np.ndarray]:
+def _pack_index(spec, flip: bool) -> tuple[np.ndarray, np.ndarray]:
     """(input channel within the group, flat kernel tap) of every tap of
-    :func:`tap_tables`, in its order."""
-    _, kh, kw = spec.lifted("kernel")
+    :func:`tap_tables`, in its order (the flat tap reversed when ``flip``:
+    reversing every axis reverses the flat index)."""
+    kd, kh, kw = spec.lifted("kernel")
     cig = spec.c_in // spec.groups
     ci, k = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
     for _, taps in layout(spec).phases:
         flat = np.array([(a * kh + b) * kw + c for a, b, c, *_ in taps], dtype=np.int64)
+        if flip:
+            flat = kd * kh * kw - 1 - flat
         ci.append(np.repeat(np.arange(cig, dtype=np.int64), len(flat)))
         k.append(np.tile(flat, cig))
     return np.concatenate(ci), np.concatenate(k)
+
+
+@functools.lru_cache(maxsize=256)
+def conv_as_transposed(spec):
+    """A stride-1 convolution as the transposed convolution (stride 1) of its
+    flipped kernel: tap k of the convolution reads input ``o + k*d - p``, as
+    does tap ``K-1-k`` of a transposed convolution with padding
+    ``(K-1)*d - p`` (negative when the padding exceeds the kernel's reach).
+    The input the kernel sees is already padded for non-zero padding modes."""
+    nd = spec.nd
+    lo = spec.kernel_pad_lo[3 - nd :]
+    extra = [0] * nd if spec.padding_mode == "zeros" else [a + b for a, b in zip(spec.pad_lo, spec.pad_hi)]
+    pad = tuple((k - 1) * d - p for k, d, p in zip(spec.kernel, spec.dilation, lo))
+    return dataclasses.replace(
+        spec,
+        op=f"conv_transpose{nd}d",
+        in_spatial=tuple(i + e for i, e in zip(spec.in_spatial, extra)),
+        pad_lo=pad,
+        pad_hi=pad,
+        padding_mode="zeros",
+        output_padding=(0,) * nd,
+    )
 
 
 def _itemsize(spec) -> int:
@@ -298,9 +324,14 @@ def _pad_shifted(x, xp, ed, eh, ew, dp, rows, wp, lo, hi):
 
 @_inline
 def _store_strided(dst, d0, step, src, s0, n, bias):
-    """dst[d0 + i*step] = src[s0 + i] + bias for i in [0, n)."""
+    """dst[d0 + i*step] = src[s0 + i] + bias for i in [0, n) (unit steps
+    vectorised)."""
     o = _U(d0)
     s = _U(s0)
+    if step == 1:
+        for i in range(_U(n)):
+            dst[o + i] = src[s + i] + bias
+        return
     st = _U(step)
     for i in range(_U(n)):
         dst[o + i * st] = src[s + i] + bias
@@ -397,11 +428,31 @@ def _transpose_kernel(xp, wk, xoff, meta, b, out, c_in, groups, geom, nv, tb, rp
 def conv_transpose_blocked(spec, ops, out: np.ndarray, num_threads: int, *, limit: int | None = None) -> None:
     """Run the register-blocked transposed convolution for ``spec`` into the
     C-contiguous 5-D ``out``."""
+    g = spec.groups
+    w4 = ops.w.reshape(g, spec.c_in // g, spec.c_out // g, _taps(spec))
+    run(spec, ops.x, w4, False, ops.b, out, num_threads, limit)
+
+
+def conv_stride1(spec, ops, out: np.ndarray, num_threads: int, *, limit: int | None = None) -> None:
+    """Run the stride-1 convolution ``spec`` as :func:`conv_as_transposed`."""
+    g = spec.groups
+    w4 = ops.w.reshape(g, spec.c_out // g, spec.c_in // g, _taps(spec)).transpose(0, 2, 1, 3)
+    run(conv_as_transposed(spec), ops.x, w4, True, ops.b, out, num_threads, limit)
+
+
+def _taps(spec) -> int:
+    kd, kh, kw = spec.lifted("kernel")
+    return kd * kh * kw
+
+
+def run(spec, x, w4, flip, bias, out, num_threads: int, limit: int | None) -> None:
+    """The transposed convolution ``spec`` of ``x`` (5-D) with the weight view
+    ``w4`` (see :func:`pack`) into the C-contiguous 5-D ``out``."""
     from .._config import get_config
 
     if out.size == 0:
         return
-    b = ops.b if ops.b is not None else np.zeros(spec.c_out, dtype=spec.dtype)
+    b = bias if bias is not None else np.zeros(spec.c_out, dtype=spec.dtype)
     if spec.c_in == 0:  # no input channels: the sum is empty
         out[...] = b.reshape((-1, 1, 1, 1))
         return
@@ -416,14 +467,14 @@ def conv_transpose_blocked(spec, ops, out: np.ndarray, num_threads: int, *, limi
     channels = -(-(spec.c_out // spec.groups) // OB) * OB
     acc_bytes = _acc_bytes(spec, limit, num_threads)
     with numba_threads(num_threads):
-        wk = pack(spec, lay, ops.w, name="transpose_blocked_w")
+        wk = pack(spec, lay, w4, flip, name="transpose_blocked_w")
         for n0 in range(0, spec.n, nimg):
             n1 = min(spec.n, n0 + nimg)
             xoff, meta = tap_tables(spec, lay, n1 - n0)
             tb, nrun = runs(spec, n1 - n0)
             nv = tb // positions(item, 1)
             xp = scratch("transpose_blocked_xp", ((n1 - n0) * image_elements(spec) + _slack(spec),), spec.dtype)
-            _pad_shifted(ops.x[n0:n1], xp, *lay.e_min, lay.dp, lay.rows, lay.wp, *lay.cols)
+            _pad_shifted(x[n0:n1], xp, *lay.e_min, lay.dp, lay.rows, lay.wp, *lay.cols)
             total = lay.q[0] * nrun * spec.groups
             rpi = share_runs(total, channels, tb, item, num_threads, acc_bytes)
             items = spec.groups * -(-(lay.q[0] * nrun) // rpi)
