@@ -212,10 +212,12 @@ def runs_per_item(spec, nimg: int, threads: int) -> int:
     return share_runs(total, channels, tb, np.dtype(spec.dtype).itemsize, threads)
 
 
-def share_runs(total: int, channels: int, tb: int, itemsize: int, threads: int, acc_bytes: int = _ACC_BYTES) -> int:
+def share_runs(total: int, channels: int, tb: int, itemsize: int, threads: int, acc_bytes: int | None = None) -> int:
     """Runs (of ``tb`` positions) per work item out of ``total``: at most
     _SPAN positions, few enough that the partial sums of ``channels`` stay
-    within ``acc_bytes``, and dividing the runs evenly among the threads."""
+    within ``acc_bytes`` (default _ACC_BYTES), and dividing the runs evenly
+    among the threads."""
+    acc_bytes = _ACC_BYTES if acc_bytes is None else acc_bytes
     most = max(1, min(_SPAN // tb, acc_bytes // (channels * tb * itemsize)))
     # items are split into equal contiguous shares: the largest run count
     # whose busiest thread has no more runs than with any other choice
