@@ -14,16 +14,23 @@ is one call of the micro-kernel (:mod:`.microkernel`) over the phase's taps
 columns and no col2im -- and the run is stored into every ``s``-th output
 element of its row.
 
-Rows share their padding (the zeros after one row are the zeros before the
-next): the row pitch is ``Qw + (taps' reach) - (zeros needed before a row)``
-rather than their sum, so a 14-wide phase plane of a 4x4 stride-2 layer is
-computed 15 wide, not 16 (positions on the padding columns are computed and
-dropped).  Each plane has one extra zero row for the last row's reads.
+The rows of a block of images lie side by side (``xp[c, z, y, n, j]``;
+positions ``p = qh*pitch + n*Wp + qw``), and rows share their padding (the
+zeros after one row are the zeros before the next): the row width ``Wp`` is
+``Qw + (taps' reach) - (zeros needed before a row)`` rather than their sum,
+so a 14-wide phase plane of a 4x4 stride-2 layer is computed 15 wide, not
+16 (positions on the padding columns are computed and dropped), and runs
+are rounded up once per plane of all the images, not per image.  Each plane
+has one extra zero row for the last row's reads.
 
 Work items, run in parallel: runs of positions of one group over phase
-planes and images (as in :mod:`.blocked`); for each phase, taps in chunks of
-whole input channels, every block of output channels over the run's input
-window, partial sums accumulated, then stored with the bias.
+planes (as in :mod:`.blocked`); for each phase, taps in chunks of whole
+input channels, every block of output channels over the run's input window,
+partial sums accumulated, then stored with the bias.
+
+Stride-1 convolutions on small planes run here too
+(:func:`conv_stride1`: the flipped kernel as a stride-1 transposed
+convolution, chosen by :func:`.blocked.shifted`).
 """
 
 from __future__ import annotations
