@@ -80,7 +80,7 @@ def test_every_read_stays_inside_the_copy():
         spec = _spec(x, w, **kw)
         lay = tb.layout(spec)
         step, nrun = tb.runs(spec, spec.n)
-        xoff, _ = tb.tap_tables(spec, lay, spec.n)
+        xoff, _ = tb.tap_tables(spec, spec.n)
         cig = spec.c_in // spec.groups
         last = ((spec.groups - 1) * cig * lay.dp + lay.q[0] - 1) * lay.plane(spec.n)
         top = last + nrun * step - 1 + xoff.max()

@@ -46,6 +46,7 @@ from . import blocked
 from .blocked import _CHUNK, share_runs, vectors_for
 from .direct import _U, _copy, _fill, _inline, pack_gather
 from .microkernel import OB, block_mac, block_mac1, block_mac2, positions
+from .transpose_plan import axis_phases
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,24 +78,23 @@ class Layout:
         return sum(len(t) for _, t in self.phases)
 
 
-def _axis(o: int, k: int, s: int, p: int, d: int):
-    """(Q, [(r, [(k, e)])]): the phase extent and each phase's taps with their
-    input shift e, in ascending e."""
-    q = -(-o // s)
-    per = []
-    for r in range(min(s, o)):  # phases r >= o have no outputs
-        taps = [(kk, (r + p - kk * d) // s) for kk in range(k) if (r + p - kk * d) % s == 0]
-        per.append((r, sorted(taps, key=lambda t: t[1])))
-    return q, per
+def _axis(length: int, o: int, k: int, s: int, p: int, d: int):
+    """(Q, [(r, [(k, e)])]): the phase extent and, for each phase with
+    outputs, its taps with their input shift e in ascending order (the
+    phases and taps of :func:`.transpose_plan.axis_phases`)."""
+    per = [
+        (a.r, [(kk, (a.r + p - kk * d) // s) for kk in a.taps]) for a in axis_phases(length, o, k, s, p, d) if a.count
+    ]
+    return -(-o // s), per
 
 
 @functools.lru_cache(maxsize=256)
 def layout(spec) -> Layout:
     """The copy's geometry and the phases of the transposed convolution ``spec``."""
     axes = [
-        _axis(o, k, s, p, d)
-        for o, k, s, p, d in zip(
-            spec.lifted("out_spatial"), spec.lifted("kernel"), spec.lifted("stride"),
+        _axis(i, o, k, s, p, d)
+        for i, o, k, s, p, d in zip(
+            spec.lifted("in_spatial"), spec.lifted("out_spatial"), spec.lifted("kernel"), spec.lifted("stride"),
             spec.lifted("pad_lo"), spec.lifted("dilation"),
         )
     ]  # fmt: skip
@@ -153,11 +153,12 @@ def _refresh_stale_cache() -> None:
 
 
 @functools.lru_cache(maxsize=64)
-def tap_tables(spec, lay: Layout, nimg: int) -> tuple[np.ndarray, np.ndarray]:
+def tap_tables(spec, nimg: int) -> tuple[np.ndarray, np.ndarray]:
     """``xoff``: where each tap reads relative to its position in a copy of
     ``nimg`` images, all phases' taps in turn (within a phase, input channel by
     input channel); ``meta``: per phase (first tap, taps, taps per chunk, rd,
     rh, rw)."""
+    lay = layout(spec)
     cig = spec.c_in // spec.groups
     plane = lay.plane(nimg)
     channel = lay.dp * plane
@@ -174,7 +175,7 @@ def tap_tables(spec, lay: Layout, nimg: int) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(np.concatenate(xoff)), np.array(meta, dtype=np.int64).reshape(-1, 6)
 
 
-def pack(spec, lay: Layout, w4: np.ndarray, flip: bool = False, name: str | None = None) -> np.ndarray:
+def pack(spec, w4: np.ndarray, flip: bool = False, name: str | None = None) -> np.ndarray:
     """The weight as (groups, blocks, taps of all phases, OB): the tap order of
     :func:`tap_tables`, the block's channels adjacent, zero past the group's
     end.  ``w4`` is a view (group, input channel, output channel, flat tap);
@@ -182,7 +183,7 @@ def pack(spec, lay: Layout, w4: np.ndarray, flip: bool = False, name: str | None
     buffer when ``name`` is given."""
     g = spec.groups
     cig, cog = spec.c_in // g, spec.c_out // g
-    shape = (g, -(-cog // OB), cig * lay.taps, OB)
+    shape = (g, -(-cog // OB), cig * layout(spec).taps, OB)
     out = np.empty(shape, w4.dtype) if name is None else scratch(name, shape, w4.dtype)
     pack_gather(w4, *_pack_index(spec, flip), out)
     return out
@@ -255,6 +256,12 @@ _BIG_WEIGHTS = 4 << 20  # packed weights that come from memory again for every w
 _BIG_ACC = 1 << 20  # partial sums of one work item when the weights are that big
 
 
+def _weight_bytes(spec) -> int:
+    """Bytes of the packed weights (whole blocks of OB channels)."""
+    channels = -(-(spec.c_out // spec.groups) // OB) * OB
+    return spec.groups * channels * (spec.c_in // spec.groups) * layout(spec).taps * _itemsize(spec)
+
+
 def _acc_bytes(spec, limit: int, threads: int) -> int:
     """Most bytes of one thread's partial sums: _ACC_BYTES, or _BIG_ACC when
     the packed weights exceed _BIG_WEIGHTS (every work item streams all the
@@ -264,18 +271,14 @@ def _acc_bytes(spec, limit: int, threads: int) -> int:
     ``workspace_limit`` (a quarter of it over the threads), at least one
     run."""
     channels = -(-(spec.c_out // spec.groups) // OB) * OB
-    weights = spec.groups * channels * (spec.c_in // spec.groups) * layout(spec).taps * _itemsize(spec)
-    most = _BIG_ACC if weights > _BIG_WEIGHTS else blocked._ACC_BYTES
+    most = _BIG_ACC if _weight_bytes(spec) > _BIG_WEIGHTS else blocked._ACC_BYTES
     return max(channels * positions(_itemsize(spec)) * _itemsize(spec), min(most, limit // (4 * threads)))
 
 
 def _fixed_bytes(spec, limit: int, threads: int) -> int:
     """Workspace besides the padded images: the packed weights, each
     thread's partial sums and the slack after the last plane."""
-    item = _itemsize(spec)
-    channels = -(-(spec.c_out // spec.groups) // OB) * OB
-    weights = spec.groups * channels * (spec.c_in // spec.groups) * layout(spec).taps * item
-    return weights + threads * _acc_bytes(spec, limit, threads) + _slack(spec) * item
+    return _weight_bytes(spec) + threads * _acc_bytes(spec, limit, threads) + _slack(spec) * _itemsize(spec)
 
 
 def images_per_block(spec, limit: int, threads: int) -> int:
@@ -308,7 +311,7 @@ def computed_flops(spec, nimg: int) -> int:
 def calls(spec, nimg: int) -> int:
     """Micro-kernel calls: per run, block of channels and chunk of taps."""
     lay = layout(spec)
-    _, meta = tap_tables(spec, lay, 1)
+    _, meta = tap_tables(spec, 1)
     chunks = sum(-(-int(r) // int(c)) for _, r, c, *_ in meta)
     blocks = spec.groups * -(-(spec.c_out // spec.groups) // OB)
     return lay.q[0] * sum(runs(spec, b)[1] for b in _blocks(spec, nimg)) * blocks * chunks
@@ -485,10 +488,10 @@ def run(spec, x, w4, flip, bias, out, num_threads: int, limit: int | None) -> No
     channels = -(-(spec.c_out // spec.groups) // OB) * OB
     acc_bytes = _acc_bytes(spec, limit, num_threads)
     with numba_threads(num_threads):
-        wk = pack(spec, lay, w4, flip, name="transpose_blocked_w")
+        wk = pack(spec, w4, flip, name="transpose_blocked_w")
         for n0 in range(0, spec.n, nimg):
             n1 = min(spec.n, n0 + nimg)
-            xoff, meta = tap_tables(spec, lay, n1 - n0)
+            xoff, meta = tap_tables(spec, n1 - n0)
             tb, nrun = runs(spec, n1 - n0)
             nv = tb // positions(item, 1)
             xp = scratch("transpose_blocked_xp", ((n1 - n0) * image_elements(spec) + _slack(spec),), spec.dtype)
