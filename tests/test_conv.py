@@ -122,6 +122,25 @@ def test_unbatched(nd, rng):
     check(got, conv_nd(x[None], w, padding=1)[0], np.float64)
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_pointwise_gemms_split_over_threads(threads, rng):
+    """The 1x1 stride-1 path: one GEMM per image, group and block of output
+    channels on Numba's threads; batches that do not divide among the threads
+    split the channels (partial last block), a non-contiguous input."""
+    from fastconv.kernels.im2col import channel_blocks
+
+    assert channel_blocks(8, 256, 2) == 1 and channel_blocks(3, 128, 2) == 2 and channel_blocks(1, 4, 2) == 1
+    assert channel_blocks(1, 64, 4) == 4 and channel_blocks(2, 64, 4) == 2
+    for n, cin, cout, groups, dtype in [(1, 5, 17, 1, np.float64), (3, 6, 34, 2, np.float32), (2, 4, 3, 1, np.float32)]:
+        x = arrays.random(rng, (n, cin, 9, 14), dtype)[:, :, :, ::2]
+        w = arrays.random(rng, (cout, cin // groups, 1, 1), dtype)
+        b = arrays.random(rng, (cout,), dtype)
+        with fastconv.set_config(num_threads=threads):
+            for bias in (None, b):
+                got = fastconv.conv2d(x, w, bias, groups=groups, method="im2col")
+                check(got, conv_nd(x, w, bias, groups=groups), dtype)
+
+
 @pytest.mark.parametrize("nd", [1, 2, 3])
 def test_size_zero_batch_and_channels(nd):
     x = np.zeros((0, 3) + (5,) * nd, np.float32)

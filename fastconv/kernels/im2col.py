@@ -6,7 +6,8 @@ value each tap reads for output position p (zero where it reads padding), and
 tiled so it never exceeds ``workspace_limit``: small output planes fold
 several images into one GEMM (wider, faster), large ones are split into
 chunks of output rows.  A 1x1, stride-1, unpadded convolution needs no
-columns at all: the input plane already is the matrix (no copy).
+columns at all: the input plane already is the matrix (no copy), one GEMM
+per image, group and block of output channels (:func:`pointwise_kernel`).
 
 Threads: tiles run in parallel on Numba's threads, each gathering its
 columns into kept per-thread buffers and calling BLAS from that thread with
@@ -130,6 +131,57 @@ def im2col_gemm_kernel(x, wmat, b, out, groups, nimg, nrows, geometry, colbuf, r
                         of[ob + i] = rf[src + i] + bv
 
 
+def channel_blocks(gemms: int, rows: int, threads: int) -> int:
+    """Blocks of output channels to split each of ``gemms`` GEMMs into so
+    that the GEMMs divide evenly among the threads (none under 8 rows)."""
+    import math
+
+    return max(1, min(threads // math.gcd(gemms, threads), rows // 8))
+
+
+@numba_jit(parallel=True)
+def pointwise_kernel(x, wmat, b, out, groups, nrb, has_bias):
+    """out[n, g*cog + rows] = wmat[g, rows] @ x[n, g*cig:(g+1)*cig] (+ b):
+    a 1x1 stride-1 convolution on the input itself (``x``: (N, C_in, P),
+    ``out``: (N, C_out, P), both C-contiguous), one BLAS GEMM per (image,
+    group, block of ``cog / nrb`` output channels) in parallel on Numba's
+    threads, BLAS single-threaded (the caller's ``blas_threads(1)``).
+
+    Not BLAS at full width from Python: OpenBLAS's idle threads spin for
+    ~0.1-0.2 s after a multi-threaded call, and every Numba kernel run in
+    that time (the next layer's) measured at half speed (a 3x3 layer 7.3 ->
+    13.2 ms after a 512x512 GEMM)."""
+    N, C_in, P = x.shape
+    C_out = out.shape[1]
+    G = groups
+    cig = C_in // G
+    cog = C_out // G
+    rb = (cog + nrb - 1) // nrb
+    xf = x.reshape(-1)
+    of = out.reshape(-1)
+    wf = wmat.reshape(-1)
+    for item in prange(N * G * nrb):
+        k = item % nrb
+        t = item // nrb
+        g = t % G
+        n = t // G
+        r0 = k * rb
+        r1 = min(cog, r0 + rb)
+        if r1 <= r0:
+            continue
+        a = wf[(g * cog + r0) * cig : (g * cog + r1) * cig].reshape((r1 - r0, cig))
+        xs = (n * C_in + g * cig) * P
+        xm = xf[xs : xs + cig * P].reshape((cig, P))
+        os_ = (n * C_out + g * cog + r0) * P
+        o = of[os_ : os_ + (r1 - r0) * P].reshape((r1 - r0, P))
+        np.dot(a, xm, o)
+        if has_bias:
+            for r in range(r1 - r0):
+                bv = b[g * cog + r0 + r]
+                for i in range(P):
+                    o[r, i] += bv
+
+
 def conv_im2col(spec, ops, out: np.ndarray, num_threads: int, *, limit: int | None = None) -> None:
     """Run im2col + GEMM for ``spec`` into the C-contiguous 5-D ``out``."""
     from .._config import get_config
@@ -149,15 +201,14 @@ def conv_im2col(spec, ops, out: np.ndarray, num_threads: int, *, limit: int | No
     if is_pointwise(spec):
         # the input plane is the column matrix: one GEMM per image and group, no copy
         plane = od * oh * ow
-        xin = x.reshape(spec.n, spec.c_in, plane)
-        out3 = out.reshape(spec.n, spec.c_out, plane)
-        cig = spec.c_in // G
-        with blas_threads(num_threads):
-            for n in range(spec.n):
-                for g in range(G):
-                    np.matmul(wmat[g], xin[n, g * cig : (g + 1) * cig], out=out3[n, g * cog : (g + 1) * cog])
-        if ops.b is not None:
-            out3 += ops.b.reshape(-1, 1)
+        if spec.c_in == 0:  # an empty sum
+            out[...] = b.reshape((-1, 1, 1, 1))
+            return
+        with blas_threads(1), numba_threads(num_threads):
+            pointwise_kernel(
+                x.reshape(spec.n, spec.c_in, plane), wmat, b, out.reshape(spec.n, spec.c_out, plane), G,
+                channel_blocks(spec.n * G, spec.c_out // G, num_threads), ops.b is not None,
+            )  # fmt: skip
         return
     geometry = (*spec.lifted("stride"), *spec.lifted("dilation"), *spec.kernel_pad_lo, *spec.lifted("kernel"))
     tiles = -(-spec.n // nimg) * G * -(-(od * oh) // nrows)
