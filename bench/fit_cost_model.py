@@ -7,7 +7,8 @@ suites at batch 1..2 plus small variants), then fits, per method, the
 non-negative constants of ``estimated seconds = sum(feature x constant)``
 (features from ``fastconv.dispatch.registry.FEATURES``) by least squares on
 relative error (a method in ``registry.BASE_COST`` fits only its own
-constants on top of the shared estimate).  ``--write`` stores them in fastconv/dispatch/cost_model.json.
+constants on top of the shared estimate).  ``--write`` stores them in
+fastconv/dispatch/cost_model.json.
 """
 
 from __future__ import annotations
@@ -95,9 +96,8 @@ def best_time(run, repeats=5):
 def measure_convs(rows, args) -> None:
     """Time the feasible methods of every conv/transposed shape, interleaved,
     in ``args.passes`` passes over the whole list; each row keeps its fastest
-    pass's median (this machine has slow spells lasting seconds to minutes: a
-    fit from one pass once charged the transposed ``blocked`` 1.5-1.8x its
-    usual time on every layer measured in one)."""
+    pass's median (this machine has slow spells lasting seconds to minutes,
+    in which every method measured runs 1.2-2x slower)."""
     specs = []
     for suite, nd, xs, ws, kw in shapes():
         transposed = suite.startswith("conv_transpose")

@@ -141,6 +141,30 @@ def test_pointwise_gemms_split_over_threads(threads, rng):
                 check(got, conv_nd(x, w, bias, groups=groups), dtype)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_depthwise_row_taps(dtype, rng):
+    """The depthwise kernel's unit-stride, undilated rows: taps four per
+    pass (1-9 taps: whole and partial groups), one or more input rows, rows
+    wholly in the padding (bias only), a depth multiplier of 2."""
+    for nd, spatial, kernel, padding in [
+        (1, (23,), (1,), 0),
+        (1, (23,), (2,), 1),
+        (1, (30,), (7,), 3),
+        (1, (9,), (9,), 4),
+        (1, (12,), (4,), "same"),
+        (2, (11, 13), (5, 5), 2),
+        (2, (6, 9), (2, 4), (3, 1)),  # some output rows read only padding
+        (2, (7, 8), (1, 6), (0, 2)),
+        (3, (3, 5, 9), (2, 1, 5), (1, 0, 2)),
+    ]:
+        x = arrays.random(rng, (2, 3, *spatial), dtype)
+        w = arrays.random(rng, (6, 1, *kernel), dtype)
+        b = arrays.random(rng, (6,), dtype)
+        for bias in (None, b):
+            got = FUNCS[nd](x, w, bias, padding=padding, groups=3, method="depthwise")
+            check(got, conv_nd(x, w, bias, padding=padding, groups=3), dtype)
+
+
 @pytest.mark.parametrize("nd", [1, 2, 3])
 def test_size_zero_batch_and_channels(nd):
     x = np.zeros((0, 3) + (5,) * nd, np.float32)

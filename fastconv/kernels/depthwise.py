@@ -81,6 +81,48 @@ def _tap(y, yb, x, xb, wv, n, sx):
         y[o + i] += wv * x[s + i * st]
 
 
+@_inline
+def _taps4(y, o, x, s, w, k, m, n, init, bv):
+    """y[o + i] (= bv or +=) sum over j < m (m <= 4) of w[k + j] * x[s + j + i]:
+    up to four unit-stride, undilated taps of one input row in one pass
+    (constant offsets from one base, so LLVM vectorises it)."""
+    w0 = w[k]
+    w1 = w[k + 1] if m > 1 else w0 * 0
+    w2 = w[k + 2] if m > 2 else w0 * 0
+    w3 = w[k + 3] if m > 3 else w0 * 0
+    one = _U(1)
+    two = _U(2)
+    three = _U(3)
+    if init:
+        for i in range(_U(n)):
+            y[o + i] = bv
+    if m == 4:
+        for i in range(_U(n)):
+            y[o + i] += (w0 * x[s + i] + w1 * x[s + i + one]) + (w2 * x[s + i + two] + w3 * x[s + i + three])
+    elif m == 3:
+        for i in range(_U(n)):
+            y[o + i] += (w0 * x[s + i] + w1 * x[s + i + one]) + w2 * x[s + i + two]
+    elif m == 2:
+        for i in range(_U(n)):
+            y[o + i] += w0 * x[s + i] + w1 * x[s + i + one]
+    else:
+        for i in range(_U(n)):
+            y[o + i] += w0 * x[s + i]
+
+
+@_inline
+def _row_taps(y, yb, x, xb, w, k0, K, n, init, bv):
+    """y[yb + i] (= bv or +=) sum over k < K of w[k0 + k] * x[xb + k + i]: a
+    row's unit-stride, undilated taps four per pass (one pass per tap stored
+    the output row K times: a 7-tap 1-D layer ran 2.5 ms where one copy of
+    its data takes 0.65)."""
+    if n <= 0:
+        return
+    o = _U(yb)
+    for j in range(0, K, 4):
+        _taps4(y, o, x, _U(xb + j), w, k0 + j, min(4, K - j), n, init and j == 0, bv)
+
+
 @numba_jit(parallel=True)
 def depthwise_kernel(x, w, b, out, sd, sh, sw, dd, dh, dw, pd, ph, pw, cog):
     """out[n, co] = b[co] + sum_{kd,kh,kw} w[co, 0, kd, kh, kw] * x[n, co // cog, ...];
@@ -151,6 +193,12 @@ def depthwise_kernel(x, w, b, out, sd, sh, sw, dd, dh, dw, pd, ph, pw, cog):
                     for kw in range(3):
                         _tap(of, ob + lo, xf, rows[done, kw], wsel[done * 3 + kw], n_in, sw)
                     done += 1
+            elif sw == 1 and dw == 1:
+                if nr == 0:
+                    for i in range(lo, hi):
+                        of[ob + i] = bv
+                for r in range(nr):
+                    _row_taps(of, ob + lo, xf, rows[r, 0], wf, roww[r], KW, n_in, r == 0, bv)
             else:
                 for i in range(lo, hi):
                     of[ob + i] = bv
