@@ -143,9 +143,10 @@ def test_pointwise_gemms_split_over_threads(threads, rng):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_depthwise_row_taps(dtype, rng):
-    """The depthwise kernel's unit-stride, undilated rows: taps four per
-    pass (1-9 taps: whole and partial groups), one or more input rows, rows
-    wholly in the padding (bias only), a depth multiplier of 2."""
+    """The depthwise kernel's unit-stride, undilated rows: three rows x four
+    taps per pass (1-9 taps: whole and partial groups of taps; 1-7 rows:
+    groups of three and single rows), output rows whose every input row is
+    padding (bias only), a depth multiplier of 2."""
     for nd, spatial, kernel, padding in [
         (1, (23,), (1,), 0),
         (1, (23,), (2,), 1),
@@ -153,6 +154,8 @@ def test_depthwise_row_taps(dtype, rng):
         (1, (9,), (9,), 4),
         (1, (12,), (4,), "same"),
         (2, (11, 13), (5, 5), 2),
+        (2, (9, 10), (4, 6), (2, 3)),
+        (2, (8, 12), (7, 7), 3),
         (2, (6, 9), (2, 4), (3, 1)),  # some output rows read only padding
         (2, (7, 8), (1, 6), (0, 2)),
         (3, (3, 5, 9), (2, 1, 5), (1, 0, 2)),

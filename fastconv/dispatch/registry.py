@@ -288,6 +288,12 @@ def _blocked_workspace(spec) -> int:
     return workspace(spec, *_settings())
 
 
+def _depthwise_workspace(spec) -> int:
+    from ..kernels.depthwise import workspace
+
+    return workspace(spec, _settings()[1])
+
+
 def _depthwise_supports(spec) -> str | None:
     if spec.c_in != spec.groups:
         return "depthwise needs groups == C_in (one input channel per output channel)"
@@ -354,8 +360,9 @@ register(
         runner="fastconv.kernels.depthwise:conv_depthwise",
         supports=_depthwise_supports,
         cost=_cost("depthwise"),
-        workspace=lambda spec: 0,
-        description="groups == C_in: each output row in one vectorised pass over its input rows, no workspace",
+        workspace=_depthwise_workspace,
+        description="groups == C_in: each output row in vectorised passes straight over its input rows "
+        "(rows copied with their padding for kernels not 3 wide)",
     )
 )
 register(

@@ -1,10 +1,12 @@
 """Depthwise convolution (one input channel per output channel: groups == C_in).
 
-Each output row is computed in one vectorised pass straight from the input
+Each output row is computed in vectorised passes straight from the input
 rows: for a 3-wide kernel, three input rows x three taps per pass (9 loads,
 1 store per output, no tile, no accumulator); more rows take more passes;
-other widths one pass per tap.  Columns where a tap would read padding are
-done by a scalar loop at the two ends of the row.  Measured on the
+other widths, at unit stride and no dilation, three rows x four taps per
+pass (a 5x5 kernel in 4 passes, 7x7 in 6), else one pass per tap.  Columns
+where a tap would read padding are done by a scalar loop at the two ends of
+the row.  Measured on the
 8x32x112x112 3x3 layer, 2 threads: 1.2 ms, against 3.5 ms for the general
 direct kernel (its tile and accumulator traffic dominate when each output
 channel has a single input channel) and 3.6 ms for torch.
@@ -111,6 +113,80 @@ def _taps4(y, o, x, s, w, k, m, n, init, bv):
 
 
 @_inline
+def _rows3_taps4(y, o, x, s0, s1, s2, w, k0, k1, k2, m, n, init, bv):
+    """y[o + i] (= bv or +=) sum over rows r < 3 and taps j < m (m <= 4) of
+    w[kr + j] * x[sr + j + i]: three input rows' unit-stride, undilated
+    taps in one pass (three bases, constant offsets: LLVM's runtime alias
+    checks stay at three and it vectorises)."""
+    one = _U(1)
+    two = _U(2)
+    three = _U(3)
+    if init:
+        for i in range(_U(n)):
+            y[o + i] = bv
+    if m == 4:
+        a0, a1, a2, a3 = w[k0], w[k0 + 1], w[k0 + 2], w[k0 + 3]
+        b0, b1, b2, b3 = w[k1], w[k1 + 1], w[k1 + 2], w[k1 + 3]
+        c0, c1, c2, c3 = w[k2], w[k2 + 1], w[k2 + 2], w[k2 + 3]
+        for i in range(_U(n)):
+            y[o + i] += (
+                (a0 * x[s0 + i] + a1 * x[s0 + i + one] + a2 * x[s0 + i + two] + a3 * x[s0 + i + three])
+                + (b0 * x[s1 + i] + b1 * x[s1 + i + one] + b2 * x[s1 + i + two] + b3 * x[s1 + i + three])
+                + (c0 * x[s2 + i] + c1 * x[s2 + i + one] + c2 * x[s2 + i + two] + c3 * x[s2 + i + three])
+            )
+    elif m == 3:
+        a0, a1, a2 = w[k0], w[k0 + 1], w[k0 + 2]
+        b0, b1, b2 = w[k1], w[k1 + 1], w[k1 + 2]
+        c0, c1, c2 = w[k2], w[k2 + 1], w[k2 + 2]
+        for i in range(_U(n)):
+            y[o + i] += (
+                (a0 * x[s0 + i] + a1 * x[s0 + i + one] + a2 * x[s0 + i + two])
+                + (b0 * x[s1 + i] + b1 * x[s1 + i + one] + b2 * x[s1 + i + two])
+                + (c0 * x[s2 + i] + c1 * x[s2 + i + one] + c2 * x[s2 + i + two])
+            )
+    elif m == 2:
+        a0, a1 = w[k0], w[k0 + 1]
+        b0, b1 = w[k1], w[k1 + 1]
+        c0, c1 = w[k2], w[k2 + 1]
+        for i in range(_U(n)):
+            y[o + i] += (
+                (a0 * x[s0 + i] + a1 * x[s0 + i + one])
+                + (b0 * x[s1 + i] + b1 * x[s1 + i + one])
+                + (c0 * x[s2 + i] + c1 * x[s2 + i + one])
+            )
+    else:
+        a0, b0, c0 = w[k0], w[k1], w[k2]
+        for i in range(_U(n)):
+            y[o + i] += a0 * x[s0 + i] + b0 * x[s1 + i] + c0 * x[s2 + i]
+
+
+@_inline
+def _rows_taps(y, yb, x, w, rows, roww, nr, K, n, bv):
+    """y[yb + i] = bv + sum over the ``nr`` input rows r (first tap's x index
+    ``rows[r, 0]``, weight index ``roww[r]``) and taps k < K of
+    w[roww[r] + k] * x[rows[r, 0] + k + i]: unit stride, no dilation; three
+    rows x four taps per pass (a 5x5 kernel in 4 passes, 7x7 in 6; one pass
+    per tap stored the output row 25 and 49 times)."""
+    if n <= 0:
+        return
+    o = _U(yb)
+    if nr == 0:
+        for i in range(_U(n)):
+            y[o + i] = bv
+        return
+    r = 0
+    while nr - r >= 3:
+        for j in range(0, K, 4):
+            _rows3_taps4(y, o, x, _U(rows[r, 0] + j), _U(rows[r + 1, 0] + j), _U(rows[r + 2, 0] + j),
+                         w, roww[r] + j, roww[r + 1] + j, roww[r + 2] + j, min(4, K - j), n,
+                         r == 0 and j == 0, bv)  # fmt: skip
+        r += 3
+    while r < nr:
+        _row_taps(y, yb, x, rows[r, 0], w, roww[r], K, n, r == 0, bv)
+        r += 1
+
+
+@_inline
 def _row_taps(y, yb, x, xb, w, k0, K, n, init, bv):
     """y[yb + i] (= bv or +=) sum over k < K of w[k0 + k] * x[xb + k + i]: a
     row's unit-stride, undilated taps four per pass (one pass per tap stored
@@ -145,6 +221,12 @@ def depthwise_kernel(x, w, b, out, sd, sh, sw, dd, dh, dw, pd, ph, pw, cog):
         hi = min(hi, h_)
     if hi < lo:
         hi = lo
+    # unit stride, no dilation, not 3 wide, several rows: the item's input
+    # rows copied with their padding columns, so whole output rows run in
+    # vectorised passes (the scalar ends cost 3x the rest of a 7x7 row at 56
+    # pixels; a 1-D row is long and its copy measured 2x the time)
+    padded = sw == 1 and dw == 1 and KW != 3 and KD * KH > 1
+    wb_ = OW + KW - 1 if padded else 1  # a padded row: input column j at j + pw
     for item in prange(N * C_out * OD):
         od = item % OD
         t = item // OD
@@ -158,6 +240,21 @@ def depthwise_kernel(x, w, b, out, sd, sh, sw, dd, dh, dw, pd, ph, pw, cog):
         wsel = np.empty(KD * KH * 3, w.dtype)
         rowx = np.empty(KD * KH, np.int64)  # x index of each valid input row's first element
         roww = np.empty(KD * KH, np.int64)  # weight index of its kw = 0 tap
+        xrow = np.empty(KD * H * wb_ if padded else 1, x.dtype)
+        if padded:
+            for kd in range(KD):
+                idd = od * sd + kd * dd - pd
+                if idd < 0 or idd >= D:
+                    continue
+                for ih in range(H):
+                    dst = (kd * H + ih) * wb_
+                    src = ((xc + idd) * H + ih) * W
+                    for j in range(min(pw, wb_)):
+                        xrow[dst + j] = 0
+                    for j in range(max(0, min(W, wb_ - pw))):
+                        xrow[dst + pw + j] = xf[src + j]
+                    for j in range(max(0, pw + W), wb_):
+                        xrow[dst + j] = 0
         for oh in range(OH):
             ob = ((n * C_out + co) * OD + od) * OH * OW + oh * OW
             nr = 0
@@ -172,7 +269,9 @@ def depthwise_kernel(x, w, b, out, sd, sh, sw, dd, dh, dw, pd, ph, pw, cog):
                     rowx[nr] = ((xc + idd) * H + ih) * W
                     roww[nr] = wb + (kd * KH + kh) * KW
                     base = rowx[nr] - pw + lo * sw
-                    if KW == 3:
+                    if padded:
+                        rows[nr, 0] = (kd * H + ih) * wb_
+                    elif KW == 3:
                         rows[nr, 0] = base
                         rows[nr, 1] = base + dw
                         rows[nr, 2] = base + 2 * dw
@@ -193,12 +292,11 @@ def depthwise_kernel(x, w, b, out, sd, sh, sw, dd, dh, dw, pd, ph, pw, cog):
                     for kw in range(3):
                         _tap(of, ob + lo, xf, rows[done, kw], wsel[done * 3 + kw], n_in, sw)
                     done += 1
+            elif padded:
+                _rows_taps(of, ob, xrow, wf, rows, roww, nr, KW, OW, bv)
+                continue
             elif sw == 1 and dw == 1:
-                if nr == 0:
-                    for i in range(lo, hi):
-                        of[ob + i] = bv
-                for r in range(nr):
-                    _row_taps(of, ob + lo, xf, rows[r, 0], wf, roww[r], KW, n_in, r == 0, bv)
+                _rows_taps(of, ob + lo, xf, wf, rows, roww, nr, KW, n_in, bv)
             else:
                 for i in range(lo, hi):
                     of[ob + i] = bv
@@ -226,6 +324,18 @@ def _edge(xf, wf, bv, i, rowx, roww, nr, KW, W, sw, dw, pw):
             if 0 <= iw < W:
                 acc += wf[roww[r] + kw] * xf[rowx[r] + iw]
     return acc
+
+
+def workspace(spec, threads: int) -> int:
+    """Bytes of the padded input rows each thread copies for one item (unit
+    stride, no dilation, a kernel not 3 wide and more than one row high;
+    else none)."""
+    kd, kh, kw = spec.lifted("kernel")
+    if spec.lifted("stride")[2] != 1 or spec.lifted("dilation")[2] != 1 or kw == 3 or kd * kh == 1:
+        return 0
+    h = spec.lifted("in_spatial")[1]
+    ow = spec.lifted("out_spatial")[2]
+    return threads * kd * h * (ow + kw - 1) * np.dtype(spec.dtype).itemsize
 
 
 def conv_depthwise(spec, ops, out: np.ndarray, num_threads: int) -> None:
