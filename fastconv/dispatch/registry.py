@@ -535,12 +535,12 @@ register(
 
 def transpose_blocked_features(spec) -> dict[str, float]:
     """Register-blocked transposed, beyond the micro-kernel's work: the
-    strided store of every output element.  The micro-kernel's
-    work (fixed cost, FLOPs, copy, calls: :func:`shifted_features`) is charged at the
-    convolution's ``blocked`` constants, fitted on the many convolution layers
-    that run the same kernel on the same layout (``BASE_COST``); fitted on the
-    suite's few decoder layers alone, those constants were unstable and made
-    auto pick ``gemm`` where ``blocked`` was faster."""
+    strided store of every output element.  The micro-kernel's work (fixed
+    cost, FLOPs, copy, calls: :func:`shifted_features`) is charged at the
+    convolution's ``blocked`` constants, fitted on the many convolution
+    layers that run the same kernel on the same layout (``BASE_COST``);
+    fitted on the suite's few decoder layers alone, those constants were
+    unstable and made auto pick ``gemm`` where ``blocked`` was faster."""
     out = spec.n * spec.c_out
     for v in spec.out_spatial:
         out *= v

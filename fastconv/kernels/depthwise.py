@@ -6,7 +6,9 @@ rows: for a 3-wide kernel, three input rows x three taps per pass (9 loads,
 other widths, at unit stride and no dilation, three rows x four taps per
 pass (a 5x5 kernel in 4 passes, 7x7 in 6), else one pass per tap.  Columns
 where a tap would read padding are done by a scalar loop at the two ends of
-the row.  Measured on the
+the row -- except for those other widths when the kernel has more than one
+row, whose input rows are first copied with their padding columns (short
+rows: the scalar ends cost more than the rest).  Measured on the
 8x32x112x112 3x3 layer, 2 threads: 1.2 ms, against 3.5 ms for the general
 direct kernel (its tile and accumulator traffic dominate when each output
 channel has a single input channel) and 3.6 ms for torch.

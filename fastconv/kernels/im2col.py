@@ -199,7 +199,8 @@ def conv_im2col(spec, ops, out: np.ndarray, num_threads: int, *, limit: int | No
     b = ops.b if ops.b is not None else np.zeros(spec.c_out, dtype=spec.dtype)
     od, oh, ow = spec.lifted("out_spatial")
     if is_pointwise(spec):
-        # the input plane is the column matrix: one GEMM per image and group, no copy
+        # the input plane is the column matrix, no copy: one GEMM per image,
+        # group and block of output channels, on Numba's threads
         plane = od * oh * ow
         if spec.c_in == 0:  # an empty sum
             out[...] = b.reshape((-1, 1, 1, 1))
