@@ -99,6 +99,30 @@ def test_channel_blocks_runs_and_strides(dtype, rng):
     assert chunked >= 3
 
 
+@pytest.mark.parametrize("block", [8, 4, 3])
+def test_weight_packing_against_numpy(block, rng):
+    """pack_gather: every tap's block of output channels adjacent, zero past
+    the group's channels (partial last block), for the transposed layout
+    (input channel, output channel, tap) and the convolution's transposed
+    view (output channel, input channel, tap), with taps reordered."""
+    from fastconv.kernels.direct import pack_gather
+
+    for g, cig, cog, taps in [(1, 5, 17, 9), (2, 3, 8, 4), (3, 2, 5, 1), (1, 1, 1, 1)]:
+        ci = np.repeat(np.arange(cig), taps)
+        k = np.tile(np.arange(taps)[::-1], cig)
+        nb = -(-cog // block)
+        views = [
+            rng.standard_normal((g * cig, cog, taps)).astype(np.float32).reshape(g, cig, cog, taps),
+            rng.standard_normal((g * cog, cig, taps)).reshape(g, cog, cig, taps).transpose(0, 2, 1, 3),
+        ]
+        for w4 in views:
+            out = np.full((g, nb, cig * taps, block), np.nan, w4.dtype)
+            pack_gather(w4, ci, k, out)
+            want = np.zeros((g, nb * block, cig * taps), w4.dtype)
+            want[:, :cog] = w4[:, ci, :, k].transpose(1, 2, 0)
+            np.testing.assert_array_equal(out, want.reshape(g, nb, block, -1).transpose(0, 1, 3, 2))
+
+
 def test_runs_per_item_share_the_runs_evenly():
     x = np.zeros((8, 256, 14, 14), np.float32)
     w = np.zeros((256, 256, 3, 3), np.float32)
