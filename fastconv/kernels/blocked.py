@@ -37,6 +37,12 @@ _ACC_BYTES = 256 << 10  # most partial sums per work item (all channel blocks)
 _CHUNK = 128  # about this many taps per micro-kernel call
 
 
+def oc_blocks(spec) -> int:
+    """Blocks of OB output channels per group (the last one partial when
+    OB does not divide the group's channels)."""
+    return -(-(spec.c_out // spec.groups) // OB)
+
+
 def source_digest(*modules) -> int:
     """A digest of the sources compiled into a module's kernels from other
     files (the micro-kernel, inlined helpers) and of the block shape this CPU
@@ -163,7 +169,7 @@ def _fixed_bytes(spec, threads: int) -> int:
     """Workspace besides the padded images: the packed weights, each thread's
     partial sums (at most _ACC_BYTES) and the slack after the last plane."""
     item = np.dtype(spec.dtype).itemsize
-    channels = -(-(spec.c_out // spec.groups) // OB) * OB
+    channels = oc_blocks(spec) * OB
     weights = spec.groups * channels * _taps(spec) * item
     acc = max(_ACC_BYTES, channels * runs(spec)[0] * item)  # at least one run
     return weights + threads * acc + slack(spec) * item
@@ -195,7 +201,7 @@ def computed_flops(spec) -> int:
     """FLOPs the micro-kernel runs: whole blocks of OB channels and of
     positions, the plane's padding columns included."""
     tb, nrun = runs(spec)
-    blocks = spec.groups * -(-(spec.c_out // spec.groups) // OB)
+    blocks = spec.groups * oc_blocks(spec)
     return 2 * spec.n * spec.lifted("out_spatial")[0] * nrun * tb * blocks * OB * _taps(spec)
 
 
@@ -208,7 +214,7 @@ def runs_per_item(spec, nimg: int, threads: int) -> int:
     """Runs of positions per work item for a block of ``nimg`` images."""
     tb, nrun = runs(spec)
     total = nimg * spec.lifted("out_spatial")[0] * nrun * spec.groups
-    channels = -(-(spec.c_out // spec.groups) // OB) * OB
+    channels = oc_blocks(spec) * OB
     return share_runs(total, channels, tb, np.dtype(spec.dtype).itemsize, threads)
 
 

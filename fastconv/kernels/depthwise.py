@@ -202,7 +202,7 @@ def _row_taps(y, yb, x, xb, w, k0, K, n, init, bv):
 
 
 @numba_jit(parallel=True)
-def depthwise_kernel(x, w, b, out, sd, sh, sw, dd, dh, dw, pd, ph, pw, cog):
+def depthwise_kernel(x, w, b, out, sd, sh, sw, dd, dh, dw, pd, ph, pw, cog, padded):
     """out[n, co] = b[co] + sum_{kd,kh,kw} w[co, 0, kd, kh, kw] * x[n, co // cog, ...];
     x (N, C, D, H, W), w (C*cog, 1, KD, KH, KW), out (N, C*cog, OD, OH, OW), C-contiguous."""
     N, C, D, H, W = x.shape
@@ -223,11 +223,8 @@ def depthwise_kernel(x, w, b, out, sd, sh, sw, dd, dh, dw, pd, ph, pw, cog):
         hi = min(hi, h_)
     if hi < lo:
         hi = lo
-    # unit stride, no dilation, not 3 wide, several rows: the item's input
-    # rows copied with their padding columns, so whole output rows run in
-    # vectorised passes (the scalar ends cost 3x the rest of a 7x7 row at 56
-    # pixels; a 1-D row is long and its copy measured 2x the time)
-    padded = sw == 1 and dw == 1 and KW != 3 and KD * KH > 1
+    # padded (see pads_rows): the item's input rows copied with their
+    # padding columns, so whole output rows run in vectorised passes
     wb_ = OW + KW - 1 if padded else 1  # a padded row: input column j at j + pw
     for item in prange(N * C_out * OD):
         od = item % OD
@@ -328,13 +325,22 @@ def _edge(xf, wf, bv, i, rowx, roww, nr, KW, W, sw, dw, pw):
     return acc
 
 
-def workspace(spec, threads: int) -> int:
-    """Bytes of the padded input rows each thread copies for one item (unit
-    stride, no dilation, a kernel not 3 wide and more than one row high;
-    else none)."""
+def pads_rows(spec) -> bool:
+    """Whether the kernel copies each item's input rows with their padding
+    columns first: unit stride and no dilation along the row, a kernel not 3
+    wide and more than one row high (the scalar row ends cost 3x the rest of
+    a 7x7 row at 56 pixels; for 3x3 kernels the copy measured 1.4-1.9x
+    slower, for a long 1-D row 2x)."""
     kd, kh, kw = spec.lifted("kernel")
-    if spec.lifted("stride")[2] != 1 or spec.lifted("dilation")[2] != 1 or kw == 3 or kd * kh == 1:
+    return spec.lifted("stride")[2] == 1 and spec.lifted("dilation")[2] == 1 and kw != 3 and kd * kh > 1
+
+
+def workspace(spec, threads: int) -> int:
+    """Bytes of the padded input rows each thread copies for one item
+    (:func:`pads_rows`; else none)."""
+    if not pads_rows(spec):
         return 0
+    kd, _, kw = spec.lifted("kernel")
     h = spec.lifted("in_spatial")[1]
     ow = spec.lifted("out_spatial")[2]
     return threads * kd * h * (ow + kw - 1) * np.dtype(spec.dtype).itemsize
@@ -349,4 +355,6 @@ def conv_depthwise(spec, ops, out: np.ndarray, num_threads: int) -> None:
     dd, dh, dw = spec.lifted("dilation")
     pd, ph, pw = spec.kernel_pad_lo
     with numba_threads(num_threads):
-        depthwise_kernel(ops.x, ops.w, b, out, sd, sh, sw, dd, dh, dw, pd, ph, pw, spec.c_out // spec.groups)
+        depthwise_kernel(
+            ops.x, ops.w, b, out, sd, sh, sw, dd, dh, dw, pd, ph, pw, spec.c_out // spec.groups, pads_rows(spec)
+        )

@@ -43,7 +43,7 @@ from numba import prange
 
 from .._config import numba_jit, numba_threads, scratch
 from . import blocked
-from .blocked import _CHUNK, share_runs, vectors_for
+from .blocked import _CHUNK, oc_blocks, share_runs, vectors_for
 from .direct import _U, _copy, _fill, _inline, pack_gather
 from .microkernel import OB, block_mac, block_mac1, block_mac2, positions
 from .transpose_plan import axis_phases
@@ -182,8 +182,8 @@ def pack(spec, w4: np.ndarray, flip: bool = False, name: str | None = None) -> n
     ``flip``: its taps reversed (a convolution's weight).  In a kept work
     buffer when ``name`` is given."""
     g = spec.groups
-    cig, cog = spec.c_in // g, spec.c_out // g
-    shape = (g, -(-cog // OB), cig * layout(spec).taps, OB)
+    cig = spec.c_in // g
+    shape = (g, oc_blocks(spec), cig * layout(spec).taps, OB)
     out = np.empty(shape, w4.dtype) if name is None else scratch(name, shape, w4.dtype)
     pack_gather(w4, *_pack_index(spec, flip), out)
     return out
@@ -258,7 +258,7 @@ _BIG_ACC = 1 << 20  # partial sums of one work item when the weights are that bi
 
 def _weight_bytes(spec) -> int:
     """Bytes of the packed weights (whole blocks of OB channels)."""
-    channels = -(-(spec.c_out // spec.groups) // OB) * OB
+    channels = oc_blocks(spec) * OB
     return spec.groups * channels * (spec.c_in // spec.groups) * layout(spec).taps * _itemsize(spec)
 
 
@@ -270,7 +270,7 @@ def _acc_bytes(spec, limit: int, threads: int) -> int:
     moved by -6% to +9%, noise-level), less under a tight
     ``workspace_limit`` (a quarter of it over the threads), at least one
     run."""
-    channels = -(-(spec.c_out // spec.groups) // OB) * OB
+    channels = oc_blocks(spec) * OB
     most = _BIG_ACC if _weight_bytes(spec) > _BIG_WEIGHTS else blocked._ACC_BYTES
     return max(channels * positions(_itemsize(spec)) * _itemsize(spec), min(most, limit // (4 * threads)))
 
@@ -302,7 +302,7 @@ def computed_flops(spec, nimg: int) -> int:
     plane's runs (padding columns included) x whole blocks of OB channels x
     the phase's taps."""
     lay = layout(spec)
-    blocks = spec.groups * -(-(spec.c_out // spec.groups) // OB)
+    blocks = spec.groups * oc_blocks(spec)
     taps = (spec.c_in // spec.groups) * lay.taps
     positions_run = sum(runs(spec, b)[0] * runs(spec, b)[1] for b in _blocks(spec, nimg))
     return 2 * lay.q[0] * positions_run * blocks * OB * taps
@@ -313,7 +313,7 @@ def calls(spec, nimg: int) -> int:
     lay = layout(spec)
     _, meta = tap_tables(spec, 1)
     chunks = sum(-(-int(r) // int(c)) for _, r, c, *_ in meta)
-    blocks = spec.groups * -(-(spec.c_out // spec.groups) // OB)
+    blocks = spec.groups * oc_blocks(spec)
     return lay.q[0] * sum(runs(spec, b)[1] for b in _blocks(spec, nimg)) * blocks * chunks
 
 
@@ -485,7 +485,7 @@ def run(spec, x, w4, flip, bias, out, num_threads: int, limit: int | None) -> No
     lay = layout(spec)
     item = _itemsize(spec)
     sd, sh, sw = spec.lifted("stride")
-    channels = -(-(spec.c_out // spec.groups) // OB) * OB
+    channels = oc_blocks(spec) * OB
     acc_bytes = _acc_bytes(spec, limit, num_threads)
     with numba_threads(num_threads):
         wk = pack(spec, w4, flip, name="transpose_blocked_w")
