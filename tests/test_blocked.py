@@ -99,13 +99,18 @@ def test_channel_blocks_runs_and_strides(dtype, rng):
     assert chunked >= 3
 
 
+@pytest.mark.parametrize("parallel", [False, True])
 @pytest.mark.parametrize("block", [8, 4, 3])
-def test_weight_packing_against_numpy(block, rng):
+def test_weight_packing_against_numpy(block, parallel, rng, monkeypatch):
     """pack_gather: every tap's block of output channels adjacent, zero past
     the group's channels (partial last block), for the transposed layout
     (input channel, output channel, tap) and the convolution's transposed
-    view (output channel, input channel, tap), with taps reordered."""
+    view (output channel, input channel, tap), with taps reordered; on the
+    calling thread (small weights) and on Numba's threads (large ones)."""
+    from fastconv.kernels import direct
     from fastconv.kernels.direct import pack_gather
+
+    monkeypatch.setattr(direct, "_PACK_SERIAL_BELOW", 0 if parallel else 1 << 40)
 
     for g, cig, cog, taps in [(1, 5, 17, 9), (2, 3, 8, 4), (3, 2, 5, 1), (1, 1, 1, 1)]:
         ci = np.repeat(np.arange(cig), taps)
@@ -134,6 +139,15 @@ def test_runs_per_item_share_the_runs_evenly():
         busiest = -(-items // threads) * rpi
         assert busiest <= -(-runs // threads) * 1.5  # no thread left with a much bigger share
         assert rpi * 256 * positions(4, blocked.vectors(spec)) * 4 <= blocked._ACC_BYTES
+    # long items when they cost the busiest thread little: 1336 runs of a
+    # conv1d on 2 threads, 16 per item (84 items, 672 runs on the busiest
+    # thread) rather than 4 (334 items, 668)
+    spec1 = _spec(np.zeros((4, 32, 16000), np.float32), np.zeros((32, 32, 9), np.float32), padding=4)
+    tb, nrun = blocked.runs(spec1)
+    assert 4 * nrun == 1336 and blocked._SPAN // tb == 16
+    assert blocked.runs_per_item(spec1, 4, 2) == 16
+    # but not 7 items of 16 on 2 threads (64 runs on the busiest, 56 with 14 per item)
+    assert blocked.share_runs(7 * 16, 8, tb, 4, 2) == 14
 
 
 @pytest.mark.parametrize("threads", [1, 3])

@@ -61,10 +61,14 @@ def test_explicit_transforms_equal_the_matrices(rng):
         np.testing.assert_allclose(W._AT[m] @ ((W._G[m] @ g) * (W._BT[m] @ d)), want, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("parallel", [False, True])
 @pytest.mark.parametrize("m", [2, 4])
-def test_weight_transform_against_numpy(m, rng):
-    """U = G g G^T per (o, c, depth tap), blocks of output channels, zero rows past O."""
+def test_weight_transform_against_numpy(m, parallel, rng, monkeypatch):
+    """U = G g G^T per (o, c, depth tap), blocks of output channels, zero rows
+    past O; on the calling thread (small U) and on Numba's threads (large)."""
     from fastconv.kernels import winograd as W
+
+    monkeypatch.setattr(W, "_SERIAL_U_BELOW", 0 if parallel else 1 << 40)
 
     w = rng.standard_normal((5, 3, 2, 3, 3))
     u = W.transform_weights(w, m, m, o_block=2).copy()
