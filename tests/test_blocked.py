@@ -211,6 +211,36 @@ def test_every_micro_kernel_width_is_used_and_correct(rng, monkeypatch):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_groups_of_at_most_four_channels_run_blocks_of_four(dtype, rng, monkeypatch):
+    # groups with 1-4 output channels pack and compute blocks of 4 (a block of
+    # 8 would be half zeros), at each run width, with partial blocks, strides,
+    # dilation, chunked taps and a bias; 5 channels per group stay on OB
+    monkeypatch.setattr(blocked, "_SHIFTED", float("inf"))  # the phase-split layout throughout
+    lanes = positions(np.dtype(dtype).itemsize, 1)
+    cases = [
+        (2, (2, 8, 9, 10), (16, 2, 3, 3), dict(padding=1, groups=4), 4),
+        (2, (3, 6, 3, 3), (6, 2, 3, 3), dict(padding=1, groups=3), 4),  # 2 per group: a partial block, 1-vector runs
+        (1, (2, 6, 2 * lanes - 2), (9, 2, 3), dict(padding=1, groups=3), 4),  # 3 per group, 2-vector runs
+        (2, (2, 4, 17, 19), (4, 2, 3, 3), dict(stride=2, padding=2, dilation=2, groups=2), 4),
+        (1, (2, 300, 40), (100, 3, 3), dict(padding=1, groups=100), 4),  # 1 per group
+        (1, (1, 200, 6 * lanes), (4, 200, 3), dict(padding=1), 4),  # 600 taps: partial sums over chunks
+        (2, (2, 4, 8, 8), (10, 2, 3, 3), dict(padding=1, groups=2), OB),  # 5 per group
+    ]
+    for nd, xs, ws, kwargs, ob in cases:
+        x = rng.standard_normal(xs).astype(dtype)
+        w = rng.standard_normal(ws).astype(dtype)
+        b = rng.standard_normal(ws[0]).astype(dtype)
+        spec = _spec(x, w, **kwargs)
+        assert blocked.block_channels(spec) == ob
+        got = FUNCS[nd](x, w, b, method="blocked", **kwargs)
+        want = conv_nd(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), **kwargs)
+        tol = 1e-4 if dtype == np.float32 else 1e-10
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())
+    widths = {blocked.vectors(_spec(np.zeros(xs, dtype), np.zeros(ws, dtype), **kw)) for _, xs, ws, kw, _ in cases}
+    assert widths == {1, 2, 3}
+
+
 def test_the_avx2_kernel_shape(tmp_path):
     # without AVX-512 the micro-kernel keeps 4 channels x 3 vectors of 8
     # float32 lanes (16 registers); this machine has AVX-512, so a child

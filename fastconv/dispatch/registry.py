@@ -237,13 +237,13 @@ def blocked_features(spec) -> dict[str, float]:
     """Register-blocked direct: a fixed cost, the FLOPs the micro-kernel runs
     (whole channel blocks and position runs, plane padding included), the
     elements copied into the padded input, and the micro-kernel calls."""
-    from ..kernels.blocked import computed_flops, image_elements, oc_blocks, runs, shifted
+    from ..kernels.blocked import block_channels, computed_flops, image_elements, oc_blocks, runs, shifted
 
     t = shifted(spec)
     if t is not None:  # stride 1 on small planes: run as a transposed convolution
         return shifted_features(t)
     planes = spec.n * spec.lifted("out_spatial")[0]
-    calls = planes * runs(spec)[1] * spec.groups * oc_blocks(spec)
+    calls = planes * runs(spec)[1] * spec.groups * oc_blocks(spec, block_channels(spec))
     return {
         "overhead_s": 1.0,
         "s_per_flop": float(computed_flops(spec)),

@@ -5,7 +5,7 @@ The input is copied once into a zero-padded, stride-phase-split layout
 ``Hq x Wq``).  In that layout every tap ``(c, kd, kh, kw)`` of every output
 position ``p = oh*Wq + ow`` of a plane reads ``xp[base + p + xoff[tap]]``: the
 taps of a run of consecutive positions are consecutive elements, whatever
-the stride or dilation.  So a block of ``OB`` output channels x ``nv*lanes``
+the stride or dilation.  So a block of ``OB`` (or 4) output channels x ``nv*lanes``
 consecutive positions is one call of the register-blocked micro-kernel
 (:mod:`.microkernel`): the sum over all ``C_in/groups * taps`` inputs with the
 accumulators held in vector registers, then copied into ``out`` with the
@@ -30,7 +30,7 @@ from numba import prange
 from .._config import numba_jit, numba_threads, scratch
 from . import microkernel
 from .direct import _U, _copy, _fill, _gather, _inline, pack_weights
-from .microkernel import NV, OB, block_mac, block_mac1, block_mac2, positions
+from .microkernel import NV, OB, block_mac, block_mac1, block_mac2, positions, quad_mac, quad_mac1, quad_mac2
 
 _SPAN = 768  # most output positions (of one channel) per work item
 _ACC_BYTES = 256 << 10  # most partial sums per work item (all channel blocks)
@@ -41,10 +41,17 @@ _CHUNK = 128  # about this many taps per micro-kernel call
 _BALANCE = 1.04
 
 
-def oc_blocks(spec) -> int:
-    """Blocks of OB output channels per group (the last one partial when
-    OB does not divide the group's channels)."""
-    return -(-(spec.c_out // spec.groups) // OB)
+def oc_blocks(spec, ob: int = OB) -> int:
+    """Blocks of ``ob`` output channels per group (the last one partial when
+    ``ob`` does not divide the group's channels)."""
+    return -(-(spec.c_out // spec.groups) // ob)
+
+
+def block_channels(spec) -> int:
+    """Output channels per micro-kernel block of the convolution ``spec``:
+    OB, or 4 for groups of at most 4 output channels (ResNeXt's 32x4d),
+    where blocks of 8 would compute as many zeros as outputs."""
+    return min(OB, 4) if spec.c_out // spec.groups <= 4 else OB
 
 
 def source_digest(*modules) -> int:
@@ -173,7 +180,8 @@ def _fixed_bytes(spec, threads: int) -> int:
     """Workspace besides the padded images: the packed weights, each thread's
     partial sums (at most _ACC_BYTES) and the slack after the last plane."""
     item = np.dtype(spec.dtype).itemsize
-    channels = oc_blocks(spec) * OB
+    ob = block_channels(spec)
+    channels = oc_blocks(spec, ob) * ob
     weights = spec.groups * channels * _taps(spec) * item
     acc = max(_ACC_BYTES, channels * runs(spec)[0] * item)  # at least one run
     return weights + threads * acc + slack(spec) * item
@@ -202,11 +210,13 @@ def workspace(spec, limit: int, threads: int) -> int:
 
 
 def computed_flops(spec) -> int:
-    """FLOPs the micro-kernel runs: whole blocks of OB channels and of
-    positions, the plane's padding columns included."""
+    """FLOPs the micro-kernel runs: whole blocks of output channels
+    (:func:`block_channels`) and of positions, the plane's padding columns
+    included."""
     tb, nrun = runs(spec)
-    blocks = spec.groups * oc_blocks(spec)
-    return 2 * spec.n * spec.lifted("out_spatial")[0] * nrun * tb * blocks * OB * _taps(spec)
+    ob = block_channels(spec)
+    blocks = spec.groups * oc_blocks(spec, ob)
+    return 2 * spec.n * spec.lifted("out_spatial")[0] * nrun * tb * blocks * ob * _taps(spec)
 
 
 def _taps(spec) -> int:
@@ -218,7 +228,8 @@ def runs_per_item(spec, nimg: int, threads: int) -> int:
     """Runs of positions per work item for a block of ``nimg`` images."""
     tb, nrun = runs(spec)
     total = nimg * spec.lifted("out_spatial")[0] * nrun * spec.groups
-    channels = oc_blocks(spec) * OB
+    ob = block_channels(spec)
+    channels = oc_blocks(spec, ob) * ob
     return share_runs(total, channels, tb, np.dtype(spec.dtype).itemsize, threads)
 
 
@@ -313,7 +324,8 @@ def _store_row(dst, d0, src, s0, n, bias):
 def _blocked_kernel(xp, wp, xoff, b, out, c_in, groups, sd, dp, phases, hq, wq, nv, tb, rpi, rchunk, nparts):
     """out[n, co, od, oh, ow] = b[co] + sum_taps wp * xp, one micro-kernel call
     per (chunk of ``rchunk`` taps, run of ``tb`` = ``nv`` vectors of positions
-    of a plane, block of OB channels).  An item is ``rpi`` consecutive runs of
+    of a plane, block of ``ob`` = OB or 4 channels: the packed weights' last
+    axis).  An item is ``rpi`` consecutive runs of
     one group (over planes and images, so small planes still share the
     weights); per chunk of taps, each run's input window (a few kB) stays in
     L1 while every block of channels passes over it, the chunk's weights in
@@ -321,6 +333,7 @@ def _blocked_kernel(xp, wp, xoff, b, out, c_in, groups, sd, dp, phases, hq, wq, 
     N, C_out, OD, OH, OW = out.shape
     nb = wp.shape[1]
     R = wp.shape[2]
+    ob = wp.shape[3]
     cog = C_out // groups
     cig = c_in // groups
     npos = OH * wq
@@ -335,7 +348,7 @@ def _blocked_kernel(xp, wp, xoff, b, out, c_in, groups, sd, dp, phases, hq, wq, 
     oplane = OH * OW
     span = rpi * tb
     for part in prange(nparts):
-        acc = np.empty(nb * OB * span, out.dtype)
+        acc = np.empty(nb * ob * span, out.dtype)
         for item in range(part * per_part, min(items, (part + 1) * per_part)):
             g = item // nitem
             r0 = (item % nitem) * rpi
@@ -349,14 +362,21 @@ def _blocked_kernel(xp, wp, xoff, b, out, c_in, groups, sd, dp, phases, hq, wq, 
                     n = t // OD
                     xbase = ((n * c_in + g * cig) * dp + od * sd) * phases * plane + run * tb
                     for blk in range(nb):
-                        wbase = (g * nb + blk) * R * OB
-                        obase = blk * OB * span + (gr - r0) * tb
-                        if nv == 3:
-                            block_mac(xp, xoff, xbase, wf, wbase, c0, c1, acc, obase, span, c0 > 0)
+                        wbase = (g * nb + blk) * R * ob
+                        obase = blk * ob * span + (gr - r0) * tb
+                        if ob == OB:
+                            if nv == 3:
+                                block_mac(xp, xoff, xbase, wf, wbase, c0, c1, acc, obase, span, c0 > 0)
+                            elif nv == 2:
+                                block_mac2(xp, xoff, xbase, wf, wbase, c0, c1, acc, obase, span, c0 > 0)
+                            else:
+                                block_mac1(xp, xoff, xbase, wf, wbase, c0, c1, acc, obase, span, c0 > 0)
+                        elif nv == 3:
+                            quad_mac(xp, xoff, xbase, wf, wbase, c0, c1, acc, obase, span, c0 > 0)
                         elif nv == 2:
-                            block_mac2(xp, xoff, xbase, wf, wbase, c0, c1, acc, obase, span, c0 > 0)
+                            quad_mac2(xp, xoff, xbase, wf, wbase, c0, c1, acc, obase, span, c0 > 0)
                         else:
-                            block_mac1(xp, xoff, xbase, wf, wbase, c0, c1, acc, obase, span, c0 > 0)
+                            quad_mac1(xp, xoff, xbase, wf, wbase, c0, c1, acc, obase, span, c0 > 0)
             for blk in range(nb):
                 for gr in range(r0, r1):
                     run = gr % nrun
@@ -365,11 +385,11 @@ def _blocked_kernel(xp, wp, xoff, b, out, c_in, groups, sd, dp, phases, hq, wq, 
                     n = t // OD
                     p0 = run * tb
                     p1 = min(npos, p0 + tb)
-                    for o in range(min(OB, cog - blk * OB)):
-                        co = g * cog + blk * OB + o
+                    for o in range(min(ob, cog - blk * ob)):
+                        co = g * cog + blk * ob + o
                         bv = b[co]
                         obase = ((n * C_out + co) * OD + od) * oplane
-                        src = (blk * OB + o) * span + (gr - r0) * tb - p0
+                        src = (blk * ob + o) * span + (gr - r0) * tb - p0
                         p = p0
                         while p < p1:
                             oh = p // wq
@@ -412,7 +432,7 @@ def conv_blocked(spec, ops, out: np.ndarray, num_threads: int, *, limit: int | N
     per_image = image_elements(spec)
     od = out.shape[2]
     with numba_threads(num_threads):
-        wp = pack_weights(w, spec.groups, OB, name="blocked_w")
+        wp = pack_weights(w, spec.groups, block_channels(spec), name="blocked_w")
         for n0 in range(0, spec.n, nimg):
             n1 = min(spec.n, n0 + nimg)
             xp = scratch("blocked_xp", ((n1 - n0) * per_image + slack(spec),), spec.dtype)

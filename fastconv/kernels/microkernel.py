@@ -165,3 +165,8 @@ def make_block_mac(OB: int, NV: int):
 block_mac1 = make_block_mac(OB, 1)
 block_mac2 = make_block_mac(OB, 2)
 block_mac = make_block_mac(OB, NV)
+#: the same for blocks of 4 output channels (groups of at most 4 output
+#: channels, where a block of 8 would compute half zeros)
+quad_mac1 = make_block_mac(4, 1)
+quad_mac2 = make_block_mac(4, 2)
+quad_mac = make_block_mac(4, NV)
