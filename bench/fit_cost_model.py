@@ -8,7 +8,9 @@ non-negative constants of ``estimated seconds = sum(feature x constant)``
 (features from ``fastconv.dispatch.registry.FEATURES``) by least squares on
 relative error (a method in ``registry.BASE_COST`` fits only its own
 constants on top of the shared estimate).  ``--write`` stores them in
-fastconv/dispatch/cost_model.json.
+fastconv/dispatch/cost_model.json: at its top level on the reference CPU
+(``_reference_cpu``), else under ``_machines[<this CPU>]``, where they replace
+the top level's on CPUs of this kind (``selector.machine()``: LLVM's name).
 """
 
 from __future__ import annotations
@@ -153,7 +155,11 @@ def main() -> None:
             fit_filters(rows, args.threads)
         if args.only != "ndimage":
             measure_convs(rows, args)
-    model = json.load(open(MODEL, encoding="utf-8"))
+    with open(MODEL, encoding="utf-8") as fh:
+        stored = json.load(fh)
+    cpu = selector.machine()
+    model = selector.constants_for(stored, cpu)  # what the dispatcher uses here
+    fitted = {}
     # methods that share another's model last: their base uses its new constants
     for name in sorted(rows, key=lambda n: n in registry.BASE_COST):
         data = rows[name]
@@ -169,13 +175,19 @@ def main() -> None:
         pred = a @ coef + b
         err = np.abs(pred / t - 1)
         print(f"{name}: median |error| {np.median(err):.0%}, 90th percentile {np.percentile(err, 90):.0%}")
-        model[name] = {k: float(c) for k, c in zip(keys, coef)}
-    print(json.dumps(model, indent=2))
+        model[name] = fitted[name] = {k: float(c) for k, c in zip(keys, coef)}
+    print(json.dumps(fitted, indent=2))
     if args.write:
+        if cpu == stored.get("_reference_cpu"):
+            stored.update(fitted)
+            where = "the reference constants"
+        else:
+            stored.setdefault("_machines", {}).setdefault(cpu, {}).update(fitted)
+            where = f"_machines[{cpu!r}]"
         with open(MODEL, "w", encoding="utf-8") as fh:
-            json.dump(model, fh, indent=2)
+            json.dump(stored, fh, indent=2)
             fh.write("\n")
-        print(f"wrote {MODEL}")
+        print(f"wrote {where} in {MODEL}")
 
 
 if __name__ == "__main__":

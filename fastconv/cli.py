@@ -113,6 +113,7 @@ def cmd_info(args) -> int:
     import scipy
 
     from . import __version__, get_config
+    from .dispatch.selector import cost_model_source
     from .dispatch.tuning import cpu_id
 
     cfg = get_config()
@@ -127,6 +128,7 @@ def cmd_info(args) -> int:
         f"threads: fastconv {cfg.num_threads}, numba max {numba.config.NUMBA_NUM_THREADS}, layer {_threading_layer()}"
     )
     print(f"autotune: {cfg.autotune}, workspace_limit: {cfg.workspace_limit} bytes")
+    print(f"cost model: {cost_model_source()}")
     print(f"tuning cache: {cfg.cache_dir}")
     print(f"gpu: {_gpus()}")
     return 0

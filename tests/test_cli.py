@@ -18,6 +18,9 @@ def test_info(capsys):
     assert main(["info"]) == 0
     out = capsys.readouterr().out
     assert "fastconv" in out and "numba" in out and "threads" in out and "tuning cache" in out
+    from fastconv.dispatch.selector import machine
+
+    assert "cost model: fitted on " in out and machine() in out
 
 
 def test_explain(capsys):

@@ -233,3 +233,42 @@ def test_plan_cache_is_bounded(monkeypatch):
         fastconv.explain(fastconv.conv2d, np.ones((1, 3, h, 10), np.float32), W)
     assert len(selector._plans) == 5
     clear_plan_cache()
+
+
+def test_cost_constants_per_cpu():
+    # the reference CPU's constants, with those fitted on this CPU in their
+    # place method by method; other CPUs keep the reference's
+    from fastconv.dispatch.selector import constants_for
+
+    model = {
+        "_reference_cpu": "znver4",
+        "direct": {"overhead_s": 1.0, "s_per_flop": 2.0},
+        "blocked": {"overhead_s": 3.0},
+        "_machines": {"rocketlake": {"blocked": {"overhead_s": 5.0, "s_per_call": 6.0}}},
+    }
+    here = constants_for(model, "rocketlake")
+    assert here["blocked"] == {"overhead_s": 5.0, "s_per_call": 6.0}
+    assert here["direct"] == model["direct"]
+    assert "_machines" not in here
+    elsewhere = constants_for(model, "sapphirerapids")
+    assert elsewhere["blocked"] == {"overhead_s": 3.0}
+    assert constants_for(model, "znver4")["blocked"] == {"overhead_s": 3.0}
+
+
+def test_shipped_cost_model_covers_every_method_on_every_cpu():
+    # every method with features has constants at the top level, and a CPU's
+    # own fit replaces whole methods with the same terms
+    import json
+
+    from fastconv.dispatch import registry, selector
+
+    with open(selector.COST_MODEL, encoding="utf-8") as fh:
+        model = json.load(fh)
+    assert isinstance(model["_reference_cpu"], str)
+    for name in registry.FEATURES:
+        assert name in model, name
+    for cpu, methods in model.get("_machines", {}).items():
+        for name, constants in methods.items():
+            assert name in registry.FEATURES, (cpu, name)
+            assert set(constants) == set(model[name]), (cpu, name)
+            assert all(v >= 0 for v in constants.values()), (cpu, name)

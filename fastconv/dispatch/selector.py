@@ -94,11 +94,49 @@ def _bytes(n: int) -> str:
     return str(n)  # pragma: no cover
 
 
+COST_MODEL = os.path.join(os.path.dirname(__file__), "cost_model.json")
+
+
+def machine() -> str:
+    """The CPU the cost model's constants are looked up by: LLVM's name for
+    the host's microarchitecture (what Numba compiles the kernels for), e.g.
+    ``znver4``; "unknown" when llvmlite cannot tell."""
+    try:
+        import llvmlite.binding as llvm
+
+        return str(llvm.get_host_cpu_name()) or "unknown"
+    except Exception:  # pragma: no cover - exotic hosts
+        return "unknown"
+
+
+def constants_for(model: dict, cpu: str) -> dict:
+    """The constants the dispatcher uses on ``cpu``: the reference machine's
+    (``model``'s top level, fitted on ``model["_reference_cpu"]``), with each
+    method fitted on ``cpu`` itself (``model["_machines"][cpu]``) in its
+    place.  Methods differ in speed by microarchitecture, not by a common
+    factor (measured: the 3x3x3 video suite layer is ``winograd_f4``'s on
+    Zen 4 and ``blocked``'s on an Intel AVX-512 core), so a fit made on one
+    CPU must not overwrite another's."""
+    merged = {k: v for k, v in model.items() if k != "_machines"}
+    merged.update(model.get("_machines", {}).get(cpu, {}))
+    return merged
+
+
+def cost_model_source() -> str:
+    """Which machine's fit the dispatcher uses here (for ``fastconv info``)."""
+    with open(COST_MODEL, encoding="utf-8") as fh:
+        model = json.load(fh)
+    cpu = machine()
+    reference = model.get("_reference_cpu", "unknown")
+    if cpu in model.get("_machines", {}) or cpu == reference:
+        return f"fitted on this CPU ({cpu})"
+    return f"fitted on {reference} (none for this CPU, {cpu}; autotune measures instead)"
+
+
 @functools.cache
 def cost_constants() -> dict:
-    path = os.path.join(os.path.dirname(__file__), "cost_model.json")
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
+    with open(COST_MODEL, encoding="utf-8") as fh:
+        return constants_for(json.load(fh), machine())
 
 
 def _runner(op: str, name: str):
