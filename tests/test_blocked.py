@@ -241,6 +241,51 @@ def test_groups_of_at_most_four_channels_run_blocks_of_four(dtype, rng, monkeypa
     assert widths == {1, 2, 3}
 
 
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_conv1d_on_per_item_windows(dtype, threads, rng, monkeypatch):
+    # stride-1 conv1d copies each work item's input window (zero outside the
+    # row) instead of the whole padded input: rows shorter than a run, rows of
+    # many items (short items forced), padding wider than the kernel's reach,
+    # none, dilation, groups of 4 and of 8+ channels, taps in chunks, a bias,
+    # a non-contiguous input and reflect padding
+    monkeypatch.setattr(blocked, "_SPAN", 2 * positions(np.dtype(dtype).itemsize))  # 2 runs per item at most
+    lanes = positions(np.dtype(dtype).itemsize, 1)
+    cases = [
+        ((2, 3, 5), (OB + 1, 3, 3), dict(padding=1)),
+        ((2, 4, 9 * lanes + 5), (OB, 4, 4), dict(padding=5)),
+        ((1, 6, 7 * lanes), (12, 2, 5), dict(padding=4, dilation=3, groups=3)),
+        ((3, 4, 4 * lanes), (3, 4, 2), dict()),
+        ((1, 200, 3 * lanes + 1), (2 * OB, 200, 3), dict(padding=1)),
+        ((2, 5, 6 * lanes), (9, 5, 7), dict(padding=3, padding_mode="reflect")),
+    ]
+    for xs, ws, kw in cases:
+        x = rng.standard_normal(xs).astype(dtype)
+        w = rng.standard_normal(ws).astype(dtype)
+        b = rng.standard_normal(ws[0]).astype(dtype)
+        spec = _spec(x, w, **{k: v for k, v in kw.items() if k != "padding_mode"})
+        assert blocked.windowed(spec)
+        with fastconv.set_config(num_threads=threads):
+            got = fastconv.conv1d(x, w, b, method="blocked", **kw)
+        xr = x.astype(np.float64)
+        if kw.get("padding_mode") == "reflect":
+            p = kw["padding"]
+            xr = np.pad(xr, ((0, 0), (0, 0), (p, p)), mode="reflect")
+        want = conv_nd(xr, w.astype(np.float64), b.astype(np.float64),
+                       **{k: v for k, v in kw.items() if k not in ("padding_mode",) and not (k == "padding" and "padding_mode" in kw)})  # fmt: skip
+        tol = 1e-4 if dtype == np.float32 else 1e-10
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())
+    # a strided view of the input gives the same result as its copy
+    x = rng.standard_normal((2, 8, 3 * lanes)).astype(dtype)[:, ::2, ::-1]
+    w = rng.standard_normal((5, 4, 3)).astype(dtype)
+    np.testing.assert_array_equal(
+        fastconv.conv1d(x, w, padding=2, method="blocked"), fastconv.conv1d(x.copy(), w, padding=2, method="blocked")
+    )
+    # stride 2 and conv2d keep the padded phase-split copy
+    assert not blocked.windowed(_spec(x, w, stride=2))
+    assert not blocked.windowed(_spec(np.zeros((1, 4, 3, 9), dtype), np.zeros((2, 4, 1, 3), dtype)))
+
+
 def test_the_avx2_kernel_shape(tmp_path):
     # without AVX-512 the micro-kernel keeps 4 channels x 3 vectors of 8
     # float32 lanes (16 registers); this machine has AVX-512, so a child

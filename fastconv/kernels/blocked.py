@@ -99,7 +99,7 @@ def _compiled_against():
 
 
 def _refresh_stale_cache() -> None:
-    refresh_stale_cache(_compiled_against, _MICROKERNEL, (_pad_split, _blocked_kernel))
+    refresh_stale_cache(_compiled_against, _MICROKERNEL, (_pad_split, _blocked_kernel, _windowed_kernel))
 
 
 _SHIFTED = 1.08  # least ratio of computed work (phase-split / shifted) to run a stride-1 convolution shifted
@@ -189,6 +189,8 @@ def _fixed_bytes(spec, threads: int) -> int:
 
 def images_per_block(spec, limit: int, threads: int) -> int:
     """Images whose padded copy fits the workspace limit together (0: not even one)."""
+    if windowed(spec):
+        return spec.n if _windowed_bytes(spec, threads) <= limit else 0
     t = shifted(spec)
     if t is not None:
         from . import transpose_blocked
@@ -200,6 +202,8 @@ def images_per_block(spec, limit: int, threads: int) -> int:
 
 
 def workspace(spec, limit: int, threads: int) -> int:
+    if windowed(spec):
+        return _windowed_bytes(spec, threads)
     t = shifted(spec)
     if t is not None:
         from . import transpose_blocked
@@ -401,6 +405,140 @@ def _blocked_kernel(xp, wp, xoff, b, out, c_in, groups, sd, dp, phases, hq, wq, 
                             p = row_end
 
 
+def windowed(spec) -> bool:
+    """Whether ``spec`` runs on per-item input windows (:func:`_windowed_kernel`):
+    stride-1 conv1d, whose padded copy is only the rows with their padding."""
+    sizes = (spec.n, spec.c_in, spec.c_out, spec.out_spatial[0]) if spec.nd == 1 else (0,)
+    return spec.stride == (1,) and min(sizes) > 0  # (empty problems: the general path's guards)
+
+
+def _halo(spec) -> int:
+    return (spec.kernel[0] - 1) * spec.dilation[0]
+
+
+def windowed_runs(spec, threads: int) -> tuple[int, int, int]:
+    """(tb, nrun, rpi) of the windowed path: positions per micro-kernel call,
+    runs per output row, runs per work item.  Items never cross rows; the
+    longest whose busiest thread has at most _BALANCE times the fewest runs."""
+    item = np.dtype(spec.dtype).itemsize
+    ow = spec.out_spatial[0]
+    tb = positions(item, vectors_for(ow, item))
+    nrun = -(-ow // tb)
+    ob = block_channels(spec)
+    channels = oc_blocks(spec, ob) * ob
+    most = max(1, min(_SPAN // tb, _ACC_BYTES // (channels * tb * item)))
+    rows = spec.n * spec.groups
+    share = {r: -(-(rows * -(-nrun // r)) // threads) * r for r in range(1, min(most, nrun) + 1)}
+    least = min(share.values())
+    return tb, nrun, max(r for r, v in share.items() if v <= _BALANCE * least)
+
+
+def _windowed_bytes(spec, threads: int) -> int:
+    """Packed weights and, per thread, one item's input window and partial sums."""
+    item = np.dtype(spec.dtype).itemsize
+    tb, _, rpi = windowed_runs(spec, threads)
+    ob = block_channels(spec)
+    channels = oc_blocks(spec, ob) * ob
+    weights = spec.groups * channels * _taps(spec) * item
+    window = spec.c_in // spec.groups * (rpi * tb + _halo(spec))
+    return weights + threads * (window + channels * rpi * tb) * item
+
+
+@numba_jit(parallel=True)
+def _windowed_kernel(x, wp, xoff, b, out, groups, pad, lw, nv, tb, rpi, rchunk, nparts):
+    """conv1d at stride 1, no padded copy of the whole input: each work item
+    (``rpi`` runs of ``tb`` output positions of one row: image and group)
+    first copies its input window -- every input channel of the group,
+    ``lw`` = rpi*tb + halo elements from padded position ``r0*tb``, zero
+    outside the row -- into a buffer of its thread, then runs the
+    micro-kernel over it (tap (c, k) at ``xoff = c*lw + k*dilation``) as
+    ``_blocked_kernel`` does over the padded copy, and stores the partial
+    sums with the bias.  One pass over the input instead of a copy pass and
+    a read pass, each window read from L2 right after it was written, and
+    one parallel launch instead of two."""
+    N, C_in = x.shape[0], x.shape[1]
+    L = x.shape[4]
+    C_out = out.shape[1]
+    OW = out.shape[4]
+    nb = wp.shape[1]
+    R = wp.shape[2]
+    ob = wp.shape[3]
+    cig = C_in // groups
+    cog = C_out // groups
+    nrun = (OW + tb - 1) // tb
+    per_row = (nrun + rpi - 1) // rpi
+    items = groups * N * per_row
+    per_part = (items + nparts - 1) // nparts
+    span = rpi * tb
+    xf = x.reshape(-1)
+    wf = wp.reshape(-1)
+    of = out.reshape(-1)
+    for part in prange(nparts):
+        acc = np.empty(nb * ob * span, out.dtype)
+        buf = np.empty(cig * lw, x.dtype)
+        for item in range(part * per_part, min(items, (part + 1) * per_part)):
+            row = item // per_row
+            g = row // N
+            n = row - g * N
+            r0 = (item - row * per_row) * rpi
+            r1 = min(nrun, r0 + rpi)
+            p0 = r0 * tb
+            lo = min(lw, max(0, pad - p0))  # window elements before the row's first
+            hi = max(lo, min(lw, L + pad - p0))  # ... and from its end on
+            for c in range(cig):
+                d = c * lw
+                _fill(buf, d, lo, 0)
+                _copy(buf, d + lo, xf, (n * C_in + g * cig + c) * L + p0 + lo - pad, hi - lo)
+                _fill(buf, d + hi, lw - hi, 0)
+            for c0 in range(0, R, rchunk):
+                c1 = min(R, c0 + rchunk)
+                for run in range(r0, r1):
+                    xbase = (run - r0) * tb
+                    for blk in range(nb):
+                        wbase = (g * nb + blk) * R * ob
+                        obase = blk * ob * span + (run - r0) * tb
+                        if ob == OB:
+                            if nv == 3:
+                                block_mac(buf, xoff, xbase, wf, wbase, c0, c1, acc, obase, span, c0 > 0)
+                            elif nv == 2:
+                                block_mac2(buf, xoff, xbase, wf, wbase, c0, c1, acc, obase, span, c0 > 0)
+                            else:
+                                block_mac1(buf, xoff, xbase, wf, wbase, c0, c1, acc, obase, span, c0 > 0)
+                        elif nv == 3:
+                            quad_mac(buf, xoff, xbase, wf, wbase, c0, c1, acc, obase, span, c0 > 0)
+                        elif nv == 2:
+                            quad_mac2(buf, xoff, xbase, wf, wbase, c0, c1, acc, obase, span, c0 > 0)
+                        else:
+                            quad_mac1(buf, xoff, xbase, wf, wbase, c0, c1, acc, obase, span, c0 > 0)
+            for blk in range(nb):
+                for o in range(min(ob, cog - blk * ob)):
+                    co = g * cog + blk * ob + o
+                    dst = (n * C_out + co) * OW
+                    src = (blk * ob + o) * span - p0
+                    for run in range(r0, r1):
+                        q0 = run * tb
+                        _store_row(of, dst + q0, acc, src + q0, min(OW, q0 + tb) - q0, b[co])
+
+
+def _conv_windowed(spec, ops, out: np.ndarray, num_threads: int) -> None:
+    item = np.dtype(spec.dtype).itemsize
+    tb, _, rpi = windowed_runs(spec, num_threads)
+    halo = _halo(spec)
+    lw = rpi * tb + halo
+    cig = spec.c_in // spec.groups
+    xoff = (np.arange(cig, dtype=np.int64)[:, None] * lw + np.arange(spec.kernel[0]) * spec.dilation[0]).reshape(-1)
+    b = ops.b if ops.b is not None else np.zeros(spec.c_out, dtype=spec.dtype)
+    nrun = -(-spec.out_spatial[0] // tb)
+    items = spec.groups * spec.n * -(-nrun // rpi)
+    with numba_threads(num_threads):
+        wp = pack_weights(ops.w, spec.groups, block_channels(spec), name="blocked_w")
+        _windowed_kernel(
+            ops.x, wp, xoff, b, out, spec.groups, spec.kernel_pad_lo[2], lw, tb // positions(item, 1), tb, rpi,
+            taps_per_chunk(spec),
+            max(1, min(num_threads, items)),
+        )  # fmt: skip
+
+
 def conv_blocked(spec, ops, out: np.ndarray, num_threads: int, *, limit: int | None = None) -> None:
     """Run the register-blocked direct method for ``spec`` into the
     C-contiguous 5-D ``out``."""
@@ -419,6 +557,9 @@ def conv_blocked(spec, ops, out: np.ndarray, num_threads: int, *, limit: int | N
         out[...] = b.reshape((-1, 1, 1, 1))
         return
     _refresh_stale_cache()
+    if windowed(spec):
+        _conv_windowed(spec, ops, out, num_threads)
+        return
     limit = get_config().workspace_limit if limit is None else limit
     nimg = images_per_block(spec, limit, num_threads)
     if nimg == 0:
