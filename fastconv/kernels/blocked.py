@@ -407,13 +407,15 @@ def _blocked_kernel(xp, wp, xoff, b, out, c_in, groups, sd, dp, phases, hq, wq, 
 
 def windowed(spec) -> bool:
     """Whether ``spec`` runs on per-item input windows (:func:`_windowed_kernel`):
-    stride-1 conv1d, whose padded copy is only the rows with their padding."""
+    conv1d, whose padded copy is only the rows (split by stride phase) with
+    their padding."""
     sizes = (spec.n, spec.c_in, spec.c_out, spec.out_spatial[0]) if spec.nd == 1 else (0,)
-    return spec.stride == (1,) and min(sizes) > 0  # (empty problems: the general path's guards)
+    return min(sizes) > 0  # (empty problems: the general path's guards)
 
 
 def _halo(spec) -> int:
-    return (spec.kernel[0] - 1) * spec.dilation[0]
+    """Window elements per stride phase past the item's positions."""
+    return (spec.kernel[0] - 1) * spec.dilation[0] // spec.stride[0]
 
 
 def windowed_runs(spec, threads: int) -> tuple[int, int, int]:
@@ -440,22 +442,22 @@ def _windowed_bytes(spec, threads: int) -> int:
     ob = block_channels(spec)
     channels = oc_blocks(spec, ob) * ob
     weights = spec.groups * channels * _taps(spec) * item
-    window = spec.c_in // spec.groups * (rpi * tb + _halo(spec))
+    window = spec.c_in // spec.groups * spec.stride[0] * (rpi * tb + _halo(spec))
     return weights + threads * (window + channels * rpi * tb) * item
 
 
 @numba_jit(parallel=True)
-def _windowed_kernel(x, wp, xoff, b, out, groups, pad, lw, nv, tb, rpi, rchunk, nparts):
-    """conv1d at stride 1, no padded copy of the whole input: each work item
-    (``rpi`` runs of ``tb`` output positions of one row: image and group)
-    first copies its input window -- every input channel of the group,
-    ``lw`` = rpi*tb + halo elements from padded position ``r0*tb``, zero
-    outside the row -- into a buffer of its thread, then runs the
-    micro-kernel over it (tap (c, k) at ``xoff = c*lw + k*dilation``) as
-    ``_blocked_kernel`` does over the padded copy, and stores the partial
-    sums with the bias.  One pass over the input instead of a copy pass and
-    a read pass, each window read from L2 right after it was written, and
-    one parallel launch instead of two."""
+def _windowed_kernel(x, wp, xoff, b, out, groups, pad, st, lw, nv, tb, rpi, rchunk, nparts):
+    """conv1d with no padded copy of the whole input: each work item (``rpi``
+    runs of ``tb`` output positions of one row: image and group) first
+    copies its input window -- per input channel of the group and stride
+    phase ``a``, the ``lw`` = rpi*tb + halo elements ``xpad[(r0*tb + j)*st +
+    a]``, zero outside the row -- into a buffer of its thread, then runs the
+    micro-kernel over it (tap (c, k) at ``xoff = (c*st + k*dil % st)*lw +
+    k*dil // st``) as ``_blocked_kernel`` does over the padded copy, and
+    stores the partial sums with the bias.  One pass over the input instead
+    of a copy pass and a read pass, each window read from L2 right after it
+    was written, and one parallel launch instead of two."""
     N, C_in = x.shape[0], x.shape[1]
     L = x.shape[4]
     C_out = out.shape[1]
@@ -475,7 +477,7 @@ def _windowed_kernel(x, wp, xoff, b, out, groups, pad, lw, nv, tb, rpi, rchunk, 
     of = out.reshape(-1)
     for part in prange(nparts):
         acc = np.empty(nb * ob * span, out.dtype)
-        buf = np.empty(cig * lw, x.dtype)
+        buf = np.empty(cig * st * lw, x.dtype)
         for item in range(part * per_part, min(items, (part + 1) * per_part)):
             row = item // per_row
             g = row // N
@@ -483,13 +485,19 @@ def _windowed_kernel(x, wp, xoff, b, out, groups, pad, lw, nv, tb, rpi, rchunk, 
             r0 = (item - row * per_row) * rpi
             r1 = min(nrun, r0 + rpi)
             p0 = r0 * tb
-            lo = min(lw, max(0, pad - p0))  # window elements before the row's first
-            hi = max(lo, min(lw, L + pad - p0))  # ... and from its end on
-            for c in range(cig):
-                d = c * lw
-                _fill(buf, d, lo, 0)
-                _copy(buf, d + lo, xf, (n * C_in + g * cig + c) * L + p0 + lo - pad, hi - lo)
-                _fill(buf, d + hi, lw - hi, 0)
+            for a in range(st):
+                # window elements j with 0 <= (p0 + j)*st + a - pad < L
+                lo = min(lw, max(0, -((a - pad) // st) - p0))
+                hi = max(lo, min(lw, -((a - pad - L) // st) - p0))
+                for c in range(cig):
+                    d = (c * st + a) * lw
+                    src = (n * C_in + g * cig + c) * L + (p0 + lo) * st + a - pad
+                    _fill(buf, d, lo, 0)
+                    if st == 1:
+                        _copy(buf, d + lo, xf, src, hi - lo)
+                    else:
+                        _gather(buf, d + lo, xf, src, hi - lo, st)
+                    _fill(buf, d + hi, lw - hi, 0)
             for c0 in range(0, R, rchunk):
                 c1 = min(R, c0 + rchunk)
                 for run in range(r0, r1):
@@ -526,14 +534,16 @@ def _conv_windowed(spec, ops, out: np.ndarray, num_threads: int) -> None:
     halo = _halo(spec)
     lw = rpi * tb + halo
     cig = spec.c_in // spec.groups
-    xoff = (np.arange(cig, dtype=np.int64)[:, None] * lw + np.arange(spec.kernel[0]) * spec.dilation[0]).reshape(-1)
+    st = spec.stride[0]
+    reach = np.arange(spec.kernel[0]) * spec.dilation[0]
+    xoff = ((np.arange(cig, dtype=np.int64)[:, None] * st + reach % st) * lw + reach // st).reshape(-1)
     b = ops.b if ops.b is not None else np.zeros(spec.c_out, dtype=spec.dtype)
     nrun = -(-spec.out_spatial[0] // tb)
     items = spec.groups * spec.n * -(-nrun // rpi)
     with numba_threads(num_threads):
         wp = pack_weights(ops.w, spec.groups, block_channels(spec), name="blocked_w")
         _windowed_kernel(
-            ops.x, wp, xoff, b, out, spec.groups, spec.kernel_pad_lo[2], lw, tb // positions(item, 1), tb, rpi,
+            ops.x, wp, xoff, b, out, spec.groups, spec.kernel_pad_lo[2], st, lw, tb // positions(item, 1), tb, rpi,
             taps_per_chunk(spec),
             max(1, min(num_threads, items)),
         )  # fmt: skip
