@@ -237,20 +237,23 @@ def runs_per_item(spec, nimg: int, threads: int) -> int:
     return share_runs(total, channels, tb, np.dtype(spec.dtype).itemsize, threads)
 
 
-def share_runs(total: int, channels: int, tb: int, itemsize: int, threads: int, acc_bytes: int | None = None) -> int:
-    """Runs (of ``tb`` positions) per work item out of ``total``: at most
-    _SPAN positions, few enough that the partial sums of ``channels`` stay
-    within ``acc_bytes`` (default _ACC_BYTES), and dividing the runs about
-    evenly among the threads (the longest items within _BALANCE)."""
+def share_runs(
+    total: int, channels: int, tb: int, itemsize: int, threads: int, acc_bytes: int | None = None, rows: int = 1
+) -> int:
+    """Runs (of ``tb`` positions) per work item out of ``total`` (in each of
+    ``rows`` rows that no item crosses): at most _SPAN positions, few enough
+    that the partial sums of ``channels`` stay within ``acc_bytes`` (default
+    _ACC_BYTES), and dividing the runs about evenly among the threads (the
+    longest items within _BALANCE)."""
     acc_bytes = _ACC_BYTES if acc_bytes is None else acc_bytes
-    most = max(1, min(_SPAN // tb, acc_bytes // (channels * tb * itemsize)))
+    most = max(1, min(_SPAN // tb, acc_bytes // (channels * tb * itemsize), total))
     # items are split into equal contiguous shares: the largest run count
     # whose busiest thread has at most _BALANCE times the runs of the best
     # choice (longer items reuse each chunk of weights over more runs; but
     # measured: 7 items on 2 threads cost 12% on a 256-channel 14x14 layer)
     share = {}
     for rpi in range(1, most + 1):
-        items = -(-total // rpi)
+        items = rows * -(-total // rpi)
         share[rpi] = -(-items // threads) * rpi  # runs of the busiest thread
     least = min(share.values())
     return max(rpi for rpi, v in share.items() if v <= _BALANCE * least)
@@ -324,6 +327,26 @@ def _store_row(dst, d0, src, s0, n, bias):
         dst[o + i] = src[s + i] + bias
 
 
+@_inline
+def _mac(ob, nv, x, xoff, xbase, wf, wbase, c0, c1, acc, obase, span):
+    """The micro-kernel for a block of ``ob`` (OB or 4) channels x ``nv``
+    vectors of positions over taps [c0, c1), adding to ``acc`` after the
+    first chunk of taps (see :func:`.microkernel.make_block_mac`)."""
+    if ob == OB:
+        if nv == 3:
+            block_mac(x, xoff, xbase, wf, wbase, c0, c1, acc, obase, span, c0 > 0)
+        elif nv == 2:
+            block_mac2(x, xoff, xbase, wf, wbase, c0, c1, acc, obase, span, c0 > 0)
+        else:
+            block_mac1(x, xoff, xbase, wf, wbase, c0, c1, acc, obase, span, c0 > 0)
+    elif nv == 3:
+        quad_mac(x, xoff, xbase, wf, wbase, c0, c1, acc, obase, span, c0 > 0)
+    elif nv == 2:
+        quad_mac2(x, xoff, xbase, wf, wbase, c0, c1, acc, obase, span, c0 > 0)
+    else:
+        quad_mac1(x, xoff, xbase, wf, wbase, c0, c1, acc, obase, span, c0 > 0)
+
+
 @numba_jit(parallel=True)
 def _blocked_kernel(xp, wp, xoff, b, out, c_in, groups, sd, dp, phases, hq, wq, nv, tb, rpi, rchunk, nparts):
     """out[n, co, od, oh, ow] = b[co] + sum_taps wp * xp, one micro-kernel call
@@ -368,19 +391,7 @@ def _blocked_kernel(xp, wp, xoff, b, out, c_in, groups, sd, dp, phases, hq, wq, 
                     for blk in range(nb):
                         wbase = (g * nb + blk) * R * ob
                         obase = blk * ob * span + (gr - r0) * tb
-                        if ob == OB:
-                            if nv == 3:
-                                block_mac(xp, xoff, xbase, wf, wbase, c0, c1, acc, obase, span, c0 > 0)
-                            elif nv == 2:
-                                block_mac2(xp, xoff, xbase, wf, wbase, c0, c1, acc, obase, span, c0 > 0)
-                            else:
-                                block_mac1(xp, xoff, xbase, wf, wbase, c0, c1, acc, obase, span, c0 > 0)
-                        elif nv == 3:
-                            quad_mac(xp, xoff, xbase, wf, wbase, c0, c1, acc, obase, span, c0 > 0)
-                        elif nv == 2:
-                            quad_mac2(xp, xoff, xbase, wf, wbase, c0, c1, acc, obase, span, c0 > 0)
-                        else:
-                            quad_mac1(xp, xoff, xbase, wf, wbase, c0, c1, acc, obase, span, c0 > 0)
+                        _mac(ob, nv, xp, xoff, xbase, wf, wbase, c0, c1, acc, obase, span)
             for blk in range(nb):
                 for gr in range(r0, r1):
                     run = gr % nrun
@@ -420,19 +431,14 @@ def _halo(spec) -> int:
 
 def windowed_runs(spec, threads: int) -> tuple[int, int, int]:
     """(tb, nrun, rpi) of the windowed path: positions per micro-kernel call,
-    runs per output row, runs per work item.  Items never cross rows; the
-    longest whose busiest thread has at most _BALANCE times the fewest runs."""
+    runs per output row, runs per work item (items never cross rows)."""
     item = np.dtype(spec.dtype).itemsize
     ow = spec.out_spatial[0]
     tb = positions(item, vectors_for(ow, item))
     nrun = -(-ow // tb)
     ob = block_channels(spec)
     channels = oc_blocks(spec, ob) * ob
-    most = max(1, min(_SPAN // tb, _ACC_BYTES // (channels * tb * item)))
-    rows = spec.n * spec.groups
-    share = {r: -(-(rows * -(-nrun // r)) // threads) * r for r in range(1, min(most, nrun) + 1)}
-    least = min(share.values())
-    return tb, nrun, max(r for r, v in share.items() if v <= _BALANCE * least)
+    return tb, nrun, share_runs(nrun, channels, tb, item, threads, rows=spec.n * spec.groups)
 
 
 def _windowed_bytes(spec, threads: int) -> int:
@@ -505,19 +511,7 @@ def _windowed_kernel(x, wp, xoff, b, out, groups, pad, st, lw, nv, tb, rpi, rchu
                     for blk in range(nb):
                         wbase = (g * nb + blk) * R * ob
                         obase = blk * ob * span + (run - r0) * tb
-                        if ob == OB:
-                            if nv == 3:
-                                block_mac(buf, xoff, xbase, wf, wbase, c0, c1, acc, obase, span, c0 > 0)
-                            elif nv == 2:
-                                block_mac2(buf, xoff, xbase, wf, wbase, c0, c1, acc, obase, span, c0 > 0)
-                            else:
-                                block_mac1(buf, xoff, xbase, wf, wbase, c0, c1, acc, obase, span, c0 > 0)
-                        elif nv == 3:
-                            quad_mac(buf, xoff, xbase, wf, wbase, c0, c1, acc, obase, span, c0 > 0)
-                        elif nv == 2:
-                            quad_mac2(buf, xoff, xbase, wf, wbase, c0, c1, acc, obase, span, c0 > 0)
-                        else:
-                            quad_mac1(buf, xoff, xbase, wf, wbase, c0, c1, acc, obase, span, c0 > 0)
+                        _mac(ob, nv, buf, xoff, xbase, wf, wbase, c0, c1, acc, obase, span)
             for blk in range(nb):
                 for o in range(min(ob, cog - blk * ob)):
                     co = g * cog + blk * ob + o
@@ -540,11 +534,12 @@ def _conv_windowed(spec, ops, out: np.ndarray, num_threads: int) -> None:
     b = ops.b if ops.b is not None else np.zeros(spec.c_out, dtype=spec.dtype)
     nrun = -(-spec.out_spatial[0] // tb)
     items = spec.groups * spec.n * -(-nrun // rpi)
+    nv = tb // positions(item, 1)
+    pad = spec.kernel_pad_lo[2]
     with numba_threads(num_threads):
         wp = pack_weights(ops.w, spec.groups, block_channels(spec), name="blocked_w")
         _windowed_kernel(
-            ops.x, wp, xoff, b, out, spec.groups, spec.kernel_pad_lo[2], st, lw, tb // positions(item, 1), tb, rpi,
-            taps_per_chunk(spec),
+            ops.x, wp, xoff, b, out, spec.groups, pad, st, lw, nv, tb, rpi, taps_per_chunk(spec),
             max(1, min(num_threads, items)),
         )  # fmt: skip
 
