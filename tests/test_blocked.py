@@ -189,6 +189,21 @@ def test_refused_when_one_image_exceeds_the_workspace(rng):
         assert "blocked" not in fastconv.available_methods(fastconv.conv2d, x, w, padding=1)
         with pytest.raises(ValueError, match="blocked"):
             fastconv.conv2d(x, w, padding=1, method="blocked")
+    # conv1d copies no whole image, only per-thread windows: a long row fits a
+    # small limit, weights and windows that do not are refused with that reason
+    x1 = rng.standard_normal((1, 8, 1 << 16)).astype(np.float32)
+    w1 = rng.standard_normal((8, 8, 3)).astype(np.float32)
+    with fastconv.set_config(workspace_limit=600 << 10, num_threads=2):
+        assert x1.nbytes > 600 << 10 and "blocked" in fastconv.available_methods(fastconv.conv1d, x1, w1, padding=1)
+        np.testing.assert_allclose(
+            fastconv.conv1d(x1, w1, padding=1, method="blocked"),
+            conv_nd(x1.astype(np.float64), w1.astype(np.float64), padding=1),
+            rtol=1e-4, atol=1e-4 * 10,
+        )  # fmt: skip
+    with fastconv.set_config(workspace_limit=64 << 10, num_threads=2):
+        plan = fastconv.explain(fastconv.conv1d, x1, np.zeros((64, 8, 3), np.float32), padding=1)
+        (cand,) = [c for c in plan.candidates if c.name == "blocked"]
+        assert "input window exceed workspace_limit" in cand.rejected
 
 
 def test_every_micro_kernel_width_is_used_and_correct(rng, monkeypatch):

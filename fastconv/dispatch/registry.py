@@ -269,7 +269,7 @@ def shifted_features(t) -> dict[str, float]:
 
 
 def _blocked_supports(spec) -> str | None:
-    from ..kernels.blocked import images_per_block
+    from ..kernels.blocked import images_per_block, windowed
     from ..kernels.im2col_plan import is_pointwise
 
     if is_pointwise(spec):
@@ -277,6 +277,8 @@ def _blocked_supports(spec) -> str | None:
         # the input itself (no copy), BLAS at full width
         return "a 1x1 stride-1 unpadded convolution is a plain GEMM on the input (im2col, no copy)"
     if images_per_block(spec, *_settings()) == 0:
+        if windowed(spec):
+            return "the packed weights and each thread's input window exceed workspace_limit"
         return "one image's padded copy exceeds workspace_limit"
     return None
 

@@ -159,8 +159,9 @@ def pack_weights(w: np.ndarray, groups: int, block: int = _BLOCK, name: str | No
     """(C_out, C_in/g, KD, KH, KW) -> (groups, blocks, taps, block), C-contiguous:
     the channels of a block adjacent per tap, zero-filled past the group's end
     (the direct kernel's blocks of _BLOCK, the register-blocked method's of
-    OB).  In a kept work buffer when ``name`` is given (see
-    :func:`fastconv._config.scratch`); on the calling thread's Numba threads."""
+    OB or 4).  In a kept work buffer when ``name`` is given (see
+    :func:`fastconv._config.scratch`); on the calling thread's Numba
+    threads, or on the calling thread alone below _PACK_SERIAL_BELOW."""
     from .._config import scratch
 
     c_out = w.shape[0]
