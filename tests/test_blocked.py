@@ -152,7 +152,8 @@ def test_runs_per_item_share_the_runs_evenly():
 
 @pytest.mark.parametrize("threads", [1, 3])
 @pytest.mark.parametrize("stride", [1, 2])
-def test_threads_and_image_blocks_under_a_small_workspace(threads, stride, rng):
+def test_threads_and_image_blocks_under_a_small_workspace(threads, stride, rng, monkeypatch):
+    monkeypatch.setattr(blocked, "_SERIAL_FLOPS", 0)  # parallel kernels even for this small problem
     x = rng.standard_normal((5, 4, 12, 13)).astype(np.float32)
     w = rng.standard_normal((10, 4, 3, 3)).astype(np.float32)
     spec = _spec(x, w, padding=1, stride=stride)
@@ -265,6 +266,8 @@ def test_conv1d_on_per_item_windows(dtype, threads, rng, monkeypatch):
     # kernel's reach, none, strides 2-4 with dilation, groups of 4 and of 8+
     # channels, taps in chunks, a bias, a non-contiguous input and reflect padding
     monkeypatch.setattr(blocked, "_SPAN", 2 * positions(np.dtype(dtype).itemsize))  # 2 runs per item at most
+    if threads > 1:  # the parallel build (these small problems would otherwise run the serial one)
+        monkeypatch.setattr(blocked, "_SERIAL_FLOPS", 0)
     lanes = positions(np.dtype(dtype).itemsize, 1)
     cases = [
         ((2, 3, 5), (OB + 1, 3, 3), dict(padding=1)),
@@ -301,6 +304,26 @@ def test_conv1d_on_per_item_windows(dtype, threads, rng, monkeypatch):
     )
     # conv2d keeps the padded phase-split copy
     assert not blocked.windowed(_spec(np.zeros((1, 4, 3, 9), dtype), np.zeros((2, 4, 1, 3), dtype)))
+
+
+def test_small_problems_run_the_serial_kernels(rng, monkeypatch):
+    # below _SERIAL_FLOPS the padding and kernel run on the calling thread
+    # (a parallel launch costs more than the work), above in parallel; both
+    # builds agree with the reference
+    small = _spec(np.zeros((2, 8, 20, 20), np.float32), np.zeros((8, 8, 3, 3), np.float32), stride=2, padding=1)
+    large = _spec(np.zeros((8, 64, 56, 56), np.float32), np.zeros((64, 64, 3, 3), np.float32), stride=2, padding=1)
+    assert small.flops < blocked._SERIAL_FLOPS < large.flops
+    for kernel in (blocked._pad_split, blocked._blocked_kernel, blocked._windowed_kernel):
+        assert blocked._serial(small, kernel) is blocked._SERIAL[kernel] is not kernel
+        assert blocked._serial(large, kernel) is kernel
+    x = rng.standard_normal((2, 8, 20, 20)).astype(np.float32)
+    w = rng.standard_normal((8, 8, 3, 3)).astype(np.float32)
+    want = conv_nd(x.astype(np.float64), w.astype(np.float64), stride=2, padding=1)
+    for threshold in (blocked._SERIAL_FLOPS, 0):
+        monkeypatch.setattr(blocked, "_SERIAL_FLOPS", threshold)
+        with fastconv.set_config(num_threads=2):
+            got = fastconv.conv2d(x, w, stride=2, padding=1, method="blocked")
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
 
 
 def test_the_avx2_kernel_shape(tmp_path):

@@ -27,7 +27,7 @@ import functools
 import numpy as np
 from numba import prange
 
-from .._config import numba_jit, numba_threads, scratch
+from .._config import numba_jit, numba_threads, scratch, serial_copy
 from . import microkernel
 from .direct import _U, _copy, _fill, _gather, _inline, pack_weights
 from .microkernel import NV, OB, block_mac, block_mac1, block_mac2, positions, quad_mac, quad_mac1, quad_mac2
@@ -39,6 +39,11 @@ _CHUNK = 128  # about this many taps per micro-kernel call
 # fewest runs any item length gives it (measured, 2 threads: 4 -> 16 runs per
 # item on conv1d 32 k9 (0.6% more runs on one thread) 0.76-0.87 of the time)
 _BALANCE = 1.04
+# problems of fewer FLOPs run on the calling thread alone: a parallel launch
+# under Numba's workqueue layer costs 0.14-0.2 ms (measured, conv1d, 2
+# threads: 0.8 MFLOP 0.40 -> 0.18 ms, 6 MFLOP 0.49 -> 0.29, 25 MFLOP
+# 0.98 -> 0.80, 50 MFLOP 1.32 -> 1.84)
+_SERIAL_FLOPS = 32e6
 
 
 def oc_blocks(spec, ob: int = OB) -> int:
@@ -99,7 +104,8 @@ def _compiled_against():
 
 
 def _refresh_stale_cache() -> None:
-    refresh_stale_cache(_compiled_against, _MICROKERNEL, (_pad_split, _blocked_kernel, _windowed_kernel))
+    kernels = (_pad_split, _blocked_kernel, _windowed_kernel)
+    refresh_stale_cache(_compiled_against, _MICROKERNEL, kernels + tuple(_SERIAL[k] for k in kernels))
 
 
 _SHIFTED = 1.08  # least ratio of computed work (phase-split / shifted) to run a stride-1 convolution shifted
@@ -522,8 +528,19 @@ def _windowed_kernel(x, wp, xoff, b, out, groups, pad, st, lw, nv, tb, rpi, rchu
                         _store_row(of, dst + q0, acc, src + q0, min(OW, q0 + tb) - q0, b[co])
 
 
+_SERIAL = {k: serial_copy(k, k.py_func.__name__ + "_serial") for k in (_pad_split, _blocked_kernel, _windowed_kernel)}
+
+
+def _serial(spec, kernel):
+    """``kernel``, or its serial build when ``spec`` is too small to pay for
+    a parallel launch (:data:`_SERIAL_FLOPS`)."""
+    return _SERIAL[kernel] if spec.flops < _SERIAL_FLOPS else kernel
+
+
 def _conv_windowed(spec, ops, out: np.ndarray, num_threads: int) -> None:
     item = np.dtype(spec.dtype).itemsize
+    if spec.flops < _SERIAL_FLOPS:
+        num_threads = 1
     tb, _, rpi = windowed_runs(spec, num_threads)
     halo = _halo(spec)
     lw = rpi * tb + halo
@@ -538,7 +555,7 @@ def _conv_windowed(spec, ops, out: np.ndarray, num_threads: int) -> None:
     pad = spec.kernel_pad_lo[2]
     with numba_threads(num_threads):
         wp = pack_weights(ops.w, spec.groups, block_channels(spec), name="blocked_w")
-        _windowed_kernel(
+        _serial(spec, _windowed_kernel)(
             ops.x, wp, xoff, b, out, spec.groups, pad, st, lw, nv, tb, rpi, taps_per_chunk(spec),
             max(1, min(num_threads, items)),
         )  # fmt: skip
@@ -562,6 +579,8 @@ def conv_blocked(spec, ops, out: np.ndarray, num_threads: int, *, limit: int | N
         out[...] = b.reshape((-1, 1, 1, 1))
         return
     _refresh_stale_cache()
+    if spec.flops < _SERIAL_FLOPS:
+        num_threads = 1
     if windowed(spec):
         _conv_windowed(spec, ops, out, num_threads)
         return
@@ -582,11 +601,11 @@ def conv_blocked(spec, ops, out: np.ndarray, num_threads: int, *, limit: int | N
         for n0 in range(0, spec.n, nimg):
             n1 = min(spec.n, n0 + nimg)
             xp = scratch("blocked_xp", ((n1 - n0) * per_image + slack(spec),), spec.dtype)
-            _pad_split(x[n0:n1], xp, sd, sh, sw, pd, ph, pw, dp, hq, wq)
+            _serial(spec, _pad_split)(x[n0:n1], xp, sd, sh, sw, pd, ph, pw, dp, hq, wq)
             rpi = runs_per_item(spec, n1 - n0, num_threads)
             items = spec.groups * -(-((n1 - n0) * od * nrun) // rpi)
             nparts = max(1, min(num_threads, items))
-            _blocked_kernel(
+            _serial(spec, _blocked_kernel)(
                 xp, wp, xoff, b, out[n0:n1], spec.c_in, spec.groups, sd, dp, phases, hq, wq, nv, tb, rpi,
                 taps_per_chunk(spec), nparts,
             )  # fmt: skip
