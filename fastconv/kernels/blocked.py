@@ -531,16 +531,19 @@ def _windowed_kernel(x, wp, xoff, b, out, groups, pad, st, lw, nv, tb, rpi, rchu
 _SERIAL = {k: serial_copy(k, k.py_func.__name__ + "_serial") for k in (_pad_split, _blocked_kernel, _windowed_kernel)}
 
 
+def _small(spec) -> bool:
+    """Too small to pay for a parallel launch (:data:`_SERIAL_FLOPS`): one
+    thread, serial builds of the kernels."""
+    return spec.flops < _SERIAL_FLOPS
+
+
 def _serial(spec, kernel):
-    """``kernel``, or its serial build when ``spec`` is too small to pay for
-    a parallel launch (:data:`_SERIAL_FLOPS`)."""
-    return _SERIAL[kernel] if spec.flops < _SERIAL_FLOPS else kernel
+    """``kernel``, or its serial build for a :func:`_small` ``spec``."""
+    return _SERIAL[kernel] if _small(spec) else kernel
 
 
 def _conv_windowed(spec, ops, out: np.ndarray, num_threads: int) -> None:
     item = np.dtype(spec.dtype).itemsize
-    if spec.flops < _SERIAL_FLOPS:
-        num_threads = 1
     tb, _, rpi = windowed_runs(spec, num_threads)
     halo = _halo(spec)
     lw = rpi * tb + halo
@@ -579,7 +582,7 @@ def conv_blocked(spec, ops, out: np.ndarray, num_threads: int, *, limit: int | N
         out[...] = b.reshape((-1, 1, 1, 1))
         return
     _refresh_stale_cache()
-    if spec.flops < _SERIAL_FLOPS:
+    if _small(spec):
         num_threads = 1
     if windowed(spec):
         _conv_windowed(spec, ops, out, num_threads)
