@@ -100,7 +100,9 @@ COST_MODEL = os.path.join(os.path.dirname(__file__), "cost_model.json")
 def machine() -> str:
     """The CPU the cost model's constants are looked up by: LLVM's name for
     the host's microarchitecture (what Numba compiles the kernels for), e.g.
-    ``znver4``; "unknown" when llvmlite cannot tell."""
+    ``znver4``; "unknown" when llvmlite cannot tell.  (Not
+    :func:`.tuning.cpu_id`, the model-name string that keys measured plans:
+    under KVM it can be as generic as "Intel(R) Xeon(R) Processor".)"""
     try:
         import llvmlite.binding as llvm
 
@@ -122,10 +124,16 @@ def constants_for(model: dict, cpu: str) -> dict:
     return merged
 
 
+@functools.cache
+def _stored_model() -> dict:
+    """``cost_model.json`` as stored: the reference fit and ``_machines``."""
+    with open(COST_MODEL, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
 def cost_model_source() -> str:
     """Which machine's fit the dispatcher uses here (for ``fastconv info``)."""
-    with open(COST_MODEL, encoding="utf-8") as fh:
-        model = json.load(fh)
+    model = _stored_model()
     cpu = machine()
     reference = model.get("_reference_cpu", "unknown")
     if cpu in model.get("_machines", {}) or cpu == reference:
@@ -135,8 +143,7 @@ def cost_model_source() -> str:
 
 @functools.cache
 def cost_constants() -> dict:
-    with open(COST_MODEL, encoding="utf-8") as fh:
-        return constants_for(json.load(fh), machine())
+    return constants_for(_stored_model(), machine())
 
 
 def _runner(op: str, name: str):

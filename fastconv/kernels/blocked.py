@@ -182,19 +182,31 @@ def slack(spec) -> int:
     return positions(np.dtype(spec.dtype).itemsize) + geometry(spec)[2]
 
 
+def _channels(spec) -> int:
+    """Output channels per group rounded up to whole micro-kernel blocks
+    (:func:`block_channels`): the rows of the packed weights and of the
+    partial sums."""
+    ob = block_channels(spec)
+    return oc_blocks(spec, ob) * ob
+
+
+def _weight_bytes(spec) -> int:
+    """Bytes of the packed weights."""
+    return spec.groups * _channels(spec) * _taps(spec) * np.dtype(spec.dtype).itemsize
+
+
 def _fixed_bytes(spec, threads: int) -> int:
     """Workspace besides the padded images: the packed weights, each thread's
     partial sums (at most _ACC_BYTES) and the slack after the last plane."""
     item = np.dtype(spec.dtype).itemsize
-    ob = block_channels(spec)
-    channels = oc_blocks(spec, ob) * ob
-    weights = spec.groups * channels * _taps(spec) * item
-    acc = max(_ACC_BYTES, channels * runs(spec)[0] * item)  # at least one run
-    return weights + threads * acc + slack(spec) * item
+    acc = max(_ACC_BYTES, _channels(spec) * runs(spec)[0] * item)  # at least one run
+    return _weight_bytes(spec) + threads * acc + slack(spec) * item
 
 
 def images_per_block(spec, limit: int, threads: int) -> int:
-    """Images whose padded copy fits the workspace limit together (0: not even one)."""
+    """Images whose padded copy fits the workspace limit together (0: not even
+    one).  conv1d copies no image (:func:`windowed`): all of them, or 0 when
+    its weights and windows do not fit."""
     if windowed(spec):
         return spec.n if _windowed_bytes(spec, threads) <= limit else 0
     t = shifted(spec)
@@ -224,9 +236,7 @@ def computed_flops(spec) -> int:
     (:func:`block_channels`) and of positions, the plane's padding columns
     included."""
     tb, nrun = runs(spec)
-    ob = block_channels(spec)
-    blocks = spec.groups * oc_blocks(spec, ob)
-    return 2 * spec.n * spec.lifted("out_spatial")[0] * nrun * tb * blocks * ob * _taps(spec)
+    return 2 * spec.n * spec.lifted("out_spatial")[0] * nrun * tb * spec.groups * _channels(spec) * _taps(spec)
 
 
 def _taps(spec) -> int:
@@ -238,9 +248,7 @@ def runs_per_item(spec, nimg: int, threads: int) -> int:
     """Runs of positions per work item for a block of ``nimg`` images."""
     tb, nrun = runs(spec)
     total = nimg * spec.lifted("out_spatial")[0] * nrun * spec.groups
-    ob = block_channels(spec)
-    channels = oc_blocks(spec, ob) * ob
-    return share_runs(total, channels, tb, np.dtype(spec.dtype).itemsize, threads)
+    return share_runs(total, _channels(spec), tb, np.dtype(spec.dtype).itemsize, threads)
 
 
 def share_runs(
@@ -442,20 +450,15 @@ def windowed_runs(spec, threads: int) -> tuple[int, int, int]:
     ow = spec.out_spatial[0]
     tb = positions(item, vectors_for(ow, item))
     nrun = -(-ow // tb)
-    ob = block_channels(spec)
-    channels = oc_blocks(spec, ob) * ob
-    return tb, nrun, share_runs(nrun, channels, tb, item, threads, rows=spec.n * spec.groups)
+    return tb, nrun, share_runs(nrun, _channels(spec), tb, item, threads, rows=spec.n * spec.groups)
 
 
 def _windowed_bytes(spec, threads: int) -> int:
     """Packed weights and, per thread, one item's input window and partial sums."""
     item = np.dtype(spec.dtype).itemsize
     tb, _, rpi = windowed_runs(spec, threads)
-    ob = block_channels(spec)
-    channels = oc_blocks(spec, ob) * ob
-    weights = spec.groups * channels * _taps(spec) * item
     window = spec.c_in // spec.groups * spec.stride[0] * (rpi * tb + _halo(spec))
-    return weights + threads * (window + channels * rpi * tb) * item
+    return _weight_bytes(spec) + threads * (window + _channels(spec) * rpi * tb) * item
 
 
 @numba_jit(parallel=True)
@@ -544,15 +547,13 @@ def _serial(spec, kernel):
 
 def _conv_windowed(spec, ops, out: np.ndarray, num_threads: int) -> None:
     item = np.dtype(spec.dtype).itemsize
-    tb, _, rpi = windowed_runs(spec, num_threads)
-    halo = _halo(spec)
-    lw = rpi * tb + halo
+    tb, nrun, rpi = windowed_runs(spec, num_threads)
+    lw = rpi * tb + _halo(spec)
     cig = spec.c_in // spec.groups
     st = spec.stride[0]
     reach = np.arange(spec.kernel[0]) * spec.dilation[0]
     xoff = ((np.arange(cig, dtype=np.int64)[:, None] * st + reach % st) * lw + reach // st).reshape(-1)
     b = ops.b if ops.b is not None else np.zeros(spec.c_out, dtype=spec.dtype)
-    nrun = -(-spec.out_spatial[0] // tb)
     items = spec.groups * spec.n * -(-nrun // rpi)
     nv = tb // positions(item, 1)
     pad = spec.kernel_pad_lo[2]
