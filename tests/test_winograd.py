@@ -43,16 +43,50 @@ def test_partial_tiles_and_groups(m, rng):
         np.testing.assert_allclose(got, conv_nd(x, w, b, padding=1, groups=2), rtol=1e-9, atol=1e-9)
 
 
-def test_explicit_transforms_equal_the_matrices(rng):
-    """The unrolled B^T / A^T formulas the kernel runs are the textbook matrices."""
-    from fastconv.kernels import winograd as W
+def test_row_transforms_equal_the_matrices(rng):
+    """The vector loops the kernel runs (:mod:`fastconv.kernels.winograd_rows`)
+    are the textbook matrices: B^T on each tile's m+2 columns of a row (tiles
+    m apart), A^T written back as m consecutive columns per tile, and the
+    row-of-tiles combinations, from offsets and over several vectors, in
+    both float dtypes; nothing outside the vectors they cover is written."""
+    from numba import njit
 
-    d = rng.standard_normal(6)
-    cf = np.array([2, 4, 5, 8], np.float64)
-    np.testing.assert_allclose(W._bt4(*d, cf[0], cf[1], cf[2]), W._BT[4] @ d, rtol=1e-14, atol=1e-14)
-    np.testing.assert_allclose(W._at4(*d, cf[0], cf[1], cf[3]), W._AT[4] @ d, rtol=1e-14, atol=1e-14)
-    np.testing.assert_allclose(W._bt2(*d[:4]), W._BT[2] @ d[:4], rtol=1e-14, atol=1e-14)
-    np.testing.assert_allclose(W._at2(*d[:4]), W._AT[2] @ d[:4], rtol=1e-14, atol=1e-14)
+    from fastconv.kernels import winograd as W
+    from fastconv.kernels import winograd_rows as R
+    from fastconv.kernels.microkernel import lanes
+
+    def six(f):  # (an intrinsic is called from compiled code only)
+        return njit(lambda a, b, c, d, e, g: f(a, b, c, d, e, g))
+
+    def seven(f):
+        return njit(lambda a, b, c, d, e, g, h: f(a, b, c, d, e, g, h))
+
+    for dt in (np.float32, np.float64):
+        n = lanes(np.dtype(dt).itemsize)
+        tol = dict(rtol=1e-5, atol=1e-5) if dt == np.float32 else dict(rtol=1e-13, atol=1e-13)
+        for m, f_in, f_out, f_cols in ((2, R.rows_in2, R.rows_out2, R.cols_in2), (4, R.rows_in4, R.rows_out4, R.cols_in4)):
+            run_in, run_out, run_cols = six(f_in), six(f_out), seven(f_cols)
+            for nvec in (1, 3):
+                nt = nvec * n
+                row = rng.standard_normal(5 + m * nt + R.source_vectors(m, np.dtype(dt).itemsize) * n).astype(dt)
+                dst = np.full(7 + (m + 2) * (nt + 9), np.nan, dt)
+                run_in(row, 5, nvec, dst, 7, nt + 9)
+                cols = np.stack([row[5 + m * t : 5 + m * t + m + 2] for t in range(nt)], axis=1)
+                got = np.stack([dst[7 + j * (nt + 9) : 7 + j * (nt + 9) + nt] for j in range(m + 2)])
+                np.testing.assert_allclose(got, W._BT[m] @ cols, **tol)
+                assert np.isnan(dst[:7]).all() and np.isnan(dst[7 + nt : 7 + nt + 9]).all()
+
+                src = rng.standard_normal(3 + (m + 2) * (nt + 5)).astype(dt)
+                orow = np.full(2 + m * nt + 4, np.nan, dt)
+                run_out(src, 3, nt + 5, nvec, orow, 2)
+                q = np.stack([src[3 + i * (nt + 5) : 3 + i * (nt + 5) + nt] for i in range(m + 2)])
+                np.testing.assert_allclose(orow[2 : 2 + m * nt], (W._AT[m] @ q).T.reshape(-1), **tol)
+                assert np.isnan(orow[:2]).all() and np.isnan(orow[2 + m * nt :]).all()
+
+                out = np.full(1 + (m + 2) * (nt + 2), np.nan, dt)
+                run_cols(src, 3, nt + 5, nvec, out, 1, nt + 2)
+                got = np.stack([out[1 + i * (nt + 2) : 1 + i * (nt + 2) + nt] for i in range(m + 2)])
+                np.testing.assert_allclose(got, W._BT[m] @ q, **tol)
     # and the three matrices make a convolution: A^T [(G g) * (B^T d)] == correlate(d, g)
     for m in (2, 4):
         d = rng.standard_normal(m + 2)
@@ -71,16 +105,24 @@ def test_weight_transform_against_numpy(m, parallel, rng, monkeypatch):
     monkeypatch.setattr(W, "_SERIAL_U_BELOW", 0 if parallel else 1 << 40)
 
     w = rng.standard_normal((5, 3, 2, 3, 3))
-    u = W.transform_weights(w, m, m, o_block=2).copy()
+    from fastconv.kernels.microkernel import OB
+
+    w = rng.standard_normal((OB + 3, 3, 2, 3, 3))
+    u = W.transform_weights(w, m, m, o_block=OB).copy()
     g = W._G[m]
-    want = np.einsum("ik,ocdkl,jl->ijocd", g, w, g).reshape((m + 2) ** 2, 5, 3 * 2)
-    assert u.shape == (3, (m + 2) ** 2, 2, 6)
-    np.testing.assert_allclose(u.transpose(1, 0, 2, 3).reshape((m + 2) ** 2, 6, 6)[:, :5], want, rtol=1e-12)
-    assert not u[2, :, 1].any()
+    a2 = (m + 2) ** 2
+    want = np.einsum("ik,ocdkl,jl->ijocd", g, w, g).reshape(a2, OB + 3, 3 * 2)
+    # packed for the micro-kernel: per block of OB output channels, (C*KD, OB)
+    assert u.shape == (2, a2, 1, 6, OB)
+    full = W.unpacked(u)  # (blocks, a2, OB, C*KD)
+    np.testing.assert_allclose(full.transpose(1, 0, 2, 3).reshape(a2, 2 * OB, 6)[:, : OB + 3], want, rtol=1e-12, atol=1e-14)
+    assert not full[1, :, 3:].any()  # rows past O are zero
+    with pytest.raises(ValueError, match="multiple"):
+        W.transform_weights(w, m, m, o_block=OB + 1)
     # a kernel one row high: F(m, 3) along W only
     w1 = rng.standard_normal((4, 2, 1, 1, 3))
-    u1 = W.transform_weights(w1, 1, m, o_block=4)
-    np.testing.assert_allclose(u1[0], np.einsum("jl,ocl->joc", g, w1[:, :, 0, 0]), rtol=1e-12)
+    u1 = W.unpacked(W.transform_weights(w1, 1, m, o_block=OB))
+    np.testing.assert_allclose(u1[0, :, :4], np.einsum("jl,ocl->joc", g, w1[:, :, 0, 0]), rtol=1e-12)
 
 
 # (nd, x shape, w shape, keyword arguments): partial tiles, 1-wide inputs,
@@ -244,7 +286,7 @@ def test_depth_ring_against_reference(m, rng):
         assert depth_ring(spec, m, 1 << 26, 2) is not None
         got = fastconv.conv3d(x, w, b, method=f"winograd_f{m}", **kw)
         np.testing.assert_allclose(got, conv_nd(x, w, b, **kw), rtol=1e-10, atol=1e-10, err_msg=str((xs, ws, kw)))
-    x = rng.standard_normal((1, 4, 6, 20, 20))
+    x = rng.standard_normal((1, 4, 6, 40, 40))
     w = rng.standard_normal((5, 4, 3, 3, 3))
     spec = conv_spec(3, x, w, None, 1, 1, 1, 1, "zeros", "auto", None, None)[0]
     big = depth_ring(spec, m, 1 << 26, 2)

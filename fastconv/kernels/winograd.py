@@ -3,7 +3,7 @@
 Each output tile of mh x mw comes from an (mh+2) x (mw+2) input tile (mh = 1,
 no transform, for a kernel one row high): input tiles and kernels are
 transformed (V = B^T d B, U = G g G^T), multiplied as a2 = (mh+2)(mw+2)
-independent channel GEMMs (BLAS), and transformed back (Y = A^T M A).
+independent channel GEMMs, and transformed back (Y = A^T M A).
 Multiplications per output drop from 9 to a2 / (mh mw) per channel pair:
 4 for F(2x2), 2.25 for F(4x4); 3 -> 1.5 for 1-D F(4).
 
@@ -16,13 +16,18 @@ Layout and threads: the tiles are cut into blocks of whole tile rows (or
 pieces of one long row), ~``_TARGET_TILES`` tiles each and within
 ``workspace_limit``, and each work item (block, block of output channels)
 runs on one thread from start to end — gather + input transform into the
-thread's own V, the a2 GEMMs with single-threaded BLAS, the output transform
-straight into ``out`` — so its buffers stay near that core and no thread
-waits for another.  The transforms are the unrolled F(2)/F(4) formulas:
-along W per tile as each input row is staged, along H as vector loops over
-the block's tiles.  Output channels are split into blocks only when there
-are too few tile blocks to feed every thread.  Work buffers are kept between
-calls (``_config.scratch``).
+thread's own V, the a2 GEMMs, the output transform straight into ``out`` —
+so its buffers stay near that core and no thread waits for another.  The
+transforms run on whole vectors of tiles (:mod:`.winograd_rows`): along W
+on each staged input row (the tiles' columns split by shuffles), along H
+on rows of tiles.  The GEMMs are the register-blocked micro-kernel of the
+direct method (:mod:`.microkernel`; U packed in blocks of OB output
+channels, the block's tiles rounded up to whole runs of it): on these
+shapes (64-512 channels by ~140 tiles) it ran 15-20% faster than
+single-threaded OpenBLAS, and no BLAS pool has to be kept from
+oversubscribing the cores.  Output channels are split into blocks only when
+there are too few tile blocks to feed every thread.  Work buffers are kept
+between calls (``_config.scratch``).
 
 Accuracy: the transforms amplify round-off, more for larger tiles; float32
 error relative to the output scale is measured in ``tests/test_winograd.py``
@@ -37,26 +42,29 @@ non-finite input.
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
+from numba import prange, uint64
 
-from .._config import blas_threads, numba_jit, numba_threads, scratch, serial_copy
-from .winograd_plan import depth_ring, layout, phase_spec
+from .._config import numba_jit, numba_threads, scratch, serial_copy
+from . import blocked
+from .blocked import _mac
+from .direct import _inline
+from .microkernel import OB, lanes
+from .winograd_plan import depth_ring, layout, phase_spec, row_length, tile_stride
+from .winograd_rows import (
+    AT,
+    BT,
+    cols_copy,
+    cols_in2,
+    cols_in4,
+    cols_out2,
+    cols_out4,
+    rows_in2,
+    rows_in4,
+    rows_out2,
+    rows_out4,
+)
 
-_BT = {
-    1: np.array([[1.0]]),
-    2: np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float64),
-    4: np.array(
-        [
-            [4, 0, -5, 0, 1, 0],
-            [0, -4, -4, 1, 1, 0],
-            [0, 4, -4, -1, 1, 0],
-            [0, -2, -1, 2, 1, 0],
-            [0, 2, -1, -2, 1, 0],
-            [0, 4, 0, -5, 0, 1],
-        ],
-        np.float64,
-    ),
-}
+_BT = {1: np.array([[1.0]]), **{m: np.array(BT[m], np.float64) for m in (2, 4)}}
 _G = {
     1: np.array([[1.0]]),
     2: np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], np.float64),
@@ -72,30 +80,56 @@ _G = {
         np.float64,
     ),
 }
-_AT = {
-    1: np.array([[1.0]]),
-    2: np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float64),
-    4: np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]], np.float64),
-}
+_AT = {1: np.array([[1.0]]), **{m: np.array(AT[m], np.float64) for m in (2, 4)}}
 
 
 def transform_weights(w: np.ndarray, mh: int, mw: int, o_block: int) -> np.ndarray:
-    """(O, C, KD, KH, KW) -> U (O blocks, a2, o_block, C*KD), U = G g G^T.
+    """(O, C, KD, KH, KW) -> U (O blocks, a2, o_block / OB, C*KD, OB), U = G g G^T,
+    packed for the micro-kernel: for transform point k, each block of OB
+    output channels is a (C*KD, OB) matrix (``o_block`` is a multiple of OB).
 
     U[:, k] is a sum of the taps' weight planes with the coefficients of
     row k of kron(G_h, G_w) (``_transform_weights``); rows past O are zero.
     The inner index is c * KD + kd, as the V rows.  U lives in a kept scratch
     buffer (a 512x512 layer's F(4x4) U is 38 MB)."""
+    if o_block % OB:
+        raise ValueError(f"o_block must be a multiple of {OB}, got {o_block}")
     o, c, kd = w.shape[:3]
     gk = np.kron(_G[mh], _G[mw]).astype(w.dtype)  # (a2, KH*KW)
     a2 = gk.shape[0]
     blocks = -(-o // o_block)
-    u = scratch("winograd_u", (blocks, a2, o_block, c * kd), w.dtype)
+    u = scratch("winograd_u", (blocks, a2, o_block // OB, c * kd, OB), w.dtype)
     if blocks * o_block > o:
-        u[-1, :, o - (blocks - 1) * o_block :] = 0
+        u[-1] = 0
     transform = _transform_weights_serial if u.nbytes < _SERIAL_U_BELOW else _transform_weights
     transform(w.reshape(o, c * kd, -1), gk, u)
     return u
+
+
+def _digest() -> int:
+    from . import direct, winograd_rows
+
+    return blocked.source_digest(direct, blocked, winograd_rows)
+
+
+_SOURCES = _digest()
+
+
+@numba_jit()
+def _compiled_against():
+    """The digest of the sources this module's cached kernels were compiled
+    with (the micro-kernel and blocked's helpers are inlined into them)."""
+    return _SOURCES
+
+
+def _refresh_stale_cache() -> None:
+    blocked.refresh_stale_cache(_compiled_against, _SOURCES, (_winograd, _winograd_depth_ring))
+
+
+def unpacked(u: np.ndarray) -> np.ndarray:
+    """U as (O blocks, a2, o_block, C*KD): output channel by input row."""
+    b, a2, nb, k, ob = u.shape
+    return u.transpose(0, 1, 2, 4, 3).reshape(b, a2, nb * ob, k)
 
 
 @numba_jit(parallel=True)
@@ -103,11 +137,14 @@ def _transform_weights(w, gk, u):
     """Per output channel: its (K, taps) weights turned into (taps, K) rows,
     then each U row a vector sum of them (zero coefficients skipped),
     accumulated in a local row and stored once."""
-    ob = u.shape[2]
+    ob = u.shape[4]
+    ob_all = u.shape[2] * ob
     K, R = w.shape[1], w.shape[2]
     for o in prange(w.shape[0]):
-        bi = o // ob
-        oo = o - bi * ob
+        bi = o // ob_all
+        oo = o - bi * ob_all
+        b8 = oo // ob
+        o8 = oo - b8 * ob
         acc = np.empty(K, u.dtype)
         taps = np.empty((R, K), u.dtype)
         for c in range(K):
@@ -121,7 +158,7 @@ def _transform_weights(w, gk, u):
                     for c in range(K):
                         acc[c] += cf * taps[r, c]
             for c in range(K):
-                u[bi, k, oo, c] = acc[c]
+                u[bi, k, b8, c, o8] = acc[c]
 
 
 _transform_weights_serial = serial_copy(_transform_weights, "_transform_weights_serial")
@@ -132,86 +169,39 @@ _SERIAL_U_BELOW = 2 << 20
 
 
 @numba_jit()
-def _bt4(d0, d1, d2, d3, d4, d5, c2, c4, c5):
-    """B^T d for F(4, 3); the constants come in the data's dtype (a Python
-    int would promote float32 arithmetic to float64)."""
-    return (
-        c4 * d0 - c5 * d2 + d4,
-        d3 + d4 - c4 * (d1 + d2),
-        c4 * (d1 - d2) - d3 + d4,
-        c2 * (d3 - d1) - d2 + d4,
-        c2 * (d1 - d3) - d2 + d4,
-        c4 * d1 - c5 * d3 + d5,
-    )
-
-
-@numba_jit()
-def _bt2(d0, d1, d2, d3):
-    """B^T d for F(2, 3)."""
-    return d0 - d2, d1 + d2, d2 - d1, d1 - d3
-
-
-@numba_jit()
-def _at4(m0, m1, m2, m3, m4, m5, c2, c4, c8):
-    """A^T m for F(4, 3) (constants in the data's dtype)."""
-    a, b = m1 + m2, m1 - m2
-    c, d = m3 + m4, m3 - m4
-    return m0 + a + c, b + c2 * d, a + c4 * c, b + c8 * d + m5
-
-
-@numba_jit()
-def _at2(m0, m1, m2, m3):
-    """A^T m for F(2, 3)."""
-    return m0 + m1 + m2, m1 - m2 - m3
-
-
-@numba_jit()
 def _tile_row(g, tiles_h, od_n):
     """Global tile row g -> (image, output depth, tile row)."""
     nd_ = g // tiles_h
     return nd_ // od_n, nd_ % od_n, g % tiles_h
 
 
-@numba_jit()
-def _row_transform(rowp, rw, k, t0, ntw, mw, cf):
-    """B^T along W for the ``ntw`` tiles of one staged (zero-padded) input row.
-    (Splitting the row by phase first, for unit-stride reads, was faster
-    alone but not inside the kernel: measured, and left out.)"""
-    c2, c4, c5 = cf[0], cf[1], cf[2]
-    if mw == 4:
-        for tw in range(ntw):
-            b = 4 * tw
-            r = _bt4(rowp[b], rowp[b + 1], rowp[b + 2], rowp[b + 3], rowp[b + 4], rowp[b + 5], c2, c4, c5)
-            for j in range(6):
-                rw[k, j, t0 + tw] = r[j]
-    else:
-        for tw in range(ntw):
-            b = 2 * tw
-            r2 = _bt2(rowp[b], rowp[b + 1], rowp[b + 2], rowp[b + 3])
-            for j in range(4):
-                rw[k, j, t0 + tw] = r2[j]
-
-
-@numba_jit()
-def _input_tiles(x, v, rw, rowp, cf, mh, mw, c0, rows, r0, tiles_h, tw0, ntw, od_n, sd, dd, pd, ph, pw, kdepth, kofs,
-                 kcount):  # fmt: skip
+@_inline
+def _input_tiles(x, vf, vk, ts, rw, rowp, mh, mw, c0, rows, r0, tiles_h, tw0, ntw, od_n, sd, dd, pd, ph, pw, kdepth,
+                 kofs, kcount, vl):  # fmt: skip
     """Gather and transform the tiles tw0 .. tw0+ntw-1 of tile rows
-    r0 .. r0+rows-1 into rows kofs .. kofs+kcount-1 of ``v`` (a2, K, T), one
-    per (channel, depth tap) from c0:
+    r0 .. r0+rows-1 into rows kofs .. kofs+kcount-1 of V: a2 matrices ``vk``
+    elements apart in ``vf``, rows ``ts`` apart, one row per (channel, depth
+    tap) from c0:
     each input row's span is staged zero-padded in ``rowp`` and transformed
-    along W, then B^T along H runs as vector loops over the T tiles."""
+    along W ``vl`` tiles at a time (:mod:`.winograd_rows`: a row's last
+    vector runs on into the next row's tiles, which that row rewrites, and
+    past T into ``rw``'s slack), then B^T along H runs as vector loops over
+    the T tiles."""
     ah, aw = (mh + 2 if mh > 1 else 1), mw + 2
     D, H, W = x.shape[2], x.shape[3], x.shape[4]
     T = rows * ntw
     span = ntw * mw + 2
+    nvec = (ntw + vl - 1) // vl
+    tcap = rw.shape[2]
+    rwf = rw.reshape(-1)
+    tvec = (T + vl - 1) // vl
     base = tw0 * mw - pw  # input column of rowp[0]
     q_lo = min(span, max(0, -base))
     q_hi = max(q_lo, min(span, W - base))
     for q in range(q_lo):
         rowp[q] = 0
-    for q in range(q_hi, span):
+    for q in range(q_hi, rowp.shape[0]):  # (the vector loads read past the span)
         rowp[q] = 0
-    c2, c4, c5 = cf[0], cf[1], cf[2]
     for kk in range(kcount):
         c = c0 + kk // kdepth
         kd = kk - (kk // kdepth) * kdepth
@@ -223,100 +213,135 @@ def _input_tiles(x, v, rw, rowp, cf, mh, mw, c0, rows, r0, tiles_h, tw0, ntw, od
                 ih = th * mh + k - ph
                 if idp < 0 or idp >= D or ih < 0 or ih >= H:
                     for j in range(aw):
-                        for tw in range(ntw):
-                            rw[k, j, t0 + tw] = 0
+                        for tw in range(nvec * vl):
+                            rw[k, j, uint64(t0 + tw)] = 0
                     continue
                 for q in range(q_lo, q_hi):  # (no view of x here: its reference count is shared by the threads)
-                    rowp[q] = x[n, c, idp, ih, base + q]
-                _row_transform(rowp, rw, k, t0, ntw, mw, cf)
-        if ah == 1:
-            for j in range(aw):
-                for t in range(T):
-                    v[j, kofs + kk, t] = rw[0, j, t]
-        elif mh == 4:
-            for j in range(6):
-                for t in range(T):
-                    r = _bt4(rw[0, j, t], rw[1, j, t], rw[2, j, t], rw[3, j, t], rw[4, j, t], rw[5, j, t], c2, c4, c5)
-                    for i in range(6):
-                        v[i * aw + j, kofs + kk, t] = r[i]
-        else:
-            for j in range(aw):
-                for t in range(T):
-                    r2 = _bt2(rw[0, j, t], rw[1, j, t], rw[2, j, t], rw[3, j, t])
-                    for i in range(4):
-                        v[i * aw + j, kofs + kk, t] = r2[i]
+                    rowp[q] = x[n, c, idp, ih, uint64(base + q)]
+                if mw == 4:
+                    rows_in4(rowp, 0, nvec, rwf, k * aw * tcap + t0, tcap)
+                else:
+                    rows_in2(rowp, 0, nvec, rwf, k * aw * tcap + t0, tcap)
+        vrow = kofs + kk
+        for j in range(aw):  # B^T along H, whole vectors of tiles (v's rows have room)
+            if ah == 1:
+                cols_copy(rwf, j * tcap, 0, tvec, vf, j * vk + vrow * ts, aw * vk)
+            elif mh == 4:
+                cols_in4(rwf, j * tcap, aw * tcap, tvec, vf, j * vk + vrow * ts, aw * vk)
+            else:
+                cols_in2(rwf, j * tcap, aw * tcap, tvec, vf, j * vk + vrow * ts, aw * vk)
 
 
-@numba_jit()
-def _output_tiles(mm, out, bias, tb, cf, mh, mw, o0, n_o, rows, r0, tiles_h, tw0, ntw, od_n):
-    """Transform M (a2, o_block, T) back (A^T along H as vector loops over the
-    tiles, then along W per tile) and write the clipped tiles plus bias."""
+@_inline
+def _output_tiles(mf, mk, ts, out, bias, tb, orow, mh, mw, o0, n_o, rows, r0, tiles_h, tw0, ntw, od_n, vl):
+    """Transform M (a2 matrices ``mk`` elements apart in ``mf``, rows ``ts``
+    apart) back (A^T along H as vector loops over the
+    tiles, then along W ``vl`` tiles at a time into ``orow``, the row's
+    outputs side by side) and write the clipped rows plus bias."""
     ah, aw = (mh + 2 if mh > 1 else 1), mw + 2
     OH, OW = out.shape[3], out.shape[4]
     T = rows * ntw
-    full = OW // mw  # tiles wholly inside the output row
-    c2, c4, c8 = cf[0], cf[1], cf[3]
+    nvec = (ntw + vl - 1) // vl
+    tcap = tb.shape[2]
+    tbf = tb.reshape(-1)
+    tvec = (T + vl - 1) // vl
+    count = min(OW - mw * tw0, mw * ntw)  # output columns of the tiles
+    col0 = mw * tw0
     for o in range(n_o):
         bv = bias[o0 + o]
-        if ah == 1:
-            for ll in range(aw):
-                for t in range(T):
-                    tb[0, ll, t] = mm[ll, o, t]
-        elif mh == 4:
-            for ll in range(6):
-                for t in range(T):
-                    y = _at4(mm[ll, o, t], mm[6 + ll, o, t], mm[12 + ll, o, t], mm[18 + ll, o, t], mm[24 + ll, o, t],
-                             mm[30 + ll, o, t], c2, c4, c8)  # fmt: skip
-                    for i in range(4):
-                        tb[i, ll, t] = y[i]
-        else:
-            for ll in range(aw):
-                for t in range(T):
-                    y2 = _at2(mm[ll, o, t], mm[aw + ll, o, t], mm[2 * aw + ll, o, t], mm[3 * aw + ll, o, t])
-                    for i in range(2):
-                        tb[i, ll, t] = y2[i]
+        for ll in range(aw):  # A^T along H, whole vectors of tiles
+            if ah == 1:
+                cols_copy(mf, ll * mk + o * ts, 0, tvec, tbf, ll * tcap, aw * tcap)
+            elif mh == 4:
+                cols_out4(mf, ll * mk + o * ts, aw * mk, tvec, tbf, ll * tcap, aw * tcap)
+            else:
+                cols_out2(mf, ll * mk + o * ts, aw * mk, tvec, tbf, ll * tcap, aw * tcap)
         for rr in range(rows):
             n, od, th = _tile_row(r0 + rr, tiles_h, od_n)
-            t0 = rr * ntw - tw0
             for i in range(mh):
                 oh = th * mh + i
                 if oh >= OH:
                     break
                 if mw == 4:
-                    for tw in range(tw0, tw0 + ntw):
-                        t = t0 + tw
-                        y = _at4(
-                            tb[i, 0, t], tb[i, 1, t], tb[i, 2, t], tb[i, 3, t], tb[i, 4, t], tb[i, 5, t], c2, c4, c8
-                        )
-                        if tw < full:
-                            for j in range(4):
-                                out[n, o0 + o, od, oh, 4 * tw + j] = y[j] + bv
-                        else:
-                            for j in range(OW - 4 * tw):
-                                out[n, o0 + o, od, oh, 4 * tw + j] = y[j] + bv
+                    rows_out4(tbf, i * aw * tcap + rr * ntw, tcap, nvec, orow, 0)
                 else:
-                    for tw in range(tw0, tw0 + ntw):
-                        t = t0 + tw
-                        y2 = _at2(tb[i, 0, t], tb[i, 1, t], tb[i, 2, t], tb[i, 3, t])
-                        if tw < full:
-                            out[n, o0 + o, od, oh, 2 * tw] = y2[0] + bv
-                            out[n, o0 + o, od, oh, 2 * tw + 1] = y2[1] + bv
-                        else:
-                            out[n, o0 + o, od, oh, 2 * tw] = y2[0] + bv
+                    rows_out2(tbf, i * aw * tcap + rr * ntw, tcap, nvec, orow, 0)
+                for q in range(count):
+                    out[n, o0 + o, od, oh, uint64(col0 + q)] = orow[q] + bv
+
+
+@_inline
+def _input_sized(x, vf, vk, ts, rw, rowp, mh, mw, c0, rows, r0, tiles_h, tw0, ntw, od_n, sd, dd, pd, ph, pw, kdepth,
+                 kofs, kcount, vl):  # fmt: skip
+    """:func:`_input_tiles` compiled for F(4x4) and F(2x2) with the tile sizes
+    as constants, else with them as variables (kernels one row high)."""
+    if mh == 4:
+        _input_tiles(x, vf, vk, ts, rw, rowp, 4, 4, c0, rows, r0, tiles_h, tw0, ntw, od_n, sd, dd, pd, ph, pw, kdepth,
+                     kofs, kcount, vl)  # fmt: skip
+    elif mh == 2:
+        _input_tiles(x, vf, vk, ts, rw, rowp, 2, 2, c0, rows, r0, tiles_h, tw0, ntw, od_n, sd, dd, pd, ph, pw, kdepth,
+                     kofs, kcount, vl)  # fmt: skip
+    else:
+        _input_tiles(x, vf, vk, ts, rw, rowp, mh, mw, c0, rows, r0, tiles_h, tw0, ntw, od_n, sd, dd, pd, ph, pw, kdepth,
+                     kofs, kcount, vl)  # fmt: skip
+
+
+@_inline
+def _output_sized(mf, mk, ts, out, bias, tb, orow, mh, mw, o0, n_o, rows, r0, tiles_h, tw0, ntw, od_n, vl):
+    """:func:`_output_tiles` with constant tile sizes, as :func:`_input_sized`."""
+    if mh == 4:
+        _output_tiles(mf, mk, ts, out, bias, tb, orow, 4, 4, o0, n_o, rows, r0, tiles_h, tw0, ntw, od_n, vl)
+    elif mh == 2:
+        _output_tiles(mf, mk, ts, out, bias, tb, orow, 2, 2, o0, n_o, rows, r0, tiles_h, tw0, ntw, od_n, vl)
+    else:
+        _output_tiles(mf, mk, ts, out, bias, tb, orow, mh, mw, o0, n_o, rows, r0, tiles_h, tw0, ntw, od_n, vl)
+
+
+@_inline
+def _gemms(a2, vflat, xoff, vbase, vk, uflat, ubase, K, mflat, mk, ts, n_b8, nv, step, T):
+    """M[k] = U[k] V[k] for the ``a2`` transform points k: per block of OB
+    output channels, the micro-kernel over runs of ``nv`` vectors (``step``
+    tiles; columns past ``T`` up to the stride ``ts`` are computed and never
+    read).  V[k] starts at ``vbase + k * vk``, M[k] at ``k * mk`` (rows ``ts``
+    apart), U's blocks are (K, OB) matrices from ``ubase``."""
+    nrun = (T + step - 1) // step
+    for k in range(a2):
+        for run in range(nrun):
+            for b8 in range(n_b8):
+                wb = ubase + (k * n_b8 + b8) * K * OB
+                mb = k * mk + b8 * OB * ts
+                _mac(OB, nv, vflat, xoff, vbase + k * vk + run * step, uflat, wb, 0, K, mflat, mb + run * step, ts)
+
+
+@_inline
+def _zero_columns(vf, base, vk, ts, T, nmat, nrows):
+    """Zero columns T .. ts-1 of the ``nrows`` rows from ``base`` of the
+    ``nmat`` matrices in ``vf``: the micro-kernel reads them (their products are dropped), and
+    a kept buffer may hold anything there, subnormals included (slow)."""
+    for a in range(nmat):
+        for kk in range(nrows):
+            for t in range(T, ts):
+                vf[base + a * vk + kk * ts + t] = 0
 
 
 @numba_jit(parallel=True)
-def _winograd(x, u, out, bias, cf, mh, mw, vbuf, mbuf, rwbuf, rowp, c0, o0, o_count,
-              tiles_h, tiles_w, seg, od_n, sd, dd, pd, ph, pw, kdepth, rows_per_block, n_rows):  # fmt: skip
+def _winograd(x, uflat, u_shape, out, bias, mh, mw, vbuf, vk, mbuf, mk, rwbuf, rowp, xoff, nv, step, ts, vl, c0, o0,
+              o_count, tiles_h, tiles_w, seg, od_n, sd, dd, pd, ph, pw, kdepth, rows_per_block, n_rows):  # fmt: skip
     """Every work item (tile block, output-channel block) on one thread, start
     to end.  A tile block is ``rows_per_block`` whole tile rows, or, for rows
-    longer than ``seg`` tiles (long 1-D signals), a ``seg``-tile piece of one."""
-    n_oblocks, a2, ob, K = u.shape
+    longer than ``seg`` tiles (long 1-D signals), a ``seg``-tile piece of one.
+    V and M rows are ``ts`` apart (the block's tiles rounded up to whole runs
+    of the micro-kernel), their a2 matrices ``vk`` and ``mk`` apart; U is
+    ``uflat`` of ``u_shape`` (see :func:`transform_weights`)."""
+    n_oblocks, a2, n_b8, K = u_shape[0], u_shape[1], u_shape[2], u_shape[3]
+    ob = n_b8 * OB
     nseg = (tiles_w + seg - 1) // seg
     n_blocks = (n_rows + rows_per_block - 1) // rows_per_block * nseg
     items = n_blocks * n_oblocks
     nthreads = vbuf.shape[0]
     for tid in prange(nthreads):
+        vflat = vbuf[tid]
+        mflat = mbuf[tid]
         for item in range(tid, items, nthreads):
             b = item // n_oblocks
             oi = item - b * n_oblocks
@@ -326,35 +351,37 @@ def _winograd(x, u, out, bias, cf, mh, mw, vbuf, mbuf, rwbuf, rowp, c0, o0, o_co
             r0 = rb * rows_per_block
             rows = min(rows_per_block, n_rows - r0)
             T = rows * ntw
-            v = vbuf[tid, : a2 * K * T].reshape((a2, K, T))
-            mm = mbuf[tid, : a2 * ob * T].reshape((a2, ob, T))
-            _input_tiles(x, v, rwbuf[tid], rowp[tid], cf, mh, mw, c0, rows, r0, tiles_h, tw0, ntw, od_n, sd, dd, pd,
-                         ph, pw, kdepth, 0, K)  # fmt: skip
-            for k in range(a2):
-                np.dot(u[oi, k], v[k], mm[k])
+            _input_sized(x, vflat, vk, ts, rwbuf[tid], rowp[tid], mh, mw, c0, rows, r0, tiles_h, tw0, ntw, od_n, sd, dd,
+                         pd, ph, pw, kdepth, 0, K, vl)  # fmt: skip
+            _zero_columns(vflat, 0, vk, ts, T, a2, K)
+            _gemms(a2, vflat, xoff, 0, vk, uflat, oi * a2 * ob * K, K, mflat, mk, ts, n_b8, nv, step, T)
             n_o = min(ob, o_count - oi * ob)
-            _output_tiles(mm, out, bias, rwbuf[tid], cf, mh, mw, o0 + oi * ob, n_o, rows, r0, tiles_h, tw0, ntw,
-                          od_n)  # fmt: skip
+            _output_sized(mflat, mk, ts, out, bias, rwbuf[tid], rowp[tid], mh, mw, o0 + oi * ob, n_o, rows, r0, tiles_h,
+                          tw0, ntw, od_n, vl)  # fmt: skip
 
 
 @numba_jit(parallel=True)
-def _winograd_depth_ring(x, u, out, bias, cf, mh, mw, slab, mbuf, rwbuf, rowp, c0, o0, o_count,
-                         tiles_h, tiles_w, pd, ph, pw, kdepth, rows_per_block, n_thb):  # fmt: skip
+def _winograd_depth_ring(x, uflat, u_shape, out, bias, mh, mw, slab, vk, mbuf, mk, rwbuf, rowp, xoff, nv, step, ts, vl,
+                         c0, o0, o_count, tiles_h, tiles_w, pd, ph, pw, kdepth, rows_per_block, n_thb):  # fmt: skip
     """conv3d, depth stride and dilation 1: each work item (image, block of
     tile rows, block of output channels) walks the output depth in order and
     keeps the 2-D transforms of the last ``kdepth`` input slices in a ring, so
     each slice is transformed once instead of once per depth tap.  Slice j
     lives at ring slots j % kdepth and j % kdepth + kdepth (written twice):
     any window of ``kdepth`` consecutive slices is then one contiguous
-    (kdepth * C) x T matrix — the V of the GEMMs, rows ordered (tap, channel)
-    like ``u``."""
-    n_oblocks, a2, ob, K = u.shape
+    (kdepth * C) x ts matrix — the V of the GEMMs, rows ordered (tap, channel)
+    like ``u``; the a2 rings are ``vk`` elements apart."""
+    n_oblocks, a2, n_b8, K = u_shape[0], u_shape[1], u_shape[2], u_shape[3]
+    ob = n_b8 * OB
     C = K // kdepth
     N = x.shape[0]
     OD = out.shape[2]
     items = N * n_thb * n_oblocks
     nthreads = slab.shape[0]
+    per_slot = C * ts
     for tid in prange(nthreads):
+        sflat = slab[tid]
+        mflat = mbuf[tid]
         for item in range(tid, items, nthreads):
             oi = item % n_oblocks
             rest = item // n_oblocks
@@ -363,10 +390,6 @@ def _winograd_depth_ring(x, u, out, bias, cf, mh, mw, slab, mbuf, rwbuf, rowp, c
             th0 = tb * rows_per_block
             rows = min(rows_per_block, tiles_h - th0)
             T = rows * tiles_w
-            per_slot = C * T
-            ring = slab[tid, : a2 * 2 * kdepth * per_slot].reshape((a2, 2 * kdepth * C, T))
-            flat = slab[tid, : a2 * 2 * kdepth * per_slot].reshape((a2, 2 * kdepth * per_slot))
-            mm = mbuf[tid, : a2 * ob * T].reshape((a2, ob, T))
             n_o = min(ob, o_count - oi * ob)
             for od in range(OD):
                 j0 = od - pd  # input slice of depth tap 0
@@ -375,16 +398,16 @@ def _winograd_depth_ring(x, u, out, bias, cf, mh, mw, slab, mbuf, rwbuf, rowp, c
                     sl = ((j % kdepth) + kdepth) % kdepth
                     r0 = (n * OD + od) * tiles_h + th0
                     # depth index od*1 + 0 - (od - j) = j: the slice itself
-                    _input_tiles(x, ring, rwbuf[tid], rowp[tid], cf, mh, mw, c0, rows, r0, tiles_h, 0, tiles_w, OD, 1,
-                                 0, od - j, ph, pw, 1, sl * C, C)  # fmt: skip
+                    _input_sized(x, sflat, vk, ts, rwbuf[tid], rowp[tid], mh, mw, c0, rows, r0, tiles_h, 0, tiles_w, OD,
+                                 1, 0, od - j, ph, pw, 1, sl * C, C, vl)  # fmt: skip
+                    _zero_columns(sflat, sl * per_slot, vk, ts, T, a2, C)
                     for k in range(a2):
-                        for q in range(sl * per_slot, (sl + 1) * per_slot):
-                            flat[k, q + kdepth * per_slot] = flat[k, q]
+                        for q in range(k * vk + sl * per_slot, k * vk + (sl + 1) * per_slot):
+                            sflat[q + kdepth * per_slot] = sflat[q]
                 s0 = ((j0 % kdepth) + kdepth) % kdepth
-                for k in range(a2):
-                    np.dot(u[oi, k], flat[k, s0 * per_slot : (s0 + kdepth) * per_slot].reshape((K, T)), mm[k])
-                _output_tiles(mm, out, bias, rwbuf[tid], cf, mh, mw, o0 + oi * ob, n_o, rows,
-                              (n * OD + od) * tiles_h + th0, tiles_h, 0, tiles_w, OD)  # fmt: skip
+                _gemms(a2, sflat, xoff, s0 * per_slot, vk, uflat, oi * a2 * ob * K, K, mflat, mk, ts, n_b8, nv, step, T)
+                _output_sized(mflat, mk, ts, out, bias, rwbuf[tid], rowp[tid], mh, mw, o0 + oi * ob, n_o, rows,
+                              (n * OD + od) * tiles_h + th0, tiles_h, 0, tiles_w, OD, vl)  # fmt: skip
 
 
 def conv_winograd(spec, ops, out: np.ndarray, num_threads: int, *, m: int) -> None:
@@ -412,35 +435,42 @@ def conv_winograd(spec, ops, out: np.ndarray, num_threads: int, *, m: int) -> No
     if ring is not None:
         T = ring.rows_per_block * lay.tiles_w
         o_block = ring.o_block
-        slab = scratch("winograd_v", (nt, a2 * 2 * K * T), dt)
     else:
         T = lay.rows_per_block * lay.seg
         o_block = lay.o_block
-        vbuf = scratch("winograd_v", (nt, a2 * K * T), dt)
-    mbuf = scratch("winograd_m", (nt, a2 * o_block * T), dt)
-    rwbuf = scratch("winograd_rw", (nt, ah, aw, T), dt)
-    # each thread's staging row on cache lines of its own (a line two
-    # threads write to makes both crawl)
-    rowp = scratch("winograd_row", (nt, -(-(lay.seg * mw + 2) // 16) * 16 + 16), dt)
+    ts, nv, step = tile_stride(T, dt.itemsize)
+    # the a2 matrices of V and M one cache line off a multiple of 4 kB apart:
+    # the transforms write (and read) a row of each of them in turn, and rows
+    # at 4 kB strides share L1 sets (measured: B^T along H 127 -> 36 us for a
+    # 64-channel block of 140 tiles)
+    skew = 64 // dt.itemsize
+    vk = (2 if ring is not None else 1) * K * ts + skew
+    mk = o_block * ts + skew
+    vbuf = scratch("winograd_v", (nt, a2 * vk), dt)
+    xoff = np.arange(K, dtype=np.int64) * ts
+    mbuf = scratch("winograd_m", (nt, a2 * mk), dt)
+    vl = lanes(dt.itemsize)
+    # the row transforms run whole vectors of tiles: room past the last tile
+    rwbuf = scratch("winograd_rw", (nt, ah, aw, T + vl), dt)
+    # each thread's staging row (and output row) on cache lines of its own
+    # (a line two threads write to makes both crawl)
+    rowp = scratch("winograd_row", (nt, row_length(lay.seg, mw, dt.itemsize)), dt)
     sd, dd = spec.lifted("stride")[0], spec.lifted("dilation")[0]
     pd, ph, pw = spec.kernel_pad_lo
-    cf = np.array([2, 4, 5, 8], dt)
-    # BLAS single-threaded for the whole call (the GEMMs run on the kernel's
-    # threads): a BLAS pool woken anywhere in it keeps spinning (~0.1 s) and
-    # takes the cores from those threads (measured: two threads no faster than one)
-    with blas_threads(1), numba_threads(num_threads):
+    _refresh_stale_cache()
+    with numba_threads(num_threads):
         for g in range(G):
             w = ops.w[g * cog : (g + 1) * cog]
             if ring is not None:
                 u = transform_weights(np.ascontiguousarray(w.transpose(0, 2, 1, 3, 4)), mh, mw, o_block)
-                _winograd_depth_ring(ops.x, u, out, bias, cf, mh, mw, slab, mbuf, rwbuf, rowp, g * cig, g * cog, cog,
-                                     lay.tiles_h, lay.tiles_w, pd, ph, pw, lay.kdepth, ring.rows_per_block,
-                                     ring.n_blocks)  # fmt: skip
+                _winograd_depth_ring(ops.x, u.reshape(-1), np.array(u.shape), out, bias, mh, mw, vbuf, vk, mbuf, mk,
+                                     rwbuf, rowp, xoff, nv, step, ts, vl, g * cig, g * cog, cog, lay.tiles_h, lay.tiles_w, pd,
+                                     ph, pw, lay.kdepth, ring.rows_per_block, ring.n_blocks)  # fmt: skip
             else:
                 u = transform_weights(w, mh, mw, o_block)
-                _winograd(ops.x, u, out, bias, cf, mh, mw, vbuf, mbuf, rwbuf, rowp, g * cig, g * cog, cog,
-                          lay.tiles_h, lay.tiles_w, lay.seg, out.shape[2], sd, dd, pd, ph, pw, lay.kdepth,
-                          lay.rows_per_block, lay.n_rows)  # fmt: skip
+                _winograd(ops.x, u.reshape(-1), np.array(u.shape), out, bias, mh, mw, vbuf, vk, mbuf, mk, rwbuf, rowp,
+                          xoff, nv, step, ts, vl, g * cig, g * cog, cog, lay.tiles_h, lay.tiles_w, lay.seg, out.shape[2], sd, dd,
+                          pd, ph, pw, lay.kdepth, lay.rows_per_block, lay.n_rows)  # fmt: skip
 
 
 def _by_phases(spec, ops, out: np.ndarray, num_threads: int, m: int) -> None:

@@ -62,13 +62,48 @@ def _geometry(spec, m: int) -> tuple[int, int, int, int, int, int]:
     return mh, mw, ah, aw, -(-oh // mh), -(-ow // mw)
 
 
+def _block() -> int:
+    """Output channels per micro-kernel call (8 with AVX-512, 4 with AVX2)."""
+    from .microkernel import OB
+
+    return OB
+
+
+def _lanes(itemsize: int) -> int:
+    from .microkernel import lanes
+
+    return lanes(itemsize)
+
+
+def tile_stride(tiles: int, itemsize: int) -> tuple[int, int, int]:
+    """(stride, nv, step): V and M rows hold ``tiles`` columns rounded up to
+    whole runs of the micro-kernel, ``nv`` vectors (``step`` tiles) each; nv
+    is the widest whose rounding covers at most 3% more than one vector's."""
+    lanes = _lanes(itemsize)
+    covered = {nv: -(-tiles // (nv * lanes)) * nv * lanes for nv in (1, 2, 3)}
+    nv = max(nv for nv, c in covered.items() if c <= 1.03 * min(covered.values()))
+    return covered[nv], nv, nv * lanes
+
+
+def row_length(seg: int, mw: int, itemsize: int) -> int:
+    """Elements of a thread's staging row: a row piece of ``seg`` tiles
+    rounded up to whole vectors of tiles, the input transform's last loads
+    past it, to whole cache lines plus one (:mod:`.winograd_rows`)."""
+    from .winograd_rows import source_vectors
+
+    vl = _lanes(itemsize)
+    n = mw * vl * -(-seg // vl) + source_vectors(mw, itemsize) * vl
+    return -(-n // 16) * 16 + 16
+
+
 def _split_outputs(items: int, threads: int, cog: int) -> tuple[int, int]:
-    """(o_block, n_oblocks): output channels whole, or cut into blocks of a
-    multiple of 8 when there are fewer tile blocks than threads."""
-    n_oblocks = 1 if items >= threads else min(-(-threads // max(1, items)), max(1, cog // 8))
+    """(o_block, n_oblocks): output channels whole, or cut into blocks when
+    there are fewer tile blocks than threads; a block is a multiple of the
+    micro-kernel's output channels (channels past ``cog`` are zeros)."""
+    ob = _block()
+    n_oblocks = 1 if items >= threads else min(-(-threads // max(1, items)), max(1, cog // ob))
     o_block = max(1, -(-cog // n_oblocks))  # (no output channels: nothing runs)
-    if n_oblocks > 1:
-        o_block = -(-o_block // 8) * 8
+    o_block = -(-o_block // ob) * ob
     return o_block, -(-cog // o_block)
 
 
@@ -77,7 +112,9 @@ def _workspace_bytes(spec, geo, tiles: int, seg: int, v_rows: int, o_block: int,
     transforms and staging row, plus U."""
     _, mw, ah, aw = geo[:4]
     k = spec.c_in // spec.groups * spec.lifted("kernel")[0]
-    per_thread = ah * aw * ((v_rows + o_block) * tiles + tiles) + seg * mw + 64
+    stride = tile_stride(tiles, spec.dtype.itemsize)[0]
+    rw = tiles + _lanes(spec.dtype.itemsize)
+    per_thread = ah * aw * ((v_rows + o_block) * stride + rw) + row_length(seg, mw, spec.dtype.itemsize)
     return (threads * per_thread + n_oblocks * ah * aw * o_block * k) * spec.dtype.itemsize
 
 
