@@ -11,7 +11,7 @@ import pytest
 import fastconv
 from fastconv.dispatch.registry import WINOGRAD_F4_MAX_CIN_FLOAT32
 
-from .reference import conv_nd
+from .reference import conv_nd, receptive_mask
 
 
 @pytest.mark.parametrize("method, bound", [("winograd_f2", 2e-5), ("winograd_f4", 1e-4)])
@@ -320,3 +320,47 @@ def test_thread_counts(threads, rng):
             x, w = rng.standard_normal(xs), rng.standard_normal(ws)
             for m in ("winograd_f2", "winograd_f4"):
                 np.testing.assert_allclose(f(x, w, method=m, **kw), conv_nd(x, w, **kw), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_kernel_reports_non_finite_input(value, rng, tmp_path):
+    """The input is not scanned before a Winograd run: the kernel's loads
+    probe it and raise NonFiniteInput (1-D, 2-D, dilated and depth-ring 3-D
+    paths, an element at the right edge of a row's last whole vector of
+    tiles), and the plan then runs a method that keeps NaN/Inf local.  NaN in
+    the weights is still caught before the run; autotune times the
+    candidates on finite operands instead of stopping."""
+    from fastconv._spec import ConvOperands, conv_spec
+    from fastconv.dispatch.selector import select
+    from fastconv.kernels import NonFiniteInput
+    from fastconv.kernels import winograd as W
+
+    cases = [
+        (1, (2, 3, 70), (4, 3, 3), dict(padding=1), (1, 2, 69)),
+        (2, (2, 3, 9, 66), (4, 3, 3, 3), dict(padding=1), (0, 1, 4, 65)),
+        (2, (1, 2, 11, 12), (3, 2, 3, 3), dict(padding=2, dilation=2), (0, 1, 10, 0)),
+        (3, (1, 2, 5, 6, 7), (3, 2, 3, 3, 3), dict(padding=1), (0, 0, 4, 5, 6)),
+    ]
+    for nd, xs, ws, kw, index in cases:
+        x, w = rng.standard_normal(xs), rng.uniform(0.5, 1.5, ws)
+        x[index] = value
+        spec, ops, _ = conv_spec(nd, x, w, None, 1, kw["padding"], kw.get("dilation", 1), 1, "zeros", "winograd_f4",
+                                 None, None)  # fmt: skip
+        out = np.empty((spec.n, spec.c_out, *spec.lifted("out_spatial")))
+        with pytest.raises(NonFiniteInput):
+            W.conv_winograd_f4(spec, ConvOperands(x=ops.x, w=ops.w, b=None), out, 2)
+        plan = select(spec, ops)
+        assert plan.method == "winograd_f4"  # only the weights were looked at
+        mask = receptive_mask(x.shape, index, w.shape, **kw)
+        for method in ("winograd_f2", "winograd_f4", "auto"):
+            y = FUNCS[nd](x, w, method=method, **kw)
+            np.testing.assert_array_equal(~np.isfinite(y), mask, err_msg=str((xs, method)))
+    x, w = rng.standard_normal((1, 2, 8, 8)), rng.standard_normal((3, 2, 3, 3))
+    w[1, 0, 1, 1] = value
+    spec, ops, _ = conv_spec(2, x, w, None, 1, 1, 1, 1, "zeros", "winograd_f4", None, None)
+    assert select(spec, ops).method != "winograd_f4"
+    x[0, 1, 3, 3] = value
+    w[1, 0, 1, 1] = 1.0
+    with fastconv.set_config(autotune=True, cache_dir=str(tmp_path)):
+        y = fastconv.conv2d(x, w, padding=1)
+    np.testing.assert_array_equal(~np.isfinite(y), receptive_mask(x.shape, (0, 1, 3, 3), w.shape, padding=1))

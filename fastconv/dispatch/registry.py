@@ -33,6 +33,11 @@ class Method:
     description: str
     #: never chosen by "auto" for input containing NaN/Inf (it would spread them)
     finite_only: bool = False
+    #: a ``finite_only`` method whose kernel checks the input as it reads it
+    #: and raises ``kernels.NonFiniteInput`` (the dispatcher then runs another
+    #: method): only the weights are checked beforehand, saving a pass over
+    #: the input (measured: 0.35 ms of a 7 ms 64 @56 layer)
+    checks_input: bool = False
 
     def load(self) -> Callable[..., None]:
         if callable(self.runner):
@@ -415,6 +420,7 @@ for _m in (2, 4):
                 "transformed tiles, one channel GEMM per transform point"
             ),
             finite_only=True,
+            checks_input=True,
         )
     )
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from .._config import get_config
+from ..kernels import NonFiniteInput
 from .registry import methods_for
 
 
@@ -55,7 +56,12 @@ class Plan:
 
     def run(self, ops, out: np.ndarray) -> None:
         runner = _runner(self.op, self.method)
-        runner(self.spec, ops, out, self.num_threads)
+        try:
+            runner(self.spec, ops, out, self.num_threads)
+        except NonFiniteInput:
+            # the kernel found NaN/Inf in the input it reads (a method that
+            # checks as it goes): the plan for non-finite input runs instead
+            _non_finite_plan(self.spec, ops).run(ops, out)
 
     def __repr__(self) -> str:
         s = self.spec
@@ -164,17 +170,30 @@ def select(spec, ops=None) -> Plan:
     timed once per shape (on ``ops`` when given, else on random operands of the
     right shapes) and the fastest is remembered in the tuning cache."""
     cfg = get_config()
-    key = (spec.key(), spec.method, cfg.num_threads, cfg.workspace_limit, cfg.autotune, cfg.cache_dir)
+    key = _plan_key(spec, cfg)
     plan = _cached_plan(key, spec, cfg, ops, finite=True)
-    if ops is not None and methods_for(spec.op)[plan.method].finite_only and not _all_finite(ops):
+    method = methods_for(spec.op)[plan.method]
+    if ops is not None and method.finite_only and not _all_finite(ops, input_too=not method.checks_input):
         # guard: this method would spread NaN/Inf beyond the windows that hold
         # them; the API promises locality whatever the method, so another runs
+        # (a method that checks its input itself raises NonFiniteInput, and
+        # Plan.run turns to the same plan)
         plan = _cached_plan((*key, "non-finite"), spec, cfg, ops, finite=False)
     return plan
 
 
-def _all_finite(ops) -> bool:
-    return bool(np.isfinite(ops.x).all() and np.isfinite(ops.w).all())
+def _plan_key(spec, cfg) -> tuple:
+    return (spec.key(), spec.method, cfg.num_threads, cfg.workspace_limit, cfg.autotune, cfg.cache_dir)
+
+
+def _non_finite_plan(spec, ops) -> Plan:
+    """The plan for ``spec`` when its operands hold NaN or Inf."""
+    cfg = get_config()
+    return _cached_plan((*_plan_key(spec, cfg), "non-finite"), spec, cfg, ops, finite=False)
+
+
+def _all_finite(ops, input_too: bool = True) -> bool:
+    return bool((not input_too or np.isfinite(ops.x).all()) and np.isfinite(ops.w).all())
 
 
 def _cached_plan(key, spec, cfg, ops, finite: bool) -> Plan:
@@ -201,7 +220,9 @@ def _tuned(plan: Plan, spec, cfg, ops) -> Plan:
     if entry is not None and entry["method"] in names:
         times, reason = entry.get("times", {}), "measured earlier (tuning cache)"
     else:
-        if ops is None:
+        if ops is None or not _all_finite(ops):
+            # (a method that checks its input would stop at NaN/Inf: the
+            # candidates are timed on finite operands of the same shapes)
             from .._spec import synthetic_operands
 
             ops = synthetic_operands(spec)

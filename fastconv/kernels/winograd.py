@@ -45,7 +45,7 @@ import numpy as np
 from numba import prange, uint64
 
 from .._config import numba_jit, numba_threads, scratch, serial_copy
-from . import blocked
+from . import NonFiniteInput, blocked
 from .blocked import _mac
 from .direct import _inline
 from .microkernel import OB, lanes
@@ -186,7 +186,8 @@ def _input_tiles(x, vf, vk, ts, rw, rowp, mh, mw, c0, rows, r0, tiles_h, tw0, nt
     along W ``vl`` tiles at a time (:mod:`.winograd_rows`: a row's last
     vector runs on into the next row's tiles, which that row rewrites, and
     past T into ``rw``'s slack), then B^T along H runs as vector loops over
-    the T tiles."""
+    the T tiles.  Returns 0, or NaN if any input element read was NaN or
+    infinite."""
     ah, aw = (mh + 2 if mh > 1 else 1), mw + 2
     D, H, W = x.shape[2], x.shape[3], x.shape[4]
     T = rows * ntw
@@ -202,6 +203,7 @@ def _input_tiles(x, vf, vk, ts, rw, rowp, mh, mw, c0, rows, r0, tiles_h, tw0, nt
         rowp[q] = 0
     for q in range(q_hi, rowp.shape[0]):  # (the vector loads read past the span)
         rowp[q] = 0
+    probe = x.dtype.type(0)
     for kk in range(kcount):
         c = c0 + kk // kdepth
         kd = kk - (kk // kdepth) * kdepth
@@ -219,9 +221,9 @@ def _input_tiles(x, vf, vk, ts, rw, rowp, mh, mw, c0, rows, r0, tiles_h, tw0, nt
                 for q in range(q_lo, q_hi):  # (no view of x here: its reference count is shared by the threads)
                     rowp[q] = x[n, c, idp, ih, uint64(base + q)]
                 if mw == 4:
-                    rows_in4(rowp, 0, nvec, rwf, k * aw * tcap + t0, tcap)
+                    probe += rows_in4(rowp, 0, nvec, rwf, k * aw * tcap + t0, tcap)
                 else:
-                    rows_in2(rowp, 0, nvec, rwf, k * aw * tcap + t0, tcap)
+                    probe += rows_in2(rowp, 0, nvec, rwf, k * aw * tcap + t0, tcap)
         vrow = kofs + kk
         for j in range(aw):  # B^T along H, whole vectors of tiles (v's rows have room)
             if ah == 1:
@@ -230,6 +232,7 @@ def _input_tiles(x, vf, vk, ts, rw, rowp, mh, mw, c0, rows, r0, tiles_h, tw0, nt
                 cols_in4(rwf, j * tcap, aw * tcap, tvec, vf, j * vk + vrow * ts, aw * vk)
             else:
                 cols_in2(rwf, j * tcap, aw * tcap, tvec, vf, j * vk + vrow * ts, aw * vk)
+    return probe
 
 
 @_inline
@@ -274,16 +277,17 @@ def _output_tiles(mf, mk, ts, out, bias, tb, orow, mh, mw, o0, n_o, rows, r0, ti
 def _input_sized(x, vf, vk, ts, rw, rowp, mh, mw, c0, rows, r0, tiles_h, tw0, ntw, od_n, sd, dd, pd, ph, pw, kdepth,
                  kofs, kcount, vl):  # fmt: skip
     """:func:`_input_tiles` compiled for F(4x4) and F(2x2) with the tile sizes
-    as constants, else with them as variables (kernels one row high)."""
+    as constants, else with them as variables (kernels one row high); its
+    NaN/Inf probe."""
     if mh == 4:
-        _input_tiles(x, vf, vk, ts, rw, rowp, 4, 4, c0, rows, r0, tiles_h, tw0, ntw, od_n, sd, dd, pd, ph, pw, kdepth,
-                     kofs, kcount, vl)  # fmt: skip
+        return _input_tiles(x, vf, vk, ts, rw, rowp, 4, 4, c0, rows, r0, tiles_h, tw0, ntw, od_n, sd, dd, pd, ph, pw, kdepth,
+                            kofs, kcount, vl)  # fmt: skip
     elif mh == 2:
-        _input_tiles(x, vf, vk, ts, rw, rowp, 2, 2, c0, rows, r0, tiles_h, tw0, ntw, od_n, sd, dd, pd, ph, pw, kdepth,
-                     kofs, kcount, vl)  # fmt: skip
+        return _input_tiles(x, vf, vk, ts, rw, rowp, 2, 2, c0, rows, r0, tiles_h, tw0, ntw, od_n, sd, dd, pd, ph, pw, kdepth,
+                            kofs, kcount, vl)  # fmt: skip
     else:
-        _input_tiles(x, vf, vk, ts, rw, rowp, mh, mw, c0, rows, r0, tiles_h, tw0, ntw, od_n, sd, dd, pd, ph, pw, kdepth,
-                     kofs, kcount, vl)  # fmt: skip
+        return _input_tiles(x, vf, vk, ts, rw, rowp, mh, mw, c0, rows, r0, tiles_h, tw0, ntw, od_n, sd, dd, pd, ph, pw, kdepth,
+                            kofs, kcount, vl)  # fmt: skip
 
 
 @_inline
@@ -325,14 +329,15 @@ def _zero_columns(vf, base, vk, ts, T, nmat, nrows):
 
 
 @numba_jit(parallel=True)
-def _winograd(x, uflat, u_shape, out, bias, mh, mw, vbuf, vk, mbuf, mk, rwbuf, rowp, xoff, nv, step, ts, vl, c0, o0,
-              o_count, tiles_h, tiles_w, seg, od_n, sd, dd, pd, ph, pw, kdepth, rows_per_block, n_rows):  # fmt: skip
+def _winograd(x, uflat, u_shape, out, bias, mh, mw, vbuf, vk, mbuf, mk, rwbuf, rowp, probe, xoff, nv, step, ts, vl, c0,
+              o0, o_count, tiles_h, tiles_w, seg, od_n, sd, dd, pd, ph, pw, kdepth, rows_per_block, n_rows):  # fmt: skip
     """Every work item (tile block, output-channel block) on one thread, start
     to end.  A tile block is ``rows_per_block`` whole tile rows, or, for rows
     longer than ``seg`` tiles (long 1-D signals), a ``seg``-tile piece of one.
     V and M rows are ``ts`` apart (the block's tiles rounded up to whole runs
     of the micro-kernel), their a2 matrices ``vk`` and ``mk`` apart; U is
-    ``uflat`` of ``u_shape`` (see :func:`transform_weights`)."""
+    ``uflat`` of ``u_shape`` (see :func:`transform_weights`).  ``probe[tid]``
+    turns NaN if the thread read a NaN or infinite input."""
     n_oblocks, a2, n_b8, K = u_shape[0], u_shape[1], u_shape[2], u_shape[3]
     ob = n_b8 * OB
     nseg = (tiles_w + seg - 1) // seg
@@ -351,8 +356,8 @@ def _winograd(x, uflat, u_shape, out, bias, mh, mw, vbuf, vk, mbuf, mk, rwbuf, r
             r0 = rb * rows_per_block
             rows = min(rows_per_block, n_rows - r0)
             T = rows * ntw
-            _input_sized(x, vflat, vk, ts, rwbuf[tid], rowp[tid], mh, mw, c0, rows, r0, tiles_h, tw0, ntw, od_n, sd, dd,
-                         pd, ph, pw, kdepth, 0, K, vl)  # fmt: skip
+            probe[tid] += _input_sized(x, vflat, vk, ts, rwbuf[tid], rowp[tid], mh, mw, c0, rows, r0, tiles_h, tw0,
+                                       ntw, od_n, sd, dd, pd, ph, pw, kdepth, 0, K, vl)  # fmt: skip
             _zero_columns(vflat, 0, vk, ts, T, a2, K)
             _gemms(a2, vflat, xoff, 0, vk, uflat, oi * a2 * ob * K, K, mflat, mk, ts, n_b8, nv, step, T)
             n_o = min(ob, o_count - oi * ob)
@@ -361,8 +366,8 @@ def _winograd(x, uflat, u_shape, out, bias, mh, mw, vbuf, vk, mbuf, mk, rwbuf, r
 
 
 @numba_jit(parallel=True)
-def _winograd_depth_ring(x, uflat, u_shape, out, bias, mh, mw, slab, vk, mbuf, mk, rwbuf, rowp, xoff, nv, step, ts, vl,
-                         c0, o0, o_count, tiles_h, tiles_w, pd, ph, pw, kdepth, rows_per_block, n_thb):  # fmt: skip
+def _winograd_depth_ring(x, uflat, u_shape, out, bias, mh, mw, slab, vk, mbuf, mk, rwbuf, rowp, probe, xoff, nv, step,
+                         ts, vl, c0, o0, o_count, tiles_h, tiles_w, pd, ph, pw, kdepth, rows_per_block, n_thb):  # fmt: skip
     """conv3d, depth stride and dilation 1: each work item (image, block of
     tile rows, block of output channels) walks the output depth in order and
     keeps the 2-D transforms of the last ``kdepth`` input slices in a ring, so
@@ -398,8 +403,8 @@ def _winograd_depth_ring(x, uflat, u_shape, out, bias, mh, mw, slab, vk, mbuf, m
                     sl = ((j % kdepth) + kdepth) % kdepth
                     r0 = (n * OD + od) * tiles_h + th0
                     # depth index od*1 + 0 - (od - j) = j: the slice itself
-                    _input_sized(x, sflat, vk, ts, rwbuf[tid], rowp[tid], mh, mw, c0, rows, r0, tiles_h, 0, tiles_w, OD,
-                                 1, 0, od - j, ph, pw, 1, sl * C, C, vl)  # fmt: skip
+                    probe[tid] += _input_sized(x, sflat, vk, ts, rwbuf[tid], rowp[tid], mh, mw, c0, rows, r0, tiles_h,
+                                               0, tiles_w, OD, 1, 0, od - j, ph, pw, 1, sl * C, C, vl)  # fmt: skip
                     _zero_columns(sflat, sl * per_slot, vk, ts, T, a2, C)
                     for k in range(a2):
                         for q in range(k * vk + sl * per_slot, k * vk + (sl + 1) * per_slot):
@@ -457,6 +462,7 @@ def conv_winograd(spec, ops, out: np.ndarray, num_threads: int, *, m: int) -> No
     rowp = scratch("winograd_row", (nt, row_length(lay.seg, mw, dt.itemsize)), dt)
     sd, dd = spec.lifted("stride")[0], spec.lifted("dilation")[0]
     pd, ph, pw = spec.kernel_pad_lo
+    probe = np.zeros(nt, dt)  # per thread: NaN once it read a NaN or Inf
     _refresh_stale_cache()
     with numba_threads(num_threads):
         for g in range(G):
@@ -464,13 +470,15 @@ def conv_winograd(spec, ops, out: np.ndarray, num_threads: int, *, m: int) -> No
             if ring is not None:
                 u = transform_weights(np.ascontiguousarray(w.transpose(0, 2, 1, 3, 4)), mh, mw, o_block)
                 _winograd_depth_ring(ops.x, u.reshape(-1), np.array(u.shape), out, bias, mh, mw, vbuf, vk, mbuf, mk,
-                                     rwbuf, rowp, xoff, nv, step, ts, vl, g * cig, g * cog, cog, lay.tiles_h, lay.tiles_w, pd,
+                                     rwbuf, rowp, probe, xoff, nv, step, ts, vl, g * cig, g * cog, cog, lay.tiles_h, lay.tiles_w, pd,
                                      ph, pw, lay.kdepth, ring.rows_per_block, ring.n_blocks)  # fmt: skip
             else:
                 u = transform_weights(w, mh, mw, o_block)
                 _winograd(ops.x, u.reshape(-1), np.array(u.shape), out, bias, mh, mw, vbuf, vk, mbuf, mk, rwbuf, rowp,
-                          xoff, nv, step, ts, vl, g * cig, g * cog, cog, lay.tiles_h, lay.tiles_w, lay.seg, out.shape[2], sd, dd,
+                          probe, xoff, nv, step, ts, vl, g * cig, g * cog, cog, lay.tiles_h, lay.tiles_w, lay.seg, out.shape[2], sd, dd,
                           pd, ph, pw, lay.kdepth, lay.rows_per_block, lay.n_rows)  # fmt: skip
+    if np.isnan(probe).any():
+        raise NonFiniteInput("the input holds NaN or Inf")
 
 
 def _by_phases(spec, ops, out: np.ndarray, num_threads: int, m: int) -> None:
