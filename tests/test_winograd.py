@@ -64,7 +64,10 @@ def test_row_transforms_equal_the_matrices(rng):
     for dt in (np.float32, np.float64):
         n = lanes(np.dtype(dt).itemsize)
         tol = dict(rtol=1e-5, atol=1e-5) if dt == np.float32 else dict(rtol=1e-13, atol=1e-13)
-        for m, f_in, f_out, f_cols in ((2, R.rows_in2, R.rows_out2, R.cols_in2), (4, R.rows_in4, R.rows_out4, R.cols_in4)):
+        for m, f_in, f_out, f_cols in (
+            (2, R.rows_in2, R.rows_out2, R.cols_in2),
+            (4, R.rows_in4, R.rows_out4, R.cols_in4),
+        ):
             run_in, run_out, run_cols = six(f_in), six(f_out), seven(f_cols)
             for nvec in (1, 3):
                 nt = nvec * n
@@ -115,7 +118,9 @@ def test_weight_transform_against_numpy(m, parallel, rng, monkeypatch):
     # packed for the micro-kernel: per block of OB output channels, (C*KD, OB)
     assert u.shape == (2, a2, 1, 6, OB)
     full = W.unpacked(u)  # (blocks, a2, OB, C*KD)
-    np.testing.assert_allclose(full.transpose(1, 0, 2, 3).reshape(a2, 2 * OB, 6)[:, : OB + 3], want, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(
+        full.transpose(1, 0, 2, 3).reshape(a2, 2 * OB, 6)[:, : OB + 3], want, rtol=1e-12, atol=1e-14
+    )
     assert not full[1, :, 3:].any()  # rows past O are zero
     with pytest.raises(ValueError, match="multiple"):
         W.transform_weights(w, m, m, o_block=OB + 1)
