@@ -1,6 +1,7 @@
 """Re-fit the dispatcher's cost-model constants on this machine.
 
-    python bench/fit_cost_model.py [--threads 2] [--passes 2] [--only conv|transpose|ndimage] [--write]
+    python bench/fit_cost_model.py [--threads 2] [--passes 2] [--only conv|transpose|ndimage]
+                                   [--methods NAME,...] [--write]
 
 Times every registered convolution method on a spread of shapes (the bench
 suites at batch 1..2 plus small variants), then fits, per method, the
@@ -11,6 +12,8 @@ constants on top of the shared estimate).  ``--write`` stores them in
 fastconv/dispatch/cost_model.json: at its top level on the reference CPU
 (``_reference_cpu``), else under ``_machines[<this CPU>]``, where they replace
 the top level's on CPUs of this kind (``selector.machine()``: LLVM's name).
+``--methods`` times and fits only the named methods (after a change to one
+method's kernels), leaving the others' constants as they are.
 """
 
 from __future__ import annotations
@@ -126,7 +129,7 @@ def measure_convs(rows, args) -> None:
             plan = selector.select(spec)
             runs = {}
             for cand in plan.candidates:
-                if cand.rejected is None:
+                if cand.rejected is None and (not args.methods or cand.name in args.methods):
                     runner = registry.methods_for(spec.op)[cand.name].load()
                     runs[cand.name] = lambda r=runner, s=spec, o=ops, y=out: r(s, o, y, args.threads)
             # the candidates interleaved, medians: as `fastconv bench` times
@@ -148,6 +151,7 @@ def main() -> None:
     parser.add_argument("--write", action="store_true")
     parser.add_argument("--passes", type=int, default=2, help="passes over the shapes; each keeps its fastest")
     parser.add_argument("--only", choices=["conv", "transpose", "ndimage"], help="fit only these methods' constants")
+    parser.add_argument("--methods", type=lambda s: set(s.split(",")), help="comma-separated: time and fit only these")
     args = parser.parse_args()
     rows: dict[str, list[tuple[dict, float, object]]] = {name: [] for name in registry.FEATURES}
     with fastconv.set_config(num_threads=args.threads):

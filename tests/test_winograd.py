@@ -144,6 +144,10 @@ WINOGRAD_CASES = [
     (3, (2, 3, 5, 6, 7), (4, 3, 3, 3, 3), dict(padding=1)),
     (3, (1, 2, 7, 5, 9), (3, 2, 2, 3, 3), dict(padding=(1, 1, 0), stride=(2, 1, 1), dilation=(2, 1, 1))),
     (3, (1, 2, 4, 6, 6), (3, 2, 1, 3, 3), dict(padding=(0, 1, 1))),
+    # one row high with depth taps: the row transform writes V itself, zero
+    # rows for the depth padding; many short rows per block
+    (3, (1, 2, 5, 4, 9), (3, 2, 3, 1, 3), dict(padding=(1, 0, 1))),
+    (1, (40, 3, 5), (4, 3, 3), dict(padding=1)),
 ]
 FUNCS = {1: fastconv.conv1d, 2: fastconv.conv2d, 3: fastconv.conv3d}
 

@@ -204,27 +204,35 @@ def _input_tiles(x, vf, vk, ts, rw, rowp, mh, mw, c0, rows, r0, tiles_h, tw0, nt
     for q in range(q_hi, rowp.shape[0]):  # (the vector loads read past the span)
         rowp[q] = 0
     probe = x.dtype.type(0)
+    # a kernel one row high has no transform along H: the row transform writes
+    # V itself when the last row's whole vectors stay inside V's rows
+    direct = ah == 1 and (rows - 1) * ntw + nvec * vl <= ts
     for kk in range(kcount):
         c = c0 + kk // kdepth
         kd = kk - (kk // kdepth) * kdepth
+        vrow = kofs + kk
         for rr in range(rows):
             n, od, th = _tile_row(r0 + rr, tiles_h, od_n)
             t0 = rr * ntw
             idp = od * sd + kd * dd - pd
             for k in range(ah):
                 ih = th * mh + k - ph
+                dst, dbase, dstride = rwf, k * aw * tcap + t0, tcap
+                if direct:
+                    dst, dbase, dstride = vf, vrow * ts + t0, vk
                 if idp < 0 or idp >= D or ih < 0 or ih >= H:
                     for j in range(aw):
                         for tw in range(nvec * vl):
-                            rw[k, j, uint64(t0 + tw)] = 0
+                            dst[uint64(dbase + j * dstride + tw)] = 0
                     continue
                 for q in range(q_lo, q_hi):  # (no view of x here: its reference count is shared by the threads)
                     rowp[q] = x[n, c, idp, ih, uint64(base + q)]
                 if mw == 4:
-                    probe += rows_in4(rowp, 0, nvec, rwf, k * aw * tcap + t0, tcap)
+                    probe += rows_in4(rowp, 0, nvec, dst, dbase, dstride)
                 else:
-                    probe += rows_in2(rowp, 0, nvec, rwf, k * aw * tcap + t0, tcap)
-        vrow = kofs + kk
+                    probe += rows_in2(rowp, 0, nvec, dst, dbase, dstride)
+        if direct:
+            continue
         for j in range(aw):  # B^T along H, whole vectors of tiles (v's rows have room)
             if ah == 1:
                 cols_copy(rwf, j * tcap, 0, tvec, vf, j * vk + vrow * ts, aw * vk)
@@ -250,9 +258,14 @@ def _output_tiles(mf, mk, ts, out, bias, tb, orow, mh, mw, o0, n_o, rows, r0, ti
     tvec = (T + vl - 1) // vl
     count = min(OW - mw * tw0, mw * ntw)  # output columns of the tiles
     col0 = mw * tw0
+    # a kernel one row high: the row transform reads M itself (as the input's writes V)
+    direct = ah == 1 and (rows - 1) * ntw + nvec * vl <= ts
     for o in range(n_o):
         bv = bias[o0 + o]
-        for ll in range(aw):  # A^T along H, whole vectors of tiles
+        src, sbase, sstride = tbf, 0, tcap
+        if direct:
+            src, sbase, sstride = mf, o * ts, mk
+        for ll in range(0 if direct else aw):  # A^T along H, whole vectors of tiles
             if ah == 1:
                 cols_copy(mf, ll * mk + o * ts, 0, tvec, tbf, ll * tcap, aw * tcap)
             elif mh == 4:
@@ -266,9 +279,9 @@ def _output_tiles(mf, mk, ts, out, bias, tb, orow, mh, mw, o0, n_o, rows, r0, ti
                 if oh >= OH:
                     break
                 if mw == 4:
-                    rows_out4(tbf, i * aw * tcap + rr * ntw, tcap, nvec, orow, 0)
+                    rows_out4(src, sbase + i * aw * sstride + rr * ntw, sstride, nvec, orow, 0)
                 else:
-                    rows_out2(tbf, i * aw * tcap + rr * ntw, tcap, nvec, orow, 0)
+                    rows_out2(src, sbase + i * aw * sstride + rr * ntw, sstride, nvec, orow, 0)
                 for q in range(count):
                     out[n, o0 + o, od, oh, uint64(col0 + q)] = orow[q] + bv
 
