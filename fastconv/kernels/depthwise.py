@@ -46,29 +46,20 @@ def _rows3(y, yb, x, r0, r1, r2, w, k0, n, sx, init, bv):
     if sx == 1 and a1 == a0 + 1 and a2 == a0 + 2 and b1 == b0 + 1 and b2 == b0 + 2 and c1 == c0 + 1 and c2 == c0 + 2:
         one = _U(1)
         two = _U(2)
-        if init:
-            for i in range(_U(n)):
-                y[o + i] = bv
         for i in range(_U(n)):
-            y[o + i] += (w00 * x[a0 + i] + w01 * x[a0 + i + one] + w02 * x[a0 + i + two]) + (
+            y[o + i] = (bv if init else y[o + i]) + (w00 * x[a0 + i] + w01 * x[a0 + i + one] + w02 * x[a0 + i + two]) + (
                 w10 * x[b0 + i] + w11 * x[b0 + i + one] + w12 * x[b0 + i + two]
             ) + (w20 * x[c0 + i] + w21 * x[c0 + i + one] + w22 * x[c0 + i + two])  # fmt: skip
     elif sx == 1:
-        if init:
-            for i in range(_U(n)):
-                y[o + i] = bv
         for i in range(_U(n)):
-            y[o + i] += (w00 * x[a0 + i] + w01 * x[a1 + i] + w02 * x[a2 + i]) + (
+            y[o + i] = (bv if init else y[o + i]) + (w00 * x[a0 + i] + w01 * x[a1 + i] + w02 * x[a2 + i]) + (
                 w10 * x[b0 + i] + w11 * x[b1 + i] + w12 * x[b2 + i]
             ) + (w20 * x[c0 + i] + w21 * x[c1 + i] + w22 * x[c2 + i])  # fmt: skip
     else:
         st = _U(sx)
-        if init:
-            for i in range(_U(n)):
-                y[o + i] = bv
         for i in range(_U(n)):
             k = i * st
-            y[o + i] += (w00 * x[a0 + k] + w01 * x[a1 + k] + w02 * x[a2 + k]) + (
+            y[o + i] = (bv if init else y[o + i]) + (w00 * x[a0 + k] + w01 * x[a1 + k] + w02 * x[a2 + k]) + (
                 w10 * x[b0 + k] + w11 * x[b1 + k] + w12 * x[b2 + k]
             ) + (w20 * x[c0 + k] + w21 * x[c1 + k] + w22 * x[c2 + k])  # fmt: skip
 
@@ -97,21 +88,22 @@ def _taps4(y, o, x, s, w, k, m, n, init, bv):
     one = _U(1)
     two = _U(2)
     three = _U(3)
-    if init:
-        for i in range(_U(n)):
-            y[o + i] = bv
     if m == 4:
         for i in range(_U(n)):
-            y[o + i] += (w0 * x[s + i] + w1 * x[s + i + one]) + (w2 * x[s + i + two] + w3 * x[s + i + three])
+            y[o + i] = (
+                (bv if init else y[o + i])
+                + (w0 * x[s + i] + w1 * x[s + i + one])
+                + (w2 * x[s + i + two] + w3 * x[s + i + three])
+            )
     elif m == 3:
         for i in range(_U(n)):
-            y[o + i] += (w0 * x[s + i] + w1 * x[s + i + one]) + w2 * x[s + i + two]
+            y[o + i] = (bv if init else y[o + i]) + (w0 * x[s + i] + w1 * x[s + i + one]) + w2 * x[s + i + two]
     elif m == 2:
         for i in range(_U(n)):
-            y[o + i] += w0 * x[s + i] + w1 * x[s + i + one]
+            y[o + i] = (bv if init else y[o + i]) + w0 * x[s + i] + w1 * x[s + i + one]
     else:
         for i in range(_U(n)):
-            y[o + i] += w0 * x[s + i]
+            y[o + i] = (bv if init else y[o + i]) + w0 * x[s + i]
 
 
 @_inline
@@ -123,15 +115,12 @@ def _rows3_taps4(y, o, x, s0, s1, s2, w, k0, k1, k2, m, n, init, bv):
     one = _U(1)
     two = _U(2)
     three = _U(3)
-    if init:
-        for i in range(_U(n)):
-            y[o + i] = bv
     if m == 4:
         a0, a1, a2, a3 = w[k0], w[k0 + 1], w[k0 + 2], w[k0 + 3]
         b0, b1, b2, b3 = w[k1], w[k1 + 1], w[k1 + 2], w[k1 + 3]
         c0, c1, c2, c3 = w[k2], w[k2 + 1], w[k2 + 2], w[k2 + 3]
         for i in range(_U(n)):
-            y[o + i] += (
+            y[o + i] = (bv if init else y[o + i]) + (
                 (a0 * x[s0 + i] + a1 * x[s0 + i + one] + a2 * x[s0 + i + two] + a3 * x[s0 + i + three])
                 + (b0 * x[s1 + i] + b1 * x[s1 + i + one] + b2 * x[s1 + i + two] + b3 * x[s1 + i + three])
                 + (c0 * x[s2 + i] + c1 * x[s2 + i + one] + c2 * x[s2 + i + two] + c3 * x[s2 + i + three])
@@ -141,7 +130,7 @@ def _rows3_taps4(y, o, x, s0, s1, s2, w, k0, k1, k2, m, n, init, bv):
         b0, b1, b2 = w[k1], w[k1 + 1], w[k1 + 2]
         c0, c1, c2 = w[k2], w[k2 + 1], w[k2 + 2]
         for i in range(_U(n)):
-            y[o + i] += (
+            y[o + i] = (bv if init else y[o + i]) + (
                 (a0 * x[s0 + i] + a1 * x[s0 + i + one] + a2 * x[s0 + i + two])
                 + (b0 * x[s1 + i] + b1 * x[s1 + i + one] + b2 * x[s1 + i + two])
                 + (c0 * x[s2 + i] + c1 * x[s2 + i + one] + c2 * x[s2 + i + two])
@@ -151,7 +140,7 @@ def _rows3_taps4(y, o, x, s0, s1, s2, w, k0, k1, k2, m, n, init, bv):
         b0, b1 = w[k1], w[k1 + 1]
         c0, c1 = w[k2], w[k2 + 1]
         for i in range(_U(n)):
-            y[o + i] += (
+            y[o + i] = (bv if init else y[o + i]) + (
                 (a0 * x[s0 + i] + a1 * x[s0 + i + one])
                 + (b0 * x[s1 + i] + b1 * x[s1 + i + one])
                 + (c0 * x[s2 + i] + c1 * x[s2 + i + one])
@@ -159,7 +148,7 @@ def _rows3_taps4(y, o, x, s0, s1, s2, w, k0, k1, k2, m, n, init, bv):
     else:
         a0, b0, c0 = w[k0], w[k1], w[k2]
         for i in range(_U(n)):
-            y[o + i] += a0 * x[s0 + i] + b0 * x[s1 + i] + c0 * x[s2 + i]
+            y[o + i] = (bv if init else y[o + i]) + a0 * x[s0 + i] + b0 * x[s1 + i] + c0 * x[s2 + i]
 
 
 @_inline
