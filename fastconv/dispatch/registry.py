@@ -218,7 +218,7 @@ def _winograd_supports(m: int):
     def supports(spec) -> str | None:
         from ..kernels.winograd_plan import supports
 
-        reason = supports(spec) or _needs_threadpoolctl(spec)
+        reason = supports(spec)  # (no BLAS: the GEMMs run on the micro-kernel)
         if reason is None and m == 4 and spec.dtype.itemsize == 4:
             if spec.c_in // spec.groups > WINOGRAD_F4_MAX_CIN_FLOAT32:
                 reason = f"float32 error of F(4x4) too large for more than {WINOGRAD_F4_MAX_CIN_FLOAT32} input channels"
