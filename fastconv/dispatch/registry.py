@@ -185,9 +185,10 @@ def _winograd_features(m: int):
         return {
             "overhead_s": 1.0,
             "s_per_flop": gemm_flops,
-            # GEMMs with few rows (output channels) run below the BLAS peak
-            # (measured: 32- and 16-channel layers 1.2-1.4x slower than the
-            # register-blocked direct method, 64+ channels level or faster)
+            # GEMMs with few rows (output channels): a term of its own (when
+            # they ran on BLAS, 32- and 16-channel layers were 1.2-1.4x slower
+            # than the register-blocked direct method; on the micro-kernel
+            # the Intel fit gives it 3-6% of the FLOP term's weight)
             "s_per_flop_thin": gemm_flops * max(0.0, 64 / max(cog, 1) - 1),
             "s_per_transformed": float(transformed * n_oblocks),
             "s_per_block": float(calls * lay.a2),

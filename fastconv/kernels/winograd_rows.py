@@ -86,6 +86,79 @@ def _checked(arrays, dtype_of):
     return dtype
 
 
+class _Emit:
+    """What one intrinsic's loop body needs: its arrays' data pointers and
+    integer arguments (as int64) by position, the vector type, and vector
+    loads and stores at element offsets."""
+
+    def __init__(self, context, builder, signature, args, dtype):
+        self.b = builder
+        self.fty = context.get_value_type(dtype)
+        self.n = lanes(dtype.bitwidth // 8)
+        self.vty = ir.VectorType(self.fty, self.n)
+        self.align = dtype.bitwidth // 8
+        self.zero = ir.Constant(self.vty, [ir.Constant(self.fty, 0.0)] * self.n)
+        self.arg = []
+        for ty, val in zip(signature.args, args):
+            if isinstance(ty, types.Array):
+                self.arg.append(context.make_array(ty)(context, builder, val).data)
+            else:
+                self.arg.append(context.cast(builder, val, ty, types.int64))
+
+    def const(self, v):
+        return ir.Constant(ir.IntType(64), v)
+
+    def at(self, *terms):
+        """Sum of int64 values and Python ints (constants)."""
+        total = None
+        for t in terms:
+            t = self.const(t) if isinstance(t, int) else t
+            total = t if total is None else self.b.add(total, t)
+        return total
+
+    def times(self, value, k):
+        return self.b.mul(value, self.const(k) if isinstance(k, int) else k)
+
+    def load(self, array, offset):
+        ptr = self.b.bitcast(self.b.gep(self.arg[array], [offset]), self.vty.as_pointer())
+        return self.b.load(ptr, align=self.align)
+
+    def store(self, array, offset, value):
+        ptr = self.b.bitcast(self.b.gep(self.arg[array], [offset]), self.vty.as_pointer())
+        self.b.store(value, ptr, align=self.align)
+
+    def loop(self, count, body, carry: bool = False):
+        """``for v in range(count): carry = body(v, carry)``, ``count`` the
+        int64 argument at that position; with ``carry`` a vector (from zero)
+        threaded through the steps and returned."""
+        b = self.b
+        count = self.arg[count]
+        pre = b.basic_block
+        loop = b.append_basic_block("rows.loop")
+        done = b.append_basic_block("rows.done")
+        b.cbranch(b.icmp_signed(">", count, self.const(0)), loop, done)
+        b.position_at_end(loop)
+        v = b.phi(ir.IntType(64))
+        v.add_incoming(self.const(0), pre)
+        acc = b.phi(self.vty) if carry else None
+        if carry:
+            acc.add_incoming(self.zero, pre)
+        new = body(v, acc)
+        nxt = b.add(v, self.const(1))
+        end = b.basic_block
+        v.add_incoming(nxt, end)
+        if carry:
+            acc.add_incoming(new, end)
+        b.cbranch(b.icmp_signed("<", nxt, count), loop, done)
+        b.position_at_end(done)
+        if not carry:
+            return None
+        final = b.phi(self.vty)
+        final.add_incoming(self.zero, pre)
+        final.add_incoming(new, end)
+        return final
+
+
 def make_input_rows(m: int):
     """``rows_in(row, rbase, nvec, dst, dbase, dstride)``: for tiles ``t <
     nvec * lanes``, ``dst[dbase + j*dstride + t] = sum_q BT[j][q] *
@@ -103,61 +176,26 @@ def make_input_rows(m: int):
         sig = dtype(row, rbase, nvec, dst, dbase, dstride)
 
         def codegen(context, builder, signature, args):
-            tys = signature.args
-            i64 = ir.IntType(64)
-            fty = context.get_value_type(dtype)
-            n = lanes(dtype.bitwidth // 8)
-            vty = ir.VectorType(fty, n)
-            align = dtype.bitwidth // 8
-            nsrc = source_vectors(m, align)
-            ra = context.make_array(tys[0])(context, builder, args[0]).data
-            da = context.make_array(tys[3])(context, builder, args[3]).data
-            rbase_, nvec_, dbase_, dstride_ = (
-                context.cast(builder, args[i], tys[i], types.int64) for i in (1, 2, 4, 5)
-            )
+            e = _Emit(context, builder, signature, args, dtype)
+            n, nsrc = e.n, source_vectors(m, e.align)
 
-            def const(v):
-                return ir.Constant(i64, v)
+            def body(v, probe):
+                src = e.at(e.arg[1], e.times(v, m * n))
+                loaded = [e.load(0, e.at(src, s * n)) for s in range(nsrc)]
+                for vec in loaded:  # 0 * x is 0 for finite x, NaN for NaN and +-inf
+                    probe = builder.fadd(probe, builder.fmul(vec, e.zero))
+                full = _concat(builder, loaded)
+                phases = []
+                for q in range(m + 2):
+                    mask = ir.Constant(ir.VectorType(ir.IntType(32), n), [m * i + q for i in range(n)])
+                    phases.append(builder.shuffle_vector(full, full, mask))
+                out = e.at(e.arg[4], e.times(v, n))
+                for j in range(m + 2):
+                    e.store(3, e.at(out, e.times(e.arg[5], j)), _combine(builder, bt[j], phases, e.vty, e.fty))
+                return probe
 
-            zero = ir.Constant(vty, [ir.Constant(fty, 0.0)] * n)
-            pre = builder.basic_block
-            loop = builder.append_basic_block("rows_in.loop")
-            done = builder.append_basic_block("rows_in.done")
-            builder.cbranch(builder.icmp_signed(">", nvec_, const(0)), loop, done)
-            builder.position_at_end(loop)
-            v = builder.phi(i64)
-            v.add_incoming(const(0), pre)
-            probe = builder.phi(vty)
-            probe.add_incoming(zero, pre)
-            src = builder.add(rbase_, builder.mul(v, const(m * n)))
-            loaded = []
-            for s in range(nsrc):
-                ptr = builder.bitcast(builder.gep(ra, [builder.add(src, const(s * n))]), vty.as_pointer())
-                loaded.append(builder.load(ptr, align=align))
-            # 0 * x is 0 for finite x, NaN for NaN and +-inf
-            seen = probe
-            for vec in loaded:
-                seen = builder.fadd(seen, builder.fmul(vec, zero))
-            full = _concat(builder, loaded)
-            phases = []
-            for q in range(m + 2):
-                mask = ir.Constant(ir.VectorType(ir.IntType(32), n), [m * i + q for i in range(n)])
-                phases.append(builder.shuffle_vector(full, full, mask))
-            out = builder.add(dbase_, builder.mul(v, const(n)))
-            for j in range(m + 2):
-                val = _combine(builder, bt[j], phases, vty, fty)
-                at = builder.add(out, builder.mul(const(j), dstride_))
-                builder.store(val, builder.bitcast(builder.gep(da, [at]), vty.as_pointer()), align=align)
-            nxt = builder.add(v, const(1))
-            body = builder.basic_block
-            v.add_incoming(nxt, body)
-            probe.add_incoming(seen, body)
-            builder.cbranch(builder.icmp_signed("<", nxt, nvec_), loop, done)
-            builder.position_at_end(done)
-            final = builder.phi(vty)
-            final.add_incoming(zero, pre)
-            final.add_incoming(seen, body)
-            total = ir.Constant(fty, 0.0)
+            final = e.loop(2, body, carry=True)
+            total = ir.Constant(e.fty, 0.0)
             for i in range(n):
                 total = builder.fadd(total, builder.extract_element(final, ir.Constant(ir.IntType(32), i)))
             return total
@@ -182,48 +220,20 @@ def make_output_rows(m: int):
         sig = types.void(src, sbase, sstride, nvec, row, obase)
 
         def codegen(context, builder, signature, args):
-            tys = signature.args
-            i64 = ir.IntType(64)
-            fty = context.get_value_type(dtype)
-            n = lanes(dtype.bitwidth // 8)
-            vty = ir.VectorType(fty, n)
-            align = dtype.bitwidth // 8
-            sa = context.make_array(tys[0])(context, builder, args[0]).data
-            oa = context.make_array(tys[4])(context, builder, args[4]).data
-            sbase_, sstride_, nvec_, obase_ = (
-                context.cast(builder, args[i], tys[i], types.int64) for i in (1, 2, 3, 5)
-            )
+            e = _Emit(context, builder, signature, args, dtype)
+            n = e.n
 
-            def const(v):
-                return ir.Constant(i64, v)
+            def body(v, _):
+                first = e.at(e.arg[1], e.times(v, n))
+                qs = [e.load(0, e.at(first, e.times(e.arg[2], q))) for q in range(m + 2)]
+                full = _concat(builder, [_combine(builder, at_[i], qs, e.vty, e.fty) for i in range(m)])
+                # y_i's lane t is at i*n + t: interleave to t*m + i, store n at a time
+                for s in range(m):
+                    mask = [((s * n + i) % m) * n + (s * n + i) // m for i in range(n)]
+                    piece = builder.shuffle_vector(full, full, ir.Constant(ir.VectorType(ir.IntType(32), n), mask))
+                    e.store(4, e.at(e.arg[5], e.times(v, m * n), s * n), piece)
 
-            pre = builder.basic_block
-            loop = builder.append_basic_block("rows_out.loop")
-            done = builder.append_basic_block("rows_out.done")
-            builder.cbranch(builder.icmp_signed(">", nvec_, const(0)), loop, done)
-            builder.position_at_end(loop)
-            v = builder.phi(i64)
-            v.add_incoming(const(0), pre)
-            first = builder.add(sbase_, builder.mul(v, const(n)))
-            qs = []
-            for q in range(m + 2):
-                at = builder.add(first, builder.mul(const(q), sstride_))
-                qs.append(builder.load(builder.bitcast(builder.gep(sa, [at]), vty.as_pointer()), align=align))
-            ys = [_combine(builder, at_[i], qs, vty, fty) for i in range(m)]
-            full = _concat(builder, ys)  # y_i's lane t at i*n + t
-            mask = ir.Constant(ir.VectorType(ir.IntType(32), m * n), [(e % m) * n + e // m for e in range(m * n)])
-            inter = builder.shuffle_vector(full, full, mask)
-            dst = builder.add(obase_, builder.mul(v, const(m * n)))
-            for s in range(m):
-                piece = builder.shuffle_vector(
-                    inter, inter, ir.Constant(ir.VectorType(ir.IntType(32), n), [s * n + i for i in range(n)])
-                )
-                ptr = builder.bitcast(builder.gep(oa, [builder.add(dst, const(s * n))]), vty.as_pointer())
-                builder.store(piece, ptr, align=align)
-            nxt = builder.add(v, const(1))
-            v.add_incoming(nxt, builder.basic_block)
-            builder.cbranch(builder.icmp_signed("<", nxt, nvec_), loop, done)
-            builder.position_at_end(done)
+            e.loop(3, body)
             return context.get_dummy_value()
 
         return sig, codegen
@@ -245,43 +255,17 @@ def make_combine(matrix):
         sig = types.void(src, sbase, sstride, nvec, dst, dbase, dstride)
 
         def codegen(context, builder, signature, args):
-            tys = signature.args
-            i64 = ir.IntType(64)
-            fty = context.get_value_type(dtype)
-            n = lanes(dtype.bitwidth // 8)
-            vty = ir.VectorType(fty, n)
-            align = dtype.bitwidth // 8
-            sa = context.make_array(tys[0])(context, builder, args[0]).data
-            da = context.make_array(tys[4])(context, builder, args[4]).data
-            sbase_, sstride_, nvec_, dbase_, dstride_ = (
-                context.cast(builder, args[i], tys[i], types.int64) for i in (1, 2, 3, 5, 6)
-            )
+            e = _Emit(context, builder, signature, args, dtype)
 
-            def const(v):
-                return ir.Constant(i64, v)
+            def body(v, _):
+                col = e.times(v, e.n)
+                first = e.at(e.arg[1], col)
+                ins = [e.load(0, e.at(first, e.times(e.arg[2], q))) for q in range(len(matrix[0]))]
+                out = e.at(e.arg[5], col)
+                for i, coeffs in enumerate(matrix):
+                    e.store(4, e.at(out, e.times(e.arg[6], i)), _combine(builder, coeffs, ins, e.vty, e.fty))
 
-            pre = builder.basic_block
-            loop = builder.append_basic_block("combine.loop")
-            done = builder.append_basic_block("combine.done")
-            builder.cbranch(builder.icmp_signed(">", nvec_, const(0)), loop, done)
-            builder.position_at_end(loop)
-            v = builder.phi(i64)
-            v.add_incoming(const(0), pre)
-            col = builder.mul(v, const(n))
-            first = builder.add(sbase_, col)
-            ins = []
-            for q in range(len(matrix[0])):
-                at = builder.add(first, builder.mul(const(q), sstride_))
-                ins.append(builder.load(builder.bitcast(builder.gep(sa, [at]), vty.as_pointer()), align=align))
-            out = builder.add(dbase_, col)
-            for i, coeffs in enumerate(matrix):
-                at = builder.add(out, builder.mul(const(i), dstride_))
-                val = _combine(builder, coeffs, ins, vty, fty)
-                builder.store(val, builder.bitcast(builder.gep(da, [at]), vty.as_pointer()), align=align)
-            nxt = builder.add(v, const(1))
-            v.add_incoming(nxt, builder.basic_block)
-            builder.cbranch(builder.icmp_signed("<", nxt, nvec_), loop, done)
-            builder.position_at_end(done)
+            e.loop(3, body)
             return context.get_dummy_value()
 
         return sig, codegen
