@@ -22,9 +22,10 @@ transforms run on whole vectors of tiles (:mod:`.winograd_rows`): along W
 on each staged input row (the tiles' columns split by shuffles), along H
 on rows of tiles.  The GEMMs are the register-blocked micro-kernel of the
 direct method (:mod:`.microkernel`; U packed in blocks of OB output
-channels, the block's tiles rounded up to whole runs of it): on these
-shapes (64-512 channels by ~140 tiles) it ran 15-20% faster than
-single-threaded OpenBLAS, and no BLAS pool has to be kept from
+channels, the block's tiles rounded up to whole runs of it): measured per
+thread, 64 channels by 140 tiles 112 -> 137-144 GFLOP/s and by 128 tiles
+122 -> 134-138 against single-threaded OpenBLAS (runs of one vector, as
+for 98 tiles, are load-bound: ~120), and no BLAS pool has to be kept from
 oversubscribing the cores.  Output channels are split into blocks only when
 there are too few tile blocks to feed every thread.  Work buffers are kept
 between calls (``_config.scratch``).
