@@ -50,7 +50,7 @@ from . import NonFiniteInput, blocked
 from .blocked import _mac
 from .direct import _inline
 from .microkernel import OB, lanes
-from .winograd_plan import depth_ring, layout, phase_spec, row_length, tile_stride
+from .winograd_plan import depth_ring, layout, phase_spec, row_length, skew, tile_stride
 from .winograd_rows import (
     AT,
     BT,
@@ -462,9 +462,8 @@ def conv_winograd(spec, ops, out: np.ndarray, num_threads: int, *, m: int) -> No
     # the transforms write (and read) a row of each of them in turn, and rows
     # at 4 kB strides share L1 sets (measured, a 64-channel block of 140
     # tiles: B^T along H 116 -> 61 us, the whole input transform 260 -> 193)
-    skew = 64 // dt.itemsize
-    vk = (2 if ring is not None else 1) * K * ts + skew
-    mk = o_block * ts + skew
+    vk = (2 if ring is not None else 1) * K * ts + skew(dt.itemsize)
+    mk = o_block * ts + skew(dt.itemsize)
     vbuf = scratch("winograd_v", (nt, a2 * vk), dt)
     xoff = np.arange(K, dtype=np.int64) * ts
     mbuf = scratch("winograd_m", (nt, a2 * mk), dt)

@@ -77,12 +77,20 @@ def _lanes(itemsize: int) -> int:
 
 def tile_stride(tiles: int, itemsize: int) -> tuple[int, int, int]:
     """(stride, nv, step): V and M rows hold ``tiles`` columns rounded up to
-    whole runs of the micro-kernel, ``nv`` vectors (``step`` tiles) each; nv
-    is the widest whose rounding covers at most 3% more than one vector's."""
-    lanes = _lanes(itemsize)
-    covered = {nv: -(-tiles // (nv * lanes)) * nv * lanes for nv in (1, 2, 3)}
-    nv = max(nv for nv, c in covered.items() if c <= 1.03 * min(covered.values()))
-    return covered[nv], nv, nv * lanes
+    whole runs of the micro-kernel, ``nv`` vectors (``step`` tiles) each,
+    chosen as the blocked method chooses its runs (``blocked.vectors_for``)."""
+    from .blocked import vectors_for
+    from .microkernel import positions
+
+    nv = vectors_for(tiles, itemsize)
+    step = positions(itemsize, nv)
+    return -(-tiles // step) * step, nv, step
+
+
+def skew(itemsize: int) -> int:
+    """Elements (one cache line) between V's or M's a2 matrices past their
+    rows (:func:`.winograd.conv_winograd`)."""
+    return 64 // itemsize
 
 
 def row_length(seg: int, mw: int, itemsize: int) -> int:
@@ -114,7 +122,8 @@ def _workspace_bytes(spec, geo, tiles: int, seg: int, v_rows: int, o_block: int,
     k = spec.c_in // spec.groups * spec.lifted("kernel")[0]
     stride = tile_stride(tiles, spec.dtype.itemsize)[0]
     rw = tiles + _lanes(spec.dtype.itemsize)
-    per_thread = ah * aw * ((v_rows + o_block) * stride + rw) + row_length(seg, mw, spec.dtype.itemsize)
+    per_thread = ah * aw * ((v_rows + o_block) * stride + rw + 2 * skew(spec.dtype.itemsize))
+    per_thread += row_length(seg, mw, spec.dtype.itemsize)
     return (threads * per_thread + n_oblocks * ah * aw * o_block * k) * spec.dtype.itemsize
 
 
