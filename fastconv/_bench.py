@@ -162,14 +162,19 @@ class Result:
 
 
 def interleaved_medians(
-    funcs: dict[str, Callable[[], Any]], repeats: int, budget_s: float, settle_s: float = 0.12
+    funcs: dict[str, Callable[[], Any]], repeats: int, budget_s: float, settle_s: float = 0.12, warm_s: float = 0.03
 ) -> dict[str, float]:
     """Median seconds of each function, run round-robin.
 
-    Each turn starts with a pause and one untimed call: the thread pools of
-    the library that ran before keep spinning after their last call (OpenBLAS
-    for ~0.1 s, OpenMP briefly) and would otherwise be charged to the next one
-    (measured: torch 2.5x slower when timed right after a BLAS GEMM).
+    Each turn starts with a pause, then calls the function untimed for at
+    least ``warm_s`` (and at least once): the thread pools of the library
+    that ran before keep spinning after their last call (OpenBLAS for ~0.1 s,
+    OpenMP briefly) and would otherwise be charged to the next one (measured:
+    torch 2.5x slower when timed right after a BLAS GEMM); and after the
+    pause this machine's cores run slow for ~15 ms (measured: a
+    single-threaded numpy reduction 2.2x slower on its first call, back to
+    steady speed by the tenth; one untimed call left the timed one in that
+    ramp: fastconv conv1d 1.3x, torch 1.2x slower than back to back).
     A call shorter than a millisecond is timed as a loop of calls (the count
     fixed on the first turn from the fastest of three calls, as ``timeit``
     does): one short call after the pause would measure the timer and a
@@ -182,7 +187,10 @@ def interleaved_medians(
         for name, f in funcs.items():
             if len(funcs) > 1:
                 time.sleep(settle_s)
+            t0 = time.perf_counter()
             f()
+            while time.perf_counter() - t0 < warm_s:
+                f()
             if name not in loops:
                 once = []
                 for _ in range(3):  # the fastest of three: one slow wake-up must not decide

@@ -168,6 +168,43 @@ def test_depthwise_row_taps(dtype, rng):
             check(got, conv_nd(x, w, bias, padding=padding, groups=3), dtype)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_depthwise_whole_planes(dtype, rng):
+    """3x3 "same" depthwise planes run as one flat pass plus first/last rows
+    and redone first/last columns: planes of one row or column, 2x2 up to
+    odd sizes, a depth multiplier of 2, a non-contiguous input, (1, 3, 3)
+    kernels with a depth stride, and NaN/Inf in corners and on each edge
+    (only the outputs whose window holds them change)."""
+    from fastconv._spec import conv_spec
+    from fastconv.kernels.depthwise import whole_planes
+
+    for spatial in [(1, 1), (1, 6), (6, 1), (2, 2), (3, 2), (3, 3), (4, 17), (19, 5)]:
+        x = arrays.random(rng, (2, 3, spatial[0], 2 * spatial[1]), dtype)[..., ::2]
+        w = arrays.random(rng, (6, 1, 3, 3), dtype)
+        b = arrays.random(rng, (6,), dtype)
+        if min(spatial) >= 2:
+            x[0, 0, 0, 0] = np.nan
+            x[0, 1, -1, -1] = np.inf
+            x[1, 0, spatial[0] // 2, 0] = np.nan
+            x[1, 2, 0, spatial[1] // 2] = -np.inf
+        for bias in (None, b):
+            got = fastconv.conv2d(x, w, bias, padding=1, groups=3, method="depthwise")
+            check(got, conv_nd(x, w, bias, padding=1, groups=3), dtype)
+    x = arrays.random(rng, (2, 4, 5, 7, 9), dtype)
+    w = arrays.random(rng, (4, 1, 1, 3, 3), dtype)
+    got = fastconv.conv3d(x, w, padding=(0, 1, 1), stride=(2, 1, 1), groups=4, method="depthwise")
+    check(got, conv_nd(x, w, padding=(0, 1, 1), stride=(2, 1, 1), groups=4), dtype)
+
+    def planes(nd, kernel, **kw):
+        xs, ws = np.zeros((1, 2) + (8,) * nd, dtype), np.zeros((2, 1, *kernel), dtype)
+        return whole_planes(conv_spec(nd, xs, ws, None, kw.get("stride", 1), kw.get("padding", 1),
+                                      kw.get("dilation", 1), 2, "zeros", "depthwise", None, None)[0])  # fmt: skip
+
+    assert planes(2, (3, 3)) and planes(3, (1, 3, 3), padding=(0, 1, 1))
+    assert not planes(2, (3, 3), stride=2) and not planes(2, (3, 3), dilation=2) and not planes(2, (3, 3), padding=2)
+    assert not planes(2, (5, 5), padding=2) and not planes(3, (3, 3, 3))
+
+
 @pytest.mark.parametrize("nd", [1, 2, 3])
 def test_size_zero_batch_and_channels(nd):
     x = np.zeros((0, 3) + (5,) * nd, np.float32)

@@ -191,9 +191,10 @@ def _row_taps(y, yb, x, xb, w, k0, K, n, init, bv):
 
 
 @numba_jit(parallel=True)
-def depthwise_kernel(x, w, b, out, sd, sh, sw, dd, dh, dw, pd, ph, pw, cog, padded):
+def depthwise_kernel(x, w, b, out, sd, sh, sw, dd, dh, dw, pd, ph, pw, cog, padded, plane):
     """out[n, co] = b[co] + sum_{kd,kh,kw} w[co, 0, kd, kh, kw] * x[n, co // cog, ...];
-    x (N, C, D, H, W), w (C*cog, 1, KD, KH, KW), out (N, C*cog, OD, OH, OW), C-contiguous."""
+    x (N, C, D, H, W), w (C*cog, 1, KD, KH, KW), out (N, C*cog, OD, OH, OW), C-contiguous.
+    ``plane``: a 3x3 "same" kernel (:func:`whole_planes`), run by :func:`_plane3`."""
     N, C, D, H, W = x.shape
     C_out, _, KD, KH, KW = w.shape
     OD, OH, OW = out.shape[2], out.shape[3], out.shape[4]
@@ -229,6 +230,10 @@ def depthwise_kernel(x, w, b, out, sd, sh, sw, dd, dh, dw, pd, ph, pw, cog, padd
         rowx = np.empty(KD * KH, np.int64)  # x index of each valid input row's first element
         roww = np.empty(KD * KH, np.int64)  # weight index of its kw = 0 tap
         xrow = np.empty(KD * H * wb_ if padded else 1, x.dtype)
+        if plane:
+            ob = ((n * C_out + co) * OD + od) * OH * OW
+            _plane3(of, ob, xf, (xc + od * sd) * H * W, wf, wb, H, W, bv, rows, roww, rowx)
+            continue
         if padded:
             for kd in range(KD):
                 idd = od * sd + kd * dd - pd
@@ -303,6 +308,52 @@ def depthwise_kernel(x, w, b, out, sd, sh, sw, dd, dh, dw, pd, ph, pw, cog, padd
 
 
 @_inline
+def _plane3(of, ob, xf, xb, wf, wb, H, W, bv, rows, roww, rowx):
+    """A whole H x W output plane of a 3x3 kernel at unit stride, padding 1,
+    no dilation (output plane = input plane, both at flat offsets ``ob`` and
+    ``xb``): rows 1..H-2 as one flat pass over the plane (an output row's
+    first and last columns then read the neighbouring rows' ends: redone
+    below), the first and last rows as passes of two input rows, then every
+    row's first and last columns with only the taps inside the image.
+    Measured on 144 @56 (short rows): per-row passes spent most of the time
+    on each row's set-up, vector remainder and scalar ends."""
+    if H >= 3:
+        p0 = W + 1  # output (1, 1): its kw = 0 taps start at input (0, 0)
+        for r in range(3):
+            rows[r, 0] = xb + p0 - W - 1 + r * W
+            roww[r] = wb + 3 * r
+        _rows_taps(of, ob + p0, xf, wf, rows, roww, 3, 3, (H - 2) * W - 2, bv)
+    for oh in range(H):
+        nr = 0
+        for kh in range(3):
+            ih = oh + kh - 1
+            if 0 <= ih < H:
+                rowx[nr] = xb + ih * W
+                rows[nr, 0] = rowx[nr]
+                roww[nr] = wb + 3 * kh
+                nr += 1
+        if oh == 0 or oh == H - 1:
+            _rows_taps(of, ob + oh * W + 1, xf, wf, rows, roww, nr, 3, W - 2, bv)
+        of[ob + oh * W] = _edge(xf, wf, bv, 0, rowx, roww, nr, 3, W, 1, 1, 1)
+        if W > 1:
+            of[ob + oh * W + W - 1] = _edge(xf, wf, bv, W - 1, rowx, roww, nr, 3, W, 1, 1, 1)
+
+
+def whole_planes(spec) -> bool:
+    """Whether the kernel runs whole planes (:func:`_plane3`): a 3x3 kernel
+    (one deep) at unit stride, padding 1 and no dilation in the plane."""
+    kd, kh, kw = spec.lifted("kernel")
+    return (
+        (kd, kh, kw) == (1, 3, 3)
+        and spec.kernel_pad_lo[0] == 0
+        and spec.lifted("stride")[1:] == (1, 1)
+        and spec.lifted("dilation")[1:] == (1, 1)
+        and tuple(spec.kernel_pad_lo[1:]) == (1, 1)
+        and tuple(spec.lifted("out_spatial")[1:]) == tuple(spec.lifted("in_spatial")[1:])
+    )
+
+
+@_inline
 def _edge(xf, wf, bv, i, rowx, roww, nr, KW, W, sw, dw, pw):
     """Output column i of a row next to the padding: taps checked one by one."""
     acc = bv
@@ -345,5 +396,6 @@ def conv_depthwise(spec, ops, out: np.ndarray, num_threads: int) -> None:
     pd, ph, pw = spec.kernel_pad_lo
     with numba_threads(num_threads):
         depthwise_kernel(
-            ops.x, ops.w, b, out, sd, sh, sw, dd, dh, dw, pd, ph, pw, spec.c_out // spec.groups, pads_rows(spec)
-        )
+            ops.x, ops.w, b, out, sd, sh, sw, dd, dh, dw, pd, ph, pw, spec.c_out // spec.groups, pads_rows(spec),
+            whole_planes(spec),
+        )  # fmt: skip
