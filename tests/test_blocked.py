@@ -184,12 +184,26 @@ def test_stride1_runs_shifted_only_where_it_saves_work():
 
 
 def test_refused_when_one_image_exceeds_the_workspace(rng):
-    x = rng.standard_normal((1, 8, 64, 64)).astype(np.float32)
-    w = rng.standard_normal((8, 8, 3, 3)).astype(np.float32)
+    # planes of few runs (12x13 positions at stride 2) copy whole images
+    x = rng.standard_normal((1, 256, 24, 24)).astype(np.float32)
+    w = rng.standard_normal((8, 256, 3, 3)).astype(np.float32)
+    assert not blocked.plane_windows(_spec(x, w, padding=1, stride=2))
     with fastconv.set_config(workspace_limit=600 << 10, num_threads=2):
-        assert "blocked" not in fastconv.available_methods(fastconv.conv2d, x, w, padding=1)
+        assert "blocked" not in fastconv.available_methods(fastconv.conv2d, x, w, padding=1, stride=2)
         with pytest.raises(ValueError, match="blocked"):
-            fastconv.conv2d(x, w, padding=1, method="blocked")
+            fastconv.conv2d(x, w, padding=1, stride=2, method="blocked")
+    # larger planes copy per-item windows: a 64x64 image's padded copy (1.1
+    # MB) does not fit the limit, the windows do
+    x = rng.standard_normal((1, 64, 64, 64)).astype(np.float32)
+    w = rng.standard_normal((8, 64, 3, 3)).astype(np.float32)
+    assert (
+        blocked.plane_windows(_spec(x, w, padding=1)) and blocked.image_elements(_spec(x, w, padding=1)) * 4 > 1 << 20
+    )
+    with fastconv.set_config(workspace_limit=600 << 10, num_threads=2):
+        assert blocked.workspace(_spec(x, w, padding=1), 600 << 10, 2) <= 600 << 10
+        got = fastconv.conv2d(x, w, padding=1, method="blocked")
+    want = conv_nd(x.astype(np.float64), w.astype(np.float64), padding=1)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
     # conv1d copies no whole image, only per-thread windows: a long row fits a
     # small limit, weights and windows that do not are refused with that reason
     x1 = rng.standard_normal((1, 8, 1 << 16)).astype(np.float32)
@@ -306,6 +320,68 @@ def test_conv1d_on_per_item_windows(dtype, threads, rng, monkeypatch):
     assert not blocked.windowed(_spec(np.zeros((1, 4, 3, 9), dtype), np.zeros((2, 4, 1, 3), dtype)))
 
 
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_conv2d_3d_on_per_item_plane_windows(dtype, threads, rng, monkeypatch):
+    # 2-D/3-D planes of enough runs copy each work item's rows (per input
+    # channel, depth tap and stride phase) instead of the whole padded input:
+    # strides and dilations per axis, groups of 2 and 4 channels, 3-D depth
+    # taps with depth stride and dilation, asymmetric and "same" padding,
+    # several items per plane (a short span), one run per item (a small
+    # window limit), a non-contiguous input, reflect padding, NaN/Inf
+    monkeypatch.setattr(blocked, "_WINDOW_RUNS", 2)  # windows even on these small planes
+    monkeypatch.setattr(blocked, "_SPAN", 3 * positions(np.dtype(dtype).itemsize))
+    if threads > 1:
+        monkeypatch.setattr(blocked, "_SERIAL_FLOPS", 0)
+    cases = [
+        ((2, 4, 20, 21), (OB + 2, 2, 3, 3), dict(padding=1, groups=2)),
+        ((2, 4, 25, 23), (5, 4, 3, 3), dict(stride=2, padding=1)),
+        ((1, 3, 30, 26), (9, 3, 7, 7), dict(stride=2, padding=3)),
+        ((2, 4, 26, 24), (4, 2, 3, 3), dict(padding=2, dilation=2, groups=2)),
+        ((2, 3, 21, 40), (6, 3, 2, 5), dict(padding=(0, 2), stride=(1, 3))),
+        ((1, 8, 30, 30), (8, 2, 3, 3), dict(padding=(2, 0), stride=(2, 1), dilation=(1, 2), groups=4)),
+        ((2, 3, 17, 19), (4, 3, 4, 4), dict(padding="same")),
+        ((2, 3, 18, 20), (5, 3, 3, 3), dict(padding=1, padding_mode="reflect")),
+        ((1, 4, 5, 18, 18), (4, 1, 3, 3, 3), dict(padding=1, groups=4)),
+        ((2, 3, 7, 16, 18), (6, 3, 2, 3, 3), dict(padding=(1, 1, 0), stride=(2, 1, 2), dilation=(2, 1, 1))),
+    ]
+    for i, (xs, ws, kw) in enumerate(cases):
+        x = rng.standard_normal(xs).astype(dtype)
+        if i == 1:
+            x = rng.standard_normal((xs[0], 2 * xs[1], *xs[2:])).astype(dtype)[:, ::2]
+        w = rng.standard_normal(ws).astype(dtype)
+        b = rng.standard_normal(ws[0]).astype(dtype)
+        if i == 2:
+            x[0, 1, 7, 9] = np.nan
+            x[0, 2, 20, 0] = np.inf
+        geometric = {k: v for k, v in kw.items() if k != "padding_mode"}
+        spec = _spec(x, w, **geometric)
+        with monkeypatch.context() as m:
+            if i == 3:  # one run per item
+                m.setattr(blocked, "_WINDOW_BYTES", 1)
+            assert blocked.plane_windows(spec) and not blocked.windowed(spec) and blocked.shifted(spec) is None
+            tb, _, rpi, hw = blocked.window_geometry(spec)
+            assert (rpi == 1) == (i == 3) and rpi * tb <= blocked._SPAN
+            # the furthest read of an item (its first run starts at most
+            # Wq - 1 into its first row) stays inside its window
+            wq = blocked.geometry(spec)[2]
+            top = wq - 1 + rpi * tb - 1 + blocked.window_offsets(spec, hw).max()
+            assert top < blocked._window_elements(spec)
+            with fastconv.set_config(num_threads=threads):
+                got = FUNCS[x.ndim - 2](x, w, b, method="blocked", **kw)
+        xr = x.astype(np.float64)
+        if "padding_mode" in kw:
+            xr = np.pad(xr, ((0, 0), (0, 0), (1, 1), (1, 1)), mode="reflect")
+            geometric.pop("padding")
+        want = conv_nd(xr, w.astype(np.float64), b.astype(np.float64), **geometric)
+        tol = 1e-4 if dtype == np.float32 else 1e-10
+        scale = np.abs(want[np.isfinite(want)]).max()
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol * scale)
+    # planes of few runs keep the padded copy
+    monkeypatch.setattr(blocked, "_WINDOW_RUNS", 8)
+    assert not blocked.plane_windows(_spec(np.zeros((1, 4, 3, 9), dtype), np.zeros((2, 4, 1, 3), dtype)))
+
+
 def test_small_problems_run_the_serial_kernels(rng, monkeypatch):
     # below _SERIAL_FLOPS the padding and kernel run on the calling thread
     # (a parallel launch costs more than the work), above in parallel; both
@@ -313,7 +389,7 @@ def test_small_problems_run_the_serial_kernels(rng, monkeypatch):
     small = _spec(np.zeros((2, 8, 20, 20), np.float32), np.zeros((8, 8, 3, 3), np.float32), stride=2, padding=1)
     large = _spec(np.zeros((8, 64, 56, 56), np.float32), np.zeros((64, 64, 3, 3), np.float32), stride=2, padding=1)
     assert small.flops < blocked._SERIAL_FLOPS < large.flops
-    for kernel in (blocked._pad_split, blocked._blocked_kernel, blocked._windowed_kernel):
+    for kernel in (blocked._pad_split, blocked._blocked_kernel, blocked._windowed_kernel, blocked._plane_window_kernel):
         assert blocked._serial(small, kernel) is blocked._SERIAL[kernel] is not kernel
         assert blocked._serial(large, kernel) is kernel
     x = rng.standard_normal((2, 8, 20, 20)).astype(np.float32)

@@ -232,18 +232,32 @@ def depthwise_features(spec) -> dict[str, float]:
     """Depthwise: a fixed cost, the FLOPs, and the passes: one vectorised pass
     (plus the scalar ends of the row) per output row and depth tap (a 3-D
     kernel's depth taps are separate passes: measured 2x the direct kernel's
-    time on a 3x3x3 depthwise layer, while 2-D layers run at 0.6-1.1x)."""
+    time on a 3x3x3 depthwise layer, while 2-D layers run at 0.6-1.1x).
+    Whole 3x3 planes (:func:`fastconv.kernels.depthwise.whole_planes`) are
+    their own FLOP term (one flat pass per input plane) and count a row per
+    output row and input channel (its scalar first and last columns)."""
+    from ..kernels.depthwise import whole_planes
+
     rows = spec.n * spec.c_out * spec.lifted("kernel")[0]
     for v in spec.out_spatial[:-1]:
         rows *= v
-    return {"overhead_s": 1.0, "s_per_flop": float(spec.flops), "s_per_row": float(rows)}
+    plane = whole_planes(spec)
+    if plane:
+        rows *= spec.c_in // spec.groups
+    return {
+        "overhead_s": 1.0,
+        "s_per_flop": 0.0 if plane else float(spec.flops),
+        "s_per_plane_flop": float(spec.flops) if plane else 0.0,
+        "s_per_row": float(rows),
+    }
 
 
 def blocked_features(spec) -> dict[str, float]:
     """Register-blocked direct: a fixed cost, the FLOPs the micro-kernel runs
     (whole channel blocks and position runs, plane padding included), the
-    elements copied into the padded input, and the micro-kernel calls."""
-    from ..kernels.blocked import block_channels, computed_flops, image_elements, oc_blocks, runs, shifted
+    elements copied (the padded input, or every item's window), and the
+    micro-kernel calls."""
+    from ..kernels.blocked import block_channels, computed_flops, copied_elements, oc_blocks, runs, shifted
 
     t = shifted(spec)
     if t is not None:  # stride 1 on small planes: run as a transposed convolution
@@ -253,7 +267,7 @@ def blocked_features(spec) -> dict[str, float]:
     return {
         "overhead_s": 1.0,
         "s_per_flop": float(computed_flops(spec)),
-        "s_per_copied": float(spec.n * image_elements(spec)),
+        "s_per_copied": float(copied_elements(spec, _settings()[1])),
         "s_per_call": float(calls),
     }
 
@@ -302,8 +316,13 @@ def _depthwise_workspace(spec) -> int:
 
 
 def _depthwise_supports(spec) -> str | None:
-    if spec.c_in != spec.groups:
-        return "depthwise needs groups == C_in (one input channel per output channel)"
+    from ..kernels.depthwise import PLANE_CHANNELS, whole_planes
+
+    if spec.c_in != spec.groups and not whole_planes(spec):
+        return (
+            "depthwise needs groups == C_in (one input channel per output channel), or a 3x3 kernel at unit "
+            f"stride with padding 1 and at most {PLANE_CHANNELS} input channels per group"
+        )
     return None
 
 
@@ -369,7 +388,8 @@ register(
         cost=_cost("depthwise"),
         workspace=_depthwise_workspace,
         description="groups == C_in: each output row in vectorised passes straight over its input rows "
-        "(rows copied with their padding for kernels not 3 wide)",
+        "(rows copied with their padding for kernels not 3 wide); 3x3 'same' planes (also groups of up to "
+        "8 input channels) as one flat pass per input plane",
     )
 )
 register(

@@ -44,6 +44,8 @@ _BALANCE = 1.04
 # threads: 0.8 MFLOP 0.40 -> 0.18 ms, 6 MFLOP 0.49 -> 0.29, 25 MFLOP
 # 0.98 -> 0.80, 50 MFLOP 1.32 -> 1.84)
 _SERIAL_FLOPS = 32e6
+_WINDOW_RUNS = 8  # least runs per output plane for per-item windows (plane_windows)
+_WINDOW_BYTES = 256 << 10  # most bytes of one item's window, unless it holds a single run
 
 
 def oc_blocks(spec, ob: int = OB) -> int:
@@ -104,7 +106,7 @@ def _compiled_against():
 
 
 def _refresh_stale_cache() -> None:
-    kernels = (_pad_split, _blocked_kernel, _windowed_kernel)
+    kernels = (_pad_split, _blocked_kernel, _windowed_kernel, _plane_window_kernel)
     refresh_stale_cache(_compiled_against, _MICROKERNEL, kernels + tuple(_SERIAL[k] for k in kernels))
 
 
@@ -214,6 +216,8 @@ def images_per_block(spec, limit: int, threads: int) -> int:
         from . import transpose_blocked
 
         return transpose_blocked.images_per_block(t, limit, threads)
+    if plane_windows(spec):
+        return spec.n if _plane_window_bytes(spec, threads) <= limit else 0
     per_image = image_elements(spec) * np.dtype(spec.dtype).itemsize
     room = limit - _fixed_bytes(spec, threads)
     return max(0, min(spec.n, room // max(per_image, 1)))
@@ -227,6 +231,8 @@ def workspace(spec, limit: int, threads: int) -> int:
         from . import transpose_blocked
 
         return transpose_blocked.workspace(t, limit, threads)
+    if plane_windows(spec):
+        return _plane_window_bytes(spec, threads)
     nimg = max(1, images_per_block(spec, limit, threads))
     return nimg * image_elements(spec) * np.dtype(spec.dtype).itemsize + _fixed_bytes(spec, threads)
 
@@ -312,22 +318,38 @@ def _pad_split(x, xp, sd, sh, sw, pd, ph, pw, dp, hq, wq):
         for a in range(sh):
             for bb in range(sw):
                 base = ((row * sh + a) * sw + bb) * plane
-                lo = 0 if bb >= pw else (pw - bb + sw - 1) // sw
-                hi = max(lo, min(wq, (W - 1 + pw - bb) // sw + 1)) if W - 1 + pw - bb >= 0 else lo
+                lo, hi = _columns(W, wq, sw, bb, pw)
                 for i in range(hq):
                     y = i * sh + a - ph
-                    dst = base + i * wq
-                    if z < 0 or z >= D or y < 0 or y >= H:
-                        _fill(xp, dst, wq, 0)
-                        continue
-                    src = ((nc * D + z) * H + y) * W + lo * sw + bb - pw
-                    _fill(xp, dst, lo, 0)
-                    if sw == 1:
-                        _copy(xp, dst + lo, xf, src, hi - lo)
-                    else:
-                        _gather(xp, dst + lo, xf, src, hi - lo, sw)
-                    _fill(xp, dst + hi, wq - hi, 0)
+                    inside = 0 <= z < D and 0 <= y < H
+                    _pad_row(
+                        xp, base + i * wq, xf, ((nc * D + z) * H + y) * W + lo * sw + bb - pw, inside, lo, hi, wq, sw
+                    )
     _fill(xp, rows * sh * sw * plane, xp.shape[0] - rows * sh * sw * plane, 0)
+
+
+@_inline
+def _columns(W, wq, sw, bb, pw):
+    """(lo, hi): the columns j of a padded phase-``bb`` row of ``wq`` that hold
+    input column j*sw + bb - pw (the others are padding)."""
+    lo = 0 if bb >= pw else (pw - bb + sw - 1) // sw
+    hi = max(lo, min(wq, (W - 1 + pw - bb) // sw + 1)) if W - 1 + pw - bb >= 0 else lo
+    return lo, hi
+
+
+@_inline
+def _pad_row(dst, d, xf, src, inside, lo, hi, wq, sw):
+    """dst[d + j] = xf[src + (j - lo)*sw] for lo <= j < hi, zero elsewhere in
+    [0, wq) (all zero unless ``inside``): one padded, phase-split row."""
+    if not inside:
+        _fill(dst, d, wq, 0)
+        return
+    _fill(dst, d, lo, 0)
+    if sw == 1:
+        _copy(dst, d + lo, xf, src, hi - lo)
+    else:
+        _gather(dst, d + lo, xf, src, hi - lo, sw)
+    _fill(dst, d + hi, wq - hi, 0)
 
 
 @_inline
@@ -531,7 +553,178 @@ def _windowed_kernel(x, wp, xoff, b, out, groups, pad, st, lw, nv, tb, rpi, rchu
                         _store_row(of, dst + q0, acc, src + q0, min(OW, q0 + tb) - q0, b[co])
 
 
-_SERIAL = {k: serial_copy(k, k.py_func.__name__ + "_serial") for k in (_pad_split, _blocked_kernel, _windowed_kernel)}
+def plane_windows(spec) -> bool:
+    """Whether a 2-D/3-D ``spec`` runs on per-item windows of rows
+    (:func:`_plane_window_kernel`) instead of one padded copy of the images
+    (:func:`_pad_split`, then :func:`_blocked_kernel`): planes of at least
+    _WINDOW_RUNS runs.  Measured (2 threads, 3x3/2 128 @56): the copy pass
+    ran 2.4x slower followed by the kernel than alone, the kernel 1.4x (the
+    copy written by one core, read by the other, 14 MB through L3, and two
+    parallel launches)."""
+    if spec.nd == 1 or min(spec.n, spec.c_in, spec.c_out, *spec.out_spatial) == 0:
+        return False
+    return runs(spec)[1] >= _WINDOW_RUNS
+
+
+def window_geometry(spec) -> tuple[int, int, int, int]:
+    """(tb, nrun, rpi, hw): positions per micro-kernel call, runs per output
+    plane, runs per work item (items never cross planes), and rows of each
+    phase plane an item's window holds (its runs, the first one's row from
+    column 0, and the kernel's reach below)."""
+    item = np.dtype(spec.dtype).itemsize
+    tb, nrun = runs(spec)
+    # a plane's runs in the fewest items of at most _SPAN positions and
+    # _ACC_BYTES of partial sums, split evenly (every item copies its rows
+    # and the kernel's reach below them: one run per item, which
+    # share_runs would pick for an odd run count, copied 2.3-3.4x the input);
+    # and fewer runs while the window passes _WINDOW_BYTES (3x3/2 128 @56,
+    # against the padded copy: 1.05 of its time with 9-run 1.1 MB windows,
+    # 0.95 with 1-run 0.23 MB ones)
+    _, sh, sw = spec.lifted("stride")
+    _, dh, dw = spec.lifted("dilation")
+    kd, kh, kw = spec.lifted("kernel")
+    _, _, wq, phases = geometry(spec)
+    reach = ((kh - 1) * dh // sh) * wq + (kw - 1) * dw // sw
+    per_row = spec.c_in // spec.groups * kd * phases * wq * item  # window bytes per row
+
+    def rows(rpi: int) -> int:
+        return (wq - 1 + rpi * tb + reach) // wq + 1
+
+    most = max(1, min(_SPAN // tb, _ACC_BYTES // (_channels(spec) * tb * item)))
+    k = -(-nrun // most)
+    while -(-nrun // k) > 1 and rows(-(-nrun // k)) * per_row > _WINDOW_BYTES:
+        k += 1
+    rpi = -(-nrun // k)
+    return tb, nrun, rpi, rows(rpi)
+
+
+def _window_elements(spec) -> int:
+    """Elements of one item's window: per input channel of a group, depth tap
+    and stride phase, ``hw`` rows of ``Wq``."""
+    kd = spec.lifted("kernel")[0]
+    _, _, _, hw = window_geometry(spec)
+    return spec.c_in // spec.groups * kd * geometry(spec)[3] * hw * geometry(spec)[2]
+
+
+def copied_elements(spec, threads: int) -> int:
+    """Elements the method copies before its micro-kernel reads them: every
+    item's window (:func:`plane_windows`), else the padded copy of every image."""
+    if plane_windows(spec):
+        _, nrun, rpi, _ = window_geometry(spec)
+        items = spec.groups * spec.n * spec.lifted("out_spatial")[0] * -(-nrun // rpi)
+        return items * _window_elements(spec)
+    return spec.n * image_elements(spec)
+
+
+def _plane_window_bytes(spec, threads: int) -> int:
+    """Packed weights and, per thread, one item's window and partial sums."""
+    tb, _, rpi, _ = window_geometry(spec)
+    per_thread = _window_elements(spec) + _channels(spec) * rpi * tb
+    return _weight_bytes(spec) + threads * per_thread * np.dtype(spec.dtype).itemsize
+
+
+def window_offsets(spec, hw: int) -> np.ndarray:
+    """xoff[(ci, kd, kh, kw)] in an item's window (:func:`tap_offsets` with
+    the window's depth taps and ``hw`` rows per phase plane)."""
+    _, sh, sw = spec.lifted("stride")
+    _, dh, dw = spec.lifted("dilation")
+    kd, kh, kw = spec.lifted("kernel")
+    _, _, wq, phases = geometry(spec)
+    plane = hw * wq
+    ci = np.arange(spec.c_in // spec.groups).reshape(-1, 1, 1, 1)
+    a = np.arange(kd).reshape(1, -1, 1, 1)
+    bh = np.arange(kh).reshape(1, 1, -1, 1) * dh
+    bw = np.arange(kw).reshape(1, 1, 1, -1) * dw
+    off = (ci * kd + a) * phases * plane + ((bh % sh) * sw + bw % sw) * plane + (bh // sh) * wq + bw // sw
+    return np.ascontiguousarray(off.reshape(-1), dtype=np.int64)
+
+
+@numba_jit(parallel=True)
+def _plane_window_kernel(
+    x, wp, xoff, b, out, groups, sd, sh, sw, dd, pd, ph, pw, kd, hw, wq, nv, tb, rpi, rchunk, nparts
+):
+    """conv2d/3d with no padded copy of the whole input: each work item
+    (``rpi`` runs of ``tb`` positions of one output plane: group, image,
+    depth) first copies its window -- per input channel of the group, depth
+    tap ``a`` and stride phase, the ``hw`` padded phase rows from the row of
+    its first position, ``Wq`` wide (as :func:`_pad_split` lays them out) --
+    into a buffer of its thread, then runs the micro-kernel over it as
+    :func:`_blocked_kernel` does over the padded copy, and stores the
+    partial sums with the bias."""
+    N, C_in, D, H, W = x.shape
+    C_out, OD, OH, OW = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
+    nb = wp.shape[1]
+    R = wp.shape[2]
+    ob = wp.shape[3]
+    cig = C_in // groups
+    cog = C_out // groups
+    npos = OH * wq
+    nrun = (npos + tb - 1) // tb
+    per_plane = (nrun + rpi - 1) // rpi
+    items = groups * N * OD * per_plane
+    per_part = (items + nparts - 1) // nparts
+    span = rpi * tb
+    plane = hw * wq
+    xf = x.reshape(-1)
+    wf = wp.reshape(-1)
+    of = out.reshape(-1)
+    oplane = OH * OW
+    for part in prange(nparts):
+        acc = np.empty(nb * ob * span, out.dtype)
+        buf = np.empty(cig * kd * sh * sw * plane, x.dtype)
+        for item in range(part * per_part, min(items, (part + 1) * per_part)):
+            pl = item // per_plane
+            g = pl // (N * OD)
+            t = pl - g * (N * OD)
+            n = t // OD
+            od = t - n * OD
+            r0 = (item - pl * per_plane) * rpi
+            r1 = min(nrun, r0 + rpi)
+            row0 = r0 * tb // wq
+            for c in range(cig):
+                for a in range(kd):
+                    z = od * sd + a * dd - pd
+                    for pa in range(sh):
+                        for bb in range(sw):
+                            lo, hi = _columns(W, wq, sw, bb, pw)
+                            base = (((c * kd + a) * sh + pa) * sw + bb) * plane
+                            for i in range(hw):
+                                y = (row0 + i) * sh + pa - ph
+                                inside = 0 <= z < D and 0 <= y < H
+                                src = (((n * C_in + g * cig + c) * D + z) * H + y) * W + lo * sw + bb - pw
+                                _pad_row(buf, base + i * wq, xf, src, inside, lo, hi, wq, sw)
+            for c0 in range(0, R, rchunk):
+                c1 = min(R, c0 + rchunk)
+                for run in range(r0, r1):
+                    xbase = run * tb - row0 * wq
+                    for blk in range(nb):
+                        wbase = (g * nb + blk) * R * ob
+                        obase = blk * ob * span + (run - r0) * tb
+                        _mac(ob, nv, buf, xoff, xbase, wf, wbase, c0, c1, acc, obase, span)
+            for blk in range(nb):
+                for o in range(min(ob, cog - blk * ob)):
+                    co = g * cog + blk * ob + o
+                    bv = b[co]
+                    obase = ((n * C_out + co) * OD + od) * oplane
+                    for run in range(r0, r1):
+                        p0 = run * tb
+                        p1 = min(npos, p0 + tb)
+                        src = (blk * ob + o) * span + (run - r0) * tb - p0
+                        p = p0
+                        while p < p1:
+                            oh = p // wq
+                            ow = p - oh * wq
+                            row_end = min(p1, (oh + 1) * wq)
+                            if ow < OW:
+                                cnt = min(row_end, oh * wq + OW) - p
+                                _store_row(of, obase + oh * OW + ow, acc, src + p, cnt, bv)
+                            p = row_end
+
+
+_SERIAL = {
+    k: serial_copy(k, k.py_func.__name__ + "_serial")
+    for k in (_pad_split, _blocked_kernel, _windowed_kernel, _plane_window_kernel)
+}
 
 
 def _small(spec) -> bool:
@@ -565,6 +758,22 @@ def _conv_windowed(spec, ops, out: np.ndarray, num_threads: int) -> None:
         )  # fmt: skip
 
 
+def _conv_plane_windows(spec, ops, out: np.ndarray, num_threads: int) -> None:
+    tb, nrun, rpi, hw = window_geometry(spec)
+    sd, sh, sw = spec.lifted("stride")
+    pd, ph, pw = spec.kernel_pad_lo
+    wq = geometry(spec)[2]
+    b = ops.b if ops.b is not None else np.zeros(spec.c_out, dtype=spec.dtype)
+    items = spec.groups * spec.n * spec.lifted("out_spatial")[0] * -(-nrun // rpi)
+    with numba_threads(num_threads):
+        wp = pack_weights(ops.w, spec.groups, block_channels(spec), name="blocked_w")
+        _serial(spec, _plane_window_kernel)(
+            ops.x, wp, window_offsets(spec, hw), b, out, spec.groups, sd, sh, sw, spec.lifted("dilation")[0], pd,
+            ph, pw, spec.lifted("kernel")[0], hw, wq, vectors(spec), tb, rpi, taps_per_chunk(spec),
+            max(1, min(num_threads, items)),
+        )  # fmt: skip
+
+
 def conv_blocked(spec, ops, out: np.ndarray, num_threads: int, *, limit: int | None = None) -> None:
     """Run the register-blocked direct method for ``spec`` into the
     C-contiguous 5-D ``out``."""
@@ -587,6 +796,9 @@ def conv_blocked(spec, ops, out: np.ndarray, num_threads: int, *, limit: int | N
         num_threads = 1
     if windowed(spec):
         _conv_windowed(spec, ops, out, num_threads)
+        return
+    if plane_windows(spec):
+        _conv_plane_windows(spec, ops, out, num_threads)
         return
     limit = get_config().workspace_limit if limit is None else limit
     nimg = images_per_block(spec, limit, num_threads)

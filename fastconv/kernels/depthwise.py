@@ -152,8 +152,8 @@ def _rows3_taps4(y, o, x, s0, s1, s2, w, k0, k1, k2, m, n, init, bv):
 
 
 @_inline
-def _rows_taps(y, yb, x, w, rows, roww, nr, K, n, bv):
-    """y[yb + i] = bv + sum over the ``nr`` input rows r (first tap's x index
+def _rows_taps(y, yb, x, w, rows, roww, nr, K, n, init, bv):
+    """y[yb + i] (= bv or +=) sum over the ``nr`` input rows r (first tap's x index
     ``rows[r, 0]``, weight index ``roww[r]``) and taps k < K of
     w[roww[r] + k] * x[rows[r, 0] + k + i]: unit stride, no dilation; three
     rows x four taps per pass (a 5x5 kernel in 4 passes, 7x7 in 6; one pass
@@ -162,18 +162,19 @@ def _rows_taps(y, yb, x, w, rows, roww, nr, K, n, bv):
         return
     o = _U(yb)
     if nr == 0:
-        for i in range(_U(n)):
-            y[o + i] = bv
+        if init:
+            for i in range(_U(n)):
+                y[o + i] = bv
         return
     r = 0
     while nr - r >= 3:
         for j in range(0, K, 4):
             _rows3_taps4(y, o, x, _U(rows[r, 0] + j), _U(rows[r + 1, 0] + j), _U(rows[r + 2, 0] + j),
                          w, roww[r] + j, roww[r + 1] + j, roww[r + 2] + j, min(4, K - j), n,
-                         r == 0 and j == 0, bv)  # fmt: skip
+                         init and r == 0 and j == 0, bv)  # fmt: skip
         r += 3
     while r < nr:
-        _row_taps(y, yb, x, rows[r, 0], w, roww[r], K, n, r == 0, bv)
+        _row_taps(y, yb, x, rows[r, 0], w, roww[r], K, n, init and r == 0, bv)
         r += 1
 
 
@@ -194,9 +195,10 @@ def _row_taps(y, yb, x, xb, w, k0, K, n, init, bv):
 def depthwise_kernel(x, w, b, out, sd, sh, sw, dd, dh, dw, pd, ph, pw, cog, padded, plane):
     """out[n, co] = b[co] + sum_{kd,kh,kw} w[co, 0, kd, kh, kw] * x[n, co // cog, ...];
     x (N, C, D, H, W), w (C*cog, 1, KD, KH, KW), out (N, C*cog, OD, OH, OW), C-contiguous.
-    ``plane``: a 3x3 "same" kernel (:func:`whole_planes`), run by :func:`_plane3`."""
+    ``plane``: a 3x3 "same" kernel (:func:`whole_planes`), run by :func:`_plane3`,
+    which also takes groups of a few input channels (w (C_out, C/groups, 1, 3, 3))."""
     N, C, D, H, W = x.shape
-    C_out, _, KD, KH, KW = w.shape
+    C_out, cig, KD, KH, KW = w.shape
     OD, OH, OW = out.shape[2], out.shape[3], out.shape[4]
     xf = x.reshape(-1)
     of = out.reshape(-1)
@@ -221,19 +223,18 @@ def depthwise_kernel(x, w, b, out, sd, sh, sw, dd, dh, dw, pd, ph, pw, cog, padd
         t = item // OD
         co = t % C_out
         n = t // C_out
-        ci = co // cog
-        xc = (n * C + ci) * D
-        wb = co * K
+        xc = (n * C + co // cog * cig) * D
+        wb = co * cig * K
         bv = b[co]
         rows = np.empty((KD * KH, 3), np.int64)  # x bases of taps kw = 0, 1, 2 per valid row
-        wsel = np.empty(KD * KH * 3, w.dtype)
-        rowx = np.empty(KD * KH, np.int64)  # x index of each valid input row's first element
         roww = np.empty(KD * KH, np.int64)  # weight index of its kw = 0 tap
-        xrow = np.empty(KD * H * wb_ if padded else 1, x.dtype)
         if plane:
             ob = ((n * C_out + co) * OD + od) * OH * OW
-            _plane3(of, ob, xf, (xc + od * sd) * H * W, wf, wb, H, W, bv, rows, roww, rowx)
+            _plane3(of, ob, xf, (xc + od * sd) * H * W, D * H * W, cig, wf, wb, H, W, bv, rows, roww)
             continue
+        wsel = np.empty(KD * KH * 3, w.dtype)
+        rowx = np.empty(KD * KH, np.int64)  # x index of each valid input row's first element
+        xrow = np.empty(KD * H * wb_ if padded else 1, x.dtype)
         if padded:
             for kd in range(KD):
                 idd = od * sd + kd * dd - pd
@@ -286,10 +287,10 @@ def depthwise_kernel(x, w, b, out, sd, sh, sw, dd, dh, dw, pd, ph, pw, cog, padd
                         _tap(of, ob + lo, xf, rows[done, kw], wsel[done * 3 + kw], n_in, sw)
                     done += 1
             elif padded:
-                _rows_taps(of, ob, xrow, wf, rows, roww, nr, KW, OW, bv)
+                _rows_taps(of, ob, xrow, wf, rows, roww, nr, KW, OW, True, bv)
                 continue
             elif sw == 1 and dw == 1:
-                _rows_taps(of, ob + lo, xf, wf, rows, roww, nr, KW, n_in, bv)
+                _rows_taps(of, ob + lo, xf, wf, rows, roww, nr, KW, n_in, True, bv)
             else:
                 for i in range(lo, hi):
                     of[ob + i] = bv
@@ -308,43 +309,88 @@ def depthwise_kernel(x, w, b, out, sd, sh, sw, dd, dh, dw, pd, ph, pw, cog, padd
 
 
 @_inline
-def _plane3(of, ob, xf, xb, wf, wb, H, W, bv, rows, roww, rowx):
+def _plane3(of, ob, xf, xb, cstride, cig, wf, wb, H, W, bv, rows, roww):
     """A whole H x W output plane of a 3x3 kernel at unit stride, padding 1,
-    no dilation (output plane = input plane, both at flat offsets ``ob`` and
-    ``xb``): rows 1..H-2 as one flat pass over the plane (an output row's
-    first and last columns then read the neighbouring rows' ends: redone
-    below), the first and last rows as passes of two input rows, then every
-    row's first and last columns with only the taps inside the image.
-    Measured on 144 @56 (short rows): per-row passes spent most of the time
-    on each row's set-up, vector remainder and scalar ends."""
-    if H >= 3:
-        p0 = W + 1  # output (1, 1): its kw = 0 taps start at input (0, 0)
-        for r in range(3):
-            rows[r, 0] = xb + p0 - W - 1 + r * W
-            roww[r] = wb + 3 * r
-        _rows_taps(of, ob + p0, xf, wf, rows, roww, 3, 3, (H - 2) * W - 2, bv)
+    no dilation, summed over ``cig`` input planes (flat offsets ``xb + c *
+    cstride``, weights ``wb + 9 * c``; the output plane at ``ob``): per
+    input plane, rows 1..H-2 as one flat pass over the plane (an output
+    row's first and last columns then read the neighbouring rows' ends:
+    redone below) and the first and last rows as passes of two input rows;
+    then every row's first and last columns with only the taps inside the
+    image (:func:`_edge_column`).  Measured on 144 @56 (short rows):
+    per-row passes spent most of the time on each row's set-up, vector
+    remainder and scalar ends."""
+    for c in range(cig):
+        xc = xb + c * cstride
+        wc = wb + 9 * c
+        if H >= 3:
+            p0 = W + 1  # output (1, 1): its kw = 0 taps start at input (0, 0)
+            for r in range(3):
+                rows[r, 0] = xc + p0 - W - 1 + r * W
+                roww[r] = wc + 3 * r
+            _rows_taps(of, ob + p0, xf, wf, rows, roww, 3, 3, (H - 2) * W - 2, c == 0, bv)
+        for oh in range(0, H, max(1, H - 1)):  # the first and last rows
+            nr = 0
+            for kh in range(3):
+                ih = oh + kh - 1
+                if 0 <= ih < H:
+                    rows[nr, 0] = xc + ih * W
+                    roww[nr] = wc + 3 * kh
+                    nr += 1
+            _rows_taps(of, ob + oh * W + 1, xf, wf, rows, roww, nr, 3, W - 2, c == 0, bv)
+    # every row's first and last columns, after all the passes that wrapped
+    for c in range(cig):
+        if W >= 2:
+            _edge_column(of, ob, xf, xb + c * cstride, wf, wb + 9 * c, H, W, 0, c == 0, bv)
+            _edge_column(of, ob, xf, xb + c * cstride, wf, wb + 9 * c, H, W, W - 1, c == 0, bv)
+        else:
+            for oh in range(H):
+                acc = bv if c == 0 else of[ob + oh]
+                for kh in range(3):
+                    if 0 <= oh + kh - 1 < H:
+                        acc += wf[wb + 9 * c + 3 * kh + 1] * xf[xb + c * cstride + oh + kh - 1]
+                of[ob + oh] = acc
+
+
+@_inline
+def _edge_column(of, ob, xf, xc, wf, wc, H, W, col, init, bv):
+    """Column ``col`` (0 or W-1, W >= 2) of an H x W output plane (= or +=)
+    its 3x3 taps inside the image: two input columns, the rows above and
+    below where they exist; weights held in registers, no per-tap checks
+    (per-tap checks cost more than the whole plane's flat pass on 28 @28)."""
+    j = 0 if col == 0 else W - 2  # first input column read, at tap kw = k
+    k = 1 if col == 0 else 0
+    a0, b0 = wf[wc + k], wf[wc + k + 1]
+    a1, b1 = wf[wc + 3 + k], wf[wc + 4 + k]
+    a2, b2 = wf[wc + 6 + k], wf[wc + 7 + k]
+    w_ = _U(W)
+    one = _U(1)
+    y = _U(ob + col)
+    s = _U(xc + j)
     for oh in range(H):
-        nr = 0
-        for kh in range(3):
-            ih = oh + kh - 1
-            if 0 <= ih < H:
-                rowx[nr] = xb + ih * W
-                rows[nr, 0] = rowx[nr]
-                roww[nr] = wb + 3 * kh
-                nr += 1
-        if oh == 0 or oh == H - 1:
-            _rows_taps(of, ob + oh * W + 1, xf, wf, rows, roww, nr, 3, W - 2, bv)
-        of[ob + oh * W] = _edge(xf, wf, bv, 0, rowx, roww, nr, 3, W, 1, 1, 1)
-        if W > 1:
-            of[ob + oh * W + W - 1] = _edge(xf, wf, bv, W - 1, rowx, roww, nr, 3, W, 1, 1, 1)
+        acc = bv if init else of[y]
+        if oh > 0:
+            acc += a0 * xf[s - w_] + b0 * xf[s - w_ + one]
+        acc += a1 * xf[s] + b1 * xf[s + one]
+        if oh < H - 1:
+            acc += a2 * xf[s + w_] + b2 * xf[s + w_ + one]
+        of[y] = acc
+        y += w_
+        s += w_
+
+
+#: most input channels per group the whole-plane path takes (ResNeXt's 4)
+PLANE_CHANNELS = 8
 
 
 def whole_planes(spec) -> bool:
     """Whether the kernel runs whole planes (:func:`_plane3`): a 3x3 kernel
-    (one deep) at unit stride, padding 1 and no dilation in the plane."""
+    (one deep) at unit stride, padding 1 and no dilation in the plane, at
+    most PLANE_CHANNELS input channels per group."""
     kd, kh, kw = spec.lifted("kernel")
     return (
-        (kd, kh, kw) == (1, 3, 3)
+        spec.c_in <= PLANE_CHANNELS * spec.groups
+        and (kd, kh, kw) == (1, 3, 3)
         and spec.kernel_pad_lo[0] == 0
         and spec.lifted("stride")[1:] == (1, 1)
         and spec.lifted("dilation")[1:] == (1, 1)
