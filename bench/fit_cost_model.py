@@ -169,8 +169,9 @@ def main() -> None:
         data = rows[name]
         if not data:
             continue
-        keys = list(data[0][0])
-        a = np.array([[f[k] for k in keys] for f, _, _ in data])
+        # every feature any shape has (a method's code paths may name different ones)
+        keys = list(dict.fromkeys(k for f, _, _ in data for k in f))
+        a = np.array([[f.get(k, 0.0) for k in keys] for f, _, _ in data])
         t = np.array([t for _, t, _ in data])
         base = registry.BASE_COST.get(name)
         b = np.array([0.0 if base is None else base(s, model) for _, _, s in data])

@@ -255,8 +255,9 @@ def depthwise_features(spec) -> dict[str, float]:
 def blocked_features(spec) -> dict[str, float]:
     """Register-blocked direct: a fixed cost, the FLOPs the micro-kernel runs
     (whole channel blocks and position runs, plane padding included), the
-    elements copied (the padded input, or every item's window), and the
-    micro-kernel calls."""
+    elements copied into the padded input or into work items' windows (two
+    terms: a window is written and read by one thread, in one launch), and
+    the micro-kernel calls."""
     from ..kernels.blocked import block_channels, computed_flops, copied_elements, oc_blocks, runs, shifted
 
     t = shifted(spec)
@@ -264,10 +265,12 @@ def blocked_features(spec) -> dict[str, float]:
         return shifted_features(t)
     planes = spec.n * spec.lifted("out_spatial")[0]
     calls = planes * runs(spec)[1] * spec.groups * oc_blocks(spec, block_channels(spec))
+    copied, windows = copied_elements(spec, _settings()[1])
     return {
         "overhead_s": 1.0,
         "s_per_flop": float(computed_flops(spec)),
-        "s_per_copied": float(copied_elements(spec, _settings()[1])),
+        "s_per_copied": float(copied),
+        "s_per_window_copied": float(windows),
         "s_per_call": float(calls),
     }
 

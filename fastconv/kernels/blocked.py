@@ -606,14 +606,20 @@ def _window_elements(spec) -> int:
     return spec.c_in // spec.groups * kd * geometry(spec)[3] * hw * geometry(spec)[2]
 
 
-def copied_elements(spec, threads: int) -> int:
-    """Elements the method copies before its micro-kernel reads them: every
-    item's window (:func:`plane_windows`), else the padded copy of every image."""
+def copied_elements(spec, threads: int) -> tuple[int, int]:
+    """Elements the method copies before its micro-kernel reads them: (into
+    the padded copy of the images, into work items' windows) -- conv1d's
+    (:func:`windowed`) and 2-D/3-D planes' (:func:`plane_windows`) windows
+    hold each item's rows and the kernel's reach past them."""
+    if windowed(spec):
+        tb, nrun, rpi = windowed_runs(spec, threads)
+        items = spec.groups * spec.n * -(-nrun // rpi)
+        return 0, items * spec.c_in // spec.groups * spec.stride[0] * (rpi * tb + _halo(spec))
     if plane_windows(spec):
         _, nrun, rpi, _ = window_geometry(spec)
         items = spec.groups * spec.n * spec.lifted("out_spatial")[0] * -(-nrun // rpi)
-        return items * _window_elements(spec)
-    return spec.n * image_elements(spec)
+        return 0, items * _window_elements(spec)
+    return spec.n * image_elements(spec), 0
 
 
 def _plane_window_bytes(spec, threads: int) -> int:
