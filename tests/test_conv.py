@@ -232,6 +232,14 @@ def test_size_zero_batch_and_channels(nd):
     # no input channels: the sum is empty, only the bias remains
     y = FUNCS[nd](np.ones((2, 0) + (5,) * nd), np.ones((2, 0) + (3,) * nd), np.array([1.5, -2.0]))
     np.testing.assert_array_equal(y, np.broadcast_to(np.array([1.5, -2.0]).reshape((1, 2) + (1,) * nd), y.shape))
+    # ... with every method that takes it, padded, float32 (depthwise's 3x3
+    # planes once took it and left the output unwritten; FFT raised)
+    x, w, b = np.ones((2, 0) + (5,) * nd, np.float32), np.ones((2, 0) + (3,) * nd, np.float32), np.array([1.5, -2.0])
+    for method in fastconv.available_methods(FUNCS[nd], x, w, padding=1):
+        for bias in (b.astype(np.float32), None):
+            y = FUNCS[nd](x, w, bias, padding=1, method=method)
+            want = 0 if bias is None else bias.reshape((1, 2) + (1,) * nd)
+            np.testing.assert_array_equal(y, np.broadcast_to(want, y.shape), err_msg=method)
 
 
 @pytest.mark.parametrize(
