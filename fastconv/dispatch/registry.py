@@ -323,8 +323,8 @@ def _depthwise_supports(spec) -> str | None:
 
     if spec.c_in != spec.groups and not whole_planes(spec):
         return (
-            "depthwise needs groups == C_in (one input channel per output channel), or a 3x3 kernel at unit "
-            f"stride with padding 1 and at most {PLANE_CHANNELS} input channels per group"
+            "depthwise needs groups == C_in (one input channel per output channel), or groups > 1 with a 3x3 "
+            f"kernel at unit stride, padding 1 and at most {PLANE_CHANNELS} input channels per group"
         )
     return None
 

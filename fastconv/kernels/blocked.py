@@ -18,6 +18,12 @@ Work items, run in parallel: runs of positions of one group, over planes
 and images; each runs every block of output channels over its runs' input
 windows, which stay in L1/L2 while the block's packed weights are reused.  Workspace: the padded copy of a
 block of images (at most ``workspace_limit``) and the packed weights.
+
+conv1d (:func:`windowed`) and 2-D/3-D planes of at least _WINDOW_RUNS runs
+(:func:`plane_windows`) make no copy of the whole input: each work item
+copies the part of that layout its runs read (a window of rows, per input
+channel, depth tap and stride phase) into its thread's buffer, in the same
+parallel launch as the micro-kernel that reads it.
 """
 
 from __future__ import annotations

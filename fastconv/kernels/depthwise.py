@@ -393,10 +393,12 @@ PLANE_CHANNELS = 8
 def whole_planes(spec) -> bool:
     """Whether the kernel runs whole planes (:func:`_plane3`): a 3x3 kernel
     (one deep) at unit stride, padding 1 and no dilation in the plane, 1 to
-    PLANE_CHANNELS input channels per group."""
+    PLANE_CHANNELS input channels per group (a grouped layer: a dense one
+    with a few channels is not "depthwise")."""
     kd, kh, kw = spec.lifted("kernel")
     return (
         spec.groups <= spec.c_in <= PLANE_CHANNELS * spec.groups
+        and (spec.groups > 1 or spec.c_in == 1)
         and (kd, kh, kw) == (1, 3, 3)
         and spec.kernel_pad_lo[0] == 0
         and spec.lifted("stride")[1:] == (1, 1)
