@@ -327,6 +327,8 @@ def test_conv2d_3d_on_per_item_plane_windows(dtype, threads, rng, monkeypatch):
     # channel, depth tap and stride phase) instead of the whole padded input:
     # strides and dilations per axis, groups of 2 and 4 channels, 3-D depth
     # taps with depth stride and dilation, asymmetric and "same" padding,
+    # stride-2 rows split into both column phases in one pass (odd and even
+    # padding) and, where a column has no place, gathered per phase,
     # several items per plane (a short span), one run per item (a small
     # window limit), a non-contiguous input, reflect padding, NaN/Inf
     monkeypatch.setattr(blocked, "_WINDOW_RUNS", 2)  # windows even on these small planes
@@ -344,7 +346,10 @@ def test_conv2d_3d_on_per_item_plane_windows(dtype, threads, rng, monkeypatch):
         ((2, 3, 18, 20), (5, 3, 3, 3), dict(padding=1, padding_mode="reflect")),
         ((1, 4, 5, 18, 18), (4, 1, 3, 3, 3), dict(padding=1, groups=4)),
         ((2, 3, 7, 16, 18), (6, 3, 2, 3, 3), dict(padding=(1, 1, 0), stride=(2, 1, 2), dilation=(2, 1, 1))),
+        ((2, 3, 20, 23), (5, 3, 3, 2), dict(stride=2)),  # the last column has no place: per-phase gathers
+        ((1, 4, 21, 33), (6, 4, 3, 5), dict(stride=2, padding=(1, 2))),  # even padding: pairs from column 0
     ]
+    splits = set()  # stride-2 rows split in one pass, or not
     for i, (xs, ws, kw) in enumerate(cases):
         x = rng.standard_normal(xs).astype(dtype)
         if i == 1:
@@ -365,6 +370,8 @@ def test_conv2d_3d_on_per_item_plane_windows(dtype, threads, rng, monkeypatch):
             # the furthest read of an item (its first run starts at most
             # Wq - 1 into its first row) stays inside its window
             wq = blocked.geometry(spec)[2]
+            if spec.lifted("stride")[2] == 2:
+                splits.add((xs[-1] - 1 + spec.kernel_pad_lo[2]) // 2 < wq)
             top = wq - 1 + rpi * tb - 1 + blocked.window_offsets(spec, hw).max()
             assert top < blocked._window_elements(spec)
             with fastconv.set_config(num_threads=threads):
@@ -377,6 +384,7 @@ def test_conv2d_3d_on_per_item_plane_windows(dtype, threads, rng, monkeypatch):
         tol = 1e-4 if dtype == np.float32 else 1e-10
         scale = np.abs(want[np.isfinite(want)]).max()
         np.testing.assert_allclose(got, want, rtol=tol, atol=tol * scale)
+    assert splits == {True, False}
     # planes of few runs keep the padded copy
     monkeypatch.setattr(blocked, "_WINDOW_RUNS", 8)
     assert not blocked.plane_windows(_spec(np.zeros((1, 4, 3, 9), dtype), np.zeros((2, 4, 1, 3), dtype)))

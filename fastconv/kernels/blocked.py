@@ -51,7 +51,10 @@ _BALANCE = 1.04
 # 0.98 -> 0.80, 50 MFLOP 1.32 -> 1.84)
 _SERIAL_FLOPS = 32e6
 _WINDOW_RUNS = 8  # least runs per output plane for per-item windows (plane_windows)
-_WINDOW_BYTES = 256 << 10  # most bytes of one item's window, unless it holds a single run
+# most bytes of one item's window, unless it holds a single run (3x3/2 128
+# @56, 2 threads: 1.1 MB windows of 9 runs 0.87 of the time of 0.23 MB ones
+# of 1 run, stem 0.93, others within 2%)
+_WINDOW_BYTES = 2 << 20
 
 
 def oc_blocks(spec, ob: int = OB) -> int:
@@ -583,9 +586,7 @@ def window_geometry(spec) -> tuple[int, int, int, int]:
     # _ACC_BYTES of partial sums, split evenly (every item copies its rows
     # and the kernel's reach below them: one run per item, which
     # share_runs would pick for an odd run count, copied 2.3-3.4x the input);
-    # and fewer runs while the window passes _WINDOW_BYTES (3x3/2 128 @56,
-    # against the padded copy: 1.05 of its time with 9-run 1.1 MB windows,
-    # 0.95 with 1-run 0.23 MB ones)
+    # and fewer runs while the window passes _WINDOW_BYTES
     _, sh, sw = spec.lifted("stride")
     _, dh, dw = spec.lifted("dilation")
     kd, kh, kw = spec.lifted("kernel")
@@ -626,6 +627,50 @@ def copied_elements(spec, threads: int) -> tuple[int, int]:
         items = spec.groups * spec.n * spec.lifted("out_spatial")[0] * -(-nrun // rpi)
         return 0, items * _window_elements(spec)
     return spec.n * image_elements(spec), 0
+
+
+@_inline
+def _window_row(dst, d, xf, src, inside, lo, hi, wq, sw):
+    """One row of an item's window (:func:`_pad_row` on a buffer whose
+    padding columns [0, lo) and [hi, wq) are zero from the start and never
+    written): the input columns, or zeros for a row outside the input.
+    Measured: the two short zero fills per row cost as much as a 56-element
+    row copy."""
+    if not inside:
+        _fill(dst, d, wq, 0)
+    elif sw == 1:
+        _copy(dst, d + lo, xf, src, hi - lo)
+    else:
+        _gather(dst, d + lo, xf, src, hi - lo, sw)
+
+
+@_inline
+def _split_row(dst, d0, d1, xf, src, inside, W, wq, pw):
+    """An input row (``W`` elements from ``src``) into its two column phases
+    of a stride-2 window (rows at ``d0`` and ``d1``, padding columns zero
+    and never written, as :func:`_window_row`): input column c goes to phase
+    (c + pw) % 2 at (c + pw) // 2, in pairs of columns one loop takes as an
+    interleaved load (measured: a stride-2 gather per phase row cost 26 ns
+    a row of 29, 3.6 of 15.5 ms of 3x3/2 128 @56 on one thread)."""
+    if not inside:
+        _fill(dst, d0, wq, 0)
+        _fill(dst, d1, wq, 0)
+        return
+    c0 = pw % 2  # first column of a pair (phase 0, then phase 1)
+    if c0 == 1:
+        dst[d1 + pw // 2] = xf[src]
+    j0 = (c0 + pw) // 2
+    npair = (W - c0) // 2
+    o0 = _U(d0 + j0)
+    o1 = _U(d1 + j0)
+    s = _U(src + c0)
+    two = _U(2)
+    one = _U(1)
+    for k in range(_U(npair)):
+        dst[o0 + k] = xf[s + two * k]
+        dst[o1 + k] = xf[s + two * k + one]
+    if (W - c0) % 2:
+        dst[d0 + (W - 1 + pw) // 2] = xf[src + W - 1]
 
 
 def _plane_window_bytes(spec, threads: int) -> int:
@@ -681,9 +726,10 @@ def _plane_window_kernel(
     wf = wp.reshape(-1)
     of = out.reshape(-1)
     oplane = OH * OW
+    split = (W - 1 + pw) // 2 < wq  # every input column has its place in a stride-2 window row
     for part in prange(nparts):
         acc = np.empty(nb * ob * span, out.dtype)
-        buf = np.empty(cig * kd * sh * sw * plane, x.dtype)
+        buf = np.zeros(cig * kd * sh * sw * plane, x.dtype)  # padding columns stay zero
         for item in range(part * per_part, min(items, (part + 1) * per_part)):
             pl = item // per_plane
             g = pl // (N * OD)
@@ -697,6 +743,14 @@ def _plane_window_kernel(
                 for a in range(kd):
                     z = od * sd + a * dd - pd
                     for pa in range(sh):
+                        if sw == 2 and split:  # both column phases from one pass over the input row
+                            base = ((c * kd + a) * sh + pa) * 2 * plane
+                            for i in range(hw):
+                                y = (row0 + i) * sh + pa - ph
+                                inside = 0 <= z < D and 0 <= y < H
+                                src = (((n * C_in + g * cig + c) * D + z) * H + y) * W
+                                _split_row(buf, base + i * wq, base + plane + i * wq, xf, src, inside, W, wq, pw)
+                            continue
                         for bb in range(sw):
                             lo, hi = _columns(W, wq, sw, bb, pw)
                             base = (((c * kd + a) * sh + pa) * sw + bb) * plane
@@ -704,7 +758,7 @@ def _plane_window_kernel(
                                 y = (row0 + i) * sh + pa - ph
                                 inside = 0 <= z < D and 0 <= y < H
                                 src = (((n * C_in + g * cig + c) * D + z) * H + y) * W + lo * sw + bb - pw
-                                _pad_row(buf, base + i * wq, xf, src, inside, lo, hi, wq, sw)
+                                _window_row(buf, base + i * wq, xf, src, inside, lo, hi, wq, sw)
             for c0 in range(0, R, rchunk):
                 c1 = min(R, c0 + rchunk)
                 for run in range(r0, r1):
