@@ -328,7 +328,8 @@ def test_conv2d_3d_on_per_item_plane_windows(dtype, threads, rng, monkeypatch):
     # strides and dilations per axis, groups of 2 and 4 channels, 3-D depth
     # taps with depth stride and dilation, asymmetric and "same" padding,
     # stride-2 rows split into both column phases in one pass (odd and even
-    # padding) and, where a column has no place, gathered per phase,
+    # padding) and, where a column has no place, gathered per phase, phases
+    # no tap reads left out (1x1/2, 2x2/3),
     # several items per plane (a short span), one run per item (a small
     # window limit), a non-contiguous input, reflect padding, NaN/Inf
     monkeypatch.setattr(blocked, "_WINDOW_RUNS", 2)  # windows even on these small planes
@@ -348,6 +349,8 @@ def test_conv2d_3d_on_per_item_plane_windows(dtype, threads, rng, monkeypatch):
         ((2, 3, 7, 16, 18), (6, 3, 2, 3, 3), dict(padding=(1, 1, 0), stride=(2, 1, 2), dilation=(2, 1, 1))),
         ((2, 3, 20, 23), (5, 3, 3, 2), dict(stride=2)),  # the last column has no place: per-phase gathers
         ((1, 4, 21, 33), (6, 4, 3, 5), dict(stride=2, padding=(1, 2))),  # even padding: pairs from column 0
+        ((2, 4, 25, 30), (6, 4, 1, 1), dict(stride=2)),  # kernels smaller than the stride: unread phases
+        ((1, 3, 31, 29), (4, 3, 2, 2), dict(stride=3, padding=1, dilation=(1, 2))),
     ]
     splits = set()  # stride-2 rows split in one pass, or not
     for i, (xs, ws, kw) in enumerate(cases):
@@ -385,6 +388,12 @@ def test_conv2d_3d_on_per_item_plane_windows(dtype, threads, rng, monkeypatch):
         scale = np.abs(want[np.isfinite(want)]).max()
         np.testing.assert_allclose(got, want, rtol=tol, atol=tol * scale)
     assert splits == {True, False}
+    used = blocked.used_phases(_spec(np.zeros((1, 4, 25, 30), dtype), np.zeros((6, 4, 1, 1), dtype), stride=2))
+    np.testing.assert_array_equal(used, [[True, False], [False, False]])
+    used = blocked.used_phases(
+        _spec(np.zeros((1, 3, 31, 29), dtype), np.zeros((4, 3, 2, 2), dtype), stride=3, dilation=(1, 2))
+    )
+    np.testing.assert_array_equal(used, [[True, False, True], [True, False, True], [False, False, False]])
     # planes of few runs keep the padded copy
     monkeypatch.setattr(blocked, "_WINDOW_RUNS", 8)
     assert not blocked.plane_windows(_spec(np.zeros((1, 4, 3, 9), dtype), np.zeros((2, 4, 1, 3), dtype)))

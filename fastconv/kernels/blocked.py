@@ -613,6 +613,22 @@ def _window_elements(spec) -> int:
     return spec.c_in // spec.groups * kd * geometry(spec)[3] * hw * geometry(spec)[2]
 
 
+def used_phases(spec) -> np.ndarray:
+    """used[a, b]: whether some tap reads stride phase (a, b) -- all of them
+    unless the kernel is smaller than the stride (1x1/2: only (0, 0), a
+    quarter of the window to copy)."""
+    _, sh, sw = spec.lifted("stride")
+    _, dh, dw = spec.lifted("dilation")
+    _, kh, kw = spec.lifted("kernel")
+    used = np.zeros((sh, sw), np.bool_)
+    rows = {(i * dh) % sh for i in range(kh)}
+    cols = {(j * dw) % sw for j in range(kw)}
+    for a in rows:
+        for b in cols:
+            used[a, b] = True
+    return used
+
+
 def copied_elements(spec, threads: int) -> tuple[int, int]:
     """Elements the method copies before its micro-kernel reads them: (into
     the padded copy of the images, into work items' windows) -- conv1d's
@@ -625,7 +641,8 @@ def copied_elements(spec, threads: int) -> tuple[int, int]:
     if plane_windows(spec):
         _, nrun, rpi, _ = window_geometry(spec)
         items = spec.groups * spec.n * spec.lifted("out_spatial")[0] * -(-nrun // rpi)
-        return 0, items * _window_elements(spec)
+        used = used_phases(spec)
+        return 0, items * _window_elements(spec) * int(used.sum()) // used.size
     return spec.n * image_elements(spec), 0
 
 
@@ -698,7 +715,7 @@ def window_offsets(spec, hw: int) -> np.ndarray:
 
 @numba_jit(parallel=True)
 def _plane_window_kernel(
-    x, wp, xoff, b, out, groups, sd, sh, sw, dd, pd, ph, pw, kd, hw, wq, nv, tb, rpi, rchunk, nparts
+    x, wp, xoff, b, out, groups, sd, sh, sw, dd, pd, ph, pw, kd, hw, wq, used, nv, tb, rpi, rchunk, nparts
 ):
     """conv2d/3d with no padded copy of the whole input: each work item
     (``rpi`` runs of ``tb`` positions of one output plane: group, image,
@@ -707,7 +724,8 @@ def _plane_window_kernel(
     its first position, ``Wq`` wide (as :func:`_pad_split` lays them out) --
     into a buffer of its thread, then runs the micro-kernel over it as
     :func:`_blocked_kernel` does over the padded copy, and stores the
-    partial sums with the bias."""
+    partial sums with the bias.  Phases no tap reads (``used``, see
+    :func:`used_phases`) are not copied."""
     N, C_in, D, H, W = x.shape
     C_out, OD, OH, OW = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
     nb = wp.shape[1]
@@ -743,7 +761,9 @@ def _plane_window_kernel(
                 for a in range(kd):
                     z = od * sd + a * dd - pd
                     for pa in range(sh):
-                        if sw == 2 and split:  # both column phases from one pass over the input row
+                        if not used[pa, :].any():  # no tap reads this row phase (a kernel smaller than the stride)
+                            continue
+                        if sw == 2 and split and used[pa, 0] and used[pa, 1]:  # both column phases in one pass
                             base = ((c * kd + a) * sh + pa) * 2 * plane
                             for i in range(hw):
                                 y = (row0 + i) * sh + pa - ph
@@ -752,6 +772,8 @@ def _plane_window_kernel(
                                 _split_row(buf, base + i * wq, base + plane + i * wq, xf, src, inside, W, wq, pw)
                             continue
                         for bb in range(sw):
+                            if not used[pa, bb]:
+                                continue
                             lo, hi = _columns(W, wq, sw, bb, pw)
                             base = (((c * kd + a) * sh + pa) * sw + bb) * plane
                             for i in range(hw):
@@ -835,7 +857,7 @@ def _conv_plane_windows(spec, ops, out: np.ndarray, num_threads: int) -> None:
         wp = pack_weights(ops.w, spec.groups, block_channels(spec), name="blocked_w")
         _serial(spec, _plane_window_kernel)(
             ops.x, wp, window_offsets(spec, hw), b, out, spec.groups, sd, sh, sw, spec.lifted("dilation")[0], pd,
-            ph, pw, spec.lifted("kernel")[0], hw, wq, vectors(spec), tb, rpi, taps_per_chunk(spec),
+            ph, pw, spec.lifted("kernel")[0], hw, wq, used_phases(spec), vectors(spec), tb, rpi, taps_per_chunk(spec),
             max(1, min(num_threads, items)),
         )  # fmt: skip
 
