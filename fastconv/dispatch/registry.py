@@ -257,14 +257,25 @@ def blocked_features(spec) -> dict[str, float]:
     (whole channel blocks and position runs, plane padding included), the
     elements copied into the padded input or into work items' windows (two
     terms: a window is written and read by one thread, in one launch), and
-    the micro-kernel calls."""
-    from ..kernels.blocked import block_channels, computed_flops, copied_elements, oc_blocks, runs, shifted
+    the micro-kernel calls (per run, block of channels and chunk of taps:
+    each stores or adds its partial sums)."""
+    from ..kernels.blocked import (
+        block_channels,
+        computed_flops,
+        copied_elements,
+        oc_blocks,
+        runs,
+        shifted,
+        taps_per_chunk,
+    )
 
     t = shifted(spec)
     if t is not None:  # stride 1 on small planes: run as a transposed convolution
         return shifted_features(t)
     planes = spec.n * spec.lifted("out_spatial")[0]
-    calls = planes * runs(spec)[1] * spec.groups * oc_blocks(spec, block_channels(spec))
+    kd, kh, kw = spec.lifted("kernel")
+    chunks = -(-(spec.c_in // spec.groups * kd * kh * kw) // taps_per_chunk(spec))  # calls per run and block
+    calls = planes * runs(spec)[1] * spec.groups * oc_blocks(spec, block_channels(spec)) * chunks
     copied, windows = copied_elements(spec, _settings()[1])
     return {
         "overhead_s": 1.0,
