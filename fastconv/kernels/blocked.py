@@ -373,6 +373,21 @@ def _store_row(dst, d0, src, s0, n, bias):
 
 
 @_inline
+def _store_run(dst, obase, acc, src, p0, p1, wq, OW, bias):
+    """dst[obase + oh*OW + ow] = acc[src + p] + bias for the positions p =
+    oh*wq + ow in [p0, p1) of a plane of rows ``wq`` wide: those on the
+    plane's padding columns (ow >= OW) are dropped."""
+    p = p0
+    while p < p1:
+        oh = p // wq
+        ow = p - oh * wq
+        row_end = min(p1, (oh + 1) * wq)
+        if ow < OW:
+            _store_row(dst, obase + oh * OW + ow, acc, src + p, min(row_end, oh * wq + OW) - p, bias)
+        p = row_end
+
+
+@_inline
 def _mac(ob, nv, x, xoff, xbase, wf, wbase, c0, c1, acc, obase, span):
     """The micro-kernel for a block of ``ob`` (OB or 4) channels x ``nv``
     vectors of positions over taps [c0, c1), adding to ``acc`` after the
@@ -447,18 +462,9 @@ def _blocked_kernel(xp, wp, xoff, b, out, c_in, groups, sd, dp, phases, hq, wq, 
                     p1 = min(npos, p0 + tb)
                     for o in range(min(ob, cog - blk * ob)):
                         co = g * cog + blk * ob + o
-                        bv = b[co]
                         obase = ((n * C_out + co) * OD + od) * oplane
                         src = (blk * ob + o) * span + (gr - r0) * tb - p0
-                        p = p0
-                        while p < p1:
-                            oh = p // wq
-                            ow = p - oh * wq
-                            row_end = min(p1, (oh + 1) * wq)
-                            if ow < OW:
-                                cnt = min(row_end, oh * wq + OW) - p
-                                _store_row(of, obase + oh * OW + ow, acc, src + p, cnt, bv)
-                            p = row_end
+                        _store_run(of, obase, acc, src, p0, p1, wq, OW, b[co])
 
 
 def windowed(spec) -> bool:
@@ -792,21 +798,11 @@ def _plane_window_kernel(
             for blk in range(nb):
                 for o in range(min(ob, cog - blk * ob)):
                     co = g * cog + blk * ob + o
-                    bv = b[co]
                     obase = ((n * C_out + co) * OD + od) * oplane
                     for run in range(r0, r1):
                         p0 = run * tb
-                        p1 = min(npos, p0 + tb)
                         src = (blk * ob + o) * span + (run - r0) * tb - p0
-                        p = p0
-                        while p < p1:
-                            oh = p // wq
-                            ow = p - oh * wq
-                            row_end = min(p1, (oh + 1) * wq)
-                            if ow < OW:
-                                cnt = min(row_end, oh * wq + OW) - p
-                                _store_row(of, obase + oh * OW + ow, acc, src + p, cnt, bv)
-                            p = row_end
+                        _store_run(of, obase, acc, src, p0, min(npos, p0 + tb), wq, OW, b[co])
 
 
 _SERIAL = {
