@@ -375,7 +375,7 @@ def test_conv2d_3d_on_per_item_plane_windows(dtype, threads, rng, monkeypatch):
             wq = blocked.geometry(spec)[2]
             if spec.lifted("stride")[2] == 2:
                 splits.add((xs[-1] - 1 + spec.kernel_pad_lo[2]) // 2 < wq)
-            top = wq - 1 + rpi * tb - 1 + blocked.window_offsets(spec, hw).max()
+            top = wq - 1 + rpi * tb - 1 + blocked.tap_offsets(spec, hw).max()
             assert top < blocked._window_elements(spec)
             with fastconv.set_config(num_threads=threads):
                 got = FUNCS[x.ndim - 2](x, w, b, method="blocked", **kw)

@@ -259,30 +259,18 @@ def blocked_features(spec) -> dict[str, float]:
     terms: a window is written and read by one thread, in one launch), and
     the micro-kernel calls (per run, block of channels and chunk of taps:
     each stores or adds its partial sums)."""
-    from ..kernels.blocked import (
-        block_channels,
-        computed_flops,
-        copied_elements,
-        oc_blocks,
-        runs,
-        shifted,
-        taps_per_chunk,
-    )
+    from ..kernels.blocked import calls, computed_flops, copied_elements, shifted
 
     t = shifted(spec)
     if t is not None:  # stride 1 on small planes: run as a transposed convolution
         return shifted_features(t)
-    planes = spec.n * spec.lifted("out_spatial")[0]
-    kd, kh, kw = spec.lifted("kernel")
-    chunks = -(-(spec.c_in // spec.groups * kd * kh * kw) // taps_per_chunk(spec))  # calls per run and block
-    calls = planes * runs(spec)[1] * spec.groups * oc_blocks(spec, block_channels(spec)) * chunks
     copied, windows = copied_elements(spec, _settings()[1])
     return {
         "overhead_s": 1.0,
         "s_per_flop": float(computed_flops(spec)),
         "s_per_copied": float(copied),
         "s_per_window_copied": float(windows),
-        "s_per_call": float(calls),
+        "s_per_call": float(calls(spec)),
     }
 
 
@@ -402,8 +390,8 @@ register(
         cost=_cost("depthwise"),
         workspace=_depthwise_workspace,
         description="groups == C_in: each output row in vectorised passes straight over its input rows "
-        "(rows copied with their padding for kernels not 3 wide); 3x3 'same' planes (also groups of up to "
-        "8 input channels) as one flat pass per input plane",
+        "(rows copied with their padding for kernels not 3 wide); 3x3 'same' planes (also grouped layers of "
+        "a few input channels per group) as one flat pass per input plane",
     )
 )
 register(

@@ -254,6 +254,14 @@ def computed_flops(spec) -> int:
     return 2 * spec.n * spec.lifted("out_spatial")[0] * nrun * tb * spec.groups * _channels(spec) * _taps(spec)
 
 
+def calls(spec) -> int:
+    """Micro-kernel calls: per run of a plane, group, block of output
+    channels and chunk of taps (each call stores or adds its partial sums)."""
+    planes = spec.n * spec.lifted("out_spatial")[0]
+    chunks = -(-_taps(spec) // taps_per_chunk(spec))
+    return planes * runs(spec)[1] * spec.groups * oc_blocks(spec, block_channels(spec)) * chunks
+
+
 def _taps(spec) -> int:
     kd, kh, kw = spec.lifted("kernel")
     return spec.c_in // spec.groups * kd * kh * kw
@@ -296,19 +304,22 @@ def taps_per_chunk(spec) -> int:
     return max(1, _CHUNK // taps) * taps
 
 
-def tap_offsets(spec) -> np.ndarray:
-    """xoff[(ci, kd, kh, kw)]: where each tap reads in the padded copy,
-    relative to the output position's own index."""
+def tap_offsets(spec, hw: int | None = None) -> np.ndarray:
+    """xoff[(ci, kd, kh, kw)]: where each tap reads, relative to the output
+    position's own index: in the padded copy (``Dp`` depth slices of ``Hq``
+    rows per phase plane), or, given ``hw``, in an item's window (one depth
+    slice per depth tap, ``hw`` rows per phase plane)."""
     _, sh, sw = spec.lifted("stride")
     dd, dh, dw = spec.lifted("dilation")
     kd, kh, kw = spec.lifted("kernel")
     dp, hq, wq, phases = geometry(spec)
-    plane = hq * wq
+    depth, step, rows = (dp, dd, hq) if hw is None else (kd, 1, hw)
+    plane = rows * wq
     ci = np.arange(spec.c_in // spec.groups).reshape(-1, 1, 1, 1)
-    a = np.arange(kd).reshape(1, -1, 1, 1) * dd
+    a = np.arange(kd).reshape(1, -1, 1, 1) * step
     bh = np.arange(kh).reshape(1, 1, -1, 1) * dh
     bw = np.arange(kw).reshape(1, 1, 1, -1) * dw
-    off = (ci * dp + a) * phases * plane + ((bh % sh) * sw + bw % sw) * plane + (bh // sh) * wq + bw // sw
+    off = (ci * depth + a) * phases * plane + ((bh % sh) * sw + bw % sw) * plane + (bh // sh) * wq + bw // sw
     return np.ascontiguousarray(off.reshape(-1), dtype=np.int64)
 
 
@@ -703,22 +714,6 @@ def _plane_window_bytes(spec, threads: int) -> int:
     return _weight_bytes(spec) + threads * per_thread * np.dtype(spec.dtype).itemsize
 
 
-def window_offsets(spec, hw: int) -> np.ndarray:
-    """xoff[(ci, kd, kh, kw)] in an item's window (:func:`tap_offsets` with
-    the window's depth taps and ``hw`` rows per phase plane)."""
-    _, sh, sw = spec.lifted("stride")
-    _, dh, dw = spec.lifted("dilation")
-    kd, kh, kw = spec.lifted("kernel")
-    _, _, wq, phases = geometry(spec)
-    plane = hw * wq
-    ci = np.arange(spec.c_in // spec.groups).reshape(-1, 1, 1, 1)
-    a = np.arange(kd).reshape(1, -1, 1, 1)
-    bh = np.arange(kh).reshape(1, 1, -1, 1) * dh
-    bw = np.arange(kw).reshape(1, 1, 1, -1) * dw
-    off = (ci * kd + a) * phases * plane + ((bh % sh) * sw + bw % sw) * plane + (bh // sh) * wq + bw // sw
-    return np.ascontiguousarray(off.reshape(-1), dtype=np.int64)
-
-
 @numba_jit(parallel=True)
 def _plane_window_kernel(
     x, wp, xoff, b, out, groups, sd, sh, sw, dd, pd, ph, pw, kd, hw, wq, used, nv, tb, rpi, rchunk, nparts
@@ -852,7 +847,7 @@ def _conv_plane_windows(spec, ops, out: np.ndarray, num_threads: int) -> None:
     with numba_threads(num_threads):
         wp = pack_weights(ops.w, spec.groups, block_channels(spec), name="blocked_w")
         _serial(spec, _plane_window_kernel)(
-            ops.x, wp, window_offsets(spec, hw), b, out, spec.groups, sd, sh, sw, spec.lifted("dilation")[0], pd,
+            ops.x, wp, tap_offsets(spec, hw), b, out, spec.groups, sd, sh, sw, spec.lifted("dilation")[0], pd,
             ph, pw, spec.lifted("kernel")[0], hw, wq, used_phases(spec), vectors(spec), tb, rpi, taps_per_chunk(spec),
             max(1, min(num_threads, items)),
         )  # fmt: skip
@@ -872,9 +867,6 @@ def conv_blocked(spec, ops, out: np.ndarray, num_threads: int, *, limit: int | N
     if out.size == 0:
         return
     b = ops.b if ops.b is not None else np.zeros(spec.c_out, dtype=spec.dtype)
-    if w.shape[1] == 0:  # no input channels: the sum is empty
-        out[...] = b.reshape((-1, 1, 1, 1))
-        return
     _refresh_stale_cache()
     if _small(spec):
         num_threads = 1

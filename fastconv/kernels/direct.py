@@ -370,9 +370,6 @@ def conv_direct(spec, ops, out: np.ndarray, num_threads: int) -> None:
     b = ops.b if ops.b is not None else np.zeros(spec.c_out, dtype=spec.dtype)
     if out.size == 0:
         return
-    if w.shape[1] == 0:  # no input channels: the sum is empty
-        out[...] = b.reshape((-1, 1, 1, 1))
-        return
     sd, sh, sw = spec.lifted("stride")
     dd, dh, dw = spec.lifted("dilation")
     pd, ph, pw = spec.kernel_pad_lo

@@ -474,9 +474,6 @@ def run(spec, x, w4, flip, bias, out, num_threads: int, limit: int | None) -> No
     if out.size == 0:
         return
     b = bias if bias is not None else np.zeros(spec.c_out, dtype=spec.dtype)
-    if spec.c_in == 0:  # no input channels: the sum is empty
-        out[...] = b.reshape((-1, 1, 1, 1))
-        return
     _refresh_stale_cache()
     limit = get_config().workspace_limit if limit is None else limit
     nimg = images_per_block(spec, limit, num_threads)
