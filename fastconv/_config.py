@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import sys
 import threading
 from typing import Any
 
@@ -185,40 +186,61 @@ def set_config(
     return _ConfigContext(previous)
 
 
-_layer_chosen = False
+#: set in a forked child of a process whose parallel kernels ran on GNU
+#: OpenMP (Numba's ``omp`` layer): that runtime cannot run a parallel region
+#: there (Numba terminates the child), so kernels run their serial builds
+_serial_only = False
 
 
-def _prefer_workqueue_layer() -> None:
-    """Prefer Numba's ``workqueue`` threading layer over ``omp`` (tbb first
-    when installed), unless the user chose one (NUMBA_THREADING_LAYER or
-    NUMBA_THREADING_LAYER_PRIORITY).  Measured: with the ``omp`` layer, the
-    kernels slow down up to 2x, and keep degrading, in a process where torch
-    (which ships its own OpenMP runtime) also runs; ``workqueue`` is as fast
-    alone and stable beside torch.  It is not thread-safe, so
-    :func:`numba_threads` serialises concurrent calls under it."""
-    global _layer_chosen
-    if _layer_chosen:
+def _after_fork_in_child() -> None:
+    global _serial_only
+    numba = sys.modules.get("numba")
+    if numba is None or _serial_only:
         return
-    _layer_chosen = True
-    if os.environ.get("NUMBA_THREADING_LAYER") or os.environ.get("NUMBA_THREADING_LAYER_PRIORITY"):
-        return
-    import numba
-
     try:
-        numba.threading_layer()
-        return  # a parallel region already ran: the layer is fixed
-    except ValueError:
-        pass
-    if numba.config.THREADING_LAYER == "default":
-        numba.config.THREADING_LAYER_PRIORITY = ["tbb", "workqueue", "omp"]
+        layer = numba.threading_layer()
+    except ValueError:  # no parallel region ran before the fork: the child may start one
+        return
+    if layer == "omp":
+        _serial_only = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class ParallelKernel:
+    """A parallel ``numba_jit`` kernel: calls its Numba dispatcher, or in a
+    forked child where parallel regions cannot run (see ``_serial_only``)
+    a serial build of the same function (:func:`serial_copy`, compiled on
+    first need).  Attributes are the dispatcher's."""
+
+    def __init__(self, dispatcher) -> None:
+        self.dispatcher = dispatcher
+        self._serial = None
+
+    def __call__(self, *args):
+        if _serial_only:
+            if self._serial is None:
+                self._serial = serial_copy(self.dispatcher, self.dispatcher.py_func.__name__ + "_serial")
+            return self._serial(*args)
+        return self.dispatcher(*args)
+
+    def __getattr__(self, name: str):
+        return getattr(self.dispatcher, name)
 
 
 def numba_jit(*, parallel: bool = False, **extra: Any):
     """The one decorator every CPU kernel uses: lazy (no signatures, so nothing
-    compiles at import), cached on disk, GIL released, safe fastmath only."""
+    compiles at import), cached on disk, GIL released, safe fastmath only.
+    A parallel kernel is a :class:`ParallelKernel`.  The threading layer is
+    Numba's own choice (``tbb``, then ``omp``, then ``workqueue``) unless the
+    user sets one: measured here, a parallel region costs ~2 us to launch
+    under ``omp`` and 120-200 us under ``workqueue``; with fastconv and torch
+    calls alternating in one process, ``workqueue`` slowed fastconv
+    1.5-1.9x and torch's slowest calls to 6-14x its median (``omp``:
+    1.05-1.1x, and 3-4x)."""
     import numba
-
-    _prefer_workqueue_layer()
 
     options = dict(
         nopython=True,
@@ -230,7 +252,10 @@ def numba_jit(*, parallel: bool = False, **extra: Any):
         parallel=parallel,
     )
     options.update(extra)
-    return numba.jit(**options)
+    jit = numba.jit(**options)
+    if not parallel:
+        return jit
+    return lambda func: ParallelKernel(jit(func))
 
 
 def serial_copy(kernel, name: str):
@@ -239,8 +264,9 @@ def serial_copy(kernel, name: str):
     the function's qualified name, not by its options, so the serial build
     must be a distinct function or it may load the parallel machine code
     (measured: two threads in it abort the process under the workqueue
-    layer).  Serial builds serve small problems (a parallel launch under the
-    workqueue layer costs ~0.2 ms) and concurrent Python threads."""
+    layer).  Serial builds serve small problems, concurrent Python threads
+    under the ``workqueue`` layer, and forked children of a process that
+    ran ``omp`` regions (:class:`ParallelKernel`)."""
     import types
 
     func = kernel.py_func

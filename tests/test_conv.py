@@ -173,7 +173,8 @@ def test_depthwise_whole_planes(dtype, rng):
     """3x3 "same" depthwise planes run as one flat pass plus first/last rows
     and redone first/last columns: planes of one row or column, 2x2 up to
     odd sizes, a depth multiplier of 2, a non-contiguous input, (1, 3, 3)
-    kernels with a depth stride, and NaN/Inf in corners and on each edge
+    kernels with a depth stride, 3x3x3 and deeper kernels with depth
+    strides, dilations and padding, and NaN/Inf in corners and on each edge
     (only the outputs whose window holds them change)."""
     from fastconv._spec import conv_spec
     from fastconv.kernels.depthwise import whole_planes
@@ -194,6 +195,17 @@ def test_depthwise_whole_planes(dtype, rng):
     w = arrays.random(rng, (4, 1, 1, 3, 3), dtype)
     got = fastconv.conv3d(x, w, padding=(0, 1, 1), stride=(2, 1, 1), groups=4, method="depthwise")
     check(got, conv_nd(x, w, padding=(0, 1, 1), stride=(2, 1, 1), groups=4), dtype)
+    # 3-D kernels: each depth tap inside the volume is one more input plane;
+    # depth padding wider than the kernel leaves planes that are all bias
+    x = arrays.random(rng, (2, 4, 5, 7, 9), dtype)
+    x[1, 2, 4, 0, 8] = np.nan
+    for kd, cig, kw in [(3, 1, dict(padding=1)), (2, 1, dict(padding=(0, 1, 1), stride=(2, 1, 1))),
+                        (3, 2, dict(padding=(2, 1, 1), dilation=(2, 1, 1))), (3, 1, dict(padding=(4, 1, 1))),
+                        (5, 1, dict(padding=(1, 1, 1), stride=(3, 1, 1)))]:  # fmt: skip
+        w = arrays.random(rng, (8 // cig, cig, kd, 3, 3), dtype)
+        b = arrays.random(rng, (8 // cig,), dtype)
+        got = fastconv.conv3d(x, w, b, groups=4 // cig, method="depthwise", **kw)
+        check(got, conv_nd(x, w, b, groups=4 // cig, **kw), dtype)
     # groups of up to 8 input channels (ResNeXt): one flat pass per input plane
     for spatial, cig, cog, groups in [((6, 7), 4, 4, 2), ((1, 5), 2, 1, 3), ((9, 1), 8, 3, 2), ((2, 2), 3, 2, 3)]:
         x = arrays.random(rng, (2, cig * groups, *spatial), dtype)
@@ -216,7 +228,8 @@ def test_depthwise_whole_planes(dtype, rng):
 
     assert planes(2, (3, 3)) and planes(3, (1, 3, 3), padding=(0, 1, 1))
     assert not planes(2, (3, 3), stride=2) and not planes(2, (3, 3), dilation=2) and not planes(2, (3, 3), padding=2)
-    assert not planes(2, (5, 5), padding=2) and not planes(3, (3, 3, 3))
+    assert planes(3, (3, 3, 3)) and planes(3, (2, 3, 3), padding=(0, 1, 1), stride=(2, 1, 1))
+    assert not planes(2, (5, 5), padding=2) and not planes(3, (3, 3, 3), padding=(1, 0, 1))
 
 
 @pytest.mark.parametrize("nd", [1, 2, 3])

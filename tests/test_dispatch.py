@@ -272,3 +272,17 @@ def test_shipped_cost_model_covers_every_method_on_every_cpu():
             assert name in registry.FEATURES, (cpu, name)
             assert set(constants) == set(model[name]), (cpu, name)
             assert all(v >= 0 for v in constants.values()), (cpu, name)
+    # every term a method reports has a constant (a missing one would count
+    # 0: a new term left out of the reference CPU's fit)
+    from fastconv._spec import conv_spec
+
+    for xs, ws, kw in [((1, 8, 64), (8, 8, 3), dict(padding=1)), ((1, 16, 12, 12), (32, 16, 1, 1), dict(stride=2)),
+                       ((1, 8, 9, 9), (8, 1, 3, 3), dict(padding=1, groups=8)), ((1, 4, 6, 6, 6), (4, 4, 3, 3, 3), {})]:  # fmt: skip
+        p = dict(stride=1, padding=0, groups=1) | kw
+        x, w = np.zeros(xs, np.float32), np.zeros(ws, np.float32)
+        spec = conv_spec(
+            len(xs) - 2, x, w, None, p["stride"], p["padding"], 1, p["groups"], "zeros", "auto", None, None
+        )[0]
+        for cand in selector.select(spec).candidates:
+            if cand.rejected is None and cand.name in registry.FEATURES:
+                assert set(registry.FEATURES[cand.name](spec)) <= set(model[cand.name]), (cand.name, xs, ws)

@@ -85,6 +85,32 @@ def test_threads_share_kernels_safely(rng):
         np.testing.assert_allclose(results[i], want, rtol=2e-4, atol=2e-4 * np.abs(want).max())
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_forked_child_computes_after_parent_ran_parallel_kernels(rng):
+    """A child forked after the parent ran parallel kernels (GNU OpenMP
+    terminates such a child when it starts a parallel region) computes the
+    same results on the kernels' serial builds."""
+    import multiprocessing
+
+    x = rng.standard_normal((2, 4, 9, 7)).astype(np.float32)
+    w = rng.standard_normal((6, 4, 3, 3)).astype(np.float32)
+    with fastconv.set_config(num_threads=2):
+        parent = fastconv.conv2d(x, w, padding=1, method="direct")
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_conv_in_child, args=(queue, x, w))
+    child.start()
+    child.join(300)  # (the result is a few kB: it fits the pipe, the child exits)
+    assert child.exitcode == 0
+    got = queue.get(timeout=10)
+    np.testing.assert_allclose(got, conv_nd(x, w, padding=1), rtol=2e-4, atol=2e-4 * np.abs(parent).max())
+
+
+def _conv_in_child(queue, x, w):
+    with fastconv.set_config(num_threads=2):
+        queue.put(fastconv.conv2d(x, w, padding=1, method="direct"))
+
+
 def test_set_config_context_manager_restores():
     before = fastconv.get_config()
     with fastconv.set_config(num_threads=1, workspace_limit=1234, autotune=True) as ctx:

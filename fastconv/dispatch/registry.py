@@ -161,7 +161,8 @@ def _fft_workspace(spec) -> int:
 def _winograd_features(m: int):
     def features(spec) -> dict[str, float]:
         """Winograd F(m): a fixed cost, the channel GEMMs' FLOPs (over the
-        padded tiles; again for GEMMs with few output channels), the transformed elements (input and output
+        padded tiles; again for GEMMs with few output channels, and for 1-D
+        transforms), the transformed elements (input and output
         transforms), the GEMM calls, the weight transform's output, and the
         transformed weights each work item streams through its GEMMs (large
         when many items each read a U of many megabytes: deep layers on
@@ -182,14 +183,20 @@ def _winograd_features(m: int):
             calls = spec.n * ring.n_blocks * n_oblocks * spec.lifted("out_spatial")[0]
         calls *= spec.groups
         gemm_flops = 2.0 * lay.a2 * k * cog * t * spec.groups
+        rows = lay.ah == 1
         return {
             "overhead_s": 1.0,
-            "s_per_flop": gemm_flops,
+            "s_per_flop": 0.0 if rows else gemm_flops,
             # GEMMs with few rows (output channels): a term of its own (when
             # they ran on BLAS, 32- and 16-channel layers were 1.2-1.4x slower
             # than the register-blocked direct method; on the micro-kernel
             # the Intel fit gives it 3-6% of the FLOP term's weight)
             "s_per_flop_thin": gemm_flops * max(0.0, 64 / max(cog, 1) - 1),
+            # 1-D transforms (a kernel one row high) in place of the above: a
+            # rate of their own (the 2-D layers' rate put the 64-channel audio
+            # layer at 1.47x its measured time: picked over Winograd, `blocked`
+            # ran 1.43x slower)
+            "s_per_flop_rows": gemm_flops if rows else 0.0,
             "s_per_transformed": float(transformed * n_oblocks),
             "s_per_block": float(calls * lay.a2),
             "s_per_weight": float(lay.a2 * k * cog * spec.groups),
@@ -233,9 +240,10 @@ def depthwise_features(spec) -> dict[str, float]:
     (plus the scalar ends of the row) per output row and depth tap (a 3-D
     kernel's depth taps are separate passes: measured 2x the direct kernel's
     time on a 3x3x3 depthwise layer, while 2-D layers run at 0.6-1.1x).
-    Whole 3x3 planes (:func:`fastconv.kernels.depthwise.whole_planes`) are
-    their own FLOP term (one flat pass per input plane) and count a row per
-    output row and input channel (its scalar first and last columns)."""
+    Whole 3x3 planes (:func:`fastconv.kernels.depthwise.whole_planes`,
+    also 3x3x3: a plane per depth tap) are their own FLOP term (one flat
+    pass per input plane) and count a row per output row, input channel and
+    depth tap (its scalar first and last columns)."""
     from ..kernels.depthwise import whole_planes
 
     rows = spec.n * spec.c_out * spec.lifted("kernel")[0]
@@ -256,10 +264,12 @@ def blocked_features(spec) -> dict[str, float]:
     """Register-blocked direct: a fixed cost, the FLOPs the micro-kernel runs
     (whole channel blocks and position runs, plane padding included), the
     elements copied into the padded input or into work items' windows (two
-    terms: a window is written and read by one thread, in one launch), and
+    terms: a window is written and read by one thread, in one launch; a
+    third for the window elements gathered at the stride, see
+    :func:`fastconv.kernels.blocked.gathered_share`), and
     the micro-kernel calls (per run, block of channels and chunk of taps:
     each stores or adds its partial sums)."""
-    from ..kernels.blocked import calls, computed_flops, copied_elements, shifted
+    from ..kernels.blocked import calls, computed_flops, copied_elements, gathered_share, plane_windows, shifted
 
     t = shifted(spec)
     if t is not None:  # stride 1 on small planes: run as a transposed convolution
@@ -270,6 +280,7 @@ def blocked_features(spec) -> dict[str, float]:
         "s_per_flop": float(computed_flops(spec)),
         "s_per_copied": float(copied),
         "s_per_window_copied": float(windows),
+        "s_per_window_gathered": windows * gathered_share(spec) if plane_windows(spec) else 0.0,
         "s_per_call": float(calls(spec)),
     }
 
@@ -323,7 +334,7 @@ def _depthwise_supports(spec) -> str | None:
     if spec.c_in != spec.groups and not whole_planes(spec):
         return (
             "depthwise needs groups == C_in (one input channel per output channel), or groups > 1 with a 3x3 "
-            f"kernel at unit stride, padding 1 and at most {PLANE_CHANNELS} input channels per group"
+            f"kernel (in the plane) at unit stride, padding 1 and at most {PLANE_CHANNELS} input channels per group"
         )
     return None
 
