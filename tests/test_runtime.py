@@ -106,6 +106,27 @@ def test_forked_child_computes_after_parent_ran_parallel_kernels(rng):
     np.testing.assert_allclose(got, conv_nd(x, w, padding=1), rtol=2e-4, atol=2e-4 * np.abs(parent).max())
 
 
+def test_serial_thresholds_follow_the_threading_layer(monkeypatch):
+    # kernels run serially below sizes measured under workqueue's costly
+    # launches; where launches are cheap (omp, tbb, or none run yet: Numba's
+    # first choice) below an eighth of them
+    import numba
+
+    from fastconv._config import serial_below
+
+    def layer(name):
+        def threading_layer():
+            if name is None:
+                raise ValueError("no threading layer")
+            return name
+
+        return threading_layer
+
+    for name, want in [("workqueue", 800.0), ("omp", 100.0), ("tbb", 100.0), (None, 100.0)]:
+        monkeypatch.setattr(numba, "threading_layer", layer(name))
+        assert serial_below(800) == want, name
+
+
 def _conv_in_child(queue, x, w):
     with fastconv.set_config(num_threads=2):
         queue.put(fastconv.conv2d(x, w, padding=1, method="direct"))

@@ -33,7 +33,7 @@ import functools
 import numpy as np
 from numba import prange
 
-from .._config import numba_jit, numba_threads, scratch, serial_copy
+from .._config import numba_jit, numba_threads, scratch, serial_below, serial_copy
 from . import microkernel
 from .direct import _U, _copy, _fill, _gather, _inline, pack_weights
 from .microkernel import NV, OB, block_mac, block_mac1, block_mac2, positions, quad_mac, quad_mac1, quad_mac2
@@ -48,7 +48,8 @@ _BALANCE = 1.04
 # problems of fewer FLOPs run on the calling thread alone: a parallel launch
 # under Numba's workqueue layer costs 0.14-0.2 ms (measured, conv1d, 2
 # threads: 0.8 MFLOP 0.40 -> 0.18 ms, 6 MFLOP 0.49 -> 0.29, 25 MFLOP
-# 0.98 -> 0.80, 50 MFLOP 1.32 -> 1.84)
+# 0.98 -> 0.80, 50 MFLOP 1.32 -> 1.84); an eighth of it under omp/tbb
+# (see serial_below)
 _SERIAL_FLOPS = 32e6
 _WINDOW_RUNS = 8  # least runs per output plane for per-item windows (plane_windows)
 # most bytes of one item's window, unless it holds a single run (3x3/2 128
@@ -145,6 +146,7 @@ def _shifted(spec, least: float):
     return t
 
 
+@functools.lru_cache(maxsize=256)
 def geometry(spec) -> tuple[int, ...]:
     """(Dp, Hq, Wq, phases): padded depth, phase-plane height and width, and
     the number of (row, column) stride phases."""
@@ -155,6 +157,7 @@ def geometry(spec) -> tuple[int, ...]:
     return (od - 1) * sd + (kd - 1) * dd + 1, oh + (kh - 1) * dh // sh, ow + (kw - 1) * dw // sw, sh * sw
 
 
+@functools.lru_cache(maxsize=256)
 def vectors(spec) -> int:
     """Vectors of positions per micro-kernel call for ``spec``'s planes."""
     oh = spec.lifted("out_spatial")[1]
@@ -172,6 +175,7 @@ def vectors_for(npos: int, itemsize: int) -> int:
     return max(nv for nv, c in covered.items() if c <= 1.03 * least)
 
 
+@functools.lru_cache(maxsize=256)
 def runs(spec) -> tuple[int, int]:
     """(tb, nrun): positions per micro-kernel call, and calls (runs) per output
     plane, the plane's positions (padding columns included) rounded up."""
@@ -304,6 +308,7 @@ def taps_per_chunk(spec) -> int:
     return max(1, _CHUNK // taps) * taps
 
 
+@functools.lru_cache(maxsize=256)
 def tap_offsets(spec, hw: int | None = None) -> np.ndarray:
     """xoff[(ci, kd, kh, kw)]: where each tap reads, relative to the output
     position's own index: in the padded copy (``Dp`` depth slices of ``Hq``
@@ -597,6 +602,11 @@ def window_geometry(spec) -> tuple[int, int, int, int]:
     plane, runs per work item (items never cross planes), and rows of each
     phase plane an item's window holds (its runs, the first one's row from
     column 0, and the kernel's reach below)."""
+    return _window_geometry(spec, _SPAN, _ACC_BYTES, _WINDOW_BYTES)
+
+
+@functools.lru_cache(maxsize=256)
+def _window_geometry(spec, span: int, acc_bytes: int, window_bytes: int) -> tuple[int, int, int, int]:
     item = np.dtype(spec.dtype).itemsize
     tb, nrun = runs(spec)
     # a plane's runs in the fewest items of at most _SPAN positions and
@@ -614,9 +624,9 @@ def window_geometry(spec) -> tuple[int, int, int, int]:
     def rows(rpi: int) -> int:
         return (wq - 1 + rpi * tb + reach) // wq + 1
 
-    most = max(1, min(_SPAN // tb, _ACC_BYTES // (_channels(spec) * tb * item)))
+    most = max(1, min(span // tb, acc_bytes // (_channels(spec) * tb * item)))
     k = -(-nrun // most)
-    while -(-nrun // k) > 1 and rows(-(-nrun // k)) * per_row > _WINDOW_BYTES:
+    while -(-nrun // k) > 1 and rows(-(-nrun // k)) * per_row > window_bytes:
         k += 1
     rpi = -(-nrun // k)
     return tb, nrun, rpi, rows(rpi)
@@ -630,6 +640,7 @@ def _window_elements(spec) -> int:
     return spec.c_in // spec.groups * kd * geometry(spec)[3] * hw * geometry(spec)[2]
 
 
+@functools.lru_cache(maxsize=256)
 def used_phases(spec) -> np.ndarray:
     """used[a, b]: whether some tap reads stride phase (a, b) -- all of them
     unless the kernel is smaller than the stride (1x1/2: only (0, 0), a
@@ -830,9 +841,10 @@ _SERIAL = {
 
 
 def _small(spec) -> bool:
-    """Too small to pay for a parallel launch (:data:`_SERIAL_FLOPS`): one
-    thread, serial builds of the kernels."""
-    return spec.flops < _SERIAL_FLOPS
+    """Too small to pay for a parallel launch (:data:`_SERIAL_FLOPS`, for the
+    threading layer in use: :func:`serial_below`): one thread, serial builds
+    of the kernels."""
+    return spec.flops < serial_below(_SERIAL_FLOPS)
 
 
 def _serial(spec, kernel):

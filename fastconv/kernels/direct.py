@@ -34,7 +34,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from .._config import numba_jit, numba_threads, serial_copy
+from .._config import numba_jit, numba_threads, serial_below, serial_copy
 
 _inline = numba_jit(inline="always")
 
@@ -44,7 +44,7 @@ _CHUNK_ELEMS = 1024  # accumulator elements per channel and chunk (512..4096 wit
 # packed weights smaller than this are packed on the calling thread: a
 # parallel launch under Numba's workqueue layer costs 0.14-0.2 ms (measured,
 # 2 threads: 48 KB 0.21 -> 0.02 ms, 576 KB 0.21 -> 0.08, 2.3 MB 0.43 -> 0.34,
-# 9.2 MB 1.39 -> 1.59)
+# 9.2 MB 1.39 -> 1.59); an eighth of it under omp/tbb (see serial_below)
 _PACK_SERIAL_BELOW = 4 << 20
 
 _U = np.uint64
@@ -190,7 +190,7 @@ def pack_gather(w4, ci, k, out):
     span = 1 + sum((n - 1) * st for n, st in zip(w4.shape, (sg, sci, sco, sk)) if n > 0)
     flat = np.lib.stride_tricks.as_strided(w4, shape=(span if w4.size else 0,), strides=(item,))
     off = ci * sci + k * sk
-    pack = _pack_flat_serial if out.nbytes < _PACK_SERIAL_BELOW else _pack_flat
+    pack = _pack_flat_serial if out.nbytes < serial_below(_PACK_SERIAL_BELOW) else _pack_flat
     pack(flat, sg, sco, w4.shape[2], off, out)
 
 

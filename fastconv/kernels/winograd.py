@@ -45,7 +45,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from .._config import numba_jit, numba_threads, scratch, serial_copy
+from .._config import numba_jit, numba_threads, scratch, serial_below, serial_copy
 from . import NonFiniteInput, blocked
 from .blocked import _mac, _store_row
 from .direct import _copy, _fill, _inline
@@ -102,7 +102,7 @@ def transform_weights(w: np.ndarray, mh: int, mw: int, o_block: int) -> np.ndarr
     u = scratch("winograd_u", (blocks, a2, o_block // OB, c * kd, OB), w.dtype)
     if blocks * o_block > o:
         u[-1] = 0
-    transform = _transform_weights_serial if u.nbytes < _SERIAL_U_BELOW else _transform_weights
+    transform = _transform_weights_serial if u.nbytes < serial_below(_SERIAL_U_BELOW) else _transform_weights
     transform(w.reshape(o, c * kd, -1), gk, u)
     return u
 
@@ -165,7 +165,8 @@ def _transform_weights(w, gk, u):
 _transform_weights_serial = serial_copy(_transform_weights, "_transform_weights_serial")
 # a U smaller than this is computed on the calling thread: a parallel launch
 # under Numba's workqueue layer costs 0.14-0.2 ms (measured, 2 threads:
-# 144 KB 0.17 -> 0.05 ms, 576 KB 0.24 -> 0.11, 2.3 MB 0.34 -> 0.33, 4 MB 0.50 -> 0.61)
+# 144 KB 0.17 -> 0.05 ms, 576 KB 0.24 -> 0.11, 2.3 MB 0.34 -> 0.33, 4 MB 0.50 -> 0.61);
+# an eighth of it under omp/tbb (see serial_below)
 _SERIAL_U_BELOW = 2 << 20
 
 
