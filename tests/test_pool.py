@@ -118,8 +118,13 @@ def test_adaptive_none_keeps_input_size(rng):
     assert fastconv.adaptive_max_pool3d(_x(rng, 3, (2, 3, 4), np.float32), (1, None, 2)).shape == (2, 3, 1, 3, 2)
 
 
-def test_global_pooling_fast_path(rng):
-    """output_size 1 and kernel == input take the global reduction path."""
+@pytest.mark.parametrize("parallel", [False, True])
+def test_global_pooling_fast_path(rng, monkeypatch, parallel):
+    """output_size 1 and kernel == input take the global reduction path, on
+    the calling thread (small inputs) or on Numba's threads."""
+    from fastconv.kernels import pool
+
+    monkeypatch.setattr(pool, "_GLOBAL_SERIAL_BELOW", 0 if parallel else 1 << 40)
     x = _x(rng, 2, (13, 11), np.float32, n=3, c=40)
     np.testing.assert_allclose(
         fastconv.adaptive_avg_pool2d(x, 1)[..., 0, 0], x.astype(np.float64).mean((2, 3)), rtol=1e-5, atol=1e-6

@@ -238,8 +238,8 @@ def _winograd_supports(m: int):
 def depthwise_features(spec) -> dict[str, float]:
     """Depthwise: a fixed cost, the FLOPs, and the passes: one vectorised pass
     (plus the scalar ends of the row) per output row and depth tap (a 3-D
-    kernel's depth taps are separate passes: measured 2x the direct kernel's
-    time on a 3x3x3 depthwise layer, while 2-D layers run at 0.6-1.1x).
+    kernel's depth taps are separate passes: before 3x3x3 kernels ran on
+    whole planes, measured 2x the direct kernel's time).
     Whole 3x3 planes (:func:`fastconv.kernels.depthwise.whole_planes`,
     also 3x3x3: a plane per depth tap) are their own FLOP term (one flat
     pass per input plane) and count a row per output row, input channel and

@@ -313,7 +313,8 @@ def tap_offsets(spec, hw: int | None = None) -> np.ndarray:
     """xoff[(ci, kd, kh, kw)]: where each tap reads, relative to the output
     position's own index: in the padded copy (``Dp`` depth slices of ``Hq``
     rows per phase plane), or, given ``hw``, in an item's window (one depth
-    slice per depth tap, ``hw`` rows per phase plane)."""
+    slice per depth tap, ``hw`` rows per phase plane).  Cached per shape:
+    callers only read it."""
     _, sh, sw = spec.lifted("stride")
     dd, dh, dw = spec.lifted("dilation")
     kd, kh, kw = spec.lifted("kernel")
@@ -644,7 +645,7 @@ def _window_elements(spec) -> int:
 def used_phases(spec) -> np.ndarray:
     """used[a, b]: whether some tap reads stride phase (a, b) -- all of them
     unless the kernel is smaller than the stride (1x1/2: only (0, 0), a
-    quarter of the window to copy)."""
+    quarter of the window to copy).  Cached per shape: callers only read it."""
     _, sh, sw = spec.lifted("stride")
     _, dh, dw = spec.lifted("dilation")
     _, kh, kw = spec.lifted("kernel")
