@@ -166,8 +166,10 @@ def _threading_layer() -> str:
 
     try:
         return numba.threading_layer()
-    except ValueError:
-        return "not started yet"
+    except ValueError:  # no parallel region yet: what Numba will try, in order
+        chosen = numba.config.THREADING_LAYER
+        order = numba.config.THREADING_LAYER_PRIORITY if chosen == "default" else [chosen]
+        return f"not started yet (tries {', '.join(order)})"
 
 
 def _call_from_args(args):

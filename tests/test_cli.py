@@ -21,6 +21,14 @@ def test_info(capsys):
     from fastconv.dispatch.selector import machine
 
     assert "cost model: fitted on " in out and machine() in out
+    # the threading layer: the one running, or the ones Numba will try
+    import numba
+
+    try:
+        layer = numba.threading_layer()
+    except ValueError:
+        layer = "not started yet (tries "
+    assert f"layer {layer}" in out
 
 
 def test_explain(capsys):
