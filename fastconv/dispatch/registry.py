@@ -269,7 +269,7 @@ def blocked_features(spec) -> dict[str, float]:
     :func:`fastconv.kernels.blocked.gathered_share`), and
     the micro-kernel calls (per run, block of channels and chunk of taps:
     each stores or adds its partial sums)."""
-    from ..kernels.blocked import calls, computed_flops, copied_elements, gathered_share, plane_windows, shifted
+    from ..kernels.blocked import calls, computed_flops, copied_elements, gathered_share, shifted
 
     t = shifted(spec)
     if t is not None:  # stride 1 on small planes: run as a transposed convolution
@@ -280,7 +280,7 @@ def blocked_features(spec) -> dict[str, float]:
         "s_per_flop": float(computed_flops(spec)),
         "s_per_copied": float(copied),
         "s_per_window_copied": float(windows),
-        "s_per_window_gathered": windows * gathered_share(spec) if plane_windows(spec) else 0.0,
+        "s_per_window_gathered": windows * gathered_share(spec),
         "s_per_call": float(calls(spec)),
     }
 

@@ -366,16 +366,12 @@ def _columns(W, wq, sw, bb, pw):
 @_inline
 def _pad_row(dst, d, xf, src, inside, lo, hi, wq, sw):
     """dst[d + j] = xf[src + (j - lo)*sw] for lo <= j < hi, zero elsewhere in
-    [0, wq) (all zero unless ``inside``): one padded, phase-split row."""
-    if not inside:
-        _fill(dst, d, wq, 0)
-        return
-    _fill(dst, d, lo, 0)
-    if sw == 1:
-        _copy(dst, d + lo, xf, src, hi - lo)
-    else:
-        _gather(dst, d + lo, xf, src, hi - lo, sw)
-    _fill(dst, d + hi, wq - hi, 0)
+    [0, wq) (all zero unless ``inside``): one padded, phase-split row
+    (:func:`_window_row` with its padding columns zeroed)."""
+    if inside:
+        _fill(dst, d, lo, 0)
+        _fill(dst, d + hi, wq - hi, 0)
+    _window_row(dst, d, xf, src, inside, lo, hi, wq, sw)
 
 
 @_inline
@@ -667,13 +663,14 @@ def splits_rows(spec) -> bool:
 
 
 def gathered_share(spec) -> float:
-    """The share of an item's copied window (:func:`plane_windows`) that is
-    gathered column by column at the stride (a row phase whose columns are
-    not split in one pass: 1x1/2 reads one phase of every other row) --
-    measured: 1x1/2 256->512 @56 ran 1.3x the time of the same layer on a
-    stride-1 copy of its input with the same FLOPs and copied elements."""
+    """The share of an item's copied window (:func:`plane_windows`; 0 on the
+    other paths) that is gathered column by column at the stride (a row
+    phase whose columns are not split in one pass: 1x1/2 reads one phase of
+    every other row) -- measured: 1x1/2 256->512 @56 ran 1.3x the time of
+    the same layer on a stride-1 copy of its input with the same FLOPs and
+    copied elements."""
     sw = spec.lifted("stride")[2]
-    if sw == 1:
+    if sw == 1 or not plane_windows(spec):
         return 0.0
     used = used_phases(spec)
     split = sw == 2 and splits_rows(spec)
@@ -751,7 +748,7 @@ def _plane_window_bytes(spec, threads: int) -> int:
 
 @numba_jit(parallel=True)
 def _plane_window_kernel(
-    x, wp, xoff, b, out, groups, sd, sh, sw, dd, pd, ph, pw, kd, hw, wq, used, nv, tb, rpi, rchunk, nparts
+    x, wp, xoff, b, out, groups, sd, sh, sw, dd, pd, ph, pw, kd, hw, wq, used, split, nv, tb, rpi, rchunk, nparts
 ):
     """conv2d/3d with no padded copy of the whole input: each work item
     (``rpi`` runs of ``tb`` positions of one output plane: group, image,
@@ -761,7 +758,8 @@ def _plane_window_kernel(
     into a buffer of its thread, then runs the micro-kernel over it as
     :func:`_blocked_kernel` does over the padded copy, and stores the
     partial sums with the bias.  Phases no tap reads (``used``, see
-    :func:`used_phases`) are not copied."""
+    :func:`used_phases`) are not copied; ``split`` (:func:`splits_rows`):
+    stride-2 rows go into both column phases in one pass."""
     N, C_in, D, H, W = x.shape
     C_out, OD, OH, OW = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
     nb = wp.shape[1]
@@ -780,7 +778,6 @@ def _plane_window_kernel(
     wf = wp.reshape(-1)
     of = out.reshape(-1)
     oplane = OH * OW
-    split = (W - 1 + pw) // 2 < wq  # every input column has its place in a stride-2 window row (splits_rows)
     for part in prange(nparts):
         acc = np.empty(nb * ob * span, out.dtype)
         buf = np.zeros(cig * kd * sh * sw * plane, x.dtype)  # padding columns stay zero
@@ -884,8 +881,8 @@ def _conv_plane_windows(spec, ops, out: np.ndarray, num_threads: int) -> None:
         wp = pack_weights(ops.w, spec.groups, block_channels(spec), name="blocked_w")
         _serial(spec, _plane_window_kernel)(
             ops.x, wp, tap_offsets(spec, hw), b, out, spec.groups, sd, sh, sw, spec.lifted("dilation")[0], pd,
-            ph, pw, spec.lifted("kernel")[0], hw, wq, used_phases(spec), vectors(spec), tb, rpi, taps_per_chunk(spec),
-            max(1, min(num_threads, items)),
+            ph, pw, spec.lifted("kernel")[0], hw, wq, used_phases(spec), splits_rows(spec), vectors(spec), tb, rpi,
+            taps_per_chunk(spec), max(1, min(num_threads, items)),
         )  # fmt: skip
 
 
