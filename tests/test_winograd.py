@@ -98,6 +98,71 @@ def test_row_transforms_equal_the_matrices(rng):
         np.testing.assert_allclose(W._AT[m] @ ((W._G[m] @ g) * (W._BT[m] @ d)), want, rtol=1e-12, atol=1e-12)
 
 
+def test_batched_row_transform_equals_the_matrices(rng):
+    """Short rows staged side by side (``make_input_rows(m, ntw)``): each
+    vector of tiles covers lanes/ntw rows of ntw tiles, row r's tile t read
+    from its own span at r * (ntw*m + 2); B^T on each tile's m+2 columns, in
+    both dtypes, several vectors, nothing written past them."""
+    from numba import njit
+
+    from fastconv.kernels import winograd as W
+    from fastconv.kernels import winograd_rows as R
+    from fastconv.kernels.microkernel import lanes
+
+    def six(f):
+        return njit(lambda a, b, c, d, e, g: f(a, b, c, d, e, g))
+
+    for dt in (np.float32, np.float64):
+        n = lanes(np.dtype(dt).itemsize)
+        tol = dict(rtol=1e-5, atol=1e-5) if dt == np.float32 else dict(rtol=1e-13, atol=1e-13)
+        for m in (2, 4):
+            for ntw in R.BATCHED_TILES:
+                if ntw >= n or n % ntw:
+                    continue
+                run = six(getattr(R, f"rows_in{m}_by{ntw}"))
+                pitch = R.batched_pitch(m, ntw)
+                nvec = 2
+                rows = nvec * n // ntw
+                staged = rng.standard_normal(rows * pitch + 2 * n).astype(dt)
+                dst = np.full((m + 2) * (nvec * n + 3), np.nan, dt)
+                probe = run(staged, 0, nvec, dst, 0, nvec * n + 3)
+                assert probe == 0
+                cols = np.stack(
+                    [staged[r * pitch + m * t : r * pitch + m * t + m + 2] for r in range(rows) for t in range(ntw)],
+                    axis=1,
+                )
+                got = dst.reshape(m + 2, nvec * n + 3)
+                np.testing.assert_allclose(got[:, : nvec * n], W._BT[m] @ cols, err_msg=str((dt, m, ntw)), **tol)
+                assert np.isnan(got[:, nvec * n :]).all()
+                staged[(rows - 1) * pitch + m * (ntw - 1) + m + 1] = np.inf  # the last tile's last column
+                assert np.isnan(run(staged, 0, nvec, dst, 0, nvec * n + 3))
+
+
+@pytest.mark.parametrize("m", [2, 4])
+def test_short_rows_against_reference(m, rng):
+    """Output rows of 2, 4 and 8 tiles, whose input rows are staged side by
+    side and transformed several rows per vector (and whose outputs are
+    written back the same way): both dtypes, rows in several blocks, column
+    padding on either side, rows in the padding, groups and bias, a depth
+    kernel (the depth-ring schedule) and a plain one."""
+    cases = [
+        (2, (3, 3, 6, 8), (4, 3, 3, 3), dict(padding=1)),
+        (2, (2, 2, 14, 14), (3, 2, 3, 3), dict(padding=1)),
+        (2, (1, 2, 9, 30), (2, 2, 3, 3), dict(padding=(0, 1))),
+        (2, (2, 2, 9, 16), (3, 2, 3, 3), dict(padding=1)),
+        (2, (1, 2, 7, 4), (2, 2, 3, 3), dict(padding=(3, 2))),
+        (2, (40, 4, 8, 8), (4, 2, 3, 3), dict(padding=1, groups=2)),
+        (3, (1, 2, 4, 6, 8), (3, 2, 2, 3, 3), dict(padding=1)),
+    ]
+    for dt, tol in ((np.float64, 1e-10), (np.float32, 2e-5)):
+        for nd, xs, ws, kw in cases:
+            x, w, b = rng.standard_normal(xs), rng.standard_normal(ws), rng.standard_normal(ws[0])
+            got = FUNCS[nd](x.astype(dt), w.astype(dt), b.astype(dt), method=f"winograd_f{m}", **kw)
+            want = conv_nd(x, w, b, **kw)
+            err = np.abs(got - want).max() / np.abs(want).max()
+            assert err < tol, (dt, xs, kw, err)
+
+
 @pytest.mark.parametrize("parallel", [False, True])
 @pytest.mark.parametrize("m", [2, 4])
 def test_weight_transform_against_numpy(m, parallel, rng, monkeypatch):
@@ -191,6 +256,8 @@ def test_dilated_by_input_phases(m, rng):
         ((1, 2, 13, 10), dict(padding="same", dilation=(3, 2))),
         ((1, 2, 9, 9), dict(padding=2, dilation=2, padding_mode="reflect")),
         ((2, 4, 9, 9), dict(padding=2, dilation=2, groups=2)),
+        ((1, 2, 2, 3), dict(padding=3, dilation=3)),  # phases with no input row or column
+        ((1, 2, 4, 7), dict(padding=(0, 4), dilation=(1, 4))),
     ]
     for xs, kw in cases:
         x = rng.standard_normal(xs)

@@ -48,9 +48,9 @@ from numba import prange
 from .._config import numba_jit, numba_threads, scratch, serial_below, serial_copy
 from . import NonFiniteInput, blocked
 from .blocked import _mac, _store_row
-from .direct import _copy, _fill, _inline
+from .direct import _copy, _fill, _gather, _inline
 from .microkernel import OB, lanes
-from .winograd_plan import depth_ring, layout, phase_spec, row_length, skew, tile_stride
+from .winograd_plan import depth_ring, layout, phase_spec, skew, staging_length, tile_stride
 from .winograd_rows import (
     AT,
     BT,
@@ -59,8 +59,15 @@ from .winograd_rows import (
     cols_in4,
     cols_out2,
     cols_out4,
+    make_combine,
     rows_in2,
+    rows_in2_by2,
+    rows_in2_by4,
+    rows_in2_by8,
     rows_in4,
+    rows_in4_by2,
+    rows_in4_by4,
+    rows_in4_by8,
     rows_out2,
     rows_out4,
 )
@@ -84,26 +91,41 @@ _G = {
 _AT = {1: np.array([[1.0]]), **{m: np.array(AT[m], np.float64) for m in (2, 4)}}
 
 
+#: the rows of G as whole-vector combines (``winograd_rows.make_combine``)
+_G2_COMBINE = make_combine(tuple(map(tuple, _G[2])))
+_G4_COMBINE = make_combine(tuple(map(tuple, _G[4])))
+_U_CHUNK = 64  # input rows per work item of the weight transform (even: whole vectors of OB pairs)
+
+
+@_inline
+def _combine_g(m, src, sbase, sstride, nvec, dst, dbase, dstride):
+    """dst[dbase + i*dstride + t] = sum_q G_m[i][q] src[sbase + q*sstride + t]
+    for t < nvec * lanes (m = 2 or 4)."""
+    if m == 2:
+        _G2_COMBINE(src, sbase, sstride, nvec, dst, dbase, dstride)
+    else:
+        _G4_COMBINE(src, sbase, sstride, nvec, dst, dbase, dstride)
+
+
 def transform_weights(w: np.ndarray, mh: int, mw: int, o_block: int) -> np.ndarray:
     """(O, C, KD, KH, KW) -> U (O blocks, a2, o_block / OB, C*KD, OB), U = G g G^T,
     packed for the micro-kernel: for transform point k, each block of OB
     output channels is a (C*KD, OB) matrix (``o_block`` is a multiple of OB).
 
-    U[:, k] is a sum of the taps' weight planes with the coefficients of
-    row k of kron(G_h, G_w) (``_transform_weights``); rows past O are zero.
-    The inner index is c * KD + kd, as the V rows.  U lives in a kept scratch
-    buffer (a 512x512 layer's F(4x4) U is 38 MB)."""
+    Computed by :func:`_transform_weights`, separably (along KW, then KH);
+    rows past O are zero.  The inner index is c * KD + kd, as the V rows.  U
+    lives in a kept scratch buffer (a 512x512 layer's F(4x4) U is 38 MB)."""
     if o_block % OB:
         raise ValueError(f"o_block must be a multiple of {OB}, got {o_block}")
     o, c, kd = w.shape[:3]
-    gk = np.kron(_G[mh], _G[mw]).astype(w.dtype)  # (a2, KH*KW)
+    gk = np.kron(_G[mh], _G[mw]).astype(w.dtype)  # (a2, KH*KW): the tail's coefficients
     a2 = gk.shape[0]
     blocks = -(-o // o_block)
     u = scratch("winograd_u", (blocks, a2, o_block // OB, c * kd, OB), w.dtype)
     if blocks * o_block > o:
         u[-1] = 0
     transform = _transform_weights_serial if u.nbytes < serial_below(_SERIAL_U_BELOW) else _transform_weights
-    transform(w.reshape(o, c * kd, -1), gk, u)
+    transform(w.reshape(o, c * kd, -1), mh, mw, gk, lanes(w.dtype.itemsize), u)
     return u
 
 
@@ -134,32 +156,55 @@ def unpacked(u: np.ndarray) -> np.ndarray:
 
 
 @numba_jit(parallel=True)
-def _transform_weights(w, gk, u):
-    """Per output channel: its (K, taps) weights turned into (taps, K) rows,
-    then each U row a vector sum of them (zero coefficients skipped),
-    accumulated in a local row and stored once."""
+def _transform_weights(w, mh, mw, gk, vl, u):
+    """U from w (O, K, R) for ``transform_weights``.  A work item is a block of
+    OB output channels by _U_CHUNK input rows: their taps gathered into
+    (R, rows*OB) planes (consecutive elements: (row, channel) pairs, as U's),
+    then G_w combined along each kernel row and G_h along the columns as
+    whole vectors of ``vl`` (:data:`_G_COMBINE`), written straight into U's
+    rows; a last odd input row (its OB elements, not a whole vector) from
+    ``gk`` = kron(G_h, G_w).  (Measured, 2 threads, 512x512: F(2x2) 1.98 ->
+    1.58 ms, F(4x4) 4.26 -> 2.27 ms, 256x256 0.55 -> 0.41 and 1.10 -> 0.60;
+    before, a scalar store per element at stride OB.)"""
     ob = u.shape[4]
-    ob_all = u.shape[2] * ob
-    K, R = w.shape[1], w.shape[2]
-    for o in prange(w.shape[0]):
-        bi = o // ob_all
-        oo = o - bi * ob_all
-        b8 = oo // ob
-        o8 = oo - b8 * ob
-        acc = np.empty(K, u.dtype)
-        taps = np.empty((R, K), u.dtype)
-        for c in range(K):
-            for r in range(R):
-                taps[r, c] = w[o, c, r]
-        for k in range(gk.shape[0]):
-            acc[:] = 0
-            for r in range(R):
-                cf = gk[k, r]
-                if cf != 0:
-                    for c in range(K):
-                        acc[c] += cf * taps[r, c]
-            for c in range(K):
-                u[bi, k, b8, c, o8] = acc[c]
+    nb8 = u.shape[2]
+    a2 = u.shape[1]
+    n_out, K, R = w.shape
+    aw = a2 // (mh + 2) if mh > 1 else a2
+    nblk = (n_out + ob - 1) // ob
+    nch = (K + _U_CHUNK - 1) // _U_CHUNK
+    uf = u.reshape(-1)
+    kstride = nb8 * K * ob
+    for item in prange(nblk * nch):
+        blk = item // nch
+        c0 = (item % nch) * _U_CHUNK
+        c1 = min(K, c0 + _U_CHUNK)
+        n = (c1 - c0) * ob
+        nv = n // vl
+        npad = (nv + 1) * vl  # rows of whole vectors (the stage along KW reads and writes past n)
+        taps = np.zeros(R * npad, u.dtype)
+        for o8 in range(min(ob, n_out - blk * ob)):
+            o = blk * ob + o8
+            for c in range(c0, c1):
+                at = (c - c0) * ob + o8
+                for r in range(R):
+                    taps[r * npad + at] = w[o, c, r]
+        bi = blk // nb8
+        base = (((bi * a2) * nb8 + blk - bi * nb8) * K + c0) * ob
+        if mh == 1:
+            _combine_g(mw, taps, 0, npad, nv, uf, base, kstride)
+        else:
+            rows = np.empty(3 * aw * npad, u.dtype)
+            for kh in range(3):
+                _combine_g(mw, taps, kh * 3 * npad, npad, nv + 1, rows, kh * aw * npad, npad)
+            for q in range(aw):
+                _combine_g(mh, rows, q * npad, aw * npad, nv, uf, base + q * kstride, aw * kstride)
+        for i in range(nv * vl, n):
+            for k in range(a2):
+                acc = gk[k, 0] * taps[i]
+                for r in range(1, R):
+                    acc += gk[k, r] * taps[r * npad + i]
+                uf[base + k * kstride + i] = acc
 
 
 _transform_weights_serial = serial_copy(_transform_weights, "_transform_weights_serial")
@@ -175,6 +220,72 @@ def _tile_row(g, tiles_h, od_n):
     """Global tile row g -> (image, output depth, tile row)."""
     nd_ = g // tiles_h
     return nd_ // od_n, nd_ % od_n, g % tiles_h
+
+
+@numba_jit()
+def _row_starts(r0, rows, tiles_h, od_n, sd, pd, mh, ph):
+    """Per tile row r0 .. r0+rows-1: its image, first depth (``od*sd - pd``)
+    and first row (``th*mh - ph``), the same for every channel.  (Not
+    inlined, as :func:`_stage_rows`: each inlined copy of a loop in the
+    Winograd kernels measured ~7 s more compilation.)"""
+    row_n = np.empty(rows, np.int64)
+    row_d = np.empty(rows, np.int64)
+    row_h = np.empty(rows, np.int64)
+    for rr in range(rows):
+        n, od, th = _tile_row(r0 + rr, tiles_h, od_n)
+        row_n[rr] = n
+        row_d[rr] = od * sd - pd
+        row_h[rr] = th * mh - ph
+    return row_n, row_d, row_h
+
+
+@numba_jit()
+def _stage_rows(rowp, xf, shape, c, dz, k, span, base, q_lo, q_hi, row_n, row_d, row_h):
+    """rowp[rr*span + q] = x[row_n[rr], c, row_d[rr] + dz, row_h[rr] + k, base + q]
+    for q < span, zero outside x (q outside [q_lo, q_hi), or rows in the
+    padding): each tile row's k-th input row, side by side."""
+    C, D, H, W = shape[1], shape[2], shape[3], shape[4]
+    for rr in range(row_n.shape[0]):
+        idp = row_d[rr] + dz
+        ih = row_h[rr] + k
+        at = rr * span
+        if idp < 0 or idp >= D or ih < 0 or ih >= H:
+            _fill(rowp, at, span, 0)
+            continue
+        _fill(rowp, at, q_lo, 0)
+        _copy(rowp, at + q_lo, xf, (((row_n[rr] * C + c) * D + idp) * H + ih) * W + base + q_lo, q_hi - q_lo)
+        _fill(rowp, at + q_hi, span - q_hi, 0)
+
+
+@numba_jit()
+def _store_rows(of, shape, orow, co, i, pitch, col0, count, bv, row_n, row_d, row_h):
+    """out[row_n[rr], co, row_d[rr], row_h[rr] + i, col0 : col0 + count] =
+    orow[rr*pitch : rr*pitch + count] + bv for the tile rows whose output
+    row is inside ``out`` (of ``shape``)."""
+    C_out, OD, OH, OW = shape[1], shape[2], shape[3], shape[4]
+    for rr in range(row_n.shape[0]):
+        oh = row_h[rr] + i
+        if oh < OH:
+            _store_row(
+                of, (((row_n[rr] * C_out + co) * OD + row_d[rr]) * OH + oh) * OW + col0, orow, rr * pitch, count, bv
+            )
+
+
+@numba_jit()
+def _rows_in_batched(m, ntw, rowp, nvec, dst, dbase, dstride):
+    """The input transform along W over staged rows of ``ntw`` (2, 4 or 8)
+    tiles side by side (``winograd_rows.make_input_rows``)."""
+    if m == 4:
+        if ntw == 2:
+            return rows_in4_by2(rowp, 0, nvec, dst, dbase, dstride)
+        if ntw == 4:
+            return rows_in4_by4(rowp, 0, nvec, dst, dbase, dstride)
+        return rows_in4_by8(rowp, 0, nvec, dst, dbase, dstride)
+    if ntw == 2:
+        return rows_in2_by2(rowp, 0, nvec, dst, dbase, dstride)
+    if ntw == 4:
+        return rows_in2_by4(rowp, 0, nvec, dst, dbase, dstride)
+    return rows_in2_by8(rowp, 0, nvec, dst, dbase, dstride)
 
 
 @_inline
@@ -209,11 +320,21 @@ def _input_tiles(x, vf, vk, ts, rw, rowp, mh, mw, c0, rows, r0, tiles_h, tw0, nt
     # a kernel one row high has no transform along H: the row transform writes
     # V itself when the last row's whole vectors stay inside V's rows
     direct = ah == 1 and (rows - 1) * ntw + nvec * vl <= ts
+    # short rows (tiles dividing the lanes) staged side by side, a vector of
+    # tiles over several rows (batched_pitch); else row by row
+    batched = ah > 1 and rows > 1 and ntw < vl and vl % ntw == 0 and (ntw == 2 or ntw == 4 or ntw == 8)
+    if batched:
+        rpv = vl // ntw
+        _fill(rowp, rows * span, ((tvec * rpv) - rows) * span + vl, 0)  # read past the last row
+        row_n, row_d, row_h = _row_starts(r0, rows, tiles_h, od_n, sd, pd, mh, ph)
     for kk in range(kcount):
         c = c0 + kk // kdepth
         kd = kk - (kk // kdepth) * kdepth
         vrow = kofs + kk
-        for rr in range(rows):
+        for k in range(ah if batched else 0):
+            _stage_rows(rowp, xf, x.shape, c, kd * dd, k, span, base, q_lo, q_hi, row_n, row_d, row_h)
+            probe += _rows_in_batched(mw, ntw, rowp, tvec, rwf, k * aw * tcap, tcap)
+        for rr in range(0 if batched else rows):
             n, od, th = _tile_row(r0 + rr, tiles_h, od_n)
             t0 = rr * ntw
             idp = od * sd + kd * dd - pd
@@ -261,6 +382,7 @@ def _output_tiles(mf, mk, ts, out, bias, tb, orow, mh, mw, o0, n_o, rows, r0, ti
     col0 = mw * tw0
     # a kernel one row high: the row transform reads M itself (as the input's writes V)
     direct = ah == 1 and (rows - 1) * ntw + nvec * vl <= ts
+    row_n, row_d, row_h = _row_starts(r0, rows, tiles_h, od_n, 1, 0, mh, 0)
     for o in range(n_o):
         bv = bias[o0 + o]
         src, sbase, sstride = tbf, 0, tcap
@@ -273,6 +395,15 @@ def _output_tiles(mf, mk, ts, out, bias, tb, orow, mh, mw, o0, n_o, rows, r0, ti
                 cols_out4(mf, ll * mk + o * ts, aw * mk, tvec, tbf, ll * tcap, aw * tcap)
             else:
                 cols_out2(mf, ll * mk + o * ts, aw * mk, tvec, tbf, ll * tcap, aw * tcap)
+        if not direct:
+            # every row's tiles at once: row rr's outputs land at rr*ntw*mw
+            for i in range(mh):
+                if mw == 4:
+                    rows_out4(src, sbase + i * aw * sstride, sstride, tvec, orow, 0)
+                else:
+                    rows_out2(src, sbase + i * aw * sstride, sstride, tvec, orow, 0)
+                _store_rows(of, out.shape, orow, o0 + o, i, ntw * mw, col0, count, bv, row_n, row_d, row_h)
+            continue
         for rr in range(rows):
             n, od, th = _tile_row(r0 + rr, tiles_h, od_n)
             for i in range(mh):
@@ -298,8 +429,8 @@ def _input_sized(x, vf, vk, ts, rw, rowp, mh, mw, c0, rows, r0, tiles_h, tw0, nt
     elif mh == 2:
         return _input_tiles(x, vf, vk, ts, rw, rowp, 2, 2, c0, rows, r0, tiles_h, tw0, ntw, od_n, sd, dd, pd, ph, pw, kdepth,
                             kofs, kcount, vl)  # fmt: skip
-    else:
-        return _input_tiles(x, vf, vk, ts, rw, rowp, mh, mw, c0, rows, r0, tiles_h, tw0, ntw, od_n, sd, dd, pd, ph, pw, kdepth,
+    else:  # mh is 1 here: as a constant (typed int64) the batched staging of short rows, for ah > 1, compiles away
+        return _input_tiles(x, vf, vk, ts, rw, rowp, mh * 0 + 1, mw, c0, rows, r0, tiles_h, tw0, ntw, od_n, sd, dd, pd, ph, pw, kdepth,
                             kofs, kcount, vl)  # fmt: skip
 
 
@@ -310,8 +441,8 @@ def _output_sized(mf, mk, ts, out, bias, tb, orow, mh, mw, o0, n_o, rows, r0, ti
         _output_tiles(mf, mk, ts, out, bias, tb, orow, 4, 4, o0, n_o, rows, r0, tiles_h, tw0, ntw, od_n, vl)
     elif mh == 2:
         _output_tiles(mf, mk, ts, out, bias, tb, orow, 2, 2, o0, n_o, rows, r0, tiles_h, tw0, ntw, od_n, vl)
-    else:
-        _output_tiles(mf, mk, ts, out, bias, tb, orow, mh, mw, o0, n_o, rows, r0, tiles_h, tw0, ntw, od_n, vl)
+    else:  # mh is 1 here (as a constant, see _input_sized)
+        _output_tiles(mf, mk, ts, out, bias, tb, orow, mh * 0 + 1, mw, o0, n_o, rows, r0, tiles_h, tw0, ntw, od_n, vl)
 
 
 @_inline
@@ -470,7 +601,8 @@ def conv_winograd(spec, ops, out: np.ndarray, num_threads: int, *, m: int) -> No
     rwbuf = scratch("winograd_rw", (nt, ah, aw, T + vl), dt)
     # each thread's staging row (and output row) on cache lines of its own
     # (a line two threads write to makes both crawl)
-    rowp = scratch("winograd_row", (nt, row_length(lay.seg, mw, dt.itemsize)), dt)
+    rows = ring.rows_per_block if ring is not None else lay.rows_per_block
+    rowp = scratch("winograd_row", (nt, staging_length(rows, lay.seg, mw, dt.itemsize)), dt)
     sd, dd = spec.lifted("stride")[0], spec.lifted("dilation")[0]
     pd, ph, pw = spec.kernel_pad_lo
     probe = np.zeros(nt, dt)  # per thread: NaN once it read a NaN or Inf
@@ -494,26 +626,72 @@ def conv_winograd(spec, ops, out: np.ndarray, num_threads: int, *, m: int) -> No
 
 def _by_phases(spec, ops, out: np.ndarray, num_threads: int, m: int) -> None:
     """Dilated 3x3 conv2d (``winograd_plan.phase_spec``): the padded input's
-    dh*dw phases stacked as a batch, one undilated Winograd convolution, the
-    output phases interleaved back."""
+    dh*dw phases stacked as a batch (:func:`_split_phases`), one undilated
+    Winograd convolution, the output phases interleaved back
+    (:func:`_merge_phases`).  (Measured, deeplab 4x256x28x28 d2, 2 threads:
+    the two copies 2.45 ms of 9.3 through numpy's pad, transposes and
+    slices.)"""
     from .._spec import ConvOperands
 
     sub = phase_spec(spec)
     dh, dw = spec.dilation
-    n, c, o = spec.n, spec.c_in, spec.c_out
-    oh, ow = spec.out_spatial
-    (hq, wq), (qh, qw) = sub.in_spatial, sub.out_spatial
     ph, pw = spec.kernel_pad_lo[1:]
-    x = ops.x[:, :, 0]
-    h1, w1 = min(x.shape[2], hq * dh - ph), min(x.shape[3], wq * dw - pw)
-    xpad = np.zeros((n, c, hq * dh, wq * dw), spec.dtype)
-    xpad[:, :, ph : ph + h1, pw : pw + w1] = x[:, :, :h1, :w1]
-    phases = xpad.reshape(n, c, hq, dh, wq, dw).transpose(0, 3, 5, 1, 2, 4)
-    xs = np.ascontiguousarray(phases).reshape(n * dh * dw, c, 1, hq, wq)
-    y = np.empty((n * dh * dw, o, 1, qh, qw), spec.dtype)
+    xs = scratch("winograd_phases_x", (sub.n, spec.c_in, 1, *sub.in_spatial), spec.dtype)
+    y = scratch("winograd_phases_y", (sub.n, spec.c_out, 1, *sub.out_spatial), spec.dtype)
+    with numba_threads(num_threads):
+        _split_phases(ops.x, xs, dh, dw, ph, pw)
     conv_winograd(sub, ConvOperands(x=xs, w=ops.w, b=ops.b), y, num_threads, m=m)
-    y = y.reshape(n, dh, dw, o, qh, qw).transpose(0, 3, 4, 1, 5, 2).reshape(n, o, qh * dh, qw * dw)
-    out[:, :, 0] = y[:, :, :oh, :ow]
+    with numba_threads(num_threads):
+        _merge_phases(y, out, dh, dw)
+
+
+@numba_jit(parallel=True)
+def _split_phases(x, xs, dh, dw, ph, pw):
+    """xs[(n*dh + a)*dw + b, c, 0, i, j] = x[n, c, 0, i*dh + a - ph, j*dw + b - pw],
+    zero where that is outside x: the phases of the zero-padded input."""
+    N, C, H, W = x.shape[0], x.shape[1], x.shape[3], x.shape[4]
+    hq, wq = xs.shape[3], xs.shape[4]
+    xf = x.reshape(-1)
+    sf = xs.reshape(-1)
+    for t in prange(N * C):
+        n = t // C
+        c = t - n * C
+        for a in range(dh):
+            for b in range(dw):
+                dst = (((n * dh + a) * dw + b) * C + c) * hq * wq
+                lo = min(wq, max(0, (pw - b + dw - 1) // dw))  # first j whose column is >= 0
+                hi = max(lo, min(wq, (W - 1 + pw - b) // dw + 1))  # past the last whose column is < W
+                for i in range(hq):
+                    ih = i * dh + a - ph
+                    row = dst + i * wq
+                    if ih < 0 or ih >= H:
+                        _fill(sf, row, wq, 0)
+                        continue
+                    _fill(sf, row, lo, 0)
+                    _gather(sf, row + lo, xf, ((t * H) + ih) * W + lo * dw + b - pw, hi - lo, dw)
+                    _fill(sf, row + hi, wq - hi, 0)
+
+
+@numba_jit(parallel=True)
+def _merge_phases(y, out, dh, dw):
+    """out[n, o, 0, i*dh + a, j*dw + b] = y[(n*dh + a)*dw + b, o, 0, i, j]
+    for every output position: the phases' outputs interleaved."""
+    N, C, OH, OW = out.shape[0], out.shape[1], out.shape[3], out.shape[4]
+    qh, qw = y.shape[3], y.shape[4]
+    yf = y.reshape(-1)
+    of = out.reshape(-1)
+    for t in prange(N * C):
+        n = t // C
+        o = t - n * C
+        for a in range(min(dh, OH)):
+            for b in range(min(dw, OW)):
+                src = (((n * dh + a) * dw + b) * C + o) * qh * qw
+                cols = (OW - b + dw - 1) // dw
+                for i in range((OH - a + dh - 1) // dh):
+                    d = (t * OH + i * dh + a) * OW + b
+                    s0 = src + i * qw
+                    for j in range(cols):
+                        of[d + j * dw] = yf[s0 + j]
 
 
 def conv_winograd_f2(spec, ops, out, num_threads):

@@ -104,6 +104,22 @@ def row_length(seg: int, mw: int, itemsize: int) -> int:
     return -(-n // 16) * 16 + 16
 
 
+def staging_length(rows: int, seg: int, mw: int, itemsize: int) -> int:
+    """Elements of a thread's staging row: one input row's span with the
+    vector loads' overhang (:func:`row_length`); the output rows of all
+    ``rows`` rows of ``seg`` tiles side by side (whole vectors of tiles);
+    where short rows of ``seg`` tiles are staged side by side as input (``seg``
+    in ``BATCHED_TILES`` dividing the lanes), ``rows`` of them with the last
+    vector's overhang."""
+    from .winograd_rows import BATCHED_TILES, batched_pitch
+
+    vl = _lanes(itemsize)
+    n = max(row_length(seg, mw, itemsize), -(-(rows * seg) // vl) * vl * mw)
+    if seg in BATCHED_TILES and seg < vl and vl % seg == 0:
+        n = max(n, -(-(rows * seg) // vl) * (vl // seg) * batched_pitch(mw, seg) + vl)
+    return n
+
+
 def _split_outputs(items: int, threads: int, cog: int) -> tuple[int, int]:
     """(o_block, n_oblocks): output channels whole, or cut into blocks when
     there are fewer tile blocks than threads; a block is a multiple of the
@@ -123,7 +139,7 @@ def _workspace_bytes(spec, geo, tiles: int, seg: int, v_rows: int, o_block: int,
     stride = tile_stride(tiles, spec.dtype.itemsize)[0]
     rw = tiles + _lanes(spec.dtype.itemsize)
     per_thread = ah * aw * ((v_rows + o_block) * stride + rw + 2 * skew(spec.dtype.itemsize))
-    per_thread += row_length(seg, mw, spec.dtype.itemsize)
+    per_thread += staging_length(tiles // max(1, seg), seg, mw, spec.dtype.itemsize)
     return (threads * per_thread + n_oblocks * ah * aw * o_block * k) * spec.dtype.itemsize
 
 

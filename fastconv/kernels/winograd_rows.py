@@ -159,13 +159,37 @@ class _Emit:
         return final
 
 
-def make_input_rows(m: int):
+def batched_pitch(m: int, ntw: int) -> int:
+    """Elements per staged row of :func:`make_input_rows` with ``ntw`` tiles
+    per row: the row's span ``ntw*m + 2``."""
+    return ntw * m + 2
+
+
+#: tiles per row for which short rows are staged side by side, several per
+#: vector of tiles (those that divide the lanes)
+BATCHED_TILES = (2, 4, 8)
+
+
+def _source(m: int, ntw: int | None, n: int, i: int, q: int) -> int:
+    """Offset of phase ``q`` of lane ``i``'s tile from a step's first element."""
+    if ntw is None:
+        return m * i + q
+    return (i // ntw) * batched_pitch(m, ntw) + m * (i % ntw) + q
+
+
+def make_input_rows(m: int, ntw: int | None = None):
     """``rows_in(row, rbase, nvec, dst, dbase, dstride)``: for tiles ``t <
     nvec * lanes``, ``dst[dbase + j*dstride + t] = sum_q BT[j][q] *
     row[rbase + m*t + q]`` (j < m + 2).  Reads ``source_vectors`` vectors per
     step (past the last tile's columns) and writes whole vectors.  Returns
     the sum of ``0 * element`` over what it read: 0, or NaN when any element
-    was NaN or infinite (the caller's guard, at no extra pass)."""
+    was NaN or infinite (the caller's guard, at no extra pass).
+
+    With ``ntw`` (dividing the lanes): rows of ``ntw`` tiles staged side by
+    side, each ``batched_pitch(m, ntw)`` elements (its span): tile ``t`` is
+    tile ``t % ntw`` of row ``t // ntw``, read from ``row[rbase + (t // ntw)
+    * pitch + m*(t % ntw) + q]`` -- one vector of tiles covers
+    ``lanes / ntw`` short rows instead of a few tiles of one."""
     bt = BT[m]
 
     @intrinsic
@@ -177,17 +201,22 @@ def make_input_rows(m: int):
 
         def codegen(context, builder, signature, args):
             e = _Emit(context, builder, signature, args, dtype)
-            n, nsrc = e.n, source_vectors(m, e.align)
+            n = e.n
+            # (rows that do not divide the lanes are never batched by the
+            # caller; for such a dtype the loop compiles unbatched)
+            tiles = ntw if ntw is not None and n % ntw == 0 else None
+            nsrc = -(-(_source(m, tiles, n, n - 1, m + 1) + 1) // n)
+            step = m * n if tiles is None else (n // tiles) * batched_pitch(m, tiles)
 
             def body(v, probe):
-                src = e.at(e.arg[1], e.times(v, m * n))
+                src = e.at(e.arg[1], e.times(v, step))
                 loaded = [e.load(0, e.at(src, s * n)) for s in range(nsrc)]
                 for vec in loaded:  # 0 * x is 0 for finite x, NaN for NaN and +-inf
                     probe = builder.fadd(probe, builder.fmul(vec, e.zero))
                 full = _concat(builder, loaded)
                 phases = []
                 for q in range(m + 2):
-                    mask = ir.Constant(ir.VectorType(ir.IntType(32), n), [m * i + q for i in range(n)])
+                    mask = ir.Constant(ir.VectorType(ir.IntType(32), n), [_source(m, tiles, n, i, q) for i in range(n)])
                     phases.append(builder.shuffle_vector(full, full, mask))
                 out = e.at(e.arg[4], e.times(v, n))
                 for j in range(m + 2):
@@ -275,6 +304,8 @@ def make_combine(matrix):
 
 rows_in2 = make_input_rows(2)
 rows_in4 = make_input_rows(4)
+rows_in2_by2, rows_in2_by4, rows_in2_by8 = (make_input_rows(2, t) for t in BATCHED_TILES)
+rows_in4_by2, rows_in4_by4, rows_in4_by8 = (make_input_rows(4, t) for t in BATCHED_TILES)
 rows_out2 = make_output_rows(2)
 rows_out4 = make_output_rows(4)
 cols_in2 = make_combine(BT[2])
