@@ -163,6 +163,37 @@ def test_short_rows_against_reference(m, rng):
             assert err < tol, (dt, xs, kw, err)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_fused_weight_transform_pieces(threads, rng):
+    """A single tile block transforms its weights itself, piece by piece
+    (FUSED_OC output channels by FUSED_ROWS input rows, GEMMs adding to M
+    after the first piece): more output channels than a piece with a partial
+    last one past C_out, input rows in three pieces with an odd last one (its
+    scalar tail), a kernel one row high, a 3-D kernel flattened into the
+    rows; both dtypes, one and two threads (output channels split)."""
+    from fastconv._spec import conv_spec
+    from fastconv.kernels.winograd_plan import FUSED_OC, FUSED_ROWS, layout
+
+    cin, cout = 2 * FUSED_ROWS + 3, 2 * FUSED_OC + 22
+    cases = [
+        (2, (2, cin, 6, 7), (cout, cin, 3, 3), dict(padding=1)),
+        (2, (1, cin, 3, 9), (cout, cin, 1, 3), dict(padding=(0, 1))),
+        (3, (1, 35, 3, 5, 6), (cout, 35, 2, 3, 3), dict(padding=1, stride=(2, 1, 1))),
+    ]
+    with fastconv.set_config(num_threads=threads):
+        for dt, tol in ((np.float64, 1e-10), (np.float32, 5e-5)):
+            for nd, xs, ws, kw in cases:
+                x, w, b = rng.standard_normal(xs), rng.standard_normal(ws), rng.standard_normal(ws[0])
+                for m in (2, 4):
+                    spec = conv_spec(nd, x, w, None, kw.get("stride", 1), kw["padding"], 1, 1, "zeros", "auto", None,
+                                     None)[0]  # fmt: skip
+                    assert layout(spec, m, 64 << 20, threads).fused, (xs, m)
+                    got = FUNCS[nd](x.astype(dt), w.astype(dt), b.astype(dt), method=f"winograd_f{m}", **kw)
+                    want = conv_nd(x, w, b, **kw)
+                    err = np.abs(got - want).max() / np.abs(want).max()
+                    assert err < tol, (dt, xs, m, err)
+
+
 @pytest.mark.parametrize("parallel", [False, True])
 @pytest.mark.parametrize("m", [2, 4])
 def test_weight_transform_against_numpy(m, parallel, rng, monkeypatch):

@@ -166,8 +166,17 @@ def _winograd_features(m: int):
         transforms), the GEMM calls, the weight transform's output, and the
         transformed weights each work item streams through its GEMMs (large
         when many items each read a U of many megabytes: deep layers on
-        small images)."""
-        from ..kernels.winograd_plan import depth_ring, layout, phase_copy_bytes, phase_spec, transform_units
+        small images; none where each item transforms its own weights piece
+        by piece, ``Layout.fused``, whose GEMMs are called once per piece of
+        input rows instead)."""
+        from ..kernels.winograd_plan import (
+            FUSED_ROWS,
+            depth_ring,
+            layout,
+            phase_copy_bytes,
+            phase_spec,
+            transform_units,
+        )
 
         copied = phase_copy_bytes(spec)
         spec = phase_spec(spec)  # a dilated 3x3 conv2d: its stacked input phases
@@ -184,6 +193,10 @@ def _winograd_features(m: int):
         calls *= spec.groups
         gemm_flops = 2.0 * lay.a2 * k * cog * t * spec.groups
         rows = lay.ah == 1
+        fused = ring is None and lay.fused
+        streamed = 0 if fused else calls * lay.a2 * o_block * k
+        if fused:
+            calls *= -(-k // FUSED_ROWS)
         return {
             "overhead_s": 1.0,
             "s_per_flop": 0.0 if rows else gemm_flops,
@@ -200,7 +213,7 @@ def _winograd_features(m: int):
             "s_per_transformed": float(transformed * n_oblocks),
             "s_per_block": float(calls * lay.a2),
             "s_per_weight": float(lay.a2 * k * cog * spec.groups),
-            "s_per_u_stream": float(calls * lay.a2 * o_block * k),
+            "s_per_u_stream": float(streamed),
             "s_per_copied_byte": float(copied),
         }
 

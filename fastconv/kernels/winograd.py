@@ -50,7 +50,17 @@ from . import NonFiniteInput, blocked
 from .blocked import _mac, _store_row
 from .direct import _copy, _fill, _gather, _inline
 from .microkernel import OB, lanes
-from .winograd_plan import depth_ring, layout, phase_spec, skew, staging_length, tile_stride
+from .winograd_plan import (
+    FUSED_OC,
+    FUSED_ROWS,
+    depth_ring,
+    fused_buffers,
+    layout,
+    phase_spec,
+    skew,
+    staging_length,
+    tile_stride,
+)
 from .winograd_rows import (
     AT,
     BT,
@@ -155,56 +165,67 @@ def unpacked(u: np.ndarray) -> np.ndarray:
     return u.transpose(0, 1, 2, 4, 3).reshape(b, a2, nb * ob, k)
 
 
+@_inline
+def _transform_block(w, o0, c0, c1, mh, mw, gk, vl, uf, base, kstride, taps, rows):
+    """``uf[base + k*kstride + (c - c0)*OB + o8]`` = U[k] of output channel
+    ``o0 + o8`` (zero past w's) and input row c, for c0 <= c < c1 (w: (O, K,
+    R)): the block's taps gathered into (R, (c1-c0)*OB) planes (consecutive
+    elements: (row, channel) pairs, as U's), then G_w combined along each
+    kernel row and G_h along the columns as whole vectors of ``vl``
+    (:func:`_combine_g`), written straight into U's rows; a last odd input
+    row (its OB elements, not a whole vector) from ``gk`` = kron(G_h, G_w).
+    ``taps`` and ``rows`` are work buffers of R and 3*aw rows of
+    (c1-c0)*OB + vl."""
+    n_out, R = w.shape[0], w.shape[2]
+    a2 = gk.shape[0]
+    aw = a2 // (mh + 2) if mh > 1 else a2
+    n = (c1 - c0) * OB
+    nv = n // vl
+    npad = (nv + 1) * vl  # rows of whole vectors (the stage along KW reads and writes past n)
+    for o8 in range(OB):
+        o = o0 + o8
+        for c in range(c0, c1):
+            at = (c - c0) * OB + o8
+            for r in range(R):
+                taps[r * npad + at] = w[o, c, r] if o < n_out else 0
+    if mh == 1:
+        _combine_g(mw, taps, 0, npad, nv, uf, base, kstride)
+    else:
+        for kh in range(3):
+            _combine_g(mw, taps, kh * 3 * npad, npad, nv + 1, rows, kh * aw * npad, npad)
+        for q in range(aw):
+            _combine_g(mh, rows, q * npad, aw * npad, nv, uf, base + q * kstride, aw * kstride)
+    for i in range(nv * vl, n):
+        for k in range(a2):
+            acc = gk[k, 0] * taps[i]
+            for r in range(1, R):
+                acc += gk[k, r] * taps[r * npad + i]
+            uf[base + k * kstride + i] = acc
+
+
 @numba_jit(parallel=True)
 def _transform_weights(w, mh, mw, gk, vl, u):
-    """U from w (O, K, R) for ``transform_weights``.  A work item is a block of
-    OB output channels by _U_CHUNK input rows: their taps gathered into
-    (R, rows*OB) planes (consecutive elements: (row, channel) pairs, as U's),
-    then G_w combined along each kernel row and G_h along the columns as
-    whole vectors of ``vl`` (:data:`_G_COMBINE`), written straight into U's
-    rows; a last odd input row (its OB elements, not a whole vector) from
-    ``gk`` = kron(G_h, G_w).  (Measured, 2 threads, 512x512: F(2x2) 1.98 ->
-    1.58 ms, F(4x4) 4.26 -> 2.27 ms, 256x256 0.55 -> 0.41 and 1.10 -> 0.60;
-    before, a scalar store per element at stride OB.)"""
-    ob = u.shape[4]
+    """U from w (O, K, R) for ``transform_weights``: work items of OB output
+    channels by _U_CHUNK input rows (:func:`_transform_block`).  (Measured,
+    2 threads, 512x512: F(2x2) 1.98 -> 1.58 ms, F(4x4) 4.26 -> 2.27 ms,
+    256x256 0.55 -> 0.41 and 1.10 -> 0.60; before, a scalar store per
+    element at stride OB.)"""
     nb8 = u.shape[2]
     a2 = u.shape[1]
     n_out, K, R = w.shape
     aw = a2 // (mh + 2) if mh > 1 else a2
-    nblk = (n_out + ob - 1) // ob
+    nblk = (n_out + OB - 1) // OB
     nch = (K + _U_CHUNK - 1) // _U_CHUNK
     uf = u.reshape(-1)
-    kstride = nb8 * K * ob
     for item in prange(nblk * nch):
         blk = item // nch
         c0 = (item % nch) * _U_CHUNK
         c1 = min(K, c0 + _U_CHUNK)
-        n = (c1 - c0) * ob
-        nv = n // vl
-        npad = (nv + 1) * vl  # rows of whole vectors (the stage along KW reads and writes past n)
-        taps = np.zeros(R * npad, u.dtype)
-        for o8 in range(min(ob, n_out - blk * ob)):
-            o = blk * ob + o8
-            for c in range(c0, c1):
-                at = (c - c0) * ob + o8
-                for r in range(R):
-                    taps[r * npad + at] = w[o, c, r]
+        taps = np.empty(R * (_U_CHUNK * OB + vl), u.dtype)
+        rows = np.empty(3 * aw * (_U_CHUNK * OB + vl), u.dtype)
         bi = blk // nb8
-        base = (((bi * a2) * nb8 + blk - bi * nb8) * K + c0) * ob
-        if mh == 1:
-            _combine_g(mw, taps, 0, npad, nv, uf, base, kstride)
-        else:
-            rows = np.empty(3 * aw * npad, u.dtype)
-            for kh in range(3):
-                _combine_g(mw, taps, kh * 3 * npad, npad, nv + 1, rows, kh * aw * npad, npad)
-            for q in range(aw):
-                _combine_g(mh, rows, q * npad, aw * npad, nv, uf, base + q * kstride, aw * kstride)
-        for i in range(nv * vl, n):
-            for k in range(a2):
-                acc = gk[k, 0] * taps[i]
-                for r in range(1, R):
-                    acc += gk[k, r] * taps[r * npad + i]
-                uf[base + k * kstride + i] = acc
+        base = (((bi * a2) * nb8 + blk - bi * nb8) * K + c0) * OB
+        _transform_block(w, blk * OB, c0, c1, mh, mw, gk, vl, uf, base, nb8 * K * OB, taps, rows)
 
 
 _transform_weights_serial = serial_copy(_transform_weights, "_transform_weights_serial")
@@ -465,6 +486,34 @@ def _gemms(a2, vflat, xoff, vbase, vk, uflat, ubase, K, mflat, mk, ts, n_b8, nv,
 
 
 @_inline
+def _fused_gemms(w, o_first, ob, mh, mw, gk, vl, uf, taps, rows, vflat, xoff, vk, mflat, mk, ts, nv, step, T):
+    """M[k] = U[k] V[k] for the ``ob`` output channels from ``o_first``, U made
+    here: per piece of FUSED_OC channels by FUSED_ROWS input rows, U's
+    piece ((a2, channel blocks, rows, OB) in ``uf``, :func:`_transform_block`),
+    then the micro-kernel over those rows for every transform point, run and
+    block, adding to M after the first piece of rows."""
+    K = w.shape[1]
+    a2 = gk.shape[0]
+    nrun = (T + step - 1) // step
+    for g0 in range(0, ob, FUSED_OC):
+        nb = min(FUSED_OC, ob - g0) // OB
+        for c0 in range(0, K, FUSED_ROWS):
+            c1 = min(K, c0 + FUSED_ROWS)
+            piece = (c1 - c0) * OB
+            for b8 in range(nb):
+                _transform_block(
+                    w, o_first + g0 + b8 * OB, c0, c1, mh, mw, gk, vl, uf, b8 * piece, nb * piece, taps, rows
+                )
+            for k in range(a2):
+                for run in range(nrun):
+                    for b8 in range(nb):
+                        # (U's row r of this piece at wb + r*OB for c0 <= r < c1)
+                        wb = (k * nb + b8) * piece - c0 * OB
+                        mb = k * mk + (g0 + b8 * OB) * ts + run * step
+                        _mac(OB, nv, vflat, xoff, k * vk + run * step, uf, wb, c0, c1, mflat, mb, ts)
+
+
+@_inline
 def _zero_columns(vf, base, vk, ts, T, nmat, nrows):
     """Zero columns T .. ts-1 of the ``nrows`` rows from ``base`` of the
     ``nmat`` matrices in ``vf``: the micro-kernel reads them (their products are dropped), and
@@ -476,14 +525,22 @@ def _zero_columns(vf, base, vk, ts, T, nmat, nrows):
 
 @numba_jit(parallel=True)
 def _winograd(x, uflat, u_shape, out, bias, mh, mw, vbuf, vk, mbuf, mk, rwbuf, rowp, probe, xoff, nv, step, ts, vl, c0,
-              o0, o_count, tiles_h, tiles_w, seg, od_n, sd, dd, pd, ph, pw, kdepth, rows_per_block, n_rows):  # fmt: skip
+              o0, o_count, tiles_h, tiles_w, seg, od_n, sd, dd, pd, ph, pw, kdepth, rows_per_block, n_rows, w, gk,
+              ubuf, wtaps, wrows):  # fmt: skip
     """Every work item (tile block, output-channel block) on one thread, start
     to end.  A tile block is ``rows_per_block`` whole tile rows, or, for rows
     longer than ``seg`` tiles (long 1-D signals), a ``seg``-tile piece of one.
     V and M rows are ``ts`` apart (the block's tiles rounded up to whole runs
     of the micro-kernel), their a2 matrices ``vk`` and ``mk`` apart; U is
     ``uflat`` of ``u_shape`` (see :func:`transform_weights`).  ``probe[tid]``
-    turns NaN if the thread read a NaN or infinite input."""
+    turns NaN if the thread read a NaN or infinite input.
+
+    With ``w`` (the group's (O, K, R) weights; empty otherwise) U is not
+    given: each item transforms its output channels' weights itself, a
+    piece of FUSED_OC channels by FUSED_ROWS input rows at a time into its
+    thread's ``ubuf``, and runs that piece's share of the GEMMs while it is
+    in L2 (see :func:`_fused_gemms`); for a single tile block, where U is
+    used once."""
     n_oblocks, a2, n_b8, K = u_shape[0], u_shape[1], u_shape[2], u_shape[3]
     ob = n_b8 * OB
     nseg = (tiles_w + seg - 1) // seg
@@ -505,7 +562,11 @@ def _winograd(x, uflat, u_shape, out, bias, mh, mw, vbuf, vk, mbuf, mk, rwbuf, r
             probe[tid] += _input_sized(x, vflat, vk, ts, rwbuf[tid], rowp[tid], mh, mw, c0, rows, r0, tiles_h, tw0,
                                        ntw, od_n, sd, dd, pd, ph, pw, kdepth, 0, K, vl)  # fmt: skip
             _zero_columns(vflat, 0, vk, ts, T, a2, K)
-            _gemms(a2, vflat, xoff, 0, vk, uflat, oi * a2 * ob * K, K, mflat, mk, ts, n_b8, nv, step, T)
+            if w.shape[0] > 0:
+                _fused_gemms(w, oi * ob, ob, mh, mw, gk, vl, ubuf[tid], wtaps[tid], wrows[tid], vflat, xoff, vk, mflat,
+                             mk, ts, nv, step, T)  # fmt: skip
+            else:
+                _gemms(a2, vflat, xoff, 0, vk, uflat, oi * a2 * ob * K, K, mflat, mk, ts, n_b8, nv, step, T)
             n_o = min(ob, o_count - oi * ob)
             _output_sized(mflat, mk, ts, out, bias, rwbuf[tid], rowp[tid], mh, mw, o0 + oi * ob, n_o, rows, r0, tiles_h,
                           tw0, ntw, od_n, vl)  # fmt: skip
@@ -606,6 +667,13 @@ def conv_winograd(spec, ops, out: np.ndarray, num_threads: int, *, m: int) -> No
     sd, dd = spec.lifted("stride")[0], spec.lifted("dilation")[0]
     pd, ph, pw = spec.kernel_pad_lo
     probe = np.zeros(nt, dt)  # per thread: NaN once it read a NaN or Inf
+    # the fused weight transform's buffers (fused_buffers), or empty ones
+    gk = np.kron(_G[mh], _G[mw]).astype(dt)
+    none = np.empty(0, dt)
+    no_w = np.empty((0, K, gk.shape[1]), dt)
+    ubuf, wtaps, wrows = (
+        scratch(f"winograd_fused_{i}", (nt, n), dt) for i, n in enumerate(fused_buffers(lay, dt.itemsize))
+    )
     _refresh_stale_cache()
     with numba_threads(num_threads):
         for g in range(G):
@@ -615,11 +683,17 @@ def conv_winograd(spec, ops, out: np.ndarray, num_threads: int, *, m: int) -> No
                 _winograd_depth_ring(ops.x, u.reshape(-1), np.array(u.shape), out, bias, mh, mw, vbuf, vk, mbuf, mk,
                                      rwbuf, rowp, probe, xoff, nv, step, ts, vl, g * cig, g * cog, cog, lay.tiles_h, lay.tiles_w, pd,
                                      ph, pw, lay.kdepth, ring.rows_per_block, ring.n_blocks)  # fmt: skip
+            elif lay.fused:
+                w3 = np.ascontiguousarray(w).reshape(cog, K, -1)
+                u_shape = np.array([lay.n_oblocks, a2, o_block // OB, K, OB])
+                _winograd(ops.x, none, u_shape, out, bias, mh, mw, vbuf, vk, mbuf, mk, rwbuf, rowp, probe, xoff, nv,
+                          step, ts, vl, g * cig, g * cog, cog, lay.tiles_h, lay.tiles_w, lay.seg, out.shape[2], sd, dd,
+                          pd, ph, pw, lay.kdepth, lay.rows_per_block, lay.n_rows, w3, gk, ubuf, wtaps, wrows)  # fmt: skip
             else:
                 u = transform_weights(w, mh, mw, o_block)
                 _winograd(ops.x, u.reshape(-1), np.array(u.shape), out, bias, mh, mw, vbuf, vk, mbuf, mk, rwbuf, rowp,
                           probe, xoff, nv, step, ts, vl, g * cig, g * cog, cog, lay.tiles_h, lay.tiles_w, lay.seg, out.shape[2], sd, dd,
-                          pd, ph, pw, lay.kdepth, lay.rows_per_block, lay.n_rows)  # fmt: skip
+                          pd, ph, pw, lay.kdepth, lay.rows_per_block, lay.n_rows, no_w, gk, ubuf, wtaps, wrows)  # fmt: skip
     if np.isnan(probe).any():
         raise NonFiniteInput("the input holds NaN or Inf")
 

@@ -131,15 +131,49 @@ def _split_outputs(items: int, threads: int, cog: int) -> tuple[int, int]:
     return o_block, -(-cog // o_block)
 
 
-def _workspace_bytes(spec, geo, tiles: int, seg: int, v_rows: int, o_block: int, n_oblocks: int, threads: int) -> int:
+#: a fused weight transform's piece of U (``winograd._fused_gemms``): output
+#: channels (a multiple of OB) by input rows (even); F(4x4): 36 x 32 x 256
+#: floats, 1.2 MB, held in L2 while its GEMMs run (measured, 512 @7
+#: F(4x4), fused / stored U: 0.76 with 32 x 256, 0.92-0.94 with 64 x 64 and
+#: 64 x 128)
+FUSED_OC = 32
+FUSED_ROWS = 256
+#: most tiles of a layout whose weights are transformed piece by piece (a U
+#: element is used once per tile: with many tiles the transform's share is
+#: small and the pieces' partial sums cost more than U's round trip through
+#: memory; measured with 128 tiles, 256 @14 F(4x4): 0.99-1.07 of stored U)
+FUSED_TILES = 64
+
+
+def _fused(n_blocks: int, tiles: int) -> bool:
+    return n_blocks == 1 and tiles <= FUSED_TILES
+
+
+def _fused_sizes(mh: int, a2: int, aw: int, itemsize: int) -> tuple[int, int, int]:
+    """Elements per thread of the fused weight transform's buffers: U's
+    piece, the piece's taps gathered, its rows along KW (``winograd._transform_block``)."""
+    width = FUSED_ROWS * _block() + _lanes(itemsize)
+    return a2 * FUSED_OC * FUSED_ROWS, (3 if mh == 1 else 9) * width, 3 * aw * width
+
+
+def fused_buffers(lay, itemsize: int) -> tuple[int, int, int]:
+    """:func:`_fused_sizes` for a fused layout, else zeros."""
+    return _fused_sizes(lay.mh, lay.a2, lay.aw, itemsize) if lay.fused else (0, 0, 0)
+
+
+def _workspace_bytes(spec, geo, tiles: int, seg: int, v_rows: int, o_block: int, n_oblocks: int, threads: int,
+                     fused: bool = False) -> int:  # fmt: skip
     """Each thread's V (``v_rows`` x tiles per transform point), M, row
-    transforms and staging row, plus U."""
-    _, mw, ah, aw = geo[:4]
+    transforms and staging row, plus U (or, ``fused``, each thread's piece of
+    it)."""
+    mh, mw, ah, aw = geo[:4]
     k = spec.c_in // spec.groups * spec.lifted("kernel")[0]
     stride = tile_stride(tiles, spec.dtype.itemsize)[0]
     rw = tiles + _lanes(spec.dtype.itemsize)
     per_thread = ah * aw * ((v_rows + o_block) * stride + rw + 2 * skew(spec.dtype.itemsize))
     per_thread += staging_length(tiles // max(1, seg), seg, mw, spec.dtype.itemsize)
+    if fused:
+        return threads * (per_thread + sum(_fused_sizes(mh, ah * aw, aw, spec.dtype.itemsize))) * spec.dtype.itemsize
     return (threads * per_thread + n_oblocks * ah * aw * o_block * k) * spec.dtype.itemsize
 
 
@@ -167,6 +201,13 @@ class Layout:
     def a2(self) -> int:
         return self.ah * self.aw
 
+    @property
+    def fused(self) -> bool:
+        """One tile block of at most FUSED_TILES tiles: each item transforms
+        its own output channels' weights piece by piece (U is used once,
+        never stored whole)."""
+        return _fused(self.n_blocks, self.rows_per_block * self.seg)
+
 
 def layout(spec, m: int, limit: int, threads: int) -> Layout:
     """Tile geometry, block sizes (to ``limit`` bytes of workspace) and the
@@ -189,7 +230,8 @@ def layout(spec, m: int, limit: int, threads: int) -> Layout:
     rows = max(1, -(-n_rows // row_blocks))
 
     def total(rows: int, seg: int) -> int:
-        return _workspace_bytes(spec, geo, rows * seg, seg, k, o_block, n_oblocks, threads)
+        fused = _fused(-(-n_rows // rows) * -(-tiles_w // seg), rows * seg)
+        return _workspace_bytes(spec, geo, rows * seg, seg, k, o_block, n_oblocks, threads, fused)
 
     while total(rows, seg) > limit and (rows > 1 or seg > 1):
         if rows > 1:
