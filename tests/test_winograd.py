@@ -434,9 +434,11 @@ def test_kernel_reports_non_finite_input(value, rng, tmp_path):
     """The input is not scanned before a Winograd run: the kernel's loads
     probe it and raise NonFiniteInput (1-D, 2-D, dilated and depth-ring 3-D
     paths, an element at the right edge of a row's last whole vector of
-    tiles), and the plan then runs a method that keeps NaN/Inf local.  NaN in
-    the weights is still caught before the run; autotune times the
-    candidates on finite operands instead of stopping."""
+    tiles), and the plan then runs a method that keeps NaN/Inf local.  The
+    weights are not scanned either: the weight transform probes what it
+    reads (U stored; U made piece by piece in the fused layout; a kernel
+    one row high whose odd last input row is a scalar tail), both dtypes.
+    Autotune times the candidates on finite operands instead of stopping."""
     from fastconv._spec import ConvOperands, conv_spec
     from fastconv.dispatch.selector import select
     from fastconv.kernels import NonFiniteInput
@@ -462,12 +464,30 @@ def test_kernel_reports_non_finite_input(value, rng, tmp_path):
         for method in ("winograd_f2", "winograd_f4", "auto"):
             y = FUNCS[nd](x, w, method=method, **kw)
             np.testing.assert_array_equal(~np.isfinite(y), mask, err_msg=str((xs, method)))
+    wcases = [
+        ((1, 2, 8, 8), (3, 2, 3, 3), dict(padding=1), (1, 0, 1, 1)),  # fused
+        ((1, 2, 8, 8), (3, 2, 3, 3), dict(padding=1), (2, 1, 2, 0)),
+        ((40, 2, 8, 8), (3, 2, 3, 3), dict(padding=1), (1, 1, 0, 0)),  # U stored (several tile blocks)
+        ((1, 3, 4, 9), (2, 3, 1, 3), dict(padding=(0, 1)), (1, 2, 0, 2)),  # one row high, the last input row
+    ]
+    for dt in (np.float64, np.float32):
+        for xs, ws, kw, index in wcases:
+            x, w = rng.standard_normal(xs).astype(dt), rng.standard_normal(ws).astype(dt)
+            w[index] = value
+            spec, ops, _ = conv_spec(2, x, w, None, 1, kw["padding"], 1, 1, "zeros", "winograd_f4", None, None)
+            assert select(spec, ops).method == "winograd_f4"  # the weights were not looked at
+            out = np.empty((spec.n, spec.c_out, *spec.lifted("out_spatial")), dt)
+            for run in (W.conv_winograd_f2, W.conv_winograd_f4):
+                with pytest.raises(NonFiniteInput):
+                    run(spec, ConvOperands(x=ops.x, w=ops.w, b=None), out, 2)
+            with np.errstate(invalid="ignore"):
+                want = ~np.isfinite(conv_nd(x.astype(np.float64), w.astype(np.float64), **kw))
+            assert want[:, index[0]].all() and not want[:, [o for o in range(ws[0]) if o != index[0]]].any()
+            for method in ("winograd_f2", "winograd_f4", "auto"):
+                y = fastconv.conv2d(x, w, method=method, **kw)
+                np.testing.assert_array_equal(~np.isfinite(y), want, err_msg=str((dt, xs, index, method)))
     x, w = rng.standard_normal((1, 2, 8, 8)), rng.standard_normal((3, 2, 3, 3))
-    w[1, 0, 1, 1] = value
-    spec, ops, _ = conv_spec(2, x, w, None, 1, 1, 1, 1, "zeros", "winograd_f4", None, None)
-    assert select(spec, ops).method != "winograd_f4"
     x[0, 1, 3, 3] = value
-    w[1, 0, 1, 1] = 1.0
     with fastconv.set_config(autotune=True, cache_dir=str(tmp_path)):
         y = fastconv.conv2d(x, w, padding=1)
     np.testing.assert_array_equal(~np.isfinite(y), receptive_mask(x.shape, (0, 1, 3, 3), w.shape, padding=1))

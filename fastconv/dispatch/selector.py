@@ -179,11 +179,12 @@ def select(spec, ops=None) -> Plan:
     key = _plan_key(spec, cfg)
     plan = _cached_plan(key, spec, cfg, ops, finite=True)
     method = methods_for(spec.op)[plan.method]
-    if ops is not None and method.finite_only and not _all_finite(ops, input_too=not method.checks_input):
+    checked = method.checks_input and method.checks_weights
+    if ops is not None and method.finite_only and not checked and not _all_finite(ops, not method.checks_input):
         # guard: this method would spread NaN/Inf beyond the windows that hold
         # them; the API promises locality whatever the method, so another runs
-        # (a method that checks its input itself raises NonFiniteInput, and
-        # Plan.run turns to the same plan)
+        # (a method that checks its input -- or its weights -- itself raises
+        # NonFiniteInput, and Plan.run turns to the same plan)
         plan = _cached_plan((*key, "non-finite"), spec, cfg, ops, finite=False)
     return plan
 

@@ -102,19 +102,19 @@ _AT = {1: np.array([[1.0]]), **{m: np.array(AT[m], np.float64) for m in (2, 4)}}
 
 
 #: the rows of G as whole-vector combines (``winograd_rows.make_combine``)
-_G2_COMBINE = make_combine(tuple(map(tuple, _G[2])))
-_G4_COMBINE = make_combine(tuple(map(tuple, _G[4])))
+_G2_COMBINE = make_combine(tuple(map(tuple, _G[2])), probe=True)
+_G4_COMBINE = make_combine(tuple(map(tuple, _G[4])), probe=True)
 _U_CHUNK = 64  # input rows per work item of the weight transform (even: whole vectors of OB pairs)
 
 
 @_inline
 def _combine_g(m, src, sbase, sstride, nvec, dst, dbase, dstride):
     """dst[dbase + i*dstride + t] = sum_q G_m[i][q] src[sbase + q*sstride + t]
-    for t < nvec * lanes (m = 2 or 4)."""
+    for t < nvec * lanes (m = 2 or 4); returns 0, or NaN if it read a NaN or
+    Inf."""
     if m == 2:
-        _G2_COMBINE(src, sbase, sstride, nvec, dst, dbase, dstride)
-    else:
-        _G4_COMBINE(src, sbase, sstride, nvec, dst, dbase, dstride)
+        return _G2_COMBINE(src, sbase, sstride, nvec, dst, dbase, dstride)
+    return _G4_COMBINE(src, sbase, sstride, nvec, dst, dbase, dstride)
 
 
 def transform_weights(w: np.ndarray, mh: int, mw: int, o_block: int) -> np.ndarray:
@@ -124,7 +124,8 @@ def transform_weights(w: np.ndarray, mh: int, mw: int, o_block: int) -> np.ndarr
 
     Computed by :func:`_transform_weights`, separably (along KW, then KH);
     rows past O are zero.  The inner index is c * KD + kd, as the V rows.  U
-    lives in a kept scratch buffer (a 512x512 layer's F(4x4) U is 38 MB)."""
+    lives in a kept scratch buffer (a 512x512 layer's F(4x4) U is 38 MB).
+    Raises NonFiniteInput if a weight is NaN or infinite."""
     if o_block % OB:
         raise ValueError(f"o_block must be a multiple of {OB}, got {o_block}")
     o, c, kd = w.shape[:3]
@@ -135,7 +136,10 @@ def transform_weights(w: np.ndarray, mh: int, mw: int, o_block: int) -> np.ndarr
     if blocks * o_block > o:
         u[-1] = 0
     transform = _transform_weights_serial if u.nbytes < serial_below(_SERIAL_U_BELOW) else _transform_weights
-    transform(w.reshape(o, c * kd, -1), mh, mw, gk, lanes(w.dtype.itemsize), u)
+    probe = np.zeros(-(-o // OB) * -(-(c * kd) // _U_CHUNK), w.dtype)
+    transform(w.reshape(o, c * kd, -1), mh, mw, gk, lanes(w.dtype.itemsize), u, probe)
+    if np.isnan(probe).any():
+        raise NonFiniteInput("the weights hold NaN or Inf")
     return u
 
 
@@ -156,7 +160,10 @@ def _compiled_against():
 
 
 def _refresh_stale_cache() -> None:
-    blocked.refresh_stale_cache(_compiled_against, _SOURCES, (_winograd, _winograd_depth_ring))
+    # the helpers first: a kernel recompiled links their cached builds
+    helpers = (_row_starts, _stage_rows, _store_rows, _rows_in_batched)
+    kernels = (_winograd, _winograd_depth_ring, _transform_weights, _transform_weights_serial, _split_phases)
+    blocked.refresh_stale_cache(_compiled_against, _SOURCES, helpers + kernels + (_merge_phases,))
 
 
 def unpacked(u: np.ndarray) -> np.ndarray:
@@ -175,7 +182,10 @@ def _transform_block(w, o0, c0, c1, mh, mw, gk, vl, uf, base, kstride, taps, row
     (:func:`_combine_g`), written straight into U's rows; a last odd input
     row (its OB elements, not a whole vector) from ``gk`` = kron(G_h, G_w).
     ``taps`` and ``rows`` are work buffers of R and 3*aw rows of
-    (c1-c0)*OB + vl."""
+    (c1-c0)*OB + vl.  Returns 0, or NaN if any of the block's weights is
+    NaN or infinite (its loads probe them: the dispatcher's check of the
+    weights beforehand, a pass over a 9.4 MB weight of 0.5 ms, is not
+    needed)."""
     n_out, R = w.shape[0], w.shape[2]
     a2 = gk.shape[0]
     aw = a2 // (mh + 2) if mh > 1 else a2
@@ -188,11 +198,14 @@ def _transform_block(w, o0, c0, c1, mh, mw, gk, vl, uf, base, kstride, taps, row
             at = (c - c0) * OB + o8
             for r in range(R):
                 taps[r * npad + at] = w[o, c, r] if o < n_out else 0
+    for r in range(R):  # (the rows' whole vectors past n are read and probed)
+        _fill(taps, r * npad + n, npad - n, 0)
+    found = w.dtype.type(0)
     if mh == 1:
-        _combine_g(mw, taps, 0, npad, nv, uf, base, kstride)
+        found += _combine_g(mw, taps, 0, npad, nv, uf, base, kstride)
     else:
         for kh in range(3):
-            _combine_g(mw, taps, kh * 3 * npad, npad, nv + 1, rows, kh * aw * npad, npad)
+            found += _combine_g(mw, taps, kh * 3 * npad, npad, nv + 1, rows, kh * aw * npad, npad)
         for q in range(aw):
             _combine_g(mh, rows, q * npad, aw * npad, nv, uf, base + q * kstride, aw * kstride)
     for i in range(nv * vl, n):
@@ -201,15 +214,20 @@ def _transform_block(w, o0, c0, c1, mh, mw, gk, vl, uf, base, kstride, taps, row
             for r in range(1, R):
                 acc += gk[k, r] * taps[r * npad + i]
             uf[base + k * kstride + i] = acc
+        if mh == 1:  # (the stage along KW probed the whole rows)
+            for r in range(R):
+                found += taps[r * npad + i] * 0
+    return found
 
 
 @numba_jit(parallel=True)
-def _transform_weights(w, mh, mw, gk, vl, u):
+def _transform_weights(w, mh, mw, gk, vl, u, probe):
     """U from w (O, K, R) for ``transform_weights``: work items of OB output
     channels by _U_CHUNK input rows (:func:`_transform_block`).  (Measured,
     2 threads, 512x512: F(2x2) 1.98 -> 1.58 ms, F(4x4) 4.26 -> 2.27 ms,
     256x256 0.55 -> 0.41 and 1.10 -> 0.60; before, a scalar store per
-    element at stride OB.)"""
+    element at stride OB.)  ``probe[item]`` turns NaN if the item read a NaN
+    or infinite weight."""
     nb8 = u.shape[2]
     a2 = u.shape[1]
     n_out, K, R = w.shape
@@ -225,7 +243,7 @@ def _transform_weights(w, mh, mw, gk, vl, u):
         rows = np.empty(3 * aw * (_U_CHUNK * OB + vl), u.dtype)
         bi = blk // nb8
         base = (((bi * a2) * nb8 + blk - bi * nb8) * K + c0) * OB
-        _transform_block(w, blk * OB, c0, c1, mh, mw, gk, vl, uf, base, nb8 * K * OB, taps, rows)
+        probe[item] = _transform_block(w, blk * OB, c0, c1, mh, mw, gk, vl, uf, base, nb8 * K * OB, taps, rows)
 
 
 _transform_weights_serial = serial_copy(_transform_weights, "_transform_weights_serial")
@@ -320,8 +338,12 @@ def _input_tiles(x, vf, vk, ts, rw, rowp, mh, mw, c0, rows, r0, tiles_h, tw0, nt
     along W ``vl`` tiles at a time (:mod:`.winograd_rows`: a row's last
     vector runs on into the next row's tiles, which that row rewrites, and
     past T into ``rw``'s slack), then B^T along H runs as vector loops over
-    the T tiles.  Returns 0, or NaN if any input element read was NaN or
-    infinite."""
+    the T tiles.  Rows of 2, 4 or 8 tiles (fewer than a vector) are staged
+    side by side instead, all the block's tile rows' k-th input rows at
+    once (:func:`_stage_rows`), and one vector of tiles covers several rows
+    (``winograd_rows.make_input_rows(m, ntw)``; measured, cifar 64 @16
+    F(4x4): the input transform 0.75 -> 0.42 ms).  Returns 0, or NaN if any
+    input element read was NaN or infinite."""
     ah, aw = (mh + 2 if mh > 1 else 1), mw + 2
     D, H, W = x.shape[2], x.shape[3], x.shape[4]
     T = rows * ntw
@@ -390,7 +412,10 @@ def _output_tiles(mf, mk, ts, out, bias, tb, orow, mh, mw, o0, n_o, rows, r0, ti
     """Transform M (a2 matrices ``mk`` elements apart in ``mf``, rows ``ts``
     apart) back (A^T along H as vector loops over the
     tiles, then along W ``vl`` tiles at a time into ``orow``, the row's
-    outputs side by side) and write the clipped rows plus bias."""
+    outputs side by side) and write the clipped rows plus bias.  With a
+    transform along H, each of a tile's output rows is transformed along W
+    for all the block's tile rows at once (row rr's outputs at rr*ntw*mw
+    in ``orow``: short rows no longer fill a vector each)."""
     ah, aw = (mh + 2 if mh > 1 else 1), mw + 2
     C_out, OD, OH, OW = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
     of = out.reshape(-1)
@@ -450,8 +475,8 @@ def _input_sized(x, vf, vk, ts, rw, rowp, mh, mw, c0, rows, r0, tiles_h, tw0, nt
     elif mh == 2:
         return _input_tiles(x, vf, vk, ts, rw, rowp, 2, 2, c0, rows, r0, tiles_h, tw0, ntw, od_n, sd, dd, pd, ph, pw, kdepth,
                             kofs, kcount, vl)  # fmt: skip
-    else:  # mh is 1 here: as a constant (typed int64) the batched staging of short rows, for ah > 1, compiles away
-        return _input_tiles(x, vf, vk, ts, rw, rowp, mh * 0 + 1, mw, c0, rows, r0, tiles_h, tw0, ntw, od_n, sd, dd, pd, ph, pw, kdepth,
+    else:
+        return _input_tiles(x, vf, vk, ts, rw, rowp, mh, mw, c0, rows, r0, tiles_h, tw0, ntw, od_n, sd, dd, pd, ph, pw, kdepth,
                             kofs, kcount, vl)  # fmt: skip
 
 
@@ -462,8 +487,8 @@ def _output_sized(mf, mk, ts, out, bias, tb, orow, mh, mw, o0, n_o, rows, r0, ti
         _output_tiles(mf, mk, ts, out, bias, tb, orow, 4, 4, o0, n_o, rows, r0, tiles_h, tw0, ntw, od_n, vl)
     elif mh == 2:
         _output_tiles(mf, mk, ts, out, bias, tb, orow, 2, 2, o0, n_o, rows, r0, tiles_h, tw0, ntw, od_n, vl)
-    else:  # mh is 1 here (as a constant, see _input_sized)
-        _output_tiles(mf, mk, ts, out, bias, tb, orow, mh * 0 + 1, mw, o0, n_o, rows, r0, tiles_h, tw0, ntw, od_n, vl)
+    else:
+        _output_tiles(mf, mk, ts, out, bias, tb, orow, mh, mw, o0, n_o, rows, r0, tiles_h, tw0, ntw, od_n, vl)
 
 
 @_inline
@@ -491,17 +516,19 @@ def _fused_gemms(w, o_first, ob, mh, mw, gk, vl, uf, taps, rows, vflat, xoff, vk
     here: per piece of FUSED_OC channels by FUSED_ROWS input rows, U's
     piece ((a2, channel blocks, rows, OB) in ``uf``, :func:`_transform_block`),
     then the micro-kernel over those rows for every transform point, run and
-    block, adding to M after the first piece of rows."""
+    block, adding to M after the first piece of rows.  Returns 0, or NaN if
+    a weight read was NaN or infinite."""
     K = w.shape[1]
     a2 = gk.shape[0]
     nrun = (T + step - 1) // step
+    found = w.dtype.type(0)
     for g0 in range(0, ob, FUSED_OC):
         nb = min(FUSED_OC, ob - g0) // OB
         for c0 in range(0, K, FUSED_ROWS):
             c1 = min(K, c0 + FUSED_ROWS)
             piece = (c1 - c0) * OB
             for b8 in range(nb):
-                _transform_block(
+                found += _transform_block(
                     w, o_first + g0 + b8 * OB, c0, c1, mh, mw, gk, vl, uf, b8 * piece, nb * piece, taps, rows
                 )
             for k in range(a2):
@@ -511,6 +538,7 @@ def _fused_gemms(w, o_first, ob, mh, mw, gk, vl, uf, taps, rows, vflat, xoff, vk
                         wb = (k * nb + b8) * piece - c0 * OB
                         mb = k * mk + (g0 + b8 * OB) * ts + run * step
                         _mac(OB, nv, vflat, xoff, k * vk + run * step, uf, wb, c0, c1, mflat, mb, ts)
+    return found
 
 
 @_inline
@@ -533,7 +561,7 @@ def _winograd(x, uflat, u_shape, out, bias, mh, mw, vbuf, vk, mbuf, mk, rwbuf, r
     V and M rows are ``ts`` apart (the block's tiles rounded up to whole runs
     of the micro-kernel), their a2 matrices ``vk`` and ``mk`` apart; U is
     ``uflat`` of ``u_shape`` (see :func:`transform_weights`).  ``probe[tid]``
-    turns NaN if the thread read a NaN or infinite input.
+    turns NaN if the thread read a NaN or infinite input (or weight).
 
     With ``w`` (the group's (O, K, R) weights; empty otherwise) U is not
     given: each item transforms its output channels' weights itself, a
@@ -563,7 +591,7 @@ def _winograd(x, uflat, u_shape, out, bias, mh, mw, vbuf, vk, mbuf, mk, rwbuf, r
                                        ntw, od_n, sd, dd, pd, ph, pw, kdepth, 0, K, vl)  # fmt: skip
             _zero_columns(vflat, 0, vk, ts, T, a2, K)
             if w.shape[0] > 0:
-                _fused_gemms(w, oi * ob, ob, mh, mw, gk, vl, ubuf[tid], wtaps[tid], wrows[tid], vflat, xoff, vk, mflat,
+                probe[tid] += _fused_gemms(w, oi * ob, ob, mh, mw, gk, vl, ubuf[tid], wtaps[tid], wrows[tid], vflat, xoff, vk, mflat,
                              mk, ts, nv, step, T)  # fmt: skip
             else:
                 _gemms(a2, vflat, xoff, 0, vk, uflat, oi * a2 * ob * K, K, mflat, mk, ts, n_b8, nv, step, T)
@@ -695,7 +723,7 @@ def conv_winograd(spec, ops, out: np.ndarray, num_threads: int, *, m: int) -> No
                           probe, xoff, nv, step, ts, vl, g * cig, g * cog, cog, lay.tiles_h, lay.tiles_w, lay.seg, out.shape[2], sd, dd,
                           pd, ph, pw, lay.kdepth, lay.rows_per_block, lay.n_rows, no_w, gk, ubuf, wtaps, wrows)  # fmt: skip
     if np.isnan(probe).any():
-        raise NonFiniteInput("the input holds NaN or Inf")
+        raise NonFiniteInput("the input or the weights hold NaN or Inf")
 
 
 def _by_phases(spec, ops, out: np.ndarray, num_threads: int, m: int) -> None:
@@ -710,6 +738,7 @@ def _by_phases(spec, ops, out: np.ndarray, num_threads: int, m: int) -> None:
     sub = phase_spec(spec)
     dh, dw = spec.dilation
     ph, pw = spec.kernel_pad_lo[1:]
+    _refresh_stale_cache()
     xs = scratch("winograd_phases_x", (sub.n, spec.c_in, 1, *sub.in_spatial), spec.dtype)
     y = scratch("winograd_phases_y", (sub.n, spec.c_out, 1, *sub.out_spatial), spec.dtype)
     with numba_threads(num_threads):

@@ -138,12 +138,12 @@ def _split_outputs(items: int, threads: int, cog: int) -> tuple[int, int]:
 
 
 #: a fused weight transform's piece of U (``winograd._fused_gemms``): output
-#: channels (a multiple of OB) by input rows (even); F(4x4): 36 x 32 x 256
-#: floats, 1.2 MB, held in L2 while its GEMMs run (measured, 512 @7
-#: F(4x4), fused / stored U: 0.76 with 32 x 256, 0.92-0.94 with 64 x 64 and
-#: 64 x 128)
-FUSED_OC = 32
-FUSED_ROWS = 256
+#: channels (a multiple of OB) by input rows (even); F(4x4): 36 x 64 x 64
+#: floats, 590 kB, held in L2 while its GEMMs run (measured, 512 @7 F(4x4),
+#: five same-process runs: 64 x 64 and 32 x 128 pieces 0.86-0.94 of the time
+#: of 32 x 256 and within 2% of each other, 64 x 32 1.15)
+FUSED_OC = 64
+FUSED_ROWS = 64
 #: most tiles of a layout whose weights are transformed piece by piece (a U
 #: element is used once per tile: with many tiles the transform's share is
 #: small and the pieces' partial sums cost more than U's round trip through

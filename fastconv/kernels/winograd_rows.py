@@ -270,32 +270,42 @@ def make_output_rows(m: int):
     return rows_out
 
 
-def make_combine(matrix):
+def make_combine(matrix, probe: bool = False):
     """``combine(src, sbase, sstride, nvec, dst, dbase, dstride)``: for ``t <
     nvec * lanes``, ``dst[dbase + i*dstride + t] = sum_q matrix[i][q] *
     src[sbase + q*sstride + t]``: the transform along H, rows of tiles
-    combined as whole vectors."""
+    combined as whole vectors.  With ``probe``, returns the sum of ``0 *
+    element`` over what it read (0, or NaN for NaN or Inf, as ``rows_in``)."""
 
     @intrinsic
     def combine(typingctx, src, sbase, sstride, nvec, dst, dbase, dstride):
         dtype = _checked((src, dst), src)
         if dtype is None:
             return None
-        sig = types.void(src, sbase, sstride, nvec, dst, dbase, dstride)
+        sig = (dtype if probe else types.void)(src, sbase, sstride, nvec, dst, dbase, dstride)
 
         def codegen(context, builder, signature, args):
             e = _Emit(context, builder, signature, args, dtype)
 
-            def body(v, _):
+            def body(v, found):
                 col = e.times(v, e.n)
                 first = e.at(e.arg[1], col)
                 ins = [e.load(0, e.at(first, e.times(e.arg[2], q))) for q in range(len(matrix[0]))]
                 out = e.at(e.arg[5], col)
                 for i, coeffs in enumerate(matrix):
                     e.store(4, e.at(out, e.times(e.arg[6], i)), _combine(builder, coeffs, ins, e.vty, e.fty))
+                if probe:
+                    for vec in ins:
+                        found = builder.fadd(found, builder.fmul(vec, e.zero))
+                return found
 
-            e.loop(3, body)
-            return context.get_dummy_value()
+            final = e.loop(3, body, carry=probe)
+            if not probe:
+                return context.get_dummy_value()
+            total = ir.Constant(e.fty, 0.0)
+            for i in range(e.n):
+                total = builder.fadd(total, builder.extract_element(final, ir.Constant(ir.IntType(32), i)))
+            return total
 
         return sig, codegen
 
