@@ -127,6 +127,13 @@ class _Emit:
         ptr = self.b.bitcast(self.b.gep(self.arg[array], [offset]), self.vty.as_pointer())
         self.b.store(value, ptr, align=self.align)
 
+    def lane_sum(self, vec):
+        """The sum of ``vec``'s lanes (a probe's verdict: 0, or NaN)."""
+        total = ir.Constant(self.fty, 0.0)
+        for i in range(self.n):
+            total = self.b.fadd(total, self.b.extract_element(vec, ir.Constant(ir.IntType(32), i)))
+        return total
+
     def loop(self, count, body, carry: bool = False):
         """``for v in range(count): carry = body(v, carry)``, ``count`` the
         int64 argument at that position; with ``carry`` a vector (from zero)
@@ -170,7 +177,7 @@ def batched_pitch(m: int, ntw: int) -> int:
 BATCHED_TILES = (2, 4, 8)
 
 
-def _source(m: int, ntw: int | None, n: int, i: int, q: int) -> int:
+def _source(m: int, ntw: int | None, i: int, q: int) -> int:
     """Offset of phase ``q`` of lane ``i``'s tile from a step's first element."""
     if ntw is None:
         return m * i + q
@@ -205,7 +212,7 @@ def make_input_rows(m: int, ntw: int | None = None):
             # (rows that do not divide the lanes are never batched by the
             # caller; for such a dtype the loop compiles unbatched)
             tiles = ntw if ntw is not None and n % ntw == 0 else None
-            nsrc = -(-(_source(m, tiles, n, n - 1, m + 1) + 1) // n)
+            nsrc = -(-(_source(m, tiles, n - 1, m + 1) + 1) // n)
             step = m * n if tiles is None else (n // tiles) * batched_pitch(m, tiles)
 
             def body(v, probe):
@@ -216,18 +223,14 @@ def make_input_rows(m: int, ntw: int | None = None):
                 full = _concat(builder, loaded)
                 phases = []
                 for q in range(m + 2):
-                    mask = ir.Constant(ir.VectorType(ir.IntType(32), n), [_source(m, tiles, n, i, q) for i in range(n)])
+                    mask = ir.Constant(ir.VectorType(ir.IntType(32), n), [_source(m, tiles, i, q) for i in range(n)])
                     phases.append(builder.shuffle_vector(full, full, mask))
                 out = e.at(e.arg[4], e.times(v, n))
                 for j in range(m + 2):
                     e.store(3, e.at(out, e.times(e.arg[5], j)), _combine(builder, bt[j], phases, e.vty, e.fty))
                 return probe
 
-            final = e.loop(2, body, carry=True)
-            total = ir.Constant(e.fty, 0.0)
-            for i in range(n):
-                total = builder.fadd(total, builder.extract_element(final, ir.Constant(ir.IntType(32), i)))
-            return total
+            return e.lane_sum(e.loop(2, body, carry=True))
 
         return sig, codegen
 
@@ -300,12 +303,7 @@ def make_combine(matrix, probe: bool = False):
                 return found
 
             final = e.loop(3, body, carry=probe)
-            if not probe:
-                return context.get_dummy_value()
-            total = ir.Constant(e.fty, 0.0)
-            for i in range(e.n):
-                total = builder.fadd(total, builder.extract_element(final, ir.Constant(ir.IntType(32), i)))
-            return total
+            return e.lane_sum(final) if probe else context.get_dummy_value()
 
         return sig, codegen
 
