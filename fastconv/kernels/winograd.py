@@ -50,6 +50,7 @@ from . import NonFiniteInput, blocked
 from .blocked import _mac, _store_row
 from .direct import _copy, _fill, _gather, _inline
 from .microkernel import OB, lanes
+from .transpose_blocked import _store_strided
 from .winograd_plan import (
     FUSED_OC,
     FUSED_ROWS,
@@ -144,9 +145,9 @@ def transform_weights(w: np.ndarray, mh: int, mw: int, o_block: int) -> np.ndarr
 
 
 def _digest() -> int:
-    from . import direct, winograd_rows
+    from . import direct, transpose_blocked, winograd_rows
 
-    return blocked.source_digest(direct, blocked, winograd_rows)
+    return blocked.source_digest(direct, blocked, transpose_blocked, winograd_rows)
 
 
 _SOURCES = _digest()
@@ -783,6 +784,7 @@ def _merge_phases(y, out, dh, dw):
     qh, qw = y.shape[3], y.shape[4]
     yf = y.reshape(-1)
     of = out.reshape(-1)
+    zero = out.dtype.type(0)
     for t in prange(N * C):
         n = t // C
         o = t - n * C
@@ -791,10 +793,7 @@ def _merge_phases(y, out, dh, dw):
                 src = (((n * dh + a) * dw + b) * C + o) * qh * qw
                 cols = (OW - b + dw - 1) // dw
                 for i in range((OH - a + dh - 1) // dh):
-                    d = (t * OH + i * dh + a) * OW + b
-                    s0 = src + i * qw
-                    for j in range(cols):
-                        of[d + j * dw] = yf[s0 + j]
+                    _store_strided(of, (t * OH + i * dh + a) * OW + b, dw, yf, src + i * qw, cols, zero)
 
 
 def conv_winograd_f2(spec, ops, out, num_threads):
