@@ -138,6 +138,61 @@ def test_batched_row_transform_equals_the_matrices(rng):
                 assert np.isnan(run(staged, 0, nvec, dst, 0, nvec * n + 3))
 
 
+def test_weight_transform_intrinsic_against_numpy(rng):
+    """``make_weight_transform``: U[k] of each (input row, output channel)
+    pair of a block, G_h g G_w^T against numpy in float64, for 3x3 and 1x3
+    kernels and both dtypes; rows in whole vectors and a partial last one
+    (only its rows read and stored), a block with channels past w's (zeros)
+    and one wholly past them, offsets into w and U; nothing written outside
+    U's rows; a NaN or Inf in a main-loop or a tail row reported, none in
+    the row past the block."""
+    from numba import njit
+
+    from fastconv.kernels import winograd as W
+    from fastconv.kernels.microkernel import OB, lanes
+
+    fns = {(1, 2): W._wt_1x2, (1, 4): W._wt_1x4, (2, 2): W._wt_2x2, (4, 4): W._wt_4x4}
+    runners = {
+        key: njit(lambda a, b, c, d, e, f, g, h, i, fn=fn: fn(a, b, c, d, e, f, g, h, i)) for key, fn in fns.items()
+    }
+    n_out, K = OB + 3, 13
+    for dt in (np.float32, np.float64):
+        cpv = lanes(np.dtype(dt).itemsize) // OB
+        tol = dict(rtol=1e-5, atol=1e-6) if dt == np.float32 else dict(rtol=1e-12, atol=1e-13)
+        for (mh, mw), run in runners.items():
+            R = 3 if mh == 1 else 9
+            gh = W._G[mh] if mh > 1 else np.ones((1, 1))
+            a2 = gh.shape[0] * (mw + 2)
+            w = rng.standard_normal((n_out, K, R)).astype(dt)
+            want = np.einsum("iq,ocqr,jr->ocij", gh, w.astype(np.float64).reshape(n_out, K, -1, 3), W._G[mw])
+            want = want.reshape(n_out, K, a2)
+            for o0 in (0, OB, 2 * OB):
+                for c0, c1 in ((2, 13), (4, 12), (0, 1), (5, 5)):
+                    n = c1 - c0
+                    base, kstride = 3, n * OB + 5
+                    uf = np.full(base + a2 * kstride, np.nan, dt)
+                    found = run(w, (o0 * K + c0) * R, K * R, n_out - o0, n // cpv, n % cpv, uf, base, kstride)
+                    assert found == 0
+                    got = uf[base:].reshape(a2, kstride)
+                    block = np.zeros((a2, n, OB))
+                    o1 = min(n_out, o0 + OB)
+                    if o1 > o0:
+                        block[:, :, : o1 - o0] = want[o0:o1, c0:c1].transpose(2, 1, 0)
+                    np.testing.assert_allclose(
+                        got[:, : n * OB], block.reshape(a2, -1), err_msg=str((dt, mh, o0, c0)), **tol
+                    )
+                    assert np.isnan(got[:, n * OB :]).all() and np.isnan(uf[:base]).all()
+            for c in (3, 12):  # a row of a whole vector, the partial last one
+                bad = w.copy()
+                bad[OB + 1, c, R - 1] = np.inf
+                uf = np.zeros(a2 * 11 * OB, dt)
+                assert np.isnan(run(bad, OB * K * R + 2 * R, K * R, n_out - OB, 11 // cpv, 11 % cpv, uf, 0, 11 * OB))
+            bad = w.copy()
+            bad[OB + 1, 11, 0] = np.nan  # past the last row of a block of rows 2..10: not read
+            uf = np.zeros(a2 * 9 * OB, dt)
+            assert run(bad, OB * K * R + 2 * R, K * R, n_out - OB, 9 // cpv, 9 % cpv, uf, 0, 9 * OB) == 0
+
+
 @pytest.mark.parametrize("m", [2, 4])
 def test_short_rows_against_reference(m, rng):
     """Output rows of 2, 4 and 8 tiles, whose input rows are staged side by
@@ -203,8 +258,8 @@ def test_weight_transform_against_numpy(m, parallel, rng, monkeypatch):
 
     monkeypatch.setattr(W, "_SERIAL_U_BELOW", 0 if parallel else 1 << 40)
 
-    w = rng.standard_normal((5, 3, 2, 3, 3))
     from fastconv.kernels.microkernel import OB
+    from fastconv.kernels.winograd_plan import u_pitch
 
     w = rng.standard_normal((OB + 3, 3, 2, 3, 3))
     u = W.transform_weights(w, m, m, o_block=OB).copy()
@@ -212,8 +267,8 @@ def test_weight_transform_against_numpy(m, parallel, rng, monkeypatch):
     a2 = (m + 2) ** 2
     want = np.einsum("ik,ocdkl,jl->ijocd", g, w, g).reshape(a2, OB + 3, 3 * 2)
     # packed for the micro-kernel: per block of OB output channels, (C*KD, OB)
-    assert u.shape == (2, a2, 1, 6, OB)
-    full = W.unpacked(u)  # (blocks, a2, OB, C*KD)
+    assert u.shape == (2, a2, u_pitch(OB, 6, 8))
+    full = W.unpacked(u, OB, 6)  # (blocks, a2, OB, C*KD)
     np.testing.assert_allclose(
         full.transpose(1, 0, 2, 3).reshape(a2, 2 * OB, 6)[:, : OB + 3], want, rtol=1e-12, atol=1e-14
     )
@@ -222,7 +277,7 @@ def test_weight_transform_against_numpy(m, parallel, rng, monkeypatch):
         W.transform_weights(w, m, m, o_block=OB + 1)
     # a kernel one row high: F(m, 3) along W only
     w1 = rng.standard_normal((4, 2, 1, 1, 3))
-    u1 = W.unpacked(W.transform_weights(w1, 1, m, o_block=OB))
+    u1 = W.unpacked(W.transform_weights(w1, 1, m, o_block=OB), OB, 2)
     np.testing.assert_allclose(u1[0, :, :4], np.einsum("jl,ocl->joc", g, w1[:, :, 0, 0]), rtol=1e-12)
 
 

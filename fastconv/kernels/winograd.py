@@ -55,22 +55,24 @@ from .winograd_plan import (
     FUSED_OC,
     FUSED_ROWS,
     depth_ring,
-    fused_buffers,
+    fused_piece,
     layout,
     phase_spec,
     skew,
     staging_length,
     tile_stride,
+    u_pitch,
 )
 from .winograd_rows import (
     AT,
     BT,
+    G,
     cols_copy,
     cols_in2,
     cols_in4,
     cols_out2,
     cols_out4,
-    make_combine,
+    make_weight_transform,
     rows_in2,
     rows_in2_by2,
     rows_in2_by4,
@@ -84,61 +86,40 @@ from .winograd_rows import (
 )
 
 _BT = {1: np.array([[1.0]]), **{m: np.array(BT[m], np.float64) for m in (2, 4)}}
-_G = {
-    1: np.array([[1.0]]),
-    2: np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], np.float64),
-    4: np.array(
-        [
-            [1 / 4, 0, 0],
-            [-1 / 6, -1 / 6, -1 / 6],
-            [-1 / 6, 1 / 6, -1 / 6],
-            [1 / 24, 1 / 12, 1 / 6],
-            [1 / 24, -1 / 12, 1 / 6],
-            [0, 0, 1],
-        ],
-        np.float64,
-    ),
-}
+_G = {1: np.array([[1.0]]), **{m: np.array(G[m], np.float64) for m in (2, 4)}}
 _AT = {1: np.array([[1.0]]), **{m: np.array(AT[m], np.float64) for m in (2, 4)}}
 
 
-#: the rows of G as whole-vector combines (``winograd_rows.make_combine``)
-_G2_COMBINE = make_combine(tuple(map(tuple, _G[2])), probe=True)
-_G4_COMBINE = make_combine(tuple(map(tuple, _G[4])), probe=True)
-_U_CHUNK = 64  # input rows per work item of the weight transform (even: whole vectors of OB pairs)
-
-
-@_inline
-def _combine_g(m, src, sbase, sstride, nvec, dst, dbase, dstride):
-    """dst[dbase + i*dstride + t] = sum_q G_m[i][q] src[sbase + q*sstride + t]
-    for t < nvec * lanes (m = 2 or 4); returns 0, or NaN if it read a NaN or
-    Inf."""
-    if m == 2:
-        return _G2_COMBINE(src, sbase, sstride, nvec, dst, dbase, dstride)
-    return _G4_COMBINE(src, sbase, sstride, nvec, dst, dbase, dstride)
+#: the weight transforms (``winograd_rows.make_weight_transform``) by (mh, mw)
+_wt_1x2, _wt_1x4, _wt_2x2, _wt_4x4 = (make_weight_transform(h, w, OB) for h, w in ((1, 2), (1, 4), (2, 2), (4, 4)))
+_U_CHUNK = 64  # input rows per work item of the weight transform
 
 
 def transform_weights(w: np.ndarray, mh: int, mw: int, o_block: int) -> np.ndarray:
-    """(O, C, KD, KH, KW) -> U (O blocks, a2, o_block / OB, C*KD, OB), U = G g G^T,
-    packed for the micro-kernel: for transform point k, each block of OB
-    output channels is a (C*KD, OB) matrix (``o_block`` is a multiple of OB).
+    """(O, C, KD, KH, KW) -> U (O blocks, a2, pitch), U = G g G^T packed for
+    the micro-kernel: for transform point k of a block of ``o_block`` output
+    channels (a multiple of OB), the first o_block * C*KD elements of its
+    row are ``o_block / OB`` (C*KD, OB) matrices, one per OB channels
+    (:func:`unpacked` for the plain matrices); ``pitch`` is
+    ``winograd_plan.u_pitch``: a cache line past them, so the a2 rows the
+    transform writes at once fall in different L1 sets (measured, 2
+    threads: 256x256 F(4x4) 0.48 -> 0.26 ms, 512x512 2.0 -> 1.0).
 
-    Computed by :func:`_transform_weights`, separably (along KW, then KH);
-    rows past O are zero.  The inner index is c * KD + kd, as the V rows.  U
-    lives in a kept scratch buffer (a 512x512 layer's F(4x4) U is 38 MB).
-    Raises NonFiniteInput if a weight is NaN or infinite."""
+    Computed by :func:`_transform_weights`; rows past O are zero.  The inner
+    index is c * KD + kd, as the V rows.  U lives in a kept scratch buffer
+    (a 512x512 layer's F(4x4) U is 38 MB).  Raises NonFiniteInput if a
+    weight is NaN or infinite."""
     if o_block % OB:
         raise ValueError(f"o_block must be a multiple of {OB}, got {o_block}")
     o, c, kd = w.shape[:3]
-    gk = np.kron(_G[mh], _G[mw]).astype(w.dtype)  # (a2, KH*KW): the tail's coefficients
-    a2 = gk.shape[0]
+    a2 = (mh + 2 if mh > 1 else 1) * (mw + 2)
     blocks = -(-o // o_block)
-    u = scratch("winograd_u", (blocks, a2, o_block // OB, c * kd, OB), w.dtype)
+    u = scratch("winograd_u", (blocks, a2, u_pitch(o_block, c * kd, w.dtype.itemsize)), w.dtype)
     if blocks * o_block > o:
         u[-1] = 0
     transform = _transform_weights_serial if u.nbytes < serial_below(_SERIAL_U_BELOW) else _transform_weights
     probe = np.zeros(-(-o // OB) * -(-(c * kd) // _U_CHUNK), w.dtype)
-    transform(w.reshape(o, c * kd, -1), mh, mw, gk, lanes(w.dtype.itemsize), u, probe)
+    transform(np.ascontiguousarray(w).reshape(o, c * kd, -1), mh, mw, o_block // OB, lanes(w.dtype.itemsize), u, probe)
     if np.isnan(probe).any():
         raise NonFiniteInput("the weights hold NaN or Inf")
     return u
@@ -162,77 +143,48 @@ def _compiled_against():
 
 def _refresh_stale_cache() -> None:
     # the helpers first: a kernel recompiled links their cached builds
-    helpers = (_row_starts, _stage_rows, _store_rows, _rows_in_batched)
+    helpers = (_row_starts, _stage_rows, _store_rows, _rows_in_batched, _transform_block)
     kernels = (_winograd, _winograd_depth_ring, _transform_weights, _transform_weights_serial, _split_phases)
     blocked.refresh_stale_cache(_compiled_against, _SOURCES, helpers + kernels + (_merge_phases,))
 
 
-def unpacked(u: np.ndarray) -> np.ndarray:
-    """U as (O blocks, a2, o_block, C*KD): output channel by input row."""
-    b, a2, nb, k, ob = u.shape
-    return u.transpose(0, 1, 2, 4, 3).reshape(b, a2, nb * ob, k)
+def unpacked(u: np.ndarray, o_block: int, rows: int) -> np.ndarray:
+    """U of :func:`transform_weights` as (O blocks, a2, o_block, rows):
+    output channel by input row."""
+    b, a2 = u.shape[:2]
+    packed = u[:, :, : o_block * rows].reshape(b, a2, o_block // OB, rows, OB)
+    return packed.transpose(0, 1, 2, 4, 3).reshape(b, a2, o_block, rows)
 
 
-@_inline
-def _transform_block(w, o0, c0, c1, mh, mw, gk, vl, uf, base, kstride, taps, rows):
+@numba_jit()
+def _transform_block(w, o0, c0, c1, mh, mw, vl, uf, base, kstride):
     """``uf[base + k*kstride + (c - c0)*OB + o8]`` = U[k] of output channel
     ``o0 + o8`` (zero past w's) and input row c, for c0 <= c < c1 (w: (O, K,
-    R)): the block's taps gathered into (R, (c1-c0)*OB) planes (consecutive
-    elements: (row, channel) pairs, as U's), then G_w combined along each
-    kernel row and G_h along the columns as whole vectors of ``vl``
-    (:func:`_combine_g`), written straight into U's rows; a last odd input
-    row (its OB elements, not a whole vector) from ``gk`` = kron(G_h, G_w).
-    ``taps`` and ``rows`` are work buffers of R and 3*aw rows of
-    (c1-c0)*OB + vl.  Returns 0, or NaN if any of the block's weights is
-    NaN or infinite (its loads probe them: the dispatcher's check of the
-    weights beforehand, a pass over a 9.4 MB weight of 0.5 ms, is not
-    needed)."""
-    n_out, R = w.shape[0], w.shape[2]
-    a2 = gk.shape[0]
-    aw = a2 // (mh + 2) if mh > 1 else a2
-    n = (c1 - c0) * OB
-    nv = n // vl
-    npad = (nv + 1) * vl  # rows of whole vectors (the stage along KW reads and writes past n)
-    for o8 in range(OB):
-        o = o0 + o8
-        for c in range(c0, c1):
-            at = (c - c0) * OB + o8
-            for r in range(R):
-                taps[r * npad + at] = w[o, c, r] if o < n_out else 0
-    for r in range(R):  # (the rows' whole vectors past n are read and probed)
-        _fill(taps, r * npad + n, npad - n, 0)
-    found = w.dtype.type(0)
+    R), C-contiguous), by ``winograd_rows.make_weight_transform``.  Returns 0,
+    or NaN if any of the block's weights is NaN or infinite (its loads probe
+    them: the dispatcher's check of the weights beforehand, a pass over a
+    9.4 MB weight of 0.5 ms, is not needed)."""
+    n_out, K, R = w.shape
+    cpv = vl // OB
+    n = c1 - c0
+    first = (o0 * K + c0) * R
     if mh == 1:
-        found += _combine_g(mw, taps, 0, npad, nv, uf, base, kstride)
-    else:
-        for kh in range(3):
-            found += _combine_g(mw, taps, kh * 3 * npad, npad, nv + 1, rows, kh * aw * npad, npad)
-        for q in range(aw):
-            _combine_g(mh, rows, q * npad, aw * npad, nv, uf, base + q * kstride, aw * kstride)
-    for i in range(nv * vl, n):
-        for k in range(a2):
-            acc = gk[k, 0] * taps[i]
-            for r in range(1, R):
-                acc += gk[k, r] * taps[r * npad + i]
-            uf[base + k * kstride + i] = acc
-        if mh == 1:  # (the stage along KW probed the whole rows)
-            for r in range(R):
-                found += taps[r * npad + i] * 0
-    return found
+        if mw == 2:
+            return _wt_1x2(w, first, K * R, n_out - o0, n // cpv, n % cpv, uf, base, kstride)
+        return _wt_1x4(w, first, K * R, n_out - o0, n // cpv, n % cpv, uf, base, kstride)
+    if mh == 2:
+        return _wt_2x2(w, first, K * R, n_out - o0, n // cpv, n % cpv, uf, base, kstride)
+    return _wt_4x4(w, first, K * R, n_out - o0, n // cpv, n % cpv, uf, base, kstride)
 
 
 @numba_jit(parallel=True)
-def _transform_weights(w, mh, mw, gk, vl, u, probe):
-    """U from w (O, K, R) for ``transform_weights``: work items of OB output
-    channels by _U_CHUNK input rows (:func:`_transform_block`).  (Measured,
-    2 threads, 512x512: F(2x2) 1.98 -> 1.58 ms, F(4x4) 4.26 -> 2.27 ms,
-    256x256 0.55 -> 0.41 and 1.10 -> 0.60; before, a scalar store per
-    element at stride OB.)  ``probe[item]`` turns NaN if the item read a NaN
-    or infinite weight."""
-    nb8 = u.shape[2]
-    a2 = u.shape[1]
-    n_out, K, R = w.shape
-    aw = a2 // (mh + 2) if mh > 1 else a2
+def _transform_weights(w, mh, mw, nb8, vl, u, probe):
+    """U from w (O, K, R) into ``u`` (blocks of ``nb8`` * OB channels, a2,
+    pitch) for ``transform_weights``: work items of OB output channels by
+    _U_CHUNK input rows (:func:`_transform_block`).  ``probe[item]`` turns
+    NaN if the item read a NaN or infinite weight."""
+    a2, pitch = u.shape[1], u.shape[2]
+    n_out, K = w.shape[0], w.shape[1]
     nblk = (n_out + OB - 1) // OB
     nch = (K + _U_CHUNK - 1) // _U_CHUNK
     uf = u.reshape(-1)
@@ -240,11 +192,9 @@ def _transform_weights(w, mh, mw, gk, vl, u, probe):
         blk = item // nch
         c0 = (item % nch) * _U_CHUNK
         c1 = min(K, c0 + _U_CHUNK)
-        taps = np.empty(R * (_U_CHUNK * OB + vl), u.dtype)
-        rows = np.empty(3 * aw * (_U_CHUNK * OB + vl), u.dtype)
         bi = blk // nb8
-        base = (((bi * a2) * nb8 + blk - bi * nb8) * K + c0) * OB
-        probe[item] = _transform_block(w, blk * OB, c0, c1, mh, mw, gk, vl, uf, base, nb8 * K * OB, taps, rows)
+        base = bi * a2 * pitch + ((blk - bi * nb8) * K + c0) * OB
+        probe[item] = _transform_block(w, blk * OB, c0, c1, mh, mw, vl, uf, base, pitch)
 
 
 _transform_weights_serial = serial_copy(_transform_weights, "_transform_weights_serial")
@@ -493,12 +443,12 @@ def _output_sized(mf, mk, ts, out, bias, tb, orow, mh, mw, o0, n_o, rows, r0, ti
 
 
 @_inline
-def _gemms(a2, vflat, xoff, vbase, vk, uflat, ubase, K, mflat, mk, ts, n_b8, nv, step, T):
+def _gemms(a2, vflat, xoff, vbase, vk, uflat, ubase, upitch, K, mflat, mk, ts, n_b8, nv, step, T):
     """M[k] = U[k] V[k] for the ``a2`` transform points k: per block of OB
     output channels, the micro-kernel over runs of ``nv`` vectors (``step``
     tiles; columns past ``T`` up to the stride ``ts`` are computed and never
     read).  V[k] starts at ``vbase + k * vk``, M[k] at ``k * mk`` (rows ``ts``
-    apart), U's blocks are (K, OB) matrices from ``ubase``.  Runs outside
+    apart), U[k]'s blocks are (K, OB) matrices from ``ubase + k * upitch``.  Runs outside
     channel blocks (a run's V columns stay in L1 for every block) and the
     other order (a block's U in L1 for every run) measured the same, within
     noise, on 64 @56, 128 @28, 256 @14, 512 @7 and cifar 64 @16."""
@@ -506,37 +456,37 @@ def _gemms(a2, vflat, xoff, vbase, vk, uflat, ubase, K, mflat, mk, ts, n_b8, nv,
     for k in range(a2):
         for run in range(nrun):
             for b8 in range(n_b8):
-                wb = ubase + (k * n_b8 + b8) * K * OB
+                wb = ubase + k * upitch + b8 * K * OB
                 mb = k * mk + b8 * OB * ts
                 _mac(OB, nv, vflat, xoff, vbase + k * vk + run * step, uflat, wb, 0, K, mflat, mb + run * step, ts)
 
 
 @_inline
-def _fused_gemms(w, o_first, ob, mh, mw, gk, vl, uf, taps, rows, vflat, xoff, vk, mflat, mk, ts, nv, step, T):
+def _fused_gemms(w, o_first, ob, mh, mw, a2, vl, uf, vflat, xoff, vk, mflat, mk, ts, nv, step, T):
     """M[k] = U[k] V[k] for the ``ob`` output channels from ``o_first``, U made
     here: per piece of FUSED_OC channels by FUSED_ROWS input rows, U's
-    piece ((a2, channel blocks, rows, OB) in ``uf``, :func:`_transform_block`),
+    piece ((a2, channel blocks, rows, OB) in ``uf``, U[k] a cache line past
+    U[k-1]'s blocks as in :func:`transform_weights`; :func:`_transform_block`),
     then the micro-kernel over those rows for every transform point, run and
     block, adding to M after the first piece of rows.  Returns 0, or NaN if
     a weight read was NaN or infinite."""
     K = w.shape[1]
-    a2 = gk.shape[0]
     nrun = (T + step - 1) // step
     found = w.dtype.type(0)
+    sk = 64 // uf.itemsize
     for g0 in range(0, ob, FUSED_OC):
         nb = min(FUSED_OC, ob - g0) // OB
         for c0 in range(0, K, FUSED_ROWS):
             c1 = min(K, c0 + FUSED_ROWS)
             piece = (c1 - c0) * OB
+            pitch = nb * piece + sk
             for b8 in range(nb):
-                found += _transform_block(
-                    w, o_first + g0 + b8 * OB, c0, c1, mh, mw, gk, vl, uf, b8 * piece, nb * piece, taps, rows
-                )
+                found += _transform_block(w, o_first + g0 + b8 * OB, c0, c1, mh, mw, vl, uf, b8 * piece, pitch)
             for k in range(a2):
                 for run in range(nrun):
                     for b8 in range(nb):
                         # (U's row r of this piece at wb + r*OB for c0 <= r < c1)
-                        wb = (k * nb + b8) * piece - c0 * OB
+                        wb = k * pitch + b8 * piece - c0 * OB
                         mb = k * mk + (g0 + b8 * OB) * ts + run * step
                         _mac(OB, nv, vflat, xoff, k * vk + run * step, uf, wb, c0, c1, mflat, mb, ts)
     return found
@@ -554,8 +504,8 @@ def _zero_columns(vf, base, vk, ts, T, nmat, nrows):
 
 @numba_jit(parallel=True)
 def _winograd(x, uflat, u_shape, out, bias, mh, mw, vbuf, vk, mbuf, mk, rwbuf, rowp, probe, xoff, nv, step, ts, vl, c0,
-              o0, o_count, tiles_h, tiles_w, seg, od_n, sd, dd, pd, ph, pw, kdepth, rows_per_block, n_rows, w, gk,
-              ubuf, wtaps, wrows):  # fmt: skip
+              o0, o_count, tiles_h, tiles_w, seg, od_n, sd, dd, pd, ph, pw, kdepth, rows_per_block, n_rows, w,
+              ubuf):  # fmt: skip
     """Every work item (tile block, output-channel block) on one thread, start
     to end.  A tile block is ``rows_per_block`` whole tile rows, or, for rows
     longer than ``seg`` tiles (long 1-D signals), a ``seg``-tile piece of one.
@@ -570,7 +520,7 @@ def _winograd(x, uflat, u_shape, out, bias, mh, mw, vbuf, vk, mbuf, mk, rwbuf, r
     thread's ``ubuf``, and runs that piece's share of the GEMMs while it is
     in L2 (see :func:`_fused_gemms`); for a single tile block, where U is
     used once."""
-    n_oblocks, a2, n_b8, K = u_shape[0], u_shape[1], u_shape[2], u_shape[3]
+    n_oblocks, a2, n_b8, K, upitch = u_shape[0], u_shape[1], u_shape[2], u_shape[3], u_shape[4]
     ob = n_b8 * OB
     nseg = (tiles_w + seg - 1) // seg
     n_blocks = (n_rows + rows_per_block - 1) // rows_per_block * nseg
@@ -592,10 +542,10 @@ def _winograd(x, uflat, u_shape, out, bias, mh, mw, vbuf, vk, mbuf, mk, rwbuf, r
                                        ntw, od_n, sd, dd, pd, ph, pw, kdepth, 0, K, vl)  # fmt: skip
             _zero_columns(vflat, 0, vk, ts, T, a2, K)
             if w.shape[0] > 0:
-                probe[tid] += _fused_gemms(w, oi * ob, ob, mh, mw, gk, vl, ubuf[tid], wtaps[tid], wrows[tid], vflat, xoff, vk, mflat,
-                             mk, ts, nv, step, T)  # fmt: skip
+                probe[tid] += _fused_gemms(w, oi * ob, ob, mh, mw, a2, vl, ubuf[tid], vflat, xoff, vk, mflat, mk, ts, nv,
+                                           step, T)  # fmt: skip
             else:
-                _gemms(a2, vflat, xoff, 0, vk, uflat, oi * a2 * ob * K, K, mflat, mk, ts, n_b8, nv, step, T)
+                _gemms(a2, vflat, xoff, 0, vk, uflat, oi * a2 * upitch, upitch, K, mflat, mk, ts, n_b8, nv, step, T)
             n_o = min(ob, o_count - oi * ob)
             _output_sized(mflat, mk, ts, out, bias, rwbuf[tid], rowp[tid], mh, mw, o0 + oi * ob, n_o, rows, r0, tiles_h,
                           tw0, ntw, od_n, vl)  # fmt: skip
@@ -612,7 +562,7 @@ def _winograd_depth_ring(x, uflat, u_shape, out, bias, mh, mw, slab, vk, mbuf, m
     any window of ``kdepth`` consecutive slices is then one contiguous
     (kdepth * C) x ts matrix — the V of the GEMMs, rows ordered (tap, channel)
     like ``u``; the a2 rings are ``vk`` elements apart."""
-    n_oblocks, a2, n_b8, K = u_shape[0], u_shape[1], u_shape[2], u_shape[3]
+    n_oblocks, a2, n_b8, K, upitch = u_shape[0], u_shape[1], u_shape[2], u_shape[3], u_shape[4]
     ob = n_b8 * OB
     C = K // kdepth
     N = x.shape[0]
@@ -646,7 +596,8 @@ def _winograd_depth_ring(x, uflat, u_shape, out, bias, mh, mw, slab, vk, mbuf, m
                         q = k * vk + sl * per_slot
                         _copy(sflat, q + kdepth * per_slot, sflat, q, per_slot)
                 s0 = ((j0 % kdepth) + kdepth) % kdepth
-                _gemms(a2, sflat, xoff, s0 * per_slot, vk, uflat, oi * a2 * ob * K, K, mflat, mk, ts, n_b8, nv, step, T)
+                ub = oi * a2 * upitch
+                _gemms(a2, sflat, xoff, s0 * per_slot, vk, uflat, ub, upitch, K, mflat, mk, ts, n_b8, nv, step, T)
                 _output_sized(mflat, mk, ts, out, bias, rwbuf[tid], rowp[tid], mh, mw, o0 + oi * ob, n_o, rows,
                               (n * OD + od) * tiles_h + th0, tiles_h, 0, tiles_w, OD, vl)  # fmt: skip
 
@@ -696,33 +647,35 @@ def conv_winograd(spec, ops, out: np.ndarray, num_threads: int, *, m: int) -> No
     sd, dd = spec.lifted("stride")[0], spec.lifted("dilation")[0]
     pd, ph, pw = spec.kernel_pad_lo
     probe = np.zeros(nt, dt)  # per thread: NaN once it read a NaN or Inf
-    # the fused weight transform's buffers (fused_buffers), or empty ones
-    gk = np.kron(_G[mh], _G[mw]).astype(dt)
+    # the fused weight transform's pieces of U (fused_piece), or empty ones
     none = np.empty(0, dt)
-    no_w = np.empty((0, K, gk.shape[1]), dt)
-    ubuf, wtaps, wrows = (
-        scratch(f"winograd_fused_{i}", (nt, n), dt) for i, n in enumerate(fused_buffers(lay, dt.itemsize))
-    )
+    no_w = np.empty((0, K, 3 if mh == 1 else 9), dt)
+    ubuf = scratch("winograd_fused_u", (nt, fused_piece(lay, dt.itemsize)), dt)
+
+    def packed(u):  # U's flat buffer and its shape for the kernels
+        return u.reshape(-1), np.array([u.shape[0], a2, o_block // OB, K, u.shape[2]])
+
     _refresh_stale_cache()
     with numba_threads(num_threads):
         for g in range(G):
             w = ops.w[g * cog : (g + 1) * cog]
             if ring is not None:
-                u = transform_weights(np.ascontiguousarray(w.transpose(0, 2, 1, 3, 4)), mh, mw, o_block)
-                _winograd_depth_ring(ops.x, u.reshape(-1), np.array(u.shape), out, bias, mh, mw, vbuf, vk, mbuf, mk,
+                wt = np.ascontiguousarray(w.transpose(0, 2, 1, 3, 4))
+                uflat, u_shape = packed(transform_weights(wt, mh, mw, o_block))
+                _winograd_depth_ring(ops.x, uflat, u_shape, out, bias, mh, mw, vbuf, vk, mbuf, mk,
                                      rwbuf, rowp, probe, xoff, nv, step, ts, vl, g * cig, g * cog, cog, lay.tiles_h, lay.tiles_w, pd,
                                      ph, pw, lay.kdepth, ring.rows_per_block, ring.n_blocks)  # fmt: skip
             elif lay.fused:
                 w3 = np.ascontiguousarray(w).reshape(cog, K, -1)
-                u_shape = np.array([lay.n_oblocks, a2, o_block // OB, K, OB])
+                u_shape = np.array([lay.n_oblocks, a2, o_block // OB, K, 0])
                 _winograd(ops.x, none, u_shape, out, bias, mh, mw, vbuf, vk, mbuf, mk, rwbuf, rowp, probe, xoff, nv,
                           step, ts, vl, g * cig, g * cog, cog, lay.tiles_h, lay.tiles_w, lay.seg, out.shape[2], sd, dd,
-                          pd, ph, pw, lay.kdepth, lay.rows_per_block, lay.n_rows, w3, gk, ubuf, wtaps, wrows)  # fmt: skip
+                          pd, ph, pw, lay.kdepth, lay.rows_per_block, lay.n_rows, w3, ubuf)  # fmt: skip
             else:
-                u = transform_weights(w, mh, mw, o_block)
-                _winograd(ops.x, u.reshape(-1), np.array(u.shape), out, bias, mh, mw, vbuf, vk, mbuf, mk, rwbuf, rowp,
+                uflat, u_shape = packed(transform_weights(w, mh, mw, o_block))
+                _winograd(ops.x, uflat, u_shape, out, bias, mh, mw, vbuf, vk, mbuf, mk, rwbuf, rowp,
                           probe, xoff, nv, step, ts, vl, g * cig, g * cog, cog, lay.tiles_h, lay.tiles_w, lay.seg, out.shape[2], sd, dd,
-                          pd, ph, pw, lay.kdepth, lay.rows_per_block, lay.n_rows, no_w, gk, ubuf, wtaps, wrows)  # fmt: skip
+                          pd, ph, pw, lay.kdepth, lay.rows_per_block, lay.n_rows, no_w, ubuf)  # fmt: skip
     if np.isnan(probe).any():
         raise NonFiniteInput("the input or the weights hold NaN or Inf")
 

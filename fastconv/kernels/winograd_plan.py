@@ -155,16 +155,22 @@ def _fused(n_blocks: int, tiles: int) -> bool:
     return n_blocks == 1 and tiles <= FUSED_TILES
 
 
-def _fused_sizes(mh: int, a2: int, aw: int, itemsize: int) -> tuple[int, int, int]:
-    """Elements per thread of the fused weight transform's buffers: U's
-    piece, the piece's taps gathered, its rows along KW (``winograd._transform_block``)."""
-    width = FUSED_ROWS * _block() + _lanes(itemsize)
-    return a2 * FUSED_OC * FUSED_ROWS, (3 if mh == 1 else 9) * width, 3 * aw * width
+def u_pitch(o_block: int, rows: int, itemsize: int) -> int:
+    """Elements from U[k] to U[k+1] of a block of ``o_block`` output channels
+    by ``rows`` input rows (``winograd.transform_weights``): the packed
+    matrices and a cache line, so the a2 rows its transform writes at once
+    do not share L1 sets."""
+    return o_block * rows + skew(itemsize)
 
 
-def fused_buffers(lay, itemsize: int) -> tuple[int, int, int]:
-    """:func:`_fused_sizes` for a fused layout, else zeros."""
-    return _fused_sizes(lay.mh, lay.a2, lay.aw, itemsize) if lay.fused else (0, 0, 0)
+def _fused_size(a2: int, itemsize: int) -> int:
+    """Elements per thread of the fused weight transform's piece of U."""
+    return a2 * u_pitch(FUSED_OC, FUSED_ROWS, itemsize)
+
+
+def fused_piece(lay, itemsize: int) -> int:
+    """:func:`_fused_size` for a fused layout, else 0."""
+    return _fused_size(lay.a2, itemsize) if lay.fused else 0
 
 
 def _workspace_bytes(spec, geo, tiles: int, seg: int, v_rows: int, o_block: int, n_oblocks: int, threads: int,
@@ -172,15 +178,15 @@ def _workspace_bytes(spec, geo, tiles: int, seg: int, v_rows: int, o_block: int,
     """Each thread's V (``v_rows`` x tiles per transform point), M, row
     transforms and staging row, plus U (or, ``fused``, each thread's piece of
     it)."""
-    mh, mw, ah, aw = geo[:4]
+    mw, ah, aw = geo[1:4]
     k = spec.c_in // spec.groups * spec.lifted("kernel")[0]
     stride = tile_stride(tiles, spec.dtype.itemsize)[0]
     rw = tiles + _lanes(spec.dtype.itemsize)
     per_thread = ah * aw * ((v_rows + o_block) * stride + rw + 2 * skew(spec.dtype.itemsize))
     per_thread += staging_length(tiles // max(1, seg), seg, mw, spec.dtype.itemsize)
     if fused:
-        return threads * (per_thread + sum(_fused_sizes(mh, ah * aw, aw, spec.dtype.itemsize))) * spec.dtype.itemsize
-    return (threads * per_thread + n_oblocks * ah * aw * o_block * k) * spec.dtype.itemsize
+        return threads * (per_thread + _fused_size(ah * aw, spec.dtype.itemsize)) * spec.dtype.itemsize
+    return (threads * per_thread + n_oblocks * ah * aw * u_pitch(o_block, k, spec.dtype.itemsize)) * spec.dtype.itemsize
 
 
 @dataclasses.dataclass(frozen=True)
