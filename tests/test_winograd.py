@@ -138,32 +138,51 @@ def test_batched_row_transform_equals_the_matrices(rng):
                 assert np.isnan(run(staged, 0, nvec, dst, 0, nvec * n + 3))
 
 
-def test_weight_transform_intrinsic_against_numpy(rng):
-    """``make_weight_transform``: U[k] of each (input row, output channel)
-    pair of a block, G_h g G_w^T against numpy in float64, for 3x3 and 1x3
-    kernels and both dtypes; rows in whole vectors and a partial last one
-    (only its rows read and stored), a block with channels past w's (zeros)
-    and one wholly past them, offsets into w and U; nothing written outside
-    U's rows; a NaN or Inf in a main-loop or a tail row reported, none in
-    the row past the block."""
-    from numba import njit
+def _guarded(shape, dtype):
+    """An array of zeros whose last element ends a page followed by an
+    unreadable one: a read past its end faults."""
+    import ctypes
+    import mmap
 
+    page = mmap.PAGESIZE
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    span = -(-nbytes // page) * page
+    buf = mmap.mmap(-1, span + page)
+    addr = ctypes.addressof(ctypes.c_char.from_buffer(buf))
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mprotect.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    assert libc.mprotect(ctypes.c_void_p(addr + span), page, 0) == 0  # PROT_NONE
+    arr = np.frombuffer(buf, dtype, count=int(np.prod(shape)), offset=span - nbytes).reshape(shape)
+    _guarded.keep.append(buf)  # (the mapping must outlive the array)
+    return arr
+
+
+_guarded.keep = []
+
+
+def test_weight_transform_block_against_numpy(rng):
+    """``_transform_block`` (``make_weight_transform``'s loops): U[k] of each
+    (input row, output channel) pair of a block, G_h g G_w^T against numpy
+    in float64, for 3x3 and 1x3 kernels and both dtypes; rows in whole
+    vectors and a partial last one (only its rows read and stored), a block
+    with channels past w's (zeros) and one wholly past them, offsets into
+    U; nothing written outside U's rows, nothing read past w (it ends at an
+    unreadable page); a NaN or Inf in a main-loop or a tail row reported,
+    none in the row past the block."""
     from fastconv.kernels import winograd as W
     from fastconv.kernels.microkernel import OB, lanes
 
-    fns = {(1, 2): W._wt_1x2, (1, 4): W._wt_1x4, (2, 2): W._wt_2x2, (4, 4): W._wt_4x4}
-    runners = {
-        key: njit(lambda a, b, c, d, e, f, g, h, i, fn=fn: fn(a, b, c, d, e, f, g, h, i)) for key, fn in fns.items()
-    }
+    W._refresh_stale_cache()  # (called directly: no convolution has checked its cached build)
     n_out, K = OB + 3, 13
     for dt in (np.float32, np.float64):
-        cpv = lanes(np.dtype(dt).itemsize) // OB
+        vl = lanes(np.dtype(dt).itemsize)
         tol = dict(rtol=1e-5, atol=1e-6) if dt == np.float32 else dict(rtol=1e-12, atol=1e-13)
-        for (mh, mw), run in runners.items():
+        for mh, mw in ((1, 2), (1, 4), (2, 2), (4, 4)):
             R = 3 if mh == 1 else 9
             gh = W._G[mh] if mh > 1 else np.ones((1, 1))
             a2 = gh.shape[0] * (mw + 2)
-            w = rng.standard_normal((n_out, K, R)).astype(dt)
+            w = _guarded((n_out, K, R), dt)
+            w[...] = rng.standard_normal(w.shape)
             want = np.einsum("iq,ocqr,jr->ocij", gh, w.astype(np.float64).reshape(n_out, K, -1, 3), W._G[mw])
             want = want.reshape(n_out, K, a2)
             for o0 in (0, OB, 2 * OB):
@@ -171,26 +190,23 @@ def test_weight_transform_intrinsic_against_numpy(rng):
                     n = c1 - c0
                     base, kstride = 3, n * OB + 5
                     uf = np.full(base + a2 * kstride, np.nan, dt)
-                    found = run(w, (o0 * K + c0) * R, K * R, n_out - o0, n // cpv, n % cpv, uf, base, kstride)
-                    assert found == 0
+                    assert W._transform_block(w, o0, c0, c1, mh, mw, vl, uf, base, kstride) == 0
                     got = uf[base:].reshape(a2, kstride)
                     block = np.zeros((a2, n, OB))
                     o1 = min(n_out, o0 + OB)
                     if o1 > o0:
                         block[:, :, : o1 - o0] = want[o0:o1, c0:c1].transpose(2, 1, 0)
-                    np.testing.assert_allclose(
-                        got[:, : n * OB], block.reshape(a2, -1), err_msg=str((dt, mh, o0, c0)), **tol
-                    )
+                    err = str((dt, mh, o0, c0))
+                    np.testing.assert_allclose(got[:, : n * OB], block.reshape(a2, -1), err_msg=err, **tol)
                     assert np.isnan(got[:, n * OB :]).all() and np.isnan(uf[:base]).all()
+            uf = np.zeros(a2 * 11 * OB, dt)
             for c in (3, 12):  # a row of a whole vector, the partial last one
                 bad = w.copy()
                 bad[OB + 1, c, R - 1] = np.inf
-                uf = np.zeros(a2 * 11 * OB, dt)
-                assert np.isnan(run(bad, OB * K * R + 2 * R, K * R, n_out - OB, 11 // cpv, 11 % cpv, uf, 0, 11 * OB))
+                assert np.isnan(W._transform_block(bad, OB, 2, 13, mh, mw, vl, uf, 0, 11 * OB))
             bad = w.copy()
-            bad[OB + 1, 11, 0] = np.nan  # past the last row of a block of rows 2..10: not read
-            uf = np.zeros(a2 * 9 * OB, dt)
-            assert run(bad, OB * K * R + 2 * R, K * R, n_out - OB, 9 // cpv, 9 % cpv, uf, 0, 9 * OB) == 0
+            bad[OB + 1, 11, 0] = np.nan  # past the last row of the block of rows 2..10: not read
+            assert W._transform_block(bad, OB, 2, 11, mh, mw, vl, uf, 0, 9 * OB) == 0
 
 
 @pytest.mark.parametrize("m", [2, 4])

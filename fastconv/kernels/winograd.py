@@ -167,6 +167,10 @@ def _transform_block(w, o0, c0, c1, mh, mw, vl, uf, base, kstride):
     n_out, K, R = w.shape
     cpv = vl // OB
     n = c1 - c0
+    if o0 >= n_out:  # a block wholly past w's channels: zeros (and nothing of w read)
+        for k in range((mh + 2 if mh > 1 else 1) * (mw + 2)):
+            _fill(uf, base + k * kstride, n * OB, 0)
+        return w.dtype.type(0)
     first = (o0 * K + c0) * R
     if mh == 1:
         if mw == 2:

@@ -141,6 +141,23 @@ class _Emit:
             total = self.b.fadd(total, self.b.extract_element(vec, ir.Constant(ir.IntType(32), i)))
         return total
 
+    def choose(self, cond, then, otherwise):
+        """``then() if cond else otherwise()``: each emits its branch's code
+        and returns a vector, the value of the whole."""
+        b = self.b
+        yes, no, join = (b.append_basic_block(f"if.{name}") for name in ("then", "else", "join"))
+        b.cbranch(cond, yes, no)
+        values = []
+        for block, emit in ((yes, then), (no, otherwise)):
+            b.position_at_end(block)
+            values.append((emit(), b.basic_block))
+            b.branch(join)
+        b.position_at_end(join)
+        phi = b.phi(self.vty)
+        for value, end in values:
+            phi.add_incoming(value, end)
+        return phi
+
     def loop(self, count, body, carry: bool = False):
         """``for v in range(count): carry = body(v, carry)``, ``count`` the
         int64 argument at that position; with ``carry`` a vector (from zero)
@@ -389,9 +406,9 @@ def _transposed_taps(e, first, wstride, nvalid, R, ob, cpv):
     ``h*ob + o`` of tap r = ``w[first + o*wstride + h*R + r]`` (o < ob, h <
     cpv), by plain loads of each channel's cpv*R consecutive taps and a
     tree of two-source shuffles (channels merged pairwise, each level
-    halving the taps a vector carries; gathers are microcoded and slow on
-    the Intel cores with the 2023 gather mitigation).  Channels past
-    ``nvalid`` read channel 0's taps (the caller zeroes them)."""
+    halving the taps a vector carries; AVX-512 gathers of the taps took
+    twice as long).  Channels past ``nvalid`` read channel 0's taps (the
+    caller zeroes them)."""
     b = e.b
     n = e.n
     run = cpv * R
@@ -469,7 +486,8 @@ def make_weight_transform(mh: int, mw: int, ob: int):
     the ``nvec * lanes/ob + rem`` rows c, transform point k (row-major
     (mh+2) x (mw+2)) and channel o < ob, ``uf[base + k*kstride + c*ob + o]``
     = U[k] of the 3 x 3 (mh = 1: 1 x 3) kernel at ``w[wbase + o*wstride +
-    c*R ...]`` (R taps, row-major), zero for o >= ``nvalid``.  The taps of
+    c*R ...]`` (R taps, row-major), zero for o >= ``nvalid`` (>= 1: those
+    channels' loads read channel 0 instead, nothing past w).  The taps of
     each vector of (row, channel) pairs come from plain loads and a
     shuffle tree (:func:`_transposed_taps`), both stages of the transform
     run on registers (:func:`_apply_g`), nothing is staged.  ``rem`` (<
@@ -541,24 +559,11 @@ def make_weight_transform(mh: int, mw: int, ob: int):
                 return transform(v, taps, probe, cpv)
 
             # all ob channels inside w, or the last block's zeroed
-            pre = builder.basic_block
-            full = builder.append_basic_block("wt.full")
-            part = builder.append_basic_block("wt.part")
-            join = builder.append_basic_block("wt.join")
-            builder.cbranch(builder.icmp_signed(">=", e.arg[3], e.const(ob)), full, part)
-            builder.position_at_end(full)
-            got_full = e.loop(4, lambda v, p: loaded(v, p, False), carry=True)
-            end_full = builder.basic_block
-            builder.branch(join)
-            builder.position_at_end(part)
-            got_part = e.loop(4, lambda v, p: loaded(v, p, True), carry=True)
-            end_part = builder.basic_block
-            builder.branch(join)
-            builder.position_at_end(join)
-            probe = builder.phi(e.vty)
-            probe.add_incoming(got_full, end_full)
-            probe.add_incoming(got_part, end_part)
-            del pre
+            probe = e.choose(
+                builder.icmp_signed(">=", e.arg[3], e.const(ob)),
+                lambda: e.loop(4, lambda v, p: loaded(v, p, False), carry=True),
+                lambda: e.loop(4, lambda v, p: loaded(v, p, True), carry=True),
+            )
 
             gty = ir.FunctionType(e.vty, [pvec, i32, bvec, e.vty])
             suffix = "f32" if isz == 4 else "f64"
@@ -568,12 +573,8 @@ def make_weight_transform(mh: int, mw: int, ob: int):
             lane_off = builder.add(builder.mul(o8, splat(e.arg[2])), builder.mul(h, ir.Constant(ivec, [R] * n)))
             lane_off = builder.mul(lane_off, ir.Constant(ivec, [isz] * n))
             wptr = builder.ptrtoint(e.arg[0], i64)
-            for nrows in range(1, cpv):  # a partial last vector
-                pre = builder.basic_block
-                then = builder.append_basic_block("wt.tail")
-                done = builder.append_basic_block("wt.done")
-                builder.cbranch(builder.icmp_signed("==", e.arg[5], e.const(nrows)), then, done)
-                builder.position_at_end(then)
+
+            def tail(nrows, probe):  # a partial last vector of nrows rows
                 mask = builder.and_(valid, builder.icmp_signed("<", h, ir.Constant(ivec, [nrows] * n)))
                 first = e.at(e.arg[1], e.times(e.arg[4], cpv * R))
                 addr = builder.add(splat(builder.add(wptr, e.times(first, isz))), lane_off)
@@ -581,14 +582,11 @@ def make_weight_transform(mh: int, mw: int, ob: int):
                 for r in range(R):
                     ptrs = builder.inttoptr(builder.add(addr, ir.Constant(ivec, [r * isz] * n)), pvec)
                     taps.append(builder.call(gather, [ptrs, ir.Constant(i32, isz), mask, e.zero]))
-                got = transform(e.arg[4], taps, probe, nrows)
-                end = builder.basic_block
-                builder.branch(done)
-                builder.position_at_end(done)
-                merged = builder.phi(e.vty)
-                merged.add_incoming(probe, pre)
-                merged.add_incoming(got, end)
-                probe = merged
+                return transform(e.arg[4], taps, probe, nrows)
+
+            for nrows in range(1, cpv):
+                is_rem = builder.icmp_signed("==", e.arg[5], e.const(nrows))
+                probe = e.choose(is_rem, lambda nrows=nrows, p=probe: tail(nrows, p), lambda p=probe: p)
             return e.lane_sum(probe)
 
         return sig, codegen
