@@ -141,6 +141,44 @@ def test_pointwise_gemms_split_over_threads(threads, rng):
                 check(got, conv_nd(x, w, bias, groups=groups), dtype)
 
 
+def test_im2col_tiles_whole_planes_and_pieces(rng):
+    """im2col's tiles: an image's whole output plane (its GEMM written
+    straight into the output, bias added in place), images folded into one
+    GEMM and pieces of rows (through the result buffer) -- each with and
+    without bias, with groups, float32 and float64, strided 1x1 and 3x3."""
+    from fastconv._plan_api import _spec_of
+    from fastconv.kernels.im2col_plan import plan_tiles, whole_planes
+
+    cases = [
+        # N, Cin, Cout, groups, spatial, kernel, stride, padding, the tiles wanted
+        (2, 6, 10, 2, (13, 12), (1, 1), 2, 0, "whole"),
+        (3, 4, 6, 1, (11, 11), (3, 3), 2, 1, "whole"),
+        (8, 4, 6, 2, (6, 5), (3, 3), 1, 1, "folded"),
+        (1, 4, 5, 1, (30, 21), (3, 3), 2, 1, "rows"),
+    ]
+    for n, cin, cout, groups, spatial, kernel, stride, padding, want in cases:
+        for dtype in (np.float32, np.float64):
+            x = arrays.random(rng, (n, cin, *spatial), dtype)
+            w = arrays.random(rng, (cout, cin // groups, *kernel), dtype)
+            b = arrays.random(rng, (cout,), dtype)
+            kw = dict(stride=stride, padding=padding, groups=groups)
+            spec = _spec_of(fastconv.conv2d, (x, w), kw)
+            # columns + result of one output position; whole planes: room for
+            # 1.5 planes a thread (too little to fold two images)
+            per_col = (cin // groups * int(np.prod(kernel)) + cout // groups) * np.dtype(dtype).itemsize
+            plane = int(np.prod(spec.out_spatial))
+            limit = {"whole": 3 * plane * per_col, "folded": 64 << 20, "rows": 12 * spec.out_spatial[-1] * per_col}[
+                want
+            ]
+            nimg, nrows = plan_tiles(spec, limit, 2)
+            got_kind = "whole" if whole_planes(spec, nimg, nrows) else "folded" if nimg > 1 else "rows"
+            assert got_kind == want, (spatial, nimg, nrows)
+            with fastconv.set_config(num_threads=2, workspace_limit=limit):
+                for bias in (None, b):
+                    got = fastconv.conv2d(x, w, bias, method="im2col", **kw)
+                    check(got, conv_nd(x, w, bias, **kw), dtype)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_depthwise_row_taps(dtype, rng):
     """The depthwise kernel's unit-stride, undilated rows: three rows x four

@@ -56,6 +56,14 @@ def plan_tiles(spec, limit: int, threads: int = 1) -> tuple[int, int]:
     return nimg, nrows
 
 
+def whole_planes(spec, nimg: int, nrows: int) -> bool:
+    """Whether every tile of :func:`plan_tiles`'s ``(nimg, nrows)`` is one
+    image's whole output plane: its GEMM then writes into the output
+    directly, with no result buffer."""
+    od, oh = spec.lifted("out_spatial")[:2]
+    return nimg == 1 and nrows >= od * oh
+
+
 def workspace(spec, limit: int, threads: int = 1) -> int:
     """Bytes of temporary memory :func:`conv_im2col` allocates for ``spec``."""
     nimg, nrows = plan_tiles(spec, limit, threads)
@@ -67,6 +75,8 @@ def workspace(spec, limit: int, threads: int = 1) -> int:
         return per_col * ow * max(1, threads)  # the least it would need: one row per thread
     if is_pointwise(spec):
         return 0
+    if whole_planes(spec, nimg, nrows):
+        per_col = taps * item
     return per_col * nimg * nrows * ow * max(1, threads)
 
 
