@@ -179,8 +179,8 @@ def select(spec, ops=None) -> Plan:
     key = _plan_key(spec, cfg)
     plan = _cached_plan(key, spec, cfg, ops, finite=True)
     method = methods_for(spec.op)[plan.method]
-    checked = method.checks_input and method.checks_weights
-    if ops is not None and method.finite_only and not checked and not _all_finite(ops, not method.checks_input):
+    unchecked = dict(input_too=not method.checks_input, weights_too=not method.checks_weights)
+    if ops is not None and method.finite_only and not _all_finite(ops, **unchecked):
         # guard: this method would spread NaN/Inf beyond the windows that hold
         # them; the API promises locality whatever the method, so another runs
         # (a method that checks its input -- or its weights -- itself raises
@@ -199,8 +199,10 @@ def _non_finite_plan(spec, ops) -> Plan:
     return _cached_plan((*_plan_key(spec, cfg), "non-finite"), spec, cfg, ops, finite=False)
 
 
-def _all_finite(ops, input_too: bool = True) -> bool:
-    return bool((not input_too or np.isfinite(ops.x).all()) and np.isfinite(ops.w).all())
+def _all_finite(ops, input_too: bool = True, weights_too: bool = True) -> bool:
+    """Whether the input (unless not ``input_too``) and the weights (unless
+    not ``weights_too``) hold no NaN or Inf."""
+    return bool((not input_too or np.isfinite(ops.x).all()) and (not weights_too or np.isfinite(ops.w).all()))
 
 
 def _cached_plan(key, spec, cfg, ops, finite: bool) -> Plan:

@@ -125,14 +125,7 @@ def im2col_gemm_kernel(x, wmat, b, out, groups, nimg, nrows, geometry, colbuf, r
             cols = colbuf[part, : taps * width].reshape((taps, width))
             _gather_cols(xf, cols.reshape(-1), x.shape, n0, ni, g * Cig, (Cig, KD, KH, KW), r0, r1, geo, OH, OW)
             if ni == 1 and r0 == 0 and r1 == rows:
-                ob = (n0 * out.shape[1] + g * cog) * plane
-                o = of[ob : ob + cog * plane].reshape((cog, plane))
-                np.dot(wmat[g], cols, o)
-                if has_bias:
-                    for j in range(cog):
-                        bv = b[g * cog + j]
-                        for i in range(plane):
-                            o[j, i] += bv
+                _gemm_into(wmat[g], cols, of, (n0 * out.shape[1] + g * cog) * plane, b, g * cog, has_bias)
                 continue
             res = resbuf[part, : cog * width].reshape((cog, width))
             np.dot(wmat[g], cols, res)
@@ -154,6 +147,21 @@ def channel_blocks(gemms: int, rows: int, threads: int) -> int:
     import math
 
     return max(1, min(threads // math.gcd(gemms, threads), rows // 8))
+
+
+@_inline
+def _gemm_into(a, cols, of, start, b, b0, has_bias):
+    """``of[start:]`` viewed as the (rows of ``a``) x (columns of ``cols``)
+    matrix = a @ cols, plus ``b[b0 + row]`` on each row if ``has_bias``: a
+    GEMM written straight into the output."""
+    rows, width = a.shape[0], cols.shape[1]
+    o = of[start : start + rows * width].reshape((rows, width))
+    np.dot(a, cols, o)
+    if has_bias:
+        for r in range(rows):
+            bv = b[b0 + r]
+            for i in range(width):
+                o[r, i] += bv
 
 
 @numba_jit(parallel=True)
@@ -189,14 +197,7 @@ def pointwise_kernel(x, wmat, b, out, groups, nrb, has_bias):
         a = wf[(g * cog + r0) * cig : (g * cog + r1) * cig].reshape((r1 - r0, cig))
         xs = (n * C_in + g * cig) * P
         xm = xf[xs : xs + cig * P].reshape((cig, P))
-        os_ = (n * C_out + g * cog + r0) * P
-        o = of[os_ : os_ + (r1 - r0) * P].reshape((r1 - r0, P))
-        np.dot(a, xm, o)
-        if has_bias:
-            for r in range(r1 - r0):
-                bv = b[g * cog + r0 + r]
-                for i in range(P):
-                    o[r, i] += bv
+        _gemm_into(a, xm, of, (n * C_out + g * cog + r0) * P, b, g * cog + r0, has_bias)
 
 
 def conv_im2col(spec, ops, out: np.ndarray, num_threads: int, *, limit: int | None = None) -> None:

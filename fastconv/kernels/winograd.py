@@ -92,7 +92,12 @@ _AT = {1: np.array([[1.0]]), **{m: np.array(AT[m], np.float64) for m in (2, 4)}}
 
 #: the weight transforms (``winograd_rows.make_weight_transform``) by (mh, mw)
 _wt_1x2, _wt_1x4, _wt_2x2, _wt_4x4 = (make_weight_transform(h, w, OB) for h, w in ((1, 2), (1, 4), (2, 2), (4, 4)))
-_U_CHUNK = 64  # input rows per work item of the weight transform
+#: input rows per work item of the stored weight transform, items taking a
+#: block of OB channels' chunks in turn (measured, F(4x4), 2 threads,
+#: 256x256 / 512x512 ms: chunks of 16, 64, 256 rows 0.32/1.21, 0.31/1.24,
+#: 0.30/1.17 -- within noise; chunks outer, blocks inner 0.47/1.94,
+#: 0.38/1.44, 0.31/1.24)
+_U_CHUNK = 64
 
 
 def transform_weights(w: np.ndarray, mh: int, mw: int, o_block: int) -> np.ndarray:
@@ -112,7 +117,7 @@ def transform_weights(w: np.ndarray, mh: int, mw: int, o_block: int) -> np.ndarr
     if o_block % OB:
         raise ValueError(f"o_block must be a multiple of {OB}, got {o_block}")
     o, c, kd = w.shape[:3]
-    a2 = (mh + 2 if mh > 1 else 1) * (mw + 2)
+    a2 = _G[mh].shape[0] * _G[mw].shape[0]
     blocks = -(-o // o_block)
     u = scratch("winograd_u", (blocks, a2, u_pitch(o_block, c * kd, w.dtype.itemsize)), w.dtype)
     if blocks * o_block > o:
@@ -167,10 +172,6 @@ def _transform_block(w, o0, c0, c1, mh, mw, vl, uf, base, kstride):
     n_out, K, R = w.shape
     cpv = vl // OB
     n = c1 - c0
-    if o0 >= n_out:  # a block wholly past w's channels: zeros (and nothing of w read)
-        for k in range((mh + 2 if mh > 1 else 1) * (mw + 2)):
-            _fill(uf, base + k * kstride, n * OB, 0)
-        return w.dtype.type(0)
     first = (o0 * K + c0) * R
     if mh == 1:
         if mw == 2:
@@ -466,31 +467,29 @@ def _gemms(a2, vflat, xoff, vbase, vk, uflat, ubase, upitch, K, mflat, mk, ts, n
 
 
 @_inline
-def _fused_gemms(w, o_first, ob, mh, mw, a2, vl, uf, vflat, xoff, vk, mflat, mk, ts, nv, step, T):
+def _fused_gemms(w, o_first, ob, mh, mw, a2, vl, uf, upitch, vflat, xoff, vk, mflat, mk, ts, nv, step, T):
     """M[k] = U[k] V[k] for the ``ob`` output channels from ``o_first``, U made
     here: per piece of FUSED_OC channels by FUSED_ROWS input rows, U's
-    piece ((a2, channel blocks, rows, OB) in ``uf``, U[k] a cache line past
-    U[k-1]'s blocks as in :func:`transform_weights`; :func:`_transform_block`),
+    piece ((a2, channel blocks, rows, OB) in ``uf``, U[k] ``upitch`` after
+    U[k-1], ``winograd_plan.u_pitch`` of a whole piece; :func:`_transform_block`),
     then the micro-kernel over those rows for every transform point, run and
     block, adding to M after the first piece of rows.  Returns 0, or NaN if
     a weight read was NaN or infinite."""
     K = w.shape[1]
     nrun = (T + step - 1) // step
     found = w.dtype.type(0)
-    sk = 64 // uf.itemsize
     for g0 in range(0, ob, FUSED_OC):
         nb = min(FUSED_OC, ob - g0) // OB
         for c0 in range(0, K, FUSED_ROWS):
             c1 = min(K, c0 + FUSED_ROWS)
             piece = (c1 - c0) * OB
-            pitch = nb * piece + sk
             for b8 in range(nb):
-                found += _transform_block(w, o_first + g0 + b8 * OB, c0, c1, mh, mw, vl, uf, b8 * piece, pitch)
+                found += _transform_block(w, o_first + g0 + b8 * OB, c0, c1, mh, mw, vl, uf, b8 * piece, upitch)
             for k in range(a2):
                 for run in range(nrun):
                     for b8 in range(nb):
                         # (U's row r of this piece at wb + r*OB for c0 <= r < c1)
-                        wb = k * pitch + b8 * piece - c0 * OB
+                        wb = k * upitch + b8 * piece - c0 * OB
                         mb = k * mk + (g0 + b8 * OB) * ts + run * step
                         _mac(OB, nv, vflat, xoff, k * vk + run * step, uf, wb, c0, c1, mflat, mb, ts)
     return found
@@ -515,7 +514,8 @@ def _winograd(x, uflat, u_shape, out, bias, mh, mw, vbuf, vk, mbuf, mk, rwbuf, r
     longer than ``seg`` tiles (long 1-D signals), a ``seg``-tile piece of one.
     V and M rows are ``ts`` apart (the block's tiles rounded up to whole runs
     of the micro-kernel), their a2 matrices ``vk`` and ``mk`` apart; U is
-    ``uflat`` of ``u_shape`` (see :func:`transform_weights`).  ``probe[tid]``
+    ``uflat`` of ``u_shape`` (blocks, a2, OB blocks, rows, U[k]'s pitch: see
+    :func:`transform_weights`; with ``w``, the pitch of a fused piece).  ``probe[tid]``
     turns NaN if the thread read a NaN or infinite input (or weight).
 
     With ``w`` (the group's (O, K, R) weights; empty otherwise) U is not
@@ -546,8 +546,8 @@ def _winograd(x, uflat, u_shape, out, bias, mh, mw, vbuf, vk, mbuf, mk, rwbuf, r
                                        ntw, od_n, sd, dd, pd, ph, pw, kdepth, 0, K, vl)  # fmt: skip
             _zero_columns(vflat, 0, vk, ts, T, a2, K)
             if w.shape[0] > 0:
-                probe[tid] += _fused_gemms(w, oi * ob, ob, mh, mw, a2, vl, ubuf[tid], vflat, xoff, vk, mflat, mk, ts, nv,
-                                           step, T)  # fmt: skip
+                probe[tid] += _fused_gemms(w, oi * ob, ob, mh, mw, a2, vl, ubuf[tid], upitch, vflat, xoff, vk, mflat, mk,
+                                           ts, nv, step, T)  # fmt: skip
             else:
                 _gemms(a2, vflat, xoff, 0, vk, uflat, oi * a2 * upitch, upitch, K, mflat, mk, ts, n_b8, nv, step, T)
             n_o = min(ob, o_count - oi * ob)
@@ -671,7 +671,7 @@ def conv_winograd(spec, ops, out: np.ndarray, num_threads: int, *, m: int) -> No
                                      ph, pw, lay.kdepth, ring.rows_per_block, ring.n_blocks)  # fmt: skip
             elif lay.fused:
                 w3 = np.ascontiguousarray(w).reshape(cog, K, -1)
-                u_shape = np.array([lay.n_oblocks, a2, o_block // OB, K, 0])
+                u_shape = np.array([lay.n_oblocks, a2, o_block // OB, K, u_pitch(FUSED_OC, FUSED_ROWS, dt.itemsize)])
                 _winograd(ops.x, none, u_shape, out, bias, mh, mw, vbuf, vk, mbuf, mk, rwbuf, rowp, probe, xoff, nv,
                           step, ts, vl, g * cig, g * cog, cog, lay.tiles_h, lay.tiles_w, lay.seg, out.shape[2], sd, dd,
                           pd, ph, pw, lay.kdepth, lay.rows_per_block, lay.n_rows, w3, ubuf)  # fmt: skip

@@ -407,8 +407,8 @@ def _transposed_taps(e, first, wstride, nvalid, R, ob, cpv):
     cpv), by plain loads of each channel's cpv*R consecutive taps and a
     tree of two-source shuffles (channels merged pairwise, each level
     halving the taps a vector carries; AVX-512 gathers of the taps took
-    twice as long).  Channels past ``nvalid`` read channel 0's taps (the
-    caller zeroes them)."""
+    twice as long).  Channels past ``nvalid`` read w's first taps instead
+    (the caller zeroes them): never past w, whatever ``first``."""
     b = e.b
     n = e.n
     run = cpv * R
@@ -418,7 +418,7 @@ def _transposed_taps(e, first, wstride, nvalid, R, ob, cpv):
     chan = []
     for o in range(ob):
         inside = b.icmp_signed("<", e.const(o), nvalid)
-        chan.append(b.add(first, b.select(inside, e.times(wstride, o), e.const(0))))
+        chan.append(b.select(inside, b.add(first, e.times(wstride, o)), e.const(0)))
     loads = {}
 
     def load(o, off):
@@ -486,8 +486,8 @@ def make_weight_transform(mh: int, mw: int, ob: int):
     the ``nvec * lanes/ob + rem`` rows c, transform point k (row-major
     (mh+2) x (mw+2)) and channel o < ob, ``uf[base + k*kstride + c*ob + o]``
     = U[k] of the 3 x 3 (mh = 1: 1 x 3) kernel at ``w[wbase + o*wstride +
-    c*R ...]`` (R taps, row-major), zero for o >= ``nvalid`` (>= 1: those
-    channels' loads read channel 0 instead, nothing past w).  The taps of
+    c*R ...]`` (R taps, row-major), zero for o >= ``nvalid`` (any value, a
+    block wholly past w's channels too: nothing past w is read).  The taps of
     each vector of (row, channel) pairs come from plain loads and a
     shuffle tree (:func:`_transposed_taps`), both stages of the transform
     run on registers (:func:`_apply_g`), nothing is staged.  ``rem`` (<
