@@ -72,6 +72,7 @@ class Config:
     cache_dir: str
     num_threads: int
     workspace_limit: int
+    background_compile: bool = True
 
 
 def _initial_config() -> Config:
@@ -80,6 +81,7 @@ def _initial_config() -> Config:
         cache_dir=_default_cache_dir(),
         num_threads=_env_int("FASTCONV_NUM_THREADS") or _cpu_count(),
         workspace_limit=_DEFAULT_WORKSPACE,
+        background_compile=_env_bool("FASTCONV_BACKGROUND_COMPILE", True),
     )
 
 
@@ -114,9 +116,9 @@ def _validated(**changes: Any) -> dict[str, Any]:
     for key, value in changes.items():
         if value is None:
             continue
-        if key == "autotune":
+        if key in ("autotune", "background_compile"):
             if not isinstance(value, bool):
-                raise TypeError(f"autotune must be a bool, got {type(value).__name__}")
+                raise TypeError(f"{key} must be a bool, got {type(value).__name__}")
         elif key == "cache_dir":
             if not isinstance(value, (str, os.PathLike)):
                 raise TypeError(f"cache_dir must be a path (str or os.PathLike), got {type(value).__name__}")
@@ -152,6 +154,7 @@ def set_config(
     cache_dir: str | os.PathLike | None = None,
     num_threads: int | None = None,
     workspace_limit: int | None = None,
+    background_compile: bool | None = None,
 ) -> _ConfigContext:
     """Change fastconv's settings; usable as a context manager.
 
@@ -168,6 +171,12 @@ def set_config(
         or the cores available to this process).
     workspace_limit : int, optional
         Largest temporary buffer, in bytes, a kernel may allocate.
+    background_compile : bool, optional
+        A ``method="auto"`` call whose kernel is not compiled yet runs the
+        NumPy path (tier 0) at once while a background process compiles the
+        kernel into the disk cache; later calls run the kernel (default from
+        ``FASTCONV_BACKGROUND_COMPILE``, else on).  Off: the first call
+        compiles before it returns.
 
     Examples
     --------
@@ -178,7 +187,11 @@ def set_config(
     """
     global _config
     changes = _validated(
-        autotune=autotune, cache_dir=cache_dir, num_threads=num_threads, workspace_limit=workspace_limit
+        autotune=autotune,
+        cache_dir=cache_dir,
+        num_threads=num_threads,
+        workspace_limit=workspace_limit,
+        background_compile=background_compile,
     )
     previous = get_config()
     with _lock:
@@ -232,7 +245,9 @@ class ParallelKernel:
 
 def numba_jit(*, parallel: bool = False, **extra: Any):
     """The one decorator every CPU kernel uses: lazy (no signatures, so nothing
-    compiles at import), cached on disk, GIL released, safe fastmath only.
+    compiles at import), cached on disk (:class:`fastconv._cache.KernelCache`:
+    keyed by every kernel source, in a writable directory, safe for
+    concurrent writers), GIL released, safe fastmath only.
     A parallel kernel is a :class:`ParallelKernel`.  The threading layer is
     Numba's own choice (``tbb``, then ``omp``, then ``workqueue``) unless the
     user sets one: measured here, a parallel region costs ~2 us to launch
@@ -242,10 +257,12 @@ def numba_jit(*, parallel: bool = False, **extra: Any):
     1.05-1.1x, and 3-4x)."""
     import numba
 
+    from ._cache import KernelCache
+
     options = dict(
         nopython=True,
         nogil=True,
-        cache=True,
+        cache=False,  # (fastconv's own disk cache, set below)
         fastmath=set(SAFE_FASTMATH),
         error_model="numpy",
         boundscheck=False,
@@ -253,9 +270,13 @@ def numba_jit(*, parallel: bool = False, **extra: Any):
     )
     options.update(extra)
     jit = numba.jit(**options)
-    if not parallel:
-        return jit
-    return lambda func: ParallelKernel(jit(func))
+
+    def cached(func):
+        dispatcher = jit(func)
+        dispatcher._cache = KernelCache(dispatcher.py_func)  # (what Numba's cache=True sets, keyed by all sources)
+        return ParallelKernel(dispatcher) if parallel else dispatcher
+
+    return cached
 
 
 def serial_copy(kernel, name: str):

@@ -38,9 +38,21 @@ def run_conv(spec, ops, out: np.ndarray | None) -> np.ndarray:
 def run_pool(spec, planes: np.ndarray):
     """Pool (P, D, H, W) planes; values, or (values, indices) with ``return_indices``."""
     from ._config import get_config
-    from .kernels.pool import run_pool as pool
 
-    values, indices = pool(spec, planes, get_config().num_threads)
+    cfg = get_config()
+
+    def kernel():
+        from .kernels.pool import run_pool as pool
+
+        return pool(spec, planes, cfg.num_threads)
+
+    if cfg.background_compile:
+        from . import _warm
+        from .kernels.tier0 import pool_numpy
+
+        values, indices = _warm.run(("pool", spec), spec, None, kernel, lambda: pool_numpy(spec, planes), planes, ())
+    else:
+        values, indices = kernel()
     return (values, indices) if spec.return_indices else values
 
 
@@ -61,7 +73,7 @@ def _real_filter(spec, x: np.ndarray, w: np.ndarray) -> np.ndarray:
     from ._spec import FilterOperands, kernel_ready
 
     if spec.ndim > 3:
-        from .kernels.filter import correlate_nd
+        from .kernels.tier0 import correlate_nd
 
         xp = _pad(x, spec, spec.dtype)
         return correlate_nd(xp, np.asarray(w, dtype=spec.dtype), spec.out_shape, spec.skip_zeros)

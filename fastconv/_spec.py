@@ -896,7 +896,7 @@ def _is_rank1(w: np.ndarray) -> bool:
 # --- signal (scipy.signal) -----------------------------------------------------------
 
 SIGNAL_MODES = ("full", "same", "valid")
-SIGNAL_METHODS = ("auto", "direct", "fft", "oa")
+SIGNAL_METHODS = ("auto", "direct", "fft", "oa", "numpy")
 BOUNDARIES = {"fill": "constant", "pad": "constant", "wrap": "wrap", "circular": "wrap", "symm": "reflect",
               "symmetric": "reflect"}  # fmt: skip
 

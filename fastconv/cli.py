@@ -1,4 +1,4 @@
-"""The ``fastconv`` command: ``bench``, ``tune``, ``explain`` and ``info``."""
+"""The ``fastconv`` command: ``bench``, ``tune``, ``explain``, ``info`` and ``warmup``."""
 
 from __future__ import annotations
 
@@ -34,7 +34,13 @@ def _ints(text: str):
 
 
 def cmd_bench(args) -> int:
-    from . import _bench
+    import os
+
+    from . import _bench, set_config
+
+    # the kernels are timed, not tier 0: a first call compiles before it returns
+    os.environ["FASTCONV_BACKGROUND_COMPILE"] = "0"  # (the --memory child processes too)
+    set_config(background_compile=False)
 
     suites = _bench.SUITE_GROUPS[args.suite]
     compare = tuple(c for c in args.compare.split(",") if c) if args.compare else ()
@@ -128,10 +134,68 @@ def cmd_info(args) -> int:
         f"threads: fastconv {cfg.num_threads}, numba max {numba.config.NUMBA_NUM_THREADS}, layer {_threading_layer()}"
     )
     print(f"autotune: {cfg.autotune}, workspace_limit: {cfg.workspace_limit} bytes")
+    print(f"background compilation: {'on' if cfg.background_compile else 'off'} (FASTCONV_BACKGROUND_COMPILE)")
+    print(f"kernel cache: {_kernel_cache_dir()}")
     print(f"cost model: {cost_model_source()}")
     print(f"tuning cache: {cfg.cache_dir}")
     print(f"gpu: {_gpus()}")
     return 0
+
+
+def _names(choices: tuple[str, ...], what: str):
+    def parse(text: str) -> tuple[str, ...]:
+        names = tuple(v.strip() for v in text.split(",") if v.strip())
+        bad = [v for v in names if v not in choices]
+        if bad or not names:
+            raise argparse.ArgumentTypeError(
+                f"{what} must be comma-separated names from {', '.join(choices)}, got {text!r}"
+            )
+        return names
+
+    return parse
+
+
+def cmd_warmup(args) -> int:
+    import time
+
+    from . import _warm
+    from ._progress import Progress
+
+    total = len(args.ops) * len(args.dtypes)
+    jobs = args.jobs or min(total, _cpu_count())
+    print(
+        f"fastconv warmup: compiling {', '.join(args.ops)} in {', '.join(args.dtypes)} ({total} jobs, {jobs} at a time)"
+    )
+    start = time.perf_counter()
+    failed = 0
+    with Progress(total, "warmup") as bar:
+
+        def report(r) -> None:
+            nonlocal failed
+            op, dtype, ok, took, what = r
+            failed += not ok
+            bar.step(f"{op} {dtype}: " + (f"{what} kernels compiled in {took:.1f} s" if ok else "FAILED"))
+
+        results = _warm.warmup(args.ops, args.dtypes, jobs, report)
+    for op, dtype, ok, took, what in results:
+        line = f"{what} kernels compiled" if ok else f"failed:\n{what}"
+        print(f"  {op:<15} {dtype:<8} {took:7.1f} s  {line}")
+    print(f"done in {time.perf_counter() - start:.1f} s; the kernels are in Numba's disk cache for every later process")
+    return 1 if failed else 0
+
+
+def _cpu_count() -> int:
+    from ._config import _cpu_count as count
+
+    return count()
+
+
+def _kernel_cache_dir() -> str:
+    """Where compiled kernels are cached (the first kernel module's directory)."""
+    from ._cache import cache_dir_of
+    from .kernels import pool
+
+    return cache_dir_of(pool.max_pool_kernel) or "not cached"
 
 
 def _gpus() -> str:
@@ -297,6 +361,18 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--suite", choices=[c for c in _SUITE_CHOICES if "pool" not in c and c != "ndimage"], default="all")
     t.add_argument("--threads", type=_positive_int, default=None, help="threads to tune for (default: the setting)")
     t.set_defaults(func=cmd_tune)
+
+    from ._warm import WARMUP_DTYPES, WARMUP_OPS
+
+    w = sub.add_parser("warmup", help="compile the kernels up front, in parallel processes (Docker images, clusters)")
+    w.add_argument(
+        "--ops", type=_names(WARMUP_OPS, "--ops"), default=WARMUP_OPS, help=f"comma-separated: {', '.join(WARMUP_OPS)}"
+    )
+    w.add_argument(
+        "--dtypes", type=_names(WARMUP_DTYPES, "--dtypes"), default=WARMUP_DTYPES, help="float32, float64 or both"
+    )
+    w.add_argument("--jobs", type=_positive_int, default=None, help="processes at a time (default: the cores)")
+    w.set_defaults(func=cmd_warmup)
     return parser
 
 

@@ -159,7 +159,8 @@ def convolve(in1: Any, in2: Any, mode: str = "full", method: str = "auto") -> np
     swapping), result dtype (``numpy.result_type`` of the inputs; integer
     convolution stays exact) and values.  ``method``: ``"auto"`` (the
     dispatcher: cost model, no FFT for non-finite input), ``"direct"``,
-    ``"fft"`` or ``"oa"`` (overlap-add, an extension).
+    ``"fft"``, ``"oa"`` (overlap-add, an extension) or ``"numpy"`` (the
+    NumPy path that needs no compilation, an extension).
 
     Examples
     --------
@@ -341,7 +342,8 @@ def choose_conv_method(in1: Any, in2: Any, mode: str = "full", measure: bool = F
     finite = all(np.isfinite(v).all() for v in (a, b) if v.dtype.kind in "fc")
     if not measure:
         return select(spec).method if finite else "direct"
-    names = feasible_methods(spec) if finite else ["direct"]
+    # (scipy's choices and overlap-add; not the NumPy stand-in for a kernel still compiling)
+    names = [n for n in feasible_methods(spec) if n != "numpy"] if finite else ["direct"]
     times = {}
     for name in names:
         _convolve(a, b, mode, name)

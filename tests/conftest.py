@@ -1,5 +1,9 @@
 import os
 
+# the kernels under test run themselves: no tier 0 while they compile (the
+# tests of tiers turn it on where they need it; subprocesses inherit this)
+os.environ.setdefault("FASTCONV_BACKGROUND_COMPILE", "0")
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings

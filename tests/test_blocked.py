@@ -462,15 +462,6 @@ print("ok")
     assert res.returncode == 0 and "ok" in res.stdout, res.stderr[-3000:]
 
 
-def test_cached_kernels_match_the_micro_kernel_source():
-    # numba's disk cache is stamped with blocked.py only: the kernels carry a
-    # digest of microkernel.py (and the CPU's block shape) and are rebuilt
-    # when it differs
-    x = np.ones((1, 2, 20), np.float32)
-    fastconv.conv1d(x, np.ones((3, 2, 3), np.float32), method="blocked")
-    assert blocked._compiled_against() == blocked._MICROKERNEL == blocked._digest()
-
-
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_stride1_shifted_over_its_parameters(dtype, rng, monkeypatch):
     # every case shifted: the flipped kernel as a stride-1 transposed

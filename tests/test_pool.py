@@ -49,6 +49,20 @@ AVG_CASES = [
 ]
 
 
+@pytest.fixture(params=["kernel", "numpy"])
+def path(request, monkeypatch):
+    """Run the test on the compiled kernel and on tier 0 (the NumPy path a
+    call takes while the kernel compiles)."""
+    if request.param == "kernel":
+        yield request.param
+        return
+    from fastconv import _warm
+
+    monkeypatch.setattr(_warm, "run", lambda key, spec, method, kernel, fallback, *rest: fallback())
+    with fastconv.set_config(background_compile=True):
+        yield request.param
+
+
 def _x(rng, nd, spatial, dtype, n=2, c=3):
     return rng.standard_normal((n, c, *spatial)).astype(dtype)
 
@@ -59,7 +73,7 @@ def _pool_fn(kind, nd):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", MAX_CASES, ids=lambda c: f"{c[0]}d{c[1]}k{c[2]}s{c[3]}p{c[4]}d{c[5]}c{int(c[6])}")
-def test_max_pool_matches_reference(rng, case, dtype):
+def test_max_pool_matches_reference(path, rng, case, dtype):
     nd, spatial, k, s, p, d, ceil = case
     x = _x(rng, nd, spatial, dtype)
     tup = lambda v: v if isinstance(v, tuple) else (v,) * nd  # noqa: E731
@@ -74,7 +88,7 @@ def test_max_pool_matches_reference(rng, case, dtype):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("include_pad", [True, False])
 @pytest.mark.parametrize("case", AVG_CASES, ids=lambda c: f"{c[0]}d{c[1]}k{c[2]}s{c[3]}p{c[4]}c{int(c[5])}")
-def test_avg_pool_matches_reference(rng, case, include_pad, dtype):
+def test_avg_pool_matches_reference(path, rng, case, include_pad, dtype):
     nd, spatial, k, s, p, ceil = case
     x = _x(rng, nd, spatial, dtype)
     tup = lambda v: v if isinstance(v, tuple) else (v,) * nd  # noqa: E731
@@ -86,7 +100,7 @@ def test_avg_pool_matches_reference(rng, case, include_pad, dtype):
 
 
 @pytest.mark.parametrize("divisor", [1, 3, -2])
-def test_avg_pool_divisor_override(rng, divisor):
+def test_avg_pool_divisor_override(path, rng, divisor):
     x = _x(rng, 2, (7, 8), np.float64)
     want = ref.avg_pool_nd(x, (3, 3), (2, 2), (1, 1), True, True, divisor)
     np.testing.assert_allclose(fastconv.avg_pool2d(x, 3, 2, 1, True, True, divisor), want, rtol=1e-13, atol=1e-13)
@@ -94,7 +108,7 @@ def test_avg_pool_divisor_override(rng, divisor):
 
 @pytest.mark.parametrize("nd", [1, 2, 3])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_adaptive_pools_match_reference(rng, nd, dtype):
+def test_adaptive_pools_match_reference(path, rng, nd, dtype):
     spatial = (7, 10, 5)[:nd]
     x = _x(rng, nd, spatial, dtype)
     for size in [1, (3, 4, 2)[:nd], (7, 10, 5)[:nd], (4, 3, 5)[:nd], (2, 5, 1)[:nd], (9, 13, 6)[:nd]]:
@@ -110,7 +124,7 @@ def test_adaptive_pools_match_reference(rng, nd, dtype):
         np.testing.assert_allclose(got_a, want_a, rtol=tol, atol=tol)
 
 
-def test_adaptive_none_keeps_input_size(rng):
+def test_adaptive_none_keeps_input_size(path, rng):
     x = _x(rng, 2, (6, 9), np.float64)
     y = fastconv.adaptive_avg_pool2d(x, (None, 3))
     assert y.shape == (2, 3, 6, 3)
@@ -144,7 +158,7 @@ def test_global_pooling_fast_path(rng, monkeypatch, parallel):
     assert np.isnan(fastconv.adaptive_avg_pool2d(x, 1)[1, 5, 0, 0])
 
 
-def test_max_pool_nan_and_neg_inf(rng):
+def test_max_pool_nan_and_neg_inf(path, rng):
     x = _x(rng, 2, (8, 9), np.float32)
     x[0, 0, 2, 3] = np.nan
     x[0, 0, 2, 4] = np.nan  # two NaN in one window: torch's index is the last
@@ -159,7 +173,7 @@ def test_max_pool_nan_and_neg_inf(rng):
 
 
 @pytest.mark.parametrize("kind", ["max", "avg"])
-def test_pool_layouts_unbatched_and_input_untouched(rng, kind):
+def test_pool_layouts_unbatched_and_input_untouched(path, rng, kind):
     x = _x(rng, 2, (7, 6), np.float64, n=1)
     want = _pool_fn(kind, 2)(np.ascontiguousarray(x), 3, 2, 1)
     for name, arr in layouts(x):
@@ -169,7 +183,7 @@ def test_pool_layouts_unbatched_and_input_untouched(rng, kind):
     np.testing.assert_array_equal(_pool_fn(kind, 2)(x[0], 3, 2, 1), want[0])
 
 
-def test_pool_dtypes():
+def test_pool_dtypes(path):
     x = np.arange(2 * 3 * 6 * 6).reshape(2, 3, 6, 6) % 7
     for dt, want in [(np.int32, np.float64), (np.uint8, np.float64), (bool, np.float64), (np.float16, np.float32)]:
         y = fastconv.max_pool2d(x.astype(dt), 2)
@@ -178,7 +192,7 @@ def test_pool_dtypes():
         assert fastconv.avg_pool2d(x.astype(dt), 2).dtype == want
 
 
-def test_size_zero_batch_and_channels():
+def test_size_zero_batch_and_channels(path):
     assert fastconv.max_pool2d(np.zeros((0, 3, 4, 4), np.float32), 2).shape == (0, 3, 2, 2)
     v, i = fastconv.max_pool2d(np.zeros((2, 0, 4, 4)), 2, return_indices=True)
     assert v.shape == i.shape == (2, 0, 2, 2)

@@ -172,7 +172,6 @@ def test_weight_transform_block_against_numpy(rng):
     from fastconv.kernels import winograd as W
     from fastconv.kernels.microkernel import OB, lanes
 
-    W._refresh_stale_cache()  # (called directly: no convolution has checked its cached build)
     n_out, K = OB + 3, 13
     for dt in (np.float32, np.float64):
         vl = lanes(np.dtype(dt).itemsize)

@@ -42,6 +42,10 @@ class Method:
     #: reads (Winograd's weight transform) is not preceded by a check of them
     #: (measured: 0.5 ms, a pass over a 512x512x3x3 weight, of a 5.2 ms layer)
     checks_weights: bool = False
+    #: tier 0 (:mod:`fastconv.kernels.tier0`): needs no compilation; never
+    #: chosen by the cost model, it runs while the chosen kernel compiles
+    #: (:mod:`fastconv._warm`) or when forced by name
+    fallback: bool = False
 
     def load(self) -> Callable[..., None]:
         if callable(self.runner):
@@ -965,3 +969,44 @@ register(
         description="GPU: gather form, one thread per output (no atomics)",
     )
 )
+
+
+# --- tier 0: NumPy, nothing to compile -------------------------------------------------
+
+TIER0 = "numpy"
+
+
+def _tier0_conv_supports(spec) -> str | None:
+    from ..kernels.tier0 import conv_supports
+
+    return conv_supports(spec, _settings()[0])
+
+
+def _tier0_conv_workspace(spec) -> int:
+    from ..kernels.tier0 import conv_workspace
+
+    return conv_workspace(spec, _settings()[0])
+
+
+def _no_estimate(spec, constants) -> None:
+    return None
+
+
+for _ops, _runner_name, _supports, _workspace, _what in (
+    (CONV_OPS, "conv_numpy", _tier0_conv_supports, _tier0_conv_workspace, "one BLAS GEMM per kernel tap on shifted views"),
+    (TRANSPOSE_OPS, "conv_transpose_numpy", _tier0_conv_supports, _tier0_conv_workspace,
+     "one BLAS GEMM per kernel tap, added to the outputs it reaches"),
+    (FILTER_OPS + SIGNAL_OPS, "filter_numpy", _always, lambda spec: 0, "one shifted slice of the padded input per tap"),
+):  # fmt: skip
+    register(
+        Method(
+            name=TIER0,
+            ops=_ops,
+            runner=f"fastconv.kernels.tier0:{_runner_name}",
+            supports=_supports,
+            cost=_no_estimate,
+            workspace=_workspace,
+            description=f"tier 0, no compilation (runs while a kernel compiles): {_what}",
+            fallback=True,
+        )
+    )

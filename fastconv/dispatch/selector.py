@@ -17,7 +17,7 @@ import numpy as np
 from .._config import get_config
 from .._spec import ConvSpec
 from ..kernels import NonFiniteInput
-from .registry import methods_for
+from .registry import TIER0, methods_for
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,18 +63,51 @@ class Plan:
             return
         runner = _runner(self.op, self.method)
         try:
-            runner(self.spec, ops, out, self.num_threads)
+            if self._tiered(out):
+                from .. import _warm
+
+                tier0 = _runner(self.op, TIER0)
+                _warm.run(
+                    id(self),
+                    self.spec,
+                    self.method,
+                    lambda: runner(self.spec, ops, out, self.num_threads),
+                    lambda: tier0(self.spec, ops, out, self.num_threads),
+                    ops,
+                    out.shape,
+                )
+            else:
+                runner(self.spec, ops, out, self.num_threads)
         except NonFiniteInput:
             # the kernel found NaN/Inf in the input it reads (a method that
             # checks as it goes): the plan for non-finite input runs instead
             _non_finite_plan(self.spec, ops).run(ops, out)
+
+    @functools.cached_property
+    def _has_tier0(self) -> bool:
+        """Whether tier 0 may stand in for this plan's kernel while it compiles."""
+        return (
+            getattr(self.spec, "method", "auto") == "auto"
+            and self.method != TIER0
+            and any(c.name == TIER0 and c.rejected is None for c in self.candidates)
+        )
+
+    def _tiered(self, out) -> bool:
+        return self._has_tier0 and isinstance(out, np.ndarray) and get_config().background_compile
+
+    @property
+    def kernel_state(self) -> str:
+        """Whether the chosen kernel is compiled, compiling, or not known yet."""
+        from .._warm import kernel_state
+
+        return kernel_state(id(self), forced=not self._has_tier0)
 
     def __repr__(self) -> str:
         s = self.spec
         if hasattr(s, "describe"):
             lines = [f"<fastconv plan for {self.op}: method={self.method!r}", *s.describe()]
             lines[-1] += f", threads {self.num_threads}"
-            lines += [f"  why: {self.reason}", "  candidates:"]
+            lines += [f"  why: {self.reason}", f"  kernel: {self.kernel_state}", "  candidates:"]
             lines += [c.row(c.name == self.method) for c in self.candidates]
             return "\n".join(lines) + ">"
         lines = [
@@ -87,7 +120,7 @@ class Plan:
         ]
         if getattr(s, "device", "cpu") == "cuda":
             lines.append(f"  on the GPU; host<->GPU copies of NumPy operands: {_bytes(s.transfer_bytes)}")
-        lines += [f"  why: {self.reason}", "  candidates:"]
+        lines += [f"  why: {self.reason}", f"  kernel: {self.kernel_state}", "  candidates:"]
         lines += [c.row(c.name == self.method) for c in self.candidates]
         return "\n".join(lines) + ">"
 
@@ -283,7 +316,7 @@ def _select(spec, cfg, finite: bool = True) -> Plan:
     if forced is not None and forced.rejected is None:
         chosen, reason = forced, "forced by method="
     else:
-        feasible = [c for c in candidates if c.rejected is None]
+        feasible = [c for c in candidates if c.rejected is None and not methods[c.name].fallback]
         if not feasible:  # pragma: no cover - direct supports everything
             raise ValueError(f"no registered method can compute this {spec.op}")
         chosen = min(feasible, key=lambda c: c.estimated_s)

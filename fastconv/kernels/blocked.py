@@ -34,7 +34,6 @@ import numpy as np
 from numba import prange
 
 from .._config import numba_jit, numba_threads, scratch, serial_below, serial_copy
-from . import microkernel
 from .direct import _U, _copy, _fill, _gather, _inline, pack_weights
 from .microkernel import NV, OB, block_mac, block_mac1, block_mac2, positions, quad_mac, quad_mac1, quad_mac2
 
@@ -69,55 +68,6 @@ def block_channels(spec) -> int:
     OB, or 4 for groups of at most 4 output channels (ResNeXt's 32x4d),
     where blocks of 8 would compute as many zeros as outputs."""
     return min(OB, 4) if spec.c_out // spec.groups <= 4 else OB
-
-
-def source_digest(*modules) -> int:
-    """A digest of the sources compiled into a module's kernels from other
-    files (the micro-kernel, inlined helpers) and of the block shape this CPU
-    chose.  Numba's disk cache knows only the kernel's own file's time stamp,
-    so a kernel compiled against another version of them would load
-    silently."""
-    import zlib
-
-    source = b""
-    for module in (microkernel, *modules):
-        with open(module.__file__, "rb") as fh:
-            source += fh.read()
-    return zlib.crc32(source + repr((OB, NV, microkernel.LANES32)).encode())
-
-
-def refresh_stale_cache(compiled_against, digest: int, kernels) -> None:
-    """Recompile (and re-cache) ``kernels`` when ``compiled_against()`` (a
-    jitted function returning the digest global it was compiled with) shows
-    they were built against other sources."""
-    if compiled_against() == digest:
-        return
-    for kernel in (compiled_against, *kernels):
-        cache = getattr(kernel, "_cache", None)
-        if cache is not None:
-            cache.flush()
-        kernel.recompile()
-
-
-def _digest() -> int:
-    from . import direct
-
-    return source_digest(direct)
-
-
-_MICROKERNEL = _digest()
-
-
-@numba_jit()
-def _compiled_against():
-    """The digest the cached kernels of this module were compiled with
-    (a global is frozen into the machine code)."""
-    return _MICROKERNEL
-
-
-def _refresh_stale_cache() -> None:
-    kernels = (_pad_split, _blocked_kernel, _windowed_kernel, _plane_window_kernel)
-    refresh_stale_cache(_compiled_against, _MICROKERNEL, kernels + tuple(_SERIAL[k] for k in kernels))
 
 
 _SHIFTED = 1.08  # least ratio of computed work (phase-split / shifted) to run a stride-1 convolution shifted
@@ -900,7 +850,6 @@ def conv_blocked(spec, ops, out: np.ndarray, num_threads: int, *, limit: int | N
     if out.size == 0:
         return
     b = ops.b if ops.b is not None else np.zeros(spec.c_out, dtype=spec.dtype)
-    _refresh_stale_cache()
     if _small(spec):
         num_threads = 1
     if windowed(spec):

@@ -311,16 +311,6 @@ def filter_fft(spec, ops, out: np.ndarray, num_threads: int) -> None:
     fft_convolve_part(x, w[::-1, ::-1, ::-1], shape, axes, start, out, num_threads)
 
 
-def correlate_nd(xp: np.ndarray, w: np.ndarray, shape: tuple[int, ...], skip_zeros: bool = True) -> np.ndarray:
-    """Any number of axes (beyond the kernels' three): a sum of shifted slices
-    over the taps, in plain NumPy."""
-    out = np.zeros(shape, dtype=xp.dtype)
-    taps = np.abs(w) > _EPS if skip_zeros else np.ones(w.shape, dtype=bool)
-    for tap in zip(*np.nonzero(taps)):
-        out += w[tap] * xp[tuple(slice(t, t + n) for t, n in zip(tap, shape))]
-    return out
-
-
 def _unpadded(spec, xp: np.ndarray) -> np.ndarray:
     """The signal inside the zero padding (signal specs only; the caller
     passes the signal unpadded when it knows an FFT path runs)."""

@@ -133,25 +133,6 @@ def layout(spec) -> Layout:
     )
 
 
-def _digest() -> int:
-    from . import direct
-
-    return blocked.source_digest(direct, blocked)
-
-
-_SOURCES = _digest()
-
-
-@numba_jit()
-def _compiled_against():
-    """The digest of the sources this module's cached kernels were compiled with."""
-    return _SOURCES
-
-
-def _refresh_stale_cache() -> None:
-    blocked.refresh_stale_cache(_compiled_against, _SOURCES, (_pad_shifted, _transpose_kernel))
-
-
 @functools.lru_cache(maxsize=64)
 def tap_tables(spec, nimg: int) -> tuple[np.ndarray, np.ndarray]:
     """``xoff``: where each tap reads relative to its position in a copy of
@@ -474,7 +455,6 @@ def run(spec, x, w4, flip, bias, out, num_threads: int, limit: int | None) -> No
     if out.size == 0:
         return
     b = bias if bias is not None else np.zeros(spec.c_out, dtype=spec.dtype)
-    _refresh_stale_cache()
     limit = get_config().workspace_limit if limit is None else limit
     nimg = images_per_block(spec, limit, num_threads)
     if nimg == 0:

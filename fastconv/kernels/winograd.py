@@ -46,7 +46,7 @@ import numpy as np
 from numba import prange
 
 from .._config import numba_jit, numba_threads, scratch, serial_below, serial_copy
-from . import NonFiniteInput, blocked
+from . import NonFiniteInput
 from .blocked import _mac, _store_row
 from .direct import _copy, _fill, _gather, _inline
 from .microkernel import OB, lanes
@@ -128,29 +128,6 @@ def transform_weights(w: np.ndarray, mh: int, mw: int, o_block: int) -> np.ndarr
     if np.isnan(probe).any():
         raise NonFiniteInput("the weights hold NaN or Inf")
     return u
-
-
-def _digest() -> int:
-    from . import direct, transpose_blocked, winograd_rows
-
-    return blocked.source_digest(direct, blocked, transpose_blocked, winograd_rows)
-
-
-_SOURCES = _digest()
-
-
-@numba_jit()
-def _compiled_against():
-    """The digest of the sources this module's cached kernels were compiled
-    with (the micro-kernel and blocked's helpers are inlined into them)."""
-    return _SOURCES
-
-
-def _refresh_stale_cache() -> None:
-    # the helpers first: a kernel recompiled links their cached builds
-    helpers = (_row_starts, _stage_rows, _store_rows, _rows_in_batched, _transform_block)
-    kernels = (_winograd, _winograd_depth_ring, _transform_weights, _transform_weights_serial, _split_phases)
-    blocked.refresh_stale_cache(_compiled_against, _SOURCES, helpers + kernels + (_merge_phases,))
 
 
 def unpacked(u: np.ndarray, o_block: int, rows: int) -> np.ndarray:
@@ -659,7 +636,6 @@ def conv_winograd(spec, ops, out: np.ndarray, num_threads: int, *, m: int) -> No
     def packed(u):  # U's flat buffer and its shape for the kernels
         return u.reshape(-1), np.array([u.shape[0], a2, o_block // OB, K, u.shape[2]])
 
-    _refresh_stale_cache()
     with numba_threads(num_threads):
         for g in range(G):
             w = ops.w[g * cog : (g + 1) * cog]
@@ -696,7 +672,6 @@ def _by_phases(spec, ops, out: np.ndarray, num_threads: int, m: int) -> None:
     sub = phase_spec(spec)
     dh, dw = spec.dilation
     ph, pw = spec.kernel_pad_lo[1:]
-    _refresh_stale_cache()
     xs = scratch("winograd_phases_x", (sub.n, spec.c_in, 1, *sub.in_spatial), spec.dtype)
     y = scratch("winograd_phases_y", (sub.n, spec.c_out, 1, *sub.out_spatial), spec.dtype)
     with numba_threads(num_threads):

@@ -1,0 +1,458 @@
+"""Cold start: no call waits for the compiler.
+
+A call whose kernel is compiled neither in this process nor in the disk
+cache runs its operation's tier-0 NumPy path (:mod:`fastconv.kernels.tier0`,
+method ``"numpy"``) and asks a background process to compile the kernel
+into the shared disk cache; a later call loads the kernel from there
+(milliseconds) and runs it.  How it knows: the call runs the kernel inside
+:func:`no_compile`, where Numba's ``numba:compile`` event -- fired only
+after Numba found no compiled version in memory or on disk -- raises
+:class:`NotCompiled` before any compilation starts.
+
+The build runs in a separate process (``python -m fastconv._warm``, at a
+lower priority): a compilation in this one would hold the GIL and Numba's
+compiler lock, stalling the caller's other threads and every other kernel.
+It runs the same kernel on random operands of the same shapes, dtypes and
+settings, so that it compiles exactly the versions the call needs.  One
+build at a time; while one runs, new calls go straight to tier 0.
+
+Only ``method="auto"`` calls are served this way (a method forced by name
+compiles and runs), on the CPU, while the setting ``background_compile`` is
+on (default; ``FASTCONV_BACKGROUND_COMPILE=0`` turns it off).
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+import inspect
+import os
+import pickle
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+__all__ = ["NotCompiled", "kernel_state", "last_tier", "no_compile", "shutdown", "wait"]
+
+
+class NotCompiled(Exception):
+    """Raised inside :func:`no_compile` where Numba would start compiling."""
+
+
+_local = threading.local()
+_install_lock = threading.Lock()
+_installed = False
+
+
+def _install() -> None:
+    global _installed
+    with _install_lock:
+        if _installed:
+            return
+        from numba.core import event
+
+        class _Guard(event.Listener):
+            def on_start(self, ev) -> None:
+                if getattr(_local, "guard", 0):
+                    func = getattr(ev.data.get("dispatcher"), "py_func", None)
+                    raise NotCompiled(getattr(func, "__qualname__", "a kernel"))
+
+            def on_end(self, ev) -> None:
+                pass
+
+        event.register("numba:compile", _Guard())
+        _installed = True
+
+
+@contextlib.contextmanager
+def no_compile():
+    """Within the block, a call that would make Numba compile raises
+    :class:`NotCompiled` instead (on this thread; loading from the disk
+    cache is allowed)."""
+    if not _installed:
+        _install()
+    _local.guard = getattr(_local, "guard", 0) + 1
+    try:
+        yield
+    finally:
+        _local.guard -= 1
+
+
+def last_tier() -> str | None:
+    """What the calling thread's last tiered call ran: ``"kernel"`` (the
+    compiled kernel) or ``"numpy"`` (tier 0 while the kernel compiles)."""
+    return getattr(_local, "tier", None)
+
+
+# --- the jobs ----------------------------------------------------------------------
+
+
+def _shapes(ops) -> dict[str, Any]:
+    """The operands' fields, arrays replaced by (shape, dtype)."""
+    if isinstance(ops, np.ndarray):
+        return {"": (ops.shape, ops.dtype.str)}
+    return {
+        f.name: (v.shape, v.dtype.str) if isinstance(v, np.ndarray) else v
+        for f in dataclasses.fields(ops)
+        for v in (getattr(ops, f.name),)
+    }
+
+
+def _operands(kind, fields: dict[str, Any]):
+    """Random operands rebuilt from :func:`_shapes` (finite, C-contiguous)."""
+    rng = np.random.default_rng(0)
+
+    def make(v):
+        if isinstance(v, tuple) and len(v) == 2 and isinstance(v[1], str):
+            return rng.standard_normal(v[0]).astype(np.dtype(v[1]))
+        return v
+
+    if kind is None:
+        return make(fields[""])
+    return kind(**{k: make(v) for k, v in fields.items()})
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """Run ``method`` for ``spec`` once on random operands: what a cold
+    call needs compiled.  ``method`` None: pooling (``run_pool``)."""
+
+    spec: Any
+    method: str | None
+    ops_type: Any
+    ops: dict[str, Any]
+    out_shape: tuple[int, ...]
+    num_threads: int
+    workspace_limit: int
+
+    def run(self) -> None:
+        from ._config import set_config
+
+        ops = _operands(self.ops_type, self.ops)
+        with set_config(num_threads=self.num_threads, workspace_limit=self.workspace_limit, background_compile=False):
+            if self.method is None:
+                from .kernels.pool import run_pool
+
+                run_pool(self.spec, ops, self.num_threads)
+                return
+            from .dispatch.registry import methods_for
+
+            out = np.empty(self.out_shape, self.spec.dtype)
+            methods_for(self.spec.op)[self.method].load()(self.spec, ops, out, self.num_threads)
+
+
+def job_for(spec, method: str | None, ops, out_shape, cfg) -> Job:
+    ops_type = None if isinstance(ops, np.ndarray) else type(ops)
+    return Job(spec, method, ops_type, _shapes(ops), tuple(out_shape), cfg.num_threads, cfg.workspace_limit)
+
+
+_children: set = set()
+
+
+def build(jobs: list[Job], timeout: float | None = None) -> tuple[bool, str]:
+    """Run ``jobs`` in a child process (compiling into the disk cache);
+    (success, the child's error output)."""
+    env = dict(os.environ, FASTCONV_BACKGROUND_COMPILE="0")
+    try:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "fastconv._warm"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+    except OSError as exc:
+        return False, str(exc)
+    _children.add(child)
+    try:
+        _, err = child.communicate(pickle.dumps(jobs), timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        child.kill()
+        child.communicate()
+        return False, str(exc)
+    finally:
+        _children.discard(child)
+    return child.returncode == 0, err.decode(errors="replace")[-2000:]
+
+
+def shutdown() -> None:
+    """Stop the background build now (it is otherwise left to finish when
+    this process exits, so that the next process finds the kernel cached)."""
+    with _builder._lock:
+        _builder._queue.clear()
+    for child in list(_children):
+        child.kill()
+    _builder.wait(30)
+
+
+class _Builder:
+    """One background build at a time (a thread waiting on a child process)."""
+
+    #: builds of one plan that may fail before its calls compile in-process
+    MAX_FAILURES = 2
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._queue: collections.OrderedDict[Any, Job] = collections.OrderedDict()
+        self._running: Any = None
+        self._thread: threading.Thread | None = None
+        self.failures: collections.Counter = collections.Counter()
+        self.errors: list[str] = []
+
+    def busy(self) -> bool:
+        return self._thread is not None
+
+    def pending(self, key) -> bool:
+        with self._lock:
+            return key == self._running or key in self._queue
+
+    def request(self, key, job: Job) -> bool:
+        """Queue a build; False when this plan's builds keep failing."""
+        with self._lock:
+            if self.failures[key] >= self.MAX_FAILURES:
+                return False
+            if key != self._running and key not in self._queue:
+                self._queue[key] = job
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._work, name="fastconv-compile", daemon=True)
+                self._thread.start()
+        return True
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                if not self._queue:
+                    self._thread = None
+                    return
+                key, job = self._queue.popitem(last=False)
+                self._running = key
+            ok, err = build([job])
+            with self._lock:
+                self._running = None
+                if ok:
+                    # what else waits may be compiled now (shared kernels): its
+                    # next call tries the cache and asks again only if needed
+                    self._queue.clear()
+                else:
+                    self.failures[key] += 1
+                    self.errors.append(err)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            thread = self._thread
+            if thread is None:
+                return True
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            thread.join(left)
+
+
+_builder = _Builder()
+_ready: set = set()
+
+
+def wait(timeout: float | None = None) -> bool:
+    """Wait until no background build runs (True) or ``timeout`` seconds pass."""
+    return _builder.wait(timeout)
+
+
+def kernel_state(key, forced: bool = False) -> str:
+    """For ``explain``: whether the kernel behind ``key`` (what :func:`run`
+    was given) has run in this process, is being compiled, or is not known yet."""
+    from ._config import get_config
+
+    if key in _ready:
+        return "compiled (ran in this process)"
+    if _builder.pending(key):
+        return "compiling in the background; calls run tier 0 (NumPy) meanwhile"
+    if forced or not get_config().background_compile:
+        return "compiled on first use (background compilation off or method forced)"
+    return "not run yet here: loaded from the disk cache, or tier 0 (NumPy) runs while it compiles in the background"
+
+
+def run(key, spec, method: str | None, kernel, fallback, ops, out_shape) -> Any:
+    """``kernel()`` if it needs no compilation, else ``fallback()`` (tier 0)
+    and a background build of what ``kernel`` needs.  ``key`` names the
+    plan (readiness is only a shortcut: the kernel always runs inside
+    :func:`no_compile`)."""
+    if key in _ready:
+        with no_compile():
+            try:
+                result = kernel()
+            except NotCompiled:  # (another signature than the one built)
+                _ready.discard(key)
+            else:
+                _local.tier = "kernel"
+                return result
+    if not _builder.busy():
+        try:
+            with no_compile():
+                result = kernel()
+        except NotCompiled:
+            from ._config import get_config
+
+            if not _builder.request(key, job_for(spec, method, ops, out_shape, get_config())):
+                result = kernel()  # the builds failed: compile here, as without tiers
+                _local.tier = "kernel"
+                return result
+        else:
+            if len(_ready) > 8192:  # (plans come and go: keep the shortcut bounded)
+                _ready.clear()
+            _ready.add(key)
+            _local.tier = "kernel"
+            return result
+    _local.tier = "numpy"
+    return fallback()
+
+
+# --- fastconv warmup -------------------------------------------------------------------
+
+#: the operations ``fastconv warmup --ops`` knows, each compiled by one job per dtype
+WARMUP_OPS = ("conv1d", "conv2d", "conv3d", "conv_transpose", "pool", "ndimage", "signal")
+WARMUP_DTYPES = ("float32", "float64")
+
+
+def _warmup_calls(op: str, dtype: str):
+    """(function, args, kwargs) calls that, with every method each allows,
+    compile what ``op`` runs in ``dtype``: small and large problems (serial
+    and parallel builds), strides, dilations, groups, depthwise, 1x1."""
+    import fastconv
+
+    dt = np.dtype(dtype)
+    rng = np.random.default_rng(0)
+
+    def a(*shape):
+        return rng.standard_normal(shape).astype(dt)
+
+    calls = []
+    if op.startswith("conv") and op[4:5].isdigit():
+        nd = int(op[4])
+        f = getattr(fastconv, op)
+        for n, c, o, g, size, k, kw in (
+            (1, 4, 4, 1, 9, 3, dict(padding=1)),
+            (2, 8, 16, 1, 12, 3, dict(padding=1, stride=2)),
+            (2, 8, 8, 1, 10, 1, {}),
+            (2, 8, 8, 8, 12, 3, dict(padding=1, groups=8)),
+            (1, 8, 8, 2, 12, 3, dict(padding=2, dilation=2, groups=2)),
+            (2, 32, 32, 1, {1: 512, 2: 40, 3: 12}[nd], 3, dict(padding=1)),
+            (2, 32, 32, 32, {1: 512, 2: 56, 3: 16}[nd], 3, dict(padding=1, groups=32)),
+            (1, 3, 16, 1, {1: 1024, 2: 64, 3: 16}[nd], 7, dict(padding=3, stride=2)),
+        ):
+            calls.append((f, (a(n, c, *(size,) * nd), a(o, c // g, *(k,) * nd), a(o)), kw))
+    elif op == "conv_transpose":
+        for nd in (1, 2, 3):
+            f = getattr(fastconv, f"conv_transpose{nd}d")
+            for n, c, o, size, k, kw in (
+                (1, 4, 4, 6, 3, {}),
+                (2, 16, 8, {1: 256, 2: 28, 3: 8}[nd], 4, dict(stride=2, padding=1)),
+                (1, 8, 8, 7, 3, dict(stride=2, padding=1, output_padding=1)),
+            ):
+                calls.append((f, (a(n, c, *(size,) * nd), a(c, o, *(k,) * nd), a(o)), kw))
+    elif op == "pool":
+        for nd in (1, 2, 3):
+            x, big = a(1, 2, *(9,) * nd), a(2, 32, *({1: 4096, 2: 64, 3: 16}[nd],) * nd)
+            for kind in ("max", "avg"):
+                f = getattr(fastconv, f"{kind}_pool{nd}d")
+                calls += [(f, (x, 3, 2, 1), {}), (f, (big, 3, 2, 1), {}), (f, (big, 2), {})]
+                adaptive = getattr(fastconv, f"adaptive_{kind}_pool{nd}d")
+                calls += [(adaptive, (x, 4), {}), (adaptive, (big, 1), {}), (adaptive, (x, 1), {})]
+            calls += [(getattr(fastconv, f"max_pool{nd}d"), (big, 3, 2, 1), dict(return_indices=True))]
+    elif op == "ndimage":
+        from fastconv import ndimage
+
+        for x in (a(5, 6), a(256, 256), a(4, 5, 6), a(300)):
+            calls.append((ndimage.correlate, (x, a(*(3,) * x.ndim)), {}))
+            calls.append((ndimage.correlate, (x, np.ones((3,) * x.ndim, dt)), {}))
+            calls.append((ndimage.correlate1d, (x, a(5)), {}))
+    elif op == "signal":
+        from fastconv import signal
+
+        for x, k in ((a(50), a(7)), (a(100_000), a(31)), (a(40, 40), a(5, 5)), (a(8, 9, 10), a(3, 3, 3))):
+            calls.append((signal.convolve, (x, k), {}))
+            calls.append((signal.fftconvolve, (x, k), {}))
+            calls.append((signal.oaconvolve, (x, k), {}))
+    else:
+        raise ValueError(f"op must be one of {WARMUP_OPS}, got {op!r}")
+    return calls
+
+
+def warmup_job(op: str, dtype: str) -> int:
+    """Compile what ``op`` needs in ``dtype`` (every method of every call of
+    :func:`_warmup_calls`); the number of kernels compiled."""
+    from numba.core import event
+
+    import fastconv
+
+    compiled = []
+
+    class _Count(event.Listener):
+        def on_start(self, ev) -> None:
+            pass
+
+        def on_end(self, ev) -> None:
+            compiled.append(1)
+
+    event.register("numba:compile", _Count())
+    for f, args, kwargs in _warmup_calls(op, dtype):
+        methods = [None]
+        if "method" in inspect.signature(f).parameters:
+            methods = fastconv.available_methods(f, *args, **kwargs)[1:]
+        for method in methods:
+            f(*args, **kwargs) if method is None else f(*args, method=method, **kwargs)
+    return len(compiled)
+
+
+def warmup(ops=WARMUP_OPS, dtypes=WARMUP_DTYPES, jobs: int | None = None, progress=None) -> list[tuple]:
+    """Run one child process per (op, dtype), ``jobs`` at a time; returns
+    (op, dtype, ok, seconds, kernels compiled or the error) per job."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ._config import get_config
+
+    pairs = [(op, dt) for op in ops for dt in dtypes]
+    jobs = jobs or get_config().num_threads
+
+    def one(pair):
+        t = time.perf_counter()
+        env = dict(os.environ, FASTCONV_BACKGROUND_COMPILE="0")
+        res = subprocess.run(
+            [sys.executable, "-m", "fastconv._warm", "--warmup", *pair], capture_output=True, env=env, text=True
+        )
+        took = time.perf_counter() - t
+        ok = res.returncode == 0
+        what = res.stdout.strip().split()[-1] if ok and res.stdout.strip() else res.stderr[-1500:]
+        return (*pair, ok, took, int(what) if ok and what.isdigit() else what)
+
+    results = []
+    with ThreadPoolExecutor(max(1, jobs)) as pool:
+        for r in pool.map(one, pairs):
+            results.append(r)
+            if progress is not None:
+                progress(r)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The child: ``--warmup OP DTYPE``, or run the pickled jobs on stdin
+    (compiling into the disk cache)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--warmup"]:
+        print(warmup_job(argv[1], argv[2]))
+        return 0
+    with contextlib.suppress(OSError, AttributeError):
+        os.nice(10)  # the user's process comes first
+    jobs = pickle.loads(sys.stdin.buffer.read())
+    for job in jobs:
+        job.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
