@@ -64,7 +64,9 @@ print(json.dumps(row))
 """
 
 
-def run(build: str, background: bool, until_kernel: bool) -> dict:
+def fresh_process(code: str, args: list[str], background: bool) -> dict:
+    """Run ``code`` in a new interpreter with empty Numba and fastconv caches;
+    the JSON object it prints last (or {"error": ...})."""
     with tempfile.TemporaryDirectory() as cache:
         env = dict(
             os.environ,
@@ -72,16 +74,22 @@ def run(build: str, background: bool, until_kernel: bool) -> dict:
             FASTCONV_CACHE_DIR=os.path.join(cache, "fastconv"),
             FASTCONV_BACKGROUND_COMPILE="1" if background else "0",
         )
-        res = subprocess.run(
-            [sys.executable, "-c", CHILD.format(build=build), "until-kernel" if until_kernel else "first"],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=ROOT,
-        )
+        res = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, cwd=ROOT)
     if res.returncode:
         return {"error": res.stderr.strip().splitlines()[-1]}
     return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def save(rows: list, path: str | None) -> int:
+    """Write ``rows`` as JSON to ``path`` (when given); the exit status."""
+    if path:
+        with open(path, "w") as fh:
+            json.dump(rows, fh, indent=1)
+    return 0
+
+
+def run(build: str, background: bool, until_kernel: bool) -> dict:
+    return fresh_process(CHILD.format(build=build), ["until-kernel" if until_kernel else "first"], background)
 
 
 def main(argv=None) -> int:
@@ -111,10 +119,7 @@ def main(argv=None) -> int:
             line += f"  kernel after {med('kernel_after_s'):6.1f} s  warm call {med('warm_ms'):7.1f} ms"
         print(line, flush=True)
         rows.append(dict(case=name, background=args.background, runs=ok))
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(rows, fh, indent=1)
-    return 0
+    return save(rows, args.json)
 
 
 if __name__ == "__main__":

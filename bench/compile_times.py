@@ -15,13 +15,9 @@ Run: ``python bench/compile_times.py [--dtypes float32,float64] [--only TEXT]``
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
 import sys
-import tempfile
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+from cold_start import fresh_process, save  # (this folder: python bench/compile_times.py)
 
 #: name -> (statement building the arrays, the call without ``method=``, its methods)
 CASES = {
@@ -78,13 +74,7 @@ print(json.dumps(dict(wall=wall, compile=get("numba:compile"), llvm=get("numba:l
 
 
 def run_case(build: str, call: str, dtype: str, background: bool) -> dict:
-    with tempfile.TemporaryDirectory() as cache:
-        env = dict(os.environ, NUMBA_CACHE_DIR=cache, FASTCONV_BACKGROUND_COMPILE="1" if background else "0")
-        code = CHILD.format(build=build, call=call)
-        res = subprocess.run([sys.executable, "-c", code, dtype], capture_output=True, text=True, env=env, cwd=ROOT)
-    if res.returncode:
-        return {"error": res.stderr.strip().splitlines()[-1]}
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    return fresh_process(CHILD.format(build=build, call=call), [dtype], background)
 
 
 def main(argv=None) -> int:
@@ -119,10 +109,7 @@ def main(argv=None) -> int:
                     + (f"  (tier: {r['tier']})" if method == "auto (tiered)" else ""),
                     flush=True,
                 )
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(rows, fh, indent=1)
-    return 0
+    return save(rows, args.json)
 
 
 if __name__ == "__main__":

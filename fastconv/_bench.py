@@ -308,8 +308,9 @@ def run_suite(
         return _run_signal_suite(cases, threads, "scipy" in compare, repeats, budget_s, progress)
     f = getattr(fastconv, suite)
     results = []
-    rng = np.random.default_rng(0)
     with fastconv.set_config(num_threads=threads), blas_threads(threads):
+        _precompile(f, cases, methods, threads)
+        rng = np.random.default_rng(0)
         for name, xs, ws, kw in cases:
             if progress:
                 progress(name)
@@ -320,7 +321,7 @@ def run_suite(
             if torch is not None:
                 tf = getattr(torch.nn.functional, suite)
                 funcs["torch"] = _torch_call(torch, tf, torch.from_numpy(x), torch.from_numpy(w), **kw)
-            explicit = [m for m in fastconv.available_methods(f, x, w, **kw) if m != "auto"] if methods else []
+            explicit = _explicit(f, x, w, kw) if methods else []
             for m in explicit:
                 funcs[f"method:{m}"] = lambda f=f, x=x, w=w, kw=kw, m=m: f(x, w, method=m, **kw)
             res = _timed_result(funcs, repeats, budget_s, flops=plan.flops, suite=suite, case=name, input=tuple(xs),
@@ -332,6 +333,28 @@ def run_suite(
                 res.peak_mib = {lib: peak_memory(lib, suite, xs, ws, kw, threads) / 2**20 for lib in libs}
             results.append(res)
     return results
+
+
+def _explicit(f, x, w, kw) -> list[str]:
+    """The methods ``--methods`` times: every one ``auto`` may pick (not
+    tier 0, which only stands in while a kernel compiles)."""
+    import fastconv
+
+    return [m for m in fastconv.available_methods(f, x, w, **kw) if m not in ("auto", "numpy")]
+
+
+def _precompile(f, cases, methods: bool, processes: int) -> None:
+    """Compile the kernels the cases will run, ``processes`` child processes
+    at a time (into the disk cache the timed calls then load from): the
+    first calls would otherwise compile them one after another."""
+    from . import _warm
+
+    rng = np.random.default_rng(0)
+    jobs = []
+    for _, xs, ws, kw in cases:
+        x, w = rng.standard_normal(xs).astype(np.float32), rng.standard_normal(ws).astype(np.float32)
+        jobs += _warm.call_jobs(f, (x, w), kw, _explicit(f, x, w, kw) if methods else None)
+    _warm.build_parallel(jobs, processes)
 
 
 def peak_memory(library: str, op: str, xs, ws, kw: dict, threads: int) -> int:

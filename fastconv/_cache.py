@@ -42,10 +42,14 @@ class CacheWarning(UserWarning):
     """A preferred kernel cache directory could not be written."""
 
 
+#: kernel modules no compiled code comes from (tier 0 is plain NumPy)
+_NOT_COMPILED = ("tier0.py",)
+
+
 def _sources() -> list[str]:
     """The files whose code can end up in a compiled kernel."""
     kernels = os.path.join(_PACKAGE, "kernels")
-    files = [os.path.join(kernels, f) for f in os.listdir(kernels) if f.endswith(".py")]
+    files = [os.path.join(kernels, f) for f in os.listdir(kernels) if f.endswith(".py") and f not in _NOT_COMPILED]
     files += [os.path.join(_PACKAGE, f) for f in ("_config.py", "_cache.py")]
     return sorted(files)
 

@@ -152,12 +152,15 @@ def job_for(spec, method: str | None, ops, out_shape, cfg) -> Job:
 
 
 _children: set = set()
+_stopping = threading.Event()
 
 
 def build(jobs: list[Job], timeout: float | None = None) -> tuple[bool, str]:
     """Run ``jobs`` in a child process (compiling into the disk cache);
     (success, the child's error output)."""
     env = dict(os.environ, FASTCONV_BACKGROUND_COMPILE="0")
+    if _stopping.is_set():
+        return False, "stopped"
     try:
         child = subprocess.Popen(
             [sys.executable, "-m", "fastconv._warm"],
@@ -169,6 +172,8 @@ def build(jobs: list[Job], timeout: float | None = None) -> tuple[bool, str]:
     except OSError as exc:
         return False, str(exc)
     _children.add(child)
+    if _stopping.is_set():  # (shutdown() ran while it started)
+        child.kill()
     try:
         _, err = child.communicate(pickle.dumps(jobs), timeout=timeout)
     except subprocess.TimeoutExpired as exc:
@@ -183,11 +188,15 @@ def build(jobs: list[Job], timeout: float | None = None) -> tuple[bool, str]:
 def shutdown() -> None:
     """Stop the background build now (it is otherwise left to finish when
     this process exits, so that the next process finds the kernel cached)."""
-    with _builder._lock:
-        _builder._queue.clear()
-    for child in list(_children):
-        child.kill()
-    _builder.wait(30)
+    _stopping.set()
+    try:
+        with _builder._lock:
+            _builder._queue.clear()
+        for child in list(_children):
+            child.kill()
+        _builder.wait(30)
+    finally:
+        _stopping.clear()
 
 
 class _Builder:
@@ -310,6 +319,39 @@ def run(key, spec, method: str | None, kernel, fallback, ops, out_shape) -> Any:
             return result
     _local.tier = "numpy"
     return fallback()
+
+
+def call_jobs(func, args: tuple, kwargs: dict, methods=None) -> list[Job]:
+    """Jobs compiling what ``func(*args, **kwargs)`` (a convolution or
+    transposed convolution) runs with ``method="auto"``, or with each of
+    ``methods``."""
+    import inspect as _inspect
+
+    from ._config import get_config
+    from .dispatch import select
+
+    bound = _inspect.signature(func).bind(*args, **kwargs)
+    bound.apply_defaults()
+    spec, ops, _ = func.__fastconv_spec__(**bound.arguments)
+    names = [select(spec, ops).method] if methods is None else list(methods)
+    shape = (spec.n, spec.c_out, *spec.lifted("out_spatial"))
+    return [job_for(dataclasses.replace(spec, method=m), m, ops, shape, get_config()) for m in names]
+
+
+def build_parallel(jobs: list[Job], processes: int) -> list[tuple[bool, str]]:
+    """Run ``jobs`` in ``processes`` child processes at once; the jobs of one
+    method and dtype go to the same child (they share kernels: two children
+    would compile them twice)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    groups: dict = {}
+    for job in jobs:
+        groups.setdefault((job.method, job.spec.dtype.str, getattr(job.spec, "transposed", False)), []).append(job)
+    bins: list[list[Job]] = [[] for _ in range(max(1, min(processes, len(groups))))]
+    for group in sorted(groups.values(), key=len, reverse=True):
+        min(bins, key=len).extend(group)
+    with ThreadPoolExecutor(len(bins)) as pool:
+        return list(pool.map(build, [b for b in bins if b]))
 
 
 # --- fastconv warmup -------------------------------------------------------------------

@@ -46,11 +46,12 @@ def test_import_is_light():
 def test_second_process_loads_kernels_from_disk_cache(tmp_path):
     code = """
         import json, numpy as np, fastconv
-        from fastconv.kernels import direct
-        x = np.ones((1, 2, 9, 9), np.float32); w = np.ones((3, 2, 3, 3), np.float32)
-        fastconv.conv2d(x, w, padding=1, method="direct")
-        fastconv.conv2d(x.astype(np.float64), w, padding=1, stride=2, method="direct")
-        stats = [direct.conv_direct_kernel.stats]
+        from fastconv.kernels import filter
+        x = np.ones((9, 9), np.float32); w = np.ones((3, 3), np.float32)
+        with fastconv.set_config(num_threads=1):  # (the one-thread build: a small kernel to compile)
+            fastconv.ndimage.correlate(x, w, method="direct")
+            fastconv.ndimage.correlate(x.astype(np.float64), w, mode="constant", method="direct")
+        stats = [filter.correlate_kernel_serial.stats]
         print(json.dumps([[sum(s.cache_hits.values()), sum(s.cache_misses.values())] for s in stats]))
     """
     env = {"NUMBA_CACHE_DIR": str(tmp_path / "numba")}

@@ -79,54 +79,42 @@ def _mix(m: np.ndarray, xs: np.ndarray) -> np.ndarray:
 
 
 def conv_numpy(spec, ops, out: np.ndarray, num_threads: int) -> None:
-    """Convolution ``ops`` -> ``out`` (N, C_out, oD, oH, oW), one GEMM per tap."""
-    from .._config import get_config
-
-    x, w = ops.x, ops.w
-    n, g = spec.n, spec.groups
-    cig = spec.c_in // g
-    ins, outs = x.shape[2:], out.shape[2:]
-    st, dil, lo = spec.lifted("stride"), spec.lifted("dilation"), spec.kernel_pad_lo
-    m = _tap_matrices(w, g, transposed=False)
-    kernel = w.shape[2:]
-    out[...] = 0 if ops.b is None else ops.b.reshape(-1, 1, 1, 1)
-    nb = _image_block(spec, _conv_per_image(spec), get_config().workspace_limit)
-    for t, tap in enumerate(np.ndindex(*kernel)):
-        r = [_ranges(outs[a], ins[a], st[a], tap[a] * dil[a] - lo[a]) for a in range(3)]
-        if any(o1 <= o0 for o0, o1, _ in r):
-            continue
-        osl = tuple(slice(o0, o1) for o0, o1, _ in r)
-        isl = tuple(slice(i0, i0 + (o1 - o0 - 1) * s + 1, s) for (o0, o1, i0), s in zip(r, st))
-        size = tuple(o1 - o0 for o0, o1, _ in r)
-        for a in range(0, n, nb):
-            b = min(n, a + nb)
-            xs = x[(slice(a, b), slice(None), *isl)].reshape(b - a, g, cig, -1)
-            y = _mix(m[t], xs).reshape(b - a, spec.c_out, *size)
-            out[(slice(a, b), slice(None), *osl)] += y
+    """Convolution ``ops`` -> ``out`` (N, C_out, oD, oH, oW), one GEMM per tap:
+    output ``o`` reads input ``o*s + k*d - padding``."""
+    _per_tap(spec, ops, out, transposed=False)
 
 
 def conv_transpose_numpy(spec, ops, out: np.ndarray, num_threads: int) -> None:
     """Transposed convolution ``ops`` -> ``out``: each tap's GEMM added to the
-    outputs it reaches (output ``i*s + k*d - padding`` of input ``i``)."""
+    outputs it reaches (input ``i`` feeds output ``i*s + k*d - padding``)."""
+    _per_tap(spec, ops, out, transposed=True)
+
+
+def _per_tap(spec, ops, out: np.ndarray, transposed: bool) -> None:
+    """Per kernel tap: the input positions it pairs with the outputs, one
+    GEMM (or, one channel per group, a product) between them, added in.  The
+    side that moves by the stride is a strided slice: the input for a
+    convolution, the output for a transposed one."""
     from .._config import get_config
 
     x, w = ops.x, ops.w
     n, g = spec.n, spec.groups
     cig = spec.c_in // g
     ins, outs = x.shape[2:], out.shape[2:]
-    st, dil, lo = spec.lifted("stride"), spec.lifted("dilation"), spec.lifted("pad_lo")
-    m = _tap_matrices(w, g, transposed=True)
-    kernel = w.shape[2:]
+    st, dil = spec.lifted("stride"), spec.lifted("dilation")
+    lo = spec.lifted("pad_lo") if transposed else spec.kernel_pad_lo
+    m = _tap_matrices(w, g, transposed)
     out[...] = 0 if ops.b is None else ops.b.reshape(-1, 1, 1, 1)
     nb = _image_block(spec, _conv_per_image(spec), get_config().workspace_limit)
-    for t, tap in enumerate(np.ndindex(*kernel)):
-        # input i feeds output i*s + k*d - padding: the inputs whose output is inside
-        r = [_ranges(ins[a], outs[a], st[a], tap[a] * dil[a] - lo[a]) for a in range(3)]
-        if any(i1 <= i0 for i0, i1, _ in r):
+    dense_len, strided_len = (ins, outs) if transposed else (outs, ins)
+    for t, tap in enumerate(np.ndindex(*w.shape[2:])):
+        r = [_ranges(dense_len[a], strided_len[a], st[a], tap[a] * dil[a] - lo[a]) for a in range(3)]
+        if any(a1 <= a0 for a0, a1, _ in r):
             continue
-        isl = tuple(slice(i0, i1) for i0, i1, _ in r)
-        osl = tuple(slice(o0, o0 + (i1 - i0 - 1) * s + 1, s) for (i0, i1, o0), s in zip(r, st))
-        size = tuple(i1 - i0 for i0, i1, _ in r)
+        dense = tuple(slice(a0, a1) for a0, a1, _ in r)
+        strided = tuple(slice(b0, b0 + (a1 - a0 - 1) * s + 1, s) for (a0, a1, b0), s in zip(r, st))
+        isl, osl = (dense, strided) if transposed else (strided, dense)
+        size = tuple(a1 - a0 for a0, a1, _ in r)
         for a in range(0, n, nb):
             b = min(n, a + nb)
             xs = x[(slice(a, b), slice(None), *isl)].reshape(b - a, g, cig, -1)
