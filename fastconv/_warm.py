@@ -155,10 +155,22 @@ _children: set = set()
 _stopping = threading.Event()
 
 
+def _child_env() -> dict[str, str]:
+    """The environment of a build: no tiers there, and this fastconv first on
+    the path (it may have been imported from a folder the child would not see)."""
+    import site
+
+    env = dict(os.environ, FASTCONV_BACKGROUND_COMPILE="0")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if root not in [*site.getsitepackages(), site.getusersitepackages()]:  # (those every child sees)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+    return env
+
+
 def build(jobs: list[Job], timeout: float | None = None) -> tuple[bool, str]:
     """Run ``jobs`` in a child process (compiling into the disk cache);
     (success, the child's error output)."""
-    env = dict(os.environ, FASTCONV_BACKGROUND_COMPILE="0")
+    env = _child_env()
     if _stopping.is_set():
         return False, "stopped"
     try:
@@ -463,7 +475,7 @@ def warmup(ops=WARMUP_OPS, dtypes=WARMUP_DTYPES, jobs: int | None = None, progre
 
     def one(pair):
         t = time.perf_counter()
-        env = dict(os.environ, FASTCONV_BACKGROUND_COMPILE="0")
+        env = _child_env()
         res = subprocess.run(
             [sys.executable, "-m", "fastconv._warm", "--warmup", *pair], capture_output=True, env=env, text=True
         )
