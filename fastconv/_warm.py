@@ -350,20 +350,28 @@ def call_jobs(func, args: tuple, kwargs: dict, methods=None) -> list[Job]:
     return [job_for(dataclasses.replace(spec, method=m), m, ops, shape, get_config()) for m in names]
 
 
+#: first compilation of each method's kernels, seconds per dtype (2-core Zen 4,
+#: ``bench/compile_times.py``): how :func:`build_parallel` balances its children
+COMPILE_SECONDS = {"winograd": 30.0, "depthwise": 40.0, "direct": 11.0, "blocked": 9.0, "im2col": 5.0, "fft": 2.0}
+
+
 def build_parallel(jobs: list[Job], processes: int) -> list[tuple[bool, str]]:
-    """Run ``jobs`` in ``processes`` child processes at once; the jobs of one
-    method and dtype go to the same child (they share kernels: two children
-    would compile them twice)."""
+    """Run ``jobs`` in ``processes`` child processes at once: the jobs of one
+    method family and dtype go to the same child (they share kernels: two
+    children would compile them twice), and the families are spread by
+    their compile time (:data:`COMPILE_SECONDS`)."""
     from concurrent.futures import ThreadPoolExecutor
 
     groups: dict = {}
     for job in jobs:
-        groups.setdefault((job.method, job.spec.dtype.str, getattr(job.spec, "transposed", False)), []).append(job)
-    bins: list[list[Job]] = [[] for _ in range(max(1, min(processes, len(groups))))]
-    for group in sorted(groups.values(), key=len, reverse=True):
-        min(bins, key=len).extend(group)
+        family = (job.method or "pool").split("_f")[0]  # (winograd_f2 and _f4 run one kernel)
+        groups.setdefault((family, job.spec.dtype.str, getattr(job.spec, "transposed", False)), []).append(job)
+    bins: list[tuple[float, list[Job]]] = [(0.0, []) for _ in range(max(1, min(processes, len(groups))))]
+    for (family, _, _), group in sorted(groups.items(), key=lambda kv: -COMPILE_SECONDS.get(kv[0][0], 5.0)):
+        i = min(range(len(bins)), key=lambda b: bins[b][0])
+        bins[i] = (bins[i][0] + COMPILE_SECONDS.get(family, 5.0), bins[i][1] + group)
     with ThreadPoolExecutor(len(bins)) as pool:
-        return list(pool.map(build, [b for b in bins if b]))
+        return list(pool.map(build, [b for _, b in bins if b]))
 
 
 # --- fastconv warmup -------------------------------------------------------------------

@@ -148,6 +148,24 @@ def test_a_job_runs_the_real_kernel(rng):
     job.run()
 
 
+def test_parallel_builds_keep_shared_kernels_together_and_spread_the_slow_ones(monkeypatch, rng):
+    children = []
+    monkeypatch.setattr(_warm, "build", lambda jobs, timeout=None: (children.append(jobs), (True, ""))[1])
+    x = rng.standard_normal((1, 4, 9, 9)).astype(np.float32)
+    dense, depthwise = rng.standard_normal((4, 4, 3, 3)), rng.standard_normal((4, 1, 3, 3))
+    jobs = _warm.call_jobs(fastconv.conv2d, (x, dense.astype(np.float32)), dict(padding=1),
+                           ["winograd_f4", "winograd_f2", "blocked", "direct"])  # fmt: skip
+    jobs += _warm.call_jobs(
+        fastconv.conv2d, (x, depthwise.astype(np.float32)), dict(padding=1, groups=4), ["depthwise"]
+    )
+    _warm.build_parallel(jobs, 2)
+    assert len(children) == 2
+    by_child = [{j.method for j in child} for child in children]
+    winograd = next(c for c in by_child if "winograd_f4" in c)
+    assert "winograd_f2" in winograd and "depthwise" not in winograd  # (the two slowest apart)
+    assert sorted(m for c in by_child for m in c) == sorted(j.method for j in jobs)
+
+
 # --- whole processes on an empty cache -------------------------------------------------
 
 COLD = """
