@@ -9,14 +9,19 @@ from typing import Any
 from .dispatch import Plan, select
 
 
-def _spec_of(func: Callable, args: tuple, kwargs: dict):
+def built(func: Callable, args: tuple, kwargs: dict) -> tuple:
+    """What ``func``'s spec builder makes of a call: (spec, ...) -- for the
+    convolutions (spec, kernel-ready operands, out)."""
     builder = getattr(func, "__fastconv_spec__", None)
     if builder is None:
         raise TypeError(f"func must be a fastconv operation such as fastconv.conv2d, got {func!r}")
     bound = inspect.signature(func).bind(*args, **kwargs)
     bound.apply_defaults()
-    spec = builder(**bound.arguments)[0]
-    return spec
+    return builder(**bound.arguments)
+
+
+def _spec_of(func: Callable, args: tuple, kwargs: dict):
+    return built(func, args, kwargs)[0]
 
 
 def explain(func: Callable, *args: Any, **kwargs: Any) -> Plan:

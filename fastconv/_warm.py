@@ -337,14 +337,11 @@ def call_jobs(func, args: tuple, kwargs: dict, methods=None) -> list[Job]:
     """Jobs compiling what ``func(*args, **kwargs)`` (a convolution or
     transposed convolution) runs with ``method="auto"``, or with each of
     ``methods``."""
-    import inspect as _inspect
-
     from ._config import get_config
+    from ._plan_api import built
     from .dispatch import select
 
-    bound = _inspect.signature(func).bind(*args, **kwargs)
-    bound.apply_defaults()
-    spec, ops, _ = func.__fastconv_spec__(**bound.arguments)
+    spec, ops, _ = built(func, args, kwargs)
     names = [select(spec, ops).method] if methods is None else list(methods)
     shape = (spec.n, spec.c_out, *spec.lifted("out_spatial"))
     return [job_for(dataclasses.replace(spec, method=m), m, ops, shape, get_config()) for m in names]
