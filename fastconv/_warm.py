@@ -14,7 +14,8 @@ lower priority): a compilation in this one would hold the GIL and Numba's
 compiler lock, stalling the caller's other threads and every other kernel.
 It runs the same kernel on random operands of the same shapes, dtypes and
 settings, so that it compiles exactly the versions the call needs.  One
-build at a time; while one runs, new calls go straight to tier 0.
+build at a time; while a plan's own build is pending, its calls go straight
+to tier 0.
 
 Only ``method="auto"`` calls are served this way (a method forced by name
 compiles and runs), on the CPU, while the setting ``background_compile`` is
@@ -225,9 +226,6 @@ class _Builder:
         self.failures: collections.Counter = collections.Counter()
         self.errors: list[str] = []
 
-    def busy(self) -> bool:
-        return self._thread is not None
-
     def pending(self, key) -> bool:
         with self._lock:
             return key == self._running or key in self._queue
@@ -312,7 +310,7 @@ def run(key, spec, method: str | None, kernel, fallback, ops, out_shape) -> Any:
             else:
                 _local.tier = "kernel"
                 return result
-    if not _builder.busy():
+    if not _builder.pending(key):  # (another plan's build may run: this kernel may be cached already)
         try:
             with no_compile():
                 result = kernel()

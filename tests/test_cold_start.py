@@ -110,6 +110,42 @@ def test_tier0_answers_while_the_kernel_compiles_then_the_kernel_runs(cold, rng)
     assert "kernel: compiled" in repr(fastconv.explain(fastconv.conv2d, x, w, padding=1))
 
 
+def test_a_running_build_does_not_hold_back_a_compiled_kernel(cold, rng, monkeypatch):
+    """While one plan's kernel builds, another plan whose kernel is compiled
+    (here: a mock that is cold for one shape only) runs its kernel."""
+    import threading
+    import time
+
+    _, built = cold
+    release = threading.Event()
+    monkeypatch.setattr(
+        _warm, "build", lambda jobs, timeout=None: (built.extend(jobs), release.wait(60), (True, ""))[2]
+    )
+    monkeypatch.setattr(_warm, "_builder", _warm._Builder())
+    w = rng.standard_normal((2, 3, 3, 3)).astype(np.float32)
+    cold_x, warm_x = rng.standard_normal((1, 3, 6, 6)), rng.standard_normal((1, 3, 7, 7))
+    calls = ColdKernel.__call__
+
+    def picky(self, spec, ops, out, num_threads):  # compiled for 7x7 inputs only
+        self.compiled = spec.in_spatial == (7, 7)
+        calls(self, spec, ops, out, num_threads)
+
+    monkeypatch.setattr(ColdKernel, "__call__", picky)
+    fastconv.conv2d(cold_x.astype(np.float32), w)
+    assert _warm.last_tier() == "numpy"
+    for _ in range(500):  # (the builder thread starts it)
+        if built:
+            break
+        time.sleep(0.01)
+    assert len(built) == 1  # its build runs (held)
+    assert (fastconv.conv2d(warm_x.astype(np.float32), w) == 7.0).all()
+    assert _warm.last_tier() == "kernel"
+    fastconv.conv2d(cold_x.astype(np.float32), w)  # its own build still pending: tier 0, no second build
+    assert _warm.last_tier() == "numpy" and len(built) == 1
+    release.set()
+    assert _warm.wait(60)
+
+
 def test_no_tier0_for_a_forced_method_or_with_background_compile_off(cold, rng):
     _kernel, built = cold
     x = rng.standard_normal((1, 3, 6, 6)).astype(np.float32)
