@@ -301,15 +301,18 @@ def run(key, spec, method: str | None, kernel, fallback, ops, out_shape) -> Any:
     and a background build of what ``kernel`` needs.  ``key`` names the
     plan (readiness is only a shortcut: the kernel always runs inside
     :func:`no_compile`)."""
-    if key in _ready:
-        with no_compile():
-            try:
-                result = kernel()
-            except NotCompiled:  # (another signature than the one built)
-                _ready.discard(key)
-            else:
-                _local.tier = "kernel"
-                return result
+    if key in _ready:  # (no_compile() inlined: this is every warm call's path)
+        local = _local
+        local.guard = getattr(local, "guard", 0) + 1
+        try:
+            result = kernel()
+        except NotCompiled:  # (another signature than the one built)
+            _ready.discard(key)
+        else:
+            local.tier = "kernel"
+            return result
+        finally:
+            local.guard -= 1
     if not _builder.pending(key):  # (another plan's build may run: this kernel may be cached already)
         try:
             with no_compile():

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import _warm
 from .._config import get_config
 from .._spec import ConvSpec
 from ..kernels import NonFiniteInput
@@ -64,15 +65,12 @@ class Plan:
         runner = _runner(self.op, self.method)
         try:
             if self._tiered(out):
-                from .. import _warm
-
-                tier0 = _runner(self.op, TIER0)
                 _warm.run(
                     id(self),
                     self.spec,
                     self.method,
                     lambda: runner(self.spec, ops, out, self.num_threads),
-                    lambda: tier0(self.spec, ops, out, self.num_threads),
+                    lambda: _runner(self.op, TIER0)(self.spec, ops, out, self.num_threads),
                     ops,
                     out.shape,
                 )
@@ -98,9 +96,7 @@ class Plan:
     @property
     def kernel_state(self) -> str:
         """Whether the chosen kernel is compiled, compiling, or not known yet."""
-        from .._warm import kernel_state
-
-        return kernel_state(id(self), forced=not self._has_tier0)
+        return _warm.kernel_state(id(self), forced=not self._has_tier0)
 
     def __repr__(self) -> str:
         s = self.spec
