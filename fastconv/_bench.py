@@ -338,9 +338,10 @@ def run_suite(
 def _explicit(f, x, w, kw) -> list[str]:
     """The methods ``--methods`` times: every one ``auto`` may pick (not
     tier 0, which only stands in while a kernel compiles)."""
-    import fastconv
+    from ._plan_api import _spec_of
+    from .dispatch.selector import feasible_methods
 
-    return [m for m in fastconv.available_methods(f, x, w, **kw) if m not in ("auto", "numpy")]
+    return feasible_methods(_spec_of(f, (x, w), kw), fallbacks=False)
 
 
 def _precompile(f, cases, methods: bool, processes: int) -> None:

@@ -141,10 +141,10 @@ class Job:
 
                 run_pool(self.spec, ops, self.num_threads)
                 return
-            from .dispatch.registry import methods_for
+            from .dispatch.selector import _runner
 
             out = np.empty(self.out_shape, self.spec.dtype)
-            methods_for(self.spec.op)[self.method].load()(self.spec, ops, out, self.num_threads)
+            _runner(self.spec.op, self.method)(self.spec, ops, out, self.num_threads)
 
 
 def job_for(spec, method: str | None, ops, out_shape, cfg) -> Job:
@@ -224,7 +224,7 @@ class _Builder:
         self._running: Any = None
         self._thread: threading.Thread | None = None
         self.failures: collections.Counter = collections.Counter()
-        self.errors: list[str] = []
+        self.errors: collections.deque[str] = collections.deque(maxlen=16)  # the last builds' error output
 
     def pending(self, key) -> bool:
         with self._lock:

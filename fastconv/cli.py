@@ -158,11 +158,11 @@ def _names(choices: tuple[str, ...], what: str):
 def cmd_warmup(args) -> int:
     import time
 
-    from . import _warm
+    from . import _warm, get_config
     from ._progress import Progress
 
     total = len(args.ops) * len(args.dtypes)
-    jobs = args.jobs or min(total, _cpu_count())
+    jobs = args.jobs or min(total, get_config().num_threads)  # (the cores, unless FASTCONV_NUM_THREADS says)
     print(
         f"fastconv warmup: compiling {', '.join(args.ops)} in {', '.join(args.dtypes)} ({total} jobs, {jobs} at a time)"
     )
@@ -182,12 +182,6 @@ def cmd_warmup(args) -> int:
         print(f"  {op:<15} {dtype:<8} {took:7.1f} s  {line}")
     print(f"done in {time.perf_counter() - start:.1f} s; the kernels are in Numba's disk cache for every later process")
     return 1 if failed else 0
-
-
-def _cpu_count() -> int:
-    from ._config import _cpu_count as count
-
-    return count()
 
 
 def _kernel_cache_dir() -> str:
@@ -371,7 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument(
         "--dtypes", type=_names(WARMUP_DTYPES, "--dtypes"), default=WARMUP_DTYPES, help="float32, float64 or both"
     )
-    w.add_argument("--jobs", type=_positive_int, default=None, help="processes at a time (default: the cores)")
+    w.add_argument("--jobs", type=_positive_int, default=None, help="processes at a time (default: fastconv's threads)")
     w.set_defaults(func=cmd_warmup)
     return parser
 

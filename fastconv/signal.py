@@ -342,8 +342,7 @@ def choose_conv_method(in1: Any, in2: Any, mode: str = "full", measure: bool = F
     finite = all(np.isfinite(v).all() for v in (a, b) if v.dtype.kind in "fc")
     if not measure:
         return select(spec).method if finite else "direct"
-    # (scipy's choices and overlap-add; not the NumPy stand-in for a kernel still compiling)
-    names = [n for n in feasible_methods(spec) if n != "numpy"] if finite else ["direct"]
+    names = feasible_methods(spec, fallbacks=False) if finite else ["direct"]
     times = {}
     for name in names:
         _convolve(a, b, mode, name)

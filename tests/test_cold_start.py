@@ -310,3 +310,31 @@ def test_warmup_command_rejects_unknown_names():
 
     with pytest.raises(SystemExit):
         main(["warmup", "--ops", "conv9d"])
+
+
+def test_tier0_in_blocks_of_images_within_the_workspace_limit(rng):
+    """Tier 0 with room for two of five images: dense (GEMMs, taps outer)
+    and depthwise (products, blocks outer), forward and transposed, against
+    the references; refused when one image does not fit."""
+    from fastconv._spec import conv_spec
+    from fastconv.kernels.tier0 import conv_workspace
+
+    from .reference import conv_transpose_nd
+
+    x = rng.standard_normal((5, 4, 9, 8))
+    per_image = (4 + 4) * 9 * 8 * 8  # a tap's gathered input and GEMM result, float64
+    for groups in (1, 4):
+        w = rng.standard_normal((4, 4 // groups, 3, 3))
+        b = rng.standard_normal(4)
+        with fastconv.set_config(workspace_limit=2 * per_image + 7):
+            spec = conv_spec(2, x, w, b, 1, 1, 1, groups, "zeros", "numpy", None, None)[0]
+            assert conv_workspace(spec, 2 * per_image + 7) == 2 * per_image
+            got = fastconv.conv2d(x, w, b, padding=1, groups=groups, method="numpy")
+            np.testing.assert_allclose(got, conv_nd(x, w, b, padding=1, groups=groups), rtol=1e-10, atol=1e-10)
+            wt = rng.standard_normal((4, 4 // groups, 3, 3))
+            kw = dict(stride=2, padding=1, groups=groups)
+            got = fastconv.conv_transpose2d(x, wt, b, method="numpy", **kw)
+            want = conv_transpose_nd(x, wt, b, **kw)
+            np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+        with fastconv.set_config(workspace_limit=per_image - 1), pytest.raises(ValueError, match="numpy"):
+            fastconv.conv2d(x, w, b, padding=1, groups=groups, method="numpy")

@@ -279,11 +279,17 @@ def clear_plan_cache() -> None:
         _plans.clear()
 
 
-def feasible_methods(spec) -> list[str]:
+def feasible_methods(spec, fallbacks: bool = True) -> list[str]:
     """Methods that pass the guards for ``spec`` (support, workspace limit),
-    without cost estimates or measurement: what ``method=`` may name."""
+    without cost estimates or measurement: what ``method=`` may name (with
+    ``fallbacks=False``, only those ``auto`` may pick: not tier 0)."""
     spec = dataclasses.replace(spec, method="auto")
-    return [c.name for c in _select(spec, get_config()).candidates if c.rejected is None]
+    methods = methods_for(spec.op)
+    return [
+        c.name
+        for c in _select(spec, get_config()).candidates
+        if c.rejected is None and (fallbacks or not methods[c.name].fallback)
+    ]
 
 
 def valid_methods(op: str) -> list[str]:

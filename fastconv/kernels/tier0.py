@@ -39,10 +39,11 @@ def _image_block(spec, per_image: int, limit: int) -> int:
 
 def _conv_per_image(spec) -> int:
     """Bytes per image of a tap's gathered input and its GEMM result."""
-    osz = int(np.prod(spec.lifted("out_spatial")))
-    if spec.transposed:
-        osz = int(np.prod(spec.lifted("in_spatial")))
-    return (spec.c_in + spec.c_out) * osz * spec.dtype.itemsize
+    from .._spec import _prod
+
+    # (a transposed convolution's GEMMs run over the input positions)
+    positions = _prod(spec.in_spatial if spec.transposed else spec.out_spatial)
+    return (spec.c_in + spec.c_out) * positions * spec.dtype.itemsize
 
 
 def conv_workspace(spec, limit: int) -> int:
@@ -107,6 +108,7 @@ def _per_tap(spec, ops, out: np.ndarray, transposed: bool) -> None:
     out[...] = 0 if ops.b is None else ops.b.reshape(-1, 1, 1, 1)
     nb = _image_block(spec, _conv_per_image(spec), get_config().workspace_limit)
     dense_len, strided_len = (ins, outs) if transposed else (outs, ins)
+    taps = []  # (tap, input slices, output slices, size of the dense side)
     for t, tap in enumerate(np.ndindex(*w.shape[2:])):
         r = [_ranges(dense_len[a], strided_len[a], st[a], tap[a] * dil[a] - lo[a]) for a in range(3)]
         if any(a1 <= a0 for a0, a1, _ in r):
@@ -114,12 +116,18 @@ def _per_tap(spec, ops, out: np.ndarray, transposed: bool) -> None:
         dense = tuple(slice(a0, a1) for a0, a1, _ in r)
         strided = tuple(slice(b0, b0 + (a1 - a0 - 1) * s + 1, s) for (a0, a1, b0), s in zip(r, st))
         isl, osl = (dense, strided) if transposed else (strided, dense)
-        size = tuple(a1 - a0 for a0, a1, _ in r)
-        for a in range(0, n, nb):
-            b = min(n, a + nb)
-            xs = x[(slice(a, b), slice(None), *isl)].reshape(b - a, g, cig, -1)
-            y = _mix(m[t], xs).reshape(b - a, spec.c_out, *size)
-            out[(slice(a, b), slice(None), *osl)] += y
+        taps.append((t, isl, osl, tuple(a1 - a0 for a0, a1, _ in r)))
+    blocks = [(a, min(n, a + nb)) for a in range(0, n, nb)]
+    # one input channel per group (products, no GEMM): a block of images
+    # through every tap keeps its output in cache; GEMMs: every block
+    # through one tap.  Measured (2 threads, blocks of 5 images of 32): 3x3
+    # depthwise 64 @56 0.76-0.79 of the time of taps-outer; dense 64 @56
+    # 1.06-1.13 of it blocks-outer
+    order = ((tp, bl) for bl in blocks for tp in taps) if cig == 1 else ((tp, bl) for tp in taps for bl in blocks)
+    for (t, isl, osl, size), (a, b) in order:
+        xs = x[(slice(a, b), slice(None), *isl)].reshape(b - a, g, cig, -1)
+        y = _mix(m[t], xs).reshape(b - a, spec.c_out, *size)
+        out[(slice(a, b), slice(None), *osl)] += y
 
 
 #: scipy.ndimage leaves weights whose magnitude is at most this out (its footprint)
@@ -152,7 +160,7 @@ def _axis_taps(win) -> tuple[np.ndarray, np.ndarray]:
     return np.where(valid, idx, 0), valid
 
 
-def pool_numpy(spec, planes: np.ndarray, axis_windows=None) -> tuple[np.ndarray, np.ndarray | None]:
+def pool_numpy(spec, planes: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     """Pool (P, D, H, W) planes with NumPy; (values, indices or None) shaped
     ``spec.out_shape``, torch's rules: NaN propagates (its index: the last NaN
     in row-major window order), ties keep the first tap, a window of -inf
@@ -160,7 +168,7 @@ def pool_numpy(spec, planes: np.ndarray, axis_windows=None) -> tuple[np.ndarray,
     from .._config import get_config
     from .pool_plan import windows
 
-    wins = axis_windows or windows(spec)
+    wins = windows(spec)
     (idd, vd), (idh, vh), (idw, vw) = (_axis_taps(w) for w in wins)
     od, oh, ow = len(idd), len(idh), len(idw)
     H, W = planes.shape[2:]
