@@ -6,8 +6,9 @@
 Times every registered convolution method on a spread of shapes (the bench
 suites at batch 1..2 plus small variants), then fits, per method, the
 non-negative constants of ``estimated seconds = sum(feature x constant)``
-(features from ``fastconv.dispatch.registry.FEATURES``) by least squares on
-relative error (a method in ``registry.BASE_COST`` fits only its own
+(features from ``fastconv.dispatch.selector.features``, declared by each
+algorithm's plan module) by least squares on
+relative error (a method with a ``base_cost`` fits only its own
 constants on top of the shared estimate).  ``--write`` stores them in
 fastconv/dispatch/cost_model.json: at its top level on the reference CPU
 (``_reference_cpu``), else under ``_machines[<this CPU>]``, where they replace
@@ -19,6 +20,7 @@ method's kernels), leaving the others' constants as they are.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import time
@@ -29,7 +31,7 @@ from scipy.optimize import nnls
 import fastconv
 from fastconv import _bench
 from fastconv._spec import conv_spec, conv_transpose_spec, synthetic_operands
-from fastconv.dispatch import registry, selector
+from fastconv.dispatch import selector
 
 MODEL = os.path.join(os.path.dirname(fastconv.__file__), "dispatch", "cost_model.json")
 
@@ -81,10 +83,10 @@ def fit_filters(rows, threads) -> None:
             for cand in plan.candidates:
                 if cand.rejected is not None:
                     continue
-                runner = registry.methods_for("ndimage")[cand.name].load()
+                runner = dataclasses.replace(plan, method=cand.name)._call
                 t = best_time(lambda r=runner, s=spec, o=ops, y=out: r(s, o, y, threads))
                 key = f"filter_{cand.name}"
-                rows[key].append((registry.FEATURES[key](spec), t, spec))
+                rows[key].append((selector.features(key, spec), t, spec))
                 print(f"{key:18s} {shape} {w.shape} {np.dtype(dtype).name}: {t * 1e3:.2f} ms", flush=True)
 
 
@@ -130,7 +132,7 @@ def measure_convs(rows, args) -> None:
             runs = {}
             for cand in plan.candidates:
                 if cand.rejected is None and (not args.methods or cand.name in args.methods):
-                    runner = registry.methods_for(spec.op)[cand.name].load()
+                    runner = dataclasses.replace(plan, method=cand.name)._call
                     runs[cand.name] = lambda r=runner, s=spec, o=ops, y=out: r(s, o, y, args.threads)
             # the candidates interleaved, medians: as `fastconv bench` times
             # them (back-to-back best-of-N flattered the methods with big
@@ -142,7 +144,7 @@ def measure_convs(rows, args) -> None:
     for (i, name), t in best.items():
         _, transposed, spec = specs[i]
         key = f"transpose_{name}" if transposed else name
-        rows[key].append((registry.FEATURES[key](spec), t, spec))
+        rows[key].append((selector.features(key, spec), t, spec))
 
 
 def main() -> None:
@@ -153,7 +155,8 @@ def main() -> None:
     parser.add_argument("--only", choices=["conv", "transpose", "ndimage"], help="fit only these methods' constants")
     parser.add_argument("--methods", type=lambda s: set(s.split(",")), help="comma-separated: time and fit only these")
     args = parser.parse_args()
-    rows: dict[str, list[tuple[dict, float, object]]] = {name: [] for name in registry.FEATURES}
+    keys = selector.cost_keys()
+    rows: dict[str, list[tuple[dict, float, object]]] = {name: [] for name in keys}
     with fastconv.set_config(num_threads=args.threads):
         if args.only in (None, "ndimage"):
             fit_filters(rows, args.threads)
@@ -165,7 +168,7 @@ def main() -> None:
     model = selector.constants_for(stored, cpu)  # what the dispatcher uses here
     fitted = {}
     # methods that share another's model last: their base uses its new constants
-    for name in sorted(rows, key=lambda n: n in registry.BASE_COST):
+    for name in sorted(rows, key=lambda n: keys[n].base_cost is not None):
         data = rows[name]
         if not data:
             continue
@@ -173,7 +176,7 @@ def main() -> None:
         keys = list(dict.fromkeys(k for f, _, _ in data for k in f))
         a = np.array([[f.get(k, 0.0) for k in keys] for f, _, _ in data])
         t = np.array([t for _, t, _ in data])
-        base = registry.BASE_COST.get(name)
+        base = keys[name].base_cost
         b = np.array([0.0 if base is None else base(s, model) for _, _, s in data])
         # relative error: divide each row by its time; the shared part is known
         coef, _ = nnls(a / t[:, None], 1 - b / t)

@@ -7,6 +7,7 @@ first use and are cached on disk.
 from . import ndimage, signal
 from ._config import get_config, set_config
 from ._plan_api import available_methods, explain
+from ._version import __version__
 from .nn import (
     adaptive_avg_pool1d,
     adaptive_avg_pool2d,
@@ -27,8 +28,6 @@ from .nn import (
     max_pool2d,
     max_pool3d,
 )
-
-__version__ = "0.1.0"
 
 __all__ = [
     "__version__",

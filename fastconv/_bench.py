@@ -348,13 +348,13 @@ def _precompile(f, cases, methods: bool, processes: int) -> None:
     """Compile the kernels the cases will run, ``processes`` child processes
     at a time (into the disk cache the timed calls then load from): the
     first calls would otherwise compile them one after another."""
-    from . import _warm
+    from . import _warm, _warmup
 
     rng = np.random.default_rng(0)
     jobs = []
     for _, xs, ws, kw in cases:
         x, w = rng.standard_normal(xs).astype(np.float32), rng.standard_normal(ws).astype(np.float32)
-        jobs += _warm.call_jobs(f, (x, w), kw, _explicit(f, x, w, kw) if methods else None)
+        jobs += _warmup.call_jobs(f, (x, w), kw, _explicit(f, x, w, kw) if methods else None)
     _warm.build_parallel(jobs, processes)
 
 

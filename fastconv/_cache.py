@@ -47,9 +47,13 @@ _NOT_COMPILED = ("tier0.py",)
 
 
 def _sources() -> list[str]:
-    """The files whose code can end up in a compiled kernel."""
-    kernels = os.path.join(_PACKAGE, "kernels")
-    files = [os.path.join(kernels, f) for f in os.listdir(kernels) if f.endswith(".py") and f not in _NOT_COMPILED]
+    """The files whose code can end up in a compiled kernel: the kernels, and
+    the plan modules whose constants and helpers they compile in (the
+    micro-kernel's shape, work-item sizes, Winograd's layout constants)."""
+    files = []
+    for sub in ("kernels", "plans"):
+        folder = os.path.join(_PACKAGE, sub)
+        files += [os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".py") and f not in _NOT_COMPILED]
     files += [os.path.join(_PACKAGE, f) for f in ("_config.py", "_cache.py")]
     return sorted(files)
 
@@ -61,7 +65,7 @@ def package_digest() -> str:
     the micro-kernel's shape, are in Numba's key already.)"""
     h = hashlib.sha256(numba.__version__.encode())
     for path in _sources():
-        h.update(os.path.basename(path).encode())
+        h.update(os.path.relpath(path, _PACKAGE).encode())
         with open(path, "rb") as fh:
             h.update(fh.read())
     return h.hexdigest()[:32]

@@ -76,9 +76,18 @@ def _correlate_arg(wc: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.conj(wc) if wc.dtype.kind == "c" else wc)
 
 
+def _correlate(block: np.ndarray, wb: np.ndarray, out_dtype, origin, method: str) -> np.ndarray:
+    """One chunk (with its halo): spec -> plan -> kernel, the same-size
+    correlation with zeros beyond the chunk (the halo holds the real data)."""
+    from ._execute import run_filter
+    from ._spec import filter_spec
+
+    spec, x, w, _ = filter_spec(block, wb, out_dtype, "constant", 0.0, origin, method, convolve=False)
+    return run_filter(spec, x, w, None)
+
+
 def ndimage_filter(convolve: bool, input, weights, output, mode, cval, origin, method):
     """``fastconv.ndimage.correlate``/``convolve`` on a dask array."""
-    from . import ndimage
     from ._spec import NDIMAGE_PAD, filter_spec
 
     w = _small(weights, "weights")
@@ -90,17 +99,16 @@ def ndimage_filter(convolve: bool, input, weights, output, mode, cval, origin, m
     wb = _correlate_arg(wc)
 
     def block(b, wb):
-        return ndimage.correlate(b, wb, spec.out_dtype, mode="constant", cval=0.0, origin=origins, method=method)
+        return _correlate(b, wb, spec.out_dtype, origins, method)
 
     return _halo_filter(input, wb, spec.pad_lo, spec.pad_hi, NDIMAGE_PAD[mode], spec.cval, spec.out_dtype, block)
 
 
-def signal_convolve(kind: str, in1, in2, mode: str, *, boundary: str = "fill", fillvalue: float = 0.0,
-                    same_start_high: bool = False, as_float: bool = False):  # fmt: skip
+def signal_convolve(kind: str, in1, in2, mode: str, *, method: str = "auto", boundary: str = "fill",
+                    fillvalue: float = 0.0, same_start_high: bool = False, as_float: bool = False):  # fmt: skip
     """``fastconv.signal`` convolutions (``kind`` convolve or correlate) with a
     dask ``in1`` and a small ``in2``: the full result is a same-size
     correlation of in1 padded by ``k - 1``, cropped to ``mode``."""
-    from . import ndimage
     from ._spec import BOUNDARIES, NDIMAGE_PAD, unswapped_signal_weights
 
     b = _small(in2, "in2")
@@ -113,8 +121,12 @@ def signal_convolve(kind: str, in1, in2, mode: str, *, boundary: str = "fill", f
     pad = tuple(kk - 1 for kk in k)
 
     # full[i] = sum_j wc[j] * xpad[i + j] = the same-size correlation (origin 0) at i + k//2
+    # each chunk is an image filter: overlap-add (for one long signal) is
+    # the dispatcher's choice there, not a method of its own
+    chunk_method = "auto" if method == "oa" else method
+
     def block(blk, wb):
-        return ndimage.correlate(blk, wb, out_dtype, mode="constant")
+        return _correlate(blk, wb, out_dtype, 0, chunk_method)
 
     import dask.array as da
 
@@ -221,20 +233,23 @@ def _batched_input(nd: int, input, spec_of):
     return x, spec, unbatched
 
 
-def nn_conv(func, nd: int, input, weight, bias, *, out, transposed: bool, **params):
+def nn_conv(spec_builder, nd: int, args: dict, *, transposed: bool):
     """``conv{nd}d`` / ``conv_transpose{nd}d`` on a dask input, tiled over
-    batch and space (``params``: the op's keyword arguments)."""
+    batch and space (``args``: the call's arguments by name); each tile runs
+    spec -> plan -> kernel (the op's ``spec_builder``, not the public function)."""
     import dask.array as da
 
-    if out is not None:
+    from ._execute import run_conv
+
+    if args["out"] is not None:
         raise TypeError("out= is not supported for a dask input (the result is a lazy dask array)")
-    w = _small(weight, "weight")
-    b = None if bias is None else _small(bias, "bias")
-    spec_builder = func.__fastconv_spec__
+    input = args["input"]
+    w = _small(args["weight"], "weight")
+    b = None if args["bias"] is None else _small(args["bias"], "bias")
+    params = {k: v for k, v in args.items() if k not in ("input", "weight", "bias", "out")}
     x, spec, unbatched = _batched_input(
         nd, input, lambda probe: spec_builder(input=probe, weight=w, bias=b, out=None, **params)[0]
     )
-    method = params.get("method", "auto")
     k = spec.kernel
     span = [d * (kk - 1) + 1 for d, kk in zip(spec.dilation, k)]
     s = spec.stride
@@ -250,8 +265,11 @@ def nn_conv(func, nd: int, input, weight, bias, *, out, transposed: bool, **para
         op = spec.output_padding
 
         def block(tile, offsets, ranges, last, w, b):
-            y = func(tile, w, b, stride=s, padding=0, output_padding=tuple(p if e else 0 for p, e in zip(op, last)),
-                     groups=spec.groups, dilation=spec.dilation, method=method)  # fmt: skip
+            tile_spec, ops, _ = spec_builder(
+                input=tile, weight=w, bias=b, out=None, **(params | dict(padding=0, output_padding=tuple(
+                    p if e else 0 for p, e in zip(op, last))))
+            )  # fmt: skip
+            y = run_conv(tile_spec, ops, None)
             # local uncropped coordinate of output o: pad_lo + o - offset * stride
             part = y[(slice(None), slice(None),
                       *[slice(p + r0 - o * st, p + r1 - o * st)
@@ -281,7 +299,8 @@ def nn_conv(func, nd: int, input, weight, bias, *, out, transposed: bool, **para
             sub = tile[(slice(None), slice(None),
                         *[slice(r0 * st - o, (r1 - 1) * st + sp - o)
                           for (r0, r1), o, st, sp in zip(ranges, offsets, s, span)])]  # fmt: skip
-            return func(sub, w, b, stride=s, padding=0, dilation=spec.dilation, groups=spec.groups, method=method)
+            tile_spec, ops, _ = spec_builder(input=sub, weight=w, bias=b, out=None, **(params | dict(padding=0)))
+            return run_conv(tile_spec, ops, None)
 
     y = _tiled(x, nd, axes_windows, block, spec.c_out, spec.dtype, w, b)
     return y[0] if unbatched else y
@@ -296,7 +315,7 @@ def nn_pool(nd: int, input, spec_of):
     from ._config import get_config
     from ._spec import kernel_ready
     from .kernels.pool import run_pool
-    from .kernels.pool_plan import AxisWindows, windows
+    from .plans.pool import AxisWindows, windows
 
     x, spec, unbatched = _batched_input(nd, input, spec_of)
     wins = windows(spec)[3 - nd :]  # the real spatial axes of the lifted tables

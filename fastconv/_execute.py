@@ -37,22 +37,7 @@ def run_conv(spec, ops, out: np.ndarray | None) -> np.ndarray:
 
 def run_pool(spec, planes: np.ndarray):
     """Pool (P, D, H, W) planes; values, or (values, indices) with ``return_indices``."""
-    from ._config import get_config
-
-    cfg = get_config()
-
-    def kernel():
-        from .kernels.pool import run_pool as pool
-
-        return pool(spec, planes, cfg.num_threads)
-
-    if cfg.background_compile:
-        from . import _warm
-        from .kernels.tier0 import pool_numpy
-
-        values, indices = _warm.run(("pool", spec), spec, None, kernel, lambda: pool_numpy(spec, planes), planes, ())
-    else:
-        values, indices = kernel()
+    values, indices = select(spec).run(planes, None)
     return (values, indices) if spec.return_indices else values
 
 

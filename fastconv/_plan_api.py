@@ -6,18 +6,17 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+from ._ops import op_of
 from .dispatch import Plan, select
 
 
 def built(func: Callable, args: tuple, kwargs: dict) -> tuple:
-    """What ``func``'s spec builder makes of a call: (spec, ...) -- for the
-    convolutions (spec, kernel-ready operands, out)."""
-    builder = getattr(func, "__fastconv_spec__", None)
-    if builder is None:
-        raise TypeError(f"func must be a fastconv operation such as fastconv.conv2d, got {func!r}")
+    """What ``func``'s operation descriptor (:mod:`fastconv._ops`) makes of a
+    call: (spec, ...) -- for the convolutions (spec, kernel-ready operands, out)."""
+    op = op_of(func)
     bound = inspect.signature(func).bind(*args, **kwargs)
     bound.apply_defaults()
-    return builder(**bound.arguments)
+    return op.spec(**bound.arguments)
 
 
 def _spec_of(func: Callable, args: tuple, kwargs: dict):

@@ -526,11 +526,37 @@ class PoolSpec:
     return_indices: bool
     dtype: np.dtype
     device: str = "cpu"
+    #: the pooling functions take no ``method=``; a plan may force one by name
+    method: str = "auto"
 
     @property
     def out_shape(self) -> tuple[int, ...]:
         lead = (self.n, self.c) if self.batched else (self.c,)
         return (*lead, *self.out_spatial)
+
+    @property
+    def flops(self) -> int:
+        """One comparison or addition per window tap and output."""
+        taps = _prod(self.kernel) if self.kernel else max(1, _prod(self.in_spatial) // max(1, _prod(self.out_spatial)))
+        return self.n * self.c * _prod(self.out_spatial) * taps
+
+    def key(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "method")
+
+    def describe(self) -> list[str]:
+        lead = (self.n, self.c) if self.batched else (self.c,)
+        window = (
+            "adaptive"
+            if self.adaptive
+            else (
+                f"kernel {self.kernel}, stride {self.stride}, padding {self.padding}, dilation {self.dilation}"
+                + (", ceil_mode" if self.ceil_mode else "")
+            )
+        )
+        return [
+            f"  input {(*lead, *self.in_spatial)} {self.dtype}, {self.kind} pooling, {window}",
+            f"  output {self.out_shape}" + (" with indices" if self.return_indices else ""),
+        ]
 
     def lifted(self, name: str) -> tuple[int, ...]:
         value = getattr(self, name)

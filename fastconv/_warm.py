@@ -9,7 +9,7 @@ into the shared disk cache; a later call loads the kernel from there
 after Numba found no compiled version in memory or on disk -- raises
 :class:`NotCompiled` before any compilation starts.
 
-The build runs in a separate process (``python -m fastconv._warm``, at a
+The build runs in a separate process (``python -m fastconv._warmup``, at a
 lower priority): a compilation in this one would hold the GIL and Numba's
 compiler lock, stalling the caller's other threads and every other kernel.
 It runs the same kernel on random operands of the same shapes, dtypes and
@@ -27,7 +27,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
-import inspect
 import os
 import pickle
 import subprocess
@@ -120,36 +119,32 @@ def _operands(kind, fields: dict[str, Any]):
 
 @dataclasses.dataclass(frozen=True)
 class Job:
-    """Run ``method`` for ``spec`` once on random operands: what a cold
-    call needs compiled.  ``method`` None: pooling (``run_pool``)."""
+    """Plan ``spec`` (its method, and variant, forced by name) and run it
+    once on random operands: what a cold call needs compiled (run by
+    :func:`fastconv._warmup.run_job` in the build process)."""
 
     spec: Any
-    method: str | None
     ops_type: Any
     ops: dict[str, Any]
-    out_shape: tuple[int, ...]
+    out_shape: tuple[int, ...] | None
     num_threads: int
     workspace_limit: int
 
-    def run(self) -> None:
-        from ._config import set_config
+    def operands(self):
+        return _operands(self.ops_type, self.ops)
 
-        ops = _operands(self.ops_type, self.ops)
-        with set_config(num_threads=self.num_threads, workspace_limit=self.workspace_limit, background_compile=False):
-            if self.method is None:
-                from .kernels.pool import run_pool
-
-                run_pool(self.spec, ops, self.num_threads)
-                return
-            from .dispatch.selector import _runner
-
-            out = np.empty(self.out_shape, self.spec.dtype)
-            _runner(self.spec.op, self.method)(self.spec, ops, out, self.num_threads)
+    @property
+    def family(self) -> str:
+        """Jobs of one family share kernels (built in one process)."""
+        if "pool" in self.spec.op:
+            return "pool"
+        return self.spec.method.split(":")[0].split("_f")[0]  # (winograd_f2 and _f4 run one kernel)
 
 
-def job_for(spec, method: str | None, ops, out_shape, cfg) -> Job:
+def job_for(spec, ops, out_shape, cfg) -> Job:
     ops_type = None if isinstance(ops, np.ndarray) else type(ops)
-    return Job(spec, method, ops_type, _shapes(ops), tuple(out_shape), cfg.num_threads, cfg.workspace_limit)
+    shape = None if out_shape is None else tuple(out_shape)
+    return Job(spec, ops_type, _shapes(ops), shape, cfg.num_threads, cfg.workspace_limit)
 
 
 _children: set = set()
@@ -176,7 +171,7 @@ def build(jobs: list[Job], timeout: float | None = None) -> tuple[bool, str]:
         return False, "stopped"
     try:
         child = subprocess.Popen(
-            [sys.executable, "-m", "fastconv._warm"],
+            [sys.executable, "-m", "fastconv._warmup"],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -296,7 +291,7 @@ def kernel_state(key, forced: bool = False) -> str:
     return "not run yet here: loaded from the disk cache, or tier 0 (NumPy) runs while it compiles in the background"
 
 
-def run(key, spec, method: str | None, kernel, fallback, ops, out_shape) -> Any:
+def run(key, spec, kernel, fallback, ops, out_shape) -> Any:
     """``kernel()`` if it needs no compilation, else ``fallback()`` (tier 0)
     and a background build of what ``kernel`` needs.  ``key`` names the
     plan (readiness is only a shortcut: the kernel always runs inside
@@ -320,7 +315,7 @@ def run(key, spec, method: str | None, kernel, fallback, ops, out_shape) -> Any:
         except NotCompiled:
             from ._config import get_config
 
-            if not _builder.request(key, job_for(spec, method, ops, out_shape, get_config())):
+            if not _builder.request(key, job_for(spec, ops, out_shape, get_config())):
                 result = kernel()  # the builds failed: compile here, as without tiers
                 _local.tier = "kernel"
                 return result
@@ -332,20 +327,6 @@ def run(key, spec, method: str | None, kernel, fallback, ops, out_shape) -> Any:
             return result
     _local.tier = "numpy"
     return fallback()
-
-
-def call_jobs(func, args: tuple, kwargs: dict, methods=None) -> list[Job]:
-    """Jobs compiling what ``func(*args, **kwargs)`` (a convolution or
-    transposed convolution) runs with ``method="auto"``, or with each of
-    ``methods``."""
-    from ._config import get_config
-    from ._plan_api import built
-    from .dispatch import select
-
-    spec, ops, _ = built(func, args, kwargs)
-    names = [select(spec, ops).method] if methods is None else list(methods)
-    shape = (spec.n, spec.c_out, *spec.lifted("out_spatial"))
-    return [job_for(dataclasses.replace(spec, method=m), m, ops, shape, get_config()) for m in names]
 
 
 #: first compilation of each method's kernels, seconds per dtype (2-core Zen 4,
@@ -362,7 +343,7 @@ def build_parallel(jobs: list[Job], processes: int) -> list[tuple[bool, str]]:
 
     groups: dict = {}
     for job in jobs:
-        family = (job.method or "pool").split("_f")[0]  # (winograd_f2 and _f4 run one kernel)
+        family = job.family
         groups.setdefault((family, job.spec.dtype.str, getattr(job.spec, "transposed", False)), []).append(job)
     bins: list[tuple[float, list[Job]]] = [(0.0, []) for _ in range(max(1, min(processes, len(groups))))]
     for (family, _, _), group in sorted(groups.items(), key=lambda kv: -COMPILE_SECONDS.get(kv[0][0], 5.0)):
@@ -370,149 +351,3 @@ def build_parallel(jobs: list[Job], processes: int) -> list[tuple[bool, str]]:
         bins[i] = (bins[i][0] + COMPILE_SECONDS.get(family, 5.0), bins[i][1] + group)
     with ThreadPoolExecutor(len(bins)) as pool:
         return list(pool.map(build, [b for _, b in bins if b]))
-
-
-# --- fastconv warmup -------------------------------------------------------------------
-
-#: the operations ``fastconv warmup --ops`` knows, each compiled by one job per dtype
-WARMUP_OPS = ("conv1d", "conv2d", "conv3d", "conv_transpose", "pool", "ndimage", "signal")
-WARMUP_DTYPES = ("float32", "float64")
-
-
-def _warmup_calls(op: str, dtype: str):
-    """(function, args, kwargs) calls that, with every method each allows,
-    compile what ``op`` runs in ``dtype``: small and large problems (serial
-    and parallel builds), strides, dilations, groups, depthwise, 1x1."""
-    import fastconv
-
-    dt = np.dtype(dtype)
-    rng = np.random.default_rng(0)
-
-    def a(*shape):
-        return rng.standard_normal(shape).astype(dt)
-
-    calls = []
-    if op.startswith("conv") and op[4:5].isdigit():
-        nd = int(op[4])
-        f = getattr(fastconv, op)
-        for n, c, o, g, size, k, kw in (
-            (1, 4, 4, 1, 9, 3, dict(padding=1)),
-            (2, 8, 16, 1, 12, 3, dict(padding=1, stride=2)),
-            (2, 8, 8, 1, 10, 1, {}),
-            (2, 8, 8, 8, 12, 3, dict(padding=1, groups=8)),
-            (1, 8, 8, 2, 12, 3, dict(padding=2, dilation=2, groups=2)),
-            (2, 32, 32, 1, {1: 512, 2: 40, 3: 12}[nd], 3, dict(padding=1)),
-            (2, 32, 32, 32, {1: 512, 2: 56, 3: 16}[nd], 3, dict(padding=1, groups=32)),
-            (1, 3, 16, 1, {1: 1024, 2: 64, 3: 16}[nd], 7, dict(padding=3, stride=2)),
-        ):
-            calls.append((f, (a(n, c, *(size,) * nd), a(o, c // g, *(k,) * nd), a(o)), kw))
-    elif op == "conv_transpose":
-        for nd in (1, 2, 3):
-            f = getattr(fastconv, f"conv_transpose{nd}d")
-            for n, c, o, size, k, kw in (
-                (1, 4, 4, 6, 3, {}),
-                (2, 16, 8, {1: 256, 2: 28, 3: 8}[nd], 4, dict(stride=2, padding=1)),
-                (1, 8, 8, 7, 3, dict(stride=2, padding=1, output_padding=1)),
-            ):
-                calls.append((f, (a(n, c, *(size,) * nd), a(c, o, *(k,) * nd), a(o)), kw))
-    elif op == "pool":
-        for nd in (1, 2, 3):
-            x, big = a(1, 2, *(9,) * nd), a(2, 32, *({1: 4096, 2: 64, 3: 16}[nd],) * nd)
-            for kind in ("max", "avg"):
-                f = getattr(fastconv, f"{kind}_pool{nd}d")
-                calls += [(f, (x, 3, 2, 1), {}), (f, (big, 3, 2, 1), {}), (f, (big, 2), {})]
-                adaptive = getattr(fastconv, f"adaptive_{kind}_pool{nd}d")
-                calls += [(adaptive, (x, 4), {}), (adaptive, (big, 1), {}), (adaptive, (x, 1), {})]
-            calls += [(getattr(fastconv, f"max_pool{nd}d"), (big, 3, 2, 1), dict(return_indices=True))]
-    elif op == "ndimage":
-        from fastconv import ndimage
-
-        for x in (a(5, 6), a(256, 256), a(4, 5, 6), a(300)):
-            calls.append((ndimage.correlate, (x, a(*(3,) * x.ndim)), {}))
-            calls.append((ndimage.correlate, (x, np.ones((3,) * x.ndim, dt)), {}))
-            calls.append((ndimage.correlate1d, (x, a(5)), {}))
-    elif op == "signal":
-        from fastconv import signal
-
-        for x, k in ((a(50), a(7)), (a(100_000), a(31)), (a(40, 40), a(5, 5)), (a(8, 9, 10), a(3, 3, 3))):
-            calls.append((signal.convolve, (x, k), {}))
-            calls.append((signal.fftconvolve, (x, k), {}))
-            calls.append((signal.oaconvolve, (x, k), {}))
-    else:
-        raise ValueError(f"op must be one of {WARMUP_OPS}, got {op!r}")
-    return calls
-
-
-def warmup_job(op: str, dtype: str) -> int:
-    """Compile what ``op`` needs in ``dtype`` (every method of every call of
-    :func:`_warmup_calls`); the number of kernels compiled."""
-    from numba.core import event
-
-    import fastconv
-
-    compiled = []
-
-    class _Count(event.Listener):
-        def on_start(self, ev) -> None:
-            pass
-
-        def on_end(self, ev) -> None:
-            compiled.append(1)
-
-    event.register("numba:compile", _Count())
-    for f, args, kwargs in _warmup_calls(op, dtype):
-        methods = [None]
-        if "method" in inspect.signature(f).parameters:
-            methods = fastconv.available_methods(f, *args, **kwargs)[1:]
-        for method in methods:
-            f(*args, **kwargs) if method is None else f(*args, method=method, **kwargs)
-    return len(compiled)
-
-
-def warmup(ops=WARMUP_OPS, dtypes=WARMUP_DTYPES, jobs: int | None = None, progress=None) -> list[tuple]:
-    """Run one child process per (op, dtype), ``jobs`` at a time; returns
-    (op, dtype, ok, seconds, kernels compiled or the error) per job."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from ._config import get_config
-
-    pairs = [(op, dt) for op in ops for dt in dtypes]
-    jobs = jobs or get_config().num_threads
-
-    def one(pair):
-        t = time.perf_counter()
-        env = _child_env()
-        res = subprocess.run(
-            [sys.executable, "-m", "fastconv._warm", "--warmup", *pair], capture_output=True, env=env, text=True
-        )
-        took = time.perf_counter() - t
-        ok = res.returncode == 0
-        what = res.stdout.strip().split()[-1] if ok and res.stdout.strip() else res.stderr[-1500:]
-        return (*pair, ok, took, int(what) if ok and what.isdigit() else what)
-
-    results = []
-    with ThreadPoolExecutor(max(1, jobs)) as pool:
-        for r in pool.map(one, pairs):
-            results.append(r)
-            if progress is not None:
-                progress(r)
-    return results
-
-
-def main(argv: list[str] | None = None) -> int:
-    """The child: ``--warmup OP DTYPE``, or run the pickled jobs on stdin
-    (compiling into the disk cache)."""
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["--warmup"]:
-        print(warmup_job(argv[1], argv[2]))
-        return 0
-    with contextlib.suppress(OSError, AttributeError):
-        os.nice(10)  # the user's process comes first
-    jobs = pickle.loads(sys.stdin.buffer.read())
-    for job in jobs:
-        job.run()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -158,7 +158,7 @@ def _names(choices: tuple[str, ...], what: str):
 def cmd_warmup(args) -> int:
     import time
 
-    from . import _warm, get_config
+    from . import _warmup, get_config
     from ._progress import Progress
 
     total = len(args.ops) * len(args.dtypes)
@@ -176,7 +176,7 @@ def cmd_warmup(args) -> int:
             failed += not ok
             bar.step(f"{op} {dtype}: " + (f"{what} kernels compiled in {took:.1f} s" if ok else "FAILED"))
 
-        results = _warm.warmup(args.ops, args.dtypes, jobs, report)
+        results = _warmup.warmup(args.ops, args.dtypes, jobs, report)
     for op, dtype, ok, took, what in results:
         line = f"{what} kernels compiled" if ok else f"failed:\n{what}"
         print(f"  {op:<15} {dtype:<8} {took:7.1f} s  {line}")
@@ -356,7 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--threads", type=_positive_int, default=None, help="threads to tune for (default: the setting)")
     t.set_defaults(func=cmd_tune)
 
-    from ._warm import WARMUP_DTYPES, WARMUP_OPS
+    from ._warmup import WARMUP_DTYPES, WARMUP_OPS
 
     w = sub.add_parser("warmup", help="compile the kernels up front, in parallel processes (Docker images, clusters)")
     w.add_argument(

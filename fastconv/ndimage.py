@@ -10,6 +10,7 @@ Each function only validates (``_spec``), plans (``dispatch``) and runs
 from __future__ import annotations
 
 import functools
+import inspect
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,7 @@ import numpy as np
 from ._dask import is_dask
 from ._device import is_gpu_array
 from ._execute import run_filter
+from ._ops import Op, operation
 from ._spec import as_array, axis_filter_args, filter_spec
 
 __all__ = ["convolve", "convolve1d", "correlate", "correlate1d"]
@@ -140,6 +142,10 @@ def _filter(convolve: bool, input, weights, output, mode, cval, origin, method):
 
         return ndimage_filter(convolve, input, weights, output, mode, cval, origin, method)
     if is_gpu_array(input) or is_gpu_array(weights):
+        if method not in ("auto", "direct"):
+            raise ValueError(
+                f"method={method!r} is not available on the GPU (its filter is direct); use 'auto' or 'direct'"
+            )
         from .cuda._run import run_filter as gpu_filter
         from .cuda._run import to_host_small
 
@@ -148,6 +154,23 @@ def _filter(convolve: bool, input, weights, output, mode, cval, origin, method):
         return gpu_filter(spec, input, w, like=input if is_gpu_array(input) else weights)
     spec, x, w, out = filter_spec(input, weights, output, mode, cval, origin, method, convolve=convolve)
     return run_filter(spec, x, w, out)
+
+
+def _axis_spec(input, weights, axis, output, mode, cval, origin, convolve):
+    """The spec a 1-D filter along ``axis`` runs: (rows, samples) with the
+    axis moved last; with the flattened input and weights."""
+    x = as_array(input, "input")
+    w = as_array(weights, "weights")
+    axis, origin = axis_filter_args(x.ndim, w, axis, origin)
+    moved = np.moveaxis(x, axis, -1)
+    flat = moved.reshape(-1, moved.shape[-1]) if moved.ndim > 1 else moved.reshape(1, -1)
+    out_arr = output if isinstance(output, np.ndarray) else None
+    if out_arr is not None and out_arr.shape != x.shape:
+        raise ValueError(f"output must have the input's shape {x.shape}, got {out_arr.shape}")
+    return filter_spec(
+        flat, w.reshape(1, -1), None if out_arr is not None else output, mode, cval, (0, origin), "auto",
+        convolve=convolve,
+    )  # fmt: skip
 
 
 def _along_axis(input: Any, weights: Any, axis: Any, output: Any, mode: str, cval: float, origin: Any, convolve):
@@ -167,14 +190,8 @@ def _along_axis(input: Any, weights: Any, axis: Any, output: Any, mode: str, cva
         origins[axis] = origin
         return _filter(convolve, input, w.reshape(shape), output, mode, cval, origins, "auto")
     moved = np.moveaxis(x, axis, -1)
-    flat = moved.reshape(-1, moved.shape[-1]) if moved.ndim > 1 else moved.reshape(1, -1)
     out_arr = output if isinstance(output, np.ndarray) else None
-    if out_arr is not None and out_arr.shape != x.shape:
-        raise ValueError(f"output must have the input's shape {x.shape}, got {out_arr.shape}")
-    spec, xs, ws, _ = filter_spec(
-        flat, w.reshape(1, -1), None if out_arr is not None else output, mode, cval, (0, origin), "auto",
-        convolve=convolve,
-    )  # fmt: skip
+    spec, xs, ws, _ = _axis_spec(x, w, axis, output, mode, cval, origin, convolve)
     result = run_filter(spec, xs, ws, None)
     result = np.moveaxis(result.reshape(moved.shape), -1, axis)
     if out_arr is None:
@@ -201,5 +218,21 @@ correlate.__doc__ = _doc("correlate", False, "Multidimensional correlation, as `
 convolve.__doc__ = _doc("convolve", False, "Multidimensional convolution, as ``scipy.ndimage.convolve``.")
 correlate1d.__doc__ = _doc("correlate1d", True, "1-D correlation along an axis, as ``scipy.ndimage.correlate1d``.")
 convolve1d.__doc__ = _doc("convolve1d", True, "1-D convolution along an axis, as ``scipy.ndimage.convolve1d``.")
-correlate.__fastconv_spec__ = functools.partial(filter_spec, convolve=False)
-convolve.__fastconv_spec__ = functools.partial(filter_spec, convolve=True)
+
+
+def _op(name: str, func, spec) -> Op:
+    """The descriptor of ``func``, whose body validates, routes GPU arrays and
+    computes; a dask input goes through the same body (which tiles it) after
+    the names are checked."""
+
+    def run(a: dict):
+        return func(**a)
+
+    method_op = (lambda a: "ndimage") if "method" in inspect.signature(func).parameters else None
+    return Op(f"ndimage.{name}", spec, run, run, method_op=method_op)
+
+
+correlate = operation(_op("correlate", correlate, functools.partial(filter_spec, convolve=False)))(correlate)
+convolve = operation(_op("convolve", convolve, functools.partial(filter_spec, convolve=True)))(convolve)
+correlate1d = operation(_op("correlate1d", correlate1d, functools.partial(_axis_spec, convolve=False)))(correlate1d)
+convolve1d = operation(_op("convolve1d", convolve1d, functools.partial(_axis_spec, convolve=True)))(convolve1d)

@@ -1,18 +1,18 @@
 """torch.nn.functional-style operations on NumPy arrays.
 
-Each function only validates (``_spec``), plans (``dispatch``) and runs
-(``_execute``); the loops live in ``fastconv.kernels``.
+Each function is an operation descriptor (:mod:`fastconv._ops`): it only
+validates (``_spec``), plans (``dispatch``) and runs (``_execute``); the
+loops live in ``fastconv.kernels``.
 """
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import numpy as np
 
-from ._dask import is_dask
 from ._execute import run_conv, run_pool
+from ._ops import Op, operation
 from ._spec import adaptive_pool_spec, conv_spec, conv_transpose_spec, pool_spec
 
 __all__ = [
@@ -116,10 +116,11 @@ def _conv_doc(nd: int) -> str:
     )
 
 
-def _gpu_conv(spec, input, weight, bias, out):
+def _gpu_conv(spec, a: dict, out):
     from .cuda._run import run_conv as gpu_run_conv
+    from .dispatch import select
 
-    return gpu_run_conv(spec, input, weight, bias, out)
+    return gpu_run_conv(select(spec), a["input"], a["weight"], a["bias"], out)
 
 
 def _gpu_pool(spec, input):
@@ -128,11 +129,38 @@ def _gpu_pool(spec, input):
     return gpu_run_pool(spec, input)
 
 
-def _spec_builder(nd: int):
-    """What :func:`fastconv.explain` calls: the public function's arguments -> spec."""
-    return functools.partial(conv_spec, nd)
+def _conv_op(nd: int, transposed: bool) -> Op:
+    """conv{nd}d or conv_transpose{nd}d: spec (validation, device), then the
+    CPU plan or the GPU; a dask input tiled over batch and space."""
+    name = f"conv_transpose{nd}d" if transposed else f"conv{nd}d"
+    if transposed:
+
+        def spec(input, weight, bias, stride, padding, output_padding, groups, dilation, method, device, out):
+            return conv_transpose_spec(
+                nd, input, weight, bias, stride, padding, output_padding, groups, dilation, method, device, out
+            )
+
+    else:
+
+        def spec(input, weight, bias, stride, padding, dilation, groups, padding_mode, method, device, out):
+            return conv_spec(nd, input, weight, bias, stride, padding, dilation, groups, padding_mode, method, device,
+                             out)  # fmt: skip
+
+    def run(a: dict):
+        s, ops, out = spec(**a)
+        if s.device == "cuda":
+            return _gpu_conv(s, a, out)
+        return run_conv(s, ops, out)
+
+    def dask(a: dict):
+        from ._dask import nn_conv
+
+        return nn_conv(spec, nd, a, transposed=transposed)
+
+    return Op(name, spec, run, dask, method_op=lambda a: name)
 
 
+@operation(_conv_op(1, False))
 def conv1d(
     input: Any,
     weight: Any,
@@ -146,20 +174,10 @@ def conv1d(
     method: str = "auto",
     device: Any = None,
     out: np.ndarray | None = None,
-) -> np.ndarray:
-    if is_dask(input):
-        from ._dask import nn_conv
-
-        return nn_conv(conv1d, 1, input, weight, bias, out=out, transposed=False, stride=stride, padding=padding,
-                       dilation=dilation, groups=groups, padding_mode=padding_mode, method=method, device=device)  # fmt: skip
-    spec, ops, out = conv_spec(
-        1, input, weight, bias, stride, padding, dilation, groups, padding_mode, method, device, out
-    )
-    if spec.device == "cuda":
-        return _gpu_conv(spec, input, weight, bias, out)
-    return run_conv(spec, ops, out)
+) -> np.ndarray: ...
 
 
+@operation(_conv_op(2, False))
 def conv2d(
     input: Any,
     weight: Any,
@@ -173,20 +191,10 @@ def conv2d(
     method: str = "auto",
     device: Any = None,
     out: np.ndarray | None = None,
-) -> np.ndarray:
-    if is_dask(input):
-        from ._dask import nn_conv
-
-        return nn_conv(conv2d, 2, input, weight, bias, out=out, transposed=False, stride=stride, padding=padding,
-                       dilation=dilation, groups=groups, padding_mode=padding_mode, method=method, device=device)  # fmt: skip
-    spec, ops, out = conv_spec(
-        2, input, weight, bias, stride, padding, dilation, groups, padding_mode, method, device, out
-    )
-    if spec.device == "cuda":
-        return _gpu_conv(spec, input, weight, bias, out)
-    return run_conv(spec, ops, out)
+) -> np.ndarray: ...
 
 
+@operation(_conv_op(3, False))
 def conv3d(
     input: Any,
     weight: Any,
@@ -200,23 +208,11 @@ def conv3d(
     method: str = "auto",
     device: Any = None,
     out: np.ndarray | None = None,
-) -> np.ndarray:
-    if is_dask(input):
-        from ._dask import nn_conv
-
-        return nn_conv(conv3d, 3, input, weight, bias, out=out, transposed=False, stride=stride, padding=padding,
-                       dilation=dilation, groups=groups, padding_mode=padding_mode, method=method, device=device)  # fmt: skip
-    spec, ops, out = conv_spec(
-        3, input, weight, bias, stride, padding, dilation, groups, padding_mode, method, device, out
-    )
-    if spec.device == "cuda":
-        return _gpu_conv(spec, input, weight, bias, out)
-    return run_conv(spec, ops, out)
+) -> np.ndarray: ...
 
 
 for _nd, _f in ((1, conv1d), (2, conv2d), (3, conv3d)):
     _f.__doc__ = _conv_doc(_nd)
-    _f.__fastconv_spec__ = _spec_builder(_nd)
 del _nd, _f
 
 
@@ -303,31 +299,17 @@ def _make_conv_transpose(nd: int):
         method: str = "auto",
         device: Any = None,
         out: np.ndarray | None = None,
-    ) -> np.ndarray:
-        if is_dask(input):
-            from ._dask import nn_conv
-
-            return nn_conv(conv_transpose, nd, input, weight, bias, out=out, transposed=True, stride=stride,
-                           padding=padding, output_padding=output_padding, groups=groups, dilation=dilation,
-                           method=method, device=device)  # fmt: skip
-        spec, ops, out = conv_transpose_spec(
-            nd, input, weight, bias, stride, padding, output_padding, groups, dilation, method, device, out
-        )
-        if spec.device == "cuda":
-            return _gpu_conv(spec, input, weight, bias, out)
-        return run_conv(spec, ops, out)
+    ) -> np.ndarray: ...
 
     axes = ("D", "H", "W")[3 - nd :]
-    doc = _TRANSPOSE_DOC.format(
+    conv_transpose.__doc__ = _TRANSPOSE_DOC.format(
         nd=nd,
         axes=", ".join(axes),
         kaxes=", ".join("k" + a for a in axes),
         oaxes=", ".join("O" + a for a in axes),
         example=_TRANSPOSE_EXAMPLES[nd],
     )
-    func = _named(conv_transpose, f"conv_transpose{nd}d", doc)
-    func.__fastconv_spec__ = functools.partial(conv_transpose_spec, nd)
-    return func
+    return operation(_conv_op(nd, True))(_named(conv_transpose, f"conv_transpose{nd}d"))
 
 
 # --- pooling -------------------------------------------------------------------------
@@ -453,7 +435,29 @@ def _pool_doc(kind: str, nd: int, summary: str) -> str:
     return summary + "\n" + body
 
 
+def _pool_op(name: str, nd: int, spec) -> Op:
+    """A pooling op: spec (validation, device), then the CPU plan or the GPU;
+    a dask input tiled over batch and space."""
+
+    def run(a: dict):
+        s, planes = spec(**a)
+        if s.device == "cuda":
+            return _gpu_pool(s, a["input"])
+        return run_pool(s, planes)
+
+    def dask(a: dict):
+        from ._dask import nn_pool
+
+        return nn_pool(nd, a["input"], lambda x: spec(**(a | {"input": x}))[0])
+
+    return Op(name, spec, run, dask)
+
+
 def _make_max_pool(nd: int):
+    def spec(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices, device):
+        return pool_spec("max", nd, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices, True,
+                         None, device)  # fmt: skip
+
     def max_pool(
         input: Any,
         kernel_size: Any,
@@ -464,24 +468,18 @@ def _make_max_pool(nd: int):
         return_indices: bool = False,
         *,
         device: Any = None,
-    ):
-        if is_dask(input):
-            from ._dask import nn_pool
+    ): ...
 
-            return nn_pool(nd, input, lambda x: pool_spec(
-                "max", nd, x, kernel_size, stride, padding, dilation, ceil_mode, return_indices, True, None, device
-            )[0])  # fmt: skip
-        spec, planes = pool_spec(
-            "max", nd, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices, True, None, device
-        )
-        if spec.device == "cuda":
-            return _gpu_pool(spec, input)
-        return run_pool(spec, planes)
-
-    return _named(max_pool, f"max_pool{nd}d", _pool_doc("max_pool", nd, f"{nd}-D max pooling."))
+    name = f"max_pool{nd}d"
+    func = _named(max_pool, name, _pool_doc("max_pool", nd, f"{nd}-D max pooling."))
+    return operation(_pool_op(name, nd, spec))(func)
 
 
 def _make_avg_pool(nd: int):
+    def spec(input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, device):
+        return pool_spec("avg", nd, input, kernel_size, stride, padding, 1, ceil_mode, False, count_include_pad,
+                         divisor_override, device)  # fmt: skip
+
     def avg_pool(
         input: Any,
         kernel_size: Any,
@@ -492,60 +490,39 @@ def _make_avg_pool(nd: int):
         divisor_override: int | None = None,
         *,
         device: Any = None,
-    ) -> np.ndarray:
-        if is_dask(input):
-            from ._dask import nn_pool
+    ) -> np.ndarray: ...
 
-            return nn_pool(nd, input, lambda x: pool_spec(
-                "avg", nd, x, kernel_size, stride, padding, 1, ceil_mode, False, count_include_pad,
-                divisor_override, device,
-            )[0])  # fmt: skip
-        spec, planes = pool_spec(
-            "avg", nd, input, kernel_size, stride, padding, 1, ceil_mode, False, count_include_pad,
-            divisor_override, device,
-        )  # fmt: skip
-        if spec.device == "cuda":
-            return _gpu_pool(spec, input)
-        return run_pool(spec, planes)
-
-    return _named(avg_pool, f"avg_pool{nd}d", _pool_doc("avg_pool", nd, f"{nd}-D average pooling."))
+    name = f"avg_pool{nd}d"
+    func = _named(avg_pool, name, _pool_doc("avg_pool", nd, f"{nd}-D average pooling."))
+    return operation(_pool_op(name, nd, spec))(func)
 
 
 def _make_adaptive_avg_pool(nd: int):
-    def adaptive_avg_pool(input: Any, output_size: Any, *, device: Any = None) -> np.ndarray:
-        if is_dask(input):
-            from ._dask import nn_pool
+    def spec(input, output_size, device):
+        return adaptive_pool_spec("avg", nd, input, output_size, False, device)
 
-            return nn_pool(nd, input, lambda x: adaptive_pool_spec("avg", nd, x, output_size, False, device)[0])
-        spec, planes = adaptive_pool_spec("avg", nd, input, output_size, False, device)
-        if spec.device == "cuda":
-            return _gpu_pool(spec, input)
-        return run_pool(spec, planes)
+    def adaptive_avg_pool(input: Any, output_size: Any, *, device: Any = None) -> np.ndarray: ...
 
+    name = f"adaptive_avg_pool{nd}d"
     doc = _pool_doc("adaptive_avg_pool", nd, f"{nd}-D adaptive average pooling (output_size 1: global average).")
-    return _named(adaptive_avg_pool, f"adaptive_avg_pool{nd}d", doc)
+    return operation(_pool_op(name, nd, spec))(_named(adaptive_avg_pool, name, doc))
 
 
 def _make_adaptive_max_pool(nd: int):
-    def adaptive_max_pool(input: Any, output_size: Any, return_indices: bool = False, *, device: Any = None):
-        if is_dask(input):
-            from ._dask import nn_pool
+    def spec(input, output_size, return_indices, device):
+        return adaptive_pool_spec("max", nd, input, output_size, return_indices, device)
 
-            return nn_pool(
-                nd, input, lambda x: adaptive_pool_spec("max", nd, x, output_size, return_indices, device)[0]
-            )
-        spec, planes = adaptive_pool_spec("max", nd, input, output_size, return_indices, device)
-        if spec.device == "cuda":
-            return _gpu_pool(spec, input)
-        return run_pool(spec, planes)
+    def adaptive_max_pool(input: Any, output_size: Any, return_indices: bool = False, *, device: Any = None): ...
 
+    name = f"adaptive_max_pool{nd}d"
     doc = _pool_doc("adaptive_max_pool", nd, f"{nd}-D adaptive max pooling (output_size 1: global max).")
-    return _named(adaptive_max_pool, f"adaptive_max_pool{nd}d", doc)
+    return operation(_pool_op(name, nd, spec))(_named(adaptive_max_pool, name, doc))
 
 
-def _named(func, name: str, doc: str):
+def _named(func, name: str, doc: str | None = None):
     func.__name__ = func.__qualname__ = name
-    func.__doc__ = doc
+    if doc is not None:
+        func.__doc__ = doc
     return func
 
 

@@ -9,6 +9,7 @@ Each function only validates (``_spec``), plans (``dispatch``) and runs
 
 from __future__ import annotations
 
+import inspect
 import time
 from typing import Any
 
@@ -17,6 +18,7 @@ import numpy as np
 from ._dask import is_dask
 from ._device import is_gpu_array
 from ._execute import run_filter
+from ._ops import Op, operation
 from ._spec import (
     check_2d,
     check_signal_mode,
@@ -42,17 +44,24 @@ _EXACT = 2.0**53
 
 
 def _elsewhere(in1, in2) -> bool:
-    """A dask ``in1`` or a GPU array among the inputs: :func:`_route` computes it."""
+    """GPU arrays among the inputs (or a dask ``in1`` inside the dask
+    executor): :func:`_route` computes it."""
     return is_dask(in1) or is_gpu_array(in1) or is_gpu_array(in2)
 
 
-def _route(kind: str, in1, in2, mode, **kwargs):
+def _route(kind: str, in1, in2, mode, method: str = "auto", **kwargs):
     """``kind`` ("convolve"/"correlate") on a dask ``in1`` (a lazy dask array
-    with halos) or on GPU arrays (the direct GPU filter, the result on the GPU)."""
+    with halos, each chunk planned with ``method``) or on GPU arrays (the
+    direct GPU filter, the result on the GPU: a method other than "direct"
+    is refused, not dropped)."""
     if is_dask(in1):
         from ._dask import signal_convolve
 
-        return signal_convolve(kind, in1, in2, mode, **kwargs)
+        return signal_convolve(kind, in1, in2, mode, method=method, **kwargs)
+    if method not in ("auto", "direct"):
+        raise ValueError(
+            f"method={method!r} is not available on the GPU (its filter is direct); use 'auto' or 'direct'"
+        )
     from .cuda._run import run_signal
 
     return run_signal(kind, in1, in2, mode, **kwargs)
@@ -174,7 +183,7 @@ def convolve(in1: Any, in2: Any, mode: str = "full", method: str = "auto") -> np
     if _by_numpy(in1, in2, mode, method):
         return np.convolve(in1, in2, mode)  # tiny 1-D: no planning on the way
     if _elsewhere(in1, in2):
-        return _route("convolve", in1, in2, mode)
+        return _route("convolve", in1, in2, mode, method)
     a, b = signal_arrays(in1, in2)
     mode = check_signal_mode(mode)
     if a.size == 0 or b.size == 0:
@@ -196,7 +205,7 @@ def correlate(in1: Any, in2: Any, mode: str = "full", method: str = "auto") -> n
     array([2. , 3.5, 3. ])
     """
     if _elsewhere(in1, in2):
-        return _route("correlate", in1, in2, mode)
+        return _route("correlate", in1, in2, mode, method)
     a, b = signal_arrays(in1, in2)
     mode = check_signal_mode(mode)
     if a.size == 0 or b.size == 0:
@@ -206,7 +215,7 @@ def correlate(in1: Any, in2: Any, mode: str = "full", method: str = "auto") -> n
 
 def _fft_family(in1, in2, mode, axes, method):
     if _elsewhere(in1, in2) and axes is None:
-        return _route("convolve", in1, in2, mode, as_float=True)
+        return _route("convolve", in1, in2, mode, method if is_dask(in1) else "auto", as_float=True)
     a, b = signal_arrays(in1, in2)
     mode = check_signal_mode(mode)
     if a.size == 0 or b.size == 0:
@@ -261,8 +270,7 @@ def oaconvolve(in1: Any, in2: Any, mode: str = "full", axes: Any = None) -> np.n
     if _elsewhere(in1, in2):
         return _fft_family(in1, in2, mode, axes, "oa")
     a, b = signal_arrays(in1, in2)
-    ratios = [n / max(k, 1) for n, k in zip(a.shape, b.shape)] if a.size and b.size else [0]
-    return _fft_family(a, b, mode, axes, "oa" if max(ratios) >= 4 or min(ratios) <= 0.25 else "fft")
+    return _fft_family(a, b, mode, axes, _oa_method(a, b))
 
 
 def convolve2d(in1: Any, in2: Any, mode: str = "full", boundary: str = "fill", fillvalue: float = 0) -> np.ndarray:
@@ -352,13 +360,81 @@ def choose_conv_method(in1: Any, in2: Any, mode: str = "full", measure: bool = F
     return min(times, key=times.get), times
 
 
-def _plan_spec(in1, in2, mode, method):
-    """For ``fastconv.explain(fastconv.signal.convolve, ...)``."""
+def _plan_spec(in1, in2, mode="full", method="auto", *, kind="convolve", boundary="fill", fillvalue=0.0,
+               same_start_high=False, as_float=False, axes=None):  # fmt: skip
+    """What ``fastconv.explain`` plans for a signal function: the spec of the
+    correlation it runs (in2 reversed for a convolution; correlations
+    conjugate it; 'valid' swaps as scipy)."""
     a, b = signal_arrays(in1, in2)
     mode = check_signal_mode(mode)
-    if swap_for_valid(mode, a, b):
+    if kind == "correlate":
+        if swap_for_valid(mode, a, b):
+            a, b = b, a
+        b = _reverse(np.conj(b) if b.dtype.kind == "c" else b)
+    elif swap_for_valid(mode, a, b):
         a, b = b, a
-    return (signal_spec(a, _reverse(b), mode, method),)
+    if axes is not None and len(freq_axes(a.shape, b.shape, axes)) < a.ndim:
+        raise ValueError("explain plans a convolution over every axis; with axes=, explain one slice")
+    spec = signal_spec(a, _reverse(b), mode, method, boundary=boundary, fillvalue=fillvalue,
+                       same_start_high=same_start_high)  # fmt: skip
+    if as_float and spec.out_dtype.kind in "biu":
+        import dataclasses
+
+        spec = dataclasses.replace(spec, out_dtype=np.dtype(np.float64))
+    return (spec,)
 
 
-convolve.__fastconv_spec__ = _plan_spec
+def _oa_method(in1, in2) -> str:
+    a, b = signal_arrays(in1, in2)
+    ratios = [n / max(k, 1) for n, k in zip(a.shape, b.shape)] if a.size and b.size else [0]
+    return "oa" if max(ratios) >= 4 or min(ratios) <= 0.25 else "fft"
+
+
+def _op(name: str, func, spec, kind: str, **route) -> Op:
+    """The descriptor of ``func``: its body validates and computes (GPU
+    arrays routed there, after validation of the names); a dask ``in1``
+    goes to the dask executor with the method the body would use."""
+
+    def dask(a: dict):
+        method = a.get("method", {"fftconvolve": "fft", "oaconvolve": "oa"}.get(name, "auto"))
+        extra = dict(route)
+        if "boundary" in a:
+            check_2d(len(a["in1"].shape), np.ndim(a["in2"]), a["boundary"], a["fillvalue"])
+            extra.update(boundary=a["boundary"], fillvalue=float(a["fillvalue"]))
+        if a.get("axes") is not None:
+            raise ValueError(f"axes= is not supported for a dask in1 ({name})")
+        return _route(kind, a["in1"], a["in2"], a["mode"], method, **extra)
+
+    return Op(f"signal.{name}", spec, lambda a: func(**a), dask, routed_by="in1",
+              method_op=(lambda a: "signal") if "method" in inspect.signature(func).parameters else None)  # fmt: skip
+
+
+convolve = operation(_op("convolve", convolve, _plan_spec, "convolve"))(convolve)
+correlate = operation(
+    _op("correlate", correlate, lambda in1, in2, mode, method: _plan_spec(in1, in2, mode, method, kind="correlate"),
+        "correlate")
+)(correlate)  # fmt: skip
+fftconvolve = operation(
+    _op("fftconvolve", fftconvolve,
+        lambda in1, in2, mode, axes: _plan_spec(in1, in2, mode, "fft", as_float=True, axes=axes), "convolve",
+        as_float=True)
+)(fftconvolve)  # fmt: skip
+oaconvolve = operation(
+    _op("oaconvolve", oaconvolve,
+        lambda in1, in2, mode, axes: _plan_spec(in1, in2, mode, _oa_method(in1, in2), as_float=True, axes=axes),
+        "convolve", as_float=True)
+)(oaconvolve)  # fmt: skip
+convolve2d = operation(
+    _op("convolve2d", convolve2d, lambda in1, in2, mode, boundary, fillvalue: _plan_spec(
+        in1, in2, mode, boundary=check_2d(np.ndim(in1), np.ndim(in2), boundary, fillvalue),
+        fillvalue=float(fillvalue)), "convolve")
+)(convolve2d)  # fmt: skip
+correlate2d = operation(
+    _op("correlate2d", correlate2d, lambda in1, in2, mode, boundary, fillvalue: _plan_spec(
+        in1, in2, mode, kind="correlate", boundary=check_2d(np.ndim(in1), np.ndim(in2), boundary, fillvalue),
+        fillvalue=float(fillvalue), same_start_high=True), "correlate", same_start_high=True)
+)(correlate2d)  # fmt: skip
+choose_conv_method = operation(
+    Op("signal.choose_conv_method", lambda in1, in2, mode, measure: _plan_spec(in1, in2, mode),
+       lambda a, f=choose_conv_method: f(**a))
+)(choose_conv_method)  # fmt: skip

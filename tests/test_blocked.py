@@ -10,8 +10,11 @@ import pytest
 
 import fastconv
 from fastconv._spec import conv_spec
-from fastconv.kernels import blocked, transpose_blocked
-from fastconv.kernels.microkernel import OB, positions
+from fastconv.kernels import blocked
+from fastconv.plans import blocked as bplan
+from fastconv.plans import shape
+from fastconv.plans import transpose_blocked as tplan
+from fastconv.plans.shape import OB, positions
 
 from .reference import conv_nd
 
@@ -29,8 +32,8 @@ def test_padded_phase_copy_matches_numpy_padding(rng):
     w = np.ones((2, 3, 2, 3, 4), np.float32)
     stride, padding, dilation = (2, 2, 3), (1, 2, 1), (1, 2, 1)
     spec = _spec(x, w, stride=stride, padding=padding, dilation=dilation)
-    dp, hq, wq, _ = blocked.geometry(spec)
-    xp = np.full(2 * blocked.image_elements(spec) + blocked.slack(spec), np.nan, np.float32)
+    dp, hq, wq, _ = bplan.geometry(spec)
+    xp = np.full(2 * bplan.image_elements(spec) + bplan.slack(spec), np.nan, np.float32)
     blocked._pad_split(x, xp, *stride, *padding, dp, hq, wq)
     pad = np.zeros((2, 3, dp + 8, 2 * (hq + 8), 3 * (wq + 8)), np.float32)
     pad[:, :, 1 : 1 + 4, 2 : 2 + 7, 1 : 1 + 9] = x
@@ -57,15 +60,15 @@ def test_every_read_stays_inside_the_padded_copy():
     ]:
         x, w = np.zeros(xs, np.float32), np.zeros(ws, np.float32)
         spec = _spec(x, w, **kwargs)
-        dp, hq, wq, phases = blocked.geometry(spec)
+        dp, hq, wq, phases = bplan.geometry(spec)
         od, oh, _ = spec.lifted("out_spatial")
         sd = spec.lifted("stride")[0]
-        tb = positions(4, blocked.vectors(spec))
+        tb = positions(4, bplan.vectors(spec))
         nrun = -(-(oh * wq) // tb)
         cig = spec.c_in // spec.groups
         last = ((spec.n - 1) * spec.c_in + (spec.groups - 1) * cig) * dp + (od - 1) * sd
         top = last * phases * hq * wq + nrun * tb - 1 + blocked.tap_offsets(spec).max()
-        assert top < spec.n * blocked.image_elements(spec) + blocked.slack(spec), (nd, xs, ws, kwargs)
+        assert top < spec.n * bplan.image_elements(spec) + bplan.slack(spec), (nd, xs, ws, kwargs)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -91,7 +94,7 @@ def test_channel_blocks_runs_and_strides(dtype, rng):
         w = rng.standard_normal(ws).astype(dtype)
         b = rng.standard_normal(ws[0]).astype(dtype)
         spec = _spec(x, w, **kwargs)
-        chunked += blocked.taps_per_chunk(spec) < int(np.prod(ws[1:]))
+        chunked += bplan.taps_per_chunk(spec) < int(np.prod(ws[1:]))
         got = FUNCS[nd](x, w, b, method="blocked", **kwargs)
         want = conv_nd(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), **kwargs)
         tol = 1e-4 if dtype == np.float32 else 1e-10
@@ -132,22 +135,22 @@ def test_runs_per_item_share_the_runs_evenly():
     x = np.zeros((8, 256, 14, 14), np.float32)
     w = np.zeros((256, 256, 3, 3), np.float32)
     spec = _spec(x, w, padding=1)
-    runs = 8 * -(-(14 * 16) // positions(4, blocked.vectors(spec)))
+    runs = 8 * -(-(14 * 16) // positions(4, bplan.vectors(spec)))
     for threads in (1, 2, 3, 4):
-        rpi = blocked.runs_per_item(spec, 8, threads)
+        rpi = bplan.runs_per_item(spec, 8, threads)
         items = -(-runs // rpi)
         busiest = -(-items // threads) * rpi
         assert busiest <= -(-runs // threads) * 1.5  # no thread left with a much bigger share
-        assert rpi * 256 * positions(4, blocked.vectors(spec)) * 4 <= blocked._ACC_BYTES
+        assert rpi * 256 * positions(4, bplan.vectors(spec)) * 4 <= bplan._ACC_BYTES
     # long items when they cost the busiest thread little: 1336 runs of a
     # conv1d on 2 threads, 16 per item (84 items, 672 runs on the busiest
     # thread) rather than 4 (334 items, 668)
     spec1 = _spec(np.zeros((4, 32, 16000), np.float32), np.zeros((32, 32, 9), np.float32), padding=4)
-    tb, nrun = blocked.runs(spec1)
-    assert 4 * nrun == 1336 and blocked._SPAN // tb == 16
-    assert blocked.runs_per_item(spec1, 4, 2) == 16
+    tb, nrun = bplan.runs(spec1)
+    assert 4 * nrun == 1336 and bplan._SPAN // tb == 16
+    assert bplan.runs_per_item(spec1, 4, 2) == 16
     # but not 7 items of 16 on 2 threads (64 runs on the busiest, 56 with 14 per item)
-    assert blocked.share_runs(7 * 16, 8, tb, 4, 2) == 14
+    assert bplan.share_runs(7 * 16, 8, tb, 4, 2) == 14
 
 
 @pytest.mark.parametrize("threads", [1, 3])
@@ -158,12 +161,12 @@ def test_threads_and_image_blocks_under_a_small_workspace(threads, stride, rng, 
     w = rng.standard_normal((10, 4, 3, 3)).astype(np.float32)
     spec = _spec(x, w, padding=1, stride=stride)
     # stride 1 on a small plane runs shifted (transpose_blocked), stride 2 phase-split
-    assert (blocked.shifted(spec) is not None) == (stride == 1)
+    assert (bplan.shifted(spec) is not None) == (stride == 1)
     # the smallest limit that holds two images' copies with the weights,
     # partial sums and slack
-    limit = next(lim for lim in range(1 << 10, 1 << 22, 256) if blocked.images_per_block(spec, lim, threads) >= 2)
-    assert blocked.images_per_block(spec, limit, threads) == 2  # three blocks of images
-    assert blocked.workspace(spec, limit, threads) <= limit
+    limit = next(lim for lim in range(1 << 10, 1 << 22, 256) if bplan.images_per_block(spec, lim, threads) >= 2)
+    assert bplan.images_per_block(spec, limit, threads) == 2  # three blocks of images
+    assert bplan.workspace(spec, limit, threads) <= limit
     want = conv_nd(x, w, padding=1, stride=stride)
     with fastconv.set_config(num_threads=threads, workspace_limit=limit):
         got = fastconv.conv2d(x, w, padding=1, stride=stride, method="blocked")
@@ -177,17 +180,17 @@ def test_stride1_runs_shifted_only_where_it_saves_work():
         return _spec(np.zeros(xs, np.float32), np.zeros((8, xs[1], 3, 3), np.float32), padding=1)
 
     small, large = spec((8, 16, 7, 7)), spec((2, 16, 56, 56))
-    assert blocked.shifted(small) is not None and blocked.shifted(large) is None
-    t = blocked.shifted(small)
+    assert bplan.shifted(small) is not None and bplan.shifted(large) is None
+    t = bplan.shifted(small)
     assert t.transposed and t.pad_lo == (1, 1) and t.stride == (1, 1)
-    assert blocked.computed_flops(small) >= blocked._SHIFTED * transpose_blocked.computed_flops(t, 8)
+    assert bplan.computed_flops(small) >= bplan._SHIFTED * tplan.computed_flops(t, 8)
 
 
 def test_refused_when_one_image_exceeds_the_workspace(rng):
     # planes of few runs (12x13 positions at stride 2) copy whole images
     x = rng.standard_normal((1, 256, 24, 24)).astype(np.float32)
     w = rng.standard_normal((8, 256, 3, 3)).astype(np.float32)
-    assert not blocked.plane_windows(_spec(x, w, padding=1, stride=2))
+    assert not bplan.plane_windows(_spec(x, w, padding=1, stride=2))
     with fastconv.set_config(workspace_limit=600 << 10, num_threads=2):
         assert "blocked" not in fastconv.available_methods(fastconv.conv2d, x, w, padding=1, stride=2)
         with pytest.raises(ValueError, match="blocked"):
@@ -196,11 +199,9 @@ def test_refused_when_one_image_exceeds_the_workspace(rng):
     # MB) does not fit the limit, the windows do
     x = rng.standard_normal((1, 64, 64, 64)).astype(np.float32)
     w = rng.standard_normal((8, 64, 3, 3)).astype(np.float32)
-    assert (
-        blocked.plane_windows(_spec(x, w, padding=1)) and blocked.image_elements(_spec(x, w, padding=1)) * 4 > 1 << 20
-    )
+    assert bplan.plane_windows(_spec(x, w, padding=1)) and bplan.image_elements(_spec(x, w, padding=1)) * 4 > 1 << 20
     with fastconv.set_config(workspace_limit=600 << 10, num_threads=2):
-        assert blocked.workspace(_spec(x, w, padding=1), 600 << 10, 2) <= 600 << 10
+        assert bplan.workspace(_spec(x, w, padding=1), 600 << 10, 2) <= 600 << 10
         got = fastconv.conv2d(x, w, padding=1, method="blocked")
     want = conv_nd(x.astype(np.float64), w.astype(np.float64), padding=1)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
@@ -222,7 +223,6 @@ def test_refused_when_one_image_exceeds_the_workspace(rng):
 
 
 def test_every_micro_kernel_width_is_used_and_correct(rng, monkeypatch):
-    monkeypatch.setattr(blocked, "_SHIFTED", float("inf"))  # the phase-split layout throughout
     # the widest run that does not round a plane's positions up by more than
     # 3%: long rows take 3 vectors, a 3x3 plane (15 positions) 1, and a
     # plane of 2 vectors' worth 2
@@ -235,8 +235,8 @@ def test_every_micro_kernel_width_is_used_and_correct(rng, monkeypatch):
     for nv, (xs, ws, kwargs) in cases.items():
         x = rng.standard_normal(xs).astype(np.float32)
         w = rng.standard_normal(ws).astype(np.float32)
-        assert blocked.vectors(_spec(x, w, **kwargs)) == nv
-        got = FUNCS[x.ndim - 2](x, w, method="blocked", **kwargs)
+        assert bplan.vectors(_spec(x, w, **kwargs)) == nv
+        got = FUNCS[x.ndim - 2](x, w, method="blocked:padded", **kwargs)
         want = conv_nd(x.astype(np.float64), w.astype(np.float64), **kwargs)
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
 
@@ -246,7 +246,6 @@ def test_groups_of_at_most_four_channels_run_blocks_of_four(dtype, rng, monkeypa
     # groups with 1-4 output channels pack and compute blocks of 4 (a block of
     # 8 would be half zeros), at each run width, with partial blocks, strides,
     # dilation, chunked taps and a bias; 5 channels per group stay on OB
-    monkeypatch.setattr(blocked, "_SHIFTED", float("inf"))  # the phase-split layout throughout
     lanes = positions(np.dtype(dtype).itemsize, 1)
     cases = [
         (2, (2, 8, 9, 10), (16, 2, 3, 3), dict(padding=1, groups=4), 4),
@@ -262,12 +261,12 @@ def test_groups_of_at_most_four_channels_run_blocks_of_four(dtype, rng, monkeypa
         w = rng.standard_normal(ws).astype(dtype)
         b = rng.standard_normal(ws[0]).astype(dtype)
         spec = _spec(x, w, **kwargs)
-        assert blocked.block_channels(spec) == ob
-        got = FUNCS[nd](x, w, b, method="blocked", **kwargs)
+        assert bplan.block_channels(spec) == ob
+        got = FUNCS[nd](x, w, b, method="blocked:padded", **kwargs)
         want = conv_nd(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), **kwargs)
         tol = 1e-4 if dtype == np.float32 else 1e-10
         np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())
-    widths = {blocked.vectors(_spec(np.zeros(xs, dtype), np.zeros(ws, dtype), **kw)) for _, xs, ws, kw, _ in cases}
+    widths = {bplan.vectors(_spec(np.zeros(xs, dtype), np.zeros(ws, dtype), **kw)) for _, xs, ws, kw, _ in cases}
     assert widths == {1, 2, 3}
 
 
@@ -279,7 +278,8 @@ def test_conv1d_on_per_item_windows(dtype, threads, rng, monkeypatch):
     # run, rows of many items (short items forced), padding wider than the
     # kernel's reach, none, strides 2-4 with dilation, groups of 4 and of 8+
     # channels, taps in chunks, a bias, a non-contiguous input and reflect padding
-    monkeypatch.setattr(blocked, "_SPAN", 2 * positions(np.dtype(dtype).itemsize))  # 2 runs per item at most
+    for module in (shape, bplan):  # 2 runs per item at most
+        monkeypatch.setattr(module, "_SPAN", 2 * positions(np.dtype(dtype).itemsize))
     if threads > 1:  # the parallel build (these small problems would otherwise run the serial one)
         monkeypatch.setattr(blocked, "_SERIAL_FLOPS", 0)
     lanes = positions(np.dtype(dtype).itemsize, 1)
@@ -299,7 +299,7 @@ def test_conv1d_on_per_item_windows(dtype, threads, rng, monkeypatch):
         w = rng.standard_normal(ws).astype(dtype)
         b = rng.standard_normal(ws[0]).astype(dtype)
         spec = _spec(x, w, **{k: v for k, v in kw.items() if k != "padding_mode"})
-        assert blocked.windowed(spec)
+        assert bplan.windowed(spec)
         with fastconv.set_config(num_threads=threads):
             got = fastconv.conv1d(x, w, b, method="blocked", **kw)
         xr = x.astype(np.float64)
@@ -317,7 +317,7 @@ def test_conv1d_on_per_item_windows(dtype, threads, rng, monkeypatch):
         fastconv.conv1d(x, w, padding=2, method="blocked"), fastconv.conv1d(x.copy(), w, padding=2, method="blocked")
     )
     # conv2d keeps the padded phase-split copy
-    assert not blocked.windowed(_spec(np.zeros((1, 4, 3, 9), dtype), np.zeros((2, 4, 1, 3), dtype)))
+    assert not bplan.windowed(_spec(np.zeros((1, 4, 3, 9), dtype), np.zeros((2, 4, 1, 3), dtype)))
 
 
 @pytest.mark.parametrize("threads", [1, 3])
@@ -332,8 +332,9 @@ def test_conv2d_3d_on_per_item_plane_windows(dtype, threads, rng, monkeypatch):
     # no tap reads left out (1x1/2, 2x2/3),
     # several items per plane (a short span), one run per item (a small
     # window limit), a non-contiguous input, reflect padding, NaN/Inf
-    monkeypatch.setattr(blocked, "_WINDOW_RUNS", 2)  # windows even on these small planes
-    monkeypatch.setattr(blocked, "_SPAN", 3 * positions(np.dtype(dtype).itemsize))
+    # (the variant forced by name: windows even on these small planes)
+    for module in (shape, bplan):
+        monkeypatch.setattr(module, "_SPAN", 3 * positions(np.dtype(dtype).itemsize))
     if threads > 1:
         monkeypatch.setattr(blocked, "_SERIAL_FLOPS", 0)
     cases = [
@@ -366,19 +367,21 @@ def test_conv2d_3d_on_per_item_plane_windows(dtype, threads, rng, monkeypatch):
         spec = _spec(x, w, **geometric)
         with monkeypatch.context() as m:
             if i == 3:  # one run per item
-                m.setattr(blocked, "_WINDOW_BYTES", 1)
-            assert blocked.plane_windows(spec) and not blocked.windowed(spec) and blocked.shifted(spec) is None
-            tb, _, rpi, hw = blocked.window_geometry(spec)
-            assert (rpi == 1) == (i == 3) and rpi * tb <= blocked._SPAN
+                m.setattr(bplan, "_WINDOW_BYTES", 1)
+            assert "plane_windows" in bplan.variants(spec)
+            tb, _, rpi, hw = bplan.window_geometry(spec)
+            assert (rpi == 1) == (i == 3) and rpi * tb <= bplan._SPAN
             # the furthest read of an item (its first run starts at most
             # Wq - 1 into its first row) stays inside its window
-            wq = blocked.geometry(spec)[2]
+            wq = bplan.geometry(spec)[2]
             if spec.lifted("stride")[2] == 2:
                 splits.add((xs[-1] - 1 + spec.kernel_pad_lo[2]) // 2 < wq)
             top = wq - 1 + rpi * tb - 1 + blocked.tap_offsets(spec, hw).max()
-            assert top < blocked._window_elements(spec)
+            assert top < bplan._window_elements(spec)
             with fastconv.set_config(num_threads=threads):
-                got = FUNCS[x.ndim - 2](x, w, b, method="blocked", **kw)
+                plan = fastconv.explain(FUNCS[x.ndim - 2], x, w, b, method="blocked:plane_windows", **kw)
+                assert plan.variant == "plane_windows"
+                got = FUNCS[x.ndim - 2](x, w, b, method="blocked:plane_windows", **kw)
         xr = x.astype(np.float64)
         if "padding_mode" in kw:
             xr = np.pad(xr, ((0, 0), (0, 0), (1, 1), (1, 1)), mode="reflect")
@@ -388,15 +391,14 @@ def test_conv2d_3d_on_per_item_plane_windows(dtype, threads, rng, monkeypatch):
         scale = np.abs(want[np.isfinite(want)]).max()
         np.testing.assert_allclose(got, want, rtol=tol, atol=tol * scale)
     assert splits == {True, False}
-    used = blocked.used_phases(_spec(np.zeros((1, 4, 25, 30), dtype), np.zeros((6, 4, 1, 1), dtype), stride=2))
+    used = bplan.used_phases(_spec(np.zeros((1, 4, 25, 30), dtype), np.zeros((6, 4, 1, 1), dtype), stride=2))
     np.testing.assert_array_equal(used, [[True, False], [False, False]])
-    used = blocked.used_phases(
+    used = bplan.used_phases(
         _spec(np.zeros((1, 3, 31, 29), dtype), np.zeros((4, 3, 2, 2), dtype), stride=3, dilation=(1, 2))
     )
     np.testing.assert_array_equal(used, [[True, False, True], [True, False, True], [False, False, False]])
     # planes of few runs keep the padded copy
-    monkeypatch.setattr(blocked, "_WINDOW_RUNS", 8)
-    assert not blocked.plane_windows(_spec(np.zeros((1, 4, 3, 9), dtype), np.zeros((2, 4, 1, 3), dtype)))
+    assert not bplan.plane_windows(_spec(np.zeros((1, 4, 3, 9), dtype), np.zeros((2, 4, 1, 3), dtype)))
 
 
 def test_small_problems_run_the_serial_kernels(rng, monkeypatch):
@@ -464,9 +466,8 @@ print("ok")
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_stride1_shifted_over_its_parameters(dtype, rng, monkeypatch):
-    # every case shifted: the flipped kernel as a stride-1 transposed
-    # convolution, padding (K-1)*d - p
-    monkeypatch.setattr(blocked, "_SHIFTED", 0.0)
+    # every case forced onto the shifted variant by name: the flipped kernel
+    # as a stride-1 transposed convolution, padding (K-1)*d - p
     cases = [
         (1, (3, 5, 9), (OB + 3, 5, 3), dict(padding=1)),
         (2, (2, 6, 5, 7), (6, 3, 3, 3), dict(padding=1, groups=2, dilation=(1, 2))),
@@ -483,8 +484,8 @@ def test_stride1_shifted_over_its_parameters(dtype, rng, monkeypatch):
         b = rng.standard_normal(ws[0]).astype(dtype)
         spec = conv_spec(nd, x, w, b, 1, kwargs.get("padding", 0), kwargs.get("dilation", 1), kwargs.get("groups", 1),
                          kwargs.get("padding_mode", "zeros"), "blocked", None, None)[0]  # fmt: skip
-        assert blocked.shifted(spec) is not None, (xs, ws, kwargs)
-        got = FUNCS[nd](x, w, b, method="blocked", **kwargs)
+        assert "shifted" in bplan.variants(spec), (xs, ws, kwargs)
+        got = FUNCS[nd](x, w, b, method="blocked:shifted", **kwargs)
         want = conv_nd(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), **kwargs)
         tol = 1e-4 if dtype == np.float32 else 1e-10
         np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())

@@ -4,6 +4,7 @@ writers) and ``fastconv warmup``."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 import shutil
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 
 import fastconv
-from fastconv import _warm
+from fastconv import _warm, _warmup
 from fastconv.dispatch import Method, clear_plan_cache, register, unregister
 
 from .reference import conv_nd
@@ -74,7 +75,7 @@ def cold(monkeypatch):
     """A cheapest-estimate mock method whose kernel is cold, background
     compilation on, and builds recorded instead of run."""
     kernel = ColdKernel()
-    register(Method("cold", ("conv2d",), kernel, lambda s: None, lambda s, c: 0.0, lambda s: 0, "mock"))
+    register(Method("cold", ("conv2d",), kernel, lambda s: None, lambda s: 0, "mock", estimate=lambda s, c: 0.0))
     built = []
 
     def fake_build(jobs, timeout=None):
@@ -100,7 +101,7 @@ def test_tier0_answers_while_the_kernel_compiles_then_the_kernel_runs(cold, rng)
     np.testing.assert_allclose(y, conv_nd(x.astype(np.float64), w.astype(np.float64), padding=1), rtol=1e-4, atol=1e-4)
     assert _warm.wait(60)
     (job,) = built
-    assert job.method == "cold" and job.spec.op == "conv2d" and job.out_shape == (2, 4, 1, 9, 8)
+    assert job.spec.method == "cold" and job.spec.op == "conv2d" and job.out_shape == (2, 4, 1, 9, 8)
     assert pickle.loads(pickle.dumps(job)) == job  # what the child receives
     kernel.compiled = True  # (what the child's build did to the disk cache)
     plan = fastconv.explain(fastconv.conv2d, x, w, padding=1)
@@ -179,9 +180,9 @@ def test_a_job_runs_the_real_kernel(rng):
     x = rng.standard_normal((2, 3, 7, 7)).astype(np.float32)
     w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
     spec, ops, _ = conv_spec(2, x, w, None, 1, 1, 1, 1, "zeros", "auto", None, None)
-    job = _warm.job_for(spec, "direct", ops, (2, 4, 1, 7, 7), fastconv.get_config())
+    job = _warm.job_for(dataclasses.replace(spec, method="direct"), ops, (2, 4, 1, 7, 7), fastconv.get_config())
     assert job.ops["x"] == ((2, 3, 1, 7, 7), "<f4") and job.ops["b"] is None
-    job.run()
+    _warmup.run_job(job)
 
 
 def test_parallel_builds_keep_shared_kernels_together_and_spread_the_slow_ones(monkeypatch, rng):
@@ -189,24 +190,24 @@ def test_parallel_builds_keep_shared_kernels_together_and_spread_the_slow_ones(m
     monkeypatch.setattr(_warm, "build", lambda jobs, timeout=None: (children.append(jobs), (True, ""))[1])
     x = rng.standard_normal((1, 4, 9, 9)).astype(np.float32)
     dense, depthwise = rng.standard_normal((4, 4, 3, 3)), rng.standard_normal((4, 1, 3, 3))
-    jobs = _warm.call_jobs(fastconv.conv2d, (x, dense.astype(np.float32)), dict(padding=1),
+    jobs = _warmup.call_jobs(fastconv.conv2d, (x, dense.astype(np.float32)), dict(padding=1),
                            ["winograd_f4", "winograd_f2", "blocked", "direct"])  # fmt: skip
-    jobs += _warm.call_jobs(
+    jobs += _warmup.call_jobs(
         fastconv.conv2d, (x, depthwise.astype(np.float32)), dict(padding=1, groups=4), ["depthwise"]
     )
     _warm.build_parallel(jobs, 2)
     assert len(children) == 2
-    by_child = [{j.method for j in child} for child in children]
+    by_child = [{j.spec.method.split(":")[0] for j in child} for child in children]
     winograd = next(c for c in by_child if "winograd_f4" in c)
     assert "winograd_f2" in winograd and "depthwise" not in winograd  # (the two slowest apart)
-    assert sorted(m for c in by_child for m in c) == sorted(j.method for j in jobs)
+    assert sorted(m for c in by_child for m in c) == sorted(j.spec.method.split(":")[0] for j in jobs)
 
 
 # --- whole processes on an empty cache -------------------------------------------------
 
 COLD = """
 import numpy as np, fastconv
-from fastconv import _warm
+from fastconv import _warm, _warmup
 from tests.reference import conv_nd, max_pool_nd
 rng = np.random.default_rng(1)
 x = rng.standard_normal((1, 2, 9, 9)).astype(np.float32)
@@ -275,8 +276,9 @@ def test_unwritable_cache_dir_falls_back_with_one_warning(tmp_path):
 
 def test_an_edited_helper_module_recompiles_the_kernels_that_inline_it(tmp_path):
     """The filter kernel is defined in kernels/filter.py; an edit of another
-    kernel source (kernels/direct.py, whose helpers kernels inline) must not
-    let the stale build load."""
+    kernel source (kernels/direct.py, whose helpers kernels inline), or of a
+    plan module (whose constants kernels compile in), must not let the stale
+    build load."""
     tree = tmp_path / "tree"
     shutil.copytree(os.path.join(ROOT, "fastconv"), tree / "fastconv", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(os.path.join(ROOT, "tests"), tree / "tests", ignore=shutil.ignore_patterns("__pycache__"))
@@ -284,10 +286,13 @@ def test_an_edited_helper_module_recompiles_the_kernels_that_inline_it(tmp_path)
     for stage in ("cold", "loaded"):
         res = _python(FILTER, cache, stage, cwd=tree)
         assert res.returncode == 0 and "ok" in res.stdout, res.stderr[-2000:]
-    with open(tree / "fastconv" / "kernels" / "direct.py", "a") as fh:
-        fh.write("\n# an edit\n")
-    res = _python(FILTER, cache, "loaded", cwd=tree)
-    assert res.returncode != 0 and "NotCompiled" in res.stderr, res.stderr[-2000:]
+    for edited in (("kernels", "direct.py"), ("plans", "shape.py")):
+        with open(tree / "fastconv" / edited[0] / edited[1], "a") as fh:
+            fh.write("\n# an edit\n")
+        res = _python(FILTER, cache, "loaded", cwd=tree)
+        assert res.returncode != 0 and "NotCompiled" in res.stderr, (edited, res.stderr[-2000:])
+        res = _python(FILTER, cache, "cold", cwd=tree)  # (compiles the edited tree's kernel)
+        assert res.returncode == 0 and "ok" in res.stdout, res.stderr[-2000:]
 
 
 def test_warmup_command_compiles_ahead(tmp_path):

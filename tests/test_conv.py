@@ -16,7 +16,9 @@ from . import arrays
 from .reference import conv_nd, receptive_mask
 
 FUNCS = {1: fastconv.conv1d, 2: fastconv.conv2d, 3: fastconv.conv3d}
-METHODS = sorted({name for op in ("conv1d", "conv2d", "conv3d") for name in methods_for(op)})
+#: every registered method (bias_only, the plan of a convolution without
+#: input channels, has its own test: test_no_input_channels_gives_the_bias)
+METHODS = sorted({name for op in ("conv1d", "conv2d", "conv3d") for name in methods_for(op)} - {"bias_only"})
 TOL = {np.float32: dict(rtol=2e-4, atol=2e-4), np.float64: dict(rtol=1e-10, atol=1e-10)}
 
 
@@ -147,7 +149,7 @@ def test_im2col_tiles_whole_planes_and_pieces(rng):
     GEMM and pieces of rows (through the result buffer) -- each with and
     without bias, with groups, float32 and float64, strided 1x1 and 3x3."""
     from fastconv._plan_api import _spec_of
-    from fastconv.kernels.im2col_plan import plan_tiles, whole_planes
+    from fastconv.plans.im2col import plan_tiles, whole_planes
 
     cases = [
         # N, Cin, Cout, groups, spatial, kernel, stride, padding, the tiles wanted
@@ -281,10 +283,14 @@ def test_size_zero_batch_and_channels(nd):
     # no input channels: the sum is empty, only the bias remains
     y = FUNCS[nd](np.ones((2, 0) + (5,) * nd), np.ones((2, 0) + (3,) * nd), np.array([1.5, -2.0]))
     np.testing.assert_array_equal(y, np.broadcast_to(np.array([1.5, -2.0]).reshape((1, 2) + (1,) * nd), y.shape))
-    # ... with every method that takes it, padded, float32 (depthwise's 3x3
-    # planes once took it and left the output unwritten; FFT raised)
+    # ... whatever method is asked for, padded, float32: the plan is bias_only
+    # (depthwise's 3x3 planes once took it and left the output unwritten;
+    # FFT raised), and explain says the forced method was replaced
     x, w, b = np.ones((2, 0) + (5,) * nd, np.float32), np.ones((2, 0) + (3,) * nd, np.float32), np.array([1.5, -2.0])
-    for method in fastconv.available_methods(FUNCS[nd], x, w, padding=1):
+    assert fastconv.available_methods(FUNCS[nd], x, w, padding=1) == ["auto", "bias_only"]
+    for method in ["auto", *METHODS]:
+        plan = fastconv.explain(FUNCS[nd], x, w, padding=1, method=method)
+        assert plan.method == "bias_only" and (method == "auto" or "replaced" in plan.reason), method
         for bias in (b.astype(np.float32), None):
             y = FUNCS[nd](x, w, bias, padding=1, method=method)
             want = 0 if bias is None else bias.reshape((1, 2) + (1,) * nd)

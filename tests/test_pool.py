@@ -58,7 +58,7 @@ def path(request, monkeypatch):
         return
     from fastconv import _warm
 
-    monkeypatch.setattr(_warm, "run", lambda key, spec, method, kernel, fallback, *rest: fallback())
+    monkeypatch.setattr(_warm, "run", lambda key, spec, kernel, fallback, *rest: fallback())
     with fastconv.set_config(background_compile=True):
         yield request.param
 

@@ -201,7 +201,7 @@ def test_im2col_honours_the_workspace_limit():
 
 def test_im2col_tiles_always_fit(rng):
     from fastconv._spec import conv_spec
-    from fastconv.kernels.im2col_plan import plan_tiles, workspace
+    from fastconv.plans.im2col import plan_tiles, workspace
 
     for _ in range(200):
         n, c, k = int(rng.integers(1, 9)), int(rng.integers(1, 300)), int(rng.integers(1, 6))

@@ -12,7 +12,8 @@ import pytest
 import fastconv
 from fastconv._spec import conv_transpose_spec
 from fastconv.kernels import transpose_blocked as tb
-from fastconv.kernels.microkernel import OB, positions
+from fastconv.plans import transpose_blocked as tplan
+from fastconv.plans.shape import OB, positions
 
 from .reference import conv_transpose_nd
 
@@ -38,10 +39,10 @@ def test_shifted_copy_puts_the_images_side_by_side(rng):
     x = rng.standard_normal((3, 2, 3, 5, 6)).astype(np.float32)
     w = np.ones((2, 2, 3, 4, 3), np.float32)
     spec = _spec(x, w, stride=(1, 2, 2), padding=(1, 1, 2))
-    lay = tb.layout(spec)
+    lay = tplan.layout(spec)
     ed, eh, ew = lay.e_min
     lo, hi = lay.cols
-    xp = np.full(3 * tb.image_elements(spec) + tb._slack(spec), np.nan, np.float32)
+    xp = np.full(3 * tplan.image_elements(spec) + tplan._slack(spec), np.nan, np.float32)
     tb._pad_shifted(x, xp, ed, eh, ew, lay.dp, lay.rows, lay.wp, lo, hi)
     want = np.zeros((2, lay.dp, lay.rows, 3, lay.wp), np.float32)
     for z in range(lay.dp):
@@ -58,11 +59,11 @@ def test_rows_share_their_padding():
     # a 4x4 stride-2 layer on 14-wide input: phase planes 14 wide, the taps
     # reach one column either side, computed 15 wide (not 16)
     x = np.zeros((2, 4, 14, 14), np.float32)
-    lay = tb.layout(_spec(x, np.zeros((4, 4, 4, 4), np.float32), stride=2, padding=1))
+    lay = tplan.layout(_spec(x, np.zeros((4, 4, 4, 4), np.float32), stride=2, padding=1))
     assert lay.q == (1, 14, 14) and lay.wp == 15 and lay.taps == 16
     assert len(lay.phases) == 4 and all(len(t) == 4 for _, t in lay.phases)
     # no left padding needed (every shift >= 0): the pitch keeps one zero column
-    lay = tb.layout(_spec(x, np.zeros((4, 4, 3, 3), np.float32), stride=2, padding=1, output_padding=1))
+    lay = tplan.layout(_spec(x, np.zeros((4, 4, 3, 3), np.float32), stride=2, padding=1, output_padding=1))
     assert lay.cols[0] == 0 and lay.wp == 15 and sorted(len(t) for _, t in lay.phases) == [1, 2, 2, 4]
 
 
@@ -78,13 +79,13 @@ def test_every_read_stays_inside_the_copy():
     ]:
         x, w = np.zeros(xs, np.float32), np.zeros(ws, np.float32)
         spec = _spec(x, w, **kw)
-        lay = tb.layout(spec)
-        step, nrun = tb.runs(spec, spec.n)
-        xoff, _ = tb.tap_tables(spec, spec.n)
+        lay = tplan.layout(spec)
+        step, nrun = tplan.runs(spec, spec.n)
+        xoff, _ = tplan.tap_tables(spec, spec.n)
         cig = spec.c_in // spec.groups
         last = ((spec.groups - 1) * cig * lay.dp + lay.q[0] - 1) * lay.plane(spec.n)
         top = last + nrun * step - 1 + xoff.max()
-        assert top < spec.n * tb.image_elements(spec) + tb._slack(spec), (xs, ws, kw)
+        assert top < spec.n * tplan.image_elements(spec) + tplan._slack(spec), (xs, ws, kw)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -125,7 +126,7 @@ def test_every_micro_kernel_width(rng):
         w = rng.standard_normal((3, OB, *(3,) * (x.ndim - 2))).astype(np.float32)
         kw = dict(stride=1, padding=1)
         spec = _spec(x, w, **kw)
-        seen.add(tb.runs(spec, spec.n)[0] // lanes)
+        seen.add(tplan.runs(spec, spec.n)[0] // lanes)
         _check(FUNCS[x.ndim - 2](x, w, method="blocked", **kw), x, w, None, np.float32, **kw)
     assert seen == {1, 2, 3}
 
@@ -138,9 +139,9 @@ def test_threads_and_image_blocks_under_a_small_workspace(threads, rng):
     spec = _spec(x, w, **kw)
     # the smallest limit that holds two images' copies (the partial sums get
     # a quarter of the limit, at least one run's)
-    limit = next(lim for lim in range(1 << 10, 1 << 22, 256) if tb.images_per_block(spec, lim, threads) >= 2)
-    assert tb.images_per_block(spec, limit, threads) == 2  # three blocks of images
-    assert tb.workspace(spec, limit, threads) <= limit
+    limit = next(lim for lim in range(1 << 10, 1 << 22, 256) if tplan.images_per_block(spec, lim, threads) >= 2)
+    assert tplan.images_per_block(spec, limit, threads) == 2  # three blocks of images
+    assert tplan.workspace(spec, limit, threads) <= limit
     with fastconv.set_config(num_threads=threads, workspace_limit=limit):
         got = fastconv.conv_transpose2d(x, w, method="blocked", **kw)
     _check(got, x, w, None, np.float32, **kw)

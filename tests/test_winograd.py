@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import fastconv
-from fastconv.dispatch.registry import WINOGRAD_F4_MAX_CIN_FLOAT32
+from fastconv.plans.winograd import WINOGRAD_F4_MAX_CIN_FLOAT32
 
 from .reference import conv_nd, receptive_mask
 
@@ -53,7 +53,7 @@ def test_row_transforms_equal_the_matrices(rng):
 
     from fastconv.kernels import winograd as W
     from fastconv.kernels import winograd_rows as R
-    from fastconv.kernels.microkernel import lanes
+    from fastconv.plans.shape import lanes
 
     def six(f):  # (an intrinsic is called from compiled code only)
         return njit(lambda a, b, c, d, e, g: f(a, b, c, d, e, g))
@@ -107,7 +107,7 @@ def test_batched_row_transform_equals_the_matrices(rng):
 
     from fastconv.kernels import winograd as W
     from fastconv.kernels import winograd_rows as R
-    from fastconv.kernels.microkernel import lanes
+    from fastconv.plans.shape import lanes
 
     def six(f):
         return njit(lambda a, b, c, d, e, g: f(a, b, c, d, e, g))
@@ -170,7 +170,7 @@ def test_weight_transform_block_against_numpy(rng):
     unreadable page); a NaN or Inf in a main-loop or a tail row reported,
     none in the row past the block."""
     from fastconv.kernels import winograd as W
-    from fastconv.kernels.microkernel import OB, lanes
+    from fastconv.plans.shape import OB, lanes
 
     n_out, K = OB + 3, 13
     for dt in (np.float32, np.float64):
@@ -242,7 +242,7 @@ def test_fused_weight_transform_pieces(threads, rng):
     scalar tail), a kernel one row high, a 3-D kernel flattened into the
     rows; both dtypes, one and two threads (output channels split)."""
     from fastconv._spec import conv_spec
-    from fastconv.kernels.winograd_plan import FUSED_OC, FUSED_ROWS, layout
+    from fastconv.plans.winograd import FUSED_OC, FUSED_ROWS, layout
 
     cin, cout = 2 * FUSED_ROWS + 3, 2 * FUSED_OC + 22
     cases = [
@@ -273,8 +273,8 @@ def test_weight_transform_against_numpy(m, parallel, rng, monkeypatch):
 
     monkeypatch.setattr(W, "_SERIAL_U_BELOW", 0 if parallel else 1 << 40)
 
-    from fastconv.kernels.microkernel import OB
-    from fastconv.kernels.winograd_plan import u_pitch
+    from fastconv.plans.shape import OB
+    from fastconv.plans.winograd import u_pitch
 
     w = rng.standard_normal((OB + 3, 3, 2, 3, 3))
     u = W.transform_weights(w, m, m, o_block=OB).copy()
@@ -348,7 +348,7 @@ def test_dilated_by_input_phases(m, rng):
     padding wider and narrower than the dilation, 'same', reflect padding,
     groups and bias; the phase spec's shapes."""
     from fastconv._spec import conv_spec
-    from fastconv.kernels.winograd_plan import phase_spec
+    from fastconv.plans.winograd import phase_spec
 
     cases = [
         ((2, 3, 28, 28), dict(padding=2, dilation=2)),
@@ -379,7 +379,7 @@ def test_output_channel_split_and_small_workspace(m, rng):
     channels (the last block partial); a tight workspace_limit: fewer tile
     rows a block.  Same answers, and the planned workspace stays in the limit."""
     from fastconv._spec import conv_spec
-    from fastconv.kernels.winograd_plan import layout
+    from fastconv.plans.winograd import layout
 
     x = rng.standard_normal((1, 6, 4, 4)).astype(np.float32)
     w = rng.standard_normal((37, 6, 3, 3)).astype(np.float32)
@@ -448,7 +448,7 @@ def test_depth_ring_against_reference(m, rng):
     workspace, and the fallback to the flat schedule when even one tile row
     does not fit."""
     from fastconv._spec import conv_spec
-    from fastconv.kernels.winograd_plan import depth_ring
+    from fastconv.plans.winograd import depth_ring
 
     cases = [
         ((2, 3, 6, 5, 7), (4, 3, 2, 3, 3), dict(padding=(0, 1, 1))),
@@ -470,7 +470,7 @@ def test_depth_ring_against_reference(m, rng):
     assert big.n_blocks >= 2  # one image: the rows are split so that both threads work
     tight = depth_ring(spec, m, big.workspace // 2, 2)
     assert tight is not None and tight.rows_per_block < big.rows_per_block and tight.workspace <= big.workspace // 2
-    from fastconv.kernels.winograd_plan import layout
+    from fastconv.plans.winograd import layout
 
     # a limit that even one tile row of the ring exceeds, while the flat schedule fits
     flat_only = next(

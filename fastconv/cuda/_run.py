@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from .._device import gpu_dtype, is_gpu_array
+from ..plans.cuda import direct_tile
 from . import _kernels, unavailable_reason
 
 
@@ -122,25 +123,6 @@ def _launch(total: int):
 # --- convolution ----------------------------------------------------------------------
 
 
-def direct_tile(spec) -> tuple[int, int] | None:
-    """The direct kernel's output tile (TH, TW) whose input patch fits shared
-    memory, or None when even one output's patch does not."""
-    _, kh, kw = spec.lifted("kernel")
-    _, sh, sw = spec.lifted("stride")
-    _, dh, dw = spec.lifted("dilation")
-    th, tw = _kernels.TILE
-    while True:
-        patch = ((th - 1) * sh + (kh - 1) * dh + 1) * ((tw - 1) * sw + (kw - 1) * dw + 1)
-        if patch <= _kernels.SHARED_ELEMS:
-            return th, tw
-        if th == 1 and tw == 1:
-            return None
-        if th >= tw and th > 1:
-            th = max(1, th // 2)
-        else:
-            tw = max(1, tw // 2)
-
-
 def _lift(arr, batched: bool, nd: int):
     shape = tuple(arr.shape)
     if not batched:
@@ -230,14 +212,13 @@ def conv_transpose_direct(spec, ops: _Operands, y, num_threads: int = 1) -> None
     _per_output(_kernels.transpose_kernel, spec, ops, y)
 
 
-def run_conv(spec, input, weight, bias, out):
-    """A validated device="cuda" (or GPU-array) convolution or transposed convolution."""
-    from ..dispatch import select
-
+def run_conv(plan, input, weight, bias, out):
+    """A validated device="cuda" (or GPU-array) convolution or transposed
+    convolution, as ``plan`` (the dispatcher's) says."""
+    spec = plan.spec
     cuda = _cuda()
     if out is not None:
         check_out(out, spec.out_shape, spec.dtype)
-    plan = select(spec)
     ops = _Operands(spec, input, weight, bias)
     y = cuda.device_array((spec.n, spec.c_out, *spec.lifted("out_spatial")), dtype=spec.dtype)
     if y.size:
@@ -250,7 +231,7 @@ def run_conv(spec, input, weight, bias, out):
 
 def run_pool(spec, input):
     """A validated GPU pooling call: values, or (values, indices)."""
-    from ..kernels.pool_plan import windows
+    from ..plans.pool import windows
 
     cuda = _cuda()
     x = to_device(input, spec.dtype)

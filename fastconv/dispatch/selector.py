@@ -16,7 +16,6 @@ import numpy as np
 
 from .. import _warm
 from .._config import get_config
-from .._spec import ConvSpec
 from ..kernels import NonFiniteInput
 from .registry import TIER0, methods_for
 
@@ -28,13 +27,20 @@ class Candidate:
     workspace_bytes: int
     rejected: str | None  # None when feasible
     measured_s: float | None = None
+    #: the method's code path that runs (None: it has one)
+    variant: str | None = None
+    #: the plans of the parts it runs as (a method with ``children``)
+    children: tuple = ()
 
     def row(self, chosen: bool) -> str:
         mark = "*" if chosen else " "
         est = "-" if self.estimated_s is None else f"{self.estimated_s * 1e3:.3f} ms"
         meas = "" if self.measured_s is None else f"  measured {self.measured_s * 1e3:.3f} ms"
         why = "" if self.rejected is None else f"  rejected: {self.rejected}"
-        return f" {mark} {self.name:<12} estimated {est:>12}{meas}  workspace {_bytes(self.workspace_bytes):>9}{why}"
+        var = "" if self.variant is None or self.rejected is not None else f"  ({self.variant})"
+        return (
+            f" {mark} {self.name:<12} estimated {est:>12}{meas}  workspace {_bytes(self.workspace_bytes):>9}{var}{why}"
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,34 +58,65 @@ class Plan:
     def flops(self) -> int:
         return self.spec.flops
 
+    @functools.cached_property
+    def chosen(self) -> Candidate:
+        return next(c for c in self.candidates if c.name == self.method)
+
     @property
     def workspace_bytes(self) -> int:
-        return next(c.workspace_bytes for c in self.candidates if c.name == self.method)
+        return self.chosen.workspace_bytes
 
-    def run(self, ops, out: np.ndarray) -> None:
-        if isinstance(self.spec, ConvSpec) and self.spec.c_in == 0 and isinstance(out, np.ndarray):
-            # no input channels: the sum is empty, every output is its bias
-            # (one rule for every CPU method, forward or transposed)
-            out[...] = 0 if ops.b is None else ops.b.reshape((-1,) + (1,) * (out.ndim - 2))
-            return
-        runner = _runner(self.op, self.method)
+    @property
+    def variant(self) -> str | None:
+        """The chosen method's code path (None: it has one)."""
+        return self.chosen.variant
+
+    @property
+    def children(self) -> tuple:
+        """The plans of the parts the chosen method runs as (None: a part with
+        nothing to compute)."""
+        return self.chosen.children
+
+    @functools.cached_property
+    def _call(self):
+        """The runner with what the plan decided for it (variant, child plans)."""
+        method = methods_for(self.op)[self.method]
+        runner = method.load()
+        if method.variants is not None:
+            return functools.partial(runner, variant=self.variant)
+        if method.children is not None:
+            return functools.partial(runner, children=self.children)
+        return runner
+
+    def run(self, ops, out):
+        """Run the chosen kernel on ``ops`` into ``out``; returns what the
+        runner returns (pooling: the values and indices)."""
+        call = self._call
         try:
-            if self._tiered(out):
-                _warm.run(
+            if self._tiered():
+                return _warm.run(
                     id(self),
-                    self.spec,
-                    self.method,
-                    lambda: runner(self.spec, ops, out, self.num_threads),
+                    self.job_spec(),
+                    lambda: call(self.spec, ops, out, self.num_threads),
                     lambda: _runner(self.op, TIER0)(self.spec, ops, out, self.num_threads),
                     ops,
-                    out.shape,
+                    None if out is None else out.shape,
                 )
-            else:
-                runner(self.spec, ops, out, self.num_threads)
+            return call(self.spec, ops, out, self.num_threads)
         except NonFiniteInput:
             # the kernel found NaN/Inf in the input it reads (a method that
             # checks as it goes): the plan for non-finite input runs instead
-            _non_finite_plan(self.spec, ops).run(ops, out)
+            return _non_finite_plan(self.spec, ops).run(ops, out)
+
+    def job_spec(self):
+        """The spec that makes a fresh process plan and run exactly this
+        plan's kernel (method and variant forced by name)."""
+        name = (
+            self.method
+            if self.variant is None or methods_for(self.op)[self.method].variants is None
+            else (f"{self.method}:{self.variant}")
+        )
+        return dataclasses.replace(self.spec, method=name)
 
     @functools.cached_property
     def _has_tier0(self) -> bool:
@@ -90,8 +127,8 @@ class Plan:
             and any(c.name == TIER0 and c.rejected is None for c in self.candidates)
         )
 
-    def _tiered(self, out) -> bool:
-        return self._has_tier0 and isinstance(out, np.ndarray) and get_config().background_compile
+    def _tiered(self) -> bool:
+        return self._has_tier0 and get_config().background_compile
 
     @property
     def kernel_state(self) -> str:
@@ -103,9 +140,7 @@ class Plan:
         if hasattr(s, "describe"):
             lines = [f"<fastconv plan for {self.op}: method={self.method!r}", *s.describe()]
             lines[-1] += f", threads {self.num_threads}"
-            lines += [f"  why: {self.reason}", f"  kernel: {self.kernel_state}", "  candidates:"]
-            lines += [c.row(c.name == self.method) for c in self.candidates]
-            return "\n".join(lines) + ">"
+            return "\n".join(lines + self._tail()) + ">"
         lines = [
             f"<fastconv plan for {self.op}: method={self.method!r}",
             f"  input ({s.n}, {s.c_in}, {', '.join(map(str, s.in_spatial))}) {s.dtype}, "
@@ -116,9 +151,18 @@ class Plan:
         ]
         if getattr(s, "device", "cpu") == "cuda":
             lines.append(f"  on the GPU; host<->GPU copies of NumPy operands: {_bytes(s.transfer_bytes)}")
-        lines += [f"  why: {self.reason}", f"  kernel: {self.kernel_state}", "  candidates:"]
+        return "\n".join(lines + self._tail()) + ">"
+
+    def _tail(self) -> list[str]:
+        lines = [f"  why: {self.reason}"]
+        if self.variant is not None:
+            lines.append(f"  variant: {self.variant}")
+        lines += [f"  kernel: {self.kernel_state}", "  candidates:"]
         lines += [c.row(c.name == self.method) for c in self.candidates]
-        return "\n".join(lines) + ">"
+        for i, child in enumerate(self.children):
+            if child is not None:
+                lines.append(f"  part {i}: {child.method}" + ("" if child.variant is None else f" ({child.variant})"))
+        return lines
 
 
 def _weight_shape(s) -> tuple[int, ...]:
@@ -219,7 +263,14 @@ def select(spec, ops=None) -> Plan:
 
 
 def _plan_key(spec, cfg) -> tuple:
-    return (spec.key(), spec.method, cfg.num_threads, cfg.workspace_limit, cfg.autotune, cfg.cache_dir)
+    return (
+        spec.key(),
+        getattr(spec, "method", "auto"),
+        cfg.num_threads,
+        cfg.workspace_limit,
+        cfg.autotune,
+        cfg.cache_dir,
+    )
 
 
 def _non_finite_plan(spec, ops) -> Plan:
@@ -238,9 +289,15 @@ def _cached_plan(key, spec, cfg, ops, finite: bool) -> Plan:
     plan = _plans.get(key)
     if plan is None:
         plan = _select(spec, cfg, finite)
-        feasible = [c for c in plan.candidates if c.rejected is None]
+        methods = methods_for(spec.op)
+        feasible = [c for c in plan.candidates if c.rejected is None and not methods[c.name].fallback]
         # (GPU plans are not measured here: the CPU tuner times host kernels)
-        if spec.method == "auto" and cfg.autotune and len(feasible) > 1 and getattr(spec, "device", "cpu") == "cpu":
+        if (
+            getattr(spec, "method", "auto") == "auto"
+            and cfg.autotune
+            and len(feasible) > 1
+            and getattr(spec, "device", "cpu") == "cpu"
+        ):
             plan = _tuned(plan, spec, cfg, ops)
         with _plans_lock:
             _plans[key] = plan
@@ -252,7 +309,8 @@ def _cached_plan(key, spec, cfg, ops, finite: bool) -> Plan:
 def _tuned(plan: Plan, spec, cfg, ops) -> Plan:
     from . import tuning
 
-    names = [c.name for c in plan.candidates if c.rejected is None]
+    methods = methods_for(spec.op)
+    names = [c.name for c in plan.candidates if c.rejected is None and not methods[c.name].fallback]
     tkey = tuning.cache_key(spec, cfg.num_threads, cfg.workspace_limit)
     entry = tuning.lookup(tkey, cfg.cache_dir)
     if entry is not None and entry["method"] in names:
@@ -266,7 +324,8 @@ def _tuned(plan: Plan, spec, cfg, ops) -> Plan:
             ops = synthetic_operands(spec)
         shape = getattr(spec, "scratch_shape", None) or (spec.n, spec.c_out, *spec.lifted("out_spatial"))
         scratch = np.empty(shape, dtype=spec.dtype)
-        times = tuning.measure(names, lambda name: _runner(spec.op, name)(spec, ops, scratch, cfg.num_threads))
+        plans = {c.name: dataclasses.replace(plan, method=c.name) for c in plan.candidates if c.name in names}
+        times = tuning.measure(names, lambda name: plans[name]._call(spec, ops, scratch, cfg.num_threads))
         entry = {"method": min(times, key=times.get), "times": times}
         tuning.store(tkey, entry, cfg.cache_dir)
         reason = "measured now (autotune), fastest of the feasible methods"
@@ -296,35 +355,63 @@ def valid_methods(op: str) -> list[str]:
     return ["auto", *sorted(methods_for(op))]
 
 
+#: why every other method steps aside for a convolution without input channels
+_EMPTY = "no input channels: every output is its bias (bias_only)"
+_NON_FINITE = "input has NaN/Inf, which this method would spread beyond their windows"
+
+
 def _select(spec, cfg, finite: bool = True) -> Plan:
     methods = methods_for(spec.op)
-    if spec.method != "auto" and spec.method not in methods:
-        raise ValueError(f"method must be one of {valid_methods(spec.op)} for {spec.op}, got {spec.method!r}")
+    wanted = getattr(spec, "method", "auto")
+    forced_name, _, forced_variant = wanted.partition(":")
+    if wanted != "auto" and forced_name not in methods:
+        raise ValueError(f"method must be one of {valid_methods(spec.op)} for {spec.op}, got {wanted!r}")
+    if forced_variant and methods[forced_name].variants is None:
+        raise ValueError(f"method {forced_name!r} has no variants, got {wanted!r}")
     constants = cost_constants()
+    empty = "bias_only" in methods and getattr(spec, "c_in", 1) == 0
     candidates = []
-    non_finite = "input has NaN/Inf, which this method would spread beyond their windows"
     for name, m in sorted(methods.items()):
-        rejected = m.supports(spec)
-        ws = int(m.workspace(spec))
+        if name == "bias_only" and not empty and name != forced_name:
+            continue  # (the plan of a convolution without input channels: no candidate otherwise)
+        variant = forced_variant if name == forced_name and forced_variant else None
+        if empty and name != "bias_only":
+            rejected, ws = _EMPTY, 0
+        else:
+            rejected = m.check(spec, variant)
+            ws = m.workspace_of(spec, variant) if rejected is None or m.variants is None else 0
         if rejected is None and ws > cfg.workspace_limit:
             rejected = f"workspace {_bytes(ws)} exceeds workspace_limit {_bytes(cfg.workspace_limit)}"
         if rejected is None and not finite and m.finite_only:
-            rejected = non_finite
-        est = m.cost(spec, constants) if rejected is None else None
-        candidates.append(Candidate(name, est, ws, rejected))
-    forced = next((c for c in candidates if c.name == spec.method), None)
-    if forced is not None and forced.rejected not in (None, non_finite):
-        raise ValueError(f"method={spec.method!r} cannot compute this {spec.op}: {forced.rejected}")
+            rejected = _NON_FINITE
+        est, children = None, ()
+        if rejected is None:
+            if m.variant is not None and variant is None:
+                variant = m.variant(spec)
+            if m.children is not None:
+                children = tuple(
+                    None if c is None else _select(dataclasses.replace(c, method="auto"), cfg, finite)
+                    for c in m.children(spec)
+                )
+            child_s = sum(c.chosen.estimated_s or 0.0 for c in children if c is not None)
+            est = m.cost(spec, constants, child_s, variant)
+        candidates.append(Candidate(name, est, ws, rejected, variant=variant, children=children))
+    forced = next((c for c in candidates if c.name == forced_name), None)
+    if forced is not None and forced.rejected not in (None, _NON_FINITE, _EMPTY):
+        raise ValueError(f"method={wanted!r} cannot compute this {spec.op}: {forced.rejected}")
     if forced is not None and forced.rejected is None:
         chosen, reason = forced, "forced by method="
     else:
         feasible = [c for c in candidates if c.rejected is None and not methods[c.name].fallback]
         if not feasible:  # pragma: no cover - direct supports everything
             raise ValueError(f"no registered method can compute this {spec.op}")
-        chosen = min(feasible, key=lambda c: c.estimated_s)
-        reason = "only feasible candidate" if len(feasible) == 1 else "lowest estimated time (cost model)"
+        chosen = min(feasible, key=lambda c: (c.estimated_s is None, c.estimated_s or 0.0))
+        if len(feasible) == 1:
+            reason = "only feasible candidate"
+        else:
+            reason = "lowest estimated time (cost model)"
         if forced is not None:
-            reason = f"method={spec.method!r} replaced: {forced.rejected}; {reason}"
+            reason = f"method={wanted!r} replaced: {forced.rejected}; {reason}"
     return Plan(
         op=spec.op,
         spec=spec,
@@ -333,3 +420,27 @@ def _select(spec, cfg, finite: bool = True) -> Plan:
         candidates=tuple(candidates),
         num_threads=cfg.num_threads,
     )
+
+
+def features(name: str, spec) -> dict[str, float]:
+    """The cost features the method with cost key ``name`` reports for
+    ``spec`` (its children planned as the dispatcher would): what
+    ``bench/fit_cost_model.py`` fits the constants of ``name`` on."""
+    from .registry import all_methods
+
+    m = next(m for m in all_methods() if m.cost_key == name)
+    if m.children is not None:
+        plans = [
+            None if c is None else _select(dataclasses.replace(c, method="auto"), get_config())
+            for c in m.children(spec)
+        ]
+        return m.features(spec, sum(p.chosen.estimated_s or 0.0 for p in plans if p is not None))
+    return m.features(spec)
+
+
+def cost_keys() -> dict[str, object]:
+    """Cost-model entry -> the method whose features it weighs (methods with
+    a ``base_cost`` share another's constants: fitted after it)."""
+    from .registry import all_methods
+
+    return {m.cost_key: m for m in all_methods() if m.cost_key is not None and m.features is not None}

@@ -46,7 +46,7 @@ def cpu_id() -> str:
 
 
 def cache_key(spec, num_threads: int, workspace_limit: int) -> str:
-    from .. import __version__
+    from .._version import __version__
 
     return json.dumps(
         [list(map(str, spec.key())), num_threads, workspace_limit, cpu_id(), os.cpu_count(), __version__],

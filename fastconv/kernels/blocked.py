@@ -34,228 +34,26 @@ import numpy as np
 from numba import prange
 
 from .._config import numba_jit, numba_threads, scratch, serial_below, serial_copy
+from ..plans.blocked import (
+    _SERIAL_FLOPS,
+    _halo,
+    block_channels,
+    choose_variant,
+    geometry,
+    image_elements,
+    images_per_block,
+    runs,
+    runs_per_item,
+    slack,
+    splits_rows,
+    taps_per_chunk,
+    used_phases,
+    vectors,
+    window_geometry,
+    windowed_runs,
+)
 from .direct import _U, _copy, _fill, _gather, _inline, pack_weights
-from .microkernel import NV, OB, block_mac, block_mac1, block_mac2, positions, quad_mac, quad_mac1, quad_mac2
-
-_SPAN = 768  # most output positions (of one channel) per work item
-_ACC_BYTES = 256 << 10  # most partial sums per work item (all channel blocks)
-_CHUNK = 128  # about this many taps per micro-kernel call
-# longest work items whose busiest thread has at most this many times the
-# fewest runs any item length gives it (measured, 2 threads: 4 -> 16 runs per
-# item on conv1d 32 k9 (0.6% more runs on one thread) 0.76-0.87 of the time)
-_BALANCE = 1.04
-# problems of fewer FLOPs run on the calling thread alone: a parallel launch
-# under Numba's workqueue layer costs 0.14-0.2 ms (measured, conv1d, 2
-# threads: 0.8 MFLOP 0.40 -> 0.18 ms, 6 MFLOP 0.49 -> 0.29, 25 MFLOP
-# 0.98 -> 0.80, 50 MFLOP 1.32 -> 1.84); an eighth of it under omp/tbb
-# (see serial_below)
-_SERIAL_FLOPS = 32e6
-_WINDOW_RUNS = 8  # least runs per output plane for per-item windows (plane_windows)
-# most bytes of one item's window, unless it holds a single run (3x3/2 128
-# @56, 2 threads: 1.1 MB windows of 9 runs 0.87 of the time of 0.23 MB ones
-# of 1 run, stem 0.93, others within 2%)
-_WINDOW_BYTES = 2 << 20
-
-
-def oc_blocks(spec, ob: int = OB) -> int:
-    """Blocks of ``ob`` output channels per group (the last one partial when
-    ``ob`` does not divide the group's channels)."""
-    return -(-(spec.c_out // spec.groups) // ob)
-
-
-def block_channels(spec) -> int:
-    """Output channels per micro-kernel block of the convolution ``spec``:
-    OB, or 4 for groups of at most 4 output channels (ResNeXt's 32x4d),
-    where blocks of 8 would compute as many zeros as outputs."""
-    return min(OB, 4) if spec.c_out // spec.groups <= 4 else OB
-
-
-_SHIFTED = 1.08  # least ratio of computed work (phase-split / shifted) to run a stride-1 convolution shifted
-
-
-def shifted(spec):
-    """The stride-1 transposed convolution a stride-1 convolution runs as
-    (:func:`.transpose_blocked.conv_stride1`), or None.  Its layout puts the
-    images' rows side by side, sharing their padding, so small planes compute
-    fewer padding columns and rounded-up runs (7x7: 8/7 instead of 9/7 of the
-    work); it is used when that saves at least 1 - 1/_SHIFTED of the
-    micro-kernel's work, because on planes where both compute about the
-    same, it measured 4-9% slower (64 @56, 32 @32, conv1d; not understood)."""
-    return _shifted(spec, _SHIFTED)
-
-
-@functools.lru_cache(maxsize=256)
-def _shifted(spec, least: float):
-    if not all(s == 1 for s in spec.stride):
-        return None
-    from . import transpose_blocked
-
-    t = transpose_blocked.conv_as_transposed(spec)
-    if computed_flops(spec) < least * transpose_blocked.computed_flops(t, spec.n):
-        return None
-    return t
-
-
-@functools.lru_cache(maxsize=256)
-def geometry(spec) -> tuple[int, ...]:
-    """(Dp, Hq, Wq, phases): padded depth, phase-plane height and width, and
-    the number of (row, column) stride phases."""
-    sd, sh, sw = spec.lifted("stride")
-    dd, dh, dw = spec.lifted("dilation")
-    kd, kh, kw = spec.lifted("kernel")
-    od, oh, ow = spec.lifted("out_spatial")
-    return (od - 1) * sd + (kd - 1) * dd + 1, oh + (kh - 1) * dh // sh, ow + (kw - 1) * dw // sw, sh * sw
-
-
-@functools.lru_cache(maxsize=256)
-def vectors(spec) -> int:
-    """Vectors of positions per micro-kernel call for ``spec``'s planes."""
-    oh = spec.lifted("out_spatial")[1]
-    return vectors_for(oh * geometry(spec)[2], np.dtype(spec.dtype).itemsize)
-
-
-def vectors_for(npos: int, itemsize: int) -> int:
-    """Vectors of positions per micro-kernel call (1..NV) on a plane of
-    ``npos`` positions: the widest whose runs, rounded up per plane, cover at
-    most 3% more positions than the narrowest (a 7x7 plane is 63 positions
-    with its padding columns: one 16-wide vector per run computes 64, three
-    compute 96)."""
-    covered = {nv: -(-npos // positions(itemsize, nv)) * positions(itemsize, nv) for nv in range(1, NV + 1)}
-    least = min(covered.values())
-    return max(nv for nv, c in covered.items() if c <= 1.03 * least)
-
-
-@functools.lru_cache(maxsize=256)
-def runs(spec) -> tuple[int, int]:
-    """(tb, nrun): positions per micro-kernel call, and calls (runs) per output
-    plane, the plane's positions (padding columns included) rounded up."""
-    oh = spec.lifted("out_spatial")[1]
-    tb = positions(np.dtype(spec.dtype).itemsize, vectors(spec))
-    return tb, -(-(oh * geometry(spec)[2]) // tb)
-
-
-def image_elements(spec) -> int:
-    """Elements of one image's padded, phase-split copy."""
-    dp, hq, wq, phases = geometry(spec)
-    return spec.c_in * dp * phases * hq * wq
-
-
-def slack(spec) -> int:
-    """Elements after the last plane of the padded copy: the last run of a
-    plane reads up to one run plus the plane's padding columns past its end
-    (only for positions that are dropped; zeroed)."""
-    return positions(np.dtype(spec.dtype).itemsize) + geometry(spec)[2]
-
-
-def _channels(spec) -> int:
-    """Output channels per group rounded up to whole micro-kernel blocks
-    (:func:`block_channels`): the rows of the packed weights and of the
-    partial sums."""
-    ob = block_channels(spec)
-    return oc_blocks(spec, ob) * ob
-
-
-def _weight_bytes(spec) -> int:
-    """Bytes of the packed weights."""
-    return spec.groups * _channels(spec) * _taps(spec) * np.dtype(spec.dtype).itemsize
-
-
-def _fixed_bytes(spec, threads: int) -> int:
-    """Workspace besides the padded images: the packed weights, each thread's
-    partial sums (at most _ACC_BYTES) and the slack after the last plane."""
-    item = np.dtype(spec.dtype).itemsize
-    acc = max(_ACC_BYTES, _channels(spec) * runs(spec)[0] * item)  # at least one run
-    return _weight_bytes(spec) + threads * acc + slack(spec) * item
-
-
-def images_per_block(spec, limit: int, threads: int) -> int:
-    """Images whose padded copy fits the workspace limit together (0: not even
-    one).  conv1d copies no image (:func:`windowed`): all of them, or 0 when
-    its weights and windows do not fit."""
-    if windowed(spec):
-        return spec.n if _windowed_bytes(spec, threads) <= limit else 0
-    t = shifted(spec)
-    if t is not None:
-        from . import transpose_blocked
-
-        return transpose_blocked.images_per_block(t, limit, threads)
-    if plane_windows(spec):
-        return spec.n if _plane_window_bytes(spec, threads) <= limit else 0
-    per_image = image_elements(spec) * np.dtype(spec.dtype).itemsize
-    room = limit - _fixed_bytes(spec, threads)
-    return max(0, min(spec.n, room // max(per_image, 1)))
-
-
-def workspace(spec, limit: int, threads: int) -> int:
-    if windowed(spec):
-        return _windowed_bytes(spec, threads)
-    t = shifted(spec)
-    if t is not None:
-        from . import transpose_blocked
-
-        return transpose_blocked.workspace(t, limit, threads)
-    if plane_windows(spec):
-        return _plane_window_bytes(spec, threads)
-    nimg = max(1, images_per_block(spec, limit, threads))
-    return nimg * image_elements(spec) * np.dtype(spec.dtype).itemsize + _fixed_bytes(spec, threads)
-
-
-def computed_flops(spec) -> int:
-    """FLOPs the micro-kernel runs: whole blocks of output channels
-    (:func:`block_channels`) and of positions, the plane's padding columns
-    included."""
-    tb, nrun = runs(spec)
-    return 2 * spec.n * spec.lifted("out_spatial")[0] * nrun * tb * spec.groups * _channels(spec) * _taps(spec)
-
-
-def calls(spec) -> int:
-    """Micro-kernel calls: per run of a plane, group, block of output
-    channels and chunk of taps (each call stores or adds its partial sums)."""
-    planes = spec.n * spec.lifted("out_spatial")[0]
-    chunks = -(-_taps(spec) // taps_per_chunk(spec))
-    return planes * runs(spec)[1] * spec.groups * oc_blocks(spec, block_channels(spec)) * chunks
-
-
-def _taps(spec) -> int:
-    kd, kh, kw = spec.lifted("kernel")
-    return spec.c_in // spec.groups * kd * kh * kw
-
-
-def runs_per_item(spec, nimg: int, threads: int) -> int:
-    """Runs of positions per work item for a block of ``nimg`` images."""
-    tb, nrun = runs(spec)
-    total = nimg * spec.lifted("out_spatial")[0] * nrun * spec.groups
-    return share_runs(total, _channels(spec), tb, np.dtype(spec.dtype).itemsize, threads)
-
-
-def share_runs(
-    total: int, channels: int, tb: int, itemsize: int, threads: int, acc_bytes: int | None = None, rows: int = 1
-) -> int:
-    """Runs (of ``tb`` positions) per work item out of ``total`` (in each of
-    ``rows`` rows that no item crosses): at most _SPAN positions, few enough
-    that the partial sums of ``channels`` stay within ``acc_bytes`` (default
-    _ACC_BYTES), and dividing the runs about evenly among the threads (the
-    longest items within _BALANCE)."""
-    acc_bytes = _ACC_BYTES if acc_bytes is None else acc_bytes
-    most = max(1, min(_SPAN // tb, acc_bytes // (channels * tb * itemsize), total))
-    # items are split into equal contiguous shares: the largest run count
-    # whose busiest thread has at most _BALANCE times the runs of the best
-    # choice (longer items reuse each chunk of weights over more runs; but
-    # measured: 7 items on 2 threads cost 12% on a 256-channel 14x14 layer)
-    share = {}
-    for rpi in range(1, most + 1):
-        items = rows * -(-total // rpi)
-        share[rpi] = -(-items // threads) * rpi  # runs of the busiest thread
-    least = min(share.values())
-    return max(rpi for rpi, v in share.items() if v <= _BALANCE * least)
-
-
-def taps_per_chunk(spec) -> int:
-    """Taps (input channel x kernel tap) per micro-kernel call: whole input
-    channels, about _CHUNK taps, so a run's input window stays in L1."""
-    kd, kh, kw = spec.lifted("kernel")
-    taps = kd * kh * kw
-    return max(1, _CHUNK // taps) * taps
+from .microkernel import OB, block_mac, block_mac1, block_mac2, positions, quad_mac, quad_mac1, quad_mac2
 
 
 @functools.lru_cache(maxsize=256)
@@ -430,37 +228,6 @@ def _blocked_kernel(xp, wp, xoff, b, out, c_in, groups, sd, dp, phases, hq, wq, 
                         _store_run(of, obase, acc, src, p0, p1, wq, OW, b[co])
 
 
-def windowed(spec) -> bool:
-    """Whether ``spec`` runs on per-item input windows (:func:`_windowed_kernel`):
-    conv1d, whose padded copy is only the rows (split by stride phase) with
-    their padding."""
-    sizes = (spec.n, spec.c_in, spec.c_out, spec.out_spatial[0]) if spec.nd == 1 else (0,)
-    return min(sizes) > 0  # (empty problems: the general path's guards)
-
-
-def _halo(spec) -> int:
-    """Window elements per stride phase past the item's positions."""
-    return (spec.kernel[0] - 1) * spec.dilation[0] // spec.stride[0]
-
-
-def windowed_runs(spec, threads: int) -> tuple[int, int, int]:
-    """(tb, nrun, rpi) of the windowed path: positions per micro-kernel call,
-    runs per output row, runs per work item (items never cross rows)."""
-    item = np.dtype(spec.dtype).itemsize
-    ow = spec.out_spatial[0]
-    tb = positions(item, vectors_for(ow, item))
-    nrun = -(-ow // tb)
-    return tb, nrun, share_runs(nrun, _channels(spec), tb, item, threads, rows=spec.n * spec.groups)
-
-
-def _windowed_bytes(spec, threads: int) -> int:
-    """Packed weights and, per thread, one item's input window and partial sums."""
-    item = np.dtype(spec.dtype).itemsize
-    tb, _, rpi = windowed_runs(spec, threads)
-    window = spec.c_in // spec.groups * spec.stride[0] * (rpi * tb + _halo(spec))
-    return _weight_bytes(spec) + threads * (window + _channels(spec) * rpi * tb) * item
-
-
 @numba_jit(parallel=True)
 def _windowed_kernel(x, wp, xoff, b, out, groups, pad, st, lw, nv, tb, rpi, rchunk, nparts):
     """conv1d with no padded copy of the whole input: each work item (``rpi``
@@ -531,120 +298,6 @@ def _windowed_kernel(x, wp, xoff, b, out, groups, pad, st, lw, nv, tb, rpi, rchu
                         _store_row(of, dst + q0, acc, src + q0, min(OW, q0 + tb) - q0, b[co])
 
 
-def plane_windows(spec) -> bool:
-    """Whether a 2-D/3-D ``spec`` runs on per-item windows of rows
-    (:func:`_plane_window_kernel`) instead of one padded copy of the images
-    (:func:`_pad_split`, then :func:`_blocked_kernel`): planes of at least
-    _WINDOW_RUNS runs.  Measured (2 threads, 3x3/2 128 @56): the copy pass
-    ran 2.4x slower followed by the kernel than alone, the kernel 1.4x (the
-    copy written by one core, read by the other, 14 MB through L3, and two
-    parallel launches)."""
-    if spec.nd == 1 or min(spec.n, spec.c_in, spec.c_out, *spec.out_spatial) == 0:
-        return False
-    return runs(spec)[1] >= _WINDOW_RUNS
-
-
-def window_geometry(spec) -> tuple[int, int, int, int]:
-    """(tb, nrun, rpi, hw): positions per micro-kernel call, runs per output
-    plane, runs per work item (items never cross planes), and rows of each
-    phase plane an item's window holds (its runs, the first one's row from
-    column 0, and the kernel's reach below)."""
-    return _window_geometry(spec, _SPAN, _ACC_BYTES, _WINDOW_BYTES)
-
-
-@functools.lru_cache(maxsize=256)
-def _window_geometry(spec, span: int, acc_bytes: int, window_bytes: int) -> tuple[int, int, int, int]:
-    item = np.dtype(spec.dtype).itemsize
-    tb, nrun = runs(spec)
-    # a plane's runs in the fewest items of at most _SPAN positions and
-    # _ACC_BYTES of partial sums, split evenly (every item copies its rows
-    # and the kernel's reach below them: one run per item, which
-    # share_runs would pick for an odd run count, copied 2.3-3.4x the input);
-    # and fewer runs while the window passes _WINDOW_BYTES
-    _, sh, sw = spec.lifted("stride")
-    _, dh, dw = spec.lifted("dilation")
-    kd, kh, kw = spec.lifted("kernel")
-    _, _, wq, phases = geometry(spec)
-    reach = ((kh - 1) * dh // sh) * wq + (kw - 1) * dw // sw
-    per_row = spec.c_in // spec.groups * kd * phases * wq * item  # window bytes per row
-
-    def rows(rpi: int) -> int:
-        return (wq - 1 + rpi * tb + reach) // wq + 1
-
-    most = max(1, min(span // tb, acc_bytes // (_channels(spec) * tb * item)))
-    k = -(-nrun // most)
-    while -(-nrun // k) > 1 and rows(-(-nrun // k)) * per_row > window_bytes:
-        k += 1
-    rpi = -(-nrun // k)
-    return tb, nrun, rpi, rows(rpi)
-
-
-def _window_elements(spec) -> int:
-    """Elements of one item's window: per input channel of a group, depth tap
-    and stride phase, ``hw`` rows of ``Wq``."""
-    kd = spec.lifted("kernel")[0]
-    _, _, _, hw = window_geometry(spec)
-    return spec.c_in // spec.groups * kd * geometry(spec)[3] * hw * geometry(spec)[2]
-
-
-@functools.lru_cache(maxsize=256)
-def used_phases(spec) -> np.ndarray:
-    """used[a, b]: whether some tap reads stride phase (a, b) -- all of them
-    unless the kernel is smaller than the stride (1x1/2: only (0, 0), a
-    quarter of the window to copy).  Cached per shape: callers only read it."""
-    _, sh, sw = spec.lifted("stride")
-    _, dh, dw = spec.lifted("dilation")
-    _, kh, kw = spec.lifted("kernel")
-    used = np.zeros((sh, sw), np.bool_)
-    rows = {(i * dh) % sh for i in range(kh)}
-    cols = {(j * dw) % sw for j in range(kw)}
-    for a in rows:
-        for b in cols:
-            used[a, b] = True
-    return used
-
-
-def splits_rows(spec) -> bool:
-    """Whether the window kernel copies stride-2 input rows into both column
-    phases in one pass (:func:`_split_row`): every input column has its
-    place in a phase row of ``Wq``."""
-    pw = spec.kernel_pad_lo[-1]
-    return (spec.lifted("in_spatial")[2] - 1 + pw) // 2 < geometry(spec)[2]
-
-
-def gathered_share(spec) -> float:
-    """The share of an item's copied window (:func:`plane_windows`; 0 on the
-    other paths) that is gathered column by column at the stride (a row
-    phase whose columns are not split in one pass: 1x1/2 reads one phase of
-    every other row) -- measured: 1x1/2 256->512 @56 ran 1.3x the time of
-    the same layer on a stride-1 copy of its input with the same FLOPs and
-    copied elements."""
-    sw = spec.lifted("stride")[2]
-    if sw == 1 or not plane_windows(spec):
-        return 0.0
-    used = used_phases(spec)
-    split = sw == 2 and splits_rows(spec)
-    gathered = sum(int(row.sum()) for row in used if not (split and row.all()))
-    return gathered / max(1, int(used.sum()))
-
-
-def copied_elements(spec, threads: int) -> tuple[int, int]:
-    """Elements the method copies before its micro-kernel reads them: (into
-    the padded copy of the images, into work items' windows) -- conv1d's
-    (:func:`windowed`) and 2-D/3-D planes' (:func:`plane_windows`) windows
-    hold each item's rows and the kernel's reach past them."""
-    if windowed(spec):
-        tb, nrun, rpi = windowed_runs(spec, threads)
-        items = spec.groups * spec.n * -(-nrun // rpi)
-        return 0, items * spec.c_in // spec.groups * spec.stride[0] * (rpi * tb + _halo(spec))
-    if plane_windows(spec):
-        _, nrun, rpi, _ = window_geometry(spec)
-        items = spec.groups * spec.n * spec.lifted("out_spatial")[0] * -(-nrun // rpi)
-        used = used_phases(spec)
-        return 0, items * _window_elements(spec) * int(used.sum()) // used.size
-    return spec.n * image_elements(spec), 0
-
-
 @_inline
 def _window_row(dst, d, xf, src, inside, lo, hi, wq, sw):
     """One row of an item's window (:func:`_pad_row` on a buffer whose
@@ -687,13 +340,6 @@ def _split_row(dst, d0, d1, xf, src, inside, W, wq, pw):
         dst[o1 + k] = xf[s + two * k + one]
     if (W - c0) % 2:
         dst[d0 + (W - 1 + pw) // 2] = xf[src + W - 1]
-
-
-def _plane_window_bytes(spec, threads: int) -> int:
-    """Packed weights and, per thread, one item's window and partial sums."""
-    tb, _, rpi, _ = window_geometry(spec)
-    per_thread = _window_elements(spec) + _channels(spec) * rpi * tb
-    return _weight_bytes(spec) + threads * per_thread * np.dtype(spec.dtype).itemsize
 
 
 @numba_jit(parallel=True)
@@ -836,13 +482,18 @@ def _conv_plane_windows(spec, ops, out: np.ndarray, num_threads: int) -> None:
         )  # fmt: skip
 
 
-def conv_blocked(spec, ops, out: np.ndarray, num_threads: int, *, limit: int | None = None) -> None:
+def conv_blocked(
+    spec, ops, out: np.ndarray, num_threads: int, *, limit: int | None = None, variant: str | None = None
+) -> None:
     """Run the register-blocked direct method for ``spec`` into the
-    C-contiguous 5-D ``out``."""
+    C-contiguous 5-D ``out``: its ``variant`` (one of
+    :data:`fastconv.plans.blocked.VARIANTS`; the plan's, or by default the
+    one :func:`~fastconv.plans.blocked.choose_variant` picks)."""
     from .._config import get_config
 
     x, w = ops.x, ops.w
-    if shifted(spec) is not None:
+    variant = variant or choose_variant(spec)
+    if variant == "shifted":
         from .transpose_blocked import conv_stride1
 
         conv_stride1(spec, ops, out, num_threads, limit=limit)
@@ -852,14 +503,14 @@ def conv_blocked(spec, ops, out: np.ndarray, num_threads: int, *, limit: int | N
     b = ops.b if ops.b is not None else np.zeros(spec.c_out, dtype=spec.dtype)
     if _small(spec):
         num_threads = 1
-    if windowed(spec):
+    if variant == "windowed":
         _conv_windowed(spec, ops, out, num_threads)
         return
-    if plane_windows(spec):
+    if variant == "plane_windows":
         _conv_plane_windows(spec, ops, out, num_threads)
         return
     limit = get_config().workspace_limit if limit is None else limit
-    nimg = images_per_block(spec, limit, num_threads)
+    nimg = images_per_block(spec, limit, num_threads, variant)
     if nimg == 0:
         raise ValueError("blocked: one image's padded copy exceeds workspace_limit")
     sd, sh, sw = spec.lifted("stride")

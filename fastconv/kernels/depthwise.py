@@ -30,6 +30,7 @@ import numpy as np
 from numba import prange
 
 from .._config import numba_jit, numba_threads
+from ..plans.depthwise import PLANE_CHANNELS, pads_rows, whole_planes, workspace  # noqa: F401
 from .direct import _inline
 
 _U = np.uint64
@@ -435,28 +436,6 @@ def _edge_column(of, ob, xf, xc, wf, wc, H, W, col, init, bv):
         s += w_
 
 
-#: most input channels per group the whole-plane path takes (ResNeXt's 4)
-PLANE_CHANNELS = 8
-
-
-def whole_planes(spec) -> bool:
-    """Whether the kernel runs whole planes (:func:`_plane3`): a 3x3 kernel in
-    the plane (any depth, depth stride, dilation and padding: each depth tap
-    is one more input plane) at unit stride, padding 1 and no dilation in
-    the plane, 1 to PLANE_CHANNELS input channels per group (a grouped
-    layer: a dense one with a few channels is not "depthwise")."""
-    _, kh, kw = spec.lifted("kernel")
-    return (
-        spec.groups <= spec.c_in <= PLANE_CHANNELS * spec.groups
-        and (spec.groups > 1 or spec.c_in == 1)
-        and (kh, kw) == (3, 3)
-        and spec.lifted("stride")[1:] == (1, 1)
-        and spec.lifted("dilation")[1:] == (1, 1)
-        and tuple(spec.kernel_pad_lo[1:]) == (1, 1)
-        and tuple(spec.lifted("out_spatial")[1:]) == tuple(spec.lifted("in_spatial")[1:])
-    )
-
-
 @_inline
 def _edge(xf, wf, bv, i, rowx, roww, nr, KW, W, sw, dw, pw):
     """Output column i of a row next to the padding: taps checked one by one."""
@@ -467,27 +446,6 @@ def _edge(xf, wf, bv, i, rowx, roww, nr, KW, W, sw, dw, pw):
             if 0 <= iw < W:
                 acc += wf[roww[r] + kw] * xf[rowx[r] + iw]
     return acc
-
-
-def pads_rows(spec) -> bool:
-    """Whether the kernel copies each item's input rows with their padding
-    columns first: unit stride and no dilation along the row, a kernel not 3
-    wide and more than one row high (the scalar row ends cost 3x the rest of
-    a 7x7 row at 56 pixels; for 3x3 kernels the copy measured 1.4-1.9x
-    slower, for a long 1-D row 2x)."""
-    kd, kh, kw = spec.lifted("kernel")
-    return spec.lifted("stride")[2] == 1 and spec.lifted("dilation")[2] == 1 and kw != 3 and kd * kh > 1
-
-
-def workspace(spec, threads: int) -> int:
-    """Bytes of the padded input rows each thread copies for one item
-    (:func:`pads_rows`; else none)."""
-    if not pads_rows(spec):
-        return 0
-    kd, _, kw = spec.lifted("kernel")
-    h = spec.lifted("in_spatial")[1]
-    ow = spec.lifted("out_spatial")[2]
-    return threads * kd * h * (ow + kw - 1) * np.dtype(spec.dtype).itemsize
 
 
 def conv_depthwise(spec, ops, out: np.ndarray, num_threads: int) -> None:

@@ -18,7 +18,7 @@ import scipy.fft
 from numba import prange
 
 from .._config import numba_jit, numba_threads
-from .fft_plan import fft_shape, images_per_block
+from ..plans.fft import fft_shape, images_per_block
 
 #: channel products up to this size mix spectra in a Numba loop; above it a
 #: batched GEMM per frequency wins (numpy's per-matrix overhead dominates tiny

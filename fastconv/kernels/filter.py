@@ -22,6 +22,7 @@ import scipy.fft
 from numba import prange
 
 from .._config import numba_jit, numba_threads, serial_copy
+from ..plans.filter import oa_block
 from .direct import _inline
 
 _U = np.uint64
@@ -341,18 +342,6 @@ def signal_fft(spec, ops, out: np.ndarray, num_threads: int) -> None:
     shape = [scipy.fft.next_fast_len(full[a], real=True) for a in axes]
     start = [kk - 1 - lo for kk, lo in zip(v.shape, spec.lifted("pad_lo"))]
     fft_convolve_part(x, v, shape, axes, start, out, num_threads)
-
-
-def oa_block(n: int, k: int, threads: int = 1) -> int:
-    """Overlap-add block length along an axis: about eight kernel lengths (the
-    transforms stay small and cached), or -- when that leaves fewer blocks
-    than threads -- one block per thread, so the batched transform runs in
-    parallel (a single long FFT does not); a fast length <= 2 blocks."""
-    threads = max(1, threads)
-    block = max(k, 8 * k if 8 * k * threads <= n else -(-n // threads))
-    while scipy.fft.next_fast_len(block + k - 1, real=True) > 2 * block:
-        block += 1
-    return block
 
 
 def signal_oa(spec, ops, out: np.ndarray, num_threads: int) -> None:

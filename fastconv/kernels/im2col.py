@@ -25,8 +25,8 @@ import numpy as np
 from numba import prange
 
 from .._config import blas_threads, numba_jit, numba_threads, scratch
+from ..plans.im2col import is_pointwise, plan_tiles, whole_planes
 from .direct import _copy, _fill, _gather, _inline
-from .im2col_plan import is_pointwise, plan_tiles, whole_planes
 
 
 @_inline

@@ -31,32 +31,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-
-def _host_has_avx512() -> bool:
-    try:
-        import llvmlite.binding as llvm
-
-        features = llvm.get_host_cpu_features()
-    except Exception:  # pragma: no cover - exotic hosts
-        return False
-    return bool(features.get("avx512f", False))
-
-
-#: float32 lanes per vector; float64 has half as many
-LANES32 = 16 if _host_has_avx512() else 8
-#: output channels per call and vectors of output positions per channel
-OB = 8 if LANES32 == 16 else 4
-NV = 3
-
-
-def lanes(itemsize: int) -> int:
-    return LANES32 * 4 // itemsize
-
-
-def positions(itemsize: int, nv: int = NV) -> int:
-    """Output positions one call of the ``nv``-vector micro-kernel computes
-    (per output channel)."""
-    return nv * lanes(itemsize)
+from ..plans.shape import LANES32, NV, OB, lanes, positions  # noqa: F401  (re-exported)
 
 
 def make_block_mac(OB: int, NV: int):

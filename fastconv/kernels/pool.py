@@ -6,7 +6,7 @@ then each output row (od, oh) reduces the rows of its window, a unit-stride
 stream over ``ow``.  A 3x3 window costs 3 + 3 reductions per output instead
 of 9, the input is read once per plane, and every inner loop is a vector
 stream (regular interior columns) with the edges done tap by tap from the
-window tables of :mod:`fastconv.kernels.pool_plan`.
+window tables of :mod:`fastconv.plans.pool`.
 
 torch's rules, kept exactly: the running max is replaced by a larger value
 or by a NaN (so NaN propagates and its index is the last NaN in row-major
@@ -359,12 +359,17 @@ global_sum_kernel_serial = serial_copy(global_sum_kernel, "global_sum_kernel_ser
 _GLOBAL_SERIAL_BELOW = 2_000_000
 
 
+def pool_direct(spec, planes: np.ndarray, out, num_threads: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """The pooling method's runner (the dispatcher's signature; ``out`` unused)."""
+    return run_pool(spec, planes, num_threads)
+
+
 def run_pool(spec, x: np.ndarray, num_threads: int, axis_windows=None) -> tuple[np.ndarray, np.ndarray | None]:
     """Pool the kernel-ready planes ``x`` (P, D, H, W); returns (values, indices or None)
     shaped as ``spec.out_shape``.  ``axis_windows`` (three
-    :class:`~fastconv.kernels.pool_plan.AxisWindows`) replaces the spec's own
+    :class:`~fastconv.plans.pool.AxisWindows`) replaces the spec's own
     window tables: the dask path pools one tile of a larger input with it."""
-    from .pool_plan import is_global, windows
+    from ..plans.pool import is_global, windows
 
     P = x.shape[0]
     out = np.empty((P, *spec.lifted("out_spatial")), dtype=spec.dtype)

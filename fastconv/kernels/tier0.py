@@ -13,7 +13,7 @@ numba import: this module must load in milliseconds.
   the output positions it reaches (no zero-inserted input).
 - Filters (ndimage, signal): one shifted slice of the padded input per tap.
 - Pooling: the windows gathered from the window tables
-  (:mod:`.pool_plan`) and reduced with torch's rules.
+  (:mod:`fastconv.plans.pool`) and reduced with torch's rules.
 
 Workspace: a block of images at a time, within ``workspace_limit`` (at least
 one image; :func:`conv_workspace` says how much).
@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..plans.tier0 import _conv_per_image, _image_block, conv_supports, conv_workspace  # noqa: F401
+
 
 def _ranges(out_len: int, in_len: int, s: int, offset: int) -> tuple[int, int, int]:
     """Outputs ``o`` in [o0, o1) read input ``o*s + offset`` inside [0, in_len);
@@ -31,31 +33,6 @@ def _ranges(out_len: int, in_len: int, s: int, offset: int) -> tuple[int, int, i
     o0 = min(out_len, max(0, -(offset // s)))
     o1 = max(o0, min(out_len, (in_len - 1 - offset) // s + 1))
     return o0, o1, o0 * s + offset
-
-
-def _image_block(spec, per_image: int, limit: int) -> int:
-    return max(1, min(spec.n, limit // max(1, per_image)))
-
-
-def _conv_per_image(spec) -> int:
-    """Bytes per image of a tap's gathered input and its GEMM result."""
-    from .._spec import _prod
-
-    # (a transposed convolution's GEMMs run over the input positions)
-    positions = _prod(spec.in_spatial if spec.transposed else spec.out_spatial)
-    return (spec.c_in + spec.c_out) * positions * spec.dtype.itemsize
-
-
-def conv_workspace(spec, limit: int) -> int:
-    """Temporary bytes of :func:`conv_numpy` / :func:`conv_transpose_numpy`."""
-    per = _conv_per_image(spec)
-    return per * _image_block(spec, per, limit)
-
-
-def conv_supports(spec, limit: int) -> str | None:
-    if _conv_per_image(spec) > limit:
-        return "one image's shifted input and GEMM result exceed workspace_limit"
-    return None
 
 
 def _tap_matrices(w: np.ndarray, groups: int, transposed: bool) -> np.ndarray:
@@ -165,13 +142,13 @@ def _axis_taps(win) -> tuple[np.ndarray, np.ndarray]:
     return np.where(valid, idx, 0), valid
 
 
-def pool_numpy(spec, planes: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+def pool_numpy(spec, planes: np.ndarray, out=None, num_threads: int = 1) -> tuple[np.ndarray, np.ndarray | None]:
     """Pool (P, D, H, W) planes with NumPy; (values, indices or None) shaped
     ``spec.out_shape``, torch's rules: NaN propagates (its index: the last NaN
     in row-major window order), ties keep the first tap, a window of -inf
     keeps its first tap's index; avg divides by torch's divisor."""
     from .._config import get_config
-    from .pool_plan import windows
+    from ..plans.pool import windows
 
     wins = windows(spec)
     (idd, vd), (idh, vh), (idw, vw) = (_axis_taps(w) for w in wins)
@@ -207,3 +184,9 @@ def pool_numpy(spec, planes: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]
             indices[a:b] = np.take_along_axis(np.broadcast_to(flat, g.shape), tap[..., None], axis=-1)[..., 0]
     shape = spec.out_shape
     return values.reshape(shape), (None if indices is None else indices.reshape(shape))
+
+
+def bias_only(spec, ops, out: np.ndarray, num_threads: int) -> None:
+    """A convolution without input channels: the sum is empty, every output
+    is its bias (one rule for forward and transposed, any method's answer)."""
+    out[...] = 0 if ops.b is None else ops.b.reshape((-1,) + (1,) * (out.ndim - 2))

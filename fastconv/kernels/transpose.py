@@ -11,7 +11,7 @@ column phase ``ow = q*sw + r`` from input column ``q + off``, so each
 accumulator, interleaved into the output row at the end.
 
 Sub-pixel (``conv_transpose_subpixel``): see
-:mod:`fastconv.kernels.transpose_plan`; each phase runs through the
+:mod:`fastconv.kernels.transpose`; each phase runs through the
 convolution dispatcher (direct, im2col, Winograd, FFT: whichever it picks for
 that stride-1 shape) into a scratch array that is copied into the strided
 output positions.
@@ -125,18 +125,18 @@ def subpixel_weight(spec, w: np.ndarray, phase) -> np.ndarray:
     return np.ascontiguousarray(sub.reshape(spec.c_out, cig, *sub.shape[3:]))
 
 
-def conv_transpose_subpixel(spec, ops, out: np.ndarray, num_threads: int) -> None:
-    """Run each output phase as a stride-1 convolution (chosen by the
-    convolution dispatcher) and copy it into its strided output positions."""
+def conv_transpose_subpixel(spec, ops, out: np.ndarray, num_threads: int, *, children: tuple) -> None:
+    """Run each output phase as a stride-1 convolution -- ``children``, the
+    plans the dispatcher made for the phases of :func:`phases` -- and copy it
+    into its strided output positions."""
     from .._spec import ConvOperands
-    from ..dispatch import select
-    from .transpose_plan import phases
+    from ..plans.transpose import phases
 
     if out.size == 0:
         return
     lift = 3 - spec.nd
     strides = spec.lifted("stride")
-    for ph in phases(spec):
+    for ph, plan in zip(phases(spec), children):
         axes = [None] * lift + list(ph.axes)
         dst = out[(slice(None), slice(None), *(slice(a.r if a else 0, None, s) for a, s in zip(axes, strides)))]
         if ph.spec is None:
@@ -149,7 +149,6 @@ def conv_transpose_subpixel(spec, ops, out: np.ndarray, num_threads: int) -> Non
             x = np.ascontiguousarray(x[crop])
         w = subpixel_weight(spec, ops.w, ph)
         sub_ops = ConvOperands(x=x, w=w, b=ops.b)
-        plan = select(ph.spec, sub_ops)
         if dst.flags.c_contiguous:
             plan.run(sub_ops, dst)
         else:
@@ -308,7 +307,7 @@ def conv_transpose_gemm(spec, ops, out: np.ndarray, num_threads: int) -> None:
     the columns into the output.  Exactly the transposed convolution's FLOPs,
     in BLAS; the blocks are sized to ``workspace_limit``."""
     from .._config import blas_threads, get_config, scratch
-    from .transpose_plan import gemm_buffers, gemm_tiles
+    from ..plans.transpose import gemm_buffers, gemm_tiles
 
     if out.size == 0:
         return

@@ -46,12 +46,7 @@ import numpy as np
 from numba import prange
 
 from .._config import numba_jit, numba_threads, scratch, serial_below, serial_copy
-from . import NonFiniteInput
-from .blocked import _mac, _store_row
-from .direct import _copy, _fill, _gather, _inline
-from .microkernel import OB, lanes
-from .transpose_blocked import _store_strided
-from .winograd_plan import (
+from ..plans.winograd import (
     FUSED_OC,
     FUSED_ROWS,
     depth_ring,
@@ -63,6 +58,11 @@ from .winograd_plan import (
     tile_stride,
     u_pitch,
 )
+from . import NonFiniteInput
+from .blocked import _mac, _store_row
+from .direct import _copy, _fill, _gather, _inline
+from .microkernel import OB, lanes
+from .transpose_blocked import _store_strided
 from .winograd_rows import (
     AT,
     BT,

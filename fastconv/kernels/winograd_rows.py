@@ -29,7 +29,8 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-from .microkernel import lanes
+from ..plans.shape import lanes
+from ..plans.winograd import BATCHED_TILES, batched_pitch, source_vectors  # noqa: F401  (re-exported)
 
 #: B^T and A^T of F(2, 3) and F(4, 3)
 BT = {
@@ -47,13 +48,6 @@ AT = {
     2: ((1, 1, 1, 0), (0, 1, -1, -1)),
     4: ((1, 1, 1, 1, 1, 0), (0, 1, -1, 2, -2, 0), (0, 1, 1, 4, 4, 0), (0, 1, -1, 8, -8, 1)),
 }
-
-
-def source_vectors(m: int, itemsize: int) -> int:
-    """Vectors of input one step of the input transform loads (its ``lanes``
-    tiles cover ``m * (lanes - 1) + m + 2`` elements)."""
-    n = lanes(itemsize)
-    return -(-(m * (n - 1) + m + 2) // n)
 
 
 def _combine(builder, coeffs, vecs, vty, fty):
@@ -188,17 +182,6 @@ class _Emit:
         final.add_incoming(self.zero, pre)
         final.add_incoming(new, end)
         return final
-
-
-def batched_pitch(m: int, ntw: int) -> int:
-    """Elements per staged row of :func:`make_input_rows` with ``ntw`` tiles
-    per row: the row's span ``ntw*m + 2``."""
-    return ntw * m + 2
-
-
-#: tiles per row for which short rows are staged side by side, several per
-#: vector of tiles (those that divide the lanes)
-BATCHED_TILES = (2, 4, 8)
 
 
 def _source(m: int, ntw: int | None, i: int, q: int) -> int:

@@ -22,6 +22,8 @@ import functools
 
 import numpy as np
 
+from ._method import POOL_OPS, Method, always, no_workspace
+
 
 @dataclasses.dataclass(frozen=True)
 class AxisWindows:
@@ -92,3 +94,19 @@ def is_global(spec) -> bool:
     return all(
         p == 0 and d == 1 and k == i for i, k, p, d in zip(spec.in_spatial, spec.kernel, spec.padding, spec.dilation)
     )
+
+
+# --- the method -----------------------------------------------------------------------
+
+
+def _describe(spec) -> str:
+    if is_global(spec):
+        return "global"
+    return "windows"
+
+
+METHODS = (
+    Method("direct", POOL_OPS, "fastconv.kernels.pool:pool_direct", always, no_workspace,
+           "window tables per axis; vectorised row passes (max with NaN and index rules, sums for avg); " "a global pool as one reduction per plane",
+           variant=_describe),
+)  # fmt: skip

@@ -18,6 +18,7 @@ import functools
 import math
 
 from .._spec import ConvSpec
+from ._method import TRANSPOSE_OPS, Method, always, needs_threadpoolctl, no_workspace, prod, settings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,3 +169,65 @@ def gemm_buffers(spec: ConvSpec, limit: int, threads: int = 1) -> tuple[int, int
 def gemm_workspace(spec: ConvSpec, limit: int, threads: int = 1) -> int:
     """Bytes :func:`conv_transpose_gemm` works in (:func:`gemm_buffers`, per thread)."""
     return sum(gemm_buffers(spec, limit, threads)) * spec.dtype.itemsize * max(1, threads)
+
+
+# --- the methods ------------------------------------------------------------------------
+
+
+def direct_features(spec) -> dict[str, float]:
+    """Gather form: a fixed cost, the FLOPs, and the streams (one per input
+    channel, tap and output row that it feeds; short rows are overhead-bound)."""
+    iw = spec.in_spatial[-1]
+    return {"overhead_s": 1.0, "s_per_flop": float(spec.flops), "s_per_stream": spec.macs / max(1, iw)}
+
+
+def subpixel_children(spec) -> tuple:
+    """One stride-1 convolution per output phase (None: a phase no tap
+    reaches, which holds the bias): planned by the convolution dispatcher."""
+    return tuple(ph.spec for ph in phases(spec))
+
+
+def subpixel_features(spec, child_s: float = 0.0) -> dict[str, float]:
+    """Stride decomposition: the phases' estimated time (their plans,
+    ``child_s``), plus the copy of every output element into its strided
+    place."""
+    out = spec.n * spec.c_out
+    for v in spec.out_spatial:
+        out *= v
+    return {"overhead_s": 1.0, "phase_estimate": child_s, "s_per_output": float(out)}
+
+
+def gemm_features(spec) -> dict[str, float]:
+    """GEMM + col2im: a fixed cost, the GEMM FLOPs, the column elements added
+    back (col2im), the GEMM calls, and the output elements (col2im sums in a
+    phase-split plane, then interleaves it into the output: without this
+    term the fit under-estimated the 2x2 stride-2 layers, whose columns are
+    no more than their outputs, by up to 40%)."""
+    k = prod(spec.kernel)
+    d, h, w = spec.lifted("in_spatial")
+    rows = d * h
+    limit, threads = settings()
+    cblk, nrows = gemm_tiles(spec, limit, threads)
+    calls = spec.n * spec.groups * -(-(spec.c_out // spec.groups) // cblk) * -(-rows // nrows)
+    return {
+        "overhead_s": 1.0,
+        "s_per_flop": float(spec.flops),
+        "s_per_col": float(spec.n * spec.c_out * k * rows * w),
+        "s_per_call": float(calls),
+        "s_per_output": float(spec.n * spec.c_out * prod(spec.lifted("out_spatial"))),
+    }
+
+
+METHODS = (
+    Method("direct", TRANSPOSE_OPS, "fastconv.kernels.transpose:conv_transpose_direct", always, no_workspace,
+           "gather form: each output row sums its own taps (no scatter), phase-split row streams",
+           features=direct_features, cost_key="transpose_direct"),
+    Method("subpixel", TRANSPOSE_OPS, "fastconv.kernels.transpose:conv_transpose_subpixel",
+           always, largest_phase_bytes,
+           "stride decomposition: one stride-1 convolution per output phase (its own plan), no zero taps",
+           features=subpixel_features, cost_key="transpose_subpixel", children=subpixel_children),
+    Method("gemm", TRANSPOSE_OPS, "fastconv.kernels.transpose:conv_transpose_gemm",
+           needs_threadpoolctl, lambda spec: gemm_workspace(spec, *settings()),
+           "one BLAS GEMM (all taps of all output channels) per block of input rows, then col2im",
+           features=gemm_features, cost_key="transpose_gemm"),
+)  # fmt: skip

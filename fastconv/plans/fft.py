@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ._method import CONV_OPS, Method, always, settings
+
 
 def fft_shape(padded: tuple[int, ...], span: tuple[int, ...]) -> tuple[int, ...]:
     """Transform lengths: the full linear convolution, rounded up to fast sizes."""
@@ -55,3 +57,24 @@ def mix_flops(spec) -> float:
     _, freq, _ = geometry(spec)
     cig, cog = spec.c_in // spec.groups, spec.c_out // spec.groups
     return 8.0 * spec.n * spec.groups * cig * cog * freq
+
+
+def features(spec) -> dict[str, float]:
+    """FFT: a fixed cost, the transforms, the per-frequency channel mixing, and
+    the output elements written (strides compute and drop the rest)."""
+    out = spec.n * spec.c_out
+    for v in spec.out_spatial:
+        out *= v
+    return {
+        "overhead_s": 1.0,
+        "s_per_transform_flop": transform_flops(spec),
+        "s_per_mix_flop": mix_flops(spec),
+        "s_per_output": float(out),
+    }
+
+
+METHODS = (
+    Method("fft", CONV_OPS, "fastconv.kernels.fft:conv_fft", always, lambda spec: workspace(spec, settings()[0]),
+           "real FFTs, per-frequency channel mixing as a batched GEMM (large kernels)",
+           features=features, cost_key="fft", finite_only=True),
+)  # fmt: skip

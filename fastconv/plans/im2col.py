@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._method import CONV_OPS, Method, needs_threadpoolctl, settings
+
 _MAX_COLS = 1024
 
 
@@ -95,3 +97,36 @@ def gathered_bytes(spec) -> int:
         return 0
     taps = (spec.c_in // spec.groups) * int(np.prod(spec.kernel))
     return spec.n * spec.groups * taps * int(np.prod(spec.out_spatial)) * spec.dtype.itemsize
+
+
+# --- the method -----------------------------------------------------------------------
+
+#: bytes of columns + result per thread that still stay in this class of CPU's L2/L3 share
+_CACHE_TILE = 4 << 20
+
+
+def features(spec) -> dict[str, float]:
+    """im2col: a fixed cost, the GEMM FLOPs, the bytes gathered into columns
+    (again, separately, when a tile's columns cannot stay in cache: one output
+    row is a tile, and a long 1-D signal makes it tens of megabytes), and the
+    number of gather + GEMM calls."""
+    limit, threads = settings()
+    cog = spec.c_out // spec.groups
+    gathered = float(gathered_bytes(spec))
+    return {
+        "overhead_s": 1.0,
+        "s_per_flop": float(spec.flops),
+        # GEMMs with few rows (output channels) run below the BLAS peak
+        "s_per_flop_thin": spec.flops * max(0.0, 64 / max(cog, 1) - 1),
+        "s_per_byte": gathered,
+        "s_per_spilled_byte": gathered if workspace(spec, limit, threads) > _CACHE_TILE * max(1, threads) else 0.0,
+        "s_per_call": float(gemm_calls(spec, limit, threads)),
+    }
+
+
+METHODS = (
+    Method("im2col", CONV_OPS, "fastconv.kernels.im2col:conv_im2col",
+           needs_threadpoolctl, lambda spec: workspace(spec, *settings()),
+           "windows gathered into columns (tiled to workspace_limit), one BLAS GEMM per tile",
+           features=features, cost_key="im2col"),
+)  # fmt: skip

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
+from ._method import CONV_OPS, Method, settings
+from .shape import OB, lanes, positions, vectors_for
+
 #: tiles per work item the blocks aim at: enough columns for efficient
 #: BLAS calls, few enough that a thread's buffers stay near its L2 cache
 _TARGET_TILES = 128
@@ -70,13 +73,11 @@ def _geometry(spec, m: int) -> tuple[int, int, int, int, int, int]:
 
 def _block() -> int:
     """Output channels per micro-kernel call (8 with AVX-512, 4 with AVX2)."""
-    from .microkernel import OB
 
     return OB
 
 
 def _lanes(itemsize: int) -> int:
-    from .microkernel import lanes
 
     return lanes(itemsize)
 
@@ -85,8 +86,6 @@ def tile_stride(tiles: int, itemsize: int) -> tuple[int, int, int]:
     """(stride, nv, step): V and M rows hold ``tiles`` columns rounded up to
     whole runs of the micro-kernel, ``nv`` vectors (``step`` tiles) each,
     chosen as the blocked method chooses its runs (``blocked.vectors_for``)."""
-    from .blocked import vectors_for
-    from .microkernel import positions
 
     nv = vectors_for(tiles, itemsize)
     step = positions(itemsize, nv)
@@ -102,8 +101,7 @@ def skew(itemsize: int) -> int:
 def row_length(seg: int, mw: int, itemsize: int) -> int:
     """Elements of a thread's staging row: a row piece of ``seg`` tiles
     rounded up to whole vectors of tiles, the input transform's last loads
-    past it, to whole cache lines plus one (:mod:`.winograd_rows`)."""
-    from .winograd_rows import source_vectors
+    past it, to whole cache lines plus one (:mod:`fastconv.kernels.winograd_rows`)."""
 
     vl = _lanes(itemsize)
     n = mw * vl * -(-seg // vl) + source_vectors(mw, itemsize) * vl
@@ -117,7 +115,6 @@ def staging_length(rows: int, seg: int, mw: int, itemsize: int) -> int:
     where short rows of ``seg`` tiles are staged side by side as input (``seg``
     in ``BATCHED_TILES`` dividing the lanes), ``rows`` of them with the last
     vector's overhang."""
-    from .winograd_rows import BATCHED_TILES, batched_pitch
 
     vl = _lanes(itemsize)
     n = max(row_length(seg, mw, itemsize), -(-(rows * seg) // vl) * vl * mw)
@@ -312,3 +309,119 @@ def transform_units(spec, m: int, ring: bool = False) -> tuple[int, int]:
     kd = spec.lifted("kernel")[0]
     t = spec.n * spec.lifted("out_spatial")[0] * tiles_h * tiles_w
     return t, ah * aw * t * (spec.c_in * (1 if ring else kd) + spec.c_out)
+
+
+def source_vectors(m: int, itemsize: int) -> int:
+    """Vectors of input one step of the input transform loads (its ``lanes``
+    tiles cover ``m * (lanes - 1) + m + 2`` elements)."""
+    n = lanes(itemsize)
+    return -(-(m * (n - 1) + m + 2) // n)
+
+
+def batched_pitch(m: int, ntw: int) -> int:
+    """Elements per staged row of :func:`make_input_rows` with ``ntw`` tiles
+    per row: the row's span ``ntw*m + 2``."""
+    return ntw * m + 2
+
+
+#: tiles per row for which short rows are staged side by side, several per
+#: vector of tiles (those that divide the lanes)
+BATCHED_TILES = (2, 4, 8)
+
+
+# --- the methods -----------------------------------------------------------------------
+
+
+def _features(m: int):
+    def features(spec) -> dict[str, float]:
+        """Winograd F(m): a fixed cost, the channel GEMMs' FLOPs (over the
+        padded tiles; again for GEMMs with few output channels, and for 1-D
+        transforms), the transformed elements (input and output
+        transforms), the GEMM calls, the weight transform's output, and the
+        transformed weights each work item streams through its GEMMs (large
+        when many items each read a U of many megabytes: deep layers on
+        small images; none where each item transforms its own weights piece
+        by piece, ``Layout.fused``, whose GEMMs are called once per piece of
+        input rows instead)."""
+        copied = phase_copy_bytes(spec)
+        spec = phase_spec(spec)  # a dilated 3x3 conv2d: its stacked input phases
+        lay = layout(spec, m, *settings())
+        ring = depth_ring(spec, m, *settings())
+        t, transformed = transform_units(spec, m, ring is not None)
+        cig, cog = spec.c_in // spec.groups, spec.c_out // spec.groups
+        k = cig * lay.kdepth
+        if ring is None:
+            calls, o_block, n_oblocks = lay.n_blocks * lay.n_oblocks, lay.o_block, lay.n_oblocks
+        else:  # one GEMM batch per output depth of each item
+            o_block, n_oblocks = ring.o_block, ring.n_oblocks
+            calls = spec.n * ring.n_blocks * n_oblocks * spec.lifted("out_spatial")[0]
+        calls *= spec.groups
+        gemm_flops = 2.0 * lay.a2 * k * cog * t * spec.groups
+        rows = lay.ah == 1
+        fused = ring is None and lay.fused
+        streamed = 0 if fused else calls * lay.a2 * o_block * k
+        if fused:
+            calls *= -(-k // FUSED_ROWS)
+        return {
+            "overhead_s": 1.0,
+            "s_per_flop": 0.0 if rows else gemm_flops,
+            # GEMMs with few rows (output channels): a term of its own (when
+            # they ran on BLAS, 32- and 16-channel layers were 1.2-1.4x slower
+            # than the register-blocked direct method; on the micro-kernel
+            # the Intel fit gives it 3-6% of the FLOP term's weight)
+            "s_per_flop_thin": gemm_flops * max(0.0, 64 / max(cog, 1) - 1),
+            # 1-D transforms (a kernel one row high) in place of the above: a
+            # rate of their own (the 2-D layers' rate put the 64-channel audio
+            # layer at 1.47x its measured time: picked over Winograd, `blocked`
+            # ran 1.43x slower)
+            "s_per_flop_rows": gemm_flops if rows else 0.0,
+            "s_per_transformed": float(transformed * n_oblocks),
+            "s_per_block": float(calls * lay.a2),
+            "s_per_weight": float(lay.a2 * k * cog * spec.groups),
+            "s_per_u_stream": float(streamed),
+            "s_per_copied_byte": float(copied),
+        }
+
+    return features
+
+
+#: Winograd F(4x4, 3x3) in float32: measured relative error (see
+#: tests/test_winograd.py) grows with the input channels; above this count it
+#: is not offered for float32 (F(2x2) and float64 have no such limit)
+WINOGRAD_F4_MAX_CIN_FLOAT32 = 4096
+
+
+def _supports(m: int):
+    def method_supports(spec) -> str | None:
+        reason = supports(spec)  # (no BLAS: the GEMMs run on the micro-kernel)
+        if reason is None and m == 4 and spec.dtype.itemsize == 4:
+            if spec.c_in // spec.groups > WINOGRAD_F4_MAX_CIN_FLOAT32:
+                reason = f"float32 error of F(4x4) too large for more than {WINOGRAD_F4_MAX_CIN_FLOAT32} input channels"
+        return reason
+
+    return method_supports
+
+
+def _variant(m: int):
+    def variant(spec) -> str:
+        """ "dilated phases" (a dilated 3x3 conv2d as its stacked input
+        phases), "depth ring" (3-D: a ring of transformed depth slices),
+        "fused" (each item transforms its weights piece by piece) or "tiles"."""
+        if phase_spec(spec) is not spec:
+            return "dilated phases"
+        if depth_ring(spec, m, *settings()) is not None:
+            return "depth ring"
+        return "fused" if layout(spec, m, *settings()).fused else "tiles"
+
+    return variant
+
+
+METHODS = tuple(
+    Method(f"winograd_f{m}", CONV_OPS, f"fastconv.kernels.winograd:conv_winograd_f{m}",
+           _supports(m), lambda spec, m=m: workspace(spec, m, *settings()),
+           f"Winograd F({m}x{m}, 3x3) (F({m}, 3) for kernels 1 high; depth taps stacked into the GEMMs): "
+           "transformed tiles, one channel GEMM per transform point",
+           features=_features(m), cost_key=f"winograd_f{m}", variant=_variant(m), finite_only=True,
+           checks_input=True, checks_weights=True)
+    for m in (2, 4)
+)  # fmt: skip
