@@ -7,6 +7,7 @@ modules call :func:`numba_jit` when they are imported (lazily, on first use).
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import os
 import sys
@@ -49,6 +50,23 @@ def _env_int(name: str) -> int | None:
     return value
 
 
+#: the precision levels: "fast" lets the dispatcher use every method (float32
+#: Winograd F(4x4) included: up to ~6e-6 of the output's scale, 1.4-14x the
+#: error of direct summation); "high" only methods within a small factor of
+#: direct summation in float32 (all but Winograd F(4x4)); see bench/precision.py
+PRECISIONS = ("fast", "high")
+
+
+def _env_choice(name: str, choices: tuple[str, ...], default: str) -> str:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value not in choices:
+        raise ValueError(f"environment variable {name} must be one of {list(choices)}, got {raw!r}")
+    return value
+
+
 def _default_cache_dir() -> str:
     env = os.environ.get("FASTCONV_CACHE_DIR")
     if env:
@@ -73,6 +91,7 @@ class Config:
     num_threads: int
     workspace_limit: int
     background_compile: bool = True
+    precision: str = "fast"
 
 
 def _initial_config() -> Config:
@@ -82,15 +101,30 @@ def _initial_config() -> Config:
         num_threads=_env_int("FASTCONV_NUM_THREADS") or _cpu_count(),
         workspace_limit=_DEFAULT_WORKSPACE,
         background_compile=_env_bool("FASTCONV_BACKGROUND_COMPILE", True),
+        precision=_env_choice("FASTCONV_PRECISION", PRECISIONS, "fast"),
     )
 
 
 _lock = threading.Lock()
-_config: Config | None = None
+#: the process defaults, read from the environment once
+_defaults: Config | None = None
+#: the settings of the calling thread / asyncio task (None: the process defaults)
+_current: contextvars.ContextVar[Config | None] = contextvars.ContextVar("fastconv_config", default=None)
+
+
+def _process_defaults() -> Config:
+    global _defaults
+    if _defaults is None:
+        with _lock:
+            if _defaults is None:
+                _defaults = _initial_config()
+    return _defaults
 
 
 def get_config() -> Config:
-    """Return the current settings as a frozen :class:`Config`.
+    """Return the settings of the calling thread (or asyncio task) as a
+    frozen :class:`Config`: those :func:`set_config` made in this context,
+    else the process defaults (from the environment).
 
     Examples
     --------
@@ -99,12 +133,8 @@ def get_config() -> Config:
     >>> cfg.num_threads >= 1
     True
     """
-    global _config
-    if _config is None:
-        with _lock:
-            if _config is None:
-                _config = _initial_config()
-    return _config
+    cfg = _current.get()
+    return _process_defaults() if cfg is None else cfg
 
 
 def _validated(**changes: Any) -> dict[str, Any]:
@@ -123,6 +153,9 @@ def _validated(**changes: Any) -> dict[str, Any]:
             if not isinstance(value, (str, os.PathLike)):
                 raise TypeError(f"cache_dir must be a path (str or os.PathLike), got {type(value).__name__}")
             value = os.fspath(value)
+        elif key == "precision":
+            if value not in PRECISIONS:
+                raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {value!r}")
         elif key in ("num_threads", "workspace_limit"):
             if isinstance(value, bool) or not isinstance(value, int):
                 raise TypeError(f"{key} must be a positive int, got {type(value).__name__}")
@@ -133,16 +166,18 @@ def _validated(**changes: Any) -> dict[str, Any]:
 
 
 class _ConfigContext(contextlib.AbstractContextManager):
-    """Returned by :func:`set_config`: the change is already applied; ``with``
-    restores the previous settings on exit."""
+    """Returned by :func:`set_config`: the change is already applied (to the
+    calling thread / task); ``with`` restores the previous settings on exit."""
 
-    def __init__(self, previous: Config) -> None:
+    def __init__(self, token: contextvars.Token, previous: Config | None) -> None:
+        self._token = token
         self._previous = previous
 
     def __exit__(self, *exc: object) -> None:
-        global _config
-        with _lock:
-            _config = self._previous
+        try:
+            _current.reset(self._token)
+        except ValueError:  # (left in another context than it was entered in)
+            _current.set(self._previous)
 
     def __repr__(self) -> str:
         return f"<fastconv settings {get_config()!r}>"
@@ -155,8 +190,19 @@ def set_config(
     num_threads: int | None = None,
     workspace_limit: int | None = None,
     background_compile: bool | None = None,
+    precision: str | None = None,
 ) -> _ConfigContext:
-    """Change fastconv's settings; usable as a context manager.
+    """Change fastconv's settings for the calling thread (or asyncio task);
+    usable as a context manager, which restores them on exit.
+
+    Settings are context-local, like ``decimal.localcontext`` or
+    ``numpy.errstate``: one thread's (or task's) settings never change
+    another's calls, and a thread starts with the process defaults, which
+    the environment variables ``FASTCONV_AUTOTUNE``, ``FASTCONV_CACHE_DIR``,
+    ``FASTCONV_NUM_THREADS``, ``FASTCONV_PRECISION`` and
+    ``FASTCONV_BACKGROUND_COMPILE`` set.  A dask
+    graph keeps the settings it was built under: its chunks run with them
+    on whatever worker thread computes them.
 
     Parameters
     ----------
@@ -177,6 +223,12 @@ def set_config(
         kernel into the disk cache; later calls run the kernel (default from
         ``FASTCONV_BACKGROUND_COMPILE``, else on).  Off: the first call
         compiles before it returns.
+    precision : {"fast", "high"}, optional
+        ``"high"``: in float32 only methods whose error stays within a small
+        factor of direct summation (no Winograd F(4x4)); ``"fast"`` (default
+        from ``FASTCONV_PRECISION``, else this): every method, Winograd
+        F(4x4) included (measured up to ~6e-6 of the output's scale, 1.4-14x
+        direct summation's).  ``explain`` shows the pick's expected error.
 
     Examples
     --------
@@ -185,18 +237,28 @@ def set_config(
     ...     fastconv.get_config().num_threads
     1
     """
-    global _config
     changes = _validated(
         autotune=autotune,
         cache_dir=cache_dir,
         num_threads=num_threads,
         workspace_limit=workspace_limit,
         background_compile=background_compile,
+        precision=precision,
     )
-    previous = get_config()
-    with _lock:
-        _config = dataclasses.replace(previous, **changes)
-    return _ConfigContext(previous)
+    previous = _current.get()
+    token = _current.set(dataclasses.replace(get_config(), **changes))
+    return _ConfigContext(token, previous)
+
+
+@contextlib.contextmanager
+def using(cfg: Config):
+    """Run with the settings ``cfg`` (a :class:`Config` captured elsewhere,
+    e.g. where a dask graph was built) in the calling thread."""
+    token = _current.set(cfg)
+    try:
+        yield
+    finally:
+        _current.reset(token)
 
 
 #: set in a forked child of a process whose parallel kernels ran on GNU
@@ -342,17 +404,14 @@ def numba_threads(num_threads: int):
 
 
 _controller = None
+_blas_lock = threading.Lock()
+#: limits asked for by callers inside blas_threads now (thread count -> callers)
+_blas_active: dict[int, int] = {}
+#: threadpoolctl's record of the limits before the first of them
+_blas_original = None
 
 
-@contextlib.contextmanager
-def blas_threads(n: int):
-    """Limit BLAS to ``n`` threads for the duration (no-op without threadpoolctl).
-
-    The controller is built once (building it scans the loaded libraries, about
-    a millisecond), after loading scipy's BLAS — the one numba's ``np.dot``
-    calls — so that both numpy's and scipy's OpenBLAS are limited.  Without the
-    latter, OpenBLAS called from Numba's threads warns "Detect OpenMP Loop and
-    this application may hang" and nests its own threads."""
+def _blas_controller():
     global _controller
     if _controller is None:
         try:
@@ -363,11 +422,68 @@ def blas_threads(n: int):
             import scipy.linalg.cython_blas  # noqa: F401
 
             _controller = ThreadpoolController()
-    if not _controller:
+    return _controller
+
+
+_blas_executor = None
+
+
+def _on_blas_thread(fn):
+    """Run ``fn`` on fastconv's one BLAS-limiting thread and return its
+    result: threadpoolctl (>= 3.8) lets one thread at a time control
+    OpenBLAS's process-wide limit and ignores the others, so every change
+    fastconv makes comes from the same thread."""
+    global _blas_executor
+    if _blas_executor is None:
+        with _lock:
+            if _blas_executor is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                _blas_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastconv-blas")
+    return _blas_executor.submit(fn).result()
+
+
+@contextlib.contextmanager
+def blas_threads(n: int):
+    """Limit BLAS to ``n`` threads for the duration (no-op without threadpoolctl).
+
+    The limit is process-wide (BLAS has one), so concurrent callers share
+    it: while any caller is inside, BLAS runs with the smallest count asked
+    for, and the limit in place before the first is restored when the last
+    leaves -- a caller leaving never lifts the limit under another still
+    inside (two threads running im2col at once).  The changes are made from
+    one thread of fastconv's (:func:`_on_blas_thread`).
+
+    The controller is built once (building it scans the loaded libraries, about
+    a millisecond), after loading scipy's BLAS — the one numba's ``np.dot``
+    calls — so that both numpy's and scipy's OpenBLAS are limited.  Without the
+    latter, OpenBLAS called from Numba's threads warns "Detect OpenMP Loop and
+    this application may hang" and nests its own threads."""
+    global _blas_original
+    controller = _blas_controller()
+    if not controller:
         yield
         return
-    with _controller.limit(limits=n, user_api="blas"):
+    with _blas_lock:
+        least = min(_blas_active, default=None)
+        _blas_active[n] = _blas_active.get(n, 0) + 1
+        if least is None:
+            _blas_original = _on_blas_thread(lambda: controller.limit(limits=n, user_api="blas"))
+        elif n < least:
+            _on_blas_thread(lambda: controller.limit(limits=n, user_api="blas"))
+    try:
         yield
+    finally:
+        with _blas_lock:
+            _blas_active[n] -= 1
+            if not _blas_active[n]:
+                del _blas_active[n]
+            if not _blas_active:
+                _on_blas_thread(_blas_original.restore_original_limits)
+                _blas_original = None
+            elif n < min(_blas_active):
+                least = min(_blas_active)
+                _on_blas_thread(lambda: controller.limit(limits=least, user_api="blas"))
 
 
 _scratch_local = threading.local()

@@ -59,9 +59,28 @@ def _halo_filter(x, w: np.ndarray, pad_lo, pad_hi, np_mode: str, cval: float, ou
     depth = dict(enumerate(depth))
     xo = da.overlap.overlap(xp, depth=depth, boundary="none")
     # the weights as one graph key: sent to each worker once, not with every task
-    y = da.map_blocks(block_fn, xo, _delayed(w), dtype=out_dtype, meta=np.empty((0,) * x.ndim, out_dtype))
+    y = da.map_blocks(
+        _under_settings(block_fn), xo, _delayed(w), dtype=out_dtype, meta=np.empty((0,) * x.ndim, out_dtype)
+    )
     y = da.overlap.trim_internal(y, depth, boundary="none")
     return y[tuple(slice(d, d + n) for d, n in zip(depth.values(), x.shape))]
+
+
+def _under_settings(fn):
+    """``fn`` run, on whatever worker thread computes a chunk, with the
+    settings of the thread that built the graph (settings are per thread)."""
+    import functools
+
+    from ._config import get_config, using
+
+    cfg = get_config()
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        with using(cfg):
+            return fn(*args, **kwargs)
+
+    return run
 
 
 def _delayed(array: np.ndarray):
@@ -207,6 +226,7 @@ def _tiled(x, nd: int, axes_windows, block, out_channels: int, out_dtype, *opera
         x = da.overlap.overlap(x, depth=depth, boundary="none")
     out_chunks = (x.chunks[0], (out_channels,), *[tuple(np.diff(o).tolist()) for _, o, _ in splits])
 
+    @_under_settings
     def run(tile, *ops, block_id=None):
         offsets, ranges, last = [], [], []
         for a, (tiles, outs, (h_lo, _)) in enumerate(splits):

@@ -780,7 +780,10 @@ class FilterSpec:
         return self.lifted("out_shape")
 
     def key(self) -> tuple[Any, ...]:
-        return (self.op, self.shape, self.kernel, self.pad_lo, self.pad_hi, self.mode, self.dtype.str,
+        """What changes the answer or the speed (the plan cache's key: a plan
+        runs its own spec, so every field a kernel reads is here -- ``cval``
+        too: the FFT paths transform the bare signal when it is 0)."""
+        return (self.op, self.shape, self.kernel, self.pad_lo, self.pad_hi, self.mode, self.cval, self.dtype.str,
                 self.is_complex, self.taps, self.rank1, self.skip_zeros)  # fmt: skip
 
     def describe(self) -> list[str]:

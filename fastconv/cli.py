@@ -133,7 +133,7 @@ def cmd_info(args) -> int:
     print(
         f"threads: fastconv {cfg.num_threads}, numba max {numba.config.NUMBA_NUM_THREADS}, layer {_threading_layer()}"
     )
-    print(f"autotune: {cfg.autotune}, workspace_limit: {cfg.workspace_limit} bytes")
+    print(f"autotune: {cfg.autotune}, workspace_limit: {cfg.workspace_limit} bytes, precision: {cfg.precision}")
     print(f"background compilation: {'on' if cfg.background_compile else 'off'} (FASTCONV_BACKGROUND_COMPILE)")
     print(f"kernel cache: {_kernel_cache_dir()}")
     print(f"cost model: {cost_model_source()}")

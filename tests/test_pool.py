@@ -158,6 +158,22 @@ def test_global_pooling_fast_path(rng, monkeypatch, parallel):
     assert np.isnan(fastconv.adaptive_avg_pool2d(x, 1)[1, 5, 0, 0])
 
 
+@pytest.mark.parametrize("nd", [1, 2, 3])
+def test_max_pool_index_ties(nd, path, rng):
+    # many equal maxima: post-ReLU activations (zeros) and small integers;
+    # the index is the window's first maximum in row-major order, as torch
+    relu = np.maximum(rng.standard_normal((2, 3, *(9,) * nd)), 0).astype(np.float32)
+    relu[0, 0] = 0.0  # a whole plane of ties
+    ints = rng.integers(0, 3, (2, 3, *(9,) * nd)).astype(np.float64)
+    f = getattr(fastconv, f"max_pool{nd}d")
+    for x in (relu, ints):
+        for k, s, p, d, ceil in [(3, 2, 1, 1, True), (2, 1, 0, 1, False), (3, 1, 1, 2, False), (4, 3, 2, 1, True)]:
+            want, want_idx = ref.max_pool_nd(x, (k,) * nd, (s,) * nd, (p,) * nd, (d,) * nd, ceil)
+            got, idx = f(x, k, s, p, d, ceil, return_indices=True)
+            np.testing.assert_array_equal(got, want.astype(x.dtype))
+            np.testing.assert_array_equal(idx, want_idx, err_msg=f"{x.dtype} k{k} s{s} p{p} d{d}")
+
+
 def test_max_pool_nan_and_neg_inf(path, rng):
     x = _x(rng, 2, (8, 9), np.float32)
     x[0, 0, 2, 3] = np.nan

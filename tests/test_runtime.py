@@ -86,6 +86,41 @@ def test_threads_share_kernels_safely(rng):
         np.testing.assert_allclose(results[i], want, rtol=2e-4, atol=2e-4 * np.abs(want).max())
 
 
+def test_threads_under_the_workqueue_layer():
+    # Numba's workqueue layer cannot run two parallel regions at once (it
+    # aborts the process): fastconv serialises them there.  The layer is
+    # forced in a child, four threads call parallel kernels at once.
+    code = """
+import threading, numpy as np, numba, fastconv
+from fastconv import ndimage
+rng = np.random.default_rng(0)
+x = rng.standard_normal((4, 8, 40, 40)).astype(np.float32)
+w = rng.standard_normal((8, 8, 3, 3)).astype(np.float32)
+img = rng.standard_normal((300, 300))
+want = [fastconv.conv2d(x, w, padding=1, method="direct"), fastconv.max_pool2d(x, 2),
+        ndimage.correlate(img, np.ones((5, 5)))]
+assert numba.threading_layer() == "workqueue", numba.threading_layer()
+errors = []
+def work():
+    try:
+        for _ in range(10):
+            got = [fastconv.conv2d(x, w, padding=1, method="direct"), fastconv.max_pool2d(x, 2),
+                   ndimage.correlate(img, np.ones((5, 5)))]
+            for g, v in zip(got, want):
+                np.testing.assert_array_equal(g, v)
+    except BaseException as exc:
+        errors.append(exc)
+threads = [threading.Thread(target=work) for _ in range(4)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+assert not errors, errors
+print("ok")
+"""
+    env = dict(os.environ, NUMBA_THREADING_LAYER="workqueue", FASTCONV_NUM_THREADS="2", PYTHONPATH=ROOT)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
+    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr[-3000:]
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_forked_child_computes_after_parent_ran_parallel_kernels(rng):
     """A child forked after the parent ran parallel kernels (GNU OpenMP

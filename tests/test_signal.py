@@ -10,6 +10,7 @@ from scipy import signal as ss
 
 import fastconv
 from fastconv import signal as fs
+from fastconv._spec import swap_for_valid
 from fastconv.dispatch import methods_for
 
 from . import arrays
@@ -117,6 +118,16 @@ def test_convolve2d_correlate2d_boundaries(boundary, rng):
             for name in ("convolve2d", "correlate2d"):
                 want = getattr(ss, name)(a, b, mode=mode, boundary=boundary, fillvalue=0.5)
                 _check(getattr(fs, name)(a, b, mode=mode, boundary=boundary, fillvalue=0.5), want)
+            # every method the dispatcher may pick for it (autotune measures
+            # them all): overlap-add once computed wrap/symm as zeros (found
+            # by bench/fuzz.py), and a plan cached for fillvalue 0 ran the FFT
+            # on the bare signal for fillvalue 0.5 (cval was not in its key)
+            want = ss.convolve2d(a, b, mode=mode, boundary=boundary, fillvalue=0.5)
+            methods = fastconv.available_methods(fs.convolve2d, a, b, mode=mode, boundary=boundary, fillvalue=0.5)
+            assert "oa" not in methods  # (fillvalue 0.5, wrap, symm: never a zero boundary)
+            a2, b2 = (b, a) if swap_for_valid(mode, a, b) else (a, b)
+            for method in methods[1:]:
+                _check(fs._convolve(a2, b2, mode, method, boundary=boundary, fillvalue=0.5), want)
 
 
 def test_dtypes_integers_complex(rng):

@@ -72,6 +72,16 @@ class Plan:
         return self.chosen.variant
 
     @property
+    def expected_error(self) -> float | None:
+        """The chosen method's worst measured error (fraction of the output's
+        largest magnitude) in this dtype: float32's, scaled by the epsilon
+        ratio for float64; None where it was not measured."""
+        error = methods_for(self.op)[self.method].float32_error
+        if error is None or not hasattr(self.spec, "dtype"):
+            return None
+        return error * (np.finfo(self.spec.dtype).eps / np.finfo(np.float32).eps)
+
+    @property
     def children(self) -> tuple:
         """The plans of the parts the chosen method runs as (None: a part with
         nothing to compute)."""
@@ -157,6 +167,12 @@ class Plan:
         lines = [f"  why: {self.reason}"]
         if self.variant is not None:
             lines.append(f"  variant: {self.variant}")
+        error = self.expected_error
+        if error is not None:
+            lines.append(
+                f"  expected error: <= {error:.0e} of the output's scale ({self.spec.dtype}; measured on realistic "
+                "data, bench/precision.py)"
+            )
         lines += [f"  kernel: {self.kernel_state}", "  candidates:"]
         lines += [c.row(c.name == self.method) for c in self.candidates]
         for i, child in enumerate(self.children):
@@ -270,6 +286,7 @@ def _plan_key(spec, cfg) -> tuple:
         cfg.workspace_limit,
         cfg.autotune,
         cfg.cache_dir,
+        cfg.precision,
     )
 
 
@@ -311,18 +328,21 @@ def _tuned(plan: Plan, spec, cfg, ops) -> Plan:
 
     methods = methods_for(spec.op)
     names = [c.name for c in plan.candidates if c.rejected is None and not methods[c.name].fallback]
-    tkey = tuning.cache_key(spec, cfg.num_threads, cfg.workspace_limit)
+    tkey = tuning.cache_key(spec, cfg.num_threads, cfg.workspace_limit, cfg.precision)
     entry = tuning.lookup(tkey, cfg.cache_dir)
     if entry is not None and entry["method"] in names:
         times, reason = entry.get("times", {}), "measured earlier (tuning cache)"
     else:
-        if ops is None or not _all_finite(ops):
+        filters = getattr(spec, "scratch_shape", None) is not None
+        if ops is None or filters or not _all_finite(ops):
             # (a method that checks its input would stop at NaN/Inf: the
-            # candidates are timed on finite operands of the same shapes)
+            # candidates are timed on finite operands of the same shapes; a
+            # filter's plan is selected on the unpadded input, which the NaN
+            # guard reads, while its kernels read the padded one)
             from .._spec import synthetic_operands
 
             ops = synthetic_operands(spec)
-        shape = getattr(spec, "scratch_shape", None) or (spec.n, spec.c_out, *spec.lifted("out_spatial"))
+        shape = spec.scratch_shape if filters else (spec.n, spec.c_out, *spec.lifted("out_spatial"))
         scratch = np.empty(shape, dtype=spec.dtype)
         plans = {c.name: dataclasses.replace(plan, method=c.name) for c in plan.candidates if c.name in names}
         times = tuning.measure(names, lambda name: plans[name]._call(spec, ops, scratch, cfg.num_threads))
@@ -384,6 +404,8 @@ def _select(spec, cfg, finite: bool = True) -> Plan:
             rejected = f"workspace {_bytes(ws)} exceeds workspace_limit {_bytes(cfg.workspace_limit)}"
         if rejected is None and not finite and m.finite_only:
             rejected = _NON_FINITE
+        if rejected is None and not m.precise and cfg.precision == "high" and spec.dtype.itemsize == 4:
+            rejected = f"precision='high': float32 error up to {m.float32_error:.0e} of the output's scale"
         est, children = None, ()
         if rejected is None:
             if m.variant is not None and variant is None:

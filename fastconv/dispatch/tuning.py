@@ -45,11 +45,12 @@ def cpu_id() -> str:
     return platform.processor() or platform.machine()
 
 
-def cache_key(spec, num_threads: int, workspace_limit: int) -> str:
+def cache_key(spec, num_threads: int, workspace_limit: int, precision: str = "fast") -> str:
     from .._version import __version__
 
     return json.dumps(
-        [list(map(str, spec.key())), num_threads, workspace_limit, cpu_id(), os.cpu_count(), __version__],
+        [list(map(str, spec.key())), num_threads, workspace_limit, cpu_id(), os.cpu_count(), __version__]
+        + ([precision] if precision != "fast" else []),
         separators=(",", ":"),
     )
 

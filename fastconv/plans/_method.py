@@ -51,6 +51,13 @@ class Method:
     #: an estimate of seconds in place of ``features`` x constants (a user's
     #: own method, a mock in a test)
     estimate: Callable[[Any, dict], float] | None = None
+    #: float32 error, as a fraction of the output's largest magnitude: the
+    #: worst ``bench/precision.py`` measured on realistic data (None: not
+    #: measured); ``explain`` shows the pick's
+    float32_error: float | None = None
+    #: within a small factor of direct summation in float32 (what
+    #: ``precision="high"`` allows; Winograd F(4x4) is not)
+    precise: bool = True
     #: never chosen by "auto" for input containing NaN/Inf (it would spread them)
     finite_only: bool = False
     #: a ``finite_only`` method whose kernel checks the input as it reads it

@@ -76,5 +76,5 @@ def features(spec) -> dict[str, float]:
 METHODS = (
     Method("fft", CONV_OPS, "fastconv.kernels.fft:conv_fft", always, lambda spec: workspace(spec, settings()[0]),
            "real FFTs, per-frequency channel mixing as a batched GEMM (large kernels)",
-           features=features, cost_key="fft", finite_only=True),
+           features=features, cost_key="fft", float32_error=5.1e-7, finite_only=True),
 )  # fmt: skip

@@ -128,5 +128,5 @@ METHODS = (
     Method("im2col", CONV_OPS, "fastconv.kernels.im2col:conv_im2col",
            needs_threadpoolctl, lambda spec: workspace(spec, *settings()),
            "windows gathered into columns (tiled to workspace_limit), one BLAS GEMM per tile",
-           features=features, cost_key="im2col"),
+           features=features, cost_key="im2col", float32_error=1.5e-6),
 )  # fmt: skip

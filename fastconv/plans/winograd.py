@@ -416,12 +416,17 @@ def _variant(m: int):
     return variant
 
 
+#: worst float32 error measured (bench/precision.py, fraction of the output's
+#: scale): F(4x4) 1.4-14x direct summation's, 2-14x torch's; F(2x2) within 0.6x
+_FLOAT32_ERROR = {2: 4.6e-7, 4: 5.6e-6}
+
 METHODS = tuple(
     Method(f"winograd_f{m}", CONV_OPS, f"fastconv.kernels.winograd:conv_winograd_f{m}",
            _supports(m), lambda spec, m=m: workspace(spec, m, *settings()),
            f"Winograd F({m}x{m}, 3x3) (F({m}, 3) for kernels 1 high; depth taps stacked into the GEMMs): "
            "transformed tiles, one channel GEMM per transform point",
            features=_features(m), cost_key=f"winograd_f{m}", variant=_variant(m), finite_only=True,
+           float32_error=_FLOAT32_ERROR[m], precise=m == 2,
            checks_input=True, checks_weights=True)
     for m in (2, 4)
 )  # fmt: skip
