@@ -40,6 +40,11 @@ SHARED_ELEMS = 4096
 #: implicit GEMM: block tile BM x BN, depth BK, per-thread TM x TN
 GEMM = (64, 64, 8, 4, 4)
 
+#: the hardware's launch limits (every kernel loops over whatever a capped
+#: grid does not cover: grid-stride loops, block loops in y and z)
+MAX_GRID = (2**31 - 1, 65535, 65535)
+MAX_BLOCK_THREADS = 1024
+
 #: boundary modes of filter_kernel (numpy.pad names)
 PAD_MODES = {"constant": 0, "edge": 1, "symmetric": 2, "reflect": 3, "wrap": 4}
 
@@ -79,55 +84,56 @@ def direct_kernel(dtype_name: str, cob: int, shared: int):
         cog = CO // groups
         nbg = (cog + cob - 1) // cob
         tiles_w = (OW + tw - 1) // tw
-        oh0 = (cuda.blockIdx.x // tiles_w) * th
-        ow0 = (cuda.blockIdx.x % tiles_w) * tw
-        by = cuda.blockIdx.y
-        od = by // (groups * nbg)
-        g = (by // nbg) % groups
-        cb = by % nbg
-        n = cuda.blockIdx.z
-        co0 = g * cog + cb * cob
-        count = min(cob, cog - cb * cob)
-        ty = cuda.threadIdx.y
-        tx = cuda.threadIdx.x
-        tid = ty * tw + tx
-        nthreads = th * tw
-        pspan_w = (tw - 1) * sw + (KW - 1) * dw + 1
-        pspan = ((th - 1) * sh + (KH - 1) * dh + 1) * pspan_w
-        oh = oh0 + ty
-        ow = ow0 + tx
-        for j in range(cob):
-            acc[j] = 0
-        for ci in range(cig):
-            cin = g * cig + ci
-            for kd in range(KD):
-                i_d = od * sd - pd + kd * dd
-                if i_d < 0 or i_d >= D:
-                    continue  # the same for the whole block: no divergent barrier
-                for idx in range(tid, pspan, nthreads):
-                    ih = oh0 * sh - ph + idx // pspan_w
-                    iw = ow0 * sw - pw + idx % pspan_w
-                    if 0 <= ih < H and 0 <= iw < W:
-                        patch[idx] = x[n, cin, i_d, ih, iw]
-                    else:
-                        patch[idx] = 0
-                cuda.syncthreads()
-                if oh < OH and ow < OW:
-                    for kh in range(KH):
-                        row = (ty * sh + kh * dh) * pspan_w + tx * sw
-                        for kw in range(KW):
-                            v = patch[row + kw * dw]
-                            for j in range(cob):
-                                if j < count:
-                                    acc[j] += v * w[co0 + j, ci, kd, kh, kw]
-                cuda.syncthreads()
-        if oh < OH and ow < OW:
-            for j in range(cob):
-                if j < count:
-                    r = acc[j]
-                    if has_b:
-                        r += b[co0 + j]
-                    y[n, co0 + j, od, oh, ow] = r
+        for n in range(cuda.blockIdx.z, x.shape[0], cuda.gridDim.z):
+            for by in range(cuda.blockIdx.y, y.shape[2] * groups * nbg, cuda.gridDim.y):
+                for bx in range(cuda.blockIdx.x, tiles_w * ((OH + th - 1) // th), cuda.gridDim.x):
+                    oh0 = (bx // tiles_w) * th
+                    ow0 = (bx % tiles_w) * tw
+                    od = by // (groups * nbg)
+                    g = (by // nbg) % groups
+                    cb = by % nbg
+                    co0 = g * cog + cb * cob
+                    count = min(cob, cog - cb * cob)
+                    ty = cuda.threadIdx.y
+                    tx = cuda.threadIdx.x
+                    tid = ty * tw + tx
+                    nthreads = th * tw
+                    pspan_w = (tw - 1) * sw + (KW - 1) * dw + 1
+                    pspan = ((th - 1) * sh + (KH - 1) * dh + 1) * pspan_w
+                    oh = oh0 + ty
+                    ow = ow0 + tx
+                    for j in range(cob):
+                        acc[j] = 0
+                    for ci in range(cig):
+                        cin = g * cig + ci
+                        for kd in range(KD):
+                            i_d = od * sd - pd + kd * dd
+                            if i_d < 0 or i_d >= D:
+                                continue  # the same for the whole block: no divergent barrier
+                            for idx in range(tid, pspan, nthreads):
+                                ih = oh0 * sh - ph + idx // pspan_w
+                                iw = ow0 * sw - pw + idx % pspan_w
+                                if 0 <= ih < H and 0 <= iw < W:
+                                    patch[idx] = x[n, cin, i_d, ih, iw]
+                                else:
+                                    patch[idx] = 0
+                            cuda.syncthreads()
+                            if oh < OH and ow < OW:
+                                for kh in range(KH):
+                                    row = (ty * sh + kh * dh) * pspan_w + tx * sw
+                                    for kw in range(KW):
+                                        v = patch[row + kw * dw]
+                                        for j in range(cob):
+                                            if j < count:
+                                                acc[j] += v * w[co0 + j, ci, kd, kh, kw]
+                            cuda.syncthreads()
+                    if oh < OH and ow < OW:
+                        for j in range(cob):
+                            if j < count:
+                                r = acc[j]
+                                if has_b:
+                                    r += b[co0 + j]
+                                y[n, co0 + j, od, oh, ow] = r
 
     return kernel
 
@@ -154,71 +160,73 @@ def gemm_kernel(dtype_name: str, bm: int, bn: int, bk: int, tm: int, tn: int):
         K = cig * taps
         P = OD * OH * OW
         NCOL = N * P
-        g = cuda.blockIdx.z
-        m0 = cuda.blockIdx.y * bm
-        n0 = cuda.blockIdx.x * bn
-        tx = cuda.threadIdx.x
-        ty = cuda.threadIdx.y
-        tid = ty * tx_n + tx
-        nthreads = tx_n * ty_n
-        for i in range(tm):
-            for j in range(tn):
-                acc[i, j] = 0
-        for k0 in range(0, K, bk):
-            for idx in range(tid, bk * bm, nthreads):
-                kk = idx // bm
-                mm = idx % bm
-                m = m0 + mm
-                k = k0 + kk
-                if m < M and k < K:
-                    As[kk, mm] = w2[g * M + m, k]
-                else:
-                    As[kk, mm] = 0
-            for idx in range(tid, bk * bn, nthreads):
-                kk = idx // bn
-                nn = idx % bn
-                col = n0 + nn
-                k = k0 + kk
-                v = nbt(0)
-                if col < NCOL and k < K:
-                    n = col // P
-                    p = col % P
-                    od = p // (OH * OW)
-                    r = p % (OH * OW)
-                    oh = r // OW
-                    ow = r % OW
-                    ci = k // taps
-                    t = k % taps
-                    i_d = od * sd - pd + (t // (KH * KW)) * dd
-                    t = t % (KH * KW)
-                    ih = oh * sh - ph + (t // KW) * dh
-                    iw = ow * sw - pw + (t % KW) * dw
-                    if 0 <= i_d < D and 0 <= ih < H and 0 <= iw < W:
-                        v = x[n, g * cig + ci, i_d, ih, iw]
-                Bs[kk, nn] = v
-            cuda.syncthreads()
-            for kk in range(bk):
-                for i in range(tm):
-                    ra[i] = As[kk, ty + i * ty_n]
-                for j in range(tn):
-                    rb[j] = Bs[kk, tx + j * tx_n]
-                for i in range(tm):
-                    for j in range(tn):
-                        acc[i, j] += ra[i] * rb[j]
-            cuda.syncthreads()
-        for i in range(tm):
-            m = m0 + ty + i * ty_n
-            if m < M:
-                co = g * M + m
-                for j in range(tn):
-                    col = n0 + tx + j * tx_n
-                    if col < NCOL:
-                        n = col // P
-                        p = col % P
-                        r = acc[i, j]
-                        if has_b:
-                            r += b[co]
-                        y[n, co, p // (OH * OW), (p // OW) % OH, p % OW] = r
+        for g in range(cuda.blockIdx.z, groups, cuda.gridDim.z):
+            for by in range(cuda.blockIdx.y, (M + bm - 1) // bm, cuda.gridDim.y):
+                for bx in range(cuda.blockIdx.x, (NCOL + bn - 1) // bn, cuda.gridDim.x):
+                    m0 = by * bm
+                    n0 = bx * bn
+                    tx = cuda.threadIdx.x
+                    ty = cuda.threadIdx.y
+                    tid = ty * tx_n + tx
+                    nthreads = tx_n * ty_n
+                    for i in range(tm):
+                        for j in range(tn):
+                            acc[i, j] = 0
+                    for k0 in range(0, K, bk):
+                        for idx in range(tid, bk * bm, nthreads):
+                            kk = idx // bm
+                            mm = idx % bm
+                            m = m0 + mm
+                            k = k0 + kk
+                            if m < M and k < K:
+                                As[kk, mm] = w2[g * M + m, k]
+                            else:
+                                As[kk, mm] = 0
+                        for idx in range(tid, bk * bn, nthreads):
+                            kk = idx // bn
+                            nn = idx % bn
+                            col = n0 + nn
+                            k = k0 + kk
+                            v = nbt(0)
+                            if col < NCOL and k < K:
+                                n = col // P
+                                p = col % P
+                                od = p // (OH * OW)
+                                r = p % (OH * OW)
+                                oh = r // OW
+                                ow = r % OW
+                                ci = k // taps
+                                t = k % taps
+                                i_d = od * sd - pd + (t // (KH * KW)) * dd
+                                t = t % (KH * KW)
+                                ih = oh * sh - ph + (t // KW) * dh
+                                iw = ow * sw - pw + (t % KW) * dw
+                                if 0 <= i_d < D and 0 <= ih < H and 0 <= iw < W:
+                                    v = x[n, g * cig + ci, i_d, ih, iw]
+                            Bs[kk, nn] = v
+                        cuda.syncthreads()
+                        for kk in range(bk):
+                            for i in range(tm):
+                                ra[i] = As[kk, ty + i * ty_n]
+                            for j in range(tn):
+                                rb[j] = Bs[kk, tx + j * tx_n]
+                            for i in range(tm):
+                                for j in range(tn):
+                                    acc[i, j] += ra[i] * rb[j]
+                        cuda.syncthreads()
+                    for i in range(tm):
+                        m = m0 + ty + i * ty_n
+                        if m < M:
+                            co = g * M + m
+                            for j in range(tn):
+                                col = n0 + tx + j * tx_n
+                                if col < NCOL:
+                                    n = col // P
+                                    p = col % P
+                                    r = acc[i, j]
+                                    if has_b:
+                                        r += b[co]
+                                    y[n, co, p // (OH * OW), (p // OW) % OH, p % OW] = r
 
     return kernel
 
@@ -249,27 +257,25 @@ def depthwise_kernel(dtype_name: str):
 
     @cuda.jit
     def kernel(x, w, b, has_b, y, sd, sh, sw, pd, ph, pw, dd, dh, dw, groups):
-        i = cuda.grid(1)
         N, D, H, W = x.shape[0], x.shape[2], x.shape[3], x.shape[4]
         CO, OD, OH, OW = y.shape[1], y.shape[2], y.shape[3], y.shape[4]
-        if i >= N * CO * OD * OH * OW:
-            return
-        n, co, od, oh, ow = unravel(i, CO, OD, OH, OW)
-        ci = co // (CO // groups)
-        acc = nbt(0)
-        for kd in range(w.shape[2]):
-            i_d = od * sd - pd + kd * dd
-            if 0 <= i_d < D:
-                for kh in range(w.shape[3]):
-                    ih = oh * sh - ph + kh * dh
-                    if 0 <= ih < H:
-                        for kw in range(w.shape[4]):
-                            iw = ow * sw - pw + kw * dw
-                            if 0 <= iw < W:
-                                acc += x[n, ci, i_d, ih, iw] * w[co, 0, kd, kh, kw]
-        if has_b:
-            acc += b[co]
-        y[n, co, od, oh, ow] = acc
+        for i in range(cuda.grid(1), N * CO * OD * OH * OW, cuda.gridsize(1)):
+            n, co, od, oh, ow = unravel(i, CO, OD, OH, OW)
+            ci = co // (CO // groups)
+            acc = nbt(0)
+            for kd in range(w.shape[2]):
+                i_d = od * sd - pd + kd * dd
+                if 0 <= i_d < D:
+                    for kh in range(w.shape[3]):
+                        ih = oh * sh - ph + kh * dh
+                        if 0 <= ih < H:
+                            for kw in range(w.shape[4]):
+                                iw = ow * sw - pw + kw * dw
+                                if 0 <= iw < W:
+                                    acc += x[n, ci, i_d, ih, iw] * w[co, 0, kd, kh, kw]
+            if has_b:
+                acc += b[co]
+            y[n, co, od, oh, ow] = acc
 
     return kernel
 
@@ -282,35 +288,33 @@ def transpose_kernel(dtype_name: str):
 
     @cuda.jit
     def kernel(x, w, b, has_b, y, sd, sh, sw, pd, ph, pw, dd, dh, dw, groups):
-        i = cuda.grid(1)
         N, C, D, H, W = x.shape
         CO, OD, OH, OW = y.shape[1], y.shape[2], y.shape[3], y.shape[4]
-        if i >= N * CO * OD * OH * OW:
-            return
-        n, co, od, oh, ow = unravel(i, CO, OD, OH, OW)
-        cog = CO // groups
-        cig = C // groups
-        g = co // cog
-        col = co % cog
-        acc = nbt(0)
-        for kd in range(w.shape[2]):
-            td = od + pd - kd * dd  # = i_d * sd when input i_d reaches this output
-            if td < 0 or td % sd != 0 or td // sd >= D:
-                continue
-            for kh in range(w.shape[3]):
-                t_h = oh + ph - kh * dh
-                if t_h < 0 or t_h % sh != 0 or t_h // sh >= H:
+        for i in range(cuda.grid(1), N * CO * OD * OH * OW, cuda.gridsize(1)):
+            n, co, od, oh, ow = unravel(i, CO, OD, OH, OW)
+            cog = CO // groups
+            cig = C // groups
+            g = co // cog
+            col = co % cog
+            acc = nbt(0)
+            for kd in range(w.shape[2]):
+                td = od + pd - kd * dd  # = i_d * sd when input i_d reaches this output
+                if td < 0 or td % sd != 0 or td // sd >= D:
                     continue
-                for kw in range(w.shape[4]):
-                    t_w = ow + pw - kw * dw
-                    if t_w < 0 or t_w % sw != 0 or t_w // sw >= W:
+                for kh in range(w.shape[3]):
+                    t_h = oh + ph - kh * dh
+                    if t_h < 0 or t_h % sh != 0 or t_h // sh >= H:
                         continue
-                    for ci in range(cig):
-                        c = g * cig + ci
-                        acc += x[n, c, td // sd, t_h // sh, t_w // sw] * w[c, col, kd, kh, kw]
-        if has_b:
-            acc += b[co]
-        y[n, co, od, oh, ow] = acc
+                    for kw in range(w.shape[4]):
+                        t_w = ow + pw - kw * dw
+                        if t_w < 0 or t_w % sw != 0 or t_w // sw >= W:
+                            continue
+                        for ci in range(cig):
+                            c = g * cig + ci
+                            acc += x[n, c, td // sd, t_h // sh, t_w // sw] * w[c, col, kd, kh, kw]
+            if has_b:
+                acc += b[co]
+            y[n, co, od, oh, ow] = acc
 
     return kernel
 
@@ -322,42 +326,40 @@ def pool_kernel(dtype_name: str):
 
     @cuda.jit
     def kernel(x, y, idx, want_idx, is_max, lod, hid, loh, hih, low, hiw, steps, fd, fh, fw, override):
-        i = cuda.grid(1)
         P, H, W = x.shape[0], x.shape[2], x.shape[3]
         OD, OH, OW = y.shape[1], y.shape[2], y.shape[3]
-        if i >= P * OD * OH * OW:
-            return
-        ow = i % OW
-        r = i // OW
-        oh = r % OH
-        r //= OH
-        od = r % OD
-        p = r // OD
-        if is_max:
-            # torch: a larger value or a NaN replaces the running max (row-major
-            # window order); the index starts at the first tap inside
-            m = -np.inf
-            j = (lod[od] * H + loh[oh]) * W + low[ow]
-            for a in range(lod[od], hid[od], steps[0]):
-                for c in range(loh[oh], hih[oh], steps[1]):
-                    for e in range(low[ow], hiw[ow], steps[2]):
-                        v = x[p, a, c, e]
-                        if v > m or v != v:
-                            m = v
-                            j = (a * H + c) * W + e
-            y[p, od, oh, ow] = m
-            if want_idx:
-                idx[p, od, oh, ow] = j
-        else:
-            s = nbt(0)
-            for a in range(lod[od], hid[od]):
-                for c in range(loh[oh], hih[oh]):
-                    for e in range(low[ow], hiw[ow]):
-                        s += x[p, a, c, e]
-            if override != 0:
-                y[p, od, oh, ow] = s / override
+        for i in range(cuda.grid(1), P * OD * OH * OW, cuda.gridsize(1)):
+            ow = i % OW
+            r = i // OW
+            oh = r % OH
+            r //= OH
+            od = r % OD
+            p = r // OD
+            if is_max:
+                # torch: a larger value or a NaN replaces the running max (row-major
+                # window order); the index starts at the first tap inside
+                m = nbt(-np.inf)
+                j = (lod[od] * H + loh[oh]) * W + low[ow]
+                for a in range(lod[od], hid[od], steps[0]):
+                    for c in range(loh[oh], hih[oh], steps[1]):
+                        for e in range(low[ow], hiw[ow], steps[2]):
+                            v = x[p, a, c, e]
+                            if v > m or v != v:
+                                m = v
+                                j = (a * H + c) * W + e
+                y[p, od, oh, ow] = m
+                if want_idx:
+                    idx[p, od, oh, ow] = j
             else:
-                y[p, od, oh, ow] = s / nbt(fd[od] * fh[oh] * fw[ow])
+                s = nbt(0)
+                for a in range(lod[od], hid[od]):
+                    for c in range(loh[oh], hih[oh]):
+                        for e in range(low[ow], hiw[ow]):
+                            s += x[p, a, c, e]
+                if override != 0:
+                    y[p, od, oh, ow] = s / nbt(override)
+                else:
+                    y[p, od, oh, ow] = s / nbt(fd[od] * fh[oh] * fw[ow])
 
     return kernel
 
@@ -399,13 +401,11 @@ def pad_kernel(dtype_name: str):
 
     @cuda.jit
     def kernel(x, y, lo0, lo1, lo2, mode):
-        i = cuda.grid(1)
         N, C, OD, OH, OW = y.shape
-        if i >= N * C * OD * OH * OW:
-            return
-        n, c, od, oh, ow = unravel(i, C, OD, OH, OW)
-        y[n, c, od, oh, ow] = x[n, c, source(od - lo0, x.shape[2], mode), source(oh - lo1, x.shape[3], mode),
-                                source(ow - lo2, x.shape[4], mode)]  # fmt: skip
+        for i in range(cuda.grid(1), N * C * OD * OH * OW, cuda.gridsize(1)):
+            n, c, od, oh, ow = unravel(i, C, OD, OH, OW)
+            y[n, c, od, oh, ow] = x[n, c, source(od - lo0, x.shape[2], mode), source(oh - lo1, x.shape[3], mode),
+                                    source(ow - lo2, x.shape[4], mode)]  # fmt: skip
 
     return kernel
 
@@ -418,29 +418,27 @@ def filter_kernel(dtype_name: str):
 
     @cuda.jit
     def kernel(x, w, y, off0, off1, off2, m0, m1, m2, cval, skip, eps):
-        i = cuda.grid(1)
         D, H, W = x.shape
         OD, OH, OW = y.shape
-        if i >= OD * OH * OW:
-            return
-        ow = i % OW
-        r = i // OW
-        oh = r % OH
-        od = r // OH
-        acc = nbt(0)
-        for a in range(w.shape[0]):
-            sa = source(od + off0 + a, D, m0)
-            for c in range(w.shape[1]):
-                sc = source(oh + off1 + c, H, m1)
-                for e in range(w.shape[2]):
-                    wv = w[a, c, e]
-                    if skip and abs(wv) <= eps:
-                        continue  # scipy's footprint: a NaN under a zero weight stays out
-                    se = source(ow + off2 + e, W, m2)
-                    if sa < 0 or sc < 0 or se < 0:
-                        acc += wv * cval
-                    else:
-                        acc += wv * x[sa, sc, se]
-        y[od, oh, ow] = acc
+        for i in range(cuda.grid(1), OD * OH * OW, cuda.gridsize(1)):
+            ow = i % OW
+            r = i // OW
+            oh = r % OH
+            od = r // OH
+            acc = nbt(0)
+            for a in range(w.shape[0]):
+                sa = source(od + off0 + a, D, m0)
+                for c in range(w.shape[1]):
+                    sc = source(oh + off1 + c, H, m1)
+                    for e in range(w.shape[2]):
+                        wv = w[a, c, e]
+                        if skip and abs(wv) <= nbt(eps):
+                            continue  # scipy's footprint: a NaN under a zero weight stays out
+                        se = source(ow + off2 + e, W, m2)
+                        if sa < 0 or sc < 0 or se < 0:
+                            acc += wv * nbt(cval)
+                        else:
+                            acc += wv * x[sa, sc, se]
+            y[od, oh, ow] = acc
 
     return kernel

@@ -116,8 +116,32 @@ def hand_back(y, like: Any, out: Any = None):
 
 
 def _launch(total: int):
+    """A 1-D launch over ``total`` items (the kernels' grid-stride loops
+    take what a capped grid does not cover)."""
     threads = _kernels.THREADS
-    return max(1, math.ceil(total / threads)), threads
+    return min(_kernels.MAX_GRID[0], max(1, math.ceil(total / threads))), threads
+
+
+def _capped(grid) -> tuple[int, ...]:
+    """``grid`` within the hardware's per-dimension limits (the kernels loop
+    over their blocks in x, y and z)."""
+    return tuple(max(1, min(int(g), limit)) for g, limit in zip(grid, _kernels.MAX_GRID))
+
+
+#: kernel launches made by this process (what tests count per operation)
+launches = 0
+
+
+def _start(kernel, grid, block, *args) -> None:
+    """Launch ``kernel``, refusing what the hardware would refuse (a grid
+    dimension or a block over its limit: the simulator does not check)."""
+    global launches
+    grid = (grid,) if isinstance(grid, int) else tuple(grid)
+    block = (block,) if isinstance(block, int) else tuple(block)
+    if any(g > limit for g, limit in zip(grid, _kernels.MAX_GRID)) or math.prod(block) > _kernels.MAX_BLOCK_THREADS:
+        raise ValueError(f"launch of {grid} blocks of {block} threads exceeds the GPU's limits")
+    launches += 1
+    kernel[grid, block](*args)
 
 
 # --- convolution ----------------------------------------------------------------------
@@ -130,12 +154,24 @@ def _lift(arr, batched: bool, nd: int):
     return arr.reshape(shape[:2] + (1,) * (3 - nd) + shape[2:])
 
 
+_no_bias_arrays: dict = {}
+
+
+def _no_bias(dtype):
+    """A one-element device array standing in for an absent bias (made once
+    per dtype: no host-to-device copy per call)."""
+    key = np.dtype(dtype).str
+    if key not in _no_bias_arrays:
+        _no_bias_arrays[key] = _cuda().to_device(np.zeros(1, dtype))
+    return _no_bias_arrays[key]
+
+
 class _Operands:
     """Device operands of a convolution: lifted x (padded for non-zero
     padding modes), w, b (a dummy when there is none) and the flag."""
 
     def __init__(self, spec, input, weight, bias):
-        cuda = _cuda()
+        _cuda()  # (raises, naming why, where no GPU can run)
         x = _lift(to_device(input, spec.dtype), spec.batched, spec.nd)
         if spec.padding_mode != "zeros" and (any(spec.pad_lo) or any(spec.pad_hi)):
             x = _pad_device(x, spec)
@@ -143,7 +179,7 @@ class _Operands:
         w = to_device(weight, spec.dtype)
         self.w = w.reshape(tuple(w.shape[:2]) + (1,) * (3 - spec.nd) + tuple(w.shape[2:]))
         self.has_b = bias is not None
-        self.b = to_device(bias, spec.dtype) if self.has_b else cuda.to_device(np.zeros(1, spec.dtype))
+        self.b = to_device(bias, spec.dtype) if self.has_b else _no_bias(spec.dtype)
 
     def pads(self, spec) -> tuple[int, int, int]:
         return spec.kernel_pad_lo if not spec.transposed else spec.lifted("pad_lo")
@@ -158,7 +194,7 @@ def _pad_device(x, spec):
     shape = tuple(x.shape[:2]) + tuple(s + a + b for s, a, b in zip(x.shape[2:], lo, hi))
     y = cuda.device_array(shape, dtype=spec.dtype)
     blocks, threads = _launch(int(np.prod(shape)))
-    _kernels.pad_kernel(spec.dtype.name)[blocks, threads](x, y, lo[0], lo[1], lo[2], mode)
+    _start(_kernels.pad_kernel(spec.dtype.name), blocks, threads, x, y, lo[0], lo[1], lo[2], mode)
     return y
 
 
@@ -175,9 +211,10 @@ def conv_direct(spec, ops: _Operands, y, num_threads: int = 1) -> None:
     n, co, od, oh, ow = y.shape
     cob = _kernels.COB
     nbg = math.ceil(co // spec.groups / cob)
-    grid = (math.ceil(oh / th) * math.ceil(ow / tw), od * spec.groups * nbg, n)
+    grid = _capped((math.ceil(oh / th) * math.ceil(ow / tw), od * spec.groups * nbg, n))
     kernel = _kernels.direct_kernel(spec.dtype.name, cob, _kernels.SHARED_ELEMS)
-    kernel[grid, (tw, th)](ops.x, ops.w, ops.b, ops.has_b, y, sd, sh, sw, pd, ph, pw, dd, dh, dw, spec.groups, th, tw)
+    _start(kernel, grid, (tw, th), ops.x, ops.w, ops.b, ops.has_b, y, sd, sh, sw, pd, ph, pw, dd, dh, dw,
+           spec.groups, th, tw)  # fmt: skip
 
 
 def conv_gemm(spec, ops: _Operands, y, num_threads: int = 1) -> None:
@@ -188,10 +225,10 @@ def conv_gemm(spec, ops: _Operands, y, num_threads: int = 1) -> None:
     kd, kh, kw = w.shape[2:]
     w2 = w.reshape(w.shape[0], int(np.prod(w.shape[1:])))
     n, co, od, oh, ow = y.shape
-    grid = (math.ceil(n * od * oh * ow / bn), math.ceil(co // spec.groups / bm), spec.groups)
+    grid = _capped((math.ceil(n * od * oh * ow / bn), math.ceil(co // spec.groups / bm), spec.groups))
     kernel = _kernels.gemm_kernel(spec.dtype.name, bm, bn, bk, tm, tn)
-    kernel[grid, (bn // tn, bm // tm)](ops.x, w2, ops.b, ops.has_b, y, sd, sh, sw, pd, ph, pw, dd, dh, dw,
-                                       spec.groups, kd, kh, kw)  # fmt: skip
+    _start(kernel, grid, (bn // tn, bm // tm), ops.x, w2, ops.b, ops.has_b, y, sd, sh, sw, pd, ph, pw, dd, dh, dw,
+           spec.groups, kd, kh, kw)  # fmt: skip
 
 
 def _per_output(factory, spec, ops: _Operands, y) -> None:
@@ -199,9 +236,8 @@ def _per_output(factory, spec, ops: _Operands, y) -> None:
     sd, sh, sw, dd, dh, dw = _geometry(spec)
     pd, ph, pw = ops.pads(spec)
     blocks, threads = _launch(int(np.prod(y.shape)))
-    factory(spec.dtype.name)[blocks, threads](
-        ops.x, ops.w, ops.b, ops.has_b, y, sd, sh, sw, pd, ph, pw, dd, dh, dw, spec.groups
-    )
+    _start(factory(spec.dtype.name), blocks, threads,
+           ops.x, ops.w, ops.b, ops.has_b, y, sd, sh, sw, pd, ph, pw, dd, dh, dw, spec.groups)  # fmt: skip
 
 
 def conv_depthwise(spec, ops: _Operands, y, num_threads: int = 1) -> None:
@@ -247,10 +283,9 @@ def run_pool(spec, input):
     idx = cuda.device_array(shape if spec.return_indices else (1, 1, 1, 1), dtype=np.int64)
     if y.size:
         blocks, threads = _launch(int(np.prod(shape)))
-        _kernels.pool_kernel(spec.dtype.name)[blocks, threads](
-            x, y, idx, spec.return_indices, spec.kind == "max", *tables, steps, *sizes,
-            float(spec.divisor_override or 0),
-        )  # fmt: skip
+        _start(_kernels.pool_kernel(spec.dtype.name), blocks, threads,
+               x, y, idx, spec.return_indices, spec.kind == "max", *tables, steps, *sizes,
+               float(spec.divisor_override or 0))  # fmt: skip
     values = hand_back(y.reshape(spec.out_shape), input)
     if not spec.return_indices:
         return values
@@ -283,9 +318,8 @@ def run_filter(spec, input, w: np.ndarray, like=None):
     modes = (0,) * (3 - spec.ndim) + (mode,) * spec.ndim
     if y.size:
         blocks, threads = _launch(int(np.prod(out_shape)))
-        _kernels.filter_kernel(spec.dtype.name)[blocks, threads](
-            x, wk, y, *offs, *modes, spec.cval, spec.skip_zeros, FOOTPRINT_EPS
-        )
+        _start(_kernels.filter_kernel(spec.dtype.name), blocks, threads,
+               x, wk, y, *offs, *modes, spec.cval, spec.skip_zeros, FOOTPRINT_EPS)  # fmt: skip
     return hand_back(y.reshape(spec.out_shape), input if like is None else like)
 
 

@@ -212,26 +212,92 @@ def test_gpu_errors(rng):
 
 
 @pytest.mark.skipif(SIM, reason="CuPy/torch arrays need a real GPU")
-def test_cupy_and_torch_arrays_stay_on_the_gpu(rng):  # pragma: no cover - real GPU only
-    x = rng.standard_normal((2, 3, 16, 16)).astype(np.float32)
-    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
-    want = fastconv.conv2d(x, w, padding=1)
+def _cupy():
     try:
         import cupy
-    except ImportError:
-        cupy = None
-    if cupy is not None:
-        got = fastconv.conv2d(cupy.asarray(x), w, padding=1)
-        assert isinstance(got, cupy.ndarray)
-        _close(cupy.asnumpy(got), want)
+
+        cupy.cuda.runtime.getDeviceCount()
+    except Exception:  # (not installed, or no device behind it)
+        return None
+    return cupy
+
+
+def _torch_cuda():
     try:
         import torch
     except ImportError:
-        torch = None
-    if torch is not None and torch.cuda.is_available():
-        got = fastconv.conv2d(torch.from_numpy(x).cuda(), w, padding=1)
-        assert isinstance(got, torch.Tensor) and got.is_cuda
+        return None
+    return torch if torch.cuda.is_available() else None
+
+
+@pytest.mark.skipif(SIM, reason="CuPy and torch CUDA arrays need a real GPU")
+@pytest.mark.parametrize("library", ["cupy", "torch"])
+def test_cupy_and_torch_arrays_stay_on_the_gpu(library, rng):  # pragma: no cover - real GPU only
+    lib = _cupy() if library == "cupy" else _torch_cuda()
+    if lib is None:
+        pytest.skip(f"{library} with a usable GPU is not installed here")
+    x = rng.standard_normal((2, 3, 16, 16)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    want = fastconv.conv2d(x, w, padding=1)
+    if library == "cupy":
+        got = fastconv.conv2d(lib.asarray(x), w, padding=1)
+        assert isinstance(got, lib.ndarray)
+        _close(lib.asnumpy(got), want)
+    else:
+        got = fastconv.conv2d(lib.from_numpy(x).cuda(), w, padding=1)
+        assert isinstance(got, lib.Tensor) and got.is_cuda
         _close(got.cpu().numpy(), want)
+
+
+def test_launches_stay_within_the_hardware_grid_limits(rng, monkeypatch):
+    # the limits shrunk to a few blocks per dimension: a large batch, many
+    # groups and long outputs are covered by the kernels' block and
+    # grid-stride loops, and a launch over a limit is refused (the simulator
+    # itself checks nothing)
+    from fastconv.cuda import _run
+
+    monkeypatch.setattr(_kernels, "MAX_GRID", (3, 2, 2))
+    x = rng.standard_normal((5, 6, 7, 9)).astype(np.float32)
+    for method, w, kw in [
+        ("cuda_direct", rng.standard_normal((6, 2, 3, 3)), dict(padding=1, groups=3)),
+        ("cuda_gemm", rng.standard_normal((6, 2, 3, 3)), dict(padding=1, groups=3)),
+        ("cuda_depthwise", rng.standard_normal((6, 1, 3, 3)), dict(padding=1, groups=6)),
+    ]:
+        w = w.astype(np.float32)
+        _close(fastconv.conv2d(x, w, device="cuda", method=method, **kw), fastconv.conv2d(x, w, **kw))
+    wt = rng.standard_normal((6, 2, 3, 3)).astype(np.float32)
+    _close(fastconv.conv_transpose2d(x, wt, stride=2, groups=3, device="cuda"),
+           fastconv.conv_transpose2d(x, wt, stride=2, groups=3))  # fmt: skip
+    _close(fastconv.max_pool2d(x, 2, device="cuda"), fastconv.max_pool2d(x, 2))
+    _close(fastconv.avg_pool2d(x, 3, 1, 1, device="cuda"), fastconv.avg_pool2d(x, 3, 1, 1))
+    img = rng.standard_normal((20, 30)).astype(np.float32)
+    k = rng.standard_normal((3, 3)).astype(np.float32)
+    _close(ndimage.correlate(cuda.to_device(img), k), ndimage.correlate(img, k))
+    with pytest.raises(ValueError, match="exceeds the GPU's limits"):
+        _run._start(_kernels.pad_kernel("float32"), (4, 1, 1), 16)
+
+
+def test_launches_per_operation():
+    # one kernel launch per operation (two where a padding mode is
+    # materialised first): Numba's launch costs ~0.1-0.2 ms, small calls
+    # must not pay it several times
+    from fastconv.cuda import _run
+
+    x = np.ones((1, 2, 8, 8), np.float32)
+    w = np.ones((2, 2, 3, 3), np.float32)
+    calls = [
+        (lambda: fastconv.conv2d(x, w, padding=1, device="cuda", method="cuda_direct"), 1),
+        (lambda: fastconv.conv2d(x, w, padding=1, device="cuda", method="cuda_gemm"), 1),
+        (lambda: fastconv.conv2d(x, w, padding=1, padding_mode="reflect", device="cuda"), 2),
+        (lambda: fastconv.conv_transpose2d(x, w, stride=2, device="cuda"), 1),
+        (lambda: fastconv.max_pool2d(x, 2, device="cuda"), 1),
+        (lambda: ndimage.correlate(cuda.to_device(x[0, 0]), np.ones((3, 3), np.float32)), 1),
+        (lambda: signal.convolve(cuda.to_device(x[0, 0]), np.ones((3, 3), np.float32)), 1),
+    ]
+    for i, (call, want) in enumerate(calls):
+        before = _run.launches
+        call()
+        assert _run.launches - before == want, i
 
 
 def test_property_conv_and_transpose_match_the_cpu():
