@@ -38,3 +38,18 @@ def torch():
     if t is None:
         pytest.skip("torch is not installed (pip install torch==2.13.0 to cross-check against it)")
     return t
+
+
+@pytest.fixture
+def tuning_dir(tmp_path):
+    """Autotune on, with a fresh tuning cache in ``tmp_path`` (memory and
+    plans cleared before and after)."""
+    import fastconv
+    from fastconv.dispatch import clear_plan_cache, tuning
+
+    tuning.clear_memory()
+    clear_plan_cache()
+    with fastconv.set_config(autotune=True, cache_dir=str(tmp_path)):
+        yield tmp_path
+    tuning.clear_memory()
+    clear_plan_cache()

@@ -111,18 +111,6 @@ def test_explain_does_not_run(mock_methods):
 # --- measurement (autotune) and the tuning cache -------------------------------
 
 
-@pytest.fixture
-def tuning_dir(tmp_path):
-    from fastconv.dispatch import tuning
-
-    tuning.clear_memory()
-    clear_plan_cache()
-    with fastconv.set_config(autotune=True, cache_dir=str(tmp_path)):
-        yield tmp_path
-    tuning.clear_memory()
-    clear_plan_cache()
-
-
 def test_autotune_measures_once_and_caches_on_disk(mock_methods, tuning_dir):
     import json
 

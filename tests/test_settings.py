@@ -15,7 +15,6 @@ import pytest
 
 import fastconv
 from fastconv import ndimage, signal
-from fastconv.dispatch import clear_plan_cache
 
 from .reference import conv_nd
 
@@ -142,19 +141,7 @@ def test_blas_limit_is_not_lifted_under_a_caller_still_inside():
     assert seen == [{1}, original]
 
 
-@pytest.fixture
-def tuning_cache(tmp_path):
-    from fastconv.dispatch import tuning
-
-    tuning.clear_memory()
-    clear_plan_cache()
-    with fastconv.set_config(autotune=True, cache_dir=str(tmp_path)):
-        yield tmp_path
-    tuning.clear_memory()
-    clear_plan_cache()
-
-
-def test_autotune_on_every_family_and_shared_by_processes(tuning_cache, rng):
+def test_autotune_on_every_family_and_shared_by_processes(tuning_dir, rng):
     # conv, transposed conv, ndimage (the 200x200 reflect call once crashed
     # in the tuner: it timed the kernels on the unpadded input) and signal;
     # pooling has one method (tier 0 is not a candidate): nothing to tune
@@ -175,7 +162,7 @@ def test_autotune_on_every_family_and_shared_by_processes(tuning_cache, rng):
         np.testing.assert_allclose(results["conv_transpose2d"][0], want, rtol=1e-4, atol=1e-4)
     pooled = fastconv.max_pool2d(x, 2)
     assert pooled.shape == (2, 8, 6, 6)
-    entries = json.loads((tuning_cache / "tuning.json").read_text())
+    entries = json.loads((tuning_dir / "tuning.json").read_text())
     ops = {json.loads(key)[0][0] for key in entries}
     assert {"ndimage", "signal", "conv_transpose2d"} <= ops and not any("pool" in op for op in ops)
     assert all(len(e["times"]) >= 2 and "numpy" not in e["times"] for e in entries.values())
@@ -186,7 +173,7 @@ def test_autotune_on_every_family_and_shared_by_processes(tuning_cache, rng):
         "rng = np.random.default_rng(0)\n"
         "img, k = np.zeros((200, 200)), np.arange(1.0, 26.0).reshape(5, 5) % 7\n"
         "x, wt = np.zeros((2, 8, 12, 12), np.float32), np.zeros((8, 4, 4, 4), np.float32)\n"
-        f"with fastconv.set_config(autotune=True, cache_dir={str(tuning_cache)!r}):\n"
+        f"with fastconv.set_config(autotune=True, cache_dir={str(tuning_dir)!r}):\n"
         "    for f, a, kw in [(ndimage.correlate, (img, k), dict(mode='reflect')),\n"
         "                     (signal.convolve, (np.zeros(20000), np.zeros(65)), {}),\n"
         "                     (fastconv.conv_transpose2d, (x, wt), dict(stride=2, padding=1))]:\n"
