@@ -375,8 +375,6 @@ def valid_methods(op: str) -> list[str]:
     return ["auto", *sorted(methods_for(op))]
 
 
-#: why every other method steps aside for a convolution without input channels
-_EMPTY = "no input channels: every output is its bias (bias_only)"
 _NON_FINITE = "input has NaN/Inf, which this method would spread beyond their windows"
 
 
@@ -389,14 +387,17 @@ def _select(spec, cfg, finite: bool = True) -> Plan:
     if forced_variant and methods[forced_name].variants is None:
         raise ValueError(f"method {forced_name!r} has no variants, got {wanted!r}")
     constants = cost_constants()
-    empty = "bias_only" in methods and getattr(spec, "c_in", 1) == 0
+    # a method that takes over (bias_only: a convolution without input
+    # channels) is the plan wherever it applies and no candidate elsewhere
+    takeover = next((n for n, m in sorted(methods.items()) if m.takes_over and m.check(spec) is None), None)
+    stepped_aside = None if takeover is None else f"{takeover} takes this call: {methods[takeover].description}"
     candidates = []
     for name, m in sorted(methods.items()):
-        if name == "bias_only" and not empty and name != forced_name:
-            continue  # (the plan of a convolution without input channels: no candidate otherwise)
+        if m.takes_over and name != takeover and name != forced_name:
+            continue
         variant = forced_variant if name == forced_name and forced_variant else None
-        if empty and name != "bias_only":
-            rejected, ws = _EMPTY, 0
+        if takeover is not None and name != takeover:
+            rejected, ws = stepped_aside, 0
         else:
             rejected = m.check(spec, variant)
             ws = m.workspace_of(spec, variant) if rejected is None or m.variants is None else 0
@@ -419,7 +420,7 @@ def _select(spec, cfg, finite: bool = True) -> Plan:
             est = m.cost(spec, constants, child_s, variant)
         candidates.append(Candidate(name, est, ws, rejected, variant=variant, children=children))
     forced = next((c for c in candidates if c.name == forced_name), None)
-    if forced is not None and forced.rejected not in (None, _NON_FINITE, _EMPTY):
+    if forced is not None and forced.rejected not in (None, _NON_FINITE, stepped_aside):
         raise ValueError(f"method={wanted!r} cannot compute this {spec.op}: {forced.rejected}")
     if forced is not None and forced.rejected is None:
         chosen, reason = forced, "forced by method="

@@ -58,6 +58,11 @@ class Method:
     #: within a small factor of direct summation in float32 (what
     #: ``precision="high"`` allows; Winograd F(4x4) is not)
     precise: bool = True
+    #: wherever it supports a call it is the plan (the other methods step
+    #: aside, a forced one is replaced and ``explain`` says why); elsewhere it
+    #: is not a candidate -- ``bias_only``, for a convolution without input
+    #: channels, where the other kernels have nothing to sum
+    takes_over: bool = False
     #: never chosen by "auto" for input containing NaN/Inf (it would spread them)
     finite_only: bool = False
     #: a ``finite_only`` method whose kernel checks the input as it reads it

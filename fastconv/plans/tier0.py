@@ -67,5 +67,6 @@ METHODS = (
         (POOL_OPS, "pool_numpy", always, no_workspace, "windows gathered from the window tables, reduced with NumPy"),
     )),
     Method("bias_only", CONV_OPS + TRANSPOSE_OPS, "fastconv.kernels.tier0:bias_only", _empty_supports, no_workspace,
-           "no input channels: the sum is empty, every output is its bias", features=lambda spec: {}),
+           "no input channels: the sum is empty, every output is its bias", features=lambda spec: {},
+           takes_over=True),
 )  # fmt: skip
