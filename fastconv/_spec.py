@@ -953,6 +953,15 @@ def unswapped_signal_weights(kind: str, in1_shape, b: np.ndarray, mode: Any, whe
     return mode, b[tuple(slice(None, None, -1) for _ in range(b.ndim))]
 
 
+def check_gpu_filter_method(method: Any) -> None:
+    """``method=`` of a signal/ndimage call on GPU arrays: the GPU has one
+    filter (direct), so another method is refused, not dropped."""
+    if method not in ("auto", "direct"):
+        raise ValueError(
+            f"method={method!r} is not available on the GPU (its filter is direct); use 'auto' or 'direct'"
+        )
+
+
 def check_signal_mode(mode: Any) -> str:
     if not isinstance(mode, str) or mode not in SIGNAL_MODES:
         raise ValueError(f"mode must be one of {SIGNAL_MODES}, got {mode!r}")

@@ -19,7 +19,7 @@ from ._dask import is_dask
 from ._device import is_gpu_array
 from ._execute import run_filter
 from ._ops import Op, operation
-from ._spec import as_array, axis_filter_args, filter_spec
+from ._spec import as_array, axis_filter_args, check_gpu_filter_method, filter_spec
 
 __all__ = ["convolve", "convolve1d", "correlate", "correlate1d"]
 
@@ -142,10 +142,7 @@ def _filter(convolve: bool, input, weights, output, mode, cval, origin, method):
 
         return ndimage_filter(convolve, input, weights, output, mode, cval, origin, method)
     if is_gpu_array(input) or is_gpu_array(weights):
-        if method not in ("auto", "direct"):
-            raise ValueError(
-                f"method={method!r} is not available on the GPU (its filter is direct); use 'auto' or 'direct'"
-            )
+        check_gpu_filter_method(method)
         from .cuda._run import run_filter as gpu_filter
         from .cuda._run import to_host_small
 

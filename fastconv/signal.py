@@ -21,6 +21,7 @@ from ._execute import run_filter
 from ._ops import Op, operation
 from ._spec import (
     check_2d,
+    check_gpu_filter_method,
     check_signal_mode,
     freq_axes,
     signal_arrays,
@@ -58,10 +59,7 @@ def _route(kind: str, in1, in2, mode, method: str = "auto", **kwargs):
         from ._dask import signal_convolve
 
         return signal_convolve(kind, in1, in2, mode, method=method, **kwargs)
-    if method not in ("auto", "direct"):
-        raise ValueError(
-            f"method={method!r} is not available on the GPU (its filter is direct); use 'auto' or 'direct'"
-        )
+    check_gpu_filter_method(method)
     from .cuda._run import run_signal
 
     return run_signal(kind, in1, in2, mode, **kwargs)

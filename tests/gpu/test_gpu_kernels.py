@@ -206,6 +206,12 @@ def test_gpu_errors(rng):
         fastconv.conv2d(dx, w, out=cuda.device_array((1, 1, 3, 3), np.float64))
     with pytest.raises(TypeError, match="out must be"):
         fastconv.conv2d(dx, w, out=[0.0])
+    # the GPU filters are direct: another method is refused, not dropped
+    img = cuda.to_device(np.ones((6, 6), np.float32))
+    for call in (lambda: signal.convolve(img, np.ones((2, 2), np.float32), method="fft"),
+                 lambda: ndimage.correlate(img, np.ones((2, 2), np.float32), method="separable")):  # fmt: skip
+        with pytest.raises(ValueError, match="not available on the GPU"):
+            call()
     out = cuda.device_array((1, 1, 3, 3), np.float32)  # a GPU out= is filled on the GPU
     assert fastconv.conv2d(dx, w, out=out) is out
     np.testing.assert_allclose(_host(out), fastconv.conv2d(_host(dx), w), rtol=1e-5, atol=1e-5)
