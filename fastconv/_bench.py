@@ -136,7 +136,8 @@ SUITE_GROUPS = {
     "transpose": ["conv_transpose2d"],
     "pool": ["pool2d"],
     **{name: [name] for name in SUITES},
-    "all": list(SUITES),
+    "sweep": ["sweep"],
+    "all": [*SUITES, "sweep"],
 }
 
 
@@ -653,13 +654,14 @@ def environment(threads: int) -> dict:
     return env
 
 
-def to_json(results: list[Result], env: dict, gemm: float | None, copy: float | None = None) -> str:
+def to_json(results: list[Result], env: dict, gemm: float | None, copy: float | None = None, sweep=()) -> str:
     return json.dumps(
         {
             "environment": env,
             "gemm_gflops": gemm,
             "copy_gbps": copy,
             "results": [dataclasses.asdict(r) for r in results],
+            "sweep": [dataclasses.asdict(r) for r in sweep],
         },
         indent=2,
     )

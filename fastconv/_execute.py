@@ -1,5 +1,12 @@
 """Plan -> kernel: allocate (or reuse) the result, run the chosen kernel, return
-the array in the caller's shape.  Shared by every public op."""
+the array in the caller's shape.  Shared by every public op.
+
+The ``*_executor`` functions make the repeated-call executors of the call
+cache (:mod:`fastconv._ops`): the same steps with the spec, the plan and
+the kernel's launch parameters fixed; what depends on the arrays
+themselves (layout, NaN/Inf where the method cares, weights whose values
+the plan read) is handled on every call, or the executor returns ``MISS``
+and the full path runs."""
 
 from __future__ import annotations
 
@@ -7,7 +14,10 @@ import dataclasses
 
 import numpy as np
 
+from . import _warm
+from ._calls import MISS
 from .dispatch import select
+from .kernels import NonFiniteInput
 
 
 def _direct_target(out: np.ndarray | None, *inputs: np.ndarray | None) -> bool:
@@ -33,6 +43,69 @@ def run_conv(spec, ops, out: np.ndarray | None) -> np.ndarray:
     if not np.shares_memory(result, out):
         out[...] = result
     return out
+
+
+def _finite(ops, guard) -> bool:
+    """Whether the operands pass the plan's NaN/Inf guard (see ``Plan.finite_guard``)."""
+    if guard is None:
+        return True
+    input_too, weights_too = guard
+    return bool((not input_too or np.isfinite(ops.x).all()) and (not weights_too or np.isfinite(ops.w).all()))
+
+
+def conv_executor(spec, ops, plan):
+    """The repeated-call executor of a CPU convolution (direct or transposed):
+    ``executor(input, weight, bias, ..., out)``; None while the plan's kernel
+    is not ready."""
+    from ._spec import _operands
+
+    run = plan.prepared()
+    if run is None:
+        return None
+    guard = plan.finite_guard()
+    shape5 = (spec.n, spec.c_out, *spec.lifted("out_spatial"))
+    out_shape, dtype = spec.out_shape, spec.dtype
+    local = _warm._local
+
+    def executor(x, w, b, *rest):
+        ops = _operands(spec, x, w, b)
+        if guard is not None and not _finite(ops, guard):
+            return MISS
+        out = rest[-1]
+        into = out is not None and _direct_target(out, ops.x, ops.w, ops.b)
+        if out is not None and not out.flags.writeable:
+            return MISS  # (the full path says why)
+        result = out.reshape(shape5) if into else np.empty(shape5, dtype)
+        try:
+            run(ops, result)
+        except NonFiniteInput:
+            return MISS
+        local.tier = "kernel"
+        if out is None:
+            return result.reshape(out_shape)
+        if not into:
+            out[...] = result.reshape(out_shape)
+        return out
+
+    return executor
+
+
+def pool_executor(spec, plan):
+    """The repeated-call executor of a CPU pooling op: ``executor(input, ...)``."""
+    from ._spec import _planes
+
+    run = plan.prepared()
+    if run is None:
+        return None
+    indices = spec.return_indices
+    local = _warm._local
+
+    def executor(x, *rest):
+        values, idx = run(_planes(spec, x), None)
+        local.tier = "kernel"
+        return (values, idx) if indices else values
+
+    return executor
 
 
 def run_pool(spec, planes: np.ndarray):
@@ -75,6 +148,110 @@ def _real_filter(spec, x: np.ndarray, w: np.ndarray) -> np.ndarray:
     return out.reshape(spec.out_shape)
 
 
+#: inputs padded to at most this many elements are padded by one ``take``
+#: through a flat index map made once per executor (np.pad costs 20-50 us of
+#: Python on any size, a 18x18 take 0.9 us; the map is 8 bytes an element)
+_GATHER_PAD_BELOW = 1 << 14
+
+
+def _padder(spec):
+    """``pad(x)``: the input padded by the spec's boundary mode, C-contiguous
+    in the computing dtype -- ``_pad``, with what depends only on the spec
+    made once."""
+    from ._spec import NDIMAGE_PAD
+
+    padded, dtype = spec.padded, spec.dtype
+    if int(np.prod(padded)) > _GATHER_PAD_BELOW:
+        return lambda x: kernel_ready_padded(_pad(x, spec, dtype), dtype)
+    mode = NDIMAGE_PAD[spec.mode]
+    if mode == "constant":
+        inner = tuple(slice(lo, lo + n) for lo, n in zip(spec.pad_lo, spec.shape))
+        cval = spec.cval
+
+        def pad(x):
+            xp = np.full(padded, cval, dtype)
+            xp[inner] = x
+            return xp
+
+        return pad
+    flat = np.pad(np.arange(int(np.prod(spec.shape))).reshape(spec.shape), list(zip(spec.pad_lo, spec.pad_hi)),
+                  mode=mode).reshape(-1)  # fmt: skip
+    return lambda x: kernel_ready_padded(x.reshape(-1).take(flat).reshape(padded), dtype)
+
+
+def kernel_ready_padded(xp: np.ndarray, dtype) -> np.ndarray:
+    from ._spec import kernel_ready
+
+    return kernel_ready(xp, dtype)  # (a gather or np.pad keeps the input's dtype)
+
+
+def filter_executor(spec, w: np.ndarray, same_spec=None):
+    """``execute(x, w)``: the real correlation ``_real_filter`` computes (the
+    computing dtype, ``spec.out_shape``), with the spec, the plan, the
+    padding's index maps and the kernel-ready weights made once; or
+    :data:`MISS` (the full path runs) when the input holds NaN/Inf and the
+    plan's method cares, or when the weights' values changed and
+    ``same_spec(w)`` (None: the spec does not depend on them) says the spec
+    would change.  None while the plan's kernel is not ready."""
+    from ._spec import FilterOperands, kernel_ready
+
+    plan = select(spec)
+    run = plan.prepared()
+    if run is None:
+        return None
+    guard = plan.finite_guard()
+    bare = spec.op == "signal" and plan.method in ("fft", "oa") and spec.mode == "constant" and spec.cval == 0
+    pad = None if bare else _padder(spec)
+    dtype, kernel = spec.dtype, spec.lifted("kernel")
+    x_shape = spec.lifted("shape" if bare else "padded")
+    out_lifted, out_shape = spec.lifted("out_shape"), spec.out_shape
+    #: (the weights' bytes, the kernel-ready weights): replaced as a whole
+    state = [(w.tobytes(), kernel_ready(w, dtype).reshape(kernel))]
+    local = _warm._local
+
+    def execute(x: np.ndarray, w: np.ndarray):
+        raw, wk = state[0]
+        now = w.tobytes()
+        if now != raw:
+            if same_spec is not None and not same_spec(w):
+                return MISS
+            wk = kernel_ready(w, dtype).reshape(kernel)
+            state[0] = (now, wk)
+        xk = (kernel_ready(x, dtype) if bare else pad(x)).reshape(x_shape)
+        ops = FilterOperands(x=xk, w=wk)
+        if guard is not None and not _finite(ops, guard):
+            return MISS
+        out = np.empty(out_lifted, dtype)
+        try:
+            run(ops, out)
+        except NonFiniteInput:
+            return MISS
+        local.tier = "kernel"
+        return out.reshape(out_shape)
+
+    return execute
+
+
+def cast_filtered(spec, y: np.ndarray, output: np.ndarray | None) -> np.ndarray:
+    """The filtered array in the result dtype with scipy's rules (integers
+    truncated toward zero -- signal's rounded -- and wrapped, bool =
+    non-zero), written into ``output`` when given."""
+    kind = spec.out_dtype.kind
+    if kind == "b":
+        result = y != 0
+    elif kind in "iu":
+        # ndimage truncates toward zero; signal's exact integer sums are rounded
+        # (they are integers already unless an FFT path computed them)
+        whole = np.rint(y) if spec.op == "signal" else np.trunc(y)
+        result = whole.astype(np.int64).astype(spec.out_dtype)
+    else:
+        result = y.astype(spec.out_dtype, copy=False)
+    if output is None:
+        return result
+    output[...] = result
+    return output
+
+
 def run_filter(spec, x: np.ndarray, w: np.ndarray, output: np.ndarray | None) -> np.ndarray:
     """ndimage correlation (weights already flipped/conjugated by the spec):
     complex data as real passes, then the cast to the output dtype with
@@ -93,17 +270,4 @@ def run_filter(spec, x: np.ndarray, w: np.ndarray, output: np.ndarray | None) ->
             y += 1j * _real_filter(zero, xi, wr)
             if wi is not None:
                 y -= _real_filter(zero, xi, wi)
-    kind = spec.out_dtype.kind
-    if kind == "b":
-        result = y != 0
-    elif kind in "iu":
-        # ndimage truncates toward zero; signal's exact integer sums are rounded
-        # (they are integers already unless an FFT path computed them)
-        whole = np.rint(y) if spec.op == "signal" else np.trunc(y)
-        result = whole.astype(np.int64).astype(spec.out_dtype)
-    else:
-        result = y.astype(spec.out_dtype, copy=False)
-    if output is None:
-        return result
-    output[...] = result
-    return output
+    return cast_filtered(spec, y, output)

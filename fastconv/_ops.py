@@ -16,16 +16,36 @@ its arguments by name to :func:`enter`, the same for every operation:
 
 ``fastconv.explain`` and ``fastconv.available_methods`` read the descriptor's
 ``spec``, so they answer for every public operation without importing Numba.
+
+Repeated calls take a shorter road.  An op with a ``prepare`` hook gets a
+call cache: the generated function builds a cheap key from its arguments
+(array types, shapes and dtypes; every other argument with its type, tuples
+with their elements' types; the settings in force) and, on a hit, hands
+the arguments straight to the executor that ``prepare`` built on the first
+such call: validation and planning done once, the kernel's launch
+parameters computed once.  What the key does not hold -- the arrays'
+layout and contents, ``out``'s writeability -- the executor handles on
+every call, or declines (returns :data:`MISS`, e.g. weights whose values
+changed where the plan depends on them) and the full path runs instead.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 from collections.abc import Callable
 from typing import Any
 
+from ._calls import FULL, MISS, new_cache
+from ._config import get_config
 from ._dask import is_dask
+
+#: the largest number of executors kept per operation (a program that
+#: sees ever new shapes must not grow the cache without bound)
+MAX_CALLS = 512
+
+__all__ = ["FULL", "MAX_CALLS", "MISS", "Op", "enter", "operation"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,14 +65,56 @@ class Op:
     #: the argument whose array type routes the call (dask or not)
     routed_by: str = "input"
     method_op: Callable[[dict], str] | None = None
+    #: ``prepare(arguments)`` validates a call like ``run`` and returns an
+    #: executor for the calls with the same key -- ``executor(*arguments)``,
+    #: positionally in the signature's order, returns the result or
+    #: :data:`MISS` -- or None while none can be made yet (the kernel still
+    #: compiling: tier 0 runs).  None: no call cache
+    prepare: Callable[[dict], Callable[..., Any] | None] | None = None
+    #: the parameters that always take arrays, and those that may (None, or
+    #: a dtype): keyed by type, shape and dtype
+    arrays: tuple[str, ...] = ()
+    maybe_arrays: tuple[str, ...] = ()
 
 
-def enter(op: Op, args: dict) -> Any:
-    """Run ``op`` on its arguments (by name): the entry path of every public function."""
+def enter(op: Op, args: dict, key: tuple | None = None, calls: dict | None = None) -> Any:
+    """Run ``op`` on its arguments (by name): the entry path of every public
+    function.  ``key`` (None: not cacheable) is the call's key in ``calls``,
+    the op's call cache, where the executor ``prepare`` makes is kept."""
     if op.dask is not None and is_dask(args[op.routed_by]):
         check_names(op, args)
         return op.dask(args)
+    if key is not None and calls is not None:
+        executor = op.prepare(args)
+        if executor is FULL:
+            executor = functools.partial(_full, op, tuple(args))
+        if executor is not None:
+            if len(calls) >= MAX_CALLS:
+                calls.clear()
+            calls[key] = executor
+            result = executor(*args.values())
+            if result is not MISS:
+                return result
     return op.run(args)
+
+
+def _full(op: Op, names: tuple[str, ...], *values: Any) -> Any:
+    return op.run(dict(zip(names, values)))
+
+
+def array_key(value: Any) -> Any:
+    """An optional array argument's part of a call key (None, an array's
+    type, shape and dtype, or another value with its type)."""
+    if value is None:
+        return None
+    shape = getattr(value, "shape", None)
+    if shape is not None:
+        return (type(value), shape, value.dtype)
+    return (type(value), value)
+
+
+def _types(value: tuple) -> tuple:
+    return tuple(map(type, value))
 
 
 def check_names(op: Op, args: dict) -> None:
@@ -88,7 +150,13 @@ def operation(op: Op):
             params.append(p.replace(annotation=p.empty, default=p.empty if p.default is p.empty else _Name(f"_d{i}")))
         bare = sig.replace(parameters=params, return_annotation=sig.empty)
         names = ", ".join(f"{name!r}: {name}" for name in sig.parameters)
-        exec(f"def {template.__name__}{bare}:\n    return _enter(_op, {{{names}}})\n", namespace)
+        if op.prepare is None:
+            body = f"    return _enter(_op, {{{names}}})\n"
+        else:
+            calls = new_cache()
+            namespace.update(_calls=calls, _config=get_config, _MISS=MISS, _ak=array_key, _types=_types)
+            body = _cached_body(op, list(sig.parameters), names)
+        exec(f"def {template.__name__}{bare}:\n{body}", namespace)
         func = namespace[template.__name__]
         func.__doc__ = template.__doc__
         func.__module__ = template.__module__
@@ -98,6 +166,33 @@ def operation(op: Op):
         return func
 
     return make
+
+
+def _cached_body(op: Op, params: list[str], names: str) -> str:
+    """The generated function's body with a call cache: the key (an
+    AttributeError or TypeError -- an array-like that is not an array, a
+    list where a tuple would do -- means: no key, the full path)."""
+    parts = ["_config()"]
+    for p in params:
+        if p in op.arrays:
+            parts.append(f"type({p}), {p}.shape, {p}.dtype")
+        elif p in op.maybe_arrays:
+            parts.append(f"_ak({p})")
+        else:
+            parts.append(f"{p}, type({p}) if type({p}) is not tuple else _types({p})")
+    key = ", ".join(parts)
+    return (
+        f"    try:\n"
+        f"        _k = ({key})\n"
+        f"        _e = _calls.get(_k)\n"
+        f"    except (AttributeError, TypeError):\n"
+        f"        return _enter(_op, {{{names}}})\n"
+        f"    if _e is not None:\n"
+        f"        _r = _e({', '.join(params)})\n"
+        f"        if _r is not _MISS:\n"
+        f"            return _r\n"
+        f"    return _enter(_op, {{{names}}}, _k, _calls)\n"
+    )
 
 
 class _Name:

@@ -51,12 +51,12 @@ def available_methods(func: Callable, *args: Any, **kwargs: Any) -> list[str]:
     --------
     >>> import numpy as np, fastconv
     >>> fastconv.available_methods(fastconv.conv1d, np.ones((1, 1, 9)), np.ones((1, 1, 3)))
-    ['auto', 'blocked', 'depthwise', 'direct', 'fft', 'im2col', 'numpy', 'winograd_f2', 'winograd_f4']
+    ['auto', 'blocked', 'depthwise', 'direct', 'fft', 'im2col', 'numpy', 'small', 'winograd_f2', 'winograd_f4']
     >>> x, w = np.ones((1, 8, 16, 16), np.float32), np.ones((8, 8, 3, 3), np.float32)
     >>> fastconv.available_methods(fastconv.conv2d, x, w, padding=1)
-    ['auto', 'blocked', 'direct', 'fft', 'im2col', 'numpy', 'winograd_f2', 'winograd_f4']
+    ['auto', 'blocked', 'direct', 'fft', 'im2col', 'numpy', 'small', 'winograd_f2', 'winograd_f4']
     >>> fastconv.available_methods(fastconv.conv2d, x, w, padding=1, stride=2)
-    ['auto', 'blocked', 'direct', 'fft', 'im2col', 'numpy']
+    ['auto', 'blocked', 'direct', 'fft', 'im2col', 'numpy', 'small']
     """
     from .dispatch.selector import feasible_methods
 

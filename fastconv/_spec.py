@@ -189,6 +189,10 @@ def as_array(value: Any, name: str) -> np.ndarray:
 def kernel_ready(arr: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """C-contiguous, aligned, native-order, writeable (numba compiles a separate
     signature for read-only arrays) array of ``dtype``; copies only if needed."""
+    if arr.dtype == dtype:
+        flags = arr.flags
+        if flags.c_contiguous and flags.aligned and flags.writeable:
+            return arr  # (every repeated small call: np.require costs more than the kernel)
     out = np.require(arr, dtype=dtype, requirements=("C", "A"))
     if not out.flags.writeable:
         out = out.copy()
@@ -888,8 +892,7 @@ def filter_spec(
             raise TypeError(f"output must be complex for complex input or weights, got {out_dtype}")
     pad_lo = tuple(k // 2 + o for k, o in zip(kernel, origins))
     pad_hi = tuple(k - 1 - lo for k, lo in zip(kernel, pad_lo))
-    mag = np.abs(w.astype(np.complex128 if is_complex else np.float64))
-    taps = int((mag > FOOTPRINT_EPS).sum())
+    taps = _footprint(w)
     spec = FilterSpec(
         op="ndimage",
         ndim=x.ndim,
@@ -907,6 +910,11 @@ def filter_spec(
         method=method,
     )
     return spec, x, w, out_arr
+
+
+def _footprint(w: np.ndarray) -> int:
+    """The weights scipy.ndimage counts (magnitude above FOOTPRINT_EPS)."""
+    return int((np.abs(w.astype(np.complex128 if w.dtype.kind == "c" else np.float64)) > FOOTPRINT_EPS).sum())
 
 
 def _is_rank1(w: np.ndarray) -> bool:

@@ -277,6 +277,12 @@ def wait(timeout: float | None = None) -> bool:
     return _builder.wait(timeout)
 
 
+def is_ready(key) -> bool:
+    """Whether the kernel behind ``key`` has run in this process (later calls
+    of it need no compilation)."""
+    return key in _ready
+
+
 def kernel_state(key, forced: bool = False) -> str:
     """For ``explain``: whether the kernel behind ``key`` (what :func:`run`
     was given) has run in this process, is being compiled, or is not known yet."""

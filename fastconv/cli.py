@@ -67,12 +67,23 @@ def cmd_bench(args) -> int:
     if copy:
         print(f"  numpy copy of 256 MiB: {copy:.1f} GB/s (read + write)", flush=True)
     results = []
-    if args.cases and not any(args.cases in c[0] for suite in suites for c in _bench.SUITES[suite]):
+    from . import _sweep
+
+    matched = any(args.cases in c[0] for suite in suites if suite != "sweep" for c in _bench.SUITES[suite])
+    if args.cases and not (matched or ("sweep" in suites and _sweep.select_points(False, args.cases))):
         print(f"fastconv bench: --cases: no case name contains {args.cases!r}", file=sys.stderr)
         return 2
     from ._progress import Progress
 
+    sweep = []
     for suite in suites:
+        if suite == "sweep":
+            with Progress(_sweep.count(args.quick, args.cases), "bench sweep") as bar:
+                sweep = _sweep.run(args.quick, args.threads, only=args.cases, progress=bar.step)
+            print()
+            print(_sweep.table(sweep))
+            print()
+            continue
         with Progress(_bench.case_count(suite, args.quick, args.cases), f"bench {suite}") as bar:
             res = _bench.run_suite(
                 suite,
@@ -100,13 +111,22 @@ def cmd_bench(args) -> int:
                 file=sys.stderr,
             )
             return 1
+    bad = [f"{r.family} {r.label} {r.dtype}" for r in sweep if r.max_rel_err > 1e-3]
+    if bad:
+        print(f"fastconv bench: {len(bad)} sweep point(s) disagree with the reference: {bad}", file=sys.stderr)
+        return 1
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
-            fh.write(_bench.to_json(results, env, gemm, copy))
+            fh.write(_bench.to_json(results, env, gemm, copy, sweep))
         print(f"wrote {args.json}")
     if args.plot:
-        _bench.plot(results, env, args.plot)
-        print(f"wrote {args.plot}")
+        if results:
+            _bench.plot(results, env, args.plot)
+            print(f"wrote {args.plot}")
+        if sweep:
+            path = args.plot if not results else args.plot[: -len(".png")] + "-sweep.png"
+            _sweep.plot(sweep, env, path)
+            print(f"wrote {path}")
     return 0
 
 
@@ -305,7 +325,7 @@ def cmd_tune(args) -> int:
 
 _SUITE_CHOICES = [
     "conv", "transpose", "pool", "signal", "ndimage", "conv2d", "conv1d", "conv3d", "conv_transpose2d", "pool2d",
-    "all",
+    "sweep", "all",
 ]  # fmt: skip
 _OPS = ["conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d"]
 
@@ -315,7 +335,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     b = sub.add_parser("bench", help="time fastconv against torch on realistic layers")
-    b.add_argument("--suite", choices=_SUITE_CHOICES, default="all", help="conv (1d/2d/3d), transpose, pool, or all")
+    b.add_argument(
+        "--suite",
+        choices=_SUITE_CHOICES,
+        default="all",
+        help="conv (1d/2d/3d), transpose, pool, signal, ndimage, sweep (every family from tiny to large inputs), or all",
+    )
     b.add_argument("--quick", action="store_true", help="a few cases per suite (a couple of minutes)")
     b.add_argument(
         "--compare",
@@ -326,7 +351,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--repeats", type=_positive_int, default=15, help="interleaved runs per case (default 15)")
     b.add_argument("--cases", metavar="TEXT", help="only the cases whose name contains TEXT")
     b.add_argument("--json", metavar="FILE", help="write the raw results as JSON")
-    b.add_argument("--plot", metavar="FILE.png", help="write a PNG of the speed-ups per case (needs matplotlib)")
+    b.add_argument(
+        "--plot",
+        metavar="FILE.png",
+        help="write a PNG of the speed-ups per case (needs matplotlib); the sweep's ratio-against-size plot goes to "
+        "FILE-sweep.png beside it (to FILE.png with --suite sweep)",
+    )
     b.add_argument(
         "--methods",
         action="store_true",
@@ -352,7 +382,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("op", nargs="?", choices=_OPS)
     _call_arguments(t, required=False)
-    t.add_argument("--suite", choices=[c for c in _SUITE_CHOICES if "pool" not in c and c != "ndimage"], default="all")
+    t.add_argument(
+        "--suite",
+        choices=[c for c in _SUITE_CHOICES if "pool" not in c and c not in ("ndimage", "sweep")],
+        default="all",
+    )
     t.add_argument("--threads", type=_positive_int, default=None, help="threads to tune for (default: the setting)")
     t.set_defaults(func=cmd_tune)
 

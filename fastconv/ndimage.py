@@ -17,9 +17,9 @@ import numpy as np
 
 from ._dask import is_dask
 from ._device import is_gpu_array
-from ._execute import run_filter
-from ._ops import Op, operation
-from ._spec import as_array, axis_filter_args, check_gpu_filter_method, filter_spec
+from ._execute import cast_filtered, filter_executor, run_filter
+from ._ops import FULL, MISS, Op, operation
+from ._spec import _footprint, _is_rank1, as_array, axis_filter_args, check_gpu_filter_method, filter_spec
 
 __all__ = ["convolve", "convolve1d", "correlate", "correlate1d"]
 
@@ -217,7 +217,72 @@ correlate1d.__doc__ = _doc("correlate1d", True, "1-D correlation along an axis, 
 convolve1d.__doc__ = _doc("convolve1d", True, "1-D convolution along an axis, as ``scipy.ndimage.convolve1d``.")
 
 
-def _op(name: str, func, spec) -> Op:
+def _same_spec(spec):
+    """Whether weights with new values keep ``spec`` (its footprint count and
+    separability are read from the values): see ``filter_executor``."""
+
+    def same(w: np.ndarray) -> bool:
+        return _footprint(w) == spec.taps and (spec.rank1 == _is_rank1(w) if spec.ndim <= 3 else True)
+
+    return same
+
+
+def _prepare(convolve: bool, one_d: bool):
+    """The repeated-call executor of a real NumPy ndimage call (complex
+    data, more than three axes and non-NumPy arrays take the full path)."""
+
+    def prepare(a: dict):
+        x, weights, output = a["input"], a["weights"], a["output"]
+        if type(x) is not np.ndarray or type(weights) is not np.ndarray or is_gpu_array(output):
+            return FULL
+        if one_d:
+            spec, _, w, _ = _axis_spec(x, weights, a["axis"], output, a["mode"], a["cval"], a["origin"], convolve)
+            axis = int(a["axis"]) % x.ndim
+        else:
+            spec, _, w, _ = filter_spec(x, weights, output, a["mode"], a["cval"], a["origin"], a["method"],
+                                         convolve=convolve)  # fmt: skip
+        if spec.is_complex or spec.ndim > 3:
+            return FULL
+        execute = filter_executor(spec, w, _same_spec(spec))
+        if execute is None:
+            return None
+        flip = (slice(None, None, -1),) * w.ndim if convolve else None
+        if one_d:  # (np.moveaxis costs more than a small filter: its permutations once)
+            order = [i for i in range(x.ndim) if i != axis] + [axis]
+            to_last, back = tuple(order), tuple(int(i) for i in np.argsort(order))
+            if axis == x.ndim - 1:
+                to_last = back = None
+            rows = (-1 if x.ndim > 1 else 1, x.shape[axis])
+
+        def executor(input, weights, *rest):
+            output = rest[1] if one_d else rest[0]
+            if isinstance(output, np.ndarray) and not output.flags.writeable:
+                return MISS  # (the full path says why)
+            if one_d:
+                moved = input if to_last is None else input.transpose(to_last)
+                flat = moved.reshape(rows)
+                w = weights.reshape(1, -1)
+            else:
+                flat, w = input, weights
+            y = execute(flat, w[flip] if flip else w)
+            if y is MISS:
+                return MISS
+            if not one_d:
+                return cast_filtered(spec, y, output if isinstance(output, np.ndarray) else None)
+            result = cast_filtered(spec, y, None).reshape(moved.shape)
+            if back is not None:
+                result = result.transpose(back)
+            if isinstance(output, np.ndarray):
+                output[...] = result
+                return output
+            return result
+
+        return executor
+
+    return prepare
+
+
+def _op(name: str, func, spec, prepare) -> Op:
     """The descriptor of ``func``, whose body validates, routes GPU arrays and
     computes; a dask input goes through the same body (which tiles it) after
     the names are checked."""
@@ -226,10 +291,19 @@ def _op(name: str, func, spec) -> Op:
         return func(**a)
 
     method_op = (lambda a: "ndimage") if "method" in inspect.signature(func).parameters else None
-    return Op(f"ndimage.{name}", spec, run, run, method_op=method_op)
+    return Op(f"ndimage.{name}", spec, run, run, method_op=method_op, prepare=prepare, arrays=("input", "weights"),
+              maybe_arrays=("output",))  # fmt: skip
 
 
-correlate = operation(_op("correlate", correlate, functools.partial(filter_spec, convolve=False)))(correlate)
-convolve = operation(_op("convolve", convolve, functools.partial(filter_spec, convolve=True)))(convolve)
-correlate1d = operation(_op("correlate1d", correlate1d, functools.partial(_axis_spec, convolve=False)))(correlate1d)
-convolve1d = operation(_op("convolve1d", convolve1d, functools.partial(_axis_spec, convolve=True)))(convolve1d)
+correlate = operation(
+    _op("correlate", correlate, functools.partial(filter_spec, convolve=False), _prepare(False, False))
+)(correlate)
+convolve = operation(_op("convolve", convolve, functools.partial(filter_spec, convolve=True), _prepare(True, False)))(
+    convolve
+)
+correlate1d = operation(
+    _op("correlate1d", correlate1d, functools.partial(_axis_spec, convolve=False), _prepare(False, True))
+)(correlate1d)
+convolve1d = operation(
+    _op("convolve1d", convolve1d, functools.partial(_axis_spec, convolve=True), _prepare(True, True))
+)(convolve1d)

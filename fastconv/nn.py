@@ -11,9 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from ._execute import run_conv, run_pool
-from ._ops import Op, operation
+from ._execute import conv_executor, pool_executor, run_conv, run_pool
+from ._ops import FULL, Op, operation
 from ._spec import adaptive_pool_spec, conv_spec, conv_transpose_spec, pool_spec
+from .dispatch import select
 
 __all__ = [
     "adaptive_avg_pool1d",
@@ -157,7 +158,22 @@ def _conv_op(nd: int, transposed: bool) -> Op:
 
         return nn_conv(spec, nd, a, transposed=transposed)
 
-    return Op(name, spec, run, dask, method_op=lambda a: name)
+    def prepare(a: dict):
+        if not _host_arrays(a, "input", "weight", "bias", "out"):
+            return FULL
+        s, ops, _ = spec(**a)
+        if s.device == "cuda":
+            return FULL
+        return conv_executor(s, ops, select(s, ops))
+
+    return Op(name, spec, run, dask, method_op=lambda a: name, prepare=prepare, arrays=("input", "weight"),
+              maybe_arrays=("bias", "out"))  # fmt: skip
+
+
+def _host_arrays(a: dict, *names: str) -> bool:
+    """Whether the call's array arguments are all NumPy arrays (or None):
+    the calls the repeated-call executors serve."""
+    return all(a[n] is None or type(a[n]) is np.ndarray for n in names)
 
 
 @operation(_conv_op(1, False))
@@ -450,7 +466,15 @@ def _pool_op(name: str, nd: int, spec) -> Op:
 
         return nn_pool(nd, a["input"], lambda x: spec(**(a | {"input": x}))[0])
 
-    return Op(name, spec, run, dask)
+    def prepare(a: dict):
+        if type(a["input"]) is not np.ndarray:
+            return FULL
+        s, _ = spec(**a)
+        if s.device == "cuda":
+            return FULL
+        return pool_executor(s, select(s))
+
+    return Op(name, spec, run, dask, prepare=prepare, arrays=("input",))
 
 
 def _make_max_pool(nd: int):

@@ -17,8 +17,8 @@ import numpy as np
 
 from ._dask import is_dask
 from ._device import is_gpu_array
-from ._execute import run_filter
-from ._ops import Op, operation
+from ._execute import cast_filtered, filter_executor, run_filter
+from ._ops import FULL, MISS, Op, operation
 from ._spec import (
     check_2d,
     check_gpu_filter_method,
@@ -238,9 +238,13 @@ def _fft_family(in1, in2, mode, axes, method):
 
 
 def fftconvolve(in1: Any, in2: Any, mode: str = "full", axes: Any = None) -> np.ndarray:
-    """Convolution by FFT, as ``scipy.signal.fftconvolve`` (float result;
-    ``axes`` convolves only those axes, the others are broadcast).  The FFT
-    is forced, as scipy; ``convolve`` chooses.
+    """The convolution ``scipy.signal.fftconvolve`` computes (a float result;
+    ``axes`` convolves only those axes, the others are broadcast).  scipy
+    always transforms; fastconv computes the same convolution by whichever
+    of its methods the dispatcher estimates fastest -- one FFT, overlap-add,
+    or direct summation for a short kernel (a 16384-sample signal and 17
+    taps: 10x less time than the FFT, and exact to rounding) -- within
+    ``workspace_limit``.  ``fastconv.explain`` shows the pick.
 
     Examples
     --------
@@ -249,13 +253,14 @@ def fftconvolve(in1: Any, in2: Any, mode: str = "full", axes: Any = None) -> np.
     >>> np.round(signal.fftconvolve([1, 2, 3], [1, 1]), 12)
     array([1., 3., 5., 3.])
     """
-    return _fft_family(in1, in2, mode, axes, "fft")
+    return _fft_family(in1, in2, mode, axes, "auto")
 
 
 def oaconvolve(in1: Any, in2: Any, mode: str = "full", axes: Any = None) -> np.ndarray:
-    """Convolution by overlap-add, as ``scipy.signal.oaconvolve`` (for a long
-    signal and a short kernel; falls back to one FFT when the signal is not
-    several kernels long).
+    """The convolution ``scipy.signal.oaconvolve`` computes (a float result;
+    ``axes`` as in :func:`fftconvolve`), by whichever method the dispatcher
+    estimates fastest, as :func:`fftconvolve`: overlap-add for a long signal
+    and a short kernel where the FFT methods win.
 
     Examples
     --------
@@ -265,10 +270,7 @@ def oaconvolve(in1: Any, in2: Any, mode: str = "full", axes: Any = None) -> np.n
     >>> round(float(signal.oaconvolve(x, np.ones(10), mode="valid").max()), 9)
     10.0
     """
-    if _elsewhere(in1, in2):
-        return _fft_family(in1, in2, mode, axes, "oa")
-    a, b = signal_arrays(in1, in2)
-    return _fft_family(a, b, mode, axes, _oa_method(a, b))
+    return _fft_family(in1, in2, mode, axes, "auto")
 
 
 def convolve2d(in1: Any, in2: Any, mode: str = "full", boundary: str = "fill", fillvalue: float = 0) -> np.ndarray:
@@ -382,10 +384,47 @@ def _plan_spec(in1, in2, mode="full", method="auto", *, kind="convolve", boundar
     return (spec,)
 
 
-def _oa_method(in1, in2) -> str:
-    a, b = signal_arrays(in1, in2)
-    ratios = [n / max(k, 1) for n, k in zip(a.shape, b.shape)] if a.size and b.size else [0]
-    return "oa" if max(ratios) >= 4 or min(ratios) <= 0.25 else "fft"
+def _prepare(name: str, kind: str, same_start_high: bool = False):
+    """The repeated-call executor of a real floating-point NumPy call of
+    ``name`` (integer, bool and complex data, empty arrays, ``axes=``, the
+    small 1-D calls numpy.convolve answers and non-NumPy arrays take the
+    full path)."""
+
+    def prepare(a: dict):
+        in1, in2 = a["in1"], a["in2"]
+        if type(in1) is not np.ndarray or type(in2) is not np.ndarray or a.get("axes") is not None:
+            return FULL
+        x, b = signal_arrays(in1, in2)
+        mode = check_signal_mode(a["mode"])
+        if x.dtype.kind != "f" or b.dtype.kind != "f" or x.size == 0 or b.size == 0:
+            return FULL
+        boundary, fillvalue = "fill", 0.0
+        if "boundary" in a:
+            boundary, fillvalue = check_2d(x.ndim, b.ndim, a["boundary"], a["fillvalue"]), float(a["fillvalue"])
+        method = a.get("method", "auto")
+        if name in ("convolve", "correlate") and _by_numpy(x, b, mode, method):
+            return FULL
+        swapped = swap_for_valid(mode, x, b)
+        if swapped:
+            x, b = b, x
+        flip = (slice(None, None, -1),) * b.ndim
+        w = b if kind == "correlate" else b[flip]
+        spec = signal_spec(x, w, mode, method, boundary=boundary, fillvalue=fillvalue, same_start_high=same_start_high)
+        execute = filter_executor(spec, w)
+        if execute is None:
+            return None
+
+        def executor(in1, in2, *rest):
+            x, b = (in2, in1) if swapped else (in1, in2)
+            y = execute(x, b if kind == "correlate" else b[flip])
+            if y is MISS:
+                return MISS
+            z = cast_filtered(spec, y, None)
+            return z[flip] if kind == "correlate" and swapped else z
+
+        return executor
+
+    return prepare
 
 
 def _op(name: str, func, spec, kind: str, **route) -> Op:
@@ -394,7 +433,7 @@ def _op(name: str, func, spec, kind: str, **route) -> Op:
     goes to the dask executor with the method the body would use."""
 
     def dask(a: dict):
-        method = a.get("method", {"fftconvolve": "fft", "oaconvolve": "oa"}.get(name, "auto"))
+        method = a.get("method", "auto")
         extra = dict(route)
         if "boundary" in a:
             check_2d(len(a["in1"].shape), np.ndim(a["in2"]), a["boundary"], a["fillvalue"])
@@ -404,7 +443,8 @@ def _op(name: str, func, spec, kind: str, **route) -> Op:
         return _route(kind, a["in1"], a["in2"], a["mode"], method, **extra)
 
     return Op(f"signal.{name}", spec, lambda a: func(**a), dask, routed_by="in1",
-              method_op=(lambda a: "signal") if "method" in inspect.signature(func).parameters else None)  # fmt: skip
+              method_op=(lambda a: "signal") if "method" in inspect.signature(func).parameters else None,
+              prepare=_prepare(name, kind, route.get("same_start_high", False)), arrays=("in1", "in2"))  # fmt: skip
 
 
 convolve = operation(_op("convolve", convolve, _plan_spec, "convolve"))(convolve)
@@ -414,12 +454,12 @@ correlate = operation(
 )(correlate)  # fmt: skip
 fftconvolve = operation(
     _op("fftconvolve", fftconvolve,
-        lambda in1, in2, mode, axes: _plan_spec(in1, in2, mode, "fft", as_float=True, axes=axes), "convolve",
+        lambda in1, in2, mode, axes: _plan_spec(in1, in2, mode, "auto", as_float=True, axes=axes), "convolve",
         as_float=True)
 )(fftconvolve)  # fmt: skip
 oaconvolve = operation(
     _op("oaconvolve", oaconvolve,
-        lambda in1, in2, mode, axes: _plan_spec(in1, in2, mode, _oa_method(in1, in2), as_float=True, axes=axes),
+        lambda in1, in2, mode, axes: _plan_spec(in1, in2, mode, "auto", as_float=True, axes=axes),
         "convolve", as_float=True)
 )(oaconvolve)  # fmt: skip
 convolve2d = operation(

@@ -99,7 +99,7 @@ def test_bench_json_schema(tmp_path):
     assert "auto/best" in res.stdout and "within 10% of the best explicit method on" in res.stdout
     assert "pick/best" in res.stdout and "auto's pick, forced by name" in res.stdout
     data = json.loads(path.read_text())
-    assert set(data) == {"environment", "gemm_gflops", "copy_gbps", "results"}
+    assert set(data) == {"environment", "gemm_gflops", "copy_gbps", "results", "sweep"}
     (r,) = data["results"]
     assert {"case", "method", "fastconv_ms", "gflops", "reference", "max_rel_err"} <= set(r)
     assert r["fastconv_ms"] > 0 and r["gflops"] > 0
@@ -125,6 +125,23 @@ def test_bench_pool_and_transpose_cases(tmp_path, capsys):
     assert r["gbps"] > 0 and r["method"] == "global"
     assert main(["bench", "--suite", "transpose", "--cases", "gan up", "--repeats", "2", "--compare", ""]) == 0
     assert "gan up 4x4/2" in capsys.readouterr().out
+
+
+def test_bench_sweep(tmp_path, capsys):
+    """The size sweep: a table of ratios against the reference (checked
+    against it too), JSON rows and a ratio-against-size PNG."""
+    pytest.importorskip("matplotlib")
+    path, png = tmp_path / "sweep.json", tmp_path / "sweep.png"
+    argv = ["bench", "--suite", "sweep", "--cases", " 8^2", "--repeats", "2", "--json", str(path), "--plot", str(png)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "ndimage.convolve" in out and "signal.convolve2d" in out and "above 1.0" in out
+    rows = json.loads(path.read_text())["sweep"]
+    assert {r["family"] for r in rows} == {"ndimage.convolve", "ndimage.convolve1d", "signal.convolve2d"}
+    assert {r["dtype"] for r in rows} == {"float32", "float64"}
+    assert all(r["ratio"] > 0 and r["max_rel_err"] < 1e-6 for r in rows)
+    assert png.stat().st_size > 10_000
+    assert main(["bench", "--suite", "sweep", "--cases", "no such point"]) == 2
 
 
 def test_explain_transposed(capsys):

@@ -17,6 +17,7 @@ __all__ = ["ALGORITHMS", "TIER0", "Method", "methods_for", "register", "unregist
 #: the plan modules, each declaring ``METHODS``
 ALGORITHMS = (
     "direct",
+    "small",
     "depthwise",
     "im2col",
     "blocked",

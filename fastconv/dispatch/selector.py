@@ -14,9 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from .. import _warm
+from .. import _calls, _warm
 from .._config import get_config
 from ..kernels import NonFiniteInput
+from ..plans._method import load
 from .registry import TIER0, methods_for
 
 
@@ -117,6 +118,34 @@ class Plan:
             # the kernel found NaN/Inf in the input it reads (a method that
             # checks as it goes): the plan for non-finite input runs instead
             return _non_finite_plan(self.spec, ops).run(ops, out)
+
+    def prepared(self):
+        """``run(ops, out)``: this plan's kernel with what the plan and the
+        spec decide bound once (the method's ``prepare``), for repeated
+        calls -- it returns what the runner returns and raises
+        ``NonFiniteInput`` as the runner does; None while the kernel is not
+        ready (a call would run tier 0)."""
+        if self._tiered() and not _warm.is_ready(id(self)):
+            return None
+        method = methods_for(self.op)[self.method]
+        spec, num_threads = self.spec, self.num_threads
+        if method.prepare is not None:
+            extra = {}
+            if method.variants is not None:
+                extra["variant"] = self.variant
+            elif method.children is not None:
+                extra["children"] = self.children
+            return load(method.prepare)(spec, num_threads, **extra)
+        call = self._call
+        return lambda ops, out: call(spec, ops, out, num_threads)
+
+    def finite_guard(self):
+        """(input_too, weights_too) the caller must check for NaN/Inf before
+        the kernel runs (as :func:`select` does), or None: nothing to check."""
+        method = methods_for(self.op)[self.method]
+        if not method.finite_only:
+            return None
+        return (not method.checks_input, not method.checks_weights)
 
     def job_spec(self):
         """The spec that makes a fresh process plan and run exactly this
@@ -354,8 +383,11 @@ def _tuned(plan: Plan, spec, cfg, ops) -> Plan:
 
 
 def clear_plan_cache() -> None:
+    """Forget the plans made in this process (and the repeated calls'
+    executors, which hold plans)."""
     with _plans_lock:
         _plans.clear()
+    _calls.clear()
 
 
 def feasible_methods(spec, fallbacks: bool = True) -> list[str]:

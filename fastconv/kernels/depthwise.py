@@ -450,14 +450,24 @@ def _edge(xf, wf, bv, i, rowx, roww, nr, KW, W, sw, dw, pw):
 
 def conv_depthwise(spec, ops, out: np.ndarray, num_threads: int) -> None:
     """Run the depthwise method for ``spec`` into the C-contiguous 5-D ``out``."""
-    if out.size == 0:
-        return
-    b = ops.b if ops.b is not None else np.zeros(spec.c_out, dtype=spec.dtype)
+    prepare_depthwise(spec, num_threads)(ops, out)
+
+
+def prepare_depthwise(spec, num_threads: int):
+    """The depthwise runner for ``spec`` with its launch parameters fixed (a
+    repeated call's: see ``Method.prepare``)."""
     sd, sh, sw = spec.lifted("stride")
     dd, dh, dw = spec.lifted("dilation")
     pd, ph, pw = spec.kernel_pad_lo
-    with numba_threads(num_threads):
-        depthwise_kernel(
-            ops.x, ops.w, b, out, sd, sh, sw, dd, dh, dw, pd, ph, pw, spec.c_out // spec.groups, pads_rows(spec),
-            whole_planes(spec),
-        )  # fmt: skip
+    fixed = (sd, sh, sw, dd, dh, dw, pd, ph, pw, spec.c_out // spec.groups, pads_rows(spec), whole_planes(spec))
+    zeros = np.zeros(spec.c_out, dtype=spec.dtype)  # (no bias: shared by the calls, never written)
+    empty = spec.n * spec.c_out == 0 or 0 in spec.out_spatial
+
+    def run(ops, out: np.ndarray) -> None:
+        if empty:
+            return
+        b = ops.b if ops.b is not None else zeros
+        with numba_threads(num_threads):
+            depthwise_kernel(ops.x, ops.w, b, out, *fixed)
+
+    return run

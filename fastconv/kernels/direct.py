@@ -366,29 +366,56 @@ def _phase_used(p, s, K, d):
 
 def conv_direct(spec, ops, out: np.ndarray, num_threads: int) -> None:
     """Run the direct method for ``spec`` into the C-contiguous 5-D ``out``."""
-    x, w = ops.x, ops.w
-    b = ops.b if ops.b is not None else np.zeros(spec.c_out, dtype=spec.dtype)
-    if out.size == 0:
-        return
+    prepare_direct(spec, num_threads)(ops, out)
+
+
+def prepare_direct(spec, num_threads: int):
+    """The direct runner for ``spec`` with its work split fixed (a repeated
+    call's: see ``Method.prepare``)."""
+    OD, OH, OW = spec.lifted("out_spatial")
+    empty = spec.n * spec.c_out * OD * OH * OW == 0
     sd, sh, sw = spec.lifted("stride")
     dd, dh, dw = spec.lifted("dilation")
     pd, ph, pw = spec.kernel_pad_lo
     cog = spec.c_out // spec.groups
     items = spec.n * spec.groups * ((cog + _BLOCK - 1) // _BLOCK)
-    OD, OH, OW = out.shape[2:]
     wq = -(-((OW - 1) * sw + (spec.kernel[-1] - 1) * dw + 1) // sw)
     chunk_rows = max(1, min(OH, _CHUNK_ELEMS // wq))
     # enough items for every thread to stay busy
     while chunk_rows > 1 and items * OD * -(-OH // chunk_rows) < 4 * num_threads:
         chunk_rows = (chunk_rows + 1) // 2
     fold = 1
-    if chunk_rows == OH:  # small planes: stack several images in one stream
+    if chunk_rows == OH and not empty:  # small planes: stack several images in one stream
         mmax = -(-((OH - 1) * sh + (spec.lifted("kernel")[1] - 1) * dh + 1) // sh)
         fold = max(1, min(spec.n, _CHUNK_ELEMS // (mmax * wq)))
         while fold > 1 and -(-spec.n // fold) * (items // spec.n) * OD < 4 * num_threads:
             fold = (fold + 1) // 2
-    nitems = -(-spec.n // fold) * (items // spec.n) * OD * -(-OH // chunk_rows)
-    nparts = min(nitems, 8 * num_threads)
-    with numba_threads(num_threads):
-        wp = pack_weights(w, spec.groups, name="direct_w").reshape(-1)
-        conv_direct_kernel(x, w, wp, b, out, sd, sh, sw, dd, dh, dw, pd, ph, pw, spec.groups, chunk_rows, fold, nparts)
+    nitems = 0 if empty else -(-spec.n // fold) * (items // spec.n) * OD * -(-OH // chunk_rows)
+    fixed = (sd, sh, sw, dd, dh, dw, pd, ph, pw, spec.groups, chunk_rows, fold, min(nitems, 8 * num_threads))
+    zeros = np.zeros(spec.c_out, dtype=spec.dtype)  # (no bias: shared by the calls, never written)
+    groups = spec.groups
+    keep = spec.c_out * (spec.c_in // spec.groups) * int(np.prod(spec.kernel)) * spec.dtype.itemsize <= _KEEP_PACKED
+    packed = [(None, None)]  # (the weights' bytes, their packing) of the last call, small weights only
+
+    def run(ops, out: np.ndarray) -> None:
+        if empty:
+            return
+        b = ops.b if ops.b is not None else zeros
+        with numba_threads(num_threads):
+            if keep:
+                raw, wp = packed[0]
+                now = ops.w.tobytes()
+                if now != raw:
+                    wp = pack_weights(ops.w, groups).reshape(-1)
+                    packed[0] = (now, wp)
+            else:
+                wp = pack_weights(ops.w, groups, name="direct_w").reshape(-1)
+            conv_direct_kernel(ops.x, ops.w, wp, b, out, *fixed)
+
+    return run
+
+
+#: weights up to this many bytes keep their packing between repeated calls
+#: (compared by value: packing a small weight costs ~25 us of Python, more
+#: than a small layer's arithmetic)
+_KEEP_PACKED = 1 << 16

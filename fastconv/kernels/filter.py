@@ -21,7 +21,7 @@ import numpy as np
 import scipy.fft
 from numba import prange
 
-from .._config import numba_jit, numba_threads, serial_copy
+from .._config import numba_jit, numba_threads, serial_below, serial_copy
 from ..plans.filter import oa_block
 from .direct import _inline
 
@@ -143,21 +143,61 @@ def _taps(w: np.ndarray, padded: tuple[int, ...], dtype, skip_zeros: bool = True
 correlate_kernel_serial = serial_copy(correlate_kernel, "correlate_kernel_serial")
 
 
-def _correlate(xp: np.ndarray, w: np.ndarray, out: np.ndarray, num_threads: int, skip_zeros: bool = True) -> None:
-    items = out.shape[0] * out.shape[1] * -(-out.shape[2] // _CHUNK)
+#: correlations below this many multiply-adds (taps x outputs) run the serial
+#: build: a parallel region's start (~2 us under ``omp``, an eighth of the
+#: threshold; 120-200 us under ``workqueue``) is most of a 16x16 3x3 filter
+_SERIAL_BELOW = 400_000
+
+
+def _launch(out_shape: tuple[int, ...], taps: int, num_threads: int):
+    """(kernel, nparts, parallel) for a correlation into ``out_shape``."""
+    items = out_shape[0] * out_shape[1] * -(-out_shape[2] // _CHUNK)
     nparts = max(1, min(items, num_threads))
+    if nparts == 1 or taps * int(np.prod(out_shape)) < serial_below(_SERIAL_BELOW):
+        return correlate_kernel_serial, 1, False
+    return correlate_kernel, nparts, True
+
+
+def _correlate(xp: np.ndarray, w: np.ndarray, out: np.ndarray, num_threads: int, skip_zeros: bool = True) -> None:
     offs, ws = _taps(w, xp.shape, out.dtype, skip_zeros)
-    if nparts == 1:
-        correlate_kernel_serial(xp, out, offs, ws, _CHUNK, 1)
+    kernel, nparts, parallel = _launch(out.shape, len(offs), num_threads)
+    if not parallel:
+        kernel(xp, out, offs, ws, _CHUNK, 1)
         return
     with numba_threads(num_threads):
-        correlate_kernel(xp, out, offs, ws, _CHUNK, nparts)
+        kernel(xp, out, offs, ws, _CHUNK, nparts)
 
 
 def filter_direct(spec, ops, out: np.ndarray, num_threads: int) -> None:
     """Direct correlation of the padded (D, H, W) input with (KD, KH, KW) weights."""
     if out.size:
         _correlate(ops.x, ops.w, out, num_threads, spec.skip_zeros)
+
+
+def prepare_filter_direct(spec, num_threads: int):
+    """The direct runner for ``spec`` with its launch fixed and the taps of
+    the last weights seen kept (a repeated call's: see ``Method.prepare``)."""
+    out_shape = spec.lifted("out_shape")
+    padded, dtype, skip = spec.lifted("padded"), spec.dtype, spec.skip_zeros
+    kernel, nparts, parallel = _launch(out_shape, spec.taps, num_threads)
+    empty = int(np.prod(out_shape)) == 0
+    last = [(None, None)]
+
+    def run(ops, out: np.ndarray) -> None:
+        if empty:
+            return
+        raw, taps = last[0]
+        now = ops.w.tobytes()
+        if now != raw:
+            taps = _taps(ops.w, padded, dtype, skip)
+            last[0] = (now, taps)
+        if parallel:
+            with numba_threads(num_threads):
+                kernel(ops.x, out, taps[0], taps[1], _CHUNK, nparts)
+        else:
+            kernel(ops.x, out, taps[0], taps[1], _CHUNK, 1)
+
+    return run
 
 
 def separable_factors(w: np.ndarray) -> list[np.ndarray]:
@@ -280,9 +320,10 @@ def fft_convolve_part(x: np.ndarray, v: np.ndarray, shape, axes, start, out: np.
             _split_1d(x.reshape(-1), v.reshape(-1), start[axes[0]], out, workers, fft)
             return
         # transform the kernel on a helper thread meanwhile
-        pending = _threads(1).submit(fft[0], v, shape[-1], axes[-1])
+        # (below the split, both transforms on this thread: handing one to a
+        # helper thread cost more than it saved up to ~30k samples, 2-core Zen 4)
         f = fft[0](x, shape[-1], axes[-1])
-        f *= pending.result()
+        f *= fft[0](v, shape[-1], axes[-1])
     else:
         f = _rfft_split(x, shape, axes, workers)
         f *= _rfft_split(v, shape, axes, workers)

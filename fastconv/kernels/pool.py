@@ -349,6 +349,8 @@ def global_sum_kernel(x, out, divisor, nparts):
             out[p] = acc / divisor
 
 
+max_pool_kernel_serial = serial_copy(max_pool_kernel, "max_pool_kernel_serial")
+avg_pool_kernel_serial = serial_copy(avg_pool_kernel, "avg_pool_kernel_serial")
 global_max_kernel_serial = serial_copy(global_max_kernel, "global_max_kernel_serial")
 global_sum_kernel_serial = serial_copy(global_sum_kernel, "global_sum_kernel_serial")
 #: global pooling below this many elements runs the serial kernels: a parallel
@@ -357,6 +359,10 @@ global_sum_kernel_serial = serial_copy(global_sum_kernel, "global_sum_kernel_ser
 #: eighth of it under omp/tbb (serial_below; measured there, 802k elements:
 #: serial 0.143 ms against torch's 0.060)
 _GLOBAL_SERIAL_BELOW = 2_000_000
+#: windowed pooling below this many window taps (outputs x taps) runs the
+#: serial kernels: a parallel region costs ~2 us to start under ``omp``, a
+#: tiny pool's whole time (8x8 max pool 2x2: 16 outputs)
+_WINDOW_SERIAL_BELOW = 32_000
 
 
 def pool_direct(spec, planes: np.ndarray, out, num_threads: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -364,48 +370,68 @@ def pool_direct(spec, planes: np.ndarray, out, num_threads: int) -> tuple[np.nda
     return run_pool(spec, planes, num_threads)
 
 
-def run_pool(spec, x: np.ndarray, num_threads: int, axis_windows=None) -> tuple[np.ndarray, np.ndarray | None]:
-    """Pool the kernel-ready planes ``x`` (P, D, H, W); returns (values, indices or None)
-    shaped as ``spec.out_shape``.  ``axis_windows`` (three
+def prepare_pool(spec, num_threads: int, axis_windows=None):
+    """The pooling runner for ``spec``, ``run(planes, out=None) -> (values,
+    indices or None)``, with its window tables and launch fixed once (a
+    repeated call's: see ``Method.prepare``).  ``axis_windows`` (three
     :class:`~fastconv.plans.pool.AxisWindows`) replaces the spec's own
     window tables: the dask path pools one tile of a larger input with it."""
     from ..plans.pool import is_global, windows
 
-    P = x.shape[0]
-    out = np.empty((P, *spec.lifted("out_spatial")), dtype=spec.dtype)
-    idx = np.empty(out.shape if spec.return_indices else (1, 1, 1, 1), dtype=np.int64)
+    P = spec.n * spec.c
+    out_spatial = spec.lifted("out_spatial")
+    out_shape, dtype, want_idx = spec.out_shape, spec.dtype, spec.return_indices
     nparts = max(1, min(P, num_threads))
-    if P and out.size:
-        global_ = axis_windows is None and is_global(spec) and not spec.return_indices
-        if global_ and (nparts == 1 or x.size < serial_below(_GLOBAL_SERIAL_BELOW)):
-            _global(spec, x, out, 1)  # serial: no thread setup at all
-        elif global_:
-            with numba_threads(num_threads):
-                _global(spec, x, out, nparts)
+    empty = P == 0 or 0 in out_spatial
+    no_idx = np.empty((1, 1, 1, 1), dtype=np.int64)  # (never written without return_indices)
+    if axis_windows is None and is_global(spec) and not want_idx:
+        plane = int(np.prod(spec.lifted("in_spatial")))
+        size = P * plane
+        serial = nparts == 1 or size < serial_below(_GLOBAL_SERIAL_BELOW)
+        max_ = spec.kind == "max"
+        kernel = (global_max_kernel_serial if max_ else global_sum_kernel_serial) if serial else (
+            global_max_kernel if max_ else global_sum_kernel)  # fmt: skip
+        extra = () if max_ else (float(spec.divisor_override or plane),)
+        parts = 1 if serial else nparts
+
+        def launch(x, out, idx):
+            kernel(x.reshape(x.shape[0], -1), out.reshape(-1), *extra, parts)
+
+    else:
+        wd, wh, ww = axis_windows or windows(spec)
+        tables = (wd.lo, wd.hi, wh.lo, wh.hi, ww.lo, ww.hi)
+        taps = np.prod([max(1, int(np.max(t.hi - t.lo, initial=1))) for t in (wd, wh, ww)])
+        serial = nparts == 1 or P * int(np.prod(out_spatial)) * taps < serial_below(_WINDOW_SERIAL_BELOW)
+        parts = 1 if serial else nparts
+        if spec.kind == "max":
+            kernel = max_pool_kernel_serial if serial else max_pool_kernel
+            args = (want_idx, tables, (wd.step, wh.step, ww.step), ww.regular, parts)
+
+            def launch(x, out, idx):
+                kernel(x, out, idx, *args)
+
         else:
-            with numba_threads(num_threads):
-                _windowed(spec, x, out, idx, nparts, axis_windows or windows(spec))
-    values = out.reshape(spec.out_shape)
-    return values, (idx.reshape(spec.out_shape) if spec.return_indices else None)
+            kernel = avg_pool_kernel_serial if serial else avg_pool_kernel
+            args = (tables, (wd.size, wh.size, ww.size), float(spec.divisor_override or 0), ww.regular, parts)
+
+            def launch(x, out, idx):
+                kernel(x, out, *args)
+
+    def run(x: np.ndarray, out=None) -> tuple[np.ndarray, np.ndarray | None]:
+        values = np.empty((P, *out_spatial), dtype=dtype)
+        idx = np.empty(values.shape, dtype=np.int64) if want_idx else no_idx
+        if not empty:
+            if serial:
+                launch(x, values, idx)
+            else:
+                with numba_threads(num_threads):
+                    launch(x, values, idx)
+        return values.reshape(out_shape), (idx.reshape(out_shape) if want_idx else None)
+
+    return run
 
 
-def _global(spec, x, out, nparts: int) -> None:
-    """Global pooling: one reduction per plane (serial kernels for one part)."""
-    flat = x.reshape(x.shape[0], -1)
-    res = out.reshape(-1)
-    if spec.kind == "max":
-        (global_max_kernel_serial if nparts == 1 else global_max_kernel)(flat, res, nparts)
-    else:
-        divisor = float(spec.divisor_override or flat.shape[1])
-        (global_sum_kernel_serial if nparts == 1 else global_sum_kernel)(flat, res, divisor, nparts)
-
-
-def _windowed(spec, x, out, idx, nparts, axis_windows) -> None:
-    """Every other pooling: the separable kernels over the window tables."""
-    wd, wh, ww = axis_windows
-    tables = (wd.lo, wd.hi, wh.lo, wh.hi, ww.lo, ww.hi)
-    if spec.kind == "max":
-        max_pool_kernel(x, out, idx, spec.return_indices, tables, (wd.step, wh.step, ww.step), ww.regular, nparts)
-    else:
-        override = float(spec.divisor_override or 0)
-        avg_pool_kernel(x, out, tables, (wd.size, wh.size, ww.size), override, ww.regular, nparts)
+def run_pool(spec, x: np.ndarray, num_threads: int, axis_windows=None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Pool the kernel-ready planes ``x`` (P, D, H, W); returns (values, indices or None)
+    shaped as ``spec.out_shape`` (see :func:`prepare_pool`)."""
+    return prepare_pool(spec, num_threads, axis_windows)(x)

@@ -78,6 +78,11 @@ class Method:
     #: chosen by the cost model, it runs while the chosen kernel compiles
     #: (:mod:`fastconv._warm`) or when forced by name
     fallback: bool = False
+    #: ("module:function") ``prepare(spec, num_threads, **runner_extras)``
+    #: returns ``run(ops, out)``: the runner with everything that depends
+    #: only on the spec (launch parameters, tables, serial or parallel
+    #: build) decided once, for repeated calls; None: the runner is bound as is
+    prepare: str | None = None
 
     def load(self) -> Callable[..., Any]:
         return load(self.runner)

@@ -94,5 +94,6 @@ METHODS = (
     Method("depthwise", CONV_OPS, "fastconv.kernels.depthwise:conv_depthwise",
            supports, lambda spec: workspace(spec, settings()[1]),
            "groups == C_in: each output row in vectorised passes straight over its input rows " "(rows copied with their padding for kernels not 3 wide); 3x3 'same' planes (also grouped layers of " "a few input channels per group) as one flat pass per input plane",
-           features=features, cost_key="depthwise", float32_error=1.5e-7, variant=variant),
+           features=features, cost_key="depthwise", float32_error=1.5e-7, variant=variant,
+           prepare="fastconv.kernels.depthwise:prepare_depthwise"),
 )  # fmt: skip

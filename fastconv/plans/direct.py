@@ -32,5 +32,6 @@ def features(spec) -> dict[str, float]:
 METHODS = (
     Method("direct", CONV_OPS, "fastconv.kernels.direct:conv_direct", always, no_workspace,
            "shifted-row streams over an L1-sized padded tile, 8 channels x 8 taps per pass, no workspace",
-           features=features, cost_key="direct", float32_error=3.8e-6),
+           features=features, cost_key="direct", float32_error=3.8e-6,
+           prepare="fastconv.kernels.direct:prepare_direct"),
 )  # fmt: skip

@@ -145,7 +145,8 @@ def _fft_workspace(spec) -> int:
 METHODS = (
     Method("direct", FILTER_OPS + SIGNAL_OPS, "fastconv.kernels.filter:filter_direct", supports_3d, no_workspace,
            "one vectorised stream per tap over (row, column chunk) work items (ndimage: scipy's footprint kept)",
-           features=direct_features, cost_key="filter_direct", float32_error=1.4e-6),
+           features=direct_features, cost_key="filter_direct", float32_error=1.4e-6,
+           prepare="fastconv.kernels.filter:prepare_filter_direct"),
     *(Method(name, ops, f"fastconv.kernels.filter:{runner}", supports, workspace, what, features=features,
              cost_key=key, finite_only=True, float32_error=_FLOAT32_ERROR.get(runner))
     for name, ops, runner, supports, workspace, features, key, what in (

@@ -108,5 +108,5 @@ def _describe(spec) -> str:
 METHODS = (
     Method("direct", POOL_OPS, "fastconv.kernels.pool:pool_direct", always, no_workspace,
            "window tables per axis; vectorised row passes (max with NaN and index rules, sums for avg); " "a global pool as one reduction per plane",
-           variant=_describe),
+           variant=_describe, prepare="fastconv.kernels.pool:prepare_pool"),
 )  # fmt: skip

@@ -1,0 +1,102 @@
+"""The ``small`` method of convolution and transposed convolution: one serial
+scalar loop over the output,
+for problems so small that any other method's setup -- a parallel region's
+start, weight packing, tiles, a padded copy -- costs more than the
+arithmetic (a 1x1x8x8 3x3 layer: 576 multiply-adds, a fraction of a
+microsecond).  Every stride, dilation, group and zero padding; the taps that
+fall in the padding are skipped, not multiplied by zeros (NaN/Inf stay in
+their windows).  Releases the GIL; a small function: it compiles in about a
+second per dtype."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._config import numba_jit
+
+
+@numba_jit()
+def small_conv_kernel(x, w, b, out, sd, sh, sw, dd, dh, dw, pd, ph, pw, groups):
+    """out[n, co] = b[co] + sum over (ci in co's group, kd, kh, kw) of w * x;
+    x (N, C_in, D, H, W), w (C_out, C_in/groups, KD, KH, KW), out (N, C_out,
+    OD, OH, OW); zero padding (pd, ph, pw) on the low side."""
+    N, _, D, H, W = x.shape
+    C_out, Cig, KD, KH, KW = w.shape
+    OD, OH, OW = out.shape[2], out.shape[3], out.shape[4]
+    cog = C_out // groups
+    zero = np.zeros(1, x.dtype)[0]
+    for n in range(N):
+        for co in range(C_out):
+            c0 = (co // cog) * Cig
+            for od in range(OD):
+                for oh in range(OH):
+                    for ow in range(OW):
+                        acc = b[co]
+                        for c in range(Cig):
+                            for kd in range(KD):
+                                i_d = od * sd - pd + kd * dd
+                                in_d = 0 <= i_d < D
+                                for kh in range(KH):
+                                    i_h = oh * sh - ph + kh * dh
+                                    in_h = in_d and 0 <= i_h < H
+                                    for kw in range(KW):
+                                        i_w = ow * sw - pw + kw * dw
+                                        if in_h and 0 <= i_w < W:
+                                            acc += w[co, c, kd, kh, kw] * x[n, c0 + c, i_d, i_h, i_w]
+                                        else:  # (a padding zero: a NaN/Inf weight still makes NaN, as torch)
+                                            acc += w[co, c, kd, kh, kw] * zero
+                        out[n, co, od, oh, ow] = acc
+
+
+@numba_jit()
+def small_transpose_kernel(x, w, b, out, sd, sh, sw, dd, dh, dw, pd, ph, pw, groups):
+    """Transposed convolution in gather form: out[n, co, o] = b[co] + sum over
+    (ci in co's group, k) with o + p - k*d = s*i, 0 <= i < size, of
+    x[n, ci, i] * w[ci, co % (C_out/groups), k]; x (N, C_in, D, H, W), w
+    (C_in, C_out/groups, KD, KH, KW).  Only the taps that receive an input
+    are summed (as torch's scatter form)."""
+    N, C_in, D, H, W = x.shape
+    _, cog, KD, KH, KW = w.shape
+    C_out, OD, OH, OW = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
+    cig = C_in // groups
+    for n in range(N):
+        for co in range(C_out):
+            c0 = (co // cog) * cig
+            j = co % cog
+            for od in range(OD):
+                for oh in range(OH):
+                    for ow in range(OW):
+                        acc = b[co]
+                        for c in range(cig):
+                            for kd in range(KD):
+                                t_d = od + pd - kd * dd
+                                if t_d < 0 or t_d % sd != 0 or t_d // sd >= D:
+                                    continue
+                                for kh in range(KH):
+                                    t_h = oh + ph - kh * dh
+                                    if t_h < 0 or t_h % sh != 0 or t_h // sh >= H:
+                                        continue
+                                    for kw in range(KW):
+                                        t_w = ow + pw - kw * dw
+                                        if t_w >= 0 and t_w % sw == 0 and t_w // sw < W:
+                                            acc += (
+                                                x[n, c0 + c, t_d // sd, t_h // sh, t_w // sw] * w[c0 + c, j, kd, kh, kw]
+                                            )
+                        out[n, co, od, oh, ow] = acc
+
+
+def conv_small(spec, ops, out: np.ndarray, num_threads: int) -> None:
+    """Run the small method for ``spec`` into the 5-D ``out``."""
+    prepare_small(spec, num_threads)(ops, out)
+
+
+def prepare_small(spec, num_threads: int):
+    """The small runner for ``spec`` with its arguments fixed (a repeated call's)."""
+    fixed = (*spec.lifted("stride"), *spec.lifted("dilation"), *spec.kernel_pad_lo, spec.groups)
+    zeros = np.zeros(spec.c_out, dtype=spec.dtype)  # (no bias: shared by the calls, never written)
+    kernel = small_transpose_kernel if spec.transposed else small_conv_kernel
+
+    def run(ops, out: np.ndarray) -> None:
+        kernel(ops.x, ops.w, ops.b if ops.b is not None else zeros, out, *fixed)
+
+    return run
