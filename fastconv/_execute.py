@@ -57,7 +57,7 @@ def conv_executor(spec, ops, plan):
     """The repeated-call executor of a CPU convolution (direct or transposed):
     ``executor(input, weight, bias, ..., out)``; None while the plan's kernel
     is not ready."""
-    from ._spec import _operands
+    from ._spec import ConvOperands, _operands, kernel_ready
 
     run = plan.prepared()
     if run is None:
@@ -66,9 +66,23 @@ def conv_executor(spec, ops, plan):
     shape5 = (spec.n, spec.c_out, *spec.lifted("out_spatial"))
     out_shape, dtype = spec.out_shape, spec.dtype
     local = _warm._local
+    if spec.padding_mode == "zeros":  # (the common case without _operands' generality)
+        x5, w5 = ops.x.shape, ops.w.shape
+
+        def operands(x, w, b):
+            return ConvOperands(
+                x=kernel_ready(x, dtype).reshape(x5),
+                w=kernel_ready(w, dtype).reshape(w5),
+                b=None if b is None else kernel_ready(b, dtype),
+            )
+
+    else:
+
+        def operands(x, w, b):
+            return _operands(spec, x, w, b)
 
     def executor(x, w, b, *rest):
-        ops = _operands(spec, x, w, b)
+        ops = operands(x, w, b)
         if guard is not None and not _finite(ops, guard):
             return MISS
         out = rest[-1]
@@ -92,16 +106,17 @@ def conv_executor(spec, ops, plan):
 
 def pool_executor(spec, plan):
     """The repeated-call executor of a CPU pooling op: ``executor(input, ...)``."""
-    from ._spec import _planes
+    from ._spec import kernel_ready
 
     run = plan.prepared()
     if run is None:
         return None
-    indices = spec.return_indices
+    indices, dtype = spec.return_indices, spec.dtype
+    planes = (spec.n * spec.c, *spec.lifted("in_spatial"))
     local = _warm._local
 
     def executor(x, *rest):
-        values, idx = run(_planes(spec, x), None)
+        values, idx = run(kernel_ready(x, dtype).reshape(planes), None)
         local.tier = "kernel"
         return (values, idx) if indices else values
 
@@ -151,43 +166,42 @@ def _real_filter(spec, x: np.ndarray, w: np.ndarray) -> np.ndarray:
 #: inputs padded to at most this many elements are padded by one ``take``
 #: through a flat index map made once per executor (np.pad costs 20-50 us of
 #: Python on any size, a 18x18 take 0.9 us; the map is 8 bytes an element)
-_GATHER_PAD_BELOW = 1 << 14
+_GATHER_PAD_BELOW = 1 << 15
 
 
 def _padder(spec):
     """``pad(x)``: the input padded by the spec's boundary mode, C-contiguous
-    in the computing dtype -- ``_pad``, with what depends only on the spec
-    made once."""
+    in the computing dtype, in the kernels' lifted (3-axis) shape -- ``_pad``,
+    with what depends only on the spec made once."""
     from ._spec import NDIMAGE_PAD
 
-    padded, dtype = spec.padded, spec.dtype
+    padded, dtype = spec.lifted("padded"), spec.dtype
     if int(np.prod(padded)) > _GATHER_PAD_BELOW:
-        return lambda x: kernel_ready_padded(_pad(x, spec, dtype), dtype)
+        return lambda x: _pad(x, spec, dtype).reshape(padded)
     mode = NDIMAGE_PAD[spec.mode]
     if mode == "constant":
-        inner = tuple(slice(lo, lo + n) for lo, n in zip(spec.pad_lo, spec.shape))
-        cval = spec.cval
+        inner = tuple(slice(lo, lo + n) for lo, n in zip(spec.lifted("pad_lo"), spec.lifted("shape")))
+        shape, cval = spec.lifted("shape"), spec.cval
 
         def pad(x):
             xp = np.full(padded, cval, dtype)
-            xp[inner] = x
+            xp[inner] = x.reshape(shape)
             return xp
 
         return pad
-    flat = np.pad(np.arange(int(np.prod(spec.shape))).reshape(spec.shape), list(zip(spec.pad_lo, spec.pad_hi)),
-                  mode=mode).reshape(-1)  # fmt: skip
-    return lambda x: kernel_ready_padded(x.reshape(-1).take(flat).reshape(padded), dtype)
+    index = np.pad(np.arange(int(np.prod(spec.shape))).reshape(spec.shape), list(zip(spec.pad_lo, spec.pad_hi)),
+                   mode=mode).reshape(padded)  # fmt: skip
+
+    def gather(x):
+        xp = x.reshape(-1).take(index)  # (C-contiguous, in the lifted shape)
+        return xp if xp.dtype == dtype else xp.astype(dtype)
+
+    return gather
 
 
-def kernel_ready_padded(xp: np.ndarray, dtype) -> np.ndarray:
-    from ._spec import kernel_ready
-
-    return kernel_ready(xp, dtype)  # (a gather or np.pad keeps the input's dtype)
-
-
-def filter_executor(spec, w: np.ndarray, same_spec=None):
+def filter_executor(spec, w: np.ndarray, same_spec=None, shape=None):
     """``execute(x, w)``: the real correlation ``_real_filter`` computes (the
-    computing dtype, ``spec.out_shape``), with the spec, the plan, the
+    computing dtype, ``shape`` or else ``spec.out_shape``), with the spec, the plan, the
     padding's index maps and the kernel-ready weights made once; or
     :data:`MISS` (the full path runs) when the input holds NaN/Inf and the
     plan's method cares, or when the weights' values changed and
@@ -203,8 +217,8 @@ def filter_executor(spec, w: np.ndarray, same_spec=None):
     bare = spec.op == "signal" and plan.method in ("fft", "oa") and spec.mode == "constant" and spec.cval == 0
     pad = None if bare else _padder(spec)
     dtype, kernel = spec.dtype, spec.lifted("kernel")
-    x_shape = spec.lifted("shape" if bare else "padded")
-    out_lifted, out_shape = spec.lifted("out_shape"), spec.out_shape
+    x_shape = spec.lifted("shape")
+    out_lifted, out_shape = spec.lifted("out_shape"), spec.out_shape if shape is None else shape
     #: (the weights' bytes, the kernel-ready weights): replaced as a whole
     state = [(w.tobytes(), kernel_ready(w, dtype).reshape(kernel))]
     local = _warm._local
@@ -217,7 +231,7 @@ def filter_executor(spec, w: np.ndarray, same_spec=None):
                 return MISS
             wk = kernel_ready(w, dtype).reshape(kernel)
             state[0] = (now, wk)
-        xk = (kernel_ready(x, dtype) if bare else pad(x)).reshape(x_shape)
+        xk = kernel_ready(x, dtype).reshape(x_shape) if bare else pad(x)
         ops = FilterOperands(x=xk, w=wk)
         if guard is not None and not _finite(ops, guard):
             return MISS

@@ -38,7 +38,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._calls import FULL, MISS, new_cache
-from ._config import get_config
+from ._config import _current
 from ._dask import is_dask
 
 #: the largest number of executors kept per operation (a program that
@@ -154,7 +154,8 @@ def operation(op: Op):
             body = f"    return _enter(_op, {{{names}}})\n"
         else:
             calls = new_cache()
-            namespace.update(_calls=calls, _config=get_config, _MISS=MISS, _ak=array_key, _types=_types)
+            # (the settings' context variable itself: None for the process defaults)
+            namespace.update(_calls=calls, _config=_current.get, _MISS=MISS, _ak=array_key, _types=_types)
             body = _cached_body(op, list(sig.parameters), names)
         exec(f"def {template.__name__}{bare}:\n{body}", namespace)
         func = namespace[template.__name__]

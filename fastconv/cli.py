@@ -69,8 +69,10 @@ def cmd_bench(args) -> int:
     results = []
     from . import _sweep
 
-    matched = any(args.cases in c[0] for suite in suites if suite != "sweep" for c in _bench.SUITES[suite])
-    if args.cases and not (matched or ("sweep" in suites and _sweep.select_points(False, args.cases))):
+    if args.cases and not (
+        any(args.cases in c[0] for suite in suites if suite != "sweep" for c in _bench.SUITES[suite])
+        or ("sweep" in suites and _sweep.select_points(False, args.cases))
+    ):
         print(f"fastconv bench: --cases: no case name contains {args.cases!r}", file=sys.stderr)
         return 2
     from ._progress import Progress

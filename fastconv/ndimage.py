@@ -243,33 +243,32 @@ def _prepare(convolve: bool, one_d: bool):
                                          convolve=convolve)  # fmt: skip
         if spec.is_complex or spec.ndim > 3:
             return FULL
-        execute = filter_executor(spec, w, _same_spec(spec))
-        if execute is None:
-            return None
-        flip = (slice(None, None, -1),) * w.ndim if convolve else None
+        flip = (slice(None, None, -1),) * weights.ndim if convolve else None
         if one_d:  # (np.moveaxis costs more than a small filter: its permutations once)
             order = [i for i in range(x.ndim) if i != axis] + [axis]
             to_last, back = tuple(order), tuple(int(i) for i in np.argsort(order))
+            moved_shape = tuple(x.shape[i] for i in order)
             if axis == x.ndim - 1:
                 to_last = back = None
             rows = (-1 if x.ndim > 1 else 1, x.shape[axis])
+        execute = filter_executor(spec, w, _same_spec(spec), moved_shape if one_d else None)
+        if execute is None:
+            return None
 
         def executor(input, weights, *rest):
             output = rest[1] if one_d else rest[0]
             if isinstance(output, np.ndarray) and not output.flags.writeable:
                 return MISS  # (the full path says why)
-            if one_d:
-                moved = input if to_last is None else input.transpose(to_last)
-                flat = moved.reshape(rows)
-                w = weights.reshape(1, -1)
+            if one_d:  # (the weights' values are what the executor compares: no reshape)
+                flat = (input if to_last is None else input.transpose(to_last)).reshape(rows)
             else:
-                flat, w = input, weights
-            y = execute(flat, w[flip] if flip else w)
+                flat = input
+            y = execute(flat, weights[flip] if flip else weights)
             if y is MISS:
                 return MISS
             if not one_d:
                 return cast_filtered(spec, y, output if isinstance(output, np.ndarray) else None)
-            result = cast_filtered(spec, y, None).reshape(moved.shape)
+            result = cast_filtered(spec, y, None)  # (in the moved axes' shape)
             if back is not None:
                 result = result.transpose(back)
             if isinstance(output, np.ndarray):

@@ -142,6 +142,8 @@ def test_bench_sweep(tmp_path, capsys):
     assert all(r["ratio"] > 0 and r["max_rel_err"] < 1e-6 for r in rows)
     assert png.stat().st_size > 10_000
     assert main(["bench", "--suite", "sweep", "--cases", "no such point"]) == 2
+    # without --cases (the README's main job): every quick case of the suite
+    assert main(["bench", "--suite", "conv3d", "--quick", "--repeats", "1", "--compare", ""]) == 0
 
 
 def test_explain_transposed(capsys):

@@ -181,16 +181,17 @@ def prepare_filter_direct(spec, num_threads: int):
     padded, dtype, skip = spec.lifted("padded"), spec.dtype, spec.skip_zeros
     kernel, nparts, parallel = _launch(out_shape, spec.taps, num_threads)
     empty = int(np.prod(out_shape)) == 0
-    last = [(None, None)]
+    last = [(None, None, None)]  # (the weights array, its bytes, its taps)
 
     def run(ops, out: np.ndarray) -> None:
         if empty:
             return
-        raw, taps = last[0]
-        now = ops.w.tobytes()
-        if now != raw:
-            taps = _taps(ops.w, padded, dtype, skip)
-            last[0] = (now, taps)
+        w, raw, taps = last[0]
+        if ops.w is not w:  # (a repeated call's executor hands over the same array while the values stay)
+            now = ops.w.tobytes()
+            if now != raw:
+                taps = _taps(ops.w, padded, dtype, skip)
+            last[0] = (ops.w, now, taps)
         if parallel:
             with numba_threads(num_threads):
                 kernel(ops.x, out, taps[0], taps[1], _CHUNK, nparts)

@@ -50,39 +50,41 @@ def small_conv_kernel(x, w, b, out, sd, sh, sw, dd, dh, dw, pd, ph, pw, groups):
 
 @numba_jit()
 def small_transpose_kernel(x, w, b, out, sd, sh, sw, dd, dh, dw, pd, ph, pw, groups):
-    """Transposed convolution in gather form: out[n, co, o] = b[co] + sum over
-    (ci in co's group, k) with o + p - k*d = s*i, 0 <= i < size, of
-    x[n, ci, i] * w[ci, co % (C_out/groups), k]; x (N, C_in, D, H, W), w
-    (C_in, C_out/groups, KD, KH, KW).  Only the taps that receive an input
-    are summed (as torch's scatter form)."""
+    """Transposed convolution in scatter form: out[n, co] = b[co], then every
+    input x[n, ci, i] times every tap w[ci, co % (C_out/groups), k] of co's
+    group is added at o = s*i - p + d*k when o is inside the output (one
+    multiply-add per input and tap: no division); x (N, C_in, D, H, W), w
+    (C_in, C_out/groups, KD, KH, KW)."""
     N, C_in, D, H, W = x.shape
     _, cog, KD, KH, KW = w.shape
     C_out, OD, OH, OW = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
     cig = C_in // groups
     for n in range(N):
         for co in range(C_out):
-            c0 = (co // cog) * cig
-            j = co % cog
+            bv = b[co]
             for od in range(OD):
                 for oh in range(OH):
                     for ow in range(OW):
-                        acc = b[co]
-                        for c in range(cig):
-                            for kd in range(KD):
-                                t_d = od + pd - kd * dd
-                                if t_d < 0 or t_d % sd != 0 or t_d // sd >= D:
+                        out[n, co, od, oh, ow] = bv
+        for ci in range(C_in):
+            co0 = (ci // cig) * cog
+            for j in range(cog):
+                for i_d in range(D):
+                    for kd in range(KD):
+                        od = i_d * sd - pd + kd * dd
+                        if od < 0 or od >= OD:
+                            continue
+                        for i_h in range(H):
+                            for kh in range(KH):
+                                oh = i_h * sh - ph + kh * dh
+                                if oh < 0 or oh >= OH:
                                     continue
-                                for kh in range(KH):
-                                    t_h = oh + ph - kh * dh
-                                    if t_h < 0 or t_h % sh != 0 or t_h // sh >= H:
-                                        continue
+                                for i_w in range(W):
+                                    v = x[n, ci, i_d, i_h, i_w]
                                     for kw in range(KW):
-                                        t_w = ow + pw - kw * dw
-                                        if t_w >= 0 and t_w % sw == 0 and t_w // sw < W:
-                                            acc += (
-                                                x[n, c0 + c, t_d // sd, t_h // sh, t_w // sw] * w[c0 + c, j, kd, kh, kw]
-                                            )
-                        out[n, co, od, oh, ow] = acc
+                                        ow = i_w * sw - pw + kw * dw
+                                        if 0 <= ow < OW:
+                                            out[n, co0 + j, od, oh, ow] += v * w[ci, j, kd, kh, kw]
 
 
 def conv_small(spec, ops, out: np.ndarray, num_threads: int) -> None:
