@@ -706,11 +706,18 @@ def plot(results: list[Result], env: dict, path: str) -> None:
         gm = f" vs {panel_libs[0]}, geomean speed-up {1 / geomean(ratios):.2f}x" if ratios else ""
         ax.set_title(f"{suite}{gm}", fontsize=9)
     axes[-1, 0].set_xlabel("speed-up of fastconv (reference time / fastconv time; >1: fastconv faster)")
+    save_figure(fig, env, f"vs {', '.join(libs)}", path, top=0.98, dpi=110)
+
+
+def save_figure(fig, env: dict, what: str, path: str, top: float, dpi: int) -> None:
+    """Title a benchmark figure with the run's environment, write it, close it."""
+    import matplotlib.pyplot as plt
+
     fig.suptitle(
-        f"fastconv {env.get('fastconv')} vs {', '.join(libs)}: {env.get('cpu', '')}, "
-        f"{env.get('threads')} threads, {env.get('date', '')}",
+        f"fastconv {env.get('fastconv')} {what}: {env.get('cpu', '')}, {env.get('threads')} threads, "
+        f"{env.get('date', '')}",
         fontsize=9,
     )
-    fig.tight_layout(rect=(0, 0, 1, 0.98))
-    fig.savefig(path, dpi=110)
+    fig.tight_layout(rect=(0, 0, 1, top))
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)

@@ -199,6 +199,11 @@ def _padder(spec):
     return gather
 
 
+#: weights up to this many bytes stay with a repeated call's executor (with
+#: their bytes, to see a change); larger ones are made kernel-ready per call
+_KEEP_WEIGHTS = 1 << 16
+
+
 def filter_executor(spec, w: np.ndarray, same_spec=None, shape=None):
     """``execute(x, w)``: the real correlation ``_real_filter`` computes (the
     computing dtype, ``shape`` or else ``spec.out_shape``), with the spec, the plan, the
@@ -219,18 +224,21 @@ def filter_executor(spec, w: np.ndarray, same_spec=None, shape=None):
     dtype, kernel = spec.dtype, spec.lifted("kernel")
     x_shape = spec.lifted("shape")
     out_lifted, out_shape = spec.lifted("out_shape"), spec.out_shape if shape is None else shape
-    #: (the weights' bytes, the kernel-ready weights): replaced as a whole
-    state = [(w.tobytes(), kernel_ready(w, dtype).reshape(kernel))]
+    #: (the weights' bytes, the kernel-ready weights), replaced as a whole;
+    #: kept for small weights only (the cache must not hold large arrays)
+    keep = w.nbytes <= _KEEP_WEIGHTS
+    state = [(w.tobytes(), kernel_ready(w, dtype).reshape(kernel)) if keep else (None, None)]
     local = _warm._local
 
     def execute(x: np.ndarray, w: np.ndarray):
         raw, wk = state[0]
-        now = w.tobytes()
-        if now != raw:
+        now = w.tobytes() if keep else None
+        if now is None or now != raw:
             if same_spec is not None and not same_spec(w):
                 return MISS
             wk = kernel_ready(w, dtype).reshape(kernel)
-            state[0] = (now, wk)
+            if keep:
+                state[0] = (now, wk)
         xk = kernel_ready(x, dtype).reshape(x_shape) if bare else pad(x)
         ops = FilterOperands(x=xk, w=wk)
         if guard is not None and not _finite(ops, guard):

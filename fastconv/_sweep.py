@@ -246,11 +246,6 @@ def plot(results: list[SweepResult], env: dict, path: str) -> None:
         ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(families) :]:
         ax.axis("off")
-    fig.suptitle(
-        f"fastconv {env.get('fastconv')} size sweep (below 1: fastconv faster): {env.get('cpu', '')}, "
-        f"{env.get('threads')} threads, {env.get('date', '')}",
-        fontsize=9,
-    )
-    fig.tight_layout(rect=(0, 0, 1, 0.96))
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    from ._bench import save_figure
+
+    save_figure(fig, env, "size sweep (below 1: fastconv faster)", path, top=0.96, dpi=100)

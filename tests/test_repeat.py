@@ -314,3 +314,17 @@ def test_cache_is_bounded(rng):
 
     clear_plan_cache()
     assert len(_calls(fastconv.conv1d)) == 0
+
+
+def test_large_weights_changed_in_place(rng):
+    """Weights above the executors' keep limit are re-read on every call."""
+    x = rng.standard_normal(20000)
+    k = rng.standard_normal(9000)  # 72 KB of float64
+    img = rng.standard_normal((110, 100))
+    w = rng.standard_normal((95, 95))
+    for _ in range(2):
+        k[...] = rng.standard_normal(9000)
+        np.testing.assert_allclose(signal.convolve(x, k), scipy.signal.fftconvolve(x, k), atol=1e-8)
+        w[...] = rng.standard_normal((95, 95))
+        np.testing.assert_allclose(ndimage.correlate(img, w, mode="wrap"), scipy.ndimage.correlate(img, w, mode="wrap"),
+                                   atol=1e-8)  # fmt: skip

@@ -174,6 +174,10 @@ def filter_direct(spec, ops, out: np.ndarray, num_threads: int) -> None:
         _correlate(ops.x, ops.w, out, num_threads, spec.skip_zeros)
 
 
+#: weights up to this many bytes keep their taps between repeated calls
+_KEEP_TAPS = 1 << 16
+
+
 def prepare_filter_direct(spec, num_threads: int):
     """The direct runner for ``spec`` with its launch fixed and the taps of
     the last weights seen kept (a repeated call's: see ``Method.prepare``)."""
@@ -188,10 +192,11 @@ def prepare_filter_direct(spec, num_threads: int):
             return
         w, raw, taps = last[0]
         if ops.w is not w:  # (a repeated call's executor hands over the same array while the values stay)
-            now = ops.w.tobytes()
-            if now != raw:
+            now = ops.w.tobytes() if ops.w.nbytes <= _KEEP_TAPS else None
+            if now is None or now != raw:
                 taps = _taps(ops.w, padded, dtype, skip)
-            last[0] = (ops.w, now, taps)
+            if now is not None:  # (large weights are not kept: they are re-read per call)
+                last[0] = (ops.w, now, taps)
         if parallel:
             with numba_threads(num_threads):
                 kernel(ops.x, out, taps[0], taps[1], _CHUNK, nparts)
