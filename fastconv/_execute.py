@@ -173,11 +173,11 @@ def _padder(spec):
     """``pad(x)``: the input padded by the spec's boundary mode, C-contiguous
     in the computing dtype, in the kernels' lifted (3-axis) shape -- ``_pad``,
     with what depends only on the spec made once."""
-    from ._spec import NDIMAGE_PAD
+    from ._spec import NDIMAGE_PAD, kernel_ready
 
     padded, dtype = spec.lifted("padded"), spec.dtype
-    if int(np.prod(padded)) > _GATHER_PAD_BELOW:
-        return lambda x: _pad(x, spec, dtype).reshape(padded)
+    if int(np.prod(padded)) > _GATHER_PAD_BELOW:  # (np.pad keeps a Fortran-ordered input's order)
+        return lambda x: kernel_ready(_pad(x, spec, dtype), dtype).reshape(padded)
     mode = NDIMAGE_PAD[spec.mode]
     if mode == "constant":
         inner = tuple(slice(lo, lo + n) for lo, n in zip(spec.lifted("pad_lo"), spec.lifted("shape")))

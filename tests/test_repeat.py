@@ -328,3 +328,21 @@ def test_large_weights_changed_in_place(rng):
         w[...] = rng.standard_normal((95, 95))
         np.testing.assert_allclose(ndimage.correlate(img, w, mode="wrap"), scipy.ndimage.correlate(img, w, mode="wrap"),
                                    atol=1e-8)  # fmt: skip
+
+
+@pytest.mark.parametrize("mode", ["reflect", "constant", "wrap"])
+def test_filters_of_transposed_and_fortran_inputs(rng, mode):
+    """Every padding path (a gather for small inputs, np.pad above: it keeps
+    a Fortran order the kernels cannot read) on inputs that are not C-ordered."""
+    for shape in ((30, 20), (300, 200)):
+        base = rng.standard_normal(shape).astype(np.float32)
+        k = rng.standard_normal(9).astype(np.float32)
+        for img in (base, np.asfortranarray(base), base.T.copy().T):
+            for axis in (0, 1):
+                for _ in range(2):
+                    np.testing.assert_allclose(ndimage.correlate1d(img, k, axis=axis, mode=mode),
+                                               scipy.ndimage.correlate1d(base, k, axis=axis, mode=mode),
+                                               rtol=1e-5, atol=1e-5)  # fmt: skip
+            np.testing.assert_allclose(ndimage.convolve(img, k[:3, None] * k[None, :3], mode=mode),
+                                       scipy.ndimage.convolve(base, k[:3, None] * k[None, :3], mode=mode),
+                                       rtol=1e-5, atol=1e-5)  # fmt: skip
