@@ -93,26 +93,18 @@ class Config:
     background_compile: bool = True
     precision: str = "fast"
 
+    def __hash__(self) -> int:
+        """The fields' hash, computed once: every repeated call's cache key
+        holds the settings (a hash written here is kept by the dataclass)."""
+        h = self.__dict__.get("_hash")
+        if h is None:
+            h = hash(tuple(getattr(self, f.name) for f in dataclasses.fields(self)))
+            object.__setattr__(self, "_hash", h)
+        return h
 
-_fields_hash = Config.__hash__
-
-
-def _cached_hash(self: Config) -> int:
-    """The settings' hash, computed once (every repeated call's cache key holds them)."""
-    h = self.__dict__.get("_hash")
-    if h is None:
-        h = _fields_hash(self)
-        object.__setattr__(self, "_hash", h)
-    return h
-
-
-def _state(self: Config) -> dict:
-    """Pickled without the cached hash (string hashes differ between processes)."""
-    return {k: v for k, v in self.__dict__.items() if k != "_hash"}
-
-
-Config.__hash__ = _cached_hash
-Config.__getstate__ = _state
+    def __getstate__(self) -> dict:
+        """Pickled without the cached hash (string hashes differ between processes)."""
+        return {k: v for k, v in self.__dict__.items() if k != "_hash"}
 
 
 def _initial_config() -> Config:

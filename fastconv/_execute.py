@@ -17,6 +17,7 @@ import numpy as np
 from . import _warm
 from ._calls import MISS
 from .dispatch import select
+from .dispatch.selector import all_finite
 from .kernels import NonFiniteInput
 
 
@@ -45,19 +46,11 @@ def run_conv(spec, ops, out: np.ndarray | None) -> np.ndarray:
     return out
 
 
-def _finite(ops, guard) -> bool:
-    """Whether the operands pass the plan's NaN/Inf guard (see ``Plan.finite_guard``)."""
-    if guard is None:
-        return True
-    input_too, weights_too = guard
-    return bool((not input_too or np.isfinite(ops.x).all()) and (not weights_too or np.isfinite(ops.w).all()))
-
-
-def conv_executor(spec, ops, plan):
+def conv_executor(spec, plan):
     """The repeated-call executor of a CPU convolution (direct or transposed):
     ``executor(input, weight, bias, ..., out)``; None while the plan's kernel
     is not ready."""
-    from ._spec import ConvOperands, _operands, kernel_ready
+    from ._spec import operands_maker
 
     run = plan.prepared()
     if run is None:
@@ -66,24 +59,11 @@ def conv_executor(spec, ops, plan):
     shape5 = (spec.n, spec.c_out, *spec.lifted("out_spatial"))
     out_shape, dtype = spec.out_shape, spec.dtype
     local = _warm._local
-    if spec.padding_mode == "zeros":  # (the common case without _operands' generality)
-        x5, w5 = ops.x.shape, ops.w.shape
-
-        def operands(x, w, b):
-            return ConvOperands(
-                x=kernel_ready(x, dtype).reshape(x5),
-                w=kernel_ready(w, dtype).reshape(w5),
-                b=None if b is None else kernel_ready(b, dtype),
-            )
-
-    else:
-
-        def operands(x, w, b):
-            return _operands(spec, x, w, b)
+    operands = operands_maker(spec)
 
     def executor(x, w, b, *rest):
         ops = operands(x, w, b)
-        if guard is not None and not _finite(ops, guard):
+        if guard is not None and not all_finite(ops, *guard):
             return MISS
         out = rest[-1]
         into = out is not None and _direct_target(out, ops.x, ops.w, ops.b)
@@ -106,13 +86,13 @@ def conv_executor(spec, ops, plan):
 
 def pool_executor(spec, plan):
     """The repeated-call executor of a CPU pooling op: ``executor(input, ...)``."""
-    from ._spec import kernel_ready
+    from ._spec import kernel_ready, planes_shape
 
     run = plan.prepared()
     if run is None:
         return None
     indices, dtype = spec.return_indices, spec.dtype
-    planes = (spec.n * spec.c, *spec.lifted("in_spatial"))
+    planes = planes_shape(spec)
     local = _warm._local
 
     def executor(x, *rest):
@@ -141,6 +121,12 @@ def _pad(x: np.ndarray, spec, dtype) -> np.ndarray:
     return np.pad(x, widths, mode=mode)
 
 
+def _bare(spec, method: str) -> bool:
+    """Whether ``method`` reads the signal itself rather than its padding:
+    the FFT paths of a zero-filled signal spec transform the bare signal."""
+    return spec.op == "signal" and method in ("fft", "oa") and spec.mode == "constant" and spec.cval == 0
+
+
 def _real_filter(spec, x: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Correlate one real input with one real weight array (computing dtype)."""
     from ._spec import FilterOperands, kernel_ready
@@ -152,11 +138,10 @@ def _real_filter(spec, x: np.ndarray, w: np.ndarray) -> np.ndarray:
         return correlate_nd(xp, np.asarray(w, dtype=spec.dtype), spec.out_shape, spec.skip_zeros)
     wk = kernel_ready(w, spec.dtype).reshape(spec.lifted("kernel"))
     plan = select(spec, FilterOperands(x=np.asarray(x), w=wk))  # (the NaN/Inf guard reads x)
-    if spec.op == "signal" and plan.method in ("fft", "oa") and spec.mode == "constant" and spec.cval == 0:
-        # the FFT paths transform the signal itself: no zero padding to build
+    if _bare(spec, plan.method):
         xk = kernel_ready(x, spec.dtype).reshape(spec.lifted("shape"))
     else:
-        xk = kernel_ready(_pad(x, spec, spec.dtype), spec.dtype).reshape(spec.lifted("padded"))
+        xk = _padder(spec)(x)
     ops = FilterOperands(x=xk, w=wk)
     out = np.empty(spec.lifted("out_shape"), dtype=spec.dtype)
     plan.run(ops, out)
@@ -199,11 +184,6 @@ def _padder(spec):
     return gather
 
 
-#: weights up to this many bytes stay with a repeated call's executor (with
-#: their bytes, to see a change); larger ones are made kernel-ready per call
-_KEEP_WEIGHTS = 1 << 16
-
-
 def filter_executor(spec, w: np.ndarray, same_spec=None, shape=None):
     """``execute(x, w)``: the real correlation ``_real_filter`` computes (the
     computing dtype, ``shape`` or else ``spec.out_shape``), with the spec, the plan, the
@@ -212,6 +192,7 @@ def filter_executor(spec, w: np.ndarray, same_spec=None, shape=None):
     plan's method cares, or when the weights' values changed and
     ``same_spec(w)`` (None: the spec does not depend on them) says the spec
     would change.  None while the plan's kernel is not ready."""
+    from ._memo import ByValue
     from ._spec import FilterOperands, kernel_ready
 
     plan = select(spec)
@@ -219,29 +200,27 @@ def filter_executor(spec, w: np.ndarray, same_spec=None, shape=None):
     if run is None:
         return None
     guard = plan.finite_guard()
-    bare = spec.op == "signal" and plan.method in ("fft", "oa") and spec.mode == "constant" and spec.cval == 0
+    bare = _bare(spec, plan.method)
     pad = None if bare else _padder(spec)
     dtype, kernel = spec.dtype, spec.lifted("kernel")
     x_shape = spec.lifted("shape")
     out_lifted, out_shape = spec.lifted("out_shape"), spec.out_shape if shape is None else shape
-    #: (the weights' bytes, the kernel-ready weights), replaced as a whole;
-    #: kept for small weights only (the cache must not hold large arrays)
-    keep = w.nbytes <= _KEEP_WEIGHTS
-    state = [(w.tobytes(), kernel_ready(w, dtype).reshape(kernel)) if keep else (None, None)]
+
+    def ready(w):  # (a copy: the kept weights must not alias the caller's buffer)
+        if same_spec is not None and not same_spec(w):
+            return MISS
+        return np.array(kernel_ready(w, dtype).reshape(kernel))
+
+    weights = ByValue(ready)
     local = _warm._local
 
     def execute(x: np.ndarray, w: np.ndarray):
-        raw, wk = state[0]
-        now = w.tobytes() if keep else None
-        if now is None or now != raw:
-            if same_spec is not None and not same_spec(w):
-                return MISS
-            wk = kernel_ready(w, dtype).reshape(kernel)
-            if keep:
-                state[0] = (now, wk)
+        wk = weights(w)
+        if wk is MISS:
+            return MISS
         xk = kernel_ready(x, dtype).reshape(x_shape) if bare else pad(x)
         ops = FilterOperands(x=xk, w=wk)
-        if guard is not None and not _finite(ops, guard):
+        if guard is not None and not all_finite(ops, *guard):
             return MISS
         out = np.empty(out_lifted, dtype)
         try:

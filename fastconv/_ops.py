@@ -45,8 +45,6 @@ from ._dask import is_dask
 #: sees ever new shapes must not grow the cache without bound)
 MAX_CALLS = 512
 
-__all__ = ["FULL", "MAX_CALLS", "MISS", "Op", "enter", "operation"]
-
 
 @dataclasses.dataclass(frozen=True)
 class Op:

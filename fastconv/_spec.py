@@ -391,6 +391,28 @@ def _operands(spec: ConvSpec, x: np.ndarray, w: np.ndarray, b: np.ndarray | None
     return ConvOperands(x=x, w=w, b=b)
 
 
+def operands_maker(spec: ConvSpec):
+    """``make(x, w, b) -> ConvOperands``: :func:`_operands` for repeated calls
+    of ``spec``, the lifted shapes computed once (zero padding: the kernels
+    pad; the other modes pad here, as :func:`_operands`)."""
+    if spec.padding_mode != "zeros":
+        return lambda x, w, b: _operands(spec, x, w, b)
+    lift = (1,) * (3 - spec.nd)
+    x5 = (spec.n, spec.c_in, *lift, *spec.in_spatial)
+    w5 = (spec.c_in if spec.transposed else spec.c_out,
+          (spec.c_out if spec.transposed else spec.c_in) // spec.groups, *lift, *spec.kernel)  # fmt: skip
+    dtype = spec.dtype
+
+    def make(x, w, b):
+        return ConvOperands(
+            x=kernel_ready(x, dtype).reshape(x5),
+            w=kernel_ready(w, dtype).reshape(w5),
+            b=None if b is None else kernel_ready(b, dtype),
+        )
+
+    return make
+
+
 def synthetic_operands(spec):
     """Random operands with ``spec``'s shapes and dtype (for measuring kernels)."""
     rng = np.random.default_rng(0)
@@ -708,13 +730,17 @@ def adaptive_pool_spec(
     return spec, _planes(spec, x)
 
 
+def planes_shape(spec) -> tuple[int, ...]:
+    """The (N*C, D, H, W) shape the pooling kernels read the input as."""
+    return (spec.n * spec.c, *spec.lifted("in_spatial"))
+
+
 def _planes(spec, x: np.ndarray) -> np.ndarray | None:
     """The input as a kernel-ready (N*C, D, H, W) array (None for a GPU call:
     the data stays where it is)."""
     if spec.device == "cuda":
         return None
-    x = kernel_ready(x, spec.dtype)
-    return x.reshape((spec.n * spec.c, *spec.lifted("in_spatial")))
+    return kernel_ready(x, spec.dtype).reshape(planes_shape(spec))
 
 
 # --- image filters (scipy.ndimage) ---------------------------------------------------
@@ -860,12 +886,9 @@ def filter_spec(
         raise TypeError(f"method must be a str, got {type(method).__name__}")
     kernel = tuple(int(k) for k in w.shape)
     origins = _origins(origin, x.ndim, kernel)
-    if convolve:
-        # scipy: convolve = correlate with reversed weights and mirrored origins
-        w = w[tuple(slice(None, None, -1) for _ in kernel)]
+    w = correlation_weights(w, convolve)
+    if convolve:  # scipy: convolve = correlate with reversed weights and mirrored origins
         origins = tuple(-o - (1 - k % 2) for o, k in zip(origins, kernel))
-    elif w.dtype.kind == "c":
-        w = np.conj(w)  # scipy's correlate conjugates complex weights
     is_complex = x.dtype.kind == "c" or w.dtype.kind == "c"
     single = x.dtype in (np.float32, np.float16, np.complex64)
     dtype = np.dtype(np.float32 if single else np.float64)
@@ -892,7 +915,7 @@ def filter_spec(
             raise TypeError(f"output must be complex for complex input or weights, got {out_dtype}")
     pad_lo = tuple(k // 2 + o for k, o in zip(kernel, origins))
     pad_hi = tuple(k - 1 - lo for k, lo in zip(kernel, pad_lo))
-    taps = _footprint(w)
+    taps, rank1 = weight_fields(w, x.ndim, is_complex)
     spec = FilterSpec(
         op="ndimage",
         ndim=x.ndim,
@@ -906,10 +929,24 @@ def filter_spec(
         is_complex=is_complex,
         out_dtype=np.dtype(out_dtype),
         taps=taps,
-        rank1=not is_complex and x.ndim <= 3 and _is_rank1(w),
+        rank1=rank1,
         method=method,
     )
     return spec, x, w, out_arr
+
+
+def correlation_weights(w: np.ndarray, convolve: bool) -> np.ndarray:
+    """The weights ndimage correlates with: reversed for a convolution,
+    conjugated (complex) for a correlation, as scipy."""
+    if convolve:
+        return w[tuple(slice(None, None, -1) for _ in range(w.ndim))]
+    return np.conj(w) if w.dtype.kind == "c" else w
+
+
+def weight_fields(w: np.ndarray, ndim: int, is_complex: bool) -> tuple[int, bool]:
+    """The spec fields read from the correlation weights' values: the
+    footprint's tap count and whether they are separable (real, <= 3 axes)."""
+    return _footprint(w), not is_complex and ndim <= 3 and _is_rank1(w)
 
 
 def _footprint(w: np.ndarray) -> int:

@@ -15,11 +15,19 @@ from typing import Any
 
 import numpy as np
 
+from ._calls import FULL, MISS
 from ._dask import is_dask
 from ._device import is_gpu_array
 from ._execute import cast_filtered, filter_executor, run_filter
-from ._ops import FULL, MISS, Op, operation
-from ._spec import _footprint, _is_rank1, as_array, axis_filter_args, check_gpu_filter_method, filter_spec
+from ._ops import Op, operation
+from ._spec import (
+    as_array,
+    axis_filter_args,
+    check_gpu_filter_method,
+    correlation_weights,
+    filter_spec,
+    weight_fields,
+)
 
 __all__ = ["convolve", "convolve1d", "correlate", "correlate1d"]
 
@@ -218,13 +226,10 @@ convolve1d.__doc__ = _doc("convolve1d", True, "1-D convolution along an axis, as
 
 
 def _same_spec(spec):
-    """Whether weights with new values keep ``spec`` (its footprint count and
-    separability are read from the values): see ``filter_executor``."""
-
-    def same(w: np.ndarray) -> bool:
-        return _footprint(w) == spec.taps and (spec.rank1 == _is_rank1(w) if spec.ndim <= 3 else True)
-
-    return same
+    """Whether correlation weights with new values keep ``spec`` (its
+    footprint count and separability are read from the values): see
+    ``filter_executor``."""
+    return lambda w: weight_fields(w, spec.ndim, spec.is_complex) == (spec.taps, spec.rank1)
 
 
 def _prepare(convolve: bool, one_d: bool):
@@ -243,7 +248,6 @@ def _prepare(convolve: bool, one_d: bool):
                                          convolve=convolve)  # fmt: skip
         if spec.is_complex or spec.ndim > 3:
             return FULL
-        flip = (slice(None, None, -1),) * weights.ndim if convolve else None
         if one_d:  # (np.moveaxis costs more than a small filter: its permutations once)
             order = [i for i in range(x.ndim) if i != axis] + [axis]
             to_last, back = tuple(order), tuple(int(i) for i in np.argsort(order))
@@ -263,7 +267,7 @@ def _prepare(convolve: bool, one_d: bool):
                 flat = (input if to_last is None else input.transpose(to_last)).reshape(rows)
             else:
                 flat = input
-            y = execute(flat, weights[flip] if flip else weights)
+            y = execute(flat, correlation_weights(weights, convolve))
             if y is MISS:
                 return MISS
             if not one_d:

@@ -11,8 +11,9 @@ from typing import Any
 
 import numpy as np
 
+from ._calls import FULL
 from ._execute import conv_executor, pool_executor, run_conv, run_pool
-from ._ops import FULL, Op, operation
+from ._ops import Op, operation
 from ._spec import adaptive_pool_spec, conv_spec, conv_transpose_spec, pool_spec
 from .dispatch import select
 
@@ -164,7 +165,7 @@ def _conv_op(nd: int, transposed: bool) -> Op:
         s, ops, _ = spec(**a)
         if s.device == "cuda":
             return FULL
-        return conv_executor(s, ops, select(s, ops))
+        return conv_executor(s, select(s, ops))
 
     return Op(name, spec, run, dask, method_op=lambda a: name, prepare=prepare, arrays=("input", "weight"),
               maybe_arrays=("bias", "out"))  # fmt: skip

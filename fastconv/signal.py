@@ -15,10 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from ._calls import FULL, MISS
 from ._dask import is_dask
 from ._device import is_gpu_array
 from ._execute import cast_filtered, filter_executor, run_filter
-from ._ops import FULL, MISS, Op, operation
+from ._ops import Op, operation
 from ._spec import (
     check_2d,
     check_gpu_filter_method,
@@ -407,8 +408,7 @@ def _prepare(name: str, kind: str, same_start_high: bool = False):
         swapped = swap_for_valid(mode, x, b)
         if swapped:
             x, b = b, x
-        flip = (slice(None, None, -1),) * b.ndim
-        w = b if kind == "correlate" else b[flip]
+        w = b if kind == "correlate" else _reverse(b)
         spec = signal_spec(x, w, mode, method, boundary=boundary, fillvalue=fillvalue, same_start_high=same_start_high)
         execute = filter_executor(spec, w)
         if execute is None:
@@ -416,11 +416,11 @@ def _prepare(name: str, kind: str, same_start_high: bool = False):
 
         def executor(in1, in2, *rest):
             x, b = (in2, in1) if swapped else (in1, in2)
-            y = execute(x, b if kind == "correlate" else b[flip])
+            y = execute(x, b if kind == "correlate" else _reverse(b))
             if y is MISS:
                 return MISS
             z = cast_filtered(spec, y, None)
-            return z[flip] if kind == "correlate" and swapped else z
+            return _reverse(z) if kind == "correlate" and swapped else z  # (as _correlate: real data)
 
         return executor
 

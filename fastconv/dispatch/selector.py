@@ -140,8 +140,9 @@ class Plan:
         return lambda ops, out: call(spec, ops, out, num_threads)
 
     def finite_guard(self):
-        """(input_too, weights_too) the caller must check for NaN/Inf before
-        the kernel runs (as :func:`select` does), or None: nothing to check."""
+        """(input_too, weights_too) -- :func:`all_finite`'s arguments -- the
+        caller must check for NaN/Inf before the kernel runs (as
+        :func:`select` does), or None: nothing to check."""
         method = methods_for(self.op)[self.method]
         if not method.finite_only:
             return None
@@ -298,7 +299,7 @@ def select(spec, ops=None) -> Plan:
     plan = _cached_plan(key, spec, cfg, ops, finite=True)
     method = methods_for(spec.op)[plan.method]
     unchecked = dict(input_too=not method.checks_input, weights_too=not method.checks_weights)
-    if ops is not None and method.finite_only and not _all_finite(ops, **unchecked):
+    if ops is not None and method.finite_only and not all_finite(ops, **unchecked):
         # guard: this method would spread NaN/Inf beyond the windows that hold
         # them; the API promises locality whatever the method, so another runs
         # (a method that checks its input -- or its weights -- itself raises
@@ -325,7 +326,7 @@ def _non_finite_plan(spec, ops) -> Plan:
     return _cached_plan((*_plan_key(spec, cfg), "non-finite"), spec, cfg, ops, finite=False)
 
 
-def _all_finite(ops, input_too: bool = True, weights_too: bool = True) -> bool:
+def all_finite(ops, input_too: bool = True, weights_too: bool = True) -> bool:
     """Whether the input (unless not ``input_too``) and the weights (unless
     not ``weights_too``) hold no NaN or Inf."""
     return bool((not input_too or np.isfinite(ops.x).all()) and (not weights_too or np.isfinite(ops.w).all()))
@@ -363,7 +364,7 @@ def _tuned(plan: Plan, spec, cfg, ops) -> Plan:
         times, reason = entry.get("times", {}), "measured earlier (tuning cache)"
     else:
         filters = getattr(spec, "scratch_shape", None) is not None
-        if ops is None or filters or not _all_finite(ops):
+        if ops is None or filters or not all_finite(ops):
             # (a method that checks its input would stop at NaN/Inf: the
             # candidates are timed on finite operands of the same shapes; a
             # filter's plan is selected on the unpadded input, which the NaN

@@ -35,6 +35,7 @@ import numpy as np
 from numba import prange
 
 from .._config import numba_jit, numba_threads, serial_below, serial_copy
+from .._memo import ByValue
 
 _inline = numba_jit(inline="always")
 
@@ -394,28 +395,20 @@ def prepare_direct(spec, num_threads: int):
     fixed = (sd, sh, sw, dd, dh, dw, pd, ph, pw, spec.groups, chunk_rows, fold, min(nitems, 8 * num_threads))
     zeros = np.zeros(spec.c_out, dtype=spec.dtype)  # (no bias: shared by the calls, never written)
     groups = spec.groups
-    keep = spec.c_out * (spec.c_in // spec.groups) * int(np.prod(spec.kernel)) * spec.dtype.itemsize <= _KEEP_PACKED
-    packed = [(None, None)]  # (the weights' bytes, their packing) of the last call, small weights only
+    # a small weight keeps its packing while its values stay (packing costs
+    # ~25 us of Python, more than a small layer's arithmetic); a large one is
+    # packed per call into the kept work buffer
+    packed = ByValue(lambda w: pack_weights(w, groups).reshape(-1))
 
     def run(ops, out: np.ndarray) -> None:
         if empty:
             return
         b = ops.b if ops.b is not None else zeros
         with numba_threads(num_threads):
-            if keep:
-                raw, wp = packed[0]
-                now = ops.w.tobytes()
-                if now != raw:
-                    wp = pack_weights(ops.w, groups).reshape(-1)
-                    packed[0] = (now, wp)
+            if ops.w.nbytes <= packed.limit:
+                wp = packed(ops.w)
             else:
                 wp = pack_weights(ops.w, groups, name="direct_w").reshape(-1)
             conv_direct_kernel(ops.x, ops.w, wp, b, out, *fixed)
 
     return run
-
-
-#: weights up to this many bytes keep their packing between repeated calls
-#: (compared by value: packing a small weight costs ~25 us of Python, more
-#: than a small layer's arithmetic)
-_KEEP_PACKED = 1 << 16

@@ -22,6 +22,7 @@ import scipy.fft
 from numba import prange
 
 from .._config import numba_jit, numba_threads, serial_below, serial_copy
+from .._memo import ByValue
 from ..plans.filter import oa_block
 from .direct import _inline
 
@@ -174,10 +175,6 @@ def filter_direct(spec, ops, out: np.ndarray, num_threads: int) -> None:
         _correlate(ops.x, ops.w, out, num_threads, spec.skip_zeros)
 
 
-#: weights up to this many bytes keep their taps between repeated calls
-_KEEP_TAPS = 1 << 16
-
-
 def prepare_filter_direct(spec, num_threads: int):
     """The direct runner for ``spec`` with its launch fixed and the taps of
     the last weights seen kept (a repeated call's: see ``Method.prepare``)."""
@@ -185,18 +182,12 @@ def prepare_filter_direct(spec, num_threads: int):
     padded, dtype, skip = spec.lifted("padded"), spec.dtype, spec.skip_zeros
     kernel, nparts, parallel = _launch(out_shape, spec.taps, num_threads)
     empty = int(np.prod(out_shape)) == 0
-    last = [(None, None, None)]  # (the weights array, its bytes, its taps)
+    taps_of = ByValue(lambda w: _taps(w, padded, dtype, skip))  # (kept while the weights' values stay)
 
     def run(ops, out: np.ndarray) -> None:
         if empty:
             return
-        w, raw, taps = last[0]
-        if ops.w is not w:  # (a repeated call's executor hands over the same array while the values stay)
-            now = ops.w.tobytes() if ops.w.nbytes <= _KEEP_TAPS else None
-            if now is None or now != raw:
-                taps = _taps(ops.w, padded, dtype, skip)
-            if now is not None:  # (large weights are not kept: they are re-read per call)
-                last[0] = (ops.w, now, taps)
+        taps = taps_of(ops.w)
         if parallel:
             with numba_threads(num_threads):
                 kernel(ops.x, out, taps[0], taps[1], _CHUNK, nparts)

@@ -6,7 +6,10 @@ arithmetic (a 1x1x8x8 3x3 layer: 576 multiply-adds, a fraction of a
 microsecond).  Every stride, dilation, group and zero padding; the taps that
 fall in the padding are skipped, not multiplied by zeros (NaN/Inf stay in
 their windows).  Releases the GIL; a small function: it compiles in about a
-second per dtype."""
+second per dtype.  The loop order (output element outermost, taps inside,
+one accumulator) was measured only against the other methods on the
+problems it is offered for (<= 8192 multiply-adds: 1x1x8x8 3x3 5.3 us
+against depthwise 9, direct 13); it is not meant to be fast beyond them."""
 
 from __future__ import annotations
 
