@@ -346,3 +346,21 @@ def test_filters_of_transposed_and_fortran_inputs(rng, mode):
             np.testing.assert_allclose(ndimage.convolve(img, k[:3, None] * k[None, :3], mode=mode),
                                        scipy.ndimage.convolve(base, k[:3, None] * k[None, :3], mode=mode),
                                        rtol=1e-5, atol=1e-5)  # fmt: skip
+
+
+def test_kept_weights_do_not_alias_an_older_buffer(rng):
+    """An executor keeps small weights by value: a second buffer holding the
+    first one's old values must be read as itself after the first changed."""
+    img = rng.standard_normal((12, 12))
+    w1 = rng.standard_normal((3, 3))
+    w2 = w1.copy()
+    ndimage.correlate(img, w1)
+    w1[...] = rng.standard_normal((3, 3))
+    np.testing.assert_allclose(ndimage.correlate(img, w2), scipy.ndimage.correlate(img, w2), rtol=1e-10, atol=1e-10)
+    x = rng.standard_normal((1, 2, 6, 6))
+    k1 = rng.standard_normal((2, 2, 3, 3))
+    k2 = k1.copy()
+    fastconv.conv2d(x, k1, padding=1, method="direct")
+    k1[...] = 0
+    np.testing.assert_allclose(fastconv.conv2d(x, k2, padding=1, method="direct"), conv_nd(x, k2, padding=1),
+                               rtol=1e-10, atol=1e-10)  # fmt: skip
