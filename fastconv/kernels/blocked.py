@@ -31,7 +31,7 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from numba import prange
+from numba import prange, types
 
 from .._config import numba_jit, numba_threads, scratch, serial_below, serial_copy
 from ..plans.blocked import (
@@ -52,6 +52,7 @@ from ..plans.blocked import (
     window_geometry,
     windowed_runs,
 )
+from ._link import BOOLS2, I64, Linkage, arrays, bias, ints, unit
 from .direct import _U, _copy, _fill, _gather, _inline, pack_weights
 from .microkernel import OB, block_mac, block_mac1, block_mac2, positions, quad_mac, quad_mac1, quad_mac2
 
@@ -169,7 +170,7 @@ def _mac(ob, nv, x, xoff, xbase, wf, wbase, c0, c1, acc, obase, span):
 
 
 @numba_jit(parallel=True)
-def _blocked_kernel(xp, wp, xoff, b, out, c_in, groups, sd, dp, phases, hq, wq, nv, tb, rpi, rchunk, nparts):
+def _blocked_kernel(xp, wp, xoff, b, out, c_in, groups, sd, dp, phases, hq, wq, nv, tb, rpi, rchunk, nparts, part_at):
     """out[n, co, od, oh, ow] = b[co] + sum_taps wp * xp, one micro-kernel call
     per (chunk of ``rchunk`` taps, run of ``tb`` = ``nv`` vectors of positions
     of a plane, block of ``ob`` = OB or 4 channels: the packed weights' last
@@ -177,7 +178,26 @@ def _blocked_kernel(xp, wp, xoff, b, out, c_in, groups, sd, dp, phases, hq, wq, 
     one group (over planes and images, so small planes still share the
     weights); per chunk of taps, each run's input window (a few kB) stays in
     L1 while every block of channels passes over it, the chunk's weights in
-    L2, and the partial sums of all blocks accumulate in ``acc``."""
+    L2, and the partial sums of all blocks accumulate in ``acc``.
+
+    Each part runs :func:`_blocked_kernel_part` at address ``part_at`` (:mod:`._link`:
+    compiled once, not again in each of this kernel's modules and its serial
+    build's)."""
+    for part in prange(nparts):
+        _call_blocked_kernel(
+            part_at, (xp, wp, xoff, b, out, c_in, groups, sd, dp, phases, hq, wq, nv, tb, rpi, rchunk, nparts, part)
+        )
+
+
+BLOCKED_PART = Linkage(
+    "blocked_kernel part", lambda dt: (types.none, (*arrays(dt, 1, 4), I64, bias(dt), *arrays(dt, 5), *ints(13)))
+)
+_call_blocked_kernel = BLOCKED_PART.call
+
+
+@unit
+def _blocked_kernel_part(xp, wp, xoff, b, out, c_in, groups, sd, dp, phases, hq, wq, nv, tb, rpi, rchunk, nparts, part):
+    """Part ``part`` of ``nparts`` of :func:`_blocked_kernel`."""
     N, C_out, OD, OH, OW = out.shape
     nb = wp.shape[1]
     R = wp.shape[2]
@@ -195,41 +215,40 @@ def _blocked_kernel(xp, wp, xoff, b, out, c_in, groups, sd, dp, phases, hq, wq, 
     of = out.reshape(-1)
     oplane = OH * OW
     span = rpi * tb
-    for part in prange(nparts):
-        acc = np.empty(nb * ob * span, out.dtype)
-        for item in range(part * per_part, min(items, (part + 1) * per_part)):
-            g = item // nitem
-            r0 = (item % nitem) * rpi
-            r1 = min(runs, r0 + rpi)
-            for c0 in range(0, R, rchunk):
-                c1 = min(R, c0 + rchunk)
-                for gr in range(r0, r1):
-                    run = gr % nrun
-                    t = gr // nrun
-                    od = t % OD
-                    n = t // OD
-                    xbase = ((n * c_in + g * cig) * dp + od * sd) * phases * plane + run * tb
-                    for blk in range(nb):
-                        wbase = (g * nb + blk) * R * ob
-                        obase = blk * ob * span + (gr - r0) * tb
-                        _mac(ob, nv, xp, xoff, xbase, wf, wbase, c0, c1, acc, obase, span)
-            for blk in range(nb):
-                for gr in range(r0, r1):
-                    run = gr % nrun
-                    t = gr // nrun
-                    od = t % OD
-                    n = t // OD
-                    p0 = run * tb
-                    p1 = min(npos, p0 + tb)
-                    for o in range(min(ob, cog - blk * ob)):
-                        co = g * cog + blk * ob + o
-                        obase = ((n * C_out + co) * OD + od) * oplane
-                        src = (blk * ob + o) * span + (gr - r0) * tb - p0
-                        _store_run(of, obase, acc, src, p0, p1, wq, OW, b[co])
+    acc = np.empty(nb * ob * span, out.dtype)
+    for item in range(part * per_part, min(items, (part + 1) * per_part)):
+        g = item // nitem
+        r0 = (item % nitem) * rpi
+        r1 = min(runs, r0 + rpi)
+        for c0 in range(0, R, rchunk):
+            c1 = min(R, c0 + rchunk)
+            for gr in range(r0, r1):
+                run = gr % nrun
+                t = gr // nrun
+                od = t % OD
+                n = t // OD
+                xbase = ((n * c_in + g * cig) * dp + od * sd) * phases * plane + run * tb
+                for blk in range(nb):
+                    wbase = (g * nb + blk) * R * ob
+                    obase = blk * ob * span + (gr - r0) * tb
+                    _mac(ob, nv, xp, xoff, xbase, wf, wbase, c0, c1, acc, obase, span)
+        for blk in range(nb):
+            for gr in range(r0, r1):
+                run = gr % nrun
+                t = gr // nrun
+                od = t % OD
+                n = t // OD
+                p0 = run * tb
+                p1 = min(npos, p0 + tb)
+                for o in range(min(ob, cog - blk * ob)):
+                    co = g * cog + blk * ob + o
+                    obase = ((n * C_out + co) * OD + od) * oplane
+                    src = (blk * ob + o) * span + (gr - r0) * tb - p0
+                    _store_run(of, obase, acc, src, p0, p1, wq, OW, b[co])
 
 
 @numba_jit(parallel=True)
-def _windowed_kernel(x, wp, xoff, b, out, groups, pad, st, lw, nv, tb, rpi, rchunk, nparts):
+def _windowed_kernel(x, wp, xoff, b, out, groups, pad, st, lw, nv, tb, rpi, rchunk, nparts, part_at):
     """conv1d with no padded copy of the whole input: each work item (``rpi``
     runs of ``tb`` output positions of one row: image and group) first
     copies its input window -- per input channel of the group and stride
@@ -239,7 +258,24 @@ def _windowed_kernel(x, wp, xoff, b, out, groups, pad, st, lw, nv, tb, rpi, rchu
     k*dil // st``) as ``_blocked_kernel`` does over the padded copy, and
     stores the partial sums with the bias.  One pass over the input instead
     of a copy pass and a read pass, each window read from L2 right after it
-    was written, and one parallel launch instead of two."""
+    was written, and one parallel launch instead of two.
+
+    Each part runs :func:`_windowed_kernel_part` at address ``part_at`` (:mod:`._link`:
+    compiled once, not again in each of this kernel's modules and its serial
+    build's)."""
+    for part in prange(nparts):
+        _call_windowed_kernel(part_at, (x, wp, xoff, b, out, groups, pad, st, lw, nv, tb, rpi, rchunk, nparts, part))
+
+
+WINDOWED_PART = Linkage(
+    "windowed_kernel part", lambda dt: (types.none, (*arrays(dt, 5, 4), I64, bias(dt), *arrays(dt, 5), *ints(10)))
+)
+_call_windowed_kernel = WINDOWED_PART.call
+
+
+@unit
+def _windowed_kernel_part(x, wp, xoff, b, out, groups, pad, st, lw, nv, tb, rpi, rchunk, nparts, part):
+    """Part ``part`` of ``nparts`` of :func:`_windowed_kernel`."""
     N, C_in = x.shape[0], x.shape[1]
     L = x.shape[4]
     C_out = out.shape[1]
@@ -257,45 +293,44 @@ def _windowed_kernel(x, wp, xoff, b, out, groups, pad, st, lw, nv, tb, rpi, rchu
     xf = x.reshape(-1)
     wf = wp.reshape(-1)
     of = out.reshape(-1)
-    for part in prange(nparts):
-        acc = np.empty(nb * ob * span, out.dtype)
-        buf = np.empty(cig * st * lw, x.dtype)
-        for item in range(part * per_part, min(items, (part + 1) * per_part)):
-            row = item // per_row
-            g = row // N
-            n = row - g * N
-            r0 = (item - row * per_row) * rpi
-            r1 = min(nrun, r0 + rpi)
-            p0 = r0 * tb
-            for a in range(st):
-                # window elements j with 0 <= (p0 + j)*st + a - pad < L
-                lo = min(lw, max(0, -((a - pad) // st) - p0))
-                hi = max(lo, min(lw, -((a - pad - L) // st) - p0))
-                for c in range(cig):
-                    d = (c * st + a) * lw
-                    src = (n * C_in + g * cig + c) * L + (p0 + lo) * st + a - pad
-                    _fill(buf, d, lo, 0)
-                    if st == 1:
-                        _copy(buf, d + lo, xf, src, hi - lo)
-                    else:
-                        _gather(buf, d + lo, xf, src, hi - lo, st)
-                    _fill(buf, d + hi, lw - hi, 0)
-            for c0 in range(0, R, rchunk):
-                c1 = min(R, c0 + rchunk)
+    acc = np.empty(nb * ob * span, out.dtype)
+    buf = np.empty(cig * st * lw, x.dtype)
+    for item in range(part * per_part, min(items, (part + 1) * per_part)):
+        row = item // per_row
+        g = row // N
+        n = row - g * N
+        r0 = (item - row * per_row) * rpi
+        r1 = min(nrun, r0 + rpi)
+        p0 = r0 * tb
+        for a in range(st):
+            # window elements j with 0 <= (p0 + j)*st + a - pad < L
+            lo = min(lw, max(0, -((a - pad) // st) - p0))
+            hi = max(lo, min(lw, -((a - pad - L) // st) - p0))
+            for c in range(cig):
+                d = (c * st + a) * lw
+                src = (n * C_in + g * cig + c) * L + (p0 + lo) * st + a - pad
+                _fill(buf, d, lo, 0)
+                if st == 1:
+                    _copy(buf, d + lo, xf, src, hi - lo)
+                else:
+                    _gather(buf, d + lo, xf, src, hi - lo, st)
+                _fill(buf, d + hi, lw - hi, 0)
+        for c0 in range(0, R, rchunk):
+            c1 = min(R, c0 + rchunk)
+            for run in range(r0, r1):
+                xbase = (run - r0) * tb
+                for blk in range(nb):
+                    wbase = (g * nb + blk) * R * ob
+                    obase = blk * ob * span + (run - r0) * tb
+                    _mac(ob, nv, buf, xoff, xbase, wf, wbase, c0, c1, acc, obase, span)
+        for blk in range(nb):
+            for o in range(min(ob, cog - blk * ob)):
+                co = g * cog + blk * ob + o
+                dst = (n * C_out + co) * OW
+                src = (blk * ob + o) * span - p0
                 for run in range(r0, r1):
-                    xbase = (run - r0) * tb
-                    for blk in range(nb):
-                        wbase = (g * nb + blk) * R * ob
-                        obase = blk * ob * span + (run - r0) * tb
-                        _mac(ob, nv, buf, xoff, xbase, wf, wbase, c0, c1, acc, obase, span)
-            for blk in range(nb):
-                for o in range(min(ob, cog - blk * ob)):
-                    co = g * cog + blk * ob + o
-                    dst = (n * C_out + co) * OW
-                    src = (blk * ob + o) * span - p0
-                    for run in range(r0, r1):
-                        q0 = run * tb
-                        _store_row(of, dst + q0, acc, src + q0, min(OW, q0 + tb) - q0, b[co])
+                    q0 = run * tb
+                    _store_row(of, dst + q0, acc, src + q0, min(OW, q0 + tb) - q0, b[co])
 
 
 @_inline
@@ -343,9 +378,8 @@ def _split_row(dst, d0, d1, xf, src, inside, W, wq, pw):
 
 
 @numba_jit(parallel=True)
-def _plane_window_kernel(
-    x, wp, xoff, b, out, groups, sd, sh, sw, dd, pd, ph, pw, kd, hw, wq, used, split, nv, tb, rpi, rchunk, nparts
-):
+def _plane_window_kernel(x, wp, xoff, b, out, groups, sd, sh, sw, dd, pd, ph, pw, kd, hw, wq, used, split, nv, tb, rpi,
+                         rchunk, nparts, part_at):  # fmt: skip
     """conv2d/3d with no padded copy of the whole input: each work item
     (``rpi`` runs of ``tb`` positions of one output plane: group, image,
     depth) first copies its window -- per input channel of the group, depth
@@ -355,7 +389,31 @@ def _plane_window_kernel(
     :func:`_blocked_kernel` does over the padded copy, and stores the
     partial sums with the bias.  Phases no tap reads (``used``, see
     :func:`used_phases`) are not copied; ``split`` (:func:`splits_rows`):
-    stride-2 rows go into both column phases in one pass."""
+    stride-2 rows go into both column phases in one pass.
+
+    Each part runs :func:`_plane_window_kernel_part` at address ``part_at`` (:mod:`._link`:
+    compiled once, not again in each of this kernel's modules and its serial
+    build's)."""
+    for part in prange(nparts):
+        _call_plane_window_kernel(part_at, (x, wp, xoff, b, out, groups, sd, sh, sw, dd, pd, ph, pw, kd, hw, wq, used,
+                                            split, nv, tb, rpi, rchunk, nparts, part))  # fmt: skip
+
+
+PLANE_WINDOW_PART = Linkage(
+    "plane_window_kernel part",
+    lambda dt: (
+        types.none,
+        (*arrays(dt, 5, 4), I64, bias(dt), *arrays(dt, 5), *ints(11), BOOLS2, types.boolean, *ints(6)),
+    ),
+)
+_call_plane_window_kernel = PLANE_WINDOW_PART.call
+
+
+@unit
+def _plane_window_kernel_part(
+    x, wp, xoff, b, out, groups, sd, sh, sw, dd, pd, ph, pw, kd, hw, wq, used, split, nv, tb, rpi, rchunk, nparts, part
+):
+    """Part ``part`` of ``nparts`` of :func:`_plane_window_kernel`."""
     N, C_in, D, H, W = x.shape
     C_out, OD, OH, OW = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
     nb = wp.shape[1]
@@ -374,58 +432,57 @@ def _plane_window_kernel(
     wf = wp.reshape(-1)
     of = out.reshape(-1)
     oplane = OH * OW
-    for part in prange(nparts):
-        acc = np.empty(nb * ob * span, out.dtype)
-        buf = np.zeros(cig * kd * sh * sw * plane, x.dtype)  # padding columns stay zero
-        for item in range(part * per_part, min(items, (part + 1) * per_part)):
-            pl = item // per_plane
-            g = pl // (N * OD)
-            t = pl - g * (N * OD)
-            n = t // OD
-            od = t - n * OD
-            r0 = (item - pl * per_plane) * rpi
-            r1 = min(nrun, r0 + rpi)
-            row0 = r0 * tb // wq
-            for c in range(cig):
-                for a in range(kd):
-                    z = od * sd + a * dd - pd
-                    for pa in range(sh):
-                        if not used[pa, :].any():  # no tap reads this row phase (a kernel smaller than the stride)
+    acc = np.empty(nb * ob * span, out.dtype)
+    buf = np.zeros(cig * kd * sh * sw * plane, x.dtype)  # padding columns stay zero
+    for item in range(part * per_part, min(items, (part + 1) * per_part)):
+        pl = item // per_plane
+        g = pl // (N * OD)
+        t = pl - g * (N * OD)
+        n = t // OD
+        od = t - n * OD
+        r0 = (item - pl * per_plane) * rpi
+        r1 = min(nrun, r0 + rpi)
+        row0 = r0 * tb // wq
+        for c in range(cig):
+            for a in range(kd):
+                z = od * sd + a * dd - pd
+                for pa in range(sh):
+                    if not used[pa, :].any():  # no tap reads this row phase (a kernel smaller than the stride)
+                        continue
+                    if sw == 2 and split and used[pa, 0] and used[pa, 1]:  # both column phases in one pass
+                        base = ((c * kd + a) * sh + pa) * 2 * plane
+                        for i in range(hw):
+                            y = (row0 + i) * sh + pa - ph
+                            inside = 0 <= z < D and 0 <= y < H
+                            src = (((n * C_in + g * cig + c) * D + z) * H + y) * W
+                            _split_row(buf, base + i * wq, base + plane + i * wq, xf, src, inside, W, wq, pw)
+                        continue
+                    for bb in range(sw):
+                        if not used[pa, bb]:
                             continue
-                        if sw == 2 and split and used[pa, 0] and used[pa, 1]:  # both column phases in one pass
-                            base = ((c * kd + a) * sh + pa) * 2 * plane
-                            for i in range(hw):
-                                y = (row0 + i) * sh + pa - ph
-                                inside = 0 <= z < D and 0 <= y < H
-                                src = (((n * C_in + g * cig + c) * D + z) * H + y) * W
-                                _split_row(buf, base + i * wq, base + plane + i * wq, xf, src, inside, W, wq, pw)
-                            continue
-                        for bb in range(sw):
-                            if not used[pa, bb]:
-                                continue
-                            lo, hi = _columns(W, wq, sw, bb, pw)
-                            base = (((c * kd + a) * sh + pa) * sw + bb) * plane
-                            for i in range(hw):
-                                y = (row0 + i) * sh + pa - ph
-                                inside = 0 <= z < D and 0 <= y < H
-                                src = (((n * C_in + g * cig + c) * D + z) * H + y) * W + lo * sw + bb - pw
-                                _window_row(buf, base + i * wq, xf, src, inside, lo, hi, wq, sw)
-            for c0 in range(0, R, rchunk):
-                c1 = min(R, c0 + rchunk)
+                        lo, hi = _columns(W, wq, sw, bb, pw)
+                        base = (((c * kd + a) * sh + pa) * sw + bb) * plane
+                        for i in range(hw):
+                            y = (row0 + i) * sh + pa - ph
+                            inside = 0 <= z < D and 0 <= y < H
+                            src = (((n * C_in + g * cig + c) * D + z) * H + y) * W + lo * sw + bb - pw
+                            _window_row(buf, base + i * wq, xf, src, inside, lo, hi, wq, sw)
+        for c0 in range(0, R, rchunk):
+            c1 = min(R, c0 + rchunk)
+            for run in range(r0, r1):
+                xbase = run * tb - row0 * wq
+                for blk in range(nb):
+                    wbase = (g * nb + blk) * R * ob
+                    obase = blk * ob * span + (run - r0) * tb
+                    _mac(ob, nv, buf, xoff, xbase, wf, wbase, c0, c1, acc, obase, span)
+        for blk in range(nb):
+            for o in range(min(ob, cog - blk * ob)):
+                co = g * cog + blk * ob + o
+                obase = ((n * C_out + co) * OD + od) * oplane
                 for run in range(r0, r1):
-                    xbase = run * tb - row0 * wq
-                    for blk in range(nb):
-                        wbase = (g * nb + blk) * R * ob
-                        obase = blk * ob * span + (run - r0) * tb
-                        _mac(ob, nv, buf, xoff, xbase, wf, wbase, c0, c1, acc, obase, span)
-            for blk in range(nb):
-                for o in range(min(ob, cog - blk * ob)):
-                    co = g * cog + blk * ob + o
-                    obase = ((n * C_out + co) * OD + od) * oplane
-                    for run in range(r0, r1):
-                        p0 = run * tb
-                        src = (blk * ob + o) * span + (run - r0) * tb - p0
-                        _store_run(of, obase, acc, src, p0, min(npos, p0 + tb), wq, OW, b[co])
+                    p0 = run * tb
+                    src = (blk * ob + o) * span + (run - r0) * tb - p0
+                    _store_run(of, obase, acc, src, p0, min(npos, p0 + tb), wq, OW, b[co])
 
 
 _SERIAL = {
@@ -462,7 +519,7 @@ def _conv_windowed(spec, ops, out: np.ndarray, num_threads: int) -> None:
         wp = pack_weights(ops.w, spec.groups, block_channels(spec), name="blocked_w")
         _serial(spec, _windowed_kernel)(
             ops.x, wp, xoff, b, out, spec.groups, pad, st, lw, nv, tb, rpi, taps_per_chunk(spec),
-            max(1, min(num_threads, items)),
+            max(1, min(num_threads, items)), WINDOWED_PART.address(_windowed_kernel_part, spec.dtype),
         )  # fmt: skip
 
 
@@ -479,6 +536,7 @@ def _conv_plane_windows(spec, ops, out: np.ndarray, num_threads: int) -> None:
             ops.x, wp, tap_offsets(spec, hw), b, out, spec.groups, sd, sh, sw, spec.lifted("dilation")[0], pd,
             ph, pw, spec.lifted("kernel")[0], hw, wq, used_phases(spec), splits_rows(spec), vectors(spec), tb, rpi,
             taps_per_chunk(spec), max(1, min(num_threads, items)),
+            PLANE_WINDOW_PART.address(_plane_window_kernel_part, spec.dtype),
         )  # fmt: skip
 
 
@@ -532,5 +590,5 @@ def conv_blocked(
             nparts = max(1, min(num_threads, items))
             _serial(spec, _blocked_kernel)(
                 xp, wp, xoff, b, out[n0:n1], spec.c_in, spec.groups, sd, dp, phases, hq, wq, nv, tb, rpi,
-                taps_per_chunk(spec), nparts,
+                taps_per_chunk(spec), nparts, BLOCKED_PART.address(_blocked_kernel_part, spec.dtype),
             )  # fmt: skip

@@ -26,14 +26,24 @@ kernel and 3.86 for per-row passes).
 
 from __future__ import annotations
 
+import types as pytypes
+
 import numpy as np
-from numba import prange
+from numba import prange, types
 
 from .._config import numba_jit, numba_threads
 from ..plans.depthwise import PLANE_CHANNELS, pads_rows, whole_planes, workspace  # noqa: F401
+from ._link import Linkage, unit
 from .direct import _inline
 
 _U = np.uint64
+# Constants passed to the helpers as plain int64/bool, not as Numba literals:
+# a literal argument (or a counter's literal first value, seen by type
+# inference before the loop unifies it) compiles the helper once more for
+# that one value (measured: 5 builds of _rows_taps for one layer).
+_I0 = np.int64(0)
+_I3 = np.int64(3)
+_YES = np.bool_(True)
 
 
 @_inline
@@ -177,7 +187,7 @@ def _rows_taps(y, yb, x, w, rows, roww, nr, K, n, init, bv):
             for i in range(_U(n)):
                 y[o + i] = bv
         return
-    r = 0
+    r = _I0
     while nr - r >= 3:
         for j in range(0, K, 4):
             _rows3_taps4(y, o, x, _U(rows[r, 0] + j), _U(rows[r + 1, 0] + j), _U(rows[r + 2, 0] + j),
@@ -187,6 +197,11 @@ def _rows_taps(y, yb, x, w, rows, roww, nr, K, n, init, bv):
     while r < nr:
         _row_taps(y, yb, x, rows[r, 0], w, roww[r], K, n, init and r == 0, bv)
         r += 1
+
+
+#: :func:`_rows_taps` compiled on its own, for :func:`_plane3` (a few calls
+#: per plane; the per-row paths of :func:`_items` inline it)
+_rows_taps_fn = numba_jit()(pytypes.FunctionType(_rows_taps.py_func.__code__, globals(), "_rows_taps_fn", None, None))
 
 
 @_inline
@@ -203,13 +218,14 @@ def _row_taps(y, yb, x, xb, w, k0, K, n, init, bv):
 
 
 @numba_jit(parallel=True)
-def depthwise_kernel(x, w, b, out, sd, sh, sw, dd, dh, dw, pd, ph, pw, cog, padded, plane):
+def depthwise_kernel(x, w, b, out, sd, sh, sw, dd, dh, dw, pd, ph, pw, cog, padded, plane, items_at):
     """out[n, co] = b[co] + sum_{kd,kh,kw} w[co, 0, kd, kh, kw] * x[n, co // cog, ...];
     x (N, C, D, H, W), w (C*cog, 1, KD, KH, KW), out (N, C*cog, OD, OH, OW), C-contiguous.
     ``plane``: a 3x3 "same" kernel (:func:`whole_planes`), run by :func:`_plane3`,
     which also takes groups of a few input channels (w (C_out, C/groups, KD, 3, 3)).
-    Work items (image, output channel, output depth) run in parallel, one call
-    of :func:`_item` each."""
+    Work items (image, output channel, output depth) run in parallel, in
+    pieces: one call of :func:`_plane_items` or :func:`_row_items` (at
+    address ``items_at``) each."""
     N = x.shape[0]
     C_out = w.shape[0]
     KW = w.shape[4]
@@ -228,21 +244,52 @@ def depthwise_kernel(x, w, b, out, sd, sh, sw, dd, dh, dw, pd, ph, pw, cog, padd
     items = N * C_out * OD
     parts = min(items, _PARTS)
     for part in prange(parts):
-        _items(x, w, b, out, sd, sh, sw, dd, dh, dw, pd, ph, pw, cog, padded, plane, np.int64(part * items // parts),
-               np.int64((part + 1) * items // parts), np.int64(lo), np.int64(hi))  # fmt: skip
+        _call_items(items_at, (x, w, b, out, sd, sh, sw, dd, dh, dw, pd, ph, pw, cog, padded, plane,
+                               part * items // parts, (part + 1) * items // parts, lo, hi))  # fmt: skip
 
 
 #: calls of :func:`_items` per kernel launch (enough pieces for any thread count)
 _PARTS = 128
 
-# The work items are compiled as a function of their own, called once per
-# piece of items, not inlined into the parallel kernel: typing the parallel
-# kernel with every row helper inlined took most of its first compilation
-# (65 s -> 40 s per dtype, 2-core Zen 4).  Measured against the inlined
-# kernel, old and new code in alternating processes (7 rounds, medians of
-# per-round ratios): 1.01-1.06 on the suite's six depthwise layers, geomean
-# 1.04, within this VM's noise (pairs 0.78-1.46); with the work buffers
-# allocated per item instead of per piece it was 1.14.
+# Compile time (2-core Zen 4, float32, first call): 40 s before, most of it
+# typing every copy that Numba's inliner made of the row helpers inside one
+# function, and LLVM optimising that function again in each of the parallel
+# kernel's four modules.  Now the parallel kernel calls a unit by address
+# (:mod:`._link`), one per path (:func:`_plane_items`, :func:`_row_items`:
+# a first call compiles its own); the per-plane helpers (:func:`_plane3`,
+# :func:`_edge_column`, :func:`_rows_taps_fn`) are functions of their own;
+# the per-row helpers stay inlined (called as functions, one call per row,
+# the 5x5 layer 8x240x28x28 ran 1.7x slower and the stride-2 one 1.2x: 12.5
+# against 7.4 ms, 6.3 against 5.2).  :func:`_items` is a function the unit
+# calls, not inlined into it: LLVM then optimises its code a second time
+# inside the unit, as it did inside the parallel kernel -- compiled once
+# as the unit itself, the 5x5 layer ran 1.23x the old time, 1 thread; as
+# now 0.91x (and 0.97, 0.97, 1.03 on the 3x3 layers 32 @112, stride 2 96
+# @112, 144 @56).  14-20 s.  Work buffers are allocated per piece of items
+# (per item they cost 14%).
+
+#: strides, dilations, paddings, cog, padded, plane, first, last, lo, hi
+_SCALARS = (*(types.int64,) * 10, types.boolean, types.boolean, *(types.int64,) * 4)
+ITEMS = Linkage(
+    "depthwise items",
+    lambda dt: (
+        types.none,
+        (types.Array(dt, 5, "C"), types.Array(dt, 5, "C"), types.Array(dt, 1, "A"), types.Array(dt, 5, "C"), *_SCALARS),
+    ),
+)
+_call_items = ITEMS.call
+
+
+@unit
+def _plane_items(x, w, b, out, sd, sh, sw, dd, dh, dw, pd, ph, pw, cog, padded, plane, first, last, lo, hi):
+    """:func:`_items` of whole planes (``plane`` ignored)."""
+    _items(x, w, b, out, sd, sh, sw, dd, dh, dw, pd, ph, pw, cog, padded, True, first, last, lo, hi)
+
+
+@unit
+def _row_items(x, w, b, out, sd, sh, sw, dd, dh, dw, pd, ph, pw, cog, padded, plane, first, last, lo, hi):
+    """:func:`_items` row by row (``plane`` ignored)."""
+    _items(x, w, b, out, sd, sh, sw, dd, dh, dw, pd, ph, pw, cog, padded, False, first, last, lo, hi)
 
 
 @numba_jit()
@@ -278,7 +325,7 @@ def _items(x, w, b, out, sd, sh, sw, dd, dh, dw, pd, ph, pw, cog, padded, plane,
         if plane:
             # the input planes this output plane reads: per input channel of
             # the group, its depth taps inside the volume
-            np_ = 0
+            np_ = _I0
             for c in range(cig):
                 for kd in range(KD):
                     idd = od * sd + kd * dd - pd
@@ -304,7 +351,7 @@ def _items(x, w, b, out, sd, sh, sw, dd, dh, dw, pd, ph, pw, cog, padded, plane,
                         xrow[dst + j] = 0
         for oh in range(OH):
             ob = ((n * C_out + co) * OD + od) * OH * OW + oh * OW
-            nr = 0
+            nr = _I0
             for kd in range(KD):
                 idd = od * sd + kd * dd - pd
                 if idd < 0 or idd >= D:
@@ -330,7 +377,7 @@ def _items(x, w, b, out, sd, sh, sw, dd, dh, dw, pd, ph, pw, cog, padded, plane,
                     nr += 1
             n_in = hi - lo
             if KW == 3 and nr >= 3:
-                done = 0
+                done = _I0
                 while nr - done >= 3:
                     _rows3(of, ob + lo, xf, rows[done], rows[done + 1], rows[done + 2], wsel, done * 3,
                            n_in, sw, done == 0, bv)  # fmt: skip
@@ -340,10 +387,10 @@ def _items(x, w, b, out, sd, sh, sw, dd, dh, dw, pd, ph, pw, cog, padded, plane,
                         _tap(of, ob + lo, xf, rows[done, kw], wsel[done * 3 + kw], n_in, sw)
                     done += 1
             elif padded:
-                _rows_taps(of, ob, xrow, wf, rows, roww, nr, KW, OW, True, bv)
+                _rows_taps(of, ob, xrow, wf, rows, roww, nr, KW, OW, _YES, bv)
                 continue
             elif sw == 1 and dw == 1:
-                _rows_taps(of, ob + lo, xf, wf, rows, roww, nr, KW, n_in, True, bv)
+                _rows_taps(of, ob + lo, xf, wf, rows, roww, nr, KW, n_in, _YES, bv)
             else:
                 for i in range(lo, hi):
                     of[ob + i] = bv
@@ -361,7 +408,7 @@ def _items(x, w, b, out, sd, sh, sw, dd, dh, dw, pd, ph, pw, cog, padded, plane,
                 of[ob + i] = _edge(xf, wf, bv, i, rowx, roww, nr, KW, W, sw, dw, pw)
 
 
-@_inline
+@numba_jit()
 def _plane3(of, ob, xf, px, pk, np_, wf, H, W, bv, rows, roww):
     """A whole H x W output plane of a 3x3 kernel at unit stride, padding 1,
     no dilation, summed over ``np_`` input planes (flat offsets ``px[p]``,
@@ -385,20 +432,20 @@ def _plane3(of, ob, xf, px, pk, np_, wf, H, W, bv, rows, roww):
             for r in range(3):
                 rows[r, 0] = xc + p0 - W - 1 + r * W
                 roww[r] = wc + 3 * r
-            _rows_taps(of, ob + p0, xf, wf, rows, roww, 3, 3, (H - 2) * W - 2, p == 0, bv)
+            _rows_taps_fn(of, ob + p0, xf, wf, rows, roww, _I3, _I3, (H - 2) * W - 2, p == 0, bv)
         for oh in range(0, H, max(1, H - 1)):  # the first and last rows
-            nr = 0
+            nr = _I0
             for kh in range(3):
                 ih = oh + kh - 1
                 if 0 <= ih < H:
                     rows[nr, 0] = xc + ih * W
                     roww[nr] = wc + 3 * kh
                     nr += 1
-            _rows_taps(of, ob + oh * W + 1, xf, wf, rows, roww, nr, 3, W - 2, p == 0, bv)
+            _rows_taps_fn(of, ob + oh * W + 1, xf, wf, rows, roww, nr, _I3, W - 2, p == 0, bv)
     # every row's first and last columns, after all the passes that wrapped
     for p in range(np_):
         if W >= 2:
-            _edge_column(of, ob, xf, px[p], wf, pk[p], H, W, 0, p == 0, bv)
+            _edge_column(of, ob, xf, px[p], wf, pk[p], H, W, _I0, p == 0, bv)
             _edge_column(of, ob, xf, px[p], wf, pk[p], H, W, W - 1, p == 0, bv)
         else:
             for oh in range(H):
@@ -409,7 +456,7 @@ def _plane3(of, ob, xf, px, pk, np_, wf, H, W, bv, rows, roww):
                 of[ob + oh] = acc
 
 
-@_inline
+@numba_jit()
 def _edge_column(of, ob, xf, xc, wf, wc, H, W, col, init, bv):
     """Column ``col`` (0 or W-1, W >= 2) of an H x W output plane (= or +=)
     its 3x3 taps inside the image: two input columns, the rows above and
@@ -462,12 +509,13 @@ def prepare_depthwise(spec, num_threads: int):
     fixed = (sd, sh, sw, dd, dh, dw, pd, ph, pw, spec.c_out // spec.groups, pads_rows(spec), whole_planes(spec))
     zeros = np.zeros(spec.c_out, dtype=spec.dtype)  # (no bias: shared by the calls, never written)
     empty = spec.n * spec.c_out == 0 or 0 in spec.out_spatial
+    items = _plane_items if whole_planes(spec) else _row_items
 
     def run(ops, out: np.ndarray) -> None:
         if empty:
             return
         b = ops.b if ops.b is not None else zeros
         with numba_threads(num_threads):
-            depthwise_kernel(ops.x, ops.w, b, out, *fixed)
+            depthwise_kernel(ops.x, ops.w, b, out, *fixed, ITEMS.address(items, ops.x.dtype))
 
     return run

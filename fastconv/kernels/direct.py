@@ -32,10 +32,11 @@ hot helpers take (array, offset), index with uint64, and are inlined.
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
+from numba import prange, types
 
 from .._config import numba_jit, numba_threads, serial_below, serial_copy
 from .._memo import ByValue
+from ._link import Linkage, unit
 
 _inline = numba_jit(inline="always")
 
@@ -229,7 +230,7 @@ _pack_flat_serial = serial_copy(_pack_flat, "_pack_flat_serial")
 
 
 @numba_jit(parallel=True)
-def conv_direct_kernel(x, w, wp, b, out, sd, sh, sw, dd, dh, dw, pd, ph, pw, groups, chunk_rows, fold, nparts):
+def conv_direct_kernel(x, w, wp, b, out, sd, sh, sw, dd, dh, dw, pd, ph, pw, groups, chunk_rows, fold, nparts, part_at):
     """out[n, co] = b[co] + sum over (ci, kd, kh, kw) of w * x (cross-correlation).
 
     x (N, C_in, D, H, W), w (C_out, C_in/groups, KD, KH, KW), wp =
@@ -238,8 +239,37 @@ def conv_direct_kernel(x, w, wp, b, out, sd, sh, sw, dd, dh, dw, pd, ph, pw, gro
     follows from the output size).  An item covers ``chunk_rows`` output rows
     of one image, or (``fold`` > 1, only when chunk_rows >= OH) whole planes of
     ``fold`` images stacked in one stream.  ``nparts`` contiguous ranges of
-    items run in parallel, each with its own scratch.
+    items run in parallel, each with its own scratch: :func:`_part`, called
+    at address ``part_at`` (:mod:`._link`: compiled once, not again in each
+    of the parallel kernel's modules -- 6.8 of its 16 s first compilation
+    was LLVM doing that, 2-core Zen 4).
     """
+    for part in prange(nparts):
+        _call_part(part_at, (x, w, wp, b, out, sd, sh, sw, dd, dh, dw, pd, ph, pw, groups, chunk_rows, fold, nparts,
+                             part))  # fmt: skip
+
+
+#: x, w, packed w, b, out, strides, dilations, paddings, groups, chunk_rows, fold, nparts, part
+PART = Linkage(
+    "direct part",
+    lambda dt: (
+        types.none,
+        (
+            types.Array(dt, 5, "C"),
+            types.Array(dt, 5, "C"),
+            types.Array(dt, 1, "C"),
+            types.Array(dt, 1, "A"),
+            types.Array(dt, 5, "C"),
+            *(types.int64,) * 14,
+        ),
+    ),
+)
+_call_part = PART.call
+
+
+@unit
+def _part(x, w, wp, b, out, sd, sh, sw, dd, dh, dw, pd, ph, pw, groups, chunk_rows, fold, nparts, part):
+    """Items ``part``/``nparts`` of :func:`conv_direct_kernel`, with their scratch."""
     C_out, Cig, _, KH, KW = w.shape
     OD = out.shape[2]
     OH = out.shape[3]
@@ -257,24 +287,23 @@ def conv_direct_kernel(x, w, wp, b, out, sd, sh, sw, dd, dh, dw, pd, ph, pw, gro
     mmax = ((rmax - 1) * sh + (KH - 1) * dh + 1 + sh - 1) // sh
     xf = x.reshape(-1)
     of = out.reshape(-1)
-    for part in prange(nparts):
-        acc = np.empty(_BLOCK * fold * mmax * wq, x.dtype)
-        tile = np.empty(min(4, Cig) * sh * sw * fold * mmax * wq, x.dtype)
-        tb = np.empty(4 * KH * KW, np.int64)
-        tw = np.empty(4 * KH * KW, np.int64)
-        for item in range(part * per_part, min(items, (part + 1) * per_part)):
-            chunk = item % nchunk
-            t = item // nchunk
-            od = t % OD
-            t = t // OD
-            blk = t % nblk
-            t = t // nblk
-            g = t % groups
-            n0 = (t // groups) * fold
-            nimg = min(fold, x.shape[0] - n0)
-            _item(x.shape, w.shape, out.shape, xf, wp, b, of, acc, tile, tb, tw,
-                  n0, nimg, g, blk, nblk, od, chunk * chunk_rows, chunk_rows, wq, mmax,
-                  groups, (sd, sh, sw, dd, dh, dw, pd, ph, pw))  # fmt: skip
+    acc = np.empty(_BLOCK * fold * mmax * wq, x.dtype)
+    tile = np.empty(min(4, Cig) * sh * sw * fold * mmax * wq, x.dtype)
+    tb = np.empty(4 * KH * KW, np.int64)
+    tw = np.empty(4 * KH * KW, np.int64)
+    for item in range(part * per_part, min(items, (part + 1) * per_part)):
+        chunk = item % nchunk
+        t = item // nchunk
+        od = t % OD
+        t = t // OD
+        blk = t % nblk
+        t = t // nblk
+        g = t % groups
+        n0 = (t // groups) * fold
+        nimg = min(fold, x.shape[0] - n0)
+        _item(x.shape, w.shape, out.shape, xf, wp, b, of, acc, tile, tb, tw,
+              n0, nimg, g, blk, nblk, od, chunk * chunk_rows, chunk_rows, wq, mmax,
+              groups, (sd, sh, sw, dd, dh, dw, pd, ph, pw))  # fmt: skip
 
 
 @_inline
@@ -409,6 +438,6 @@ def prepare_direct(spec, num_threads: int):
                 wp = packed(ops.w)
             else:
                 wp = pack_weights(ops.w, groups, name="direct_w").reshape(-1)
-            conv_direct_kernel(ops.x, ops.w, wp, b, out, *fixed)
+            conv_direct_kernel(ops.x, ops.w, wp, b, out, *fixed, PART.address(_part, ops.x.dtype))
 
     return run

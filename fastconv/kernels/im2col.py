@@ -22,10 +22,11 @@ had found no gain).
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
+from numba import prange, types
 
 from .._config import blas_threads, numba_jit, numba_threads, scratch
 from ..plans.im2col import is_pointwise, plan_tiles, whole_planes
+from ._link import Linkage, arrays, bias, ints, unit
 from .direct import _copy, _fill, _gather, _inline
 
 
@@ -80,7 +81,7 @@ def _gather_cols(xf, cf, xshape, n0, nimg, c0, wshape, r0, r1, geometry, OH, OW)
 
 
 @numba_jit(parallel=True)
-def im2col_gemm_kernel(x, wmat, b, out, groups, nimg, nrows, geometry, colbuf, resbuf, has_bias):
+def im2col_gemm_kernel(x, wmat, b, out, groups, nimg, nrows, geometry, colbuf, resbuf, has_bias, nparts, part_at):
     """out[n, g*cog:(g+1)*cog, rows] = wmat[g] @ cols(n, g, rows) + b.
 
     Tiles (image block of ``nimg``, group, block of ``nrows`` output rows) run
@@ -93,7 +94,39 @@ def im2col_gemm_kernel(x, wmat, b, out, groups, nimg, nrows, geometry, colbuf, r
     channels' rows are one contiguous (cog, plane) matrix there) and adds
     the bias in place, without the result buffer and its copy (measured,
     2 threads, 1x1/2 256->512 @56 batch 8: 6.4 -> 5.2 ms).
+
+    ``nparts``: ``colbuf``'s rows.  Each part runs :func:`im2col_gemm_kernel_part` at
+    address ``part_at`` (:mod:`._link`: compiled once, not again in each of
+    this kernel's modules).
     """
+    for part in prange(nparts):
+        _call_im2col_gemm_kernel(
+            part_at, (x, wmat, b, out, groups, nimg, nrows, geometry, colbuf, resbuf, has_bias, nparts, part)
+        )
+
+
+IM2COL_PART = Linkage(
+    "im2col_gemm_kernel part",
+    lambda dt: (
+        types.none,
+        (
+            *arrays(dt, 5, 3),
+            bias(dt),
+            *arrays(dt, 5),
+            *ints(3),
+            types.UniTuple(types.int64, 12),
+            *arrays(dt, 2, 2),
+            types.boolean,
+            *ints(2),
+        ),
+    ),
+)
+_call_im2col_gemm_kernel = IM2COL_PART.call
+
+
+@unit
+def im2col_gemm_kernel_part(x, wmat, b, out, groups, nimg, nrows, geometry, colbuf, resbuf, has_bias, nparts, part):
+    """Part ``part`` of ``nparts`` of :func:`im2col_gemm_kernel`."""
     N = x.shape[0]
     G = groups
     cog = wmat.shape[1]
@@ -108,37 +141,35 @@ def im2col_gemm_kernel(x, wmat, b, out, groups, nimg, nrows, geometry, colbuf, r
     nblk_n = (N + nimg - 1) // nimg
     nblk_r = (rows + nrows - 1) // nrows
     tiles = nblk_n * G * nblk_r
-    nparts = colbuf.shape[0]
     per_part = (tiles + nparts - 1) // nparts
     xf = x.reshape(-1)
     of = out.reshape(-1)
-    for part in prange(nparts):
-        for tile in range(part * per_part, min(tiles, (part + 1) * per_part)):
-            rb = tile % nblk_r
-            t = tile // nblk_r
-            g = t % G
-            n0 = (t // G) * nimg
-            ni = min(nimg, N - n0)
-            r0 = rb * nrows
-            r1 = min(rows, r0 + nrows)
-            width = ni * (r1 - r0) * OW
-            cols = colbuf[part, : taps * width].reshape((taps, width))
-            _gather_cols(xf, cols.reshape(-1), x.shape, n0, ni, g * Cig, (Cig, KD, KH, KW), r0, r1, geo, OH, OW)
-            if ni == 1 and r0 == 0 and r1 == rows:
-                _gemm_into(wmat[g], cols, of, (n0 * out.shape[1] + g * cog) * plane, b, g * cog, has_bias)
-                continue
-            res = resbuf[part, : cog * width].reshape((cog, width))
-            np.dot(wmat[g], cols, res)
-            rf = res.reshape(-1)
-            seg = (r1 - r0) * OW
-            for im in range(ni):
-                for j in range(cog):
-                    co = g * cog + j
-                    ob = ((n0 + im) * out.shape[1] + co) * plane + r0 * OW
-                    bv = b[co]
-                    src = j * width + im * seg
-                    for i in range(seg):
-                        of[ob + i] = rf[src + i] + bv
+    for tile in range(part * per_part, min(tiles, (part + 1) * per_part)):
+        rb = tile % nblk_r
+        t = tile // nblk_r
+        g = t % G
+        n0 = (t // G) * nimg
+        ni = min(nimg, N - n0)
+        r0 = rb * nrows
+        r1 = min(rows, r0 + nrows)
+        width = ni * (r1 - r0) * OW
+        cols = colbuf[part, : taps * width].reshape((taps, width))
+        _gather_cols(xf, cols.reshape(-1), x.shape, n0, ni, g * Cig, (Cig, KD, KH, KW), r0, r1, geo, OH, OW)
+        if ni == 1 and r0 == 0 and r1 == rows:
+            _gemm_into(wmat[g], cols, of, (n0 * out.shape[1] + g * cog) * plane, b, g * cog, has_bias)
+            continue
+        res = resbuf[part, : cog * width].reshape((cog, width))
+        np.dot(wmat[g], cols, res)
+        rf = res.reshape(-1)
+        seg = (r1 - r0) * OW
+        for im in range(ni):
+            for j in range(cog):
+                co = g * cog + j
+                ob = ((n0 + im) * out.shape[1] + co) * plane + r0 * OW
+                bv = b[co]
+                src = j * width + im * seg
+                for i in range(seg):
+                    of[ob + i] = rf[src + i] + bv
 
 
 def channel_blocks(gemms: int, rows: int, threads: int) -> int:
@@ -234,4 +265,18 @@ def conv_im2col(spec, ops, out: np.ndarray, num_threads: int, *, limit: int | No
     # (the result buffer only for tiles that are not whole planes)
     resbuf = scratch("im2col_res", (nparts, 0 if whole_planes(spec, nimg, nrows) else cog * width), spec.dtype)
     with blas_threads(1), numba_threads(num_threads):
-        im2col_gemm_kernel(x, wmat, b, out, G, nimg, nrows, geometry, colbuf, resbuf, ops.b is not None)
+        im2col_gemm_kernel(
+            x,
+            wmat,
+            b,
+            out,
+            G,
+            nimg,
+            nrows,
+            geometry,
+            colbuf,
+            resbuf,
+            ops.b is not None,
+            nparts,
+            IM2COL_PART.address(im2col_gemm_kernel_part, spec.dtype),
+        )

@@ -20,9 +20,10 @@ output positions.
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
+from numba import prange, types
 
 from .._config import numba_jit, numba_threads
+from ._link import I64, Linkage, arrays, bias, ints, unit
 from .direct import _axpy, _fill, _inline
 
 _U = np.uint64
@@ -30,9 +31,29 @@ _BLOCK = 8  # output channels per work item: the input row is read once for 8
 
 
 @numba_jit(parallel=True)
-def conv_transpose_direct_kernel(x, w, b, out, groups, geometry, nparts):
+def conv_transpose_direct_kernel(x, w, b, out, groups, geometry, nparts, part_at):
     """out[n, co, od, oh, ow] = b[co] + sum over (ci, kd, kh, kw) with
-    o + p == i*s + k*d of x[n, ci, id, ih, iw] * w[ci, co % cog, kd, kh, kw]."""
+    o + p == i*s + k*d of x[n, ci, id, ih, iw] * w[ci, co % cog, kd, kh, kw].
+
+    Each part runs :func:`conv_transpose_direct_kernel_part` at address ``part_at`` (:mod:`._link`:
+    compiled once, not again in each of this kernel's modules)."""
+    for part in prange(nparts):
+        _call_conv_transpose_direct_kernel(part_at, (x, w, b, out, groups, geometry, nparts, part))
+
+
+TRANSPOSE_DIRECT_PART = Linkage(
+    "conv_transpose_direct_kernel part",
+    lambda dt: (
+        types.none,
+        (*arrays(dt, 5, 5), bias(dt), *arrays(dt, 5), types.int64, types.UniTuple(types.int64, 9), *ints(2)),
+    ),
+)
+_call_conv_transpose_direct_kernel = TRANSPOSE_DIRECT_PART.call
+
+
+@unit
+def conv_transpose_direct_kernel_part(x, w, b, out, groups, geometry, nparts, part):
+    """Part ``part`` of ``nparts`` of :func:`conv_transpose_direct_kernel`."""
     N, C_in, ID, IH, IW = x.shape
     C_out, OD, OH, OW = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
     KD, KH, KW = w.shape[2], w.shape[3], w.shape[4]
@@ -46,55 +67,54 @@ def conv_transpose_direct_kernel(x, w, b, out, groups, geometry, nparts):
     xf = x.reshape(-1)
     wf = w.reshape(-1)
     of = out.reshape(-1)
-    for part in prange(nparts):
-        acc = np.zeros(_BLOCK * sw * nqw, x.dtype)
-        for it in range(part * per, min(items, (part + 1) * per)):
-            oh = it % OH
-            t = it // OH
-            od = t % OD
-            t = t // OD
-            cb = t % nbc
-            t = t // nbc
-            g = t % groups
-            n = t // groups
-            co0 = cb * _BLOCK
-            nb = min(_BLOCK, cog - co0)
-            for kd in range(KD):
-                td = od + pd - kd * dd
-                if td < 0 or td % sd != 0 or td // sd >= ID:
+    acc = np.zeros(_BLOCK * sw * nqw, x.dtype)
+    for it in range(part * per, min(items, (part + 1) * per)):
+        oh = it % OH
+        t = it // OH
+        od = t % OD
+        t = t // OD
+        cb = t % nbc
+        t = t // nbc
+        g = t % groups
+        n = t // groups
+        co0 = cb * _BLOCK
+        nb = min(_BLOCK, cog - co0)
+        for kd in range(KD):
+            td = od + pd - kd * dd
+            if td < 0 or td % sd != 0 or td // sd >= ID:
+                continue
+            idd = td // sd
+            for kh in range(KH):
+                th = oh + ph - kh * dh
+                if th < 0 or th % sh != 0 or th // sh >= IH:
                     continue
-                idd = td // sd
-                for kh in range(KH):
-                    th = oh + ph - kh * dh
-                    if th < 0 or th % sh != 0 or th // sh >= IH:
-                        continue
-                    ih = th // sh
-                    for ci in range(cig):
-                        c = g * cig + ci
-                        xrow = (((n * C_in + c) * ID + idd) * IH + ih) * IW
-                        wbase = (c * cog + co0) * KD * KH * KW + (kd * KH + kh) * KW
-                        for kw in range(KW):
-                            e = kw * dw - pw  # ow = iw*sw + e
-                            r = e % sw
-                            off = (r - e) // sw  # iw = q + off for ow = q*sw + r
-                            nq = (OW - r + sw - 1) // sw
-                            q0 = max(0, -off)
-                            q1 = min(nq, IW - off)
-                            if q1 <= q0:
-                                continue
-                            for j in range(nb):
-                                wv = wf[wbase + j * KD * KH * KW + kw]
-                                _axpy(acc, (j * sw + r) * nqw + q0, xf, xrow + q0 + off, wv, q1 - q0)
-            for j in range(nb):
-                co = g * cog + co0 + j
-                bv = b[co]
-                ob = (((n * C_out + co) * OD + od) * OH + oh) * OW
-                for r in range(sw):
-                    nq = (OW - r + sw - 1) // sw
-                    ab = (j * sw + r) * nqw
-                    for q in range(nq):
-                        of[ob + q * sw + r] = acc[ab + q] + bv
-            _fill(acc, 0, nb * sw * nqw, 0)
+                ih = th // sh
+                for ci in range(cig):
+                    c = g * cig + ci
+                    xrow = (((n * C_in + c) * ID + idd) * IH + ih) * IW
+                    wbase = (c * cog + co0) * KD * KH * KW + (kd * KH + kh) * KW
+                    for kw in range(KW):
+                        e = kw * dw - pw  # ow = iw*sw + e
+                        r = e % sw
+                        off = (r - e) // sw  # iw = q + off for ow = q*sw + r
+                        nq = (OW - r + sw - 1) // sw
+                        q0 = max(0, -off)
+                        q1 = min(nq, IW - off)
+                        if q1 <= q0:
+                            continue
+                        for j in range(nb):
+                            wv = wf[wbase + j * KD * KH * KW + kw]
+                            _axpy(acc, (j * sw + r) * nqw + q0, xf, xrow + q0 + off, wv, q1 - q0)
+        for j in range(nb):
+            co = g * cog + co0 + j
+            bv = b[co]
+            ob = (((n * C_out + co) * OD + od) * OH + oh) * OW
+            for r in range(sw):
+                nq = (OW - r + sw - 1) // sw
+                ab = (j * sw + r) * nqw
+                for q in range(nq):
+                    of[ob + q * sw + r] = acc[ab + q] + bv
+        _fill(acc, 0, nb * sw * nqw, 0)
 
 
 def conv_transpose_direct(spec, ops, out: np.ndarray, num_threads: int) -> None:
@@ -111,7 +131,10 @@ def conv_transpose_direct(spec, ops, out: np.ndarray, num_threads: int) -> None:
     items = spec.n * spec.groups * -(-cog // _BLOCK) * od * oh
     nparts = max(1, min(items, num_threads))
     with numba_threads(num_threads):
-        conv_transpose_direct_kernel(ops.x, ops.w, b, out, spec.groups, geometry, nparts)
+        conv_transpose_direct_kernel(
+            ops.x, ops.w, b, out, spec.groups, geometry, nparts,
+            TRANSPOSE_DIRECT_PART.address(conv_transpose_direct_kernel_part, spec.dtype),
+        )  # fmt: skip
 
 
 def subpixel_weight(spec, w: np.ndarray, phase) -> np.ndarray:
@@ -227,7 +250,9 @@ def _col2im_channel(cf, src, acc, of, ob, r0, nrows, IH, IW, geometry, kshape, o
 
 
 @numba_jit(parallel=True)
-def transpose_gemm_kernel(x, wg, wt, bias, out, groups, geometry, kshape, tabs, cblk, nrows, colbuf, xtbuf, accbuf):
+def transpose_gemm_kernel(
+    x, wg, wt, bias, out, groups, geometry, kshape, tabs, cblk, nrows, colbuf, xtbuf, accbuf, nparts, part_at
+):
     """Work units (image, group, block of ``cblk`` output channels) in
     parallel; each thread runs BLAS GEMMs (kept single-threaded by the
     caller) for its unit's blocks of input rows and adds them back with
@@ -238,7 +263,43 @@ def transpose_gemm_kernel(x, wg, wt, bias, out, groups, geometry, kshape, tabs, 
     col2im pass initialises the output; with several, ``out`` must hold the
     bias already and every block adds the rows it reaches.  Each part (one
     per thread) works in its rows of the kept buffers ``colbuf``, ``xtbuf``
-    and ``accbuf``."""
+    and ``accbuf``.
+
+    ``nparts``: the buffers' rows.  Each part runs :func:`transpose_gemm_kernel_part` at address ``part_at`` (:mod:`._link`:
+    compiled once, not again in each of this kernel's modules)."""
+    for part in prange(nparts):
+        _call_transpose_gemm_kernel(
+            part_at,
+            (x, wg, wt, bias, out, groups, geometry, kshape, tabs, cblk, nrows, colbuf, xtbuf, accbuf, nparts, part),
+        )
+
+
+TRANSPOSE_GEMM_PART = Linkage(
+    "transpose_gemm_kernel part",
+    lambda dt: (
+        types.none,
+        (
+            *arrays(dt, 5, 3, 3),
+            bias(dt),
+            *arrays(dt, 5),
+            types.int64,
+            types.UniTuple(types.int64, 9),
+            types.UniTuple(types.int64, 3),
+            types.UniTuple(I64, 4),
+            *ints(2),
+            *arrays(dt, 2, 2, 2),
+            *ints(2),
+        ),
+    ),
+)
+_call_transpose_gemm_kernel = TRANSPOSE_GEMM_PART.call
+
+
+@unit
+def transpose_gemm_kernel_part(
+    x, wg, wt, bias, out, groups, geometry, kshape, tabs, cblk, nrows, colbuf, xtbuf, accbuf, nparts, part
+):
+    """Part ``part`` of ``nparts`` of :func:`transpose_gemm_kernel`."""
     N, C_in, ID, IH, IW = x.shape
     C_out, OD, OH, OW = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
     KD, KH, KW = kshape
@@ -248,42 +309,40 @@ def transpose_gemm_kernel(x, wg, wt, bias, out, groups, geometry, kshape, tabs, 
     rows = ID * IH
     nb = (cog + cblk - 1) // cblk
     units = N * groups * nb
-    nparts = colbuf.shape[0]
     per = (units + nparts - 1) // nparts
     xr = x.reshape(N, C_in, rows * IW)
     of = out.reshape(-1)
     single = nrows >= rows
-    for part in prange(nparts):
-        cols = colbuf[part]
-        xt = xtbuf[part]
-        acc = accbuf[part]
-        for u in range(part * per, min(units, (part + 1) * per)):
-            b = u % nb
-            t = u // nb
-            g = t % groups
-            n = t // groups
-            c0 = b * cblk
-            nc = min(cblk, cog - c0)
-            for r0 in range(0, rows, nrows):
-                nr = min(nrows, rows - r0)
-                c = cols[: nc * K * nr * IW].reshape(nc * K, nr * IW)
-                if single:
-                    xs = xr[n, g * cig : (g + 1) * cig]
-                else:
-                    xs = xt[: cig * nr * IW].reshape(cig, nr * IW)
-                    for ci in range(cig):
-                        for i in range(nr * IW):
-                            xs[ci, i] = xr[n, g * cig + ci, r0 * IW + i]
-                if nb == 1:
-                    np.dot(wg[g].T, xs, c)
-                else:
-                    np.dot(wt[g, c0 * K : (c0 + nc) * K], xs, c)
-                cf = c.reshape(-1)
-                for j in range(nc):
-                    co = g * cog + c0 + j
-                    ob = (n * C_out + co) * OD * OH * OW
-                    _col2im_channel(cf, j * K * nr * IW, acc, of, ob, r0, nr, IH, IW, geometry, kshape,
-                                    (OD, OH, OW), tabs, single, bias[co])  # fmt: skip
+    cols = colbuf[part]
+    xt = xtbuf[part]
+    acc = accbuf[part]
+    for u in range(part * per, min(units, (part + 1) * per)):
+        b = u % nb
+        t = u // nb
+        g = t % groups
+        n = t // groups
+        c0 = b * cblk
+        nc = min(cblk, cog - c0)
+        for r0 in range(0, rows, nrows):
+            nr = min(nrows, rows - r0)
+            c = cols[: nc * K * nr * IW].reshape(nc * K, nr * IW)
+            if single:
+                xs = xr[n, g * cig : (g + 1) * cig]
+            else:
+                xs = xt[: cig * nr * IW].reshape(cig, nr * IW)
+                for ci in range(cig):
+                    for i in range(nr * IW):
+                        xs[ci, i] = xr[n, g * cig + ci, r0 * IW + i]
+            if nb == 1:
+                np.dot(wg[g].T, xs, c)
+            else:
+                np.dot(wt[g, c0 * K : (c0 + nc) * K], xs, c)
+            cf = c.reshape(-1)
+            for j in range(nc):
+                co = g * cog + c0 + j
+                ob = (n * C_out + co) * OD * OH * OW
+                _col2im_channel(cf, j * K * nr * IW, acc, of, ob, r0, nr, IH, IW, geometry, kshape,
+                                (OD, OH, OW), tabs, single, bias[co])  # fmt: skip
 
 
 def _kw_tables(spec):
@@ -338,4 +397,5 @@ def conv_transpose_gemm(spec, ops, out: np.ndarray, num_threads: int) -> None:
     accbuf = scratch("transpose_acc", (nparts, plane), spec.dtype)
     with blas_threads(1), numba_threads(num_threads):
         transpose_gemm_kernel(ops.x, wg, wt, b, out, G, geometry, (kd, kh, kw), _kw_tables(spec), cblk, nrows, colbuf,
-                              xtbuf, accbuf)  # fmt: skip
+                              xtbuf, accbuf, nparts,
+                              TRANSPOSE_GEMM_PART.address(transpose_gemm_kernel_part, spec.dtype))  # fmt: skip

@@ -38,7 +38,7 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from numba import prange
+from numba import prange, types
 
 from .._config import numba_jit, numba_threads, scratch
 from ..plans.shape import oc_blocks, share_runs
@@ -54,6 +54,7 @@ from ..plans.transpose_blocked import (
     runs,
     tap_tables,
 )
+from ._link import Linkage, arrays, bias, ints, unit
 from .direct import _U, _copy, _fill, _inline, pack_gather
 from .microkernel import OB, block_mac, block_mac1, block_mac2, positions
 
@@ -139,14 +140,42 @@ def _fill_strided(dst, d0, step, n, value):
 
 
 @numba_jit(parallel=True)
-def _transpose_kernel(xp, wk, xoff, meta, b, out, c_in, groups, geom, nv, tb, rpi, nparts):
+def _transpose_kernel(xp, wk, xoff, meta, b, out, c_in, groups, geom, nv, tb, rpi, nparts, part_at):
     """out[n, co, qd*sd + rd, qh*sh + rh, qw*sw + rw] = b[co] + the phase
     (rd, rh, rw)'s taps over the copy, one micro-kernel call per (chunk of
     taps, run of ``tb`` positions of a phase plane, block of OB channels).
     A plane's positions are ``qh*pitch + n*wq + qw``: the images' rows side
     by side.  An item is ``rpi`` consecutive runs of one group; per phase its
     partial sums accumulate in ``acc`` and are then stored into every s-th
-    output."""
+    output.
+
+    Each part runs :func:`_transpose_kernel_part` at address ``part_at`` (:mod:`._link`:
+    compiled once, not again in each of this kernel's modules)."""
+    for part in prange(nparts):
+        _call_transpose_kernel(part_at, (xp, wk, xoff, meta, b, out, c_in, groups, geom, nv, tb, rpi, nparts, part))
+
+
+TRANSPOSE_BLOCKED_PART = Linkage(
+    "transpose_kernel part",
+    lambda dt: (
+        types.none,
+        (
+            *arrays(dt, 1, 4),
+            *arrays(types.int64, 1, 2),
+            bias(dt),
+            *arrays(dt, 5),
+            *ints(2),
+            types.UniTuple(types.int64, 8),
+            *ints(5),
+        ),
+    ),
+)
+_call_transpose_kernel = TRANSPOSE_BLOCKED_PART.call
+
+
+@unit
+def _transpose_kernel_part(xp, wk, xoff, meta, b, out, c_in, groups, geom, nv, tb, rpi, nparts, part):
+    """Part ``part`` of ``nparts`` of :func:`_transpose_kernel`."""
     N, C_out, OD, OH, OW = out.shape
     sd, sh, sw, dp, rows, wq, QD, QH = geom
     pitch = N * wq
@@ -164,58 +193,57 @@ def _transpose_kernel(xp, wk, xoff, meta, b, out, c_in, groups, geom, nv, tb, rp
     wf = wk.reshape(-1)
     of = out.reshape(-1)
     span = rpi * tb
-    for part in prange(nparts):
-        acc = np.empty(nb * OB * span, out.dtype)
-        for item in range(part * per_part, min(items, (part + 1) * per_part)):
-            g = item // nitem
-            r0 = (item % nitem) * rpi
-            r1 = min(runs, r0 + rpi)
-            for ph in range(meta.shape[0]):
-                t0 = meta[ph, 0]
-                nt = meta[ph, 1]
-                chunk = meta[ph, 2]
-                for c0 in range(0, nt, chunk):
-                    c1 = min(nt, c0 + chunk)
-                    for gr in range(r0, r1):
-                        xbase = (g * cig * dp + gr // nrun) * plane + (gr % nrun) * tb
-                        for blk in range(nb):
-                            wbase = (g * nb + blk) * R * OB
-                            obase = blk * OB * span + (gr - r0) * tb
-                            if nv == 3:
-                                block_mac(xp, xoff, xbase, wf, wbase, t0 + c0, t0 + c1, acc, obase, span, c0 > 0)
-                            elif nv == 2:
-                                block_mac2(xp, xoff, xbase, wf, wbase, t0 + c0, t0 + c1, acc, obase, span, c0 > 0)
-                            else:
-                                block_mac1(xp, xoff, xbase, wf, wbase, t0 + c0, t0 + c1, acc, obase, span, c0 > 0)
-                rd = meta[ph, 3]
-                rh = meta[ph, 4]
-                rw = meta[ph, 5]
-                cw = (OW - rw + sw - 1) // sw  # positions of an image's row that are outputs
+    acc = np.empty(nb * OB * span, out.dtype)
+    for item in range(part * per_part, min(items, (part + 1) * per_part)):
+        g = item // nitem
+        r0 = (item % nitem) * rpi
+        r1 = min(runs, r0 + rpi)
+        for ph in range(meta.shape[0]):
+            t0 = meta[ph, 0]
+            nt = meta[ph, 1]
+            chunk = meta[ph, 2]
+            for c0 in range(0, nt, chunk):
+                c1 = min(nt, c0 + chunk)
                 for gr in range(r0, r1):
-                    od = (gr // nrun) * sd + rd
-                    if od >= OD:
-                        continue
-                    p0 = (gr % nrun) * tb
-                    p1 = min(npos, p0 + tb)
-                    p = p0
-                    while p < p1:  # segments of one image's row
-                        qh = p // pitch
-                        n = (p - qh * pitch) // wq
-                        qw = p - qh * pitch - n * wq
-                        end = min(p1, qh * pitch + (n + 1) * wq)
-                        oh = qh * sh + rh
-                        if qw < cw and oh < OH:
-                            cnt = min(end - p, cw - qw)
-                            for blk in range(nb):
-                                for o in range(min(OB, cog - blk * OB)):
-                                    co = g * cog + blk * OB + o
-                                    dst = (((n * C_out + co) * OD + od) * OH + oh) * OW + qw * sw + rw
-                                    if nt > 0:
-                                        src = (blk * OB + o) * span + (gr - r0) * tb + p - p0
-                                        _store_strided(of, dst, sw, acc, src, cnt, b[co])
-                                    else:
-                                        _fill_strided(of, dst, sw, cnt, b[co])
-                        p = end
+                    xbase = (g * cig * dp + gr // nrun) * plane + (gr % nrun) * tb
+                    for blk in range(nb):
+                        wbase = (g * nb + blk) * R * OB
+                        obase = blk * OB * span + (gr - r0) * tb
+                        if nv == 3:
+                            block_mac(xp, xoff, xbase, wf, wbase, t0 + c0, t0 + c1, acc, obase, span, c0 > 0)
+                        elif nv == 2:
+                            block_mac2(xp, xoff, xbase, wf, wbase, t0 + c0, t0 + c1, acc, obase, span, c0 > 0)
+                        else:
+                            block_mac1(xp, xoff, xbase, wf, wbase, t0 + c0, t0 + c1, acc, obase, span, c0 > 0)
+            rd = meta[ph, 3]
+            rh = meta[ph, 4]
+            rw = meta[ph, 5]
+            cw = (OW - rw + sw - 1) // sw  # positions of an image's row that are outputs
+            for gr in range(r0, r1):
+                od = (gr // nrun) * sd + rd
+                if od >= OD:
+                    continue
+                p0 = (gr % nrun) * tb
+                p1 = min(npos, p0 + tb)
+                p = p0
+                while p < p1:  # segments of one image's row
+                    qh = p // pitch
+                    n = (p - qh * pitch) // wq
+                    qw = p - qh * pitch - n * wq
+                    end = min(p1, qh * pitch + (n + 1) * wq)
+                    oh = qh * sh + rh
+                    if qw < cw and oh < OH:
+                        cnt = min(end - p, cw - qw)
+                        for blk in range(nb):
+                            for o in range(min(OB, cog - blk * OB)):
+                                co = g * cog + blk * OB + o
+                                dst = (((n * C_out + co) * OD + od) * OH + oh) * OW + qw * sw + rw
+                                if nt > 0:
+                                    src = (blk * OB + o) * span + (gr - r0) * tb + p - p0
+                                    _store_strided(of, dst, sw, acc, src, cnt, b[co])
+                                else:
+                                    _fill_strided(of, dst, sw, cnt, b[co])
+                    p = end
 
 
 def conv_transpose_blocked(spec, ops, out: np.ndarray, num_threads: int, *, limit: int | None = None) -> None:
@@ -264,4 +292,7 @@ def run(spec, x, w4, flip, bias, out, num_threads: int, limit: int | None) -> No
             items = spec.groups * -(-(lay.q[0] * nrun) // rpi)
             nparts = max(1, min(num_threads, items))
             geom = (sd, sh, sw, lay.dp, lay.rows, lay.wp, lay.q[0], lay.q[1])
-            _transpose_kernel(xp, wk, xoff, meta, b, out[n0:n1], spec.c_in, spec.groups, geom, nv, tb, rpi, nparts)
+            _transpose_kernel(
+                xp, wk, xoff, meta, b, out[n0:n1], spec.c_in, spec.groups, geom, nv, tb, rpi, nparts,
+                TRANSPOSE_BLOCKED_PART.address(_transpose_kernel_part, spec.dtype),
+            )  # fmt: skip

@@ -43,7 +43,7 @@ non-finite input.
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
+from numba import prange, types
 
 from .._config import numba_jit, numba_threads, scratch, serial_below, serial_copy
 from ..plans.winograd import (
@@ -59,6 +59,7 @@ from ..plans.winograd import (
     u_pitch,
 )
 from . import NonFiniteInput
+from ._link import Linkage, unit
 from .blocked import _mac, _store_row
 from .direct import _copy, _fill, _gather, _inline
 from .microkernel import OB, lanes
@@ -124,7 +125,10 @@ def transform_weights(w: np.ndarray, mh: int, mw: int, o_block: int) -> np.ndarr
         u[-1] = 0
     transform = _transform_weights_serial if u.nbytes < serial_below(_SERIAL_U_BELOW) else _transform_weights
     probe = np.zeros(-(-o // OB) * -(-(c * kd) // _U_CHUNK), w.dtype)
-    transform(np.ascontiguousarray(w).reshape(o, c * kd, -1), mh, mw, o_block // OB, lanes(w.dtype.itemsize), u, probe)
+    fwt = WEIGHTS.address(_transform_block, w.dtype)
+    transform(
+        np.ascontiguousarray(w).reshape(o, c * kd, -1), mh, mw, o_block // OB, lanes(w.dtype.itemsize), u, probe, fwt
+    )
     if np.isnan(probe).any():
         raise NonFiniteInput("the weights hold NaN or Inf")
     return u
@@ -138,7 +142,7 @@ def unpacked(u: np.ndarray, o_block: int, rows: int) -> np.ndarray:
     return packed.transpose(0, 1, 2, 4, 3).reshape(b, a2, o_block, rows)
 
 
-@numba_jit()
+@unit
 def _transform_block(w, o0, c0, c1, mh, mw, vl, uf, base, kstride):
     """``uf[base + k*kstride + (c - c0)*OB + o8]`` = U[k] of output channel
     ``o0 + o8`` (zero past w's) and input row c, for c0 <= c < c1 (w: (O, K,
@@ -160,10 +164,10 @@ def _transform_block(w, o0, c0, c1, mh, mw, vl, uf, base, kstride):
 
 
 @numba_jit(parallel=True)
-def _transform_weights(w, mh, mw, nb8, vl, u, probe):
+def _transform_weights(w, mh, mw, nb8, vl, u, probe, fwt):
     """U from w (O, K, R) into ``u`` (blocks of ``nb8`` * OB channels, a2,
     pitch) for ``transform_weights``: work items of OB output channels by
-    _U_CHUNK input rows (:func:`_transform_block`).  ``probe[item]`` turns
+    _U_CHUNK input rows (:func:`_transform_block`, at address ``fwt``).  ``probe[item]`` turns
     NaN if the item read a NaN or infinite weight."""
     a2, pitch = u.shape[1], u.shape[2]
     n_out, K = w.shape[0], w.shape[1]
@@ -176,7 +180,7 @@ def _transform_weights(w, mh, mw, nb8, vl, u, probe):
         c1 = min(K, c0 + _U_CHUNK)
         bi = blk // nb8
         base = bi * a2 * pitch + ((blk - bi * nb8) * K + c0) * OB
-        probe[item] = _transform_block(w, blk * OB, c0, c1, mh, mw, vl, uf, base, pitch)
+        probe[item] = _call_weights(fwt, (w, blk * OB, c0, c1, mh, mw, vl, uf, base, pitch))
 
 
 _transform_weights_serial = serial_copy(_transform_weights, "_transform_weights_serial")
@@ -396,43 +400,124 @@ def _output_tiles(mf, mk, ts, out, bias, tb, orow, mh, mw, o0, n_o, rows, r0, ti
                 _store_row(of, (((n * C_out + o0 + o) * OD + od) * OH + oh) * OW + col0, orow, 0, count, bv)
 
 
-# The per-item steps below are compiled as functions of their own, not
-# inlined into the parallel kernels: typing one function that inlined them
-# all (three tile shapes each) took most of the Winograd kernel's first
-# compilation (51 s -> 30 s per dtype, 2-core Zen 4); a call per work item
-# costs nothing measurable (12 suite layers, A/B in alternating processes:
-# 0.85-1.20, geomean 1.0).
+# The per-item steps below are units of their own, called by address
+# (:mod:`._link`): each is compiled once, not again inside every module of
+# the parallel kernels (measured, F(4x4) float32 first call, 2-core Zen 4:
+# the ~30k LLVM instructions of the item steps were optimised and compiled
+# four times, 17 of 23 s of LLVM time), and the input and output steps come
+# in one unit per tile size, so a first call compiles only its own (the tile
+# sizes as constants; variables for kernels one row high).  A call per work
+# item costs nothing measurable (12 suite layers, A/B in alternating
+# processes: 0.85-1.20, geomean 1.0).
 
 
-@numba_jit()
-def _input_sized(x, vf, vk, ts, rw, rowp, mh, mw, c0, rows, r0, tiles_h, tw0, ntw, od_n, sd, dd, pd, ph, pw, kdepth,
-                 kofs, kcount, vl):  # fmt: skip
-    """:func:`_input_tiles` compiled for F(4x4) and F(2x2) with the tile sizes
-    as constants, else with them as variables (kernels one row high); its
-    NaN/Inf probe."""
-    if mh == 4:
-        return _input_tiles(x, vf, vk, ts, rw, rowp, 4, 4, c0, rows, r0, tiles_h, tw0, ntw, od_n, sd, dd, pd, ph, pw, kdepth,
-                            kofs, kcount, vl)  # fmt: skip
-    elif mh == 2:
-        return _input_tiles(x, vf, vk, ts, rw, rowp, 2, 2, c0, rows, r0, tiles_h, tw0, ntw, od_n, sd, dd, pd, ph, pw, kdepth,
-                            kofs, kcount, vl)  # fmt: skip
+def _ints(n):
+    return (types.int64,) * n
+
+
+def _arrays(dt, *dims):
+    return tuple(types.Array(dt, d, "C") for d in dims)
+
+
+#: x, V, its strides, the row buffers, 18 integers -> the NaN/Inf probe
+INPUT = Linkage("winograd input step", lambda dt: (dt, (*_arrays(dt, 5, 1), *_ints(2), *_arrays(dt, 3, 1), *_ints(18))))
+#: M, its strides, out, bias, the row buffers, 11 integers
+OUTPUT = Linkage(
+    "winograd output step",
+    lambda dt: (
+        types.none,
+        (*_arrays(dt, 1), *_ints(2), *_arrays(dt, 5), types.Array(dt, 1, "A"), *_arrays(dt, 3, 1), *_ints(11)),
+    ),
+)
+_I64 = types.Array(types.int64, 1, "C")
+GEMMS = Linkage(
+    "winograd gemms",
+    lambda dt: (
+        types.none,
+        (types.int64, *_arrays(dt, 1), _I64, *_ints(2), *_arrays(dt, 1), *_ints(3), *_arrays(dt, 1), *_ints(6)),
+    ),
+)
+#: _transform_block's: w, 6 integers, U, 2 integers -> the probe
+WEIGHTS = Linkage("winograd weight block", lambda dt: (dt, (*_arrays(dt, 3), *_ints(6), *_arrays(dt, 1), *_ints(2))))
+#: w, 6 integers, U's piece, its pitch, V, xoff, V's stride, M, 6 integers -> the probe
+FUSED = Linkage(
+    "winograd fused gemms",
+    lambda dt: (
+        dt,
+        (
+            *_arrays(dt, 3),
+            *_ints(6),
+            *_arrays(dt, 1),
+            types.int64,
+            *_arrays(dt, 1),
+            _I64,
+            types.int64,
+            *_arrays(dt, 1),
+            *_ints(6),
+        ),
+    ),
+)
+_call_input, _call_output, _call_gemms, _call_weights, _call_fused = (
+    INPUT.call, OUTPUT.call, GEMMS.call, WEIGHTS.call, FUSED.call,
+)  # fmt: skip
+
+
+@unit
+def _input_f4(x, vf, vk, ts, rw, rowp, mh, mw, c0, rows, r0, tiles_h, tw0, ntw, od_n, sd, dd, pd, ph, pw, kdepth, kofs,
+              kcount, vl):  # fmt: skip
+    """:func:`_input_tiles` of F(4x4) (``mh``, ``mw`` ignored); its NaN/Inf probe."""
+    return _input_tiles(x, vf, vk, ts, rw, rowp, 4, 4, c0, rows, r0, tiles_h, tw0, ntw, od_n, sd, dd, pd, ph, pw, kdepth,
+                        kofs, kcount, vl)  # fmt: skip
+
+
+@unit
+def _input_f2(x, vf, vk, ts, rw, rowp, mh, mw, c0, rows, r0, tiles_h, tw0, ntw, od_n, sd, dd, pd, ph, pw, kdepth, kofs,
+              kcount, vl):  # fmt: skip
+    """:func:`_input_tiles` of F(2x2)."""
+    return _input_tiles(x, vf, vk, ts, rw, rowp, 2, 2, c0, rows, r0, tiles_h, tw0, ntw, od_n, sd, dd, pd, ph, pw, kdepth,
+                        kofs, kcount, vl)  # fmt: skip
+
+
+@unit
+def _input_row(x, vf, vk, ts, rw, rowp, mh, mw, c0, rows, r0, tiles_h, tw0, ntw, od_n, sd, dd, pd, ph, pw, kdepth, kofs,
+               kcount, vl):  # fmt: skip
+    """:func:`_input_tiles` of a kernel one row high (tile sizes as variables)."""
+    return _input_tiles(x, vf, vk, ts, rw, rowp, mh, mw, c0, rows, r0, tiles_h, tw0, ntw, od_n, sd, dd, pd, ph, pw,
+                        kdepth, kofs, kcount, vl)  # fmt: skip
+
+
+@unit
+def _output_f4(mf, mk, ts, out, bias, tb, orow, mh, mw, o0, n_o, rows, r0, tiles_h, tw0, ntw, od_n, vl):
+    """:func:`_output_tiles` of F(4x4)."""
+    _output_tiles(mf, mk, ts, out, bias, tb, orow, 4, 4, o0, n_o, rows, r0, tiles_h, tw0, ntw, od_n, vl)
+
+
+@unit
+def _output_f2(mf, mk, ts, out, bias, tb, orow, mh, mw, o0, n_o, rows, r0, tiles_h, tw0, ntw, od_n, vl):
+    """:func:`_output_tiles` of F(2x2)."""
+    _output_tiles(mf, mk, ts, out, bias, tb, orow, 2, 2, o0, n_o, rows, r0, tiles_h, tw0, ntw, od_n, vl)
+
+
+@unit
+def _output_row(mf, mk, ts, out, bias, tb, orow, mh, mw, o0, n_o, rows, r0, tiles_h, tw0, ntw, od_n, vl):
+    """:func:`_output_tiles` of a kernel one row high."""
+    _output_tiles(mf, mk, ts, out, bias, tb, orow, mh, mw, o0, n_o, rows, r0, tiles_h, tw0, ntw, od_n, vl)
+
+
+def _units(mh: int, dt, fused: bool) -> np.ndarray:
+    """The addresses the parallel kernels call for tiles ``mh`` high: input
+    and output steps, GEMMs, fused GEMMs and weight block (those two zero
+    unless ``fused``: never called, never compiled)."""
+    unit_in, unit_out = {4: (_input_f4, _output_f4), 2: (_input_f2, _output_f2)}.get(mh, (_input_row, _output_row))
+    fns = [INPUT.address(unit_in, dt), OUTPUT.address(unit_out, dt), 0, 0, 0]
+    if fused:
+        fns[3:] = FUSED.address(_fused_gemms, dt), WEIGHTS.address(_transform_block, dt)
     else:
-        return _input_tiles(x, vf, vk, ts, rw, rowp, mh, mw, c0, rows, r0, tiles_h, tw0, ntw, od_n, sd, dd, pd, ph, pw, kdepth,
-                            kofs, kcount, vl)  # fmt: skip
+        fns[2] = GEMMS.address(_gemms, dt)
+    return np.array(fns, np.int64)
 
 
-@numba_jit()
-def _output_sized(mf, mk, ts, out, bias, tb, orow, mh, mw, o0, n_o, rows, r0, tiles_h, tw0, ntw, od_n, vl):
-    """:func:`_output_tiles` with constant tile sizes, as :func:`_input_sized`."""
-    if mh == 4:
-        _output_tiles(mf, mk, ts, out, bias, tb, orow, 4, 4, o0, n_o, rows, r0, tiles_h, tw0, ntw, od_n, vl)
-    elif mh == 2:
-        _output_tiles(mf, mk, ts, out, bias, tb, orow, 2, 2, o0, n_o, rows, r0, tiles_h, tw0, ntw, od_n, vl)
-    else:
-        _output_tiles(mf, mk, ts, out, bias, tb, orow, mh, mw, o0, n_o, rows, r0, tiles_h, tw0, ntw, od_n, vl)
-
-
-@numba_jit()
+@unit
 def _gemms(a2, vflat, xoff, vbase, vk, uflat, ubase, upitch, K, mflat, mk, ts, n_b8, nv, step, T):
     """M[k] = U[k] V[k] for the ``a2`` transform points k: per block of OB
     output channels, the micro-kernel over runs of ``nv`` vectors (``step``
@@ -451,12 +536,13 @@ def _gemms(a2, vflat, xoff, vbase, vk, uflat, ubase, upitch, K, mflat, mk, ts, n
                 _mac(OB, nv, vflat, xoff, vbase + k * vk + run * step, uflat, wb, 0, K, mflat, mb + run * step, ts)
 
 
-@numba_jit()
-def _fused_gemms(w, o_first, ob, mh, mw, a2, vl, uf, upitch, vflat, xoff, vk, mflat, mk, ts, nv, step, T):
+@unit
+def _fused_gemms(w, o_first, ob, mh, mw, a2, vl, uf, upitch, vflat, xoff, vk, mflat, mk, ts, nv, step, T, fwt):
     """M[k] = U[k] V[k] for the ``ob`` output channels from ``o_first``, U made
     here: per piece of FUSED_OC channels by FUSED_ROWS input rows, U's
     piece ((a2, channel blocks, rows, OB) in ``uf``, U[k] ``upitch`` after
-    U[k-1], ``winograd_plan.u_pitch`` of a whole piece; :func:`_transform_block`),
+    U[k-1], ``winograd_plan.u_pitch`` of a whole piece; :func:`_transform_block`
+    at address ``fwt``),
     then the micro-kernel over those rows for every transform point, run and
     block, adding to M after the first piece of rows.  Returns 0, or NaN if
     a weight read was NaN or infinite."""
@@ -469,7 +555,7 @@ def _fused_gemms(w, o_first, ob, mh, mw, a2, vl, uf, upitch, vflat, xoff, vk, mf
             c1 = min(K, c0 + FUSED_ROWS)
             piece = (c1 - c0) * OB
             for b8 in range(nb):
-                found += _transform_block(w, o_first + g0 + b8 * OB, c0, c1, mh, mw, vl, uf, b8 * piece, upitch)
+                found += _call_weights(fwt, (w, o_first + g0 + b8 * OB, c0, c1, mh, mw, vl, uf, b8 * piece, upitch))
             for k in range(a2):
                 for run in range(nrun):
                     for b8 in range(nb):
@@ -493,7 +579,7 @@ def _zero_columns(vf, base, vk, ts, T, nmat, nrows):
 @numba_jit(parallel=True)
 def _winograd(x, uflat, u_shape, out, bias, mh, mw, vbuf, vk, mbuf, mk, rwbuf, rowp, probe, xoff, nv, step, ts, vl, c0,
               o0, o_count, tiles_h, tiles_w, seg, od_n, sd, dd, pd, ph, pw, kdepth, rows_per_block, n_rows, w,
-              ubuf):  # fmt: skip
+              ubuf, fns):  # fmt: skip
     """Every work item (tile block, output-channel block) on one thread, start
     to end.  A tile block is ``rows_per_block`` whole tile rows, or, for rows
     longer than ``seg`` tiles (long 1-D signals), a ``seg``-tile piece of one.
@@ -508,9 +594,11 @@ def _winograd(x, uflat, u_shape, out, bias, mh, mw, vbuf, vk, mbuf, mk, rwbuf, r
     piece of FUSED_OC channels by FUSED_ROWS input rows at a time into its
     thread's ``ubuf``, and runs that piece's share of the GEMMs while it is
     in L2 (see :func:`_fused_gemms`); for a single tile block, where U is
-    used once."""
+    used once.  ``fns``: the addresses of the input and output steps, the
+    GEMMs, the fused GEMMs and the weight block (:func:`_units`)."""
     n_oblocks, a2, n_b8, K, upitch = u_shape[0], u_shape[1], u_shape[2], u_shape[3], u_shape[4]
     ob = n_b8 * OB
+    f_in, f_out, f_gemms, f_fused, f_wt = fns[0], fns[1], fns[2], fns[3], fns[4]
     nseg = (tiles_w + seg - 1) // seg
     n_blocks = (n_rows + rows_per_block - 1) // rows_per_block * nseg
     items = n_blocks * n_oblocks
@@ -527,22 +615,24 @@ def _winograd(x, uflat, u_shape, out, bias, mh, mw, vbuf, vk, mbuf, mk, rwbuf, r
             r0 = rb * rows_per_block
             rows = min(rows_per_block, n_rows - r0)
             T = rows * ntw
-            probe[tid] += _input_sized(x, vflat, vk, ts, rwbuf[tid], rowp[tid], mh, mw, c0, rows, r0, tiles_h, tw0,
-                                       ntw, od_n, sd, dd, pd, ph, pw, kdepth, 0, K, vl)  # fmt: skip
+            probe[tid] += _call_input(f_in, (x, vflat, vk, ts, rwbuf[tid], rowp[tid], mh, mw, c0, rows, r0, tiles_h,
+                                             tw0, ntw, od_n, sd, dd, pd, ph, pw, kdepth, 0, K, vl))  # fmt: skip
             _zero_columns(vflat, 0, vk, ts, T, a2, K)
             if w.shape[0] > 0:
-                probe[tid] += _fused_gemms(w, oi * ob, ob, mh, mw, a2, vl, ubuf[tid], upitch, vflat, xoff, vk, mflat, mk,
-                                           ts, nv, step, T)  # fmt: skip
+                probe[tid] += _call_fused(f_fused, (w, oi * ob, ob, mh, mw, a2, vl, ubuf[tid], upitch, vflat, xoff, vk,
+                                                    mflat, mk, ts, nv, step, T, f_wt))  # fmt: skip
             else:
-                _gemms(a2, vflat, xoff, 0, vk, uflat, oi * a2 * upitch, upitch, K, mflat, mk, ts, n_b8, nv, step, T)
+                _call_gemms(f_gemms, (a2, vflat, xoff, 0, vk, uflat, oi * a2 * upitch, upitch, K, mflat, mk, ts, n_b8,
+                                      nv, step, T))  # fmt: skip
             n_o = min(ob, o_count - oi * ob)
-            _output_sized(mflat, mk, ts, out, bias, rwbuf[tid], rowp[tid], mh, mw, o0 + oi * ob, n_o, rows, r0, tiles_h,
-                          tw0, ntw, od_n, vl)  # fmt: skip
+            _call_output(f_out, (mflat, mk, ts, out, bias, rwbuf[tid], rowp[tid], mh, mw, o0 + oi * ob, n_o, rows, r0,
+                                 tiles_h, tw0, ntw, od_n, vl))  # fmt: skip
 
 
 @numba_jit(parallel=True)
 def _winograd_depth_ring(x, uflat, u_shape, out, bias, mh, mw, slab, vk, mbuf, mk, rwbuf, rowp, probe, xoff, nv, step,
-                         ts, vl, c0, o0, o_count, tiles_h, tiles_w, pd, ph, pw, kdepth, rows_per_block, n_thb):  # fmt: skip
+                         ts, vl, c0, o0, o_count, tiles_h, tiles_w, pd, ph, pw, kdepth, rows_per_block, n_thb,
+                         fns):  # fmt: skip
     """conv3d, depth stride and dilation 1: each work item (image, block of
     tile rows, block of output channels) walks the output depth in order and
     keeps the 2-D transforms of the last ``kdepth`` input slices in a ring, so
@@ -550,8 +640,10 @@ def _winograd_depth_ring(x, uflat, u_shape, out, bias, mh, mw, slab, vk, mbuf, m
     lives at ring slots j % kdepth and j % kdepth + kdepth (written twice):
     any window of ``kdepth`` consecutive slices is then one contiguous
     (kdepth * C) x ts matrix — the V of the GEMMs, rows ordered (tap, channel)
-    like ``u``; the a2 rings are ``vk`` elements apart."""
+    like ``u``; the a2 rings are ``vk`` elements apart.  ``fns`` as for
+    :func:`_winograd`."""
     n_oblocks, a2, n_b8, K, upitch = u_shape[0], u_shape[1], u_shape[2], u_shape[3], u_shape[4]
+    f_in, f_out, f_gemms = fns[0], fns[1], fns[2]
     ob = n_b8 * OB
     C = K // kdepth
     N = x.shape[0]
@@ -578,17 +670,19 @@ def _winograd_depth_ring(x, uflat, u_shape, out, bias, mh, mw, slab, vk, mbuf, m
                     sl = ((j % kdepth) + kdepth) % kdepth
                     r0 = (n * OD + od) * tiles_h + th0
                     # depth index od*1 + 0 - (od - j) = j: the slice itself
-                    probe[tid] += _input_sized(x, sflat, vk, ts, rwbuf[tid], rowp[tid], mh, mw, c0, rows, r0, tiles_h,
-                                               0, tiles_w, OD, 1, 0, od - j, ph, pw, 1, sl * C, C, vl)  # fmt: skip
+                    probe[tid] += _call_input(f_in, (x, sflat, vk, ts, rwbuf[tid], rowp[tid], mh, mw, c0, rows, r0,
+                                                     tiles_h, 0, tiles_w, OD, 1, 0, od - j, ph, pw, 1, sl * C, C,
+                                                     vl))  # fmt: skip
                     _zero_columns(sflat, sl * per_slot, vk, ts, T, a2, C)
                     for k in range(a2):  # (the slot's second place, kdepth slots on)
                         q = k * vk + sl * per_slot
                         _copy(sflat, q + kdepth * per_slot, sflat, q, per_slot)
                 s0 = ((j0 % kdepth) + kdepth) % kdepth
                 ub = oi * a2 * upitch
-                _gemms(a2, sflat, xoff, s0 * per_slot, vk, uflat, ub, upitch, K, mflat, mk, ts, n_b8, nv, step, T)
-                _output_sized(mflat, mk, ts, out, bias, rwbuf[tid], rowp[tid], mh, mw, o0 + oi * ob, n_o, rows,
-                              (n * OD + od) * tiles_h + th0, tiles_h, 0, tiles_w, OD, vl)  # fmt: skip
+                _call_gemms(f_gemms, (a2, sflat, xoff, s0 * per_slot, vk, uflat, ub, upitch, K, mflat, mk, ts, n_b8,
+                                      nv, step, T))  # fmt: skip
+                _call_output(f_out, (mflat, mk, ts, out, bias, rwbuf[tid], rowp[tid], mh, mw, o0 + oi * ob, n_o, rows,
+                                     (n * OD + od) * tiles_h + th0, tiles_h, 0, tiles_w, OD, vl))  # fmt: skip
 
 
 def conv_winograd(spec, ops, out: np.ndarray, num_threads: int, *, m: int) -> None:
@@ -641,6 +735,8 @@ def conv_winograd(spec, ops, out: np.ndarray, num_threads: int, *, m: int) -> No
     no_w = np.empty((0, K, 3 if mh == 1 else 9), dt)
     ubuf = scratch("winograd_fused_u", (nt, fused_piece(lay, dt.itemsize)), dt)
 
+    fns = _units(mh, dt, fused=lay.fused and ring is None)
+
     def packed(u):  # U's flat buffer and its shape for the kernels
         return u.reshape(-1), np.array([u.shape[0], a2, o_block // OB, K, u.shape[2]])
 
@@ -652,18 +748,18 @@ def conv_winograd(spec, ops, out: np.ndarray, num_threads: int, *, m: int) -> No
                 uflat, u_shape = packed(transform_weights(wt, mh, mw, o_block))
                 _winograd_depth_ring(ops.x, uflat, u_shape, out, bias, mh, mw, vbuf, vk, mbuf, mk,
                                      rwbuf, rowp, probe, xoff, nv, step, ts, vl, g * cig, g * cog, cog, lay.tiles_h, lay.tiles_w, pd,
-                                     ph, pw, lay.kdepth, ring.rows_per_block, ring.n_blocks)  # fmt: skip
+                                     ph, pw, lay.kdepth, ring.rows_per_block, ring.n_blocks, fns)  # fmt: skip
             elif lay.fused:
                 w3 = np.ascontiguousarray(w).reshape(cog, K, -1)
                 u_shape = np.array([lay.n_oblocks, a2, o_block // OB, K, u_pitch(FUSED_OC, FUSED_ROWS, dt.itemsize)])
                 _winograd(ops.x, none, u_shape, out, bias, mh, mw, vbuf, vk, mbuf, mk, rwbuf, rowp, probe, xoff, nv,
                           step, ts, vl, g * cig, g * cog, cog, lay.tiles_h, lay.tiles_w, lay.seg, out.shape[2], sd, dd,
-                          pd, ph, pw, lay.kdepth, lay.rows_per_block, lay.n_rows, w3, ubuf)  # fmt: skip
+                          pd, ph, pw, lay.kdepth, lay.rows_per_block, lay.n_rows, w3, ubuf, fns)  # fmt: skip
             else:
                 uflat, u_shape = packed(transform_weights(w, mh, mw, o_block))
                 _winograd(ops.x, uflat, u_shape, out, bias, mh, mw, vbuf, vk, mbuf, mk, rwbuf, rowp,
                           probe, xoff, nv, step, ts, vl, g * cig, g * cog, cog, lay.tiles_h, lay.tiles_w, lay.seg, out.shape[2], sd, dd,
-                          pd, ph, pw, lay.kdepth, lay.rows_per_block, lay.n_rows, no_w, ubuf)  # fmt: skip
+                          pd, ph, pw, lay.kdepth, lay.rows_per_block, lay.n_rows, no_w, ubuf, fns)  # fmt: skip
     if np.isnan(probe).any():
         raise NonFiniteInput("the input or the weights hold NaN or Inf")
 
