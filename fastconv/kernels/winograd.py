@@ -507,14 +507,16 @@ def _output_row(mf, mk, ts, out, bias, tb, orow, mh, mw, o0, n_o, rows, r0, tile
 def _units(mh: int, dt, fused: bool) -> np.ndarray:
     """The addresses the parallel kernels call for tiles ``mh`` high: input
     and output steps, GEMMs, fused GEMMs and weight block (those two zero
-    unless ``fused``: never called, never compiled)."""
+    unless ``fused``: never called, never compiled), :func:`_winograd_thread`."""
     unit_in, unit_out = {4: (_input_f4, _output_f4), 2: (_input_f2, _output_f2)}.get(mh, (_input_row, _output_row))
-    fns = [INPUT.address(unit_in, dt), OUTPUT.address(unit_out, dt), 0, 0, 0]
+    gemms = fused_gemms = weights = 0
     if fused:
-        fns[3:] = FUSED.address(_fused_gemms, dt), WEIGHTS.address(_transform_block, dt)
+        fused_gemms, weights = FUSED.address(_fused_gemms, dt), WEIGHTS.address(_transform_block, dt)
     else:
-        fns[2] = GEMMS.address(_gemms, dt)
-    return np.array(fns, np.int64)
+        gemms = GEMMS.address(_gemms, dt)
+    steps = INPUT.address(unit_in, dt), OUTPUT.address(unit_out, dt)
+    # (the kernels read these by position: a wrong one is a jump to anywhere)
+    return np.array([*steps, gemms, fused_gemms, weights, THREAD.address(_winograd_thread, dt)], np.int64)
 
 
 @unit
@@ -595,38 +597,67 @@ def _winograd(x, uflat, u_shape, out, bias, mh, mw, vbuf, vk, mbuf, mk, rwbuf, r
     thread's ``ubuf``, and runs that piece's share of the GEMMs while it is
     in L2 (see :func:`_fused_gemms`); for a single tile block, where U is
     used once.  ``fns``: the addresses of the input and output steps, the
-    GEMMs, the fused GEMMs and the weight block (:func:`_units`)."""
+    GEMMs, the fused GEMMs, the weight block and the thread's work
+    (:func:`_winograd_thread`; see :func:`_units`)."""
+    nthreads = vbuf.shape[0]
+    for tid in prange(nthreads):
+        probe[tid] += _call_thread(fns[5], (x, uflat, u_shape, out, bias, mh, mw, vbuf[tid], vk, mbuf[tid], mk,
+                                            rwbuf[tid], rowp[tid], xoff, nv, step, ts, vl, c0, o0, o_count, tiles_h,
+                                            tiles_w, seg, od_n, sd, dd, pd, ph, pw, kdepth, rows_per_block, n_rows, w,
+                                            ubuf[tid], fns, tid, nthreads))  # fmt: skip
+
+
+#: :func:`_winograd_thread`'s: x, U, its shape, out, bias, 2 integers, V, its
+#: stride, M, its stride, the row buffers, xoff, 19 integers, w, U's piece,
+#: the addresses, thread, threads -> the probe
+def _thread_args(dt):
+    a1, a3, a5 = (types.Array(dt, n, "C") for n in (1, 3, 5))
+    return (a5, a1, _I64, a5, types.Array(dt, 1, "A"), *_ints(2), a1, types.int64, a1, types.int64, a3, a1, _I64)
+
+
+THREAD = Linkage(
+    "winograd thread", lambda dt: (dt, (*_thread_args(dt), *_ints(19), *_arrays(dt, 3, 1), _I64, *_ints(2)))
+)
+_call_thread = THREAD.call
+
+
+@unit
+def _winograd_thread(x, uflat, u_shape, out, bias, mh, mw, vflat, vk, mflat, mk, rw, rowp, xoff, nv, step, ts, vl, c0,
+                     o0, o_count, tiles_h, tiles_w, seg, od_n, sd, dd, pd, ph, pw, kdepth, rows_per_block, n_rows, w,
+                     ub, fns, tid, nthreads):  # fmt: skip
+    """Thread ``tid``'s work items of :func:`_winograd` (its buffers given),
+    start to end; the NaN/Inf probe.  A unit of its own: the parallel
+    kernel's four modules hold only the call (their LLVM time 2.4 -> 0.6 s,
+    this unit's 0.3; F(4x4) float32 first call, 2-core Zen 4)."""
     n_oblocks, a2, n_b8, K, upitch = u_shape[0], u_shape[1], u_shape[2], u_shape[3], u_shape[4]
     ob = n_b8 * OB
     f_in, f_out, f_gemms, f_fused, f_wt = fns[0], fns[1], fns[2], fns[3], fns[4]
     nseg = (tiles_w + seg - 1) // seg
     n_blocks = (n_rows + rows_per_block - 1) // rows_per_block * nseg
     items = n_blocks * n_oblocks
-    nthreads = vbuf.shape[0]
-    for tid in prange(nthreads):
-        vflat = vbuf[tid]
-        mflat = mbuf[tid]
-        for item in range(tid, items, nthreads):
-            b = item // n_oblocks
-            oi = item - b * n_oblocks
-            rb = b // nseg
-            tw0 = (b - rb * nseg) * seg
-            ntw = min(seg, tiles_w - tw0)
-            r0 = rb * rows_per_block
-            rows = min(rows_per_block, n_rows - r0)
-            T = rows * ntw
-            probe[tid] += _call_input(f_in, (x, vflat, vk, ts, rwbuf[tid], rowp[tid], mh, mw, c0, rows, r0, tiles_h,
-                                             tw0, ntw, od_n, sd, dd, pd, ph, pw, kdepth, 0, K, vl))  # fmt: skip
-            _zero_columns(vflat, 0, vk, ts, T, a2, K)
-            if w.shape[0] > 0:
-                probe[tid] += _call_fused(f_fused, (w, oi * ob, ob, mh, mw, a2, vl, ubuf[tid], upitch, vflat, xoff, vk,
-                                                    mflat, mk, ts, nv, step, T, f_wt))  # fmt: skip
-            else:
-                _call_gemms(f_gemms, (a2, vflat, xoff, 0, vk, uflat, oi * a2 * upitch, upitch, K, mflat, mk, ts, n_b8,
-                                      nv, step, T))  # fmt: skip
-            n_o = min(ob, o_count - oi * ob)
-            _call_output(f_out, (mflat, mk, ts, out, bias, rwbuf[tid], rowp[tid], mh, mw, o0 + oi * ob, n_o, rows, r0,
-                                 tiles_h, tw0, ntw, od_n, vl))  # fmt: skip
+    probe = x.dtype.type(0)
+    for item in range(tid, items, nthreads):
+        b = item // n_oblocks
+        oi = item - b * n_oblocks
+        rb = b // nseg
+        tw0 = (b - rb * nseg) * seg
+        ntw = min(seg, tiles_w - tw0)
+        r0 = rb * rows_per_block
+        rows = min(rows_per_block, n_rows - r0)
+        T = rows * ntw
+        probe += _call_input(f_in, (x, vflat, vk, ts, rw, rowp, mh, mw, c0, rows, r0, tiles_h, tw0, ntw, od_n, sd, dd, pd,
+                                    ph, pw, kdepth, 0, K, vl))  # fmt: skip
+        _zero_columns(vflat, 0, vk, ts, T, a2, K)
+        if w.shape[0] > 0:
+            probe += _call_fused(f_fused, (w, oi * ob, ob, mh, mw, a2, vl, ub, upitch, vflat, xoff, vk, mflat, mk, ts,
+                                           nv, step, T, f_wt))  # fmt: skip
+        else:
+            _call_gemms(f_gemms, (a2, vflat, xoff, 0, vk, uflat, oi * a2 * upitch, upitch, K, mflat, mk, ts, n_b8, nv,
+                                  step, T))  # fmt: skip
+        n_o = min(ob, o_count - oi * ob)
+        _call_output(f_out, (mflat, mk, ts, out, bias, rw, rowp, mh, mw, o0 + oi * ob, n_o, rows, r0, tiles_h, tw0,
+                             ntw, od_n, vl))  # fmt: skip
+    return probe
 
 
 @numba_jit(parallel=True)
