@@ -39,7 +39,8 @@ def unit(func):
     pointer arguments declared ``noalias``, as Numba declares a parallel
     loop body's when it finds no aliases among them, which the code in the
     units had where it ran before.  Every caller passes distinct buffers
-    (an ``out=`` that overlaps an input is refused before any kernel runs).
+    (an ``out=`` that shares memory with an input is not written by a
+    kernel: the result goes through a fresh buffer, ``_execute``).
 
     A unit is optimised by LLVM once, where a linked function was optimised
     again in every module that linked it.  Mostly that costs nothing
