@@ -26,14 +26,12 @@ kernel and 3.86 for per-row passes).
 
 from __future__ import annotations
 
-import types as pytypes
-
 import numpy as np
 from numba import prange, types
 
-from .._config import numba_jit, numba_threads
+from .._config import numba_jit, numba_threads, serial_copy
 from ..plans.depthwise import PLANE_CHANNELS, pads_rows, whole_planes, workspace  # noqa: F401
-from ._link import Linkage, unit
+from ._link import Linkage, arrays, bias, ints, unit
 from .direct import _inline
 
 _U = np.uint64
@@ -201,7 +199,7 @@ def _rows_taps(y, yb, x, w, rows, roww, nr, K, n, init, bv):
 
 #: :func:`_rows_taps` compiled on its own, for :func:`_plane3` (a few calls
 #: per plane; the per-row paths of :func:`_items` inline it)
-_rows_taps_fn = numba_jit()(pytypes.FunctionType(_rows_taps.py_func.__code__, globals(), "_rows_taps_fn", None, None))
+_rows_taps_fn = serial_copy(_rows_taps, "_rows_taps_fn")  # (a renamed copy, compiled as a function)
 
 
 @_inline
@@ -268,13 +266,12 @@ _PARTS = 128
 # @112, 144 @56).  14-20 s.  Work buffers are allocated per piece of items
 # (per item they cost 14%).
 
-#: strides, dilations, paddings, cog, padded, plane, first, last, lo, hi
-_SCALARS = (*(types.int64,) * 10, types.boolean, types.boolean, *(types.int64,) * 4)
+#: x, w, bias, out, strides, dilations, paddings, cog, padded, plane, first, last, lo, hi
 ITEMS = Linkage(
     "depthwise items",
     lambda dt: (
         types.none,
-        (types.Array(dt, 5, "C"), types.Array(dt, 5, "C"), types.Array(dt, 1, "A"), types.Array(dt, 5, "C"), *_SCALARS),
+        (*arrays(dt, 5, 5), bias(dt), *arrays(dt, 5), *ints(10), types.boolean, types.boolean, *ints(4)),
     ),
 )
 _call_items = ITEMS.call

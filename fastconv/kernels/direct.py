@@ -36,7 +36,7 @@ from numba import prange, types
 
 from .._config import numba_jit, numba_threads, serial_below, serial_copy
 from .._memo import ByValue
-from ._link import Linkage, unit
+from ._link import Linkage, arrays, bias, ints, unit
 
 _inline = numba_jit(inline="always")
 
@@ -250,20 +250,7 @@ def conv_direct_kernel(x, w, wp, b, out, sd, sh, sw, dd, dh, dw, pd, ph, pw, gro
 
 
 #: x, w, packed w, b, out, strides, dilations, paddings, groups, chunk_rows, fold, nparts, part
-PART = Linkage(
-    "direct part",
-    lambda dt: (
-        types.none,
-        (
-            types.Array(dt, 5, "C"),
-            types.Array(dt, 5, "C"),
-            types.Array(dt, 1, "C"),
-            types.Array(dt, 1, "A"),
-            types.Array(dt, 5, "C"),
-            *(types.int64,) * 14,
-        ),
-    ),
-)
+PART = Linkage("direct part", lambda dt: (types.none, (*arrays(dt, 5, 5, 1), bias(dt), *arrays(dt, 5), *ints(14))))
 _call_part = PART.call
 
 

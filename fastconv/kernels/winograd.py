@@ -59,7 +59,7 @@ from ..plans.winograd import (
     u_pitch,
 )
 from . import NonFiniteInput
-from ._link import Linkage, unit
+from ._link import I64, Linkage, arrays, bias, ints, unit
 from .blocked import _mac, _store_row
 from .direct import _copy, _fill, _gather, _inline
 from .microkernel import OB, lanes
@@ -411,49 +411,40 @@ def _output_tiles(mf, mk, ts, out, bias, tb, orow, mh, mw, o0, n_o, rows, r0, ti
 # processes: 0.85-1.20, geomean 1.0).
 
 
-def _ints(n):
-    return (types.int64,) * n
-
-
-def _arrays(dt, *dims):
-    return tuple(types.Array(dt, d, "C") for d in dims)
-
-
 #: x, V, its strides, the row buffers, 18 integers -> the NaN/Inf probe
-INPUT = Linkage("winograd input step", lambda dt: (dt, (*_arrays(dt, 5, 1), *_ints(2), *_arrays(dt, 3, 1), *_ints(18))))
+INPUT = Linkage("winograd input step", lambda dt: (dt, (*arrays(dt, 5, 1), *ints(2), *arrays(dt, 3, 1), *ints(18))))
 #: M, its strides, out, bias, the row buffers, 11 integers
 OUTPUT = Linkage(
     "winograd output step",
     lambda dt: (
         types.none,
-        (*_arrays(dt, 1), *_ints(2), *_arrays(dt, 5), types.Array(dt, 1, "A"), *_arrays(dt, 3, 1), *_ints(11)),
+        (*arrays(dt, 1), *ints(2), *arrays(dt, 5), bias(dt), *arrays(dt, 3, 1), *ints(11)),
     ),
 )
-_I64 = types.Array(types.int64, 1, "C")
 GEMMS = Linkage(
     "winograd gemms",
     lambda dt: (
         types.none,
-        (types.int64, *_arrays(dt, 1), _I64, *_ints(2), *_arrays(dt, 1), *_ints(3), *_arrays(dt, 1), *_ints(6)),
+        (types.int64, *arrays(dt, 1), I64, *ints(2), *arrays(dt, 1), *ints(3), *arrays(dt, 1), *ints(6)),
     ),
 )
 #: _transform_block's: w, 6 integers, U, 2 integers -> the probe
-WEIGHTS = Linkage("winograd weight block", lambda dt: (dt, (*_arrays(dt, 3), *_ints(6), *_arrays(dt, 1), *_ints(2))))
+WEIGHTS = Linkage("winograd weight block", lambda dt: (dt, (*arrays(dt, 3), *ints(6), *arrays(dt, 1), *ints(2))))
 #: w, 6 integers, U's piece, its pitch, V, xoff, V's stride, M, 6 integers -> the probe
 FUSED = Linkage(
     "winograd fused gemms",
     lambda dt: (
         dt,
         (
-            *_arrays(dt, 3),
-            *_ints(6),
-            *_arrays(dt, 1),
+            *arrays(dt, 3),
+            *ints(6),
+            *arrays(dt, 1),
             types.int64,
-            *_arrays(dt, 1),
-            _I64,
+            *arrays(dt, 1),
+            I64,
             types.int64,
-            *_arrays(dt, 1),
-            *_ints(6),
+            *arrays(dt, 1),
+            *ints(6),
         ),
     ),
 )
@@ -611,13 +602,11 @@ def _winograd(x, uflat, u_shape, out, bias, mh, mw, vbuf, vk, mbuf, mk, rwbuf, r
 #: stride, M, its stride, the row buffers, xoff, 19 integers, w, U's piece,
 #: the addresses, thread, threads -> the probe
 def _thread_args(dt):
-    a1, a3, a5 = (types.Array(dt, n, "C") for n in (1, 3, 5))
-    return (a5, a1, _I64, a5, types.Array(dt, 1, "A"), *_ints(2), a1, types.int64, a1, types.int64, a3, a1, _I64)
+    a1, a3, a5 = arrays(dt, 1, 3, 5)
+    return (a5, a1, I64, a5, bias(dt), *ints(2), a1, types.int64, a1, types.int64, a3, a1, I64)
 
 
-THREAD = Linkage(
-    "winograd thread", lambda dt: (dt, (*_thread_args(dt), *_ints(19), *_arrays(dt, 3, 1), _I64, *_ints(2)))
-)
+THREAD = Linkage("winograd thread", lambda dt: (dt, (*_thread_args(dt), *ints(19), *arrays(dt, 3, 1), I64, *ints(2))))
 _call_thread = THREAD.call
 
 
