@@ -1,197 +1,96 @@
-"""Re-fit the dispatcher's cost-model constants on this machine.
+"""Re-fit the dispatcher's shipped cost-model constants on this machine.
 
-    python bench/fit_cost_model.py [--threads 2] [--passes 2] [--only conv|transpose|ndimage]
-                                   [--methods NAME,...] [--write]
+    python bench/fit_cost_model.py [--threads 2] [--full] [--methods NAME,...] [--write]
 
-Times every registered convolution method on a spread of shapes (the bench
-suites at batch 1..2 plus small variants), then fits, per method, the
-non-negative constants of ``estimated seconds = sum(feature x constant)``
-(features from ``fastconv.dispatch.selector.features``, declared by each
-algorithm's plan module) by least squares on
-relative error (a method with a ``base_cost`` fits only its own
-constants on top of the shared estimate).  ``--write`` stores them in
-fastconv/dispatch/cost_model.json: at its top level on the reference CPU
-(``_reference_cpu``), else under ``_machines[<this CPU>]``, where they replace
-the top level's on CPUs of this kind (``selector.machine()``: LLVM's name).
-``--methods`` times and fits only the named methods (after a change to one
-method's kernels), leaving the others' constants as they are.
+Times every method ``auto`` may pick (``fastconv._calibrate.measure``)
+on ``fastconv calibrate``'s calls plus the convolution bench suites' layers
+at batch 1 and 2, then fits, per method (cost key):
+
+- by default, the two factors ``fastconv calibrate`` fits (fixed cost,
+  compute) and multiplies the shipped constants by them -- robust with a few
+  dozen calls per method;
+- with ``--full``, every constant afresh (non-negative least squares on
+  relative error) for the methods timed on at least 15 calls, which then
+  need to cover every feature; the two factors for the others.
+
+``--write`` stores them in fastconv/dispatch/cost_model.json, with the
+digest of each method's sources (``calibration.digest``; a test checks the
+reference fit's against the sources): at its top level on the reference
+CPU (``_reference_cpu``), else under ``_machines[<this CPU>]``, where they
+replace the top level's on CPUs of this kind.  ``--methods`` fits only the
+named cost keys (after a change to one method's kernels).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
-import time
+import tempfile
 
 import numpy as np
-from scipy.optimize import nnls
 
 import fastconv
-from fastconv import _bench
-from fastconv._spec import conv_spec, conv_transpose_spec, synthetic_operands
-from fastconv.dispatch import selector
+from fastconv import _bench, _calibrate
+from fastconv.dispatch import calibration, selector
 
+#: with --full, methods timed on fewer calls get the two factors instead
+FULL_FIT_CALLS = 15
 MODEL = os.path.join(os.path.dirname(fastconv.__file__), "dispatch", "cost_model.json")
 
 
-def shapes():
-    for suite, cases in _bench.SUITES.items():
-        if suite not in _bench.CONV_SUITES:  # pooling: one kernel; signal/ndimage: fit_filters
-            continue
-        nd = int(suite[-2])
-        for _, xs, ws, kw in cases:
-            for n in sorted({1, min(2, xs[0]), xs[0]}):
-                yield suite, nd, (n, *xs[1:]), ws, kw
-            # a thinner variant: fewer channels
-            if xs[1] >= 16 and ws[0] >= 16:
-                g = kw.get("groups", 1)
-                if g == 1:
-                    yield suite, nd, (xs[0], xs[1] // 4, *xs[2:]), (ws[0] // 4, ws[1] // 4, *ws[2:]), kw
-
-
-def filter_shapes():
-    """Images and volumes with random (dense) and outer-product kernels."""
-    rng = np.random.default_rng(0)
-    for shape in [(256, 256), (1024, 1024), (2048, 2048), (200_000,), (32, 32, 32), (96, 96, 96)]:
-        for k in (3, 5, 9, 15, 31):
-            if len(shape) == 3 and k > 9:
-                continue
-            kshape = (k,) * len(shape)
-            yield shape, rng.standard_normal(kshape)
-            if len(shape) > 1:
-                g = np.exp(-(np.linspace(-2, 2, k) ** 2))
-                outer = g
-                for _ in range(len(shape) - 1):
-                    outer = np.multiply.outer(outer, g)
-                yield shape, outer
-
-
-def fit_filters(rows, threads) -> None:
-    from fastconv._execute import _pad
-    from fastconv._spec import FilterOperands, filter_spec, kernel_ready
-
-    for shape, w in filter_shapes():
-        for dtype in (np.float32, np.float64):
-            x = np.random.default_rng(1).standard_normal(shape).astype(dtype)
-            spec, x, w2, _ = filter_spec(x, w, None, "reflect", 0.0, 0, "auto", convolve=False)
-            xp = kernel_ready(_pad(x, spec, spec.dtype), spec.dtype).reshape(spec.lifted("padded"))
-            ops = FilterOperands(x=xp, w=kernel_ready(w2, spec.dtype).reshape(spec.lifted("kernel")))
-            out = np.empty(spec.lifted("shape"), dtype=spec.dtype)
-            plan = selector.select(spec)
-            for cand in plan.candidates:
-                if cand.rejected is not None:
-                    continue
-                runner = dataclasses.replace(plan, method=cand.name)._call
-                t = best_time(lambda r=runner, s=spec, o=ops, y=out: r(s, o, y, threads))
-                key = f"filter_{cand.name}"
-                rows[key].append((selector.features(key, spec), t, spec))
-                print(f"{key:18s} {shape} {w.shape} {np.dtype(dtype).name}: {t * 1e3:.2f} ms", flush=True)
-
-
-def best_time(run, repeats=5):
-    run()
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
-def measure_convs(rows, args) -> None:
-    """Time the feasible methods of every conv/transposed shape, interleaved,
-    in ``args.passes`` passes over the whole list; each row keeps its fastest
-    pass's median (this machine has slow spells lasting seconds to minutes,
-    in which every method measured runs 1.2-2x slower)."""
-    specs = []
-    for suite, nd, xs, ws, kw in shapes():
-        transposed = suite.startswith("conv_transpose")
-        if args.only and (args.only == "transpose") != transposed:
-            continue
-        p = dict(stride=1, padding=0, dilation=1, groups=1, output_padding=0) | kw
-        x = np.zeros(xs, np.float32)
-        w = np.zeros(ws, np.float32)
-        if transposed:
-            spec, _, _ = conv_transpose_spec(
-                nd, x, w, None, p["stride"], p["padding"], p["output_padding"], p["groups"], p["dilation"],
-                "auto", None, None,
-            )  # fmt: skip
-        else:
-            spec, _, _ = conv_spec(
-                nd, x, w, None, p["stride"], p["padding"], p["dilation"], p["groups"], "zeros", "auto", None, None
-            )
-        specs.append((f"{xs} {ws} {kw}", transposed, spec))
-    best: dict[tuple[int, str], float] = {}
-    for rnd in range(args.passes):
-        for i, (label, _, spec) in enumerate(specs):
-            ops = synthetic_operands(spec)
-            out = np.empty((spec.n, spec.c_out, *spec.lifted("out_spatial")), np.float32)
-            plan = selector.select(spec)
-            runs = {}
-            for cand in plan.candidates:
-                if cand.rejected is None and (not args.methods or cand.name in args.methods):
-                    runner = dataclasses.replace(plan, method=cand.name)._call
-                    runs[cand.name] = lambda r=runner, s=spec, o=ops, y=out: r(s, o, y, args.threads)
-            # the candidates interleaved, medians: as `fastconv bench` times
-            # them (back-to-back best-of-N flattered the methods with big
-            # working sets: Winograd 1.4x faster than in the suite's runs)
-            times = _bench.interleaved_medians(runs, repeats=5, budget_s=3.0, settle_s=0.03)
-            for name, t in times.items():
-                best[i, name] = min(t, best.get((i, name), t))
-                print(f"pass {rnd + 1} {name:8s} {label}: {t * 1e3:.2f} ms", flush=True)
-    for (i, name), t in best.items():
-        _, transposed, spec = specs[i]
-        key = f"transpose_{name}" if transposed else name
-        rows[key].append((selector.features(key, spec), t, spec))
+def suite_calls():
+    """The convolution suites' layers at batch 1 and 2."""
+    for suite in _bench.CONV_SUITES:
+        func = getattr(fastconv, suite)
+        for name, xs, ws, kw in _bench.SUITES[suite]:
+            for n in sorted({1, min(2, xs[0])}):
+                x = np.zeros((n, *xs[1:]), np.float32)
+                yield (f"{name} batch {n}", func, (x, np.zeros(ws, np.float32)), kw)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--write", action="store_true")
-    parser.add_argument("--passes", type=int, default=2, help="passes over the shapes; each keeps its fastest")
-    parser.add_argument("--only", choices=["conv", "transpose", "ndimage"], help="fit only these methods' constants")
-    parser.add_argument("--methods", type=lambda s: set(s.split(",")), help="comma-separated: time and fit only these")
+    parser.add_argument("--full", action="store_true", help="fit every constant afresh where there are calls enough")
+    parser.add_argument("--methods", type=lambda s: set(s.split(",")), help="comma-separated cost keys to fit")
     args = parser.parse_args()
-    keys = selector.cost_keys()
-    rows: dict[str, list[tuple[dict, float, object]]] = {name: [] for name in keys}
-    with fastconv.set_config(num_threads=args.threads):
-        if args.only in (None, "ndimage"):
-            fit_filters(rows, args.threads)
-        if args.only != "ndimage":
-            measure_convs(rows, args)
+    cases = _calibrate.calls() + list(suite_calls())
+    shipped = selector.shipped_constants()
+    with (
+        tempfile.TemporaryDirectory() as empty,
+        fastconv.set_config(num_threads=args.threads, autotune=False, learn=False, cache_dir=empty),
+    ):
+        # every feasible method within 50x of the best estimate: a method no
+        # call would pick is still fitted (its digest is stamped below)
+        rows = _calibrate.measure(
+            cases, args.threads, shipped, lambda label: print(label, flush=True), within=50.0, passes=2
+        )
+    if args.methods:
+        rows = [r for r in rows if r.key in args.methods]
     with open(MODEL, encoding="utf-8") as fh:
         stored = json.load(fh)
-    cpu = selector.machine()
-    model = selector.constants_for(stored, cpu)  # what the dispatcher uses here
-    fitted = {}
-    # methods that share another's model last: their base uses its new constants
-    for name in sorted(rows, key=lambda n: keys[n].base_cost is not None):
-        data = rows[name]
-        if not data:
-            continue
-        # every feature any shape has (a method's code paths may name different ones)
-        keys = list(dict.fromkeys(k for f, _, _ in data for k in f))
-        a = np.array([[f.get(k, 0.0) for k in keys] for f, _, _ in data])
-        t = np.array([t for _, t, _ in data])
-        base = keys[name].base_cost
-        b = np.array([0.0 if base is None else base(s, model) for _, _, s in data])
-        # relative error: divide each row by its time; the shared part is known
-        coef, _ = nnls(a / t[:, None], 1 - b / t)
-        pred = a @ coef + b
-        err = np.abs(pred / t - 1)
-        print(f"{name}: median |error| {np.median(err):.0%}, 90th percentile {np.percentile(err, 90):.0%}")
-        model[name] = fitted[name] = {k: float(c) for k, c in zip(keys, coef)}
+    counts = {key: sum(r.key == key for r in rows) for key in {r.key for r in rows}}
+    full = {key for key, n in counts.items() if args.full and n >= FULL_FIT_CALLS}
+    fitted = calibration.fit_constants([r for r in rows if r.key in full])
+    for key in sorted(full):
+        print(f"{key:<20} every constant ({counts[key]} calls): median |error| {fitted[key].pop('_median_error'):.0%}")
+    factors = calibration.fit_factors([r for r in rows if r.key not in full])
+    for key, fit in factors.items():
+        fitted[key] = calibration.scaled(shipped[key], fit)
+        print(f"{key:<20} fixed x{fit['overhead']:.2f} compute x{fit['compute']:.2f} ({fit['calls']} calls): "
+              f"median |error| {fit['median_error_before']:.0%} -> {fit['median_error_after']:.0%}")  # fmt: skip
     print(json.dumps(fitted, indent=2))
     if args.write:
+        cpu = selector.machine()
+        digests = {key: calibration.digest(key) for key in fitted}
         if cpu == stored.get("_reference_cpu"):
-            stored.update(fitted)
-            where = "the reference constants"
+            target, where = stored, "the reference constants"
         else:
-            stored.setdefault("_machines", {}).setdefault(cpu, {}).update(fitted)
-            where = f"_machines[{cpu!r}]"
+            target, where = stored.setdefault("_machines", {}).setdefault(cpu, {}), f"_machines[{cpu!r}]"
+        target.update(fitted)
+        target.setdefault("_digests", {}).update(digests)
         with open(MODEL, "w", encoding="utf-8") as fh:
             json.dump(stored, fh, indent=2)
             fh.write("\n")

@@ -92,6 +92,7 @@ class Config:
     workspace_limit: int
     background_compile: bool = True
     precision: str = "fast"
+    learn: bool = True
 
     def __hash__(self) -> int:
         """The fields' hash, computed once: every repeated call's cache key
@@ -115,6 +116,7 @@ def _initial_config() -> Config:
         workspace_limit=_DEFAULT_WORKSPACE,
         background_compile=_env_bool("FASTCONV_BACKGROUND_COMPILE", True),
         precision=_env_choice("FASTCONV_PRECISION", PRECISIONS, "fast"),
+        learn=_env_bool("FASTCONV_LEARN", True),
     )
 
 
@@ -159,7 +161,7 @@ def _validated(**changes: Any) -> dict[str, Any]:
     for key, value in changes.items():
         if value is None:
             continue
-        if key in ("autotune", "background_compile"):
+        if key in ("autotune", "background_compile", "learn"):
             if not isinstance(value, bool):
                 raise TypeError(f"{key} must be a bool, got {type(value).__name__}")
         elif key == "cache_dir":
@@ -204,6 +206,7 @@ def set_config(
     workspace_limit: int | None = None,
     background_compile: bool | None = None,
     precision: str | None = None,
+    learn: bool | None = None,
 ) -> _ConfigContext:
     """Change fastconv's settings for the calling thread (or asyncio task);
     usable as a context manager, which restores them on exit.
@@ -212,7 +215,7 @@ def set_config(
     ``numpy.errstate``: one thread's (or task's) settings never change
     another's calls, and a thread starts with the process defaults, which
     the environment variables ``FASTCONV_AUTOTUNE``, ``FASTCONV_CACHE_DIR``,
-    ``FASTCONV_NUM_THREADS``, ``FASTCONV_PRECISION`` and
+    ``FASTCONV_NUM_THREADS``, ``FASTCONV_PRECISION``, ``FASTCONV_LEARN`` and
     ``FASTCONV_BACKGROUND_COMPILE`` set.  A dask
     graph keeps the settings it was built under: its chunks run with them
     on whatever worker thread computes them.
@@ -242,6 +245,12 @@ def set_config(
         from ``FASTCONV_PRECISION``, else this): every method, Winograd
         F(4x4) included (measured up to ~6e-6 of the output's scale, 1.4-14x
         direct summation's).  ``explain`` shows the pick's expected error.
+    learn : bool, optional
+        Let ``auto`` learn from the calls it runs: a repeated call's kernel
+        time, against the cost model's estimate, corrects that method's
+        estimates on this machine (a bounded factor per method and size,
+        the median of its recent calls, kept in ``cache_dir``; default
+        from ``FASTCONV_LEARN``, else on).  Off: the constants alone decide.
 
     Examples
     --------
@@ -257,6 +266,7 @@ def set_config(
         workspace_limit=workspace_limit,
         background_compile=background_compile,
         precision=precision,
+        learn=learn,
     )
     previous = _current.get()
     token = _current.set(dataclasses.replace(get_config(), **changes))

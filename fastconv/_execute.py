@@ -11,6 +11,7 @@ and the full path runs."""
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import numpy as np
 
@@ -52,7 +53,7 @@ def conv_executor(spec, plan):
     is not ready."""
     from ._spec import operands_maker
 
-    run = plan.prepared()
+    run = _learning(plan, plan.prepared())
     if run is None:
         return None
     guard = plan.finite_guard()
@@ -82,6 +83,23 @@ def conv_executor(spec, plan):
         return out
 
     return executor
+
+
+def _learning(plan, run):
+    """``run``, timed for the corrections when the plan learns from its calls
+    (:meth:`~fastconv.dispatch.selector.Plan.learner`)."""
+    learn = None if run is None else plan.learner()
+    if learn is None:
+        return run
+    clock = time.perf_counter
+
+    def timed(ops, out):
+        t0 = clock()
+        result = run(ops, out)
+        learn(clock() - t0)
+        return result
+
+    return timed
 
 
 def pool_executor(spec, plan):
@@ -196,7 +214,7 @@ def filter_executor(spec, w: np.ndarray, same_spec=None, shape=None):
     from ._spec import FilterOperands, kernel_ready
 
     plan = select(spec)
-    run = plan.prepared()
+    run = _learning(plan, plan.prepared())
     if run is None:
         return None
     guard = plan.finite_guard()

@@ -152,11 +152,12 @@ _stopping = threading.Event()
 
 
 def _child_env() -> dict[str, str]:
-    """The environment of a build: no tiers there, and this fastconv first on
-    the path (it may have been imported from a folder the child would not see)."""
+    """The environment of a build: no tiers there, nothing learned from its
+    calls (they compile and run tiny shapes), and this fastconv first on the
+    path (it may have been imported from a folder the child would not see)."""
     import site
 
-    env = dict(os.environ, FASTCONV_BACKGROUND_COMPILE="0")
+    env = dict(os.environ, FASTCONV_BACKGROUND_COMPILE="0", FASTCONV_LEARN="0")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     if root not in [*site.getsitepackages(), site.getusersitepackages()]:  # (those every child sees)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)

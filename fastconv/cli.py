@@ -206,6 +206,28 @@ def cmd_warmup(args) -> int:
     return 1 if failed else 0
 
 
+def cmd_calibrate(args) -> int:
+    from . import _calibrate, get_config
+    from ._progress import Progress
+    from .dispatch import calibration, selector
+
+    cfg = get_config()
+    threads = args.threads or cfg.num_threads
+    cases = _calibrate.calls(args.quick)
+    print(f"fastconv calibrate: {len(cases)} calls x {_calibrate.PASSES} passes, every method auto may pick, {threads} threads "
+          f"(kernels not compiled yet compile first)")  # fmt: skip
+    with Progress(len(cases) * _calibrate.PASSES, "calibrate") as bar:
+        summary = _calibrate.calibrate(cfg.cache_dir, threads, args.quick, progress=bar.step)
+    print(f"{'method':<20} {'fixed':>6} {'compute':>8} {'calls':>5}  median |error| shipped -> calibrated")
+    for key, fit in summary["fits"].items():
+        print(f"{key:<20} x{fit['overhead']:<5.2f} x{fit['compute']:<7.2f} {fit['calls']:>5}  "
+              f"{fit['median_error_before']:.0%} -> {fit['median_error_after']:.0%}")  # fmt: skip
+    print(f"done in {summary['seconds']:.1f} s; stored in {summary['path']} for {calibration.machine_key()}")
+    selector.reload_constants()
+    print(f"cost model: {selector.cost_model_source()}")
+    return 0
+
+
 def _kernel_cache_dir() -> str:
     """Where compiled kernels are cached (the first kernel module's directory)."""
     from ._cache import cache_dir_of
@@ -403,6 +425,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     w.add_argument("--jobs", type=_positive_int, default=None, help="processes at a time (default: fastconv's threads)")
     w.set_defaults(func=cmd_warmup)
+
+    c = sub.add_parser(
+        "calibrate", help="fit the dispatcher's constants to this machine (every method timed on ~50 calls)"
+    )
+    c.add_argument("--quick", action="store_true", help="a third of the calls (less accurate)")
+    c.add_argument("--threads", type=_positive_int, default=None, help="threads to fit for (default: the setting)")
+    c.set_defaults(func=cmd_calibrate)
     return parser
 
 

@@ -3,6 +3,8 @@ import os
 # the kernels under test run themselves: no tier 0 while they compile (the
 # tests of tiers turn it on where they need it; subprocesses inherit this)
 os.environ.setdefault("FASTCONV_BACKGROUND_COMPILE", "0")
+# plans made from the constants alone (the tests of corrections turn learning on)
+os.environ.setdefault("FASTCONV_LEARN", "0")
 
 import numpy as np
 import pytest

@@ -19,6 +19,7 @@ from .._config import get_config
 from ..kernels import NonFiniteInput
 from ..plans._method import load
 from .registry import TIER0, methods_for
+from .tuning import machine
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,11 +33,16 @@ class Candidate:
     variant: str | None = None
     #: the plans of the parts it runs as (a method with ``children``)
     children: tuple = ()
+    #: the factor learned from this machine's calls that the estimate
+    #: includes (:mod:`.corrections`; 1.0: none)
+    factor: float = 1.0
 
     def row(self, chosen: bool) -> str:
         mark = "*" if chosen else " "
         est = "-" if self.estimated_s is None else f"{self.estimated_s * 1e3:.3f} ms"
         meas = "" if self.measured_s is None else f"  measured {self.measured_s * 1e3:.3f} ms"
+        if self.factor != 1.0:
+            meas += f"  (x{self.factor:.2f} learned)"
         why = "" if self.rejected is None else f"  rejected: {self.rejected}"
         var = "" if self.variant is None or self.rejected is not None else f"  ({self.variant})"
         return (
@@ -81,6 +87,31 @@ class Plan:
         if error is None or not hasattr(self.spec, "dtype"):
             return None
         return error * (np.finfo(self.spec.dtype).eps / np.finfo(np.float32).eps)
+
+    @property
+    def chosen_key(self) -> str | None:
+        """The chosen method's cost-model entry (None: it has none)."""
+        return methods_for(self.op)[self.method].cost_key
+
+    def learner(self):
+        """``learn(seconds)``: feeds one run's kernel time to the corrections
+        (:mod:`.corrections`), or None where nothing is learned (the ``learn``
+        setting off, no estimate, a call too short to time usefully)."""
+        from . import corrections
+
+        c, key, cfg = self.chosen, self.chosen_key, get_config()
+        if not cfg.learn or key is None or c.estimated_s is None or getattr(self.spec, "device", "cpu") != "cpu":
+            return None
+        raw = c.estimated_s / c.factor
+        if raw < corrections.MIN_SECONDS:
+            return None
+        cache_dir = cfg.cache_dir
+
+        def learn(seconds: float) -> None:
+            if corrections.observe(key, raw, seconds, cache_dir):
+                clear_plan_cache()
+
+        return learn
 
     @property
     def children(self) -> tuple:
@@ -203,7 +234,11 @@ class Plan:
                 f"  expected error: <= {error:.0e} of the output's scale ({self.spec.dtype}; measured on realistic "
                 "data, bench/precision.py)"
             )
-        lines += [f"  kernel: {self.kernel_state}", "  candidates:"]
+        lines += [
+            f"  kernel: {self.kernel_state}",
+            f"  constants: {constants_source(self.chosen_key)}",
+            "  candidates:",
+        ]
         lines += [c.row(c.name == self.method) for c in self.candidates]
         for i, child in enumerate(self.children):
             if child is not None:
@@ -228,30 +263,23 @@ def _bytes(n: int) -> str:
 COST_MODEL = os.path.join(os.path.dirname(__file__), "cost_model.json")
 
 
-def machine() -> str:
-    """The CPU the cost model's constants are looked up by: LLVM's name for
-    the host's microarchitecture (what Numba compiles the kernels for), e.g.
-    ``znver4``; "unknown" when llvmlite cannot tell.  (Not
-    :func:`.tuning.cpu_id`, the model-name string that keys measured plans:
-    under KVM it can be as generic as "Intel(R) Xeon(R) Processor".)"""
-    try:
-        import llvmlite.binding as llvm
-
-        return str(llvm.get_host_cpu_name()) or "unknown"
-    except Exception:  # pragma: no cover - exotic hosts
-        return "unknown"
-
-
-def constants_for(model: dict, cpu: str) -> dict:
+def constants_for(model: dict, cpu: str, current=None) -> dict:
     """The constants the dispatcher uses on ``cpu``: the reference machine's
     (``model``'s top level, fitted on ``model["_reference_cpu"]``), with each
     method fitted on ``cpu`` itself (``model["_machines"][cpu]``) in its
     place.  Methods differ in speed by microarchitecture, not by a common
     factor (measured: the 3x3x3 video suite layer is ``winograd_f4``'s on
     Zen 4 and ``blocked``'s on an Intel AVX-512 core), so a fit made on one
-    CPU must not overwrite another's."""
+    CPU must not overwrite another's.  With ``current`` (cost key -> the
+    digest of its sources now), a CPU's own fit made on other sources is
+    left out: the reference fit, which a test keeps current, stands in."""
     merged = {k: v for k, v in model.items() if k != "_machines"}
-    merged.update(model.get("_machines", {}).get(cpu, {}))
+    own = model.get("_machines", {}).get(cpu, {})
+    digests = own.get("_digests", {})
+    for name, constants in own.items():
+        if name.startswith("_") or (current is not None and digests.get(name) != current(name)):
+            continue
+        merged[name] = constants
     return merged
 
 
@@ -263,18 +291,87 @@ def _stored_model() -> dict:
 
 
 def cost_model_source() -> str:
-    """Which machine's fit the dispatcher uses here (for ``fastconv info``)."""
+    """Which constants the dispatcher uses here (for ``fastconv info``)."""
+    from . import calibration, corrections
+
+    cfg = get_config()
     model = _stored_model()
     cpu = machine()
     reference = model.get("_reference_cpu", "unknown")
-    if cpu in model.get("_machines", {}) or cpu == reference:
-        return f"fitted on this CPU ({cpu})"
-    return f"fitted on {reference} (none for this CPU, {cpu}; autotune measures instead)"
+    when = calibration.calibrated_at(cfg.cache_dir)
+    factors, stale = calibration.stored_factors(cfg.cache_dir)
+    if factors:
+        text = f"calibrated on this machine {when} ({len(factors)} methods; fastconv calibrate)"
+    elif cpu in model.get("_machines", {}) or cpu == reference:
+        text = f"shipped, fitted on this CPU ({cpu})"
+    else:
+        text = f"shipped, fitted on {reference} (none for this CPU, {cpu}: run fastconv calibrate)"
+    if stale:
+        text += f"; ignored: {', '.join(sorted(stale))} (calibrated on other kernel sources)"
+    if cfg.learn:
+        learned = corrections.learned(cfg.cache_dir)
+        if learned:
+            parts = [f"{k} x{f:.2f} ({n} calls)" for k, bands in sorted(learned.items()) for f, n in bands.values()]
+            text += "; learned from calls: " + ", ".join(parts)
+    return text
+
+
+def constants_source(key: str | None) -> str:
+    """Where the constants of cost key ``key`` come from here (for ``explain``)."""
+    if key is None:
+        return "none (this method makes no estimate)"
+    from . import calibration
+
+    cfg = get_config()
+    factors, stale = calibration.stored_factors(cfg.cache_dir)
+    model = _stored_model()
+    cpu = machine()
+    if key in factors:
+        f = factors[key]
+        return (f"calibrated on this machine {calibration.calibrated_at(cfg.cache_dir)} (shipped x{f['overhead']:.2f} "
+                f"fixed, x{f['compute']:.2f} compute)")  # fmt: skip
+    note = f"; {stale[key]}" if key in stale else ""
+    own = model.get("_machines", {}).get(cpu, {})
+    if key in own:
+        if own.get("_digests", {}).get(key) == calibration.digest(key):
+            return f"shipped, fitted on this CPU ({cpu}){note}"
+        note += f"; the fit for {cpu} was made on other kernel sources (ignored)"
+    reference = model.get("_reference_cpu", "unknown")
+    if model.get("_digests", {}).get(key) != calibration.digest(key):
+        note += "; fitted on other kernel sources (refit: bench/fit_cost_model.py)"
+    here = "this CPU" if cpu == reference else f"{reference}; this CPU is {cpu}: fastconv calibrate fits it"
+    return f"shipped, fitted on {here}{note}"
 
 
 @functools.cache
-def cost_constants() -> dict:
-    return constants_for(_stored_model(), machine())
+def shipped_constants() -> dict:
+    """The shipped constants that apply on this CPU (see :func:`constants_for`)."""
+    from .calibration import digest
+
+    return constants_for(_stored_model(), machine(), digest)
+
+
+@functools.cache
+def _cost_constants(cache_dir: str) -> dict:
+    from .calibration import scaled, stored_factors
+
+    constants = dict(shipped_constants())
+    for key, fit in stored_factors(cache_dir)[0].items():
+        if key in constants:
+            constants[key] = scaled(constants[key], fit)
+    return constants
+
+
+def cost_constants(cache_dir: str | None = None) -> dict:
+    """The constants the dispatcher plans with: shipped, with this machine's
+    calibration (``fastconv calibrate``) applied where it holds."""
+    return _cost_constants(get_config().cache_dir if cache_dir is None else cache_dir)
+
+
+def reload_constants() -> None:
+    """Read the calibration again (after ``fastconv calibrate``) and re-plan."""
+    _cost_constants.cache_clear()
+    clear_plan_cache()
 
 
 def _runner(op: str, name: str):
@@ -317,6 +414,7 @@ def _plan_key(spec, cfg) -> tuple:
         cfg.autotune,
         cfg.cache_dir,
         cfg.precision,
+        cfg.learn,
     )
 
 
@@ -419,7 +517,9 @@ def _select(spec, cfg, finite: bool = True) -> Plan:
         raise ValueError(f"method must be one of {valid_methods(spec.op)} for {spec.op}, got {wanted!r}")
     if forced_variant and methods[forced_name].variants is None:
         raise ValueError(f"method {forced_name!r} has no variants, got {wanted!r}")
-    constants = cost_constants()
+    constants = cost_constants(cfg.cache_dir)
+    if cfg.learn:
+        from . import corrections
     # a method that takes over (bias_only: a convolution without input
     # channels) is the plan wherever it applies and no candidate elsewhere
     takeover = next((n for n, m in sorted(methods.items()) if m.takes_over and m.check(spec) is None), None)
@@ -451,7 +551,11 @@ def _select(spec, cfg, finite: bool = True) -> Plan:
                 )
             child_s = sum(c.chosen.estimated_s or 0.0 for c in children if c is not None)
             est = m.cost(spec, constants, child_s, variant)
-        candidates.append(Candidate(name, est, ws, rejected, variant=variant, children=children))
+        factor = 1.0
+        if est is not None and cfg.learn and m.cost_key is not None and getattr(spec, "device", "cpu") == "cpu":
+            factor = corrections.factor(m.cost_key, est, cfg.cache_dir)
+            est *= factor
+        candidates.append(Candidate(name, est, ws, rejected, variant=variant, children=children, factor=factor))
     forced = next((c for c in candidates if c.name == forced_name), None)
     if forced is not None and forced.rejected not in (None, _NON_FINITE, stepped_aside):
         raise ValueError(f"method={wanted!r} cannot compute this {spec.op}: {forced.rejected}")

@@ -45,6 +45,20 @@ def cpu_id() -> str:
     return platform.processor() or platform.machine()
 
 
+def machine() -> str:
+    """The CPU the cost model's constants are looked up by: LLVM's name for
+    the host's microarchitecture (what Numba compiles the kernels for), e.g.
+    ``znver4``; "unknown" when llvmlite cannot tell.  (Not
+    :func:`.tuning.cpu_id`, the model-name string that keys measured plans:
+    under KVM it can be as generic as "Intel(R) Xeon(R) Processor".)"""
+    try:
+        import llvmlite.binding as llvm
+
+        return str(llvm.get_host_cpu_name()) or "unknown"
+    except Exception:  # pragma: no cover - exotic hosts
+        return "unknown"
+
+
 def cache_key(spec, num_threads: int, workspace_limit: int, precision: str = "fast") -> str:
     from .._version import __version__
 

@@ -100,14 +100,17 @@ class Method:
             return self.estimate(spec, constants)
         if self.features is None:
             return None
-        if self.children is not None:
-            feats = self.features(spec, child_s)
-        elif self.variants is not None:
-            feats = self.features(spec, variant)
-        else:
-            feats = self.features(spec)
-        own = linear_cost(feats, constants.get(self.cost_key, {}))
+        own = linear_cost(self.feature_values(spec, child_s, variant), constants.get(self.cost_key, {}))
         return own if self.base_cost is None else own + self.base_cost(spec, constants)
+
+    def feature_values(self, spec, child_s: float = 0.0, variant: str | None = None) -> dict[str, float]:
+        """The quantities this method's time grows with on ``spec`` (what its
+        constants multiply)."""
+        if self.children is not None:
+            return self.features(spec, child_s)
+        if self.variants is not None:
+            return self.features(spec, variant)
+        return self.features(spec)
 
 
 def load(runner: str | Callable[..., Any]) -> Callable[..., Any]:

@@ -1,0 +1,186 @@
+"""What ``auto`` learns from the calls a program makes.
+
+Every repeated call already runs a kernel whose time the cost model
+estimated.  With the ``learn`` setting on (the default), a call the model
+put above :data:`MIN_SECONDS` is timed, and the ratio measured / estimated
+joins the recent ratios of its method in its size band (estimates within a
+factor 4 of each other: a method off at small sizes may be right at large
+ones).  Once a band holds :data:`MIN_CALLS` ratios its factor is their
+median, bounded by :data:`BOUNDS`, and multiplies that method's estimates in
+that band: a method slower than the model thinks gives way to the next
+one, a faster one takes over.  The median of a window makes it robust:
+one slow call (a page fault, another process) does not move it.  A factor
+that moves by more than :data:`REPLAN` re-plans (the cached plans are
+dropped); the ratios persist in ``<cache_dir>/corrections.json`` (per CPU
+and fastconv version, with the method's source digest: learned on other
+kernels, they are dropped).
+
+Only the chosen method is timed, so a method the model overrates is never
+corrected this way -- ``fastconv calibrate`` times them all.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import contextlib
+import json
+import math
+import os
+import tempfile
+import threading
+
+from .calibration import digest, machine_key
+
+FILE = "corrections.json"
+#: calls estimated or measured shorter than this are not learned from (the
+#: timer, the Python around the kernel and the cache's state dominate)
+MIN_SECONDS = 5e-5
+#: ratios kept per method and band; a factor needs this many before it applies
+WINDOW = 15
+MIN_CALLS = 5
+#: a learned factor never leaves these bounds (the model is not 2x off
+#: for long: beyond that, calibrate)
+BOUNDS = (0.5, 2.0)
+#: a factor that moves by more than this re-plans the cached plans
+REPLAN = 1.15
+
+_lock = threading.Lock()
+_ratios: dict[tuple[str, int], collections.deque] = {}
+_factors: dict[tuple[str, int], float] = {}
+#: the cache directory the ratios were loaded from (None: not yet)
+_loaded_from: str | None = None
+_dirty = False
+
+
+def band(estimated_s: float) -> int:
+    """The size band of an estimate (factor-4 wide)."""
+    return math.floor(math.log(max(estimated_s, 1e-9), 4))
+
+
+def factor(key: str, estimated_s: float, cache_dir: str) -> float:
+    """The learned factor on ``key``'s estimate ``estimated_s`` (1.0: none)."""
+    if _loaded_from != cache_dir:
+        _load(cache_dir)
+    return _factors.get((key, band(estimated_s)), 1.0)
+
+
+def learned(cache_dir: str) -> dict[str, dict[int, tuple[float, int]]]:
+    """Per cost key: band -> (factor, calls) for the bands with a factor."""
+    if _loaded_from != cache_dir:
+        _load(cache_dir)
+    out: dict[str, dict[int, tuple[float, int]]] = {}
+    with _lock:
+        for (key, b), f in _factors.items():
+            out.setdefault(key, {})[b] = (f, len(_ratios[key, b]))
+    return out
+
+
+def observe(key: str, estimated_s: float, seconds: float, cache_dir: str) -> bool:
+    """Learn from one call of ``key``'s method, estimated (before any
+    correction) at ``estimated_s``, that took ``seconds``.  Returns whether
+    the factor moved enough to re-plan (the caller's cached plans are then
+    stale)."""
+    global _dirty
+    if estimated_s < MIN_SECONDS or seconds < MIN_SECONDS:
+        return False
+    if _loaded_from != cache_dir:
+        _load(cache_dir)
+    k = (key, band(estimated_s))
+    with _lock:
+        window = _ratios.setdefault(k, collections.deque(maxlen=WINDOW))
+        window.append(math.log(seconds / estimated_s))
+        _dirty = True
+        if len(window) < MIN_CALLS:
+            return False
+        new = _bounded(_median(window))
+        old = _factors.get(k, 1.0)
+        _factors[k] = new
+    return abs(math.log(new / old)) > math.log(REPLAN)
+
+
+def _median(values) -> float:
+    s = sorted(values)
+    n = len(s)
+    return s[n // 2] if n % 2 else 0.5 * (s[n // 2 - 1] + s[n // 2])
+
+
+def _bounded(log_ratio: float) -> float:
+    lo, hi = BOUNDS
+    return min(hi, max(lo, math.exp(log_ratio)))
+
+
+def forget() -> None:
+    """Drop every learned ratio (memory only; the file is rewritten at exit)."""
+    global _dirty
+    with _lock:
+        _ratios.clear()
+        _factors.clear()
+        _dirty = True
+
+
+def _entry_key() -> str:
+    from .._version import __version__
+
+    return f"{machine_key()} | fastconv {__version__}"
+
+
+def _read(cache_dir: str) -> dict:
+    try:
+        with open(os.path.join(cache_dir, FILE), encoding="utf-8") as fh:
+            data = json.load(fh)
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _load(cache_dir: str) -> None:
+    """The ratios stored for this machine in ``cache_dir`` (those learned on
+    the current sources of each method), replacing what memory holds."""
+    global _loaded_from, _dirty
+    if _dirty and _loaded_from is not None and _loaded_from != cache_dir:
+        save()  # (what was learned for the other directory is kept there)
+    entry = _read(cache_dir).get(_entry_key(), {})
+    with _lock:
+        _ratios.clear()
+        _factors.clear()
+        for key, stored in (entry if isinstance(entry, dict) else {}).items():
+            if not isinstance(stored, dict) or stored.get("digest") != digest(key):
+                continue
+            for b, values in stored.get("bands", {}).items():
+                window = collections.deque((float(v) for v in values[-WINDOW:]), maxlen=WINDOW)
+                _ratios[key, int(b)] = window
+                if len(window) >= MIN_CALLS:
+                    _factors[key, int(b)] = _bounded(_median(window))
+        _loaded_from = cache_dir
+        _dirty = False
+
+
+def save() -> None:
+    """Write the ratios back (merged with other machines' entries, atomically);
+    an unwritable cache directory is left alone."""
+    global _dirty
+    cache_dir = _loaded_from
+    if cache_dir is None or not _dirty:
+        return
+    with _lock:
+        mine: dict[str, dict] = {}
+        for (key, b), window in _ratios.items():
+            entry = mine.setdefault(key, {"digest": digest(key), "bands": {}})
+            entry["bands"][str(b)] = [round(v, 4) for v in window]
+        _dirty = False
+    with contextlib.suppress(OSError):
+        os.makedirs(cache_dir, exist_ok=True)
+        data = _read(cache_dir)
+        data[_entry_key()] = mine
+        fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".corrections-", suffix=".json")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(data, fh, sort_keys=True)
+            os.replace(tmp, os.path.join(cache_dir, FILE))
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
+atexit.register(save)
