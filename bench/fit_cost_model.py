@@ -10,7 +10,7 @@ at batch 1 and 2, then fits, per method (cost key):
   compute) and multiplies the shipped constants by them -- robust with a few
   dozen calls per method;
 - with ``--full``, every constant afresh (non-negative least squares on
-  relative error) for the methods timed on at least 15 calls, which then
+  relative error) for the methods timed on at least 15 calls (``--min-calls``), which then
   need to cover every feature; the two factors for the others.
 
 ``--write`` stores them in fastconv/dispatch/cost_model.json, with the
@@ -49,14 +49,37 @@ def suite_calls():
                 yield (f"{name} batch {n}", func, (x, np.zeros(ws, np.float32)), kw)
 
 
+def small_calls():
+    """Small layers (the size sweep's and a few more), float32 and float64:
+    where fixed costs decide between methods whose estimates are close."""
+    from fastconv import _sweep
+
+    extra = [((2, 8, 16, 16), (8, 8, 3, 3)), ((1, 32, 32, 32), (32, 32, 3, 3)), ((2, 16, 32, 32), (16, 16, 3, 3)),
+             ((4, 32, 16, 16), (32, 32, 3, 3)), ((1, 8, 64, 64), (8, 8, 3, 3))]  # fmt: skip
+    rng = np.random.default_rng(0)
+    points = [(p.family, p.arrays(rng, np.float32), p.kw) for p in _sweep.select_points(False)
+              if p.family in ("conv2d", "conv1d", "conv_transpose2d")]  # fmt: skip
+    for family, (x, w), kw in points:
+        for dtype in (np.float32, np.float64):
+            yield (f"sweep {family} {x.shape} {np.dtype(dtype).name}", getattr(fastconv, family),
+                   (x.astype(dtype), w.astype(dtype)), kw)  # fmt: skip
+    for xs, ws in extra:
+        for dtype in (np.float32, np.float64):
+            yield (f"small conv2d {xs} {np.dtype(dtype).name}", fastconv.conv2d,
+                   (np.zeros(xs, dtype), np.zeros(ws, dtype)), dict(padding=1))  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--write", action="store_true")
     parser.add_argument("--full", action="store_true", help="fit every constant afresh where there are calls enough")
+    parser.add_argument(
+        "--min-calls", type=int, default=FULL_FIT_CALLS, help=f"--full: calls a method needs (default {FULL_FIT_CALLS})"
+    )
     parser.add_argument("--methods", type=lambda s: set(s.split(",")), help="comma-separated cost keys to fit")
     args = parser.parse_args()
-    cases = _calibrate.calls() + list(suite_calls())
+    cases = _calibrate.calls() + list(suite_calls()) + list(small_calls())
     shipped = selector.shipped_constants()
     with (
         tempfile.TemporaryDirectory() as empty,
@@ -72,7 +95,7 @@ def main() -> None:
     with open(MODEL, encoding="utf-8") as fh:
         stored = json.load(fh)
     counts = {key: sum(r.key == key for r in rows) for key in {r.key for r in rows}}
-    full = {key for key, n in counts.items() if args.full and n >= FULL_FIT_CALLS}
+    full = {key for key, n in counts.items() if args.full and n >= args.min_calls}
     fitted = calibration.fit_constants([r for r in rows if r.key in full])
     for key in sorted(full):
         print(f"{key:<20} every constant ({counts[key]} calls): median |error| {fitted[key].pop('_median_error'):.0%}")

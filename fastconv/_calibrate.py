@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .dispatch.calibration import Timing, fit_factors, write
+from .dispatch.calibration import Timing, constants_digest, fit_factors, write
 
 
 def calls(quick: bool = False) -> list[tuple[str, Callable, tuple, dict]]:
@@ -90,12 +90,14 @@ def calls(quick: bool = False) -> list[tuple[str, Callable, tuple, dict]]:
                 g = np.exp(-(np.linspace(-2, 2, k) ** 2))
                 out.append((f"correlate {shape} {k}x{k} separable", ndi.correlate, (a(*shape, dtype=dtype),
                             np.outer(g, g)), dict(mode="reflect")))  # fmt: skip
-    signals = [((100_000,), (255,)), ((1_000_000,), (31,)), ((100_000,), (20_000,)), ((512, 512), (15, 15)),
-               ((1024, 1024), (63, 63))]  # fmt: skip
+    signals = [((100_000,), (255,)), ((1_000_000,), (31,)), ((1_000_000,), (255,)), ((100_000,), (20_000,)),
+               ((200_000,), (20_000,)), ((512, 512), (15, 15)), ((1024, 1024), (63, 63))]  # fmt: skip
     if quick:
         signals = signals[1:4]
     for sa, sb in signals:
-        out.append((f"convolve {sa} {sb}", sig.convolve, (a(*sa, dtype=np.float64), a(*sb, dtype=np.float64)), {}))
+        for dtype in (np.float32, np.float64):  # (the FFTs' speed differs by more than the lanes)
+            out.append((f"convolve {sa} {sb} {np.dtype(dtype).name}", sig.convolve,
+                        (a(*sa, dtype=dtype), a(*sb, dtype=dtype)), {}))  # fmt: skip
     return out
 
 
@@ -184,6 +186,9 @@ def calibrate(cache_dir: str, threads: int, quick: bool = False, progress=None) 
     ):
         rows = measure(cases, threads, shipped_constants(), progress, passes=PASSES)
     fits = fit_factors(rows)
+    shipped = shipped_constants()
+    for key, fit in fits.items():
+        fit["shipped"] = constants_digest(shipped.get(key, {}))
     path = write(cache_dir, fits, threads)
     return {"fits": fits, "calls": len(cases), "timings": len(rows), "seconds": time.perf_counter() - start,
             "path": path}  # fmt: skip

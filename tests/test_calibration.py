@@ -78,7 +78,8 @@ def _cal_file(tmp_path, factors):
 
 def test_calibrated_factors_apply_while_the_sources_hold(tmp_path):
     shipped = selector.shipped_constants()["direct"]
-    fit = {"overhead": 0.5, "compute": 2.0, "calls": 9, "digest": calibration.digest("direct")}
+    fit = {"overhead": 0.5, "compute": 2.0, "calls": 9, "digest": calibration.digest("direct"),
+           "shipped": calibration.constants_digest(shipped)}  # fmt: skip
     try:
         _cal_file(tmp_path, {"direct": fit})
         got = selector.cost_constants(str(tmp_path))["direct"]
@@ -99,6 +100,11 @@ def test_calibrated_factors_apply_while_the_sources_hold(tmp_path):
             assert "ignored: direct" in selector.cost_model_source()
             text = repr(fastconv.explain(fastconv.conv2d, x, w, method="direct"))
             assert "calibrated on other kernel sources" in text
+        # ... or against other shipped constants (a refit since): ignored too
+        _cal_file(tmp_path, {"direct": fit | {"shipped": "0123456789abcdef"}})
+        assert selector.cost_constants(str(tmp_path))["direct"] == shipped
+        factors, notes = calibration.stored_factors(str(tmp_path), selector.shipped_constants())
+        assert factors == {} and "other shipped constants" in notes["direct"]
     finally:
         selector.reload_constants()
 
@@ -246,5 +252,6 @@ def test_calibrate_fits_and_stores(tmp_path, monkeypatch, capsys):
                 assert calibration.OVERHEAD_BOUNDS[0] <= fit["overhead"] <= calibration.OVERHEAD_BOUNDS[1]
                 assert calibration.FACTOR_BOUNDS[0] <= fit["compute"] <= calibration.FACTOR_BOUNDS[1]
                 assert fit["digest"] == calibration.digest(key) and math.isfinite(fit["median_error_after"])
+                assert fit["shipped"] == calibration.constants_digest(selector.shipped_constants()[key])
     finally:
         selector.reload_constants()

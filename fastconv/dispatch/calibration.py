@@ -162,10 +162,16 @@ def _entry_key() -> str:
     return f"{machine_key()} | fastconv {__version__}"
 
 
-def stored_factors(cache_dir: str) -> tuple[dict[str, dict], dict[str, str]]:
+def constants_digest(constants: dict[str, float]) -> str:
+    """A short hash of one method's shipped constants (what factors scale)."""
+    return hashlib.sha256(json.dumps(constants, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def stored_factors(cache_dir: str, shipped: dict | None = None) -> tuple[dict[str, dict], dict[str, str]]:
     """``(factors, notes)``: per cost key, the calibrated factors that apply
-    here (this CPU, this version, the method's sources unchanged), and why
-    each stored one that does not is ignored."""
+    here (this CPU, this version, the method's sources unchanged and, given
+    ``shipped``, the shipped constants they scale too), and why each stored
+    one that does not is ignored."""
     entry = read(cache_dir).get(_entry_key())
     if not isinstance(entry, dict):
         return {}, {}
@@ -173,6 +179,9 @@ def stored_factors(cache_dir: str) -> tuple[dict[str, dict], dict[str, str]]:
     for key, fit in entry.get("methods", {}).items():
         if fit.get("digest") != digest(key):
             notes[key] = "calibrated on other kernel sources (ignored; run fastconv calibrate again)"
+            continue
+        if shipped is not None and fit.get("shipped") != constants_digest(shipped.get(key, {})):
+            notes[key] = "calibrated against other shipped constants (ignored; run fastconv calibrate again)"
             continue
         factors[key] = fit
     return factors, notes

@@ -299,7 +299,7 @@ def cost_model_source() -> str:
     cpu = machine()
     reference = model.get("_reference_cpu", "unknown")
     when = calibration.calibrated_at(cfg.cache_dir)
-    factors, stale = calibration.stored_factors(cfg.cache_dir)
+    factors, stale = calibration.stored_factors(cfg.cache_dir, shipped_constants())
     if factors:
         text = f"calibrated on this machine {when} ({len(factors)} methods; fastconv calibrate)"
     elif cpu in model.get("_machines", {}) or cpu == reference:
@@ -307,7 +307,7 @@ def cost_model_source() -> str:
     else:
         text = f"shipped, fitted on {reference} (none for this CPU, {cpu}: run fastconv calibrate)"
     if stale:
-        text += f"; ignored: {', '.join(sorted(stale))} (calibrated on other kernel sources)"
+        text += f"; ignored: {', '.join(sorted(stale))} (calibrated on other kernel sources or shipped constants)"
     if cfg.learn:
         learned = corrections.learned(cfg.cache_dir)
         if learned:
@@ -323,7 +323,7 @@ def constants_source(key: str | None) -> str:
     from . import calibration
 
     cfg = get_config()
-    factors, stale = calibration.stored_factors(cfg.cache_dir)
+    factors, stale = calibration.stored_factors(cfg.cache_dir, shipped_constants())
     model = _stored_model()
     cpu = machine()
     if key in factors:
@@ -356,7 +356,7 @@ def _cost_constants(cache_dir: str) -> dict:
     from .calibration import scaled, stored_factors
 
     constants = dict(shipped_constants())
-    for key, fit in stored_factors(cache_dir)[0].items():
+    for key, fit in stored_factors(cache_dir, shipped_constants())[0].items():
         if key in constants:
             constants[key] = scaled(constants[key], fit)
     return constants
