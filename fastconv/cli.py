@@ -427,7 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.set_defaults(func=cmd_warmup)
 
     c = sub.add_parser(
-        "calibrate", help="fit the dispatcher's constants to this machine (every method timed on 61 calls)"
+        "calibrate", help="fit the dispatcher's constants to this machine (every method timed on 70 calls)"
     )
     c.add_argument("--quick", action="store_true", help="a third of the calls (less accurate)")
     c.add_argument("--threads", type=_positive_int, default=None, help="threads to fit for (default: the setting)")
