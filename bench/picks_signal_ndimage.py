@@ -21,23 +21,13 @@ import fastconv
 import fastconv.ndimage as fnd
 import fastconv.signal as fs
 from fastconv import _bench
-from fastconv._spec import synthetic_operands
+from fastconv._spec import synthetic_operands, synthetic_output
 from fastconv.dispatch.registry import methods_for
-
-
-def weights(kind: str, k: int, nd: int) -> np.ndarray:
-    if kind == "random":
-        return np.random.default_rng(0).standard_normal((k,) * nd)
-    g = np.exp(-(np.linspace(-2, 2, k) ** 2)) if kind == "gaussian" else np.ones(k)
-    w = g
-    for _ in range(nd - 1):
-        w = np.multiply.outer(w, g)
-    return w
 
 
 def cases():
     for name, shape, dtype, (kind, k), mode in _bench.NDIMAGE:
-        yield name, fnd.correlate, (np.zeros(shape, dtype), weights(kind, k, len(shape))), dict(mode=mode)
+        yield name, fnd.correlate, (np.zeros(shape, dtype), _bench.filter_weights(kind, k, len(shape))), dict(mode=mode)
     for name, sa, sb, mode, dtype in _bench.SIGNAL:
         yield name, fs.convolve, (np.zeros(sa, dtype), np.zeros(sb, dtype)), dict(mode=mode)
 
@@ -53,7 +43,7 @@ def main(path: str) -> None:
             continue
         spec = plan.spec
         ops = synthetic_operands(spec)
-        scratch = np.empty(getattr(spec, "scratch_shape", None) or spec.lifted("out_shape"), spec.dtype)
+        scratch = synthetic_output(spec)
         runs = {
             c.name: functools.partial(dataclasses.replace(plan, method=c.name)._call, spec, ops, scratch, 2)
             for c in feasible

@@ -134,7 +134,7 @@ def measure(
     call and pass."""
     from . import _bench
     from ._plan_api import explain
-    from ._spec import synthetic_operands
+    from ._spec import synthetic_operands, synthetic_output
     from .dispatch.registry import methods_for
 
     best_of: dict[tuple[int, str], Timing] = {}
@@ -151,8 +151,7 @@ def measure(
         chosen = [c for c in feasible if c.estimated_s <= within * best and c.estimated_s < 0.2]
         spec = plan.spec
         ops = synthetic_operands(spec)
-        shape = getattr(spec, "scratch_shape", None) or (spec.n, spec.c_out, *spec.lifted("out_spatial"))
-        scratch = np.empty(shape, dtype=spec.dtype)
+        scratch = synthetic_output(spec)
         runs = {}
         for c in chosen:
             call = dataclasses.replace(plan, method=c.name)._call

@@ -430,6 +430,13 @@ def synthetic_operands(spec):
     return _operands(spec, x, w, b)
 
 
+def synthetic_output(spec) -> np.ndarray:
+    """An uninitialised result buffer a method's runner writes for ``spec``
+    (a filter's kernel shape, else the 5-D convolution output)."""
+    shape = getattr(spec, "scratch_shape", None) or (spec.n, spec.c_out, *spec.lifted("out_spatial"))
+    return np.empty(shape, dtype=spec.dtype)
+
+
 # --- transposed convolution -------------------------------------------------------
 
 

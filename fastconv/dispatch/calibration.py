@@ -23,14 +23,12 @@ No Numba here: the digests and the stored constants are read when planning.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import hashlib
 import json
 import os
 import re
-import tempfile
 import time
 
 import numpy as np
@@ -148,15 +146,14 @@ def _path(cache_dir: str) -> str:
 
 def read(cache_dir: str) -> dict:
     """The calibration file (empty when missing or unreadable)."""
-    try:
-        with open(_path(cache_dir), encoding="utf-8") as fh:
-            data = json.load(fh)
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
+    from .tuning import read_json
+
+    return read_json(_path(cache_dir), "calibration")
 
 
-def _entry_key() -> str:
+def entry_key() -> str:
+    """What calibrations and learned corrections are stored under: this CPU
+    and this fastconv version."""
     from .._version import __version__
 
     return f"{machine_key()} | fastconv {__version__}"
@@ -172,7 +169,7 @@ def stored_factors(cache_dir: str, shipped: dict | None = None) -> tuple[dict[st
     here (this CPU, this version, the method's sources unchanged and, given
     ``shipped``, the shipped constants they scale too), and why each stored
     one that does not is ignored."""
-    entry = read(cache_dir).get(_entry_key())
+    entry = read(cache_dir).get(entry_key())
     if not isinstance(entry, dict):
         return {}, {}
     factors, notes = {}, {}
@@ -188,7 +185,7 @@ def stored_factors(cache_dir: str, shipped: dict | None = None) -> tuple[dict[st
 
 
 def calibrated_at(cache_dir: str) -> str | None:
-    entry = read(cache_dir).get(_entry_key())
+    entry = read(cache_dir).get(entry_key())
     return entry.get("when") if isinstance(entry, dict) else None
 
 
@@ -199,22 +196,11 @@ def scaled(constants: dict[str, float], fit: dict) -> dict[str, float]:
 
 
 def write(cache_dir: str, methods: dict[str, dict], threads: int) -> str:
-    """Store this machine's fit (atomically, merged with other machines')."""
-    os.makedirs(cache_dir, exist_ok=True)
-    data = read(cache_dir)
-    data[_entry_key()] = {
-        "when": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "threads": threads,
-        "methods": methods,
-    }
-    fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".calibration-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=1, sort_keys=True)
-        os.replace(tmp, _path(cache_dir))
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+    """Store this machine's fit (merged with other machines', atomically)."""
+    from .tuning import update_json
+
+    entry = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "threads": threads, "methods": methods}
+    update_json(_path(cache_dir), entry_key(), entry, "calibration")
     return _path(cache_dir)
 
 

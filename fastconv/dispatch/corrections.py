@@ -24,13 +24,13 @@ from __future__ import annotations
 import atexit
 import collections
 import contextlib
-import json
 import math
 import os
-import tempfile
+import statistics
 import threading
 
-from .calibration import digest, machine_key
+from .calibration import digest, entry_key
+from .tuning import read_json, update_json
 
 FILE = "corrections.json"
 #: calls estimated or measured shorter than this are not learned from (the
@@ -53,6 +53,12 @@ _loaded_from: str | None = None
 _dirty = False
 
 
+def _loaded(cache_dir: str) -> None:
+    """Memory holds the ratios of ``cache_dir`` (read on first use)."""
+    if _loaded_from != cache_dir:
+        _load(cache_dir)
+
+
 def band(estimated_s: float) -> int:
     """The size band of an estimate (factor-4 wide)."""
     return math.floor(math.log(max(estimated_s, 1e-9), 4))
@@ -60,15 +66,13 @@ def band(estimated_s: float) -> int:
 
 def factor(key: str, estimated_s: float, cache_dir: str) -> float:
     """The learned factor on ``key``'s estimate ``estimated_s`` (1.0: none)."""
-    if _loaded_from != cache_dir:
-        _load(cache_dir)
+    _loaded(cache_dir)
     return _factors.get((key, band(estimated_s)), 1.0)
 
 
 def learned(cache_dir: str) -> dict[str, dict[int, tuple[float, int]]]:
     """Per cost key: band -> (factor, calls) for the bands with a factor."""
-    if _loaded_from != cache_dir:
-        _load(cache_dir)
+    _loaded(cache_dir)
     out: dict[str, dict[int, tuple[float, int]]] = {}
     with _lock:
         for (key, b), f in _factors.items():
@@ -84,8 +88,7 @@ def observe(key: str, estimated_s: float, seconds: float, cache_dir: str) -> boo
     global _dirty
     if estimated_s < MIN_SECONDS or seconds < MIN_SECONDS:
         return False
-    if _loaded_from != cache_dir:
-        _load(cache_dir)
+    _loaded(cache_dir)
     k = (key, band(estimated_s))
     with _lock:
         window = _ratios.setdefault(k, collections.deque(maxlen=WINDOW))
@@ -93,16 +96,10 @@ def observe(key: str, estimated_s: float, seconds: float, cache_dir: str) -> boo
         _dirty = True
         if len(window) < MIN_CALLS:
             return False
-        new = _bounded(_median(window))
+        new = _bounded(statistics.median(window))
         old = _factors.get(k, 1.0)
         _factors[k] = new
     return abs(math.log(new / old)) > math.log(REPLAN)
-
-
-def _median(values) -> float:
-    s = sorted(values)
-    n = len(s)
-    return s[n // 2] if n % 2 else 0.5 * (s[n // 2 - 1] + s[n // 2])
 
 
 def _bounded(log_ratio: float) -> float:
@@ -119,28 +116,13 @@ def forget() -> None:
         _dirty = True
 
 
-def _entry_key() -> str:
-    from .._version import __version__
-
-    return f"{machine_key()} | fastconv {__version__}"
-
-
-def _read(cache_dir: str) -> dict:
-    try:
-        with open(os.path.join(cache_dir, FILE), encoding="utf-8") as fh:
-            data = json.load(fh)
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
 def _load(cache_dir: str) -> None:
     """The ratios stored for this machine in ``cache_dir`` (those learned on
     the current sources of each method), replacing what memory holds."""
     global _loaded_from, _dirty
     if _dirty and _loaded_from is not None and _loaded_from != cache_dir:
         save()  # (what was learned for the other directory is kept there)
-    entry = _read(cache_dir).get(_entry_key(), {})
+    entry = read_json(os.path.join(cache_dir, FILE), "learned corrections").get(entry_key(), {})
     with _lock:
         _ratios.clear()
         _factors.clear()
@@ -151,7 +133,7 @@ def _load(cache_dir: str) -> None:
                 window = collections.deque((float(v) for v in values[-WINDOW:]), maxlen=WINDOW)
                 _ratios[key, int(b)] = window
                 if len(window) >= MIN_CALLS:
-                    _factors[key, int(b)] = _bounded(_median(window))
+                    _factors[key, int(b)] = _bounded(statistics.median(window))
         _loaded_from = cache_dir
         _dirty = False
 
@@ -170,17 +152,7 @@ def save() -> None:
             entry["bands"][str(b)] = [round(v, 4) for v in window]
         _dirty = False
     with contextlib.suppress(OSError):
-        os.makedirs(cache_dir, exist_ok=True)
-        data = _read(cache_dir)
-        data[_entry_key()] = mine
-        fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".corrections-", suffix=".json")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(data, fh, sort_keys=True)
-            os.replace(tmp, os.path.join(cache_dir, FILE))
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+        update_json(os.path.join(cache_dir, FILE), entry_key(), mine, "learned corrections")
 
 
 atexit.register(save)

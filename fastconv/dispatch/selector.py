@@ -470,8 +470,9 @@ def _tuned(plan: Plan, spec, cfg, ops) -> Plan:
             from .._spec import synthetic_operands
 
             ops = synthetic_operands(spec)
-        shape = spec.scratch_shape if filters else (spec.n, spec.c_out, *spec.lifted("out_spatial"))
-        scratch = np.empty(shape, dtype=spec.dtype)
+        from .._spec import synthetic_output
+
+        scratch = synthetic_output(spec)
         plans = {c.name: dataclasses.replace(plan, method=c.name) for c in plan.candidates if c.name in names}
         times = tuning.measure(names, lambda name: plans[name]._call(spec, ops, scratch, cfg.num_threads))
         entry = {"method": min(times, key=times.get), "times": times}

@@ -73,19 +73,43 @@ def _path(cache_dir: str) -> str:
     return os.path.join(cache_dir, _FILE)
 
 
-def _read(path: str) -> dict:
+def read_json(path: str, what: str = "tuning cache") -> dict:
+    """A JSON object fastconv keeps in its cache directory (the tuning cache,
+    the calibration, the learned corrections): empty when missing, and with
+    one warning when unreadable or malformed."""
     try:
         with open(path, encoding="utf-8") as fh:
             data = json.load(fh)
     except (FileNotFoundError, NotADirectoryError):
         return {}
     except (OSError, ValueError) as exc:
-        _warn_once(path + ":read", f"ignoring unreadable tuning cache {path}: {exc}")
+        _warn_once(path + ":read", f"ignoring unreadable {what} {path}: {exc}")
         return {}
     if not isinstance(data, dict):
-        _warn_once(path + ":read", f"ignoring malformed tuning cache {path}")
+        _warn_once(path + ":read", f"ignoring malformed {what} {path}")
         return {}
     return data
+
+
+def update_json(path: str, key: str, value: Any, what: str = "tuning cache") -> None:
+    """Set ``key`` to ``value`` in the JSON object at ``path``: under an
+    advisory lock, merged with what other processes wrote, replaced
+    atomically (a reader never sees half a file).  Raises ``OSError`` when
+    the directory cannot be written."""
+    folder = os.path.dirname(path)
+    os.makedirs(folder, exist_ok=True)
+    with _file_lock(path):
+        data = read_json(path, what)
+        data[key] = value
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".fastconv-", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(data, fh)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
 
 
 @contextlib.contextmanager
@@ -108,7 +132,7 @@ def lookup(key: str, cache_dir: str) -> dict | None:
         hit = _memory.get(key)
     if hit is not None:
         return hit
-    entry = _read(_path(cache_dir)).get(key)
+    entry = read_json(_path(cache_dir)).get(key)
     if isinstance(entry, dict) and isinstance(entry.get("method"), str):
         with _lock:
             _memory[key] = entry
@@ -121,19 +145,7 @@ def store(key: str, entry: dict, cache_dir: str) -> None:
         _memory[key] = entry
     path = _path(cache_dir)
     try:
-        os.makedirs(cache_dir, exist_ok=True)
-        with _file_lock(path):
-            data = _read(path)
-            data[key] = entry
-            fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".tuning-", suffix=".tmp")
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                    json.dump(data, fh)
-                os.replace(tmp, path)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
+        update_json(path, key, entry)
     except OSError as exc:
         _warn_once(path + ":write", f"cannot write tuning cache {path} ({exc}); measurements stay in memory")
 
