@@ -202,10 +202,13 @@ def _padder(spec):
     return gather
 
 
-def filter_executor(spec, w: np.ndarray, same_spec=None, shape=None):
+def filter_executor(spec, same_spec=None, shape=None, flip: bool = False):
     """``execute(x, w)``: the real correlation ``_real_filter`` computes (the
-    computing dtype, ``shape`` or else ``spec.out_shape``), with the spec, the plan, the
-    padding's index maps and the kernel-ready weights made once; or
+    computing dtype, ``shape`` or else ``spec.out_shape``; ``w`` reversed
+    along every axis first with ``flip``: a convolution's weights), with the
+    spec, the plan, the padding's index maps and the kernel-ready weights
+    made once (the weights' values compared as given, so a repeated call
+    reverses nothing); or
     :data:`MISS` (the full path runs) when the input holds NaN/Inf and the
     plan's method cares, or when the weights' values changed and
     ``same_spec(w)`` (None: the spec does not depend on them) says the spec
@@ -223,14 +226,36 @@ def filter_executor(spec, w: np.ndarray, same_spec=None, shape=None):
     dtype, kernel = spec.dtype, spec.lifted("kernel")
     x_shape = spec.lifted("shape")
     out_lifted, out_shape = spec.lifted("out_shape"), spec.out_shape if shape is None else shape
+    reshape = None if tuple(out_shape) == tuple(out_lifted) else out_shape
+
+    tiny = _tiny_form(spec, plan)
 
     def ready(w):  # (a copy: the kept weights must not alias the caller's buffer)
+        if flip:
+            w = w[(slice(None, None, -1),) * w.ndim]
         if same_spec is not None and not same_spec(w):
             return MISS
-        return np.array(kernel_ready(w, dtype).reshape(kernel))
+        wk = np.array(kernel_ready(w, dtype).reshape(kernel))
+        return wk if tiny is None else tiny(wk)
 
     weights = ByValue(ready)
     local = _warm._local
+    if tiny is not None:
+        from .kernels.gather import gathered_correlate
+
+        cval = dtype.type(spec.cval)
+        size, flat = int(np.prod(out_shape)), len(out_shape) == 1
+
+        def execute_tiny(x: np.ndarray, w: np.ndarray):
+            taps = weights(w)
+            if taps is MISS:
+                return MISS
+            out = np.empty(size, dtype)  # (flat: one compiled signature per input rank)
+            gathered_correlate(kernel_ready(x, dtype), taps[0], taps[1], cval, out)
+            local.tier = "kernel"
+            return out if flat else out.reshape(out_shape)
+
+        return execute_tiny
 
     def execute(x: np.ndarray, w: np.ndarray):
         wk = weights(w)
@@ -246,9 +271,55 @@ def filter_executor(spec, w: np.ndarray, same_spec=None, shape=None):
         except NonFiniteInput:
             return MISS
         local.tier = "kernel"
-        return out.reshape(out_shape)
+        return out if reshape is None else out.reshape(reshape)
 
     return execute
+
+
+def _tiny_form(spec, plan):
+    """``taps(wk)`` -> (index, values) of :func:`~fastconv.kernels.gather.gathered_correlate`
+    when ``plan`` runs the direct method on a filter small enough for its
+    tiny form (the padding folded into the taps' index table), else None."""
+    from .kernels.gather import TINY_MACS, tap_index
+
+    out_lifted = spec.lifted("out_shape")
+    if plan.method != "direct" or spec.taps * int(np.prod(out_lifted)) > TINY_MACS or spec.taps == 0:
+        return None
+    from ._spec import NDIMAGE_PAD
+    from .kernels.filter import _taps
+
+    padded, mode = spec.lifted("padded"), NDIMAGE_PAD[spec.mode]
+    flat = np.arange(int(np.prod(spec.shape))).reshape(spec.shape)
+    widths = list(zip(spec.pad_lo, spec.pad_hi))
+    if mode == "constant":
+        positions = np.pad(flat, widths, mode="constant", constant_values=-1)
+    else:
+        positions = np.pad(flat, widths, mode=mode)
+    positions = positions.reshape(padded)
+
+    def taps(wk: np.ndarray):
+        offsets, values = _taps(wk, padded, spec.dtype, spec.skip_zeros)
+        return tap_index(positions, out_lifted, padded, offsets), values
+
+    return taps
+
+
+def warm_tiny(spec) -> None:
+    """Compile the tiny form for ``spec`` when its plan would use it (the
+    background build's job, so that a repeated call never compiles)."""
+    from .dispatch import select
+
+    if getattr(spec, "op", None) not in ("ndimage", "signal") or spec.is_complex or spec.ndim > 3:
+        return
+    plan = select(spec)
+    tiny = _tiny_form(spec, plan)
+    if tiny is None:
+        return
+    from .kernels.gather import gathered_correlate
+
+    index, values = tiny(np.ones(spec.lifted("kernel"), spec.dtype))
+    out = np.empty(len(index), spec.dtype)
+    gathered_correlate(np.zeros(spec.shape, spec.dtype), index, values, spec.dtype.type(0), out)
 
 
 def cast_filtered(spec, y: np.ndarray, output: np.ndarray | None) -> np.ndarray:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import operator
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -110,10 +110,10 @@ class ConvSpec:
         )
 
 
-@dataclasses.dataclass(frozen=True)
-class ConvOperands:
+class ConvOperands(NamedTuple):
     """Kernel-ready arrays: x (N, C_in, D, H, W) already padded for non-zero
-    padding modes, w (C_out, C_in/groups, KD, KH, KW), b (C_out,) or None."""
+    padding modes, w (C_out, C_in/groups, KD, KH, KW), b (C_out,) or None.
+    (A named tuple: made on every call, twice as fast as a frozen dataclass.)"""
 
     x: np.ndarray
     w: np.ndarray
@@ -831,8 +831,7 @@ class FilterSpec:
         ]
 
 
-@dataclasses.dataclass(frozen=True)
-class FilterOperands:
+class FilterOperands(NamedTuple):
     """x: the input padded by the boundary mode (real; complex inputs are
     split by the caller), w: the weights ready for correlation."""
 
@@ -867,12 +866,15 @@ def filter_spec(
     *,
     convolve: bool,
     new_array: str | None = None,
+    every_tap: bool = False,
 ) -> tuple[FilterSpec, np.ndarray, np.ndarray, np.ndarray | None]:
     """Validate an ndimage correlate/convolve call.  Returns the spec, the
     input, the correlation weights (flipped for convolve, conjugated for
     complex correlate, as scipy) and the ``output`` array (or None).
     ``new_array`` names the kind of input ("dask", "GPU") whose result is a
-    new array of its own kind: ``output`` may then only be a dtype."""
+    new array of its own kind: ``output`` may then only be a dtype.
+    ``every_tap``: every weight is multiplied, zeros too (scipy's
+    correlate1d: a NaN under a zero weight spreads), not the footprint."""
     if new_array is not None and (isinstance(output, np.ndarray) or is_gpu_array(output)):
         raise TypeError(
             f"output must be None or a dtype for a {new_array} input (the result is a new {new_array} array)"
@@ -923,6 +925,8 @@ def filter_spec(
     pad_lo = tuple(k // 2 + o for k, o in zip(kernel, origins))
     pad_hi = tuple(k - 1 - lo for k, lo in zip(kernel, pad_lo))
     taps, rank1 = weight_fields(w, x.ndim, is_complex)
+    if every_tap:
+        taps = int(w.size)
     spec = FilterSpec(
         op="ndimage",
         ndim=x.ndim,
@@ -938,6 +942,7 @@ def filter_spec(
         taps=taps,
         rank1=rank1,
         method=method,
+        skip_zeros=not every_tap,
     )
     return spec, x, w, out_arr
 

@@ -96,11 +96,7 @@ def _shapes(ops) -> dict[str, Any]:
     """The operands' fields, arrays replaced by (shape, dtype)."""
     if isinstance(ops, np.ndarray):
         return {"": (ops.shape, ops.dtype.str)}
-    return {
-        f.name: (v.shape, v.dtype.str) if isinstance(v, np.ndarray) else v
-        for f in dataclasses.fields(ops)
-        for v in (getattr(ops, f.name),)
-    }
+    return {name: (v.shape, v.dtype.str) if isinstance(v, np.ndarray) else v for name, v in ops._asdict().items()}
 
 
 def _operands(kind, fields: dict[str, Any]):

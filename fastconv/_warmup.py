@@ -26,12 +26,14 @@ from ._warm import _child_env, job_for
 def run_job(job) -> None:
     """Plan ``job.spec`` and run it once on random operands (tiers off)."""
     from ._config import set_config
+    from ._execute import warm_tiny
     from .dispatch import select
 
     ops = job.operands()
     with set_config(num_threads=job.num_threads, workspace_limit=job.workspace_limit, background_compile=False):
         out = None if job.out_shape is None else np.empty(job.out_shape, job.spec.dtype)
         select(job.spec).run(ops, out)
+        warm_tiny(job.spec)  # (the repeated call's tiny form of a small filter)
 
 
 def call_jobs(func, args: tuple, kwargs: dict, methods=None) -> list:

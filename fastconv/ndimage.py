@@ -1,7 +1,10 @@
 """``scipy.ndimage``-style filters on NumPy arrays: correlate, convolve and
 their 1-D forms, with every boundary mode, ``cval``, ``origin`` and
 ``output=``, the same results and result dtypes as scipy -- computed by the
-dispatcher's direct, separable or FFT method, in parallel, without the GIL.
+dispatcher's direct, separable or FFT method, in parallel, without the GIL --
+and the convolution-based filters built on them (gaussian, uniform, sobel,
+prewitt, laplace, gaussian_laplace, gaussian_gradient_magnitude:
+:mod:`fastconv._filters`).
 
 Each function only validates (``_spec``), plans (``dispatch``) and runs
 (``_execute``).
@@ -15,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _filters
 from ._calls import FULL, MISS
 from ._dask import is_dask
 from ._device import is_gpu_array
@@ -24,12 +28,25 @@ from ._spec import (
     as_array,
     axis_filter_args,
     check_gpu_filter_method,
-    correlation_weights,
     filter_spec,
     weight_fields,
 )
 
-__all__ = ["convolve", "convolve1d", "correlate", "correlate1d"]
+__all__ = [
+    "convolve",
+    "convolve1d",
+    "correlate",
+    "correlate1d",
+    "gaussian_filter",
+    "gaussian_filter1d",
+    "gaussian_gradient_magnitude",
+    "gaussian_laplace",
+    "laplace",
+    "prewitt",
+    "sobel",
+    "uniform_filter",
+    "uniform_filter1d",
+]
 
 _COMMON = """
     Same arguments, defaults, output and result dtype as
@@ -174,7 +191,7 @@ def _axis_spec(input, weights, axis, output, mode, cval, origin, convolve):
         raise ValueError(f"output must have the input's shape {x.shape}, got {out_arr.shape}")
     return filter_spec(
         flat, w.reshape(1, -1), None if out_arr is not None else output, mode, cval, (0, origin), "auto",
-        convolve=convolve,
+        convolve=convolve, every_tap=True,
     )  # fmt: skip
 
 
@@ -241,11 +258,10 @@ def _prepare(convolve: bool, one_d: bool):
         if type(x) is not np.ndarray or type(weights) is not np.ndarray or is_gpu_array(output):
             return FULL
         if one_d:
-            spec, _, w, _ = _axis_spec(x, weights, a["axis"], output, a["mode"], a["cval"], a["origin"], convolve)
+            spec = _axis_spec(x, weights, a["axis"], output, a["mode"], a["cval"], a["origin"], convolve)[0]
             axis = int(a["axis"]) % x.ndim
         else:
-            spec, _, w, _ = filter_spec(x, weights, output, a["mode"], a["cval"], a["origin"], a["method"],
-                                         convolve=convolve)  # fmt: skip
+            spec = filter_spec(x, weights, output, a["mode"], a["cval"], a["origin"], a["method"], convolve=convolve)[0]
         if spec.is_complex or spec.ndim > 3:
             return FULL
         if one_d:  # (np.moveaxis costs more than a small filter: its permutations once)
@@ -255,9 +271,12 @@ def _prepare(convolve: bool, one_d: bool):
             if axis == x.ndim - 1:
                 to_last = back = None
             rows = (-1 if x.ndim > 1 else 1, x.shape[axis])
-        execute = filter_executor(spec, w, _same_spec(spec), moved_shape if one_d else None)
+        # (1-D weights: every tap multiplied and a row is always separable -- no field reads their values)
+        execute = filter_executor(spec, None if one_d else _same_spec(spec), moved_shape if one_d else None,
+                                  flip=convolve)  # fmt: skip
         if execute is None:
             return None
+        cast = spec.out_dtype != spec.dtype
 
         def executor(input, weights, *rest):
             output = rest[1] if one_d else rest[0]
@@ -267,12 +286,14 @@ def _prepare(convolve: bool, one_d: bool):
                 flat = (input if to_last is None else input.transpose(to_last)).reshape(rows)
             else:
                 flat = input
-            y = execute(flat, correlation_weights(weights, convolve))
+            y = execute(flat, weights)
             if y is MISS:
                 return MISS
             if not one_d:
-                return cast_filtered(spec, y, output if isinstance(output, np.ndarray) else None)
-            result = cast_filtered(spec, y, None)  # (in the moved axes' shape)
+                if cast or isinstance(output, np.ndarray):
+                    return cast_filtered(spec, y, output if isinstance(output, np.ndarray) else None)
+                return y
+            result = cast_filtered(spec, y, None) if cast else y  # (in the moved axes' shape)
             if back is not None:
                 result = result.transpose(back)
             if isinstance(output, np.ndarray):
@@ -310,3 +331,265 @@ correlate1d = operation(
 convolve1d = operation(
     _op("convolve1d", convolve1d, functools.partial(_axis_spec, convolve=True), _prepare(True, True))
 )(convolve1d)
+
+
+# --- the convolution-based filters (fastconv._filters: passes of correlate1d) ---------------
+
+_FILTER_COMMON = """
+    Same arguments, defaults, output and result dtype as
+    ``scipy.ndimage.{name}`` (scipy >= 1.11 with ``axes``), computed as
+    scipy does -- one 1-D correlation per axis, each written in the result
+    dtype (integer data truncated after every pass) -- by fastconv's
+    correlation, on NumPy, dask and GPU arrays alike.  A pass of float data
+    along a leading axis reads its taps in place (no transposed copy).
+{params}
+    Returns
+    -------
+    array
+        The filtered array, shaped as the input (``output`` itself when an
+        array was given).
+
+    Examples
+    --------
+{example}
+    """
+
+_P_INPUT = """
+    Parameters
+    ----------
+    input : array_like
+        Real, complex or integer data; NumPy, dask or GPU array.
+"""
+_P_OUTPUT = """    output : numpy.ndarray or dtype, optional
+        The array to write into (the input's shape), or the result's dtype.
+"""
+_P_MODE = """    mode : str or sequence of str
+        scipy's boundary modes (``"reflect"``, ``"constant"``, ``"nearest"``,
+        ``"mirror"``, ``"wrap"``, ``"grid-*"``); one, or one per filtered axis.
+    cval : float
+        The value beyond the edges with ``mode="constant"``.
+"""
+_P_MODE1 = """    mode : str
+        scipy's boundary mode.
+    cval : float
+        The value beyond the edges with ``mode="constant"``.
+"""
+_P_AXES = """    axes : int or sequence of ints, optional
+        The axes filtered (default all); per-axis arguments follow them.
+"""
+_P_SIGMA = """    sigma : float or sequence of floats
+        The Gaussian's standard deviation, one or one per filtered axis.
+"""
+_P_TRUNC = """    truncate : float
+        The kernel's radius in standard deviations (``int(truncate * sigma + 0.5)``).
+    radius : int, optional
+        The kernel's radius, overriding ``truncate``.
+"""
+
+
+def _filter_doc(name: str, summary: str, params: str, example: str) -> str:
+    return summary + "\n" + _FILTER_COMMON.format(name=name, params=params, example=example)
+
+
+def gaussian_filter1d(
+    input: Any, sigma: Any, axis: int = -1, order: int = 0, output: Any = None, mode: str = "reflect",
+    cval: float = 0.0, truncate: float = 4.0, *, radius: Any = None,
+) -> Any:  # fmt: skip
+    x = _filters_input(input)
+    (axis,) = _filters.check_axes(_axis_arg(axis), x.ndim)
+    w = _filters.gaussian_weights(sigma, order, truncate, radius)
+    return _filters.run_passes(x, [(axis, w, mode, 0)], output, cval)
+
+
+def gaussian_filter(
+    input: Any, sigma: Any, order: Any = 0, output: Any = None, mode: Any = "reflect", cval: float = 0.0,
+    truncate: float = 4.0, *, radius: Any = None, axes: Any = None,
+) -> Any:  # fmt: skip
+    x = _filters_input(input)
+    axes = _filters.check_axes(axes, x.ndim)
+    n = len(axes)
+    per = [_filters.per_axis(v, n, name) for v, name in ((sigma, "sigma"), (order, "order"), (mode, "mode"),
+                                                             (radius, "radius"))]  # fmt: skip
+    passes = [(axis, _filters.gaussian_weights(s, o, truncate, r), m, 0)
+              for axis, s, o, m, r in zip(axes, *per) if s > _filters._SIGMA_EPS]  # fmt: skip
+    return _filters.run_passes(x, passes, output, cval)
+
+
+def uniform_filter1d(
+    input: Any, size: int, axis: int = -1, output: Any = None, mode: str = "reflect", cval: float = 0.0,
+    origin: int = 0,
+) -> Any:  # fmt: skip
+    x = _filters_input(input)
+    (axis,) = _filters.check_axes(_axis_arg(axis), x.ndim)
+    size, origin = _filters.uniform_size(size, origin)
+    return _filters.uniform_passes(x, [(axis, size, mode, origin)], output, cval)
+
+
+def uniform_filter(
+    input: Any, size: Any = 3, output: Any = None, mode: Any = "reflect", cval: float = 0.0, origin: Any = 0,
+    *, axes: Any = None,
+) -> Any:  # fmt: skip
+    x = _filters_input(input)
+    axes = _filters.check_axes(axes, x.ndim)
+    n = len(axes)
+    sizes, modes, origins = (_filters.per_axis(v, n, name) for v, name in ((size, "size"), (mode, "mode"),
+                                                                           (origin, "origin")))  # fmt: skip
+    passes = []
+    for axis, s, m, o in zip(axes, sizes, modes, origins):
+        s, o = _filters.uniform_size(s, o)
+        if s > 1:
+            passes.append((axis, s, m, o))
+    return _filters.uniform_passes(x, passes, output, cval)
+
+
+def _difference(input, axis, output, mode, cval, smooth):
+    """sobel / prewitt: the central difference along ``axis``, then the
+    smoothing along every other axis (modes: one per axis of the input)."""
+    x = _filters_input(input)
+    (axis,) = _filters.check_axes(_axis_arg(axis), x.ndim)
+    modes = _filters.per_axis(mode, x.ndim, "mode")
+    passes = [(axis, np.array([-1.0, 0.0, 1.0]), modes[axis], 0)]
+    passes += [(a, smooth, modes[a], 0) for a in range(x.ndim) if a != axis]
+    return _filters.run_passes(x, passes, output, cval)
+
+
+def sobel(input: Any, axis: int = -1, output: Any = None, mode: Any = "reflect", cval: float = 0.0) -> Any:
+    return _difference(input, axis, output, mode, cval, np.array([1.0, 2.0, 1.0]))
+
+
+def prewitt(input: Any, axis: int = -1, output: Any = None, mode: Any = "reflect", cval: float = 0.0) -> Any:
+    return _difference(input, axis, output, mode, cval, np.array([1.0, 1.0, 1.0]))
+
+
+def laplace(input: Any, output: Any = None, mode: Any = "reflect", cval: float = 0.0, *, axes: Any = None) -> Any:
+    x = _filters_input(input)
+    axes = _filters.check_axes(axes, x.ndim)
+    modes = _filters.per_axis(mode, len(axes), "mode")
+    cross = _filters.laplace_weights(x, axes, modes, output)
+    if cross is not None:  # (float data, one mode: the terms' sum is one correlation)
+        return correlate(x, cross, output if output is not None else x.dtype, modes[0], cval)
+    second = np.array([1.0, -2.0, 1.0])
+
+    def term(i, dtype):
+        return _filters.run_passes(x, [(axes[i], second, modes[i], 0)], dtype, cval)
+
+    return _filters.sum_of(term, axes, x, output, square=False)
+
+
+def _gaussian_terms(input, sigma, output, mode, cval, axes, kwargs, derivative: int, square: bool):
+    """gaussian_laplace (second derivatives, summed) and
+    gaussian_gradient_magnitude (first derivatives, root of the squares): one
+    gaussian_filter over every axis per filtered axis, that axis differentiated."""
+    unknown = set(kwargs) - {"truncate", "radius"}
+    if unknown:
+        raise TypeError(f"unexpected keyword argument(s) {sorted(unknown)} (truncate and radius are accepted)")
+    x = _filters_input(input)
+    axes = _filters.check_axes(axes, x.ndim)
+    modes = _filters.per_axis(mode, len(axes), "mode")
+    if derivative == 2:  # (as scipy: one sigma per filtered axis, 0 on the others when some are left out)
+        sigmas = _filters.per_axis(sigma, len(axes), "sigma")
+        if len(axes) < x.ndim:
+            sigmas, given = [0.0] * x.ndim, sigmas
+            for s, a in zip(given, axes):
+                sigmas[a] = s
+    else:  # (as scipy: sigma as gaussian_filter reads it, over every axis)
+        sigmas = sigma
+
+    def term(i, dtype):
+        order = [0] * x.ndim
+        order[axes[i]] = derivative
+        return gaussian_filter(x, sigmas, order, dtype, modes[i], cval, **kwargs)
+
+    return _filters.sum_of(term, axes, x, output, square=square)
+
+
+def gaussian_laplace(
+    input: Any, sigma: Any, output: Any = None, mode: Any = "reflect", cval: float = 0.0, *, axes: Any = None,
+    **kwargs: Any,
+) -> Any:  # fmt: skip
+    return _gaussian_terms(input, sigma, output, mode, cval, axes, kwargs, 2, square=False)
+
+
+def gaussian_gradient_magnitude(
+    input: Any, sigma: Any, output: Any = None, mode: Any = "reflect", cval: float = 0.0, *, axes: Any = None,
+    **kwargs: Any,
+) -> Any:  # fmt: skip
+    return _gaussian_terms(input, sigma, output, mode, cval, axes, kwargs, 1, square=True)
+
+
+def _filters_input(input: Any):
+    return _filters._input(input)
+
+
+def _axis_arg(axis: Any):
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+        raise TypeError(f"axis must be an integer, got {axis!r}")
+    return axis
+
+
+_IMPORT = "    >>> import numpy as np\n    >>> from fastconv import ndimage\n"
+_RAMP = "    >>> a = np.arange(20.0).reshape(4, 5)\n"
+_SQUARE = "    >>> b = np.array([[0, 0, 0, 0], [0, 5, 5, 0], [0, 5, 5, 0], [0, 0, 0, 0]])\n"
+gaussian_filter1d.__doc__ = _filter_doc(
+    "gaussian_filter1d", "1-D Gaussian filter (or its derivatives) along an axis, as ``scipy.ndimage.gaussian_filter1d``.",
+    _P_INPUT + _P_SIGMA + "    axis : int\n        The axis filtered.\n    order : int\n        0: smoothing; n > 0: the"
+    " n-th derivative of the Gaussian.\n" + _P_OUTPUT + _P_MODE1 + _P_TRUNC,
+    _IMPORT + "    >>> ndimage.gaussian_filter1d(np.array([1.0, 2, 3, 4, 5]), 1).round(3)\n"
+    "    array([1.427, 2.068, 3.   , 3.932, 4.573])",
+)  # fmt: skip
+gaussian_filter.__doc__ = _filter_doc(
+    "gaussian_filter", "Multidimensional Gaussian filter, as ``scipy.ndimage.gaussian_filter``.",
+    _P_INPUT + _P_SIGMA + "    order : int or sequence of ints\n        The derivative order per filtered axis (0:"
+    " smoothing).\n" + _P_OUTPUT + _P_MODE + _P_TRUNC + _P_AXES,
+    _IMPORT + _RAMP + "    >>> ndimage.gaussian_filter(a, 1).round(2)\n"
+    "    array([[ 2.56,  3.2 ,  4.13,  5.07,  5.71],\n"
+    "           [ 5.74,  6.38,  7.32,  8.25,  8.89],\n"
+    "           [10.11, 10.75, 11.68, 12.62, 13.26],\n"
+    "           [13.29, 13.93, 14.87, 15.8 , 16.44]])",
+)  # fmt: skip
+uniform_filter1d.__doc__ = _filter_doc(
+    "uniform_filter1d", "1-D moving average along an axis, as ``scipy.ndimage.uniform_filter1d`` (a NaN or inf"
+    " stays within its windows, where scipy's running sum carries it to the end of the line).",
+    _P_INPUT + "    size : int\n        The window length.\n    axis : int\n        The axis filtered.\n" + _P_OUTPUT
+    + _P_MODE1 + "    origin : int\n        Shift of the window.\n",
+    _IMPORT + "    >>> ndimage.uniform_filter1d(np.array([2, 8, 0, 4, 1, 9, 9, 0]), 3)\n    array([4, 3, 4, 1, 4, 6, 6, 3])",
+)  # fmt: skip
+uniform_filter.__doc__ = _filter_doc(
+    "uniform_filter", "Multidimensional moving average, as ``scipy.ndimage.uniform_filter`` (NaN and inf as in"
+    " ``uniform_filter1d``).",
+    _P_INPUT + "    size : int or sequence of ints\n        The window length per filtered axis.\n" + _P_OUTPUT
+    + _P_MODE + "    origin : int or sequence of ints\n        Shift of the window per filtered axis.\n" + _P_AXES,
+    _IMPORT + "    >>> ndimage.uniform_filter(np.array([2, 8, 0, 4, 1, 9, 9, 0]), 3)\n    array([4, 3, 4, 1, 4, 6, 6, 3])",
+)  # fmt: skip
+_EDGE_PARAMS = _P_INPUT + "    axis : int\n        The axis differentiated.\n" + _P_OUTPUT + _P_MODE
+sobel.__doc__ = _filter_doc(
+    "sobel", "Sobel derivative along an axis, as ``scipy.ndimage.sobel``.", _EDGE_PARAMS,
+    _IMPORT + _SQUARE + "    >>> ndimage.sobel(b, axis=0)\n    array([[  5,  15,  15,   5],\n           [  5,  15,  15,"
+    "   5],\n           [ -5, -15, -15,  -5],\n           [ -5, -15, -15,  -5]])",
+)  # fmt: skip
+prewitt.__doc__ = _filter_doc(
+    "prewitt", "Prewitt derivative along an axis, as ``scipy.ndimage.prewitt``.", _EDGE_PARAMS,
+    _IMPORT + _SQUARE + "    >>> ndimage.prewitt(b, axis=1)\n    array([[  5,   5,  -5,  -5],\n           [ 10,  10,"
+    " -10, -10],\n           [ 10,  10, -10, -10],\n           [  5,   5,  -5,  -5]])",
+)  # fmt: skip
+laplace.__doc__ = _filter_doc(
+    "laplace", "Laplace filter (sum of second differences), as ``scipy.ndimage.laplace``.",
+    _P_INPUT + _P_OUTPUT + _P_MODE + _P_AXES,
+    _IMPORT + _SQUARE + "    >>> ndimage.laplace(b)\n    array([[  0,   5,   5,   0],\n           [  5, -10, -10,   5],"
+    "\n           [  5, -10, -10,   5],\n           [  0,   5,   5,   0]])",
+)  # fmt: skip
+gaussian_laplace.__doc__ = _filter_doc(
+    "gaussian_laplace", "Laplacian of Gaussian, as ``scipy.ndimage.gaussian_laplace``.",
+    _P_INPUT + _P_SIGMA + _P_OUTPUT + _P_MODE + _P_AXES + "    **kwargs\n        ``truncate``, ``radius`` (as"
+    " gaussian_filter).\n",
+    _IMPORT + _RAMP + "    >>> ndimage.gaussian_laplace(a, 1).round(2)[0]\n"
+    "    array([4.05, 3.65, 3.38, 3.1 , 2.7 ])",
+)  # fmt: skip
+gaussian_gradient_magnitude.__doc__ = _filter_doc(
+    "gaussian_gradient_magnitude", "Gradient magnitude with Gaussian derivatives, as"
+    " ``scipy.ndimage.gaussian_gradient_magnitude``.",
+    _P_INPUT + _P_SIGMA + _P_OUTPUT + _P_MODE + _P_AXES + "    **kwargs\n        ``truncate``, ``radius`` (as"
+    " gaussian_filter).\n",
+    _IMPORT + _RAMP + "    >>> ndimage.gaussian_gradient_magnitude(a, 1).round(2)[1]\n"
+    "    array([4.19, 4.26, 4.28, 4.26, 4.19])",
+)  # fmt: skip

@@ -410,17 +410,19 @@ def _prepare(name: str, kind: str, same_start_high: bool = False):
             x, b = b, x
         w = b if kind == "correlate" else _reverse(b)
         spec = signal_spec(x, w, mode, method, boundary=boundary, fillvalue=fillvalue, same_start_high=same_start_high)
-        execute = filter_executor(spec, w)
+        execute = filter_executor(spec, flip=kind != "correlate")
         if execute is None:
             return None
+        cast = spec.out_dtype != spec.dtype
+        back = kind == "correlate" and swapped  # (as _correlate: real data)
 
         def executor(in1, in2, *rest):
-            x, b = (in2, in1) if swapped else (in1, in2)
-            y = execute(x, b if kind == "correlate" else _reverse(b))
+            y = execute(in2, in1) if swapped else execute(in1, in2)
             if y is MISS:
                 return MISS
-            z = cast_filtered(spec, y, None)
-            return _reverse(z) if kind == "correlate" and swapped else z  # (as _correlate: real data)
+            if cast:
+                y = cast_filtered(spec, y, None)
+            return _reverse(y) if back else y
 
         return executor
 

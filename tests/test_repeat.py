@@ -18,6 +18,7 @@ import scipy.signal
 import fastconv
 from fastconv import ndimage, nn, signal
 from fastconv._ops import MAX_CALLS
+from fastconv.dispatch.selector import clear_plan_cache
 
 from .reference import avg_pool_nd, conv_nd, conv_transpose_nd, max_pool_nd
 
@@ -364,3 +365,54 @@ def test_kept_weights_do_not_alias_an_older_buffer(rng):
     k1[...] = 0
     np.testing.assert_allclose(fastconv.conv2d(x, k2, padding=1, method="direct"), conv_nd(x, k2, padding=1),
                                rtol=1e-10, atol=1e-10)  # fmt: skip
+
+
+def test_tiny_filters_fold_the_padding_into_their_taps(rng, monkeypatch):
+    """The tiny form of the direct filter (kernels/gather.py: the boundary
+    mode folded into an index table) serves the repeats of small filters:
+    every ndimage mode and origin, 1-3 axes, 1-D filters along each axis,
+    signal's boundaries, a footprint changed in the same buffer (zeros: a
+    new spec) and NaN under a zero weight -- against scipy."""
+    import fastconv.kernels.gather as gather
+
+    served = []
+    real = gather.gathered_correlate
+
+    def spy(*args):
+        served.append(args[1].shape)
+        return real(*args)
+
+    monkeypatch.setattr(gather, "gathered_correlate", spy)
+    clear_plan_cache()  # (executors made from here on call the spy)
+    for shape, kshape in (((13,), (4,)), ((7, 9), (3, 2)), ((5, 4, 3), (2, 3, 3))):
+        img = rng.standard_normal(shape)
+        for mode in ("reflect", "constant", "nearest", "mirror", "wrap", "grid-wrap", "grid-constant"):
+            w = rng.standard_normal(kshape)
+            origin = -(kshape[0] // 2) if kshape[0] > 1 else 0
+            for func in (ndimage.correlate, ndimage.convolve):
+                ref = getattr(scipy.ndimage, func.__name__)
+                for _ in range(2):
+                    got = func(img, w, mode=mode, cval=1.5, origin=origin)
+                    np.testing.assert_allclose(got, ref(img, w, mode=mode, cval=1.5, origin=origin), rtol=1e-12,
+                                               atol=1e-12, err_msg=f"{func.__name__} {shape} {mode}")  # fmt: skip
+            for axis in range(len(shape)):
+                k = rng.standard_normal(5)
+                for _ in range(2):
+                    np.testing.assert_allclose(ndimage.convolve1d(img.astype(np.float32), k, axis=axis, mode=mode),
+                                               scipy.ndimage.convolve1d(img.astype(np.float32), k, axis=axis,
+                                                                        mode=mode), rtol=1e-5, atol=1e-5)  # fmt: skip
+    assert len(served) > 50
+    # the footprint changed in the same buffer (a zero weight), NaN under it
+    img, w = rng.standard_normal((8, 8)), rng.standard_normal((3, 3))
+    for _ in range(2):
+        ndimage.correlate(img, w)
+    w[1, 1] = 0.0
+    img[4, 4] = np.nan
+    for _ in range(2):
+        np.testing.assert_array_equal(np.isnan(ndimage.correlate(img, w)), np.isnan(scipy.ndimage.correlate(img, w)))
+    for boundary in ("fill", "symm", "wrap"):
+        a, b = rng.standard_normal((6, 7)), rng.standard_normal((3, 3))
+        for mode in ("full", "same", "valid"):
+            for _ in range(2):
+                np.testing.assert_allclose(signal.convolve2d(a, b, mode, boundary, 0.5),
+                                           scipy.signal.convolve2d(a, b, mode, boundary, 0.5), atol=1e-12)  # fmt: skip
