@@ -346,7 +346,9 @@ def run_filter(spec, x: np.ndarray, w: np.ndarray, output: np.ndarray | None) ->
     """ndimage correlation (weights already flipped/conjugated by the spec):
     complex data as real passes, then the cast to the output dtype with
     scipy's rules (integers truncated toward zero and wrapped, bool = non-zero)."""
-    if not spec.is_complex:
+    if 0 in spec.shape:  # (an empty input: nothing to extend or sum, any mode -- as scipy)
+        y = np.zeros(spec.out_shape, np.complex128 if spec.is_complex else spec.dtype)
+    elif not spec.is_complex:
         y = _real_filter(spec, x, w)
     else:
         xr, xi = np.real(x), (np.imag(x) if x.dtype.kind == "c" else None)
@@ -355,8 +357,8 @@ def run_filter(spec, x: np.ndarray, w: np.ndarray, output: np.ndarray | None) ->
         if wi is not None:
             y += 1j * _real_filter(spec, xr, wi)
         if xi is not None:
-            # the imaginary part of the input is padded with cval's imaginary part (0)
-            zero = dataclasses.replace(spec, cval=0.0)
+            # the imaginary part of the input is padded with cval's imaginary part
+            zero = dataclasses.replace(spec, cval=spec.cval_imag, cval_imag=0.0)
             y += 1j * _real_filter(zero, xi, wr)
             if wi is not None:
                 y -= _real_filter(zero, xi, wi)

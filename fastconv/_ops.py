@@ -105,6 +105,8 @@ def array_key(value: Any) -> Any:
     type, shape and dtype, or another value with its type)."""
     if value is None:
         return None
+    if isinstance(value, type):  # (numpy's scalar types have ``shape`` and ``dtype`` attributes too)
+        return (type, value)
     shape = getattr(value, "shape", None)
     if shape is not None:
         return (type(value), shape, value.dtype)

@@ -10,7 +10,10 @@ lifted to three spatial axes so one kernel serves conv1d/2d/3d).
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import operator
+import warnings
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -792,6 +795,8 @@ class FilterSpec:
     method: str
     #: ndimage leaves weights <= 2.2e-16 out (its footprint); signal multiplies every tap
     skip_zeros: bool = True
+    #: a complex cval's imaginary part: the value beyond the edges of a complex input's imaginary part
+    cval_imag: float = 0.0
 
     @property
     def flops(self) -> int:
@@ -821,7 +826,7 @@ class FilterSpec:
         runs its own spec, so every field a kernel reads is here -- ``cval``
         too: the FFT paths transform the bare signal when it is 0)."""
         return (self.op, self.shape, self.kernel, self.pad_lo, self.pad_hi, self.mode, self.cval, self.dtype.str,
-                self.is_complex, self.taps, self.rank1, self.skip_zeros)  # fmt: skip
+                self.is_complex, self.taps, self.rank1, self.skip_zeros, self.cval_imag)  # fmt: skip
 
     def describe(self) -> list[str]:
         return [
@@ -867,6 +872,7 @@ def filter_spec(
     convolve: bool,
     new_array: str | None = None,
     every_tap: bool = False,
+    axes: Any = None,
 ) -> tuple[FilterSpec, np.ndarray, np.ndarray, np.ndarray | None]:
     """Validate an ndimage correlate/convolve call.  Returns the spec, the
     input, the correlation weights (flipped for convolve, conjugated for
@@ -879,6 +885,8 @@ def filter_spec(
         raise TypeError(
             f"output must be None or a dtype for a {new_array} input (the result is a new {new_array} array)"
         )
+    if axes is not None:
+        weights, origin = expand_axes(input, weights, origin, axes)
     x = as_array(input, "input")
     w = as_array(weights, "weights")
     if w.ndim != x.ndim:
@@ -887,10 +895,18 @@ def filter_spec(
         raise ValueError("input must have at least one dimension")
     if w.size == 0:
         raise ValueError(f"weights must not be empty, got weights of shape {w.shape}")
+    if isinstance(mode, (list, tuple)):
+        raise ModeSequenceError(f"mode must be one of {NDIMAGE_MODES}: a sequence of modes is not supported here, got "
+                                f"{mode!r}")  # fmt: skip
     if not isinstance(mode, str) or mode not in NDIMAGE_MODES:
         raise ValueError(f"mode must be one of {NDIMAGE_MODES}, got {mode!r}")
-    if isinstance(cval, (bool, np.bool_)) or not isinstance(cval, (int, float, np.integer, np.floating)):
-        raise TypeError(f"cval must be a real number, got {type(cval).__name__}")
+    if isinstance(cval, (bool, np.bool_)) or not isinstance(cval, (int, float, complex, np.number)):
+        raise TypeError(f"cval must be a number, got {type(cval).__name__}")
+    cval_imag = 0.0
+    if isinstance(cval, (complex, np.complexfloating)):
+        if np.asarray(input).dtype.kind != "c":  # (as scipy)
+            raise ValueError("Cannot provide a complex-valued cval when the input is real.")
+        cval, cval_imag = cval.real, cval.imag
     if not isinstance(method, str):
         raise TypeError(f"method must be a str, got {type(method).__name__}")
     kernel = tuple(int(k) for k in w.shape)
@@ -910,7 +926,7 @@ def filter_spec(
     if output is not None:
         if isinstance(output, np.ndarray):
             if output.shape != x.shape:
-                raise ValueError(f"output must have the input's shape {x.shape}, got {output.shape}")
+                raise OutputShapeError(f"output must have the input's shape {x.shape}, got {output.shape}")
             if not output.flags.writeable:
                 raise ValueError("output must be writeable")
             out_arr = output
@@ -921,7 +937,12 @@ def filter_spec(
             except TypeError:
                 raise TypeError(f"output must be None, a numpy.ndarray or a dtype, got {output!r}") from None
         if is_complex and out_dtype.kind != "c":
-            raise TypeError(f"output must be complex for complex input or weights, got {out_dtype}")
+            if out_arr is not None or isinstance(output, str):
+                raise OutputDtypeError(f"output must be complex for complex input or weights, got {out_dtype}")
+            # (a dtype or type: scipy warns and promotes it)
+            warnings.warn(f"promoting specified output dtype to complex: {out_dtype} (complex input or weights)",
+                          UserWarning, stacklevel=user_stacklevel())  # fmt: skip
+            out_dtype = np.promote_types(out_dtype, np.complex64)
     pad_lo = tuple(k // 2 + o for k, o in zip(kernel, origins))
     pad_hi = tuple(k - 1 - lo for k, lo in zip(kernel, pad_lo))
     taps, rank1 = weight_fields(w, x.ndim, is_complex)
@@ -943,8 +964,95 @@ def filter_spec(
         rank1=rank1,
         method=method,
         skip_zeros=not every_tap,
+        cval_imag=float(cval_imag),
     )
     return spec, x, w, out_arr
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` of a warning raised here that points at the
+    caller's line: the first frame outside fastconv (and the public
+    functions' generated wrappers)."""
+    import os
+    import sys
+
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and (frame.f_code.co_filename.startswith(package) or "_op" in frame.f_globals):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+class AxesTypeError(TypeError, ValueError):
+    """``axes`` that are not integers: a TypeError, and the ValueError
+    scipy.signal raises."""
+
+
+class WeightsAxesError(ValueError, RuntimeError):
+    """Weights whose dimensions do not match ``axes``: a ValueError, and the
+    RuntimeError scipy.ndimage raises."""
+
+
+class ModeSequenceError(ValueError, RuntimeError):
+    """One mode per axis where the function takes one (correlate, convolve):
+    a ValueError, and the RuntimeError scipy.ndimage raises."""
+
+
+class OutputShapeError(ValueError, RuntimeError):
+    """``output`` has another shape than the result: a ValueError, and the
+    RuntimeError scipy.ndimage raises."""
+
+
+class OutputDtypeError(TypeError, RuntimeError):
+    """``output`` cannot hold the result (a real array for complex data): a
+    TypeError, and the RuntimeError scipy.ndimage raises."""
+
+
+def check_axes(axes: Any, ndim: int) -> tuple[int, ...]:
+    """``axes`` (None: all; an int; a sequence of ints) as distinct
+    non-negative axes, as scipy.ndimage reads them."""
+    if axes is None:
+        return tuple(range(ndim))
+    if isinstance(axes, (numbers.Integral, np.integer)):
+        axes = (axes,)
+    if not isinstance(axes, (Sequence, np.ndarray)) or isinstance(axes, str):
+        raise TypeError(f"axes must be None, an int or a sequence of ints, got {axes!r}")
+    out = []
+    for a in axes:
+        if isinstance(a, bool) or not isinstance(a, (numbers.Integral, np.integer)):
+            raise TypeError(f"axes must be integers: {type(a).__name__!r} object cannot be interpreted as an integer")
+        if not -ndim <= a < ndim:
+            raise ValueError(f"axes {axes!r} out of range for an input of {ndim} dimensions")
+        out.append(operator.index(a) % ndim)
+    if len(set(out)) != len(out):
+        raise ValueError(f"axes must be unique, got {axes!r}")
+    return tuple(out)
+
+
+def expand_axes(input: Any, weights: Any, origin: Any, axes: Any) -> tuple[np.ndarray, Any]:
+    """scipy's ``axes=`` of correlate/convolve: weights with one dimension
+    per filtered axis get a length-1 dimension on every other axis, and
+    ``origin`` (one, or one per filtered axis) 0 there; with every axis
+    filtered both are left as given."""
+    ndim = len(getattr(input, "shape", np.shape(input)))
+    axes = check_axes(axes, ndim)
+    w = weights if hasattr(weights, "__cuda_array_interface__") else as_array(weights, "weights")
+    if w.ndim != len(axes):
+        raise WeightsAxesError(f"weights.ndim ({w.ndim}) must match len(axes) ({len(axes)}): one dimension per axis")
+    if len(axes) == ndim:
+        return weights, origin
+    w = w.reshape([w.shape[list(sorted(axes)).index(a)] if a in axes else 1 for a in range(ndim)])
+    if isinstance(origin, (list, tuple, np.ndarray)):
+        origins = list(np.asarray(origin).reshape(-1))
+        if len(origins) != len(axes):
+            raise RuntimeError(f"sequence argument must have length equal to input rank: origin must have one entry "
+                               f"per axis in axes ({len(axes)}), got {len(origins)}")  # fmt: skip
+    else:
+        origins = [origin] * len(axes)
+    full = [0] * ndim
+    for o, a in zip(origins, axes):
+        full[a] = o
+    return w, tuple(full)
 
 
 def correlation_weights(w: np.ndarray, convolve: bool) -> np.ndarray:
@@ -1021,7 +1129,7 @@ def check_gpu_filter_method(method: Any) -> None:
 
 def check_signal_mode(mode: Any) -> str:
     if not isinstance(mode, str) or mode not in SIGNAL_MODES:
-        raise ValueError(f"mode must be one of {SIGNAL_MODES}, got {mode!r}")
+        raise ValueError(f"mode: acceptable mode flags are 'valid', 'same', or 'full', got {mode!r}")
     return mode
 
 
@@ -1034,8 +1142,8 @@ def swap_for_valid(mode: str, a: np.ndarray, b: np.ndarray) -> bool:
     ok2 = all(j >= i for i, j in zip(a.shape, b.shape))
     if not (ok1 or ok2):
         raise ValueError(
-            f"For 'valid' mode, one of in1 {a.shape} and in2 {b.shape} must be at least as large as the other "
-            "in every dimension"
+            f"For 'valid' mode, one must be at least as large as the other in every dimension (in1 {a.shape}, "
+            f"in2 {b.shape})"
         )
     return not ok1
 
@@ -1088,9 +1196,32 @@ def check_2d(ndim1: int, ndim2: int, boundary: Any, fillvalue: Any) -> str:
         raise ValueError(f"in1 and in2 must be 2-D, got {ndim1}-D and {ndim2}-D arrays")
     if not isinstance(boundary, str) or boundary not in BOUNDARIES:
         raise ValueError(f"boundary must be one of {tuple(BOUNDARIES)}, got {boundary!r}")
-    if isinstance(fillvalue, (bool, np.bool_)) or not isinstance(fillvalue, (int, float, np.integer, np.floating)):
-        raise TypeError(f"fillvalue must be a real number, got {fillvalue!r}")
+    fill_value(fillvalue)
     return boundary
+
+
+class FillValueError(TypeError, ValueError):
+    """A ``fillvalue`` that is not one real number: a TypeError, and the
+    ValueError scipy.signal raises."""
+
+
+def fill_value(fillvalue: Any) -> float:
+    """convolve2d/correlate2d's ``fillvalue``: a real number or an array of
+    one (scipy's rule)."""
+    if isinstance(fillvalue, (bool, np.bool_)):
+        raise FillValueError(f"fillvalue must be a real number, got {fillvalue!r}")
+    try:
+        arr = np.asarray(fillvalue)
+    except (TypeError, ValueError):
+        raise FillValueError(f"fillvalue must be a real number, got {fillvalue!r}") from None
+    if arr.size != 1:
+        raise FillValueError(f"`fillvalue` must be scalar or an array with one element, got {fillvalue!r}")
+    if arr.dtype.kind == "c":  # (as scipy for real data)
+        raise FillValueError(f"could not cast `fillvalue` directly to the output type: fillvalue must be a real "
+                             f"number, got {fillvalue!r}")  # fmt: skip
+    if arr.dtype.kind not in "iuf":
+        raise FillValueError(f"fillvalue must be a real number, got {fillvalue!r}")
+    return float(arr.reshape(-1)[0])
 
 
 def freq_axes(shape1: tuple[int, ...], shape2: tuple[int, ...], axes: Any) -> tuple[int, ...]:
@@ -1101,14 +1232,17 @@ def freq_axes(shape1: tuple[int, ...], shape2: tuple[int, ...], axes: Any) -> tu
         return tuple(range(ndim))
     if isinstance(axes, (int, np.integer)):
         axes = (axes,)
+    if len(axes) == 0:
+        raise ValueError("axes: when provided, axes cannot be empty")
     out = []
     for ax in axes:
-        ax = _int(ax, "axes")
+        if isinstance(ax, (bool, np.bool_)) or not isinstance(ax, (int, np.integer)):
+            raise AxesTypeError(f"axes must be a scalar or iterable of integers, got {axes!r}")
         if not -ndim <= ax < ndim:
-            raise ValueError(f"axes: axis {ax} is out of range for {ndim}-D inputs")
-        out.append(ax % ndim)
+            raise ValueError(f"axes exceeds dimensionality of input: axis {ax} is out of range for {ndim}-D inputs")
+        out.append(int(ax) % ndim)
     if len(set(out)) != len(out):
-        raise ValueError(f"axes must be unique, got {axes!r}")
+        raise ValueError(f"all axes must be unique, got {axes!r}")
     for ax in range(ndim):
         if ax not in out and shape1[ax] != shape2[ax] and 1 not in (shape1[ax], shape2[ax]):
             raise ValueError(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import sys
 from typing import Any
 
 import numpy as np
@@ -25,12 +26,19 @@ from ._device import is_gpu_array
 from ._execute import cast_filtered, filter_executor, run_filter
 from ._ops import Op, operation
 from ._spec import (
+    OutputDtypeError,
+    OutputShapeError,
     as_array,
     axis_filter_args,
+    check_axes,
     check_gpu_filter_method,
+    expand_axes,
     filter_spec,
     weight_fields,
 )
+
+#: this module: the filters' passes call its correlate and correlate1d
+_LIB = sys.modules[__name__]
 
 __all__ = [
     "convolve",
@@ -142,9 +150,10 @@ def correlate(
     cval: float = 0.0,
     origin: Any = 0,
     *,
+    axes: Any = None,
     method: str = "auto",
 ) -> np.ndarray:
-    return _filter(False, input, weights, output, mode, cval, origin, method)
+    return _filter(False, input, weights, output, mode, cval, origin, method, axes)
 
 
 def convolve(
@@ -155,13 +164,16 @@ def convolve(
     cval: float = 0.0,
     origin: Any = 0,
     *,
+    axes: Any = None,
     method: str = "auto",
 ) -> np.ndarray:
-    return _filter(True, input, weights, output, mode, cval, origin, method)
+    return _filter(True, input, weights, output, mode, cval, origin, method, axes)
 
 
-def _filter(convolve: bool, input, weights, output, mode, cval, origin, method):
+def _filter(convolve: bool, input, weights, output, mode, cval, origin, method, axes=None):
     """correlate / convolve: the dask path or validate -> plan -> run."""
+    if axes is not None:
+        weights, origin = expand_axes(input, weights, origin, axes)
     if is_dask(input):
         from ._dask import ndimage_filter
 
@@ -185,10 +197,12 @@ def _axis_spec(input, weights, axis, output, mode, cval, origin, convolve):
     w = as_array(weights, "weights")
     axis, origin = axis_filter_args(x.ndim, w, axis, origin)
     moved = np.moveaxis(x, axis, -1)
-    flat = moved.reshape(-1, moved.shape[-1]) if moved.ndim > 1 else moved.reshape(1, -1)
+    flat = moved.reshape(int(np.prod(moved.shape[:-1])), moved.shape[-1])  # (no -1: an axis may be empty)
     out_arr = output if isinstance(output, np.ndarray) else None
     if out_arr is not None and out_arr.shape != x.shape:
-        raise ValueError(f"output must have the input's shape {x.shape}, got {out_arr.shape}")
+        raise OutputShapeError(f"output must have the input's shape {x.shape}, got {out_arr.shape}")
+    if out_arr is not None and out_arr.dtype.kind != "c" and "c" in (x.dtype.kind, w.dtype.kind):
+        raise OutputDtypeError(f"output must be complex for complex input or weights, got {out_arr.dtype}")
     return filter_spec(
         flat, w.reshape(1, -1), None if out_arr is not None else output, mode, cval, (0, origin), "auto",
         convolve=convolve, every_tap=True,
@@ -257,11 +271,14 @@ def _prepare(convolve: bool, one_d: bool):
         x, weights, output = a["input"], a["weights"], a["output"]
         if type(x) is not np.ndarray or type(weights) is not np.ndarray or is_gpu_array(output):
             return FULL
+        if x.dtype.kind == "c" or weights.dtype.kind == "c" or x.size == 0:
+            return FULL  # (complex: four real passes; and validated once per call, warnings included)
         if one_d:
             spec = _axis_spec(x, weights, a["axis"], output, a["mode"], a["cval"], a["origin"], convolve)[0]
             axis = int(a["axis"]) % x.ndim
         else:
-            spec = filter_spec(x, weights, output, a["mode"], a["cval"], a["origin"], a["method"], convolve=convolve)[0]
+            spec = filter_spec(x, weights, output, a["mode"], a["cval"], a["origin"], a["method"], convolve=convolve,
+                               axes=a["axes"])[0]  # fmt: skip
         if spec.is_complex or spec.ndim > 3:
             return FULL
         if one_d:  # (np.moveaxis costs more than a small filter: its permutations once)
@@ -391,100 +408,149 @@ def _filter_doc(name: str, summary: str, params: str, example: str) -> str:
     return summary + "\n" + _FILTER_COMMON.format(name=name, params=params, example=example)
 
 
+# Each filter: ``_<name>_passes(**arguments)`` -> (input, passes, output, cval) --
+# what it runs (``terms`` filters: their first term) and what ``explain``
+# plans (the first pass) -- and the function that runs them.
+
+
+def _gaussian_filter1d_passes(input, sigma, axis=-1, order=0, output=None, mode="reflect", cval=0.0, truncate=4.0,
+                              *, radius=None):  # fmt: skip
+    x = _filters._input(input)
+    (axis,) = check_axes(_axis_arg(axis), x.ndim)
+    return x, [(axis, _filters.gaussian_weights(sigma, order, truncate, radius), mode, 0)], output, cval
+
+
 def gaussian_filter1d(
     input: Any, sigma: Any, axis: int = -1, order: int = 0, output: Any = None, mode: str = "reflect",
     cval: float = 0.0, truncate: float = 4.0, *, radius: Any = None,
 ) -> Any:  # fmt: skip
-    x = _filters_input(input)
-    (axis,) = _filters.check_axes(_axis_arg(axis), x.ndim)
-    w = _filters.gaussian_weights(sigma, order, truncate, radius)
-    return _filters.run_passes(x, [(axis, w, mode, 0)], output, cval)
+    x, passes, output, cval = _gaussian_filter1d_passes(input, sigma, axis, order, output, mode, cval, truncate,
+                                                        radius=radius)  # fmt: skip
+    return _filters.run_passes(x, passes, output, cval, _LIB)
+
+
+def _gaussian_filter_passes(input, sigma, order=0, output=None, mode="reflect", cval=0.0, truncate=4.0, *,
+                            radius=None, axes=None):  # fmt: skip
+    x = _filters._input(input)
+    axes = check_axes(axes, x.ndim)
+    n = len(axes)
+    per = [_filters.per_axis(v, n, name) for v, name in ((sigma, "sigma"), (order, "order"), (mode, "mode"),
+                                                             (radius, "radius"))]  # fmt: skip
+    passes = [(axis, _filters.gaussian_weights(s, o, truncate, r), m, 0)
+              for axis, s, o, m, r in zip(axes, *per) if s > _filters._SIGMA_EPS]  # fmt: skip
+    return x, passes, output, cval
 
 
 def gaussian_filter(
     input: Any, sigma: Any, order: Any = 0, output: Any = None, mode: Any = "reflect", cval: float = 0.0,
     truncate: float = 4.0, *, radius: Any = None, axes: Any = None,
 ) -> Any:  # fmt: skip
-    x = _filters_input(input)
-    axes = _filters.check_axes(axes, x.ndim)
-    n = len(axes)
-    per = [_filters.per_axis(v, n, name) for v, name in ((sigma, "sigma"), (order, "order"), (mode, "mode"),
-                                                             (radius, "radius"))]  # fmt: skip
-    passes = [(axis, _filters.gaussian_weights(s, o, truncate, r), m, 0)
-              for axis, s, o, m, r in zip(axes, *per) if s > _filters._SIGMA_EPS]  # fmt: skip
-    return _filters.run_passes(x, passes, output, cval)
+    x, passes, output, cval = _gaussian_filter_passes(input, sigma, order, output, mode, cval, truncate,
+                                                      radius=radius, axes=axes)  # fmt: skip
+    return _filters.run_passes(x, passes, output, cval, _LIB)
+
+
+def _uniform_filter1d_boxes(input, size, axis=-1, output=None, mode="reflect", cval=0.0, origin=0):
+    x = _filters._input(input)
+    (axis,) = check_axes(_axis_arg(axis), x.ndim)
+    size, origin = _filters.uniform_size(size, origin)
+    return x, [(axis, size, mode, origin)], output, cval
 
 
 def uniform_filter1d(
     input: Any, size: int, axis: int = -1, output: Any = None, mode: str = "reflect", cval: float = 0.0,
     origin: int = 0,
 ) -> Any:  # fmt: skip
-    x = _filters_input(input)
-    (axis,) = _filters.check_axes(_axis_arg(axis), x.ndim)
-    size, origin = _filters.uniform_size(size, origin)
-    return _filters.uniform_passes(x, [(axis, size, mode, origin)], output, cval)
+    return _filters.uniform_passes(*_uniform_filter1d_boxes(input, size, axis, output, mode, cval, origin), _LIB)
+
+
+def _uniform_filter_boxes(input, size=3, output=None, mode="reflect", cval=0.0, origin=0, *, axes=None):
+    x = _filters._input(input)
+    axes = check_axes(axes, x.ndim)
+    n = len(axes)
+    sizes, modes, origins = (_filters.per_axis(v, n, name) for v, name in ((size, "size"), (mode, "mode"),
+                                                                           (origin, "origin")))  # fmt: skip
+    boxes = []
+    for axis, s, m, o in zip(axes, sizes, modes, origins):
+        if s > 1:  # (as scipy: a size of 0 or 1 leaves the axis alone, unchecked)
+            size, origin = _filters.uniform_size(s, o)
+            boxes.append((axis, size, m, origin))
+    return x, boxes, output, cval
 
 
 def uniform_filter(
     input: Any, size: Any = 3, output: Any = None, mode: Any = "reflect", cval: float = 0.0, origin: Any = 0,
     *, axes: Any = None,
 ) -> Any:  # fmt: skip
-    x = _filters_input(input)
-    axes = _filters.check_axes(axes, x.ndim)
-    n = len(axes)
-    sizes, modes, origins = (_filters.per_axis(v, n, name) for v, name in ((size, "size"), (mode, "mode"),
-                                                                           (origin, "origin")))  # fmt: skip
-    passes = []
-    for axis, s, m, o in zip(axes, sizes, modes, origins):
-        s, o = _filters.uniform_size(s, o)
-        if s > 1:
-            passes.append((axis, s, m, o))
-    return _filters.uniform_passes(x, passes, output, cval)
+    return _filters.uniform_passes(*_uniform_filter_boxes(input, size, output, mode, cval, origin, axes=axes), _LIB)
 
 
-def _difference(input, axis, output, mode, cval, smooth):
+def _difference_passes(input, axis, output, mode, cval, smooth):
     """sobel / prewitt: the central difference along ``axis``, then the
     smoothing along every other axis (modes: one per axis of the input)."""
-    x = _filters_input(input)
-    (axis,) = _filters.check_axes(_axis_arg(axis), x.ndim)
+    x = _filters._input(input)
+    (axis,) = check_axes(_axis_arg(axis), x.ndim)
     modes = _filters.per_axis(mode, x.ndim, "mode")
     passes = [(axis, np.array([-1.0, 0.0, 1.0]), modes[axis], 0)]
-    passes += [(a, smooth, modes[a], 0) for a in range(x.ndim) if a != axis]
-    return _filters.run_passes(x, passes, output, cval)
+    passes += [(a, np.array(smooth), modes[a], 0) for a in range(x.ndim) if a != axis]
+    return x, passes, output, cval
+
+
+def _sobel_passes(input, axis=-1, output=None, mode="reflect", cval=0.0):
+    return _difference_passes(input, axis, output, mode, cval, [1.0, 2.0, 1.0])
+
+
+def _prewitt_passes(input, axis=-1, output=None, mode="reflect", cval=0.0):
+    return _difference_passes(input, axis, output, mode, cval, [1.0, 1.0, 1.0])
 
 
 def sobel(input: Any, axis: int = -1, output: Any = None, mode: Any = "reflect", cval: float = 0.0) -> Any:
-    return _difference(input, axis, output, mode, cval, np.array([1.0, 2.0, 1.0]))
+    return _filters.run_passes(*_sobel_passes(input, axis, output, mode, cval), _LIB)
 
 
 def prewitt(input: Any, axis: int = -1, output: Any = None, mode: Any = "reflect", cval: float = 0.0) -> Any:
-    return _difference(input, axis, output, mode, cval, np.array([1.0, 1.0, 1.0]))
+    return _filters.run_passes(*_prewitt_passes(input, axis, output, mode, cval), _LIB)
+
+
+_SECOND = np.array([1.0, -2.0, 1.0])
+
+
+def _laplace_terms(input, output=None, mode="reflect", cval=0.0, *, axes=None):
+    """(input, axes, modes, the cross of second differences as one
+    correlation's weights or None, output, cval)."""
+    x = _filters._input(input)
+    axes = check_axes(axes, x.ndim)
+    modes = _filters.per_axis(mode, len(axes), "mode")
+    return x, axes, modes, _filters.laplace_weights(x, axes, modes, output), output, cval
+
+
+def _laplace_passes(input, output=None, mode="reflect", cval=0.0, *, axes=None):
+    x, axes, modes, cross, output, cval = _laplace_terms(input, output, mode, cval, axes=axes)
+    if cross is not None:
+        return x, [(None, cross, modes[0], 0)], output, cval
+    return x, [(axes[0], _SECOND, modes[0], 0)] if axes else [], output, cval
 
 
 def laplace(input: Any, output: Any = None, mode: Any = "reflect", cval: float = 0.0, *, axes: Any = None) -> Any:
-    x = _filters_input(input)
-    axes = _filters.check_axes(axes, x.ndim)
-    modes = _filters.per_axis(mode, len(axes), "mode")
-    cross = _filters.laplace_weights(x, axes, modes, output)
+    x, axes, modes, cross, output, cval = _laplace_terms(input, output, mode, cval, axes=axes)
     if cross is not None:  # (float data, one mode: the terms' sum is one correlation)
         return correlate(x, cross, output if output is not None else x.dtype, modes[0], cval)
-    second = np.array([1.0, -2.0, 1.0])
 
     def term(i, dtype):
-        return _filters.run_passes(x, [(axes[i], second, modes[i], 0)], dtype, cval)
+        return _filters.run_passes(x, [(axes[i], _SECOND, modes[i], 0)], dtype, cval, _LIB)
 
     return _filters.sum_of(term, axes, x, output, square=False)
 
 
-def _gaussian_terms(input, sigma, output, mode, cval, axes, kwargs, derivative: int, square: bool):
-    """gaussian_laplace (second derivatives, summed) and
-    gaussian_gradient_magnitude (first derivatives, root of the squares): one
-    gaussian_filter over every axis per filtered axis, that axis differentiated."""
+def _gaussian_terms(input, sigma, output, mode, cval, axes, kwargs, derivative: int):
+    """gaussian_laplace (second derivatives) and gaussian_gradient_magnitude
+    (first): (input, axes, term(i, dtype) -- one gaussian_filter over every
+    axis, filtered axis ``i`` differentiated -- and its passes(i))."""
     unknown = set(kwargs) - {"truncate", "radius"}
     if unknown:
         raise TypeError(f"unexpected keyword argument(s) {sorted(unknown)} (truncate and radius are accepted)")
-    x = _filters_input(input)
-    axes = _filters.check_axes(axes, x.ndim)
+    x = _filters._input(input)
+    axes = check_axes(axes, x.ndim)
     modes = _filters.per_axis(mode, len(axes), "mode")
     if derivative == 2:  # (as scipy: one sigma per filtered axis, 0 on the others when some are left out)
         sigmas = _filters.per_axis(sigma, len(axes), "sigma")
@@ -495,36 +561,112 @@ def _gaussian_terms(input, sigma, output, mode, cval, axes, kwargs, derivative: 
     else:  # (as scipy: sigma as gaussian_filter reads it, over every axis)
         sigmas = sigma
 
-    def term(i, dtype):
+    def passes(i, dtype):
         order = [0] * x.ndim
         order[axes[i]] = derivative
-        return gaussian_filter(x, sigmas, order, dtype, modes[i], cval, **kwargs)
+        return _gaussian_filter_passes(x, sigmas, order, dtype, modes[i], cval, **kwargs)
 
-    return _filters.sum_of(term, axes, x, output, square=square)
+    def term(i, dtype):
+        return _filters.run_passes(*passes(i, dtype), _LIB)
+
+    return x, axes, term, passes
+
+
+def _gaussian_laplace_passes(input, sigma, output=None, mode="reflect", cval=0.0, *, axes=None, **kwargs):
+    x, axes, _, passes = _gaussian_terms(input, sigma, output, mode, cval, axes, kwargs, 2)
+    return passes(0, _filters.result_dtype(x, output)) if axes else (x, [], output, cval)
+
+
+def _gaussian_gradient_magnitude_passes(input, sigma, output=None, mode="reflect", cval=0.0, *, axes=None, **kwargs):
+    x, axes, _, passes = _gaussian_terms(input, sigma, output, mode, cval, axes, kwargs, 1)
+    return passes(0, _filters.result_dtype(x, output)) if axes else (x, [], output, cval)
 
 
 def gaussian_laplace(
     input: Any, sigma: Any, output: Any = None, mode: Any = "reflect", cval: float = 0.0, *, axes: Any = None,
     **kwargs: Any,
 ) -> Any:  # fmt: skip
-    return _gaussian_terms(input, sigma, output, mode, cval, axes, kwargs, 2, square=False)
+    x, axes, term, _ = _gaussian_terms(input, sigma, output, mode, cval, axes, kwargs, 2)
+    return _filters.sum_of(term, axes, x, output, square=False)
 
 
 def gaussian_gradient_magnitude(
     input: Any, sigma: Any, output: Any = None, mode: Any = "reflect", cval: float = 0.0, *, axes: Any = None,
     **kwargs: Any,
 ) -> Any:  # fmt: skip
-    return _gaussian_terms(input, sigma, output, mode, cval, axes, kwargs, 1, square=True)
-
-
-def _filters_input(input: Any):
-    return _filters._input(input)
+    x, axes, term, _ = _gaussian_terms(input, sigma, output, mode, cval, axes, kwargs, 1)
+    return _filters.sum_of(term, axes, x, output, square=True)
 
 
 def _axis_arg(axis: Any):
     if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
         raise TypeError(f"axis must be an integer, got {axis!r}")
     return axis
+
+
+def _first_pass_spec(plan_passes, boxes: bool = False):
+    """An Op's ``spec``: the spec of the filter's first correlation pass, as
+    it runs (``explain`` shows that pass's plan; a filter of no pass plans
+    the identity correlation of its input)."""
+
+    def spec(**arguments):
+        x, passes, output, cval = plan_passes(**arguments)
+        if boxes:
+            passes = _filters.box_passes(passes)
+        x = as_array(x, "input")
+        dtype = _filters.result_dtype(x, output)
+        if not passes:
+            return filter_spec(x, np.ones([1] * x.ndim), dtype, "reflect", 0.0, 0, "auto", convolve=False)
+        axis, w, mode, origin = passes[0]
+        if axis is None:  # (a whole correlation: laplace's cross)
+            return filter_spec(x, w, dtype, mode, cval, 0, "auto", convolve=False)
+        if _filters._in_place(x, axis, w, dtype):
+            shape, origins = [1] * x.ndim, [0] * x.ndim
+            shape[axis], origins[axis] = len(w), origin
+            return filter_spec(x, w.reshape(shape), dtype, mode, cval, tuple(origins), "auto", convolve=False)
+        return _axis_spec(x, w, axis, dtype, mode, cval, origin, False)
+
+    return spec
+
+
+def _filter_op(name: str, func, plan_passes, boxes: bool = False) -> Op:
+    """The descriptor of a convolution-based filter: its body runs the passes
+    (NumPy, dask and GPU arrays alike: each pass routes itself)."""
+
+    def run(a: dict):
+        return func(**{k: v for k, v in a.items() if k != "kwargs"}, **a.get("kwargs", {}))
+
+    return Op(f"ndimage.{name}", _first_pass_spec(plan_passes, boxes), run, run)
+
+
+def _spec_kwargs(plan_passes):
+    """``plan_passes`` for an Op's spec, which receives ``**kwargs`` as one argument."""
+
+    def spec(**a):
+        extra = a.pop("kwargs", {})
+        return plan_passes(**a, **extra)
+
+    return spec
+
+
+gaussian_filter1d = operation(_filter_op("gaussian_filter1d", gaussian_filter1d, _gaussian_filter1d_passes))(
+    gaussian_filter1d
+)
+gaussian_filter = operation(_filter_op("gaussian_filter", gaussian_filter, _gaussian_filter_passes))(gaussian_filter)
+uniform_filter1d = operation(_filter_op("uniform_filter1d", uniform_filter1d, _uniform_filter1d_boxes, True))(
+    uniform_filter1d
+)
+uniform_filter = operation(_filter_op("uniform_filter", uniform_filter, _uniform_filter_boxes, True))(uniform_filter)
+sobel = operation(_filter_op("sobel", sobel, _sobel_passes))(sobel)
+prewitt = operation(_filter_op("prewitt", prewitt, _prewitt_passes))(prewitt)
+laplace = operation(_filter_op("laplace", laplace, _laplace_passes))(laplace)
+gaussian_laplace = operation(_filter_op("gaussian_laplace", gaussian_laplace, _spec_kwargs(_gaussian_laplace_passes)))(
+    gaussian_laplace
+)
+gaussian_gradient_magnitude = operation(
+    _filter_op("gaussian_gradient_magnitude", gaussian_gradient_magnitude,
+               _spec_kwargs(_gaussian_gradient_magnitude_passes))
+)(gaussian_gradient_magnitude)  # fmt: skip
 
 
 _IMPORT = "    >>> import numpy as np\n    >>> from fastconv import ndimage\n"

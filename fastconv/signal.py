@@ -24,6 +24,7 @@ from ._spec import (
     check_2d,
     check_gpu_filter_method,
     check_signal_mode,
+    fill_value,
     freq_axes,
     signal_arrays,
     signal_spec,
@@ -144,7 +145,15 @@ def _convolve(a, b, mode, method, *, boundary="fill", fillvalue=0.0, as_float=Fa
         import dataclasses
 
         spec = dataclasses.replace(spec, out_dtype=np.dtype(np.float64))
-    return run_filter(spec, a, _reverse(b), None)
+    out = run_filter(spec, a, _reverse(b), None)
+    if method == "fft" and not as_float and not (np.isfinite(a).all() and np.isfinite(b).all()):
+        import warnings
+
+        from ._spec import user_stacklevel
+
+        warnings.warn("Use of fft convolution on input with NAN or inf results in NAN or inf output. Consider using "
+                      "method='direct' instead.", RuntimeWarning, stacklevel=user_stacklevel())  # fmt: skip
+    return out
 
 
 def _correlate(a: np.ndarray, b: np.ndarray, mode: str, method: str, **kwargs) -> np.ndarray:
@@ -184,6 +193,8 @@ def convolve(in1: Any, in2: Any, mode: str = "full", method: str = "auto") -> np
     if _elsewhere(in1, in2):
         return _route("convolve", in1, in2, mode, method)
     a, b = signal_arrays(in1, in2)
+    if a.ndim == 0:  # (scipy: scalars multiply, whatever the mode)
+        return a * b
     mode = check_signal_mode(mode)
     if a.size == 0 or b.size == 0:
         return _empty_result(a, b)
@@ -206,6 +217,8 @@ def correlate(in1: Any, in2: Any, mode: str = "full", method: str = "auto") -> n
     if _elsewhere(in1, in2):
         return _route("correlate", in1, in2, mode, method)
     a, b = signal_arrays(in1, in2)
+    if a.ndim == 0:  # (scipy: scalars multiply, in2 conjugated)
+        return a * (np.conj(b) if b.dtype.kind == "c" else b)
     mode = check_signal_mode(mode)
     if a.size == 0 or b.size == 0:
         return _empty_result(a, b)
@@ -216,10 +229,14 @@ def _fft_family(in1, in2, mode, axes, method):
     if _elsewhere(in1, in2) and axes is None:
         return _route("convolve", in1, in2, mode, method if is_dask(in1) else "auto", as_float=True)
     a, b = signal_arrays(in1, in2)
+    if a.ndim == 0:  # (scipy: scalars multiply -- and so do arrays convolved along no axis, below)
+        return a * b
     mode = check_signal_mode(mode)
     if a.size == 0 or b.size == 0:
         return np.array([], dtype=np.result_type(a, b, np.float32 if a.dtype == np.float32 else np.float64))
     ax = freq_axes(a.shape, b.shape, axes)
+    if all(1 in (a.shape[i], b.shape[i]) for i in ax):
+        return a * b  # (scipy: no axis to transform -- the product, broadcast, in its dtype)
     if len(ax) < a.ndim:
         # axes outside ``axes`` are broadcast, not convolved: loop over their index
         rest = [i for i in range(a.ndim) if i not in ax]
@@ -288,13 +305,13 @@ def convolve2d(in1: Any, in2: Any, mode: str = "full", boundary: str = "fill", f
     """
     if _elsewhere(in1, in2):
         check_2d(len(in1.shape), np.ndim(in2), boundary, fillvalue)
-        return _route("convolve", in1, in2, mode, boundary=boundary, fillvalue=float(fillvalue))
+        return _route("convolve", in1, in2, mode, boundary=boundary, fillvalue=fill_value(fillvalue))
     a, b = signal_arrays(in1, in2)
     boundary = check_2d(a.ndim, b.ndim, boundary, fillvalue)
     mode = check_signal_mode(mode)
     if swap_for_valid(mode, a, b):
         a, b = b, a
-    return _convolve(a, b, mode, "auto", boundary=boundary, fillvalue=float(fillvalue))
+    return _convolve(a, b, mode, "auto", boundary=boundary, fillvalue=fill_value(fillvalue))
 
 
 def correlate2d(in1: Any, in2: Any, mode: str = "full", boundary: str = "fill", fillvalue: float = 0) -> np.ndarray:
@@ -312,12 +329,12 @@ def correlate2d(in1: Any, in2: Any, mode: str = "full", boundary: str = "fill", 
     """
     if _elsewhere(in1, in2):
         check_2d(len(in1.shape), np.ndim(in2), boundary, fillvalue)
-        return _route("correlate", in1, in2, mode, boundary=boundary, fillvalue=float(fillvalue),
+        return _route("correlate", in1, in2, mode, boundary=boundary, fillvalue=fill_value(fillvalue),
                       same_start_high=True)  # fmt: skip
     a, b = signal_arrays(in1, in2)
     boundary = check_2d(a.ndim, b.ndim, boundary, fillvalue)
     mode = check_signal_mode(mode)
-    return _correlate(a, b, mode, "auto", boundary=boundary, fillvalue=float(fillvalue), same_start_high=True)
+    return _correlate(a, b, mode, "auto", boundary=boundary, fillvalue=fill_value(fillvalue), same_start_high=True)
 
 
 def choose_conv_method(in1: Any, in2: Any, mode: str = "full", measure: bool = False):
@@ -397,14 +414,14 @@ def _prepare(name: str, kind: str, same_start_high: bool = False):
             return FULL
         x, b = signal_arrays(in1, in2)
         mode = check_signal_mode(a["mode"])
-        if x.dtype.kind != "f" or b.dtype.kind != "f" or x.size == 0 or b.size == 0:
+        if x.dtype.kind != "f" or b.dtype.kind != "f" or x.size == 0 or b.size == 0 or x.ndim == 0:
             return FULL
         boundary, fillvalue = "fill", 0.0
         if "boundary" in a:
-            boundary, fillvalue = check_2d(x.ndim, b.ndim, a["boundary"], a["fillvalue"]), float(a["fillvalue"])
+            boundary, fillvalue = check_2d(x.ndim, b.ndim, a["boundary"], a["fillvalue"]), fill_value(a["fillvalue"])
         method = a.get("method", "auto")
-        if name in ("convolve", "correlate") and _by_numpy(x, b, mode, method):
-            return FULL
+        if name in ("convolve", "correlate") and (_by_numpy(x, b, mode, method) or method == "fft"):
+            return FULL  # (method="fft": the full path warns of a NaN result as scipy's)
         swapped = swap_for_valid(mode, x, b)
         if swapped:
             x, b = b, x
@@ -467,12 +484,12 @@ oaconvolve = operation(
 convolve2d = operation(
     _op("convolve2d", convolve2d, lambda in1, in2, mode, boundary, fillvalue: _plan_spec(
         in1, in2, mode, boundary=check_2d(np.ndim(in1), np.ndim(in2), boundary, fillvalue),
-        fillvalue=float(fillvalue)), "convolve")
+        fillvalue=fill_value(fillvalue)), "convolve")
 )(convolve2d)  # fmt: skip
 correlate2d = operation(
     _op("correlate2d", correlate2d, lambda in1, in2, mode, boundary, fillvalue: _plan_spec(
         in1, in2, mode, kind="correlate", boundary=check_2d(np.ndim(in1), np.ndim(in2), boundary, fillvalue),
-        fillvalue=float(fillvalue), same_start_high=True), "correlate", same_start_high=True)
+        fillvalue=fill_value(fillvalue), same_start_high=True), "correlate", same_start_high=True)
 )(correlate2d)  # fmt: skip
 choose_conv_method = operation(
     Op("signal.choose_conv_method", lambda in1, in2, mode, measure: _plan_spec(in1, in2, mode),

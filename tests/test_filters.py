@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.ndimage
+import scipy.signal
 
 from fastconv import ndimage
 
@@ -167,3 +168,72 @@ def test_dask_arrays_match_scipy(rng):
         assert isinstance(got, da.Array), name
         want = getattr(scipy.ndimage, name)(x, *args, mode="wrap", **kwargs)
         np.testing.assert_allclose(np.asarray(got), want, rtol=1e-11, atol=1e-11, err_msg=name)
+
+
+def test_correlate_axes_complex_cval_empty_inputs(rng):
+    """correlate/convolve's ``axes`` (weights with a dimension per filtered
+    axis), a complex ``cval`` for complex data, a real output dtype for
+    complex data (promoted with scipy's warning), empty inputs in every mode."""
+    x = rng.standard_normal((6, 7, 5))
+    for axes, w, origin in (((0, 2), rng.standard_normal((3, 2)), (1, 0)), ((2, 0), rng.standard_normal((3, 4)), 0),
+                            ((1,), rng.standard_normal(3), -1), ((0, 1, 2), rng.standard_normal((2, 3, 2)), 0)):  # fmt: skip
+        for name in ("correlate", "convolve"):
+            for _ in range(2):  # (the repeat: the call cache keys axes)
+                got = getattr(ndimage, name)(x, w, axes=axes, origin=origin, mode="wrap")
+                want = getattr(scipy.ndimage, name)(x, w, axes=axes, origin=origin, mode="wrap")
+                np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    with pytest.raises(RuntimeError, match=r"weights\.ndim \(2\) must match len\(axes\) \(1\)"):
+        ndimage.correlate(x, np.ones((3, 3)), axes=(1,))
+    with pytest.raises(RuntimeError, match="sequence of modes"):
+        ndimage.correlate(x, np.ones((3, 3, 3)), mode=["reflect", "wrap", "wrap"])
+    z = rng.standard_normal((6, 5)) + 1j * rng.standard_normal((6, 5))
+    k = rng.standard_normal((3, 2)) + 1j * rng.standard_normal((3, 2))
+    for func in (ndimage.correlate, ndimage.convolve):
+        ref = getattr(scipy.ndimage, func.__name__)
+        np.testing.assert_allclose(func(z, k, mode="constant", cval=1 - 2j), ref(z, k, mode="constant", cval=1 - 2j),
+                                   rtol=1e-12, atol=1e-12)  # fmt: skip
+        with pytest.warns(UserWarning, match="promoting specified output dtype to complex"):
+            assert func(z, k, output=np.float32).dtype == np.complex64
+        with pytest.raises(RuntimeError):
+            func(z, k, output=np.zeros((6, 5)))
+    with pytest.raises(ValueError, match="complex-valued cval"):
+        ndimage.correlate(x, np.ones((2, 2, 2)), cval=1j)
+    for shape in ((0, 5), (5, 0), (0,)):
+        for mode in ("reflect", "wrap", "constant"):
+            e = np.ones(shape)
+            assert ndimage.correlate(e, np.ones((3,) * len(shape)), mode=mode).shape == shape
+            assert ndimage.correlate1d(e, [1.0, 2.0], axis=0, mode=mode).shape == shape
+
+
+def test_output_dtypes_between_repeats(rng):
+    """numpy's scalar types as ``output`` are distinct keys of the call cache
+    (they all have ``shape`` and ``dtype`` attributes)."""
+    a = np.array([[1, 2, 3], [4, 5, 6]], np.int8)
+    k = np.array([[1, 0], [0, 1]])
+    for dtype in (np.int8, np.uint8, np.int16, np.float32, np.float64, np.uint8):
+        for func in (ndimage.correlate, ndimage.convolve):
+            got = func(a, k, output=dtype)
+            assert got.dtype == dtype
+            np.testing.assert_array_equal(got, getattr(scipy.ndimage, func.__name__)(a, k, output=dtype))
+
+
+def test_signal_scalars_and_single_elements():
+    from fastconv import signal
+
+    for name in ("convolve", "correlate", "fftconvolve", "oaconvolve"):
+        ours, theirs = getattr(signal, name), getattr(scipy.signal, name)
+        for a, b in ((np.array(2.0), np.array(3.0)), (np.array(2), np.array(3)), (np.array(1 + 2j), np.array(3 - 1j)),
+                     (np.array([2]), np.array([3])), (np.array([[2, 3]]), np.array([[3], [1]]))):  # fmt: skip
+            got, want = ours(a, b), theirs(a, b)
+            assert np.asarray(got).dtype == np.asarray(want).dtype and np.shape(got) == np.shape(want), (name, a, b)
+            np.testing.assert_allclose(got, want)
+    with pytest.raises(ValueError, match="axes cannot be empty"):
+        signal.fftconvolve([1.0], [2.0], axes=[])
+    with pytest.raises(ValueError, match="`fillvalue` must be scalar"):
+        signal.convolve2d(np.ones((3, 3)), np.ones((2, 2)), fillvalue=[1, 2])
+    np.testing.assert_allclose(signal.convolve2d(np.ones((3, 3)), np.ones((2, 2)), fillvalue=np.array([2.0])),
+                               scipy.signal.convolve2d(np.ones((3, 3)), np.ones((2, 2)), fillvalue=np.array([2.0])))  # fmt: skip
+    x = np.ones(50)
+    x[7] = np.nan
+    with pytest.warns(RuntimeWarning, match="Use of fft convolution"):
+        signal.convolve(x, np.ones(5), method="fft")

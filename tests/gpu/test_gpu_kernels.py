@@ -169,6 +169,21 @@ def test_ndimage_modes(rng):
            ndimage.convolve(vol, np.ones((2, 3, 2)), mode="nearest"), np.float64)  # fmt: skip
 
 
+def test_ndimage_filters(rng):
+    """The convolution-based filters on device arrays (their passes run on
+    the GPU) against scipy.ndimage on the host."""
+    import scipy.ndimage
+
+    img = rng.standard_normal((9, 8)).astype(np.float32)
+    for name, args, kwargs in (("gaussian_filter", (1.0,), {}), ("gaussian_filter1d", (1.0,), {"axis": 0}),
+                               ("uniform_filter", (3,), {}), ("uniform_filter1d", (3,), {"axis": 0}),
+                               ("sobel", (), {}), ("prewitt", (), {"axis": 0}), ("laplace", (), {}),
+                               ("gaussian_laplace", (1.0,), {}), ("gaussian_gradient_magnitude", (1.0,), {})):  # fmt: skip
+        got = getattr(ndimage, name)(cuda.to_device(img), *args, mode="wrap", **kwargs)
+        assert hasattr(got, "copy_to_host"), name
+        _close(got, getattr(scipy.ndimage, name)(img, *args, mode="wrap", **kwargs))
+
+
 def test_signal(rng):
     s = rng.standard_normal(40)
     k = rng.standard_normal(7)
