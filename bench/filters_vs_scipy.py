@@ -2,7 +2,7 @@
 time, scipy time and the speed-up per filter, image side and dtype
 (interleaved medians in one process, same thread count for fastconv; scipy's
 filters are single-threaded).  ``python bench/filters_vs_scipy.py [SIDES]
-[--json FILE]``, SIDES comma-separated (default 512,2048)."""
+[--json FILE]``, SIDES comma-separated (default 16,64,512,2048)."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def _bound(f, x, a, k):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("sides", nargs="?", default="512,2048")
+    ap.add_argument("sides", nargs="?", default="16,64,512,2048")
     ap.add_argument("--json")
     ap.add_argument("--repeats", type=int, default=7)
     args = ap.parse_args()

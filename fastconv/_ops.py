@@ -37,6 +37,8 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from ._calls import FULL, MISS, new_cache
 from ._config import _current
 from ._dask import is_dask
@@ -105,8 +107,8 @@ def array_key(value: Any) -> Any:
     type, shape and dtype, or another value with its type)."""
     if value is None:
         return None
-    if isinstance(value, type):  # (numpy's scalar types have ``shape`` and ``dtype`` attributes too)
-        return (type, value)
+    if isinstance(value, (type, np.dtype)):  # (numpy's scalar types and dtypes have a ``shape`` too)
+        return (type(value), value)
     shape = getattr(value, "shape", None)
     if shape is not None:
         return (type(value), shape, value.dtype)

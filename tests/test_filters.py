@@ -237,3 +237,32 @@ def test_signal_scalars_and_single_elements():
     x[7] = np.nan
     with pytest.warns(RuntimeWarning, match="Use of fft convolution"):
         signal.convolve(x, np.ones(5), method="fft")
+
+
+def test_padding_into_the_scratch_buffer_matches_numpy(rng):
+    """Large inputs are padded into a per-thread buffer, band by band
+    (fastconv._execute._pad_into): equal to np.pad for every mode, widths
+    per axis up to the axis length, any layout and dtype."""
+    import types
+
+    from fastconv._execute import _fits_in_place, _pad, _pad_into
+
+    checked = 0
+    for shape in ((7,), (5, 6), (3, 4, 5)):
+        for mode in ("reflect", "mirror", "nearest", "wrap", "constant", "grid-wrap", "grid-mirror", "grid-constant"):
+            for _ in range(12):
+                lo = tuple(int(v) for v in rng.integers(0, 8, len(shape)))
+                hi = tuple(int(v) for v in rng.integers(0, 8, len(shape)))
+                spec = types.SimpleNamespace(shape=shape, pad_lo=lo, pad_hi=hi, mode=mode, cval=1.5)
+                if not _fits_in_place(spec):
+                    continue
+                for x in (
+                    rng.standard_normal(shape),
+                    rng.integers(0, 9, shape[::-1]).T,
+                    rng.standard_normal(shape)[::-1],
+                ):
+                    xp = np.full(tuple(s + a + b for s, a, b in zip(shape, lo, hi)), np.nan)
+                    _pad_into(x, spec, xp)
+                    np.testing.assert_array_equal(xp, _pad(x, spec, np.float64), err_msg=f"{shape} {mode} {lo} {hi}")
+                    checked += 1
+    assert checked > 300
