@@ -341,7 +341,7 @@ def filter_executor(spec, same_spec=None, shape=None, flip: bool = False):
         wk = np.array(kernel_ready(w, dtype).reshape(kernel))
         return wk if tiny is None else tiny(wk)
 
-    weights = ByValue(ready)
+    weights = ByValue(ready, entries=4)
     local = _warm._local
     if tiny is not None:
         from .kernels.gather import gathered_correlate

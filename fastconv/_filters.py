@@ -116,29 +116,73 @@ def uniform_size(size: Any, origin: Any) -> tuple[int, int]:
 # --- the passes ----------------------------------------------------------------------------
 
 
-def run_passes(x: Any, passes: list[tuple[int, np.ndarray, str, int]], output: Any, cval: Any, lib):
-    """Correlate ``x`` along each pass's axis with its weights, boundary
-    mode and origin, in order, every pass written in the result dtype; the
-    last into ``output`` (an array, a dtype or None).  ``lib``: the module
-    whose ``correlate`` and ``correlate1d`` run the passes (fastconv.ndimage)."""
+def run_passes(x: Any, passes: list, output: Any, cval: Any, lib, ready: bool = False):
+    """Correlate ``x`` along each pass's (axis, weights, mode, origin), in
+    order, every pass written in the result dtype; the last into ``output``
+    (an array, a dtype or None).  ``lib``: the module whose ``correlate`` and
+    ``correlate1d`` run the passes (fastconv.ndimage); ``ready``: the passes
+    are :func:`ready_passes`' already (a repeated call's)."""
     dtype = result_dtype(x, output)
     if not passes:
         if isinstance(output, np.ndarray):
             output[...] = x
             return output
         return x.astype(dtype, copy=True)
-    if np.dtype(getattr(x, "dtype", np.float64)) in (np.float32, np.complex64, np.float16):
-        passes = [(a, single_weights(w), m, o) for a, w, m, o in passes]
+    if not ready:
+        passes = ready_passes(x, passes, output)
     y = x
-    for i, (axis, w, mode, origin) in enumerate(passes):
-        target = output if i == len(passes) - 1 and output is not None else dtype
-        if _in_place(y, axis, w, dtype):
-            shape, origins = [1] * y.ndim, [0] * y.ndim
-            shape[axis], origins[axis] = len(w), origin
-            y = lib.correlate(y, w.reshape(shape), target, mode, cval, tuple(origins))
+    last = len(passes) - 1
+    for i, (axis, w, mode, origin, how, w_nd, origins) in enumerate(passes):
+        target = output if i == last and output is not None else dtype
+        if how == _ND or (how == _ND_IF_FINITE and bool(np.isfinite(y).all())):
+            y = lib.correlate(y, w_nd, target, mode, cval, origins)
         else:
             y = lib.correlate1d(y, w, axis, target, mode, cval, origin)
     return y
+
+
+#: how a pass runs (:func:`ready_passes`): correlate1d; a correlation with
+#: the weights laid along the axis; that, when the data it reads is finite
+_1D, _ND, _ND_IF_FINITE = "1d", "nd", "nd if finite"
+
+
+def ready_passes(x: Any, passes: list, output: Any) -> list:
+    """The passes (axis, weights, mode, origin) with their weights for the
+    data's precision (:func:`for_dtype`) and how each runs, decided once:
+    (axis, weights, mode, origin, how, the weights laid along the axis, the
+    origins per axis).  A pass along a leading axis of float32/64 NumPy data
+    written in its own dtype (at most three dimensions, finite weights) is a
+    correlation with the weights laid along that axis -- its taps read in
+    place, where correlate1d would move the axis last, a copy of the data;
+    with a zero weight only on finite data (correlate leaves zeros out of
+    its footprint; correlate1d, as scipy's, multiplies them, so a NaN under
+    one spreads).  (Several passes as one separable correlation measured
+    slower: 0.48 vs 0.40 ms float32, 3.7 vs 1.0-1.4 ms float64 for a
+    512x512 Gaussian, 2-core Zen 4 -- a padded copy and an intermediate more.)"""
+    dtype = result_dtype(x, output)
+    ready = []
+    for axis, w, mode, origin in for_dtype(passes, x):
+        how = _how(x, axis, w, dtype)
+        shape, origins = [1] * x.ndim, [0] * x.ndim
+        shape[axis], origins[axis] = len(w), origin
+        ready.append((axis, w, mode, origin, how, w.reshape(shape), tuple(origins)))
+    return ready
+
+
+def _how(x: Any, axis: int, w: np.ndarray, dtype: np.dtype) -> str:
+    if type(x) is not np.ndarray or x.ndim > 3 or axis == x.ndim - 1:
+        return _1D
+    if x.dtype.kind != "f" or x.dtype.itemsize < 4 or dtype != x.dtype or not np.all(np.isfinite(w)):
+        return _1D
+    return _ND if np.all(np.abs(w) > FOOTPRINT_EPS) else _ND_IF_FINITE
+
+
+def for_dtype(passes: list, x: Any) -> list:
+    """The passes with their smoothing weights as :func:`single_weights` for
+    single-precision data."""
+    if np.dtype(getattr(x, "dtype", np.float64)) in (np.float32, np.complex64, np.float16):
+        return [(a, single_weights(w), m, o) for a, w, m, o in passes]
+    return passes
 
 
 def single_weights(w: np.ndarray) -> np.ndarray:
@@ -153,26 +197,6 @@ def single_weights(w: np.ndarray) -> np.ndarray:
     peak = int(np.argmax(np.abs(single)))
     single[peak] = float(np.float32(single[peak] + (1.0 - single.sum())))
     return single
-
-
-def _in_place(x: Any, axis: int, w: np.ndarray, dtype: np.dtype) -> bool:
-    """Whether a pass along a leading ``axis`` runs as a correlation with the
-    weights laid along that axis (its taps read in place; correlate1d would
-    move the axis last, a copy of the data): float32/64 NumPy data written
-    in its own dtype, at most three dimensions, finite weights.  (Several
-    passes as one separable correlation measured slower: 0.48 vs 0.40 ms
-    float32, 3.7 vs 1.0-1.4 ms float64 for a 512x512 Gaussian, 2-core Zen 4
-    -- its padded copy and intermediate are two more large allocations.)"""
-    if type(x) is not np.ndarray or x.ndim > 3 or axis == x.ndim - 1:
-        return False
-    if x.dtype.kind != "f" or x.dtype.itemsize < 4 or dtype != x.dtype:
-        return False
-    if not np.all(np.isfinite(w)):
-        return False
-    # (correlate leaves zero weights out of its footprint; correlate1d, as
-    # scipy's, multiplies them: a NaN or inf under one spreads -- the same
-    # sums unless the data holds one, which one read of it rules out)
-    return bool(np.all(np.abs(w) > FOOTPRINT_EPS) or np.isfinite(x).all())
 
 
 def box_passes(passes: list[tuple[int, int, str, int]]) -> list[tuple[int, np.ndarray, str, int]]:

@@ -157,8 +157,10 @@ def operation(op: Op):
         else:
             calls = new_cache()
             # (the settings' context variable itself: None for the process defaults)
-            namespace.update(_calls=calls, _config=_current.get, _MISS=MISS, _ak=array_key, _types=_types)
-            body = _cached_body(op, list(sig.parameters), names)
+            namespace.update(_calls=calls, _config=_current.get, _MISS=MISS, _ak=array_key, _types=_types,
+                             _kw=_keywords)  # fmt: skip
+            extra = [p.name for p in sig.parameters.values() if p.kind is p.VAR_KEYWORD]
+            body = _cached_body(op, list(sig.parameters), names, extra)
         exec(f"def {template.__name__}{bare}:\n{body}", namespace)
         func = namespace[template.__name__]
         func.__doc__ = template.__doc__
@@ -171,7 +173,12 @@ def operation(op: Op):
     return make
 
 
-def _cached_body(op: Op, params: list[str], names: str) -> str:
+def _keywords(kwargs: dict) -> tuple:
+    """A ``**kwargs`` argument's part of a call key: its items with their types."""
+    return tuple(sorted((k, v, type(v)) for k, v in kwargs.items()))
+
+
+def _cached_body(op: Op, params: list[str], names: str, var_keyword: list[str] = ()) -> str:
     """The generated function's body with a call cache: the key (an
     AttributeError or TypeError -- an array-like that is not an array, a
     list where a tuple would do -- means: no key, the full path)."""
@@ -181,6 +188,8 @@ def _cached_body(op: Op, params: list[str], names: str) -> str:
             parts.append(f"type({p}), {p}.shape, {p}.dtype")
         elif p in op.maybe_arrays:
             parts.append(f"_ak({p})")
+        elif p in var_keyword:
+            parts.append(f"_kw({p})")
         else:
             parts.append(f"{p}, type({p}) if type({p}) is not tuple else _types({p})")
     key = ", ".join(parts)

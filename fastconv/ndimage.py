@@ -257,10 +257,11 @@ convolve1d.__doc__ = _doc("convolve1d", True, "1-D convolution along an axis, as
 
 
 def _same_spec(spec):
-    """Whether correlation weights with new values keep ``spec`` (its
-    footprint count and separability are read from the values): see
-    ``filter_executor``."""
-    return lambda w: weight_fields(w, spec.ndim, spec.is_complex) == (spec.taps, spec.rank1)
+    """Whether correlation weights with new values keep ``spec``'s plan
+    valid: their separability (the separable method needs it; the footprint's
+    count only changes the estimate, and every method reads the taps from the
+    values): see ``filter_executor``."""
+    return lambda w: weight_fields(w, spec.ndim, spec.is_complex)[1] == spec.rank1
 
 
 def _prepare(convolve: bool, one_d: bool):
@@ -531,15 +532,25 @@ def _laplace_passes(input, output=None, mode="reflect", cval=0.0, *, axes=None):
     return x, [(axes[0], _SECOND, modes[0], 0)] if axes else [], output, cval
 
 
+def _laplace_recipe(input, output=None, mode="reflect", cval=0.0, *, axes=None):
+    """``run(x, output)`` for laplace's arguments (validated once)."""
+    _, axes, modes, cross, _, cval = _laplace_terms(input, output, mode, cval, axes=axes)
+
+    def run(x, output):
+        if cross is not None:  # (float data, one mode: the terms' sum is one correlation)
+            return correlate(x, cross, output if output is not None else x.dtype, modes[0], cval)
+
+        def term(i, dtype):
+            return _filters.run_passes(x, [(axes[i], _SECOND, modes[i], 0)], dtype, cval, _LIB)
+
+        return _filters.sum_of(term, axes, x, output, square=False)
+
+    return run
+
+
 def laplace(input: Any, output: Any = None, mode: Any = "reflect", cval: float = 0.0, *, axes: Any = None) -> Any:
-    x, axes, modes, cross, output, cval = _laplace_terms(input, output, mode, cval, axes=axes)
-    if cross is not None:  # (float data, one mode: the terms' sum is one correlation)
-        return correlate(x, cross, output if output is not None else x.dtype, modes[0], cval)
-
-    def term(i, dtype):
-        return _filters.run_passes(x, [(axes[i], _SECOND, modes[i], 0)], dtype, cval, _LIB)
-
-    return _filters.sum_of(term, axes, x, output, square=False)
+    x = _filters._input(input)
+    return _laplace_recipe(x, output, mode, cval, axes=axes)(x, output)
 
 
 def _gaussian_terms(input, sigma, output, mode, cval, axes, kwargs, derivative: int):
@@ -582,6 +593,26 @@ def _gaussian_gradient_magnitude_passes(input, sigma, output=None, mode="reflect
     return passes(0, _filters.result_dtype(x, output)) if axes else (x, [], output, cval)
 
 
+def _gaussian_terms_recipe(derivative: int, square: bool):
+    """``recipe(**arguments)`` -> ``run(x, output)`` of gaussian_laplace /
+    gaussian_gradient_magnitude: every term's passes planned once."""
+
+    def recipe(input, sigma, output=None, mode="reflect", cval=0.0, *, axes=None, kwargs=None):
+        x, axes, _, passes = _gaussian_terms(input, sigma, output, mode, cval, axes, kwargs or {}, derivative)
+        dtype = _filters.result_dtype(x, output)
+        planned = [_filters.ready_passes(x, passes(i, dtype)[1], dtype) for i in range(len(axes))]
+
+        def run(x, output):
+            def term(i, dtype):
+                return _filters.run_passes(x, planned[i], dtype, cval, _LIB, ready=True)
+
+            return _filters.sum_of(term, axes, x, output, square=square)
+
+        return run
+
+    return recipe
+
+
 def gaussian_laplace(
     input: Any, sigma: Any, output: Any = None, mode: Any = "reflect", cval: float = 0.0, *, axes: Any = None,
     **kwargs: Any,
@@ -620,23 +651,48 @@ def _first_pass_spec(plan_passes, boxes: bool = False):
         axis, w, mode, origin = passes[0]
         if axis is None:  # (a whole correlation: laplace's cross)
             return filter_spec(x, w, dtype, mode, cval, 0, "auto", convolve=False)
-        if _filters._in_place(x, axis, w, dtype):
-            shape, origins = [1] * x.ndim, [0] * x.ndim
-            shape[axis], origins[axis] = len(w), origin
-            return filter_spec(x, w.reshape(shape), dtype, mode, cval, tuple(origins), "auto", convolve=False)
+        _, w, mode, origin, how, w_nd, origins = _filters.ready_passes(x, passes[:1], dtype)[0]
+        if how == _filters._ND or (how == _filters._ND_IF_FINITE and bool(np.isfinite(x).all())):
+            return filter_spec(x, w_nd, dtype, mode, cval, origins, "auto", convolve=False)
         return _axis_spec(x, w, axis, dtype, mode, cval, origin, False)
 
     return spec
 
 
-def _filter_op(name: str, func, plan_passes, boxes: bool = False) -> Op:
+def _filter_op(name: str, func, plan_passes, boxes: bool = False, recipe=None) -> Op:
     """The descriptor of a convolution-based filter: its body runs the passes
-    (NumPy, dask and GPU arrays alike: each pass routes itself)."""
+    (NumPy, dask and GPU arrays alike: each pass routes itself).  A repeated
+    call on a NumPy input runs the passes planned on the first such call
+    (``recipe(**arguments)`` -> ``run(input, output)``; by default the
+    passes of ``plan_passes``): the arguments validated and the weights made
+    once, each pass through its own call cache."""
 
     def run(a: dict):
         return func(**{k: v for k, v in a.items() if k != "kwargs"}, **a.get("kwargs", {}))
 
-    return Op(f"ndimage.{name}", _first_pass_spec(plan_passes, boxes), run, run)
+    if recipe is None:
+
+        def recipe(**a):
+            x, passes, output, cval = plan_passes(**a)
+            if boxes and _filters.result_dtype(x, output).kind not in "fc":
+                return lambda x, output: _filters.uniform_passes(x, passes, output, cval, _LIB)
+            passes = _filters.ready_passes(x, _filters.box_passes(passes) if boxes else passes, output)
+            return lambda x, output: _filters.run_passes(x, passes, output, cval, _LIB, ready=True)
+
+    out_index = list(inspect.signature(func).parameters).index("output")
+
+    def prepare(a: dict):
+        if type(a["input"]) is not np.ndarray or is_gpu_array(a["output"]):
+            return FULL
+        run = recipe(**a)
+
+        def executor(*values):
+            return run(values[0], values[out_index])
+
+        return executor
+
+    return Op(f"ndimage.{name}", _first_pass_spec(plan_passes, boxes), run, run, prepare=prepare,
+              arrays=("input",), maybe_arrays=("output",))  # fmt: skip
 
 
 def _spec_kwargs(plan_passes):
@@ -659,13 +715,14 @@ uniform_filter1d = operation(_filter_op("uniform_filter1d", uniform_filter1d, _u
 uniform_filter = operation(_filter_op("uniform_filter", uniform_filter, _uniform_filter_boxes, True))(uniform_filter)
 sobel = operation(_filter_op("sobel", sobel, _sobel_passes))(sobel)
 prewitt = operation(_filter_op("prewitt", prewitt, _prewitt_passes))(prewitt)
-laplace = operation(_filter_op("laplace", laplace, _laplace_passes))(laplace)
-gaussian_laplace = operation(_filter_op("gaussian_laplace", gaussian_laplace, _spec_kwargs(_gaussian_laplace_passes)))(
-    gaussian_laplace
-)
+laplace = operation(_filter_op("laplace", laplace, _laplace_passes, recipe=_laplace_recipe))(laplace)
+gaussian_laplace = operation(
+    _filter_op("gaussian_laplace", gaussian_laplace, _spec_kwargs(_gaussian_laplace_passes),
+               recipe=_gaussian_terms_recipe(2, square=False))
+)(gaussian_laplace)  # fmt: skip
 gaussian_gradient_magnitude = operation(
     _filter_op("gaussian_gradient_magnitude", gaussian_gradient_magnitude,
-               _spec_kwargs(_gaussian_gradient_magnitude_passes))
+               _spec_kwargs(_gaussian_gradient_magnitude_passes), recipe=_gaussian_terms_recipe(1, square=True))
 )(gaussian_gradient_magnitude)  # fmt: skip
 
 
