@@ -124,10 +124,7 @@ def run_passes(x: Any, passes: list, output: Any, cval: Any, lib, ready: bool = 
     are :func:`ready_passes`' already (a repeated call's)."""
     dtype = result_dtype(x, output)
     if not passes:
-        if isinstance(output, np.ndarray):
-            output[...] = x
-            return output
-        return x.astype(dtype, copy=True)
+        return unfiltered(x, output, dtype)
     if not ready:
         passes = ready_passes(x, passes, output)
     y = x
@@ -243,27 +240,42 @@ def laplace_weights(x: Any, axes: tuple[int, ...], modes: list, output: Any) -> 
     return weights
 
 
+def unfiltered(x: Any, output: Any, dtype: np.dtype):
+    """A filter of no pass (every sigma 0, no axis): the input, copied into
+    ``output`` or as a new array of the result dtype (scipy's ``output[...] = input``)."""
+    if isinstance(output, np.ndarray):
+        output[...] = x
+        return output
+    return x.astype(dtype, copy=True)
+
+
 def sum_of(terms: Callable[[int, Any], Any], axes: tuple[int, ...], x: Any, output: Any, square: bool):
     """scipy's generic_laplace (``square`` False: the sum of ``terms(i,
     dtype)`` over the axes) and generic_gradient_magnitude (``square`` True:
     the root of the sum of squares), each term in the result dtype."""
     dtype = result_dtype(x, output)
     if not axes:
-        if isinstance(output, np.ndarray):
-            output[...] = x
-            return output
-        return x.astype(dtype, copy=True)
+        return unfiltered(x, output, dtype)
     device = _numba_device(x)
     total = None
     for i in range(len(axes)):
         t = terms(i, dtype)
         if device:  # (numba's device arrays do no arithmetic: the sum on the host)
             t = t.copy_to_host()
+        own = type(t) is np.ndarray  # (a new array of the result dtype: worked on in place)
         if square:
-            t = _cast(t * t, dtype)
-        total = t if total is None else _cast(total + t, dtype)
+            t = np.multiply(t, t, out=t) if own else _cast(t * t, dtype)
+        if total is None:
+            total = t
+        elif own and type(total) is np.ndarray:
+            np.add(total, t, out=total)
+        else:
+            total = _cast(total + t, dtype)
     if square:  # (scipy: np.sqrt with casting="unsafe" -- an integer result truncated)
-        total = _cast(np.sqrt(total), dtype)
+        if type(total) is np.ndarray and dtype.kind in "fc":
+            np.sqrt(total, out=total)
+        else:
+            total = _cast(np.sqrt(total), dtype)
     if device:
         from numba import cuda
 
