@@ -93,6 +93,22 @@ NDIMAGE = [
     ("3-D 128^3 3x3x3 reflect f32", (128, 128, 128), "float32", ("random", 3), "reflect"),
     ("3-D 96^3 5x5x5 constant f64", (96, 96, 96), "float64", ("random", 5), "constant"),
 ]
+# scipy.ndimage's convolution-based filters: name, input shape, dtype, filter, its arguments, mode
+FILTERS = [
+    ("gaussian_filter 1024^2 sigma 2 f32", (1024, 1024), "float32", "gaussian_filter", (2.0,), "reflect"),
+    ("gaussian_filter 1024^2 sigma 2 f64", (1024, 1024), "float64", "gaussian_filter", (2.0,), "reflect"),
+    ("gaussian_filter 256^3 sigma 1 f32", (256, 256, 256), "float32", "gaussian_filter", (1.0,), "nearest"),
+    ("uniform_filter 1024^2 size 5 f32", (1024, 1024), "float32", "uniform_filter", (5,), "reflect"),
+    ("uniform_filter1d 1024^2 axis 0 f64", (1024, 1024), "float64", "uniform_filter1d", (9, 0), "wrap"),
+    ("sobel 1024^2 f32", (1024, 1024), "float32", "sobel", (), "reflect"),
+    ("prewitt 1024^2 axis 0 f64", (1024, 1024), "float64", "prewitt", (0,), "mirror"),
+    ("laplace 1024^2 f32", (1024, 1024), "float32", "laplace", (), "reflect"),
+    ("gaussian_laplace 1024^2 sigma 2 f32", (1024, 1024), "float32", "gaussian_laplace", (2.0,), "reflect"),
+    ("gaussian_gradient_magnitude 1024^2 f64", (1024, 1024), "float64", "gaussian_gradient_magnitude", (2.0,),
+     "reflect"),
+    ("gaussian_filter 64^2 sigma 1 f32", (64, 64), "float32", "gaussian_filter", (1.0,), "reflect"),
+    ("sobel 32^2 f64", (32, 32), "float64", "sobel", (), "reflect"),
+]  # fmt: skip
 # scipy.signal.convolve (method="auto") cases: name, in1 shape, in2 shape, mode, dtype
 _SIGNAL_SHAPES = [
     ("1-D 1M x 31", (1_000_000,), (31,), "full"),
@@ -116,6 +132,7 @@ QUICK = {
     "pool2d": [0, 2, 5, 6, 9],
     "ndimage": [0, 4, 5, 8],
     "signal": [0, 2, 3, 5, 9, 11],
+    "filters": [0, 5, 9, 10],
 }
 SUITES = {
     "conv2d": CONV2D,
@@ -125,6 +142,7 @@ SUITES = {
     "pool2d": POOL2D,
     "ndimage": NDIMAGE,
     "signal": SIGNAL,
+    "filters": FILTERS,
 }
 #: the suites of convolution layers (name, input shape, weight shape, keyword
 #: arguments), planned by the dispatcher; the others time one kernel (pooling)
@@ -307,6 +325,8 @@ def run_suite(
         return _run_ndimage_suite(cases, threads, "scipy" in compare, repeats, budget_s, progress)
     if suite == "signal":
         return _run_signal_suite(cases, threads, "scipy" in compare, repeats, budget_s, progress)
+    if suite == "filters":
+        return _run_filters_suite(cases, threads, "scipy" in compare, repeats, budget_s, progress)
     f = getattr(fastconv, suite)
     results = []
     with fastconv.set_config(num_threads=threads), blas_threads(threads):
@@ -484,6 +504,33 @@ def _run_ndimage_suite(cases, threads, with_scipy, repeats, budget_s, progress) 
                     method=plan.method,
                 )
             )
+    return results
+
+
+def _run_filters_suite(cases, threads, with_scipy, repeats, budget_s, progress) -> list[Result]:
+    """fastconv.ndimage's convolution-based filters against scipy.ndimage's
+    (single-threaded); the method shown is that of the filter's first pass."""
+    import fastconv
+    from fastconv import ndimage as fn
+
+    results = []
+    rng = np.random.default_rng(0)
+    with fastconv.set_config(num_threads=threads):
+        for name, shape, dtype, filt, args, mode in cases:
+            if progress:
+                progress(name)
+            x = rng.standard_normal(shape).astype(dtype)
+            plan = fastconv.explain(getattr(fn, filt), x, *args, mode=mode)
+            funcs = {"fastconv": lambda x=x, f=getattr(fn, filt), a=args, m=mode: f(x, *a, mode=m)}
+            if with_scipy:
+                from scipy import ndimage as sn
+
+                funcs["scipy"] = lambda x=x, f=getattr(sn, filt), a=args, m=mode: f(x, *a, mode=m)
+            results.append(
+                _timed_result(funcs, repeats, budget_s, flops=plan.flops, suite="filters", case=name,
+                              input=tuple(shape), weight=(), params={"filter": filt, "args": list(args), "mode": mode,
+                                                                     "dtype": dtype}, method=plan.method)
+            )  # fmt: skip
     return results
 
 

@@ -348,8 +348,8 @@ def cmd_tune(args) -> int:
 
 
 _SUITE_CHOICES = [
-    "conv", "transpose", "pool", "signal", "ndimage", "conv2d", "conv1d", "conv3d", "conv_transpose2d", "pool2d",
-    "sweep", "all",
+    "conv", "transpose", "pool", "signal", "ndimage", "filters", "conv2d", "conv1d", "conv3d", "conv_transpose2d",
+    "pool2d", "sweep", "all",
 ]  # fmt: skip
 _OPS = ["conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d"]
 
@@ -363,7 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--suite",
         choices=_SUITE_CHOICES,
         default="all",
-        help="conv (1d/2d/3d), transpose, pool, signal, ndimage, sweep (every family from tiny to large inputs), or all",
+        help="conv (1d/2d/3d), transpose, pool, signal, ndimage, filters (gaussian, uniform, sobel, ...), sweep (every "
+        "family from tiny to large inputs), or all",
     )
     b.add_argument("--quick", action="store_true", help="a few cases per suite (a couple of minutes)")
     b.add_argument(
@@ -408,7 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     _call_arguments(t, required=False)
     t.add_argument(
         "--suite",
-        choices=[c for c in _SUITE_CHOICES if "pool" not in c and c not in ("ndimage", "sweep")],
+        choices=[c for c in _SUITE_CHOICES if "pool" not in c and c not in ("ndimage", "filters", "sweep")],
         default="all",
     )
     t.add_argument("--threads", type=_positive_int, default=None, help="threads to tune for (default: the setting)")

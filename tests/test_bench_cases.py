@@ -90,3 +90,14 @@ def test_ndimage_cases(case, rng):
     for method in fastconv.available_methods(fastconv.ndimage.correlate, x, w, mode=mode):
         got = fastconv.ndimage.correlate(x, w, mode=mode, method=method)
         np.testing.assert_allclose(got, sn.correlate(x, w, mode=mode), rtol=tol, atol=tol * 10)
+
+
+@pytest.mark.parametrize("case", _bench.SUITES["filters"], ids=[c[0] for c in _bench.SUITES["filters"]])
+def test_filter_cases(case, rng):
+    from scipy import ndimage as sn
+
+    _, shape, dtype, filt, args, mode = case
+    x = rng.standard_normal(tuple(min(s, 24) for s in shape)).astype(dtype)
+    tol = 2e-5 if dtype == "float32" else 1e-12
+    got = getattr(fastconv.ndimage, filt)(x, *args, mode=mode)
+    np.testing.assert_allclose(got, getattr(sn, filt)(x, *args, mode=mode), rtol=tol, atol=tol * 10)
