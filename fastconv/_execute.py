@@ -177,17 +177,21 @@ SCRATCH_BYTES = 64 << 20
 _scratch = threading.local()
 
 
-def scratch(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    """A C-contiguous ``shape`` array of ``dtype`` for a call's temporary use
-    on this thread (its contents undefined; valid until this thread's next
-    call of ``scratch``)."""
+def scratch(shape: tuple[int, ...], dtype: np.dtype, slot: str = "pad") -> np.ndarray:
+    """A C-contiguous ``shape`` array of ``dtype`` for temporary use on this
+    thread (its contents undefined; valid until this thread's next call of
+    ``scratch`` with the same ``slot``: "pad" for a padded copy, "pass0" and
+    "pass1" for a multi-pass filter's intermediates)."""
     dtype = np.dtype(dtype)
     nbytes = int(np.prod(shape)) * dtype.itemsize
-    buf = getattr(_scratch, "buf", None)  # (raw bytes: one buffer serves every shape that fits)
+    buffers = getattr(_scratch, "buffers", None)
+    if buffers is None:
+        buffers = _scratch.buffers = {}
+    buf = buffers.get(slot)  # (raw bytes: one buffer serves every shape that fits)
     if buf is None or buf.nbytes < nbytes:
         if nbytes > min(SCRATCH_BYTES, _current_limit()):
             return np.empty(shape, dtype)
-        buf = _scratch.buf = np.empty(nbytes, np.uint8)
+        buf = buffers[slot] = np.empty(nbytes, np.uint8)
     return buf[:nbytes].view(dtype).reshape(shape)
 
 
@@ -349,7 +353,7 @@ def filter_executor(spec, same_spec=None, shape=None, flip: bool = False):
         cval = dtype.type(spec.cval)
         size, flat = int(np.prod(out_shape)), len(out_shape) == 1
 
-        def execute_tiny(x: np.ndarray, w: np.ndarray):
+        def execute_tiny(x: np.ndarray, w: np.ndarray, into: np.ndarray | None = None):  # (``into``: not used)
             taps = weights(w)
             if taps is MISS:
                 return MISS
@@ -360,7 +364,7 @@ def filter_executor(spec, same_spec=None, shape=None, flip: bool = False):
 
         return execute_tiny
 
-    def execute(x: np.ndarray, w: np.ndarray):
+    def execute(x: np.ndarray, w: np.ndarray, into: np.ndarray | None = None):
         wk = weights(w)
         if wk is MISS:
             return MISS
@@ -368,12 +372,18 @@ def filter_executor(spec, same_spec=None, shape=None, flip: bool = False):
         ops = FilterOperands(x=xk, w=wk)
         if guard is not None and not all_finite(ops, *guard):
             return MISS
-        out = np.empty(out_lifted, dtype)
+        # ``into``: the caller's C-contiguous array of the computing dtype and
+        # the result's size, written in place -- safe to alias ``x``: the
+        # kernel reads the padded copy (the bare FFT paths read ``x``: not them)
+        mine = into is None or bare
+        out = np.empty(out_lifted, dtype) if mine else into.reshape(out_lifted)
         try:
             run(ops, out)
         except NonFiniteInput:
             return MISS
         local.tier = "kernel"
+        if not mine:
+            return into
         return out if reshape is None else out.reshape(reshape)
 
     return execute

@@ -295,18 +295,26 @@ def _prepare(convolve: bool, one_d: bool):
         if execute is None:
             return None
         cast = spec.out_dtype != spec.dtype
+        dtype = spec.dtype
+        direct = not cast and (not one_d or to_last is None)  # (an output array the result can be written into)
 
         def executor(input, weights, *rest):
             output = rest[1] if one_d else rest[0]
-            if isinstance(output, np.ndarray) and not output.flags.writeable:
-                return MISS  # (the full path says why)
+            into = None
+            if isinstance(output, np.ndarray):
+                if not output.flags.writeable:
+                    return MISS  # (the full path says why)
+                if direct and output.dtype == dtype and output.flags.c_contiguous:
+                    into = output  # (written in place: no result array, no copy)
             if one_d:  # (the weights' values are what the executor compares: no reshape)
                 flat = (input if to_last is None else input.transpose(to_last)).reshape(rows)
             else:
                 flat = input
-            y = execute(flat, weights)
+            y = execute(flat, weights, into)
             if y is MISS:
                 return MISS
+            if y is output:
+                return output
             if not one_d:
                 if cast or isinstance(output, np.ndarray):
                     return cast_filtered(spec, y, output if isinstance(output, np.ndarray) else None)

@@ -266,3 +266,29 @@ def test_padding_into_the_scratch_buffer_matches_numpy(rng):
                     np.testing.assert_array_equal(xp, _pad(x, spec, np.float64), err_msg=f"{shape} {mode} {lo} {hi}")
                     checked += 1
     assert checked > 300
+
+
+def test_output_arrays_written_in_place_and_kept_intermediates(rng):
+    """An ``output`` array of the computing dtype is written in place (no
+    result array) -- also when it is the input itself; a large multi-pass
+    filter's intermediates live in buffers kept per thread, and its results
+    never alias them (two calls' results stay distinct and correct)."""
+    img = rng.standard_normal((600, 500))  # (2.4 MB: above the kept-intermediate threshold)
+    want = scipy.ndimage.gaussian_filter(img, 1.5)
+    first, second = ndimage.gaussian_filter(img, 1.5), ndimage.gaussian_filter(img * 2, 1.5)
+    np.testing.assert_allclose(first, want, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(second, 2 * want, rtol=1e-12, atol=1e-12)
+    for func, args in ((ndimage.sobel, ()), (ndimage.gaussian_laplace, (1.0,)), (ndimage.uniform_filter, (4,))):
+        np.testing.assert_allclose(func(img, *args), getattr(scipy.ndimage, func.__name__)(img, *args), rtol=1e-10,
+                                   atol=1e-10)  # fmt: skip
+    k = rng.standard_normal((3, 3))
+    for _ in range(2):
+        out = np.empty_like(img)
+        assert ndimage.correlate(img, k, output=out) is out
+        np.testing.assert_allclose(out, scipy.ndimage.correlate(img, k), rtol=1e-12, atol=1e-12)
+        inplace = img.copy()
+        assert ndimage.correlate(inplace, k, output=inplace) is inplace  # (output is the input)
+        np.testing.assert_allclose(inplace, scipy.ndimage.correlate(img, k), rtol=1e-12, atol=1e-12)
+        row = img.copy()
+        assert ndimage.correlate1d(row, k[0], axis=-1, output=row) is row
+        np.testing.assert_allclose(row, scipy.ndimage.correlate1d(img, k[0], axis=-1), rtol=1e-12, atol=1e-12)
