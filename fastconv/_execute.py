@@ -234,12 +234,13 @@ def _pad_into(x: np.ndarray, spec, xp: np.ndarray) -> None:
     for a, (lo, hi, n) in enumerate(zip(spec.pad_lo, spec.pad_hi, spec.shape)):
         end = lo + n
         if lo:  # (an empty band is skipped: its source slices would wrap round)
-            _band_lo(xp, mode, along, a, lo, hi, n, end, spec.cval)
+            _band_lo(xp, mode, along, a, lo, n, end, spec.cval)
         if hi:
-            _band_hi(xp, mode, along, a, lo, hi, n, end, spec.cval)
+            _band_hi(xp, mode, along, a, lo, hi, end, spec.cval)
 
 
-def _band_lo(xp, mode, along, a, lo, hi, n, end, cval) -> None:
+def _band_lo(xp, mode, along, a, lo, n, end, cval) -> None:
+    """Axis ``a``'s low band of ``lo`` samples (the interior is [lo, end) of length ``n``)."""
     if mode == "constant":
         xp[along(a, 0, lo)] = cval
     elif mode == "edge":
@@ -252,7 +253,8 @@ def _band_lo(xp, mode, along, a, lo, hi, n, end, cval) -> None:
         xp[along(a, 0, lo)] = xp[along(a, n, end)]
 
 
-def _band_hi(xp, mode, along, a, lo, hi, n, end, cval) -> None:
+def _band_hi(xp, mode, along, a, lo, hi, end, cval) -> None:
+    """Axis ``a``'s high band of ``hi`` samples."""
     if mode == "constant":
         xp[along(a, end, end + hi)] = cval
     elif mode == "edge":
@@ -321,7 +323,7 @@ def filter_executor(spec, same_spec=None, shape=None, flip: bool = False):
     ``same_spec(w)`` (None: the spec does not depend on them) says the spec
     would change.  None while the plan's kernel is not ready."""
     from ._memo import ByValue
-    from ._spec import FilterOperands, kernel_ready
+    from ._spec import FilterOperands, correlation_weights, kernel_ready
 
     plan = select(spec)
     run = _learning(plan, plan.prepared())
@@ -339,7 +341,7 @@ def filter_executor(spec, same_spec=None, shape=None, flip: bool = False):
 
     def ready(w):  # (a copy: the kept weights must not alias the caller's buffer)
         if flip:
-            w = w[(slice(None, None, -1),) * w.ndim]
+            w = correlation_weights(w, convolve=True)
         if same_spec is not None and not same_spec(w):
             return MISS
         wk = np.array(kernel_ready(w, dtype).reshape(kernel))
@@ -431,24 +433,27 @@ def warm_tiny(spec) -> None:
     from .kernels.gather import gathered_correlate
 
     index, values = tiny(np.ones(spec.lifted("kernel"), spec.dtype))
-    out = np.empty(len(index), spec.dtype)
+    out = np.empty(index.shape[1], spec.dtype)
     gathered_correlate(np.zeros(spec.shape, spec.dtype), index, values, spec.dtype.type(0), out)
+
+
+def in_dtype(y, dtype: np.dtype, rounded: bool = False):
+    """Float results ``y`` in ``dtype`` with scipy's rules: integers
+    truncated toward zero (``rounded``: to the nearest, signal's exact sums,
+    integers already unless an FFT path computed them) and wrapped, bool =
+    non-zero."""
+    if dtype.kind == "b":
+        return y != 0
+    if dtype.kind in "iu":
+        return (np.rint(y) if rounded else np.trunc(y)).astype(np.int64).astype(dtype)
+    return y.astype(dtype, copy=False)
 
 
 def cast_filtered(spec, y: np.ndarray, output: np.ndarray | None) -> np.ndarray:
     """The filtered array in the result dtype with scipy's rules (integers
     truncated toward zero -- signal's rounded -- and wrapped, bool =
     non-zero), written into ``output`` when given."""
-    kind = spec.out_dtype.kind
-    if kind == "b":
-        result = y != 0
-    elif kind in "iu":
-        # ndimage truncates toward zero; signal's exact integer sums are rounded
-        # (they are integers already unless an FFT path computed them)
-        whole = np.rint(y) if spec.op == "signal" else np.trunc(y)
-        result = whole.astype(np.int64).astype(spec.out_dtype)
-    else:
-        result = y.astype(spec.out_dtype, copy=False)
+    result = in_dtype(y, spec.out_dtype, rounded=spec.op == "signal")
     if output is None:
         return result
     output[...] = result

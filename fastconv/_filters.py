@@ -18,48 +18,21 @@ sigma^2``; a box of ``size`` ones over ``size``; the central differences
 
 from __future__ import annotations
 
-import numbers
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from ._dask import is_dask
 from ._device import is_gpu_array
-from ._spec import FOOTPRINT_EPS, OutputShapeError
+from ._execute import in_dtype, scratch
+from ._spec import FOOTPRINT_EPS, gaussian_args, output_dtype
 
 #: an axis whose sigma is at most this is not filtered (scipy's rule)
 _SIGMA_EPS = 1e-15
 
 
 # --- arguments ---------------------------------------------------------------------------
-
-
-def per_axis(value: Any, n: int, name: str) -> list:
-    """One ``value`` per filtered axis: a scalar or a string repeated, a
-    sequence of length ``n`` as is (scipy raises RuntimeError otherwise)."""
-    if isinstance(value, str) or not isinstance(value, (Sequence, np.ndarray)):
-        return [value] * n
-    values = list(value)
-    if len(values) != n:
-        raise RuntimeError(f"sequence argument must have length equal to input rank: {name} must have one entry per "
-                           f"filtered axis ({n}), got {len(values)}")  # fmt: skip
-    return values
-
-
-def result_dtype(x: Any, output: Any) -> np.dtype:
-    """The dtype scipy.ndimage's filters write: ``output``'s (an array or a
-    dtype), else the input's."""
-    if output is None:
-        return np.dtype(x.dtype)
-    if not isinstance(output, type) and hasattr(output, "dtype") and hasattr(output, "shape"):
-        if tuple(output.shape) != tuple(x.shape):
-            raise OutputShapeError(f"output must have the input's shape {tuple(x.shape)}, got {tuple(output.shape)}")
-        return np.dtype(output.dtype)
-    try:
-        return np.dtype(output)
-    except TypeError:
-        raise TypeError(f"output must be None, an array or a dtype, got {output!r}") from None
 
 
 def _input(input: Any):
@@ -75,16 +48,8 @@ def _input(input: Any):
 
 def gaussian_weights(sigma: Any, order: Any, truncate: Any, radius: Any) -> np.ndarray:
     """The correlation weights of ``gaussian_filter1d`` (float64, 2r + 1 taps)."""
-    sd = float(sigma)
-    if radius is None:
-        radius = int(float(truncate) * sd + 0.5)
-    if isinstance(radius, bool) or not isinstance(radius, (numbers.Integral, np.integer)) or radius < 0:
-        raise ValueError(f"radius must be a non-negative integer, got {radius!r}")
-    if isinstance(order, bool) or not isinstance(order, (numbers.Integral, np.integer)):
-        raise TypeError(f"order must be an integer, got {order!r}")
-    if order < 0:
-        raise ValueError(f"order must be non-negative, got {order}")
-    x = np.arange(-int(radius), int(radius) + 1, dtype=np.float64)
+    sd, order, radius = gaussian_args(sigma, order, truncate, radius)
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):  # (sigma 0: scipy's NaN weights too)
         s2 = sd * sd
         phi = np.exp(-0.5 / s2 * x**2)
@@ -100,19 +65,6 @@ def gaussian_weights(sigma: Any, order: Any, truncate: Any, radius: Any) -> np.n
     return weights[::-1].copy()  # (a convolution kernel: reversed for correlate1d)
 
 
-def uniform_size(size: Any, origin: Any) -> tuple[int, int]:
-    """``size`` and ``origin`` of ``uniform_filter1d``, checked as scipy does."""
-    if isinstance(size, bool) or not isinstance(size, (numbers.Integral, np.integer)):
-        raise TypeError(f"size must be an integer, got {size!r}")
-    if size < 1:
-        raise RuntimeError(f"size must be at least 1, got {size}")
-    if isinstance(origin, bool) or not isinstance(origin, (numbers.Integral, np.integer)):
-        raise TypeError(f"origin must be an integer, got {origin!r}")
-    if not 0 <= size // 2 + origin < size:
-        raise ValueError(f"origin {origin} is out of range for a filter of size {size}")
-    return int(size), int(origin)
-
-
 # --- the passes ----------------------------------------------------------------------------
 
 
@@ -122,7 +74,7 @@ def run_passes(x: Any, passes: list, output: Any, cval: Any, lib, ready: bool = 
     (an array, a dtype or None).  ``lib``: the module whose ``correlate`` and
     ``correlate1d`` run the passes (fastconv.ndimage); ``ready``: the passes
     are :func:`ready_passes`' already (a repeated call's)."""
-    dtype = result_dtype(x, output)
+    dtype = output_dtype(output, x.shape, x.dtype)
     if not passes:
         return unfiltered(x, output, dtype)
     if not ready:
@@ -132,10 +84,10 @@ def run_passes(x: Any, passes: list, output: Any, cval: Any, lib, ready: bool = 
     between = last > 0 and _kept_between(x, dtype)
     for i, (axis, w, mode, origin, how, w_nd, origins) in enumerate(passes):
         if i < last:  # (a large intermediate: one of two buffers kept per thread, written in place)
-            target = _scratch(x.shape, dtype, f"pass{i % 2}") if between else dtype
+            target = scratch(x.shape, dtype, f"pass{i % 2}") if between else dtype
         else:
             target = output if output is not None else dtype
-        if how == _ND or (how == _ND_IF_FINITE and bool(np.isfinite(y).all())):
+        if runs_nd(how, y):
             y = lib.correlate(y, w_nd, target, mode, cval, origins)
         else:
             y = lib.correlate1d(y, w, axis, target, mode, cval, origin)
@@ -150,28 +102,26 @@ def run_passes(x: Any, passes: list, output: Any, cval: Any, lib, ready: bool = 
 _KEEP_BETWEEN = 2 << 20
 
 
+def _own_float(x: Any, dtype: np.dtype) -> bool:
+    """Float32/64 NumPy data whose passes write its own dtype: what the
+    in-place passes, laplace's one correlation and the kept intermediates
+    need (the executors then compute in that dtype and can write in place)."""
+    return type(x) is np.ndarray and x.dtype == dtype and dtype.kind == "f" and dtype.itemsize >= 4
+
+
 def _kept_between(x: Any, dtype: np.dtype) -> bool:
-    """Whether a multi-pass filter's intermediates go into kept buffers: a
-    large float32/64 NumPy input whose passes write its own dtype (the
-    executors then write into the buffer, no copy)."""
-    return (
-        type(x) is np.ndarray
-        and x.dtype == dtype
-        and dtype.kind == "f"
-        and dtype.itemsize >= 4
-        and (x.nbytes >= _KEEP_BETWEEN)
-    )
-
-
-def _scratch(shape, dtype, slot):
-    from ._execute import scratch
-
-    return scratch(shape, dtype, slot)
+    """Whether a multi-pass filter's intermediates go into kept buffers."""
+    return _own_float(x, dtype) and x.nbytes >= _KEEP_BETWEEN
 
 
 #: how a pass runs (:func:`ready_passes`): correlate1d; a correlation with
 #: the weights laid along the axis; that, when the data it reads is finite
 _1D, _ND, _ND_IF_FINITE = "1d", "nd", "nd if finite"
+
+
+def runs_nd(how: str, y: Any) -> bool:
+    """Whether a pass of :func:`ready_passes` runs as a correlation on ``y``."""
+    return how == _ND or (how == _ND_IF_FINITE and bool(np.isfinite(y).all()))
 
 
 def ready_passes(x: Any, passes: list, output: Any) -> list:
@@ -187,7 +137,7 @@ def ready_passes(x: Any, passes: list, output: Any) -> list:
     one spreads).  (Several passes as one separable correlation measured
     slower: 0.48 vs 0.40 ms float32, 3.7 vs 1.0-1.4 ms float64 for a
     512x512 Gaussian, 2-core Zen 4 -- a padded copy and an intermediate more.)"""
-    dtype = result_dtype(x, output)
+    dtype = output_dtype(output, x.shape, x.dtype)
     ready = []
     for axis, w, mode, origin in for_dtype(passes, x):
         how = _how(x, axis, w, dtype)
@@ -198,9 +148,7 @@ def ready_passes(x: Any, passes: list, output: Any) -> list:
 
 
 def _how(x: Any, axis: int, w: np.ndarray, dtype: np.dtype) -> str:
-    if type(x) is not np.ndarray or x.ndim > 3 or axis == x.ndim - 1:
-        return _1D
-    if x.dtype.kind != "f" or x.dtype.itemsize < 4 or dtype != x.dtype or not np.all(np.isfinite(w)):
+    if not _own_float(x, dtype) or x.ndim > 3 or axis == x.ndim - 1 or not np.all(np.isfinite(w)):
         return _1D
     return _ND if np.all(np.abs(w) > FOOTPRINT_EPS) else _ND_IF_FINITE
 
@@ -237,14 +185,13 @@ def uniform_passes(x: Any, passes: list[tuple[int, int, str, int]], output: Any,
     :func:`run_passes` with weights 1/size; integer and bool results as
     scipy computes them -- each window's sum in float64 divided by the size,
     then truncated toward zero into the result dtype."""
-    dtype = result_dtype(x, output)
+    dtype = output_dtype(output, x.shape, x.dtype)
     if dtype.kind in "fc" or not passes:
         return run_passes(x, box_passes(passes), output, cval, lib)
     y = x
     for axis, size, mode, origin in passes:
         sums = lib.correlate1d(y, np.ones(size), axis, np.float64, mode, cval, origin)
-        y = sums / size
-        y = (y != 0) if dtype.kind == "b" else np.trunc(y).astype(np.int64).astype(dtype)
+        y = in_dtype(sums / size, dtype)
     if isinstance(output, np.ndarray):
         output[...] = y
         return output
@@ -253,11 +200,9 @@ def uniform_passes(x: Any, passes: list[tuple[int, int, str, int]], output: Any,
 
 def laplace_weights(x: Any, axes: tuple[int, ...], modes: list, output: Any) -> np.ndarray | None:
     """The cross of second differences as one correlation's weights when
-    laplace's terms can be one pass (as :func:`_fusable`), else None."""
-    dtype = result_dtype(x, output)
-    if not axes or type(x) is not np.ndarray or x.ndim > 3 or x.dtype.kind != "f" or x.dtype.itemsize < 4:
-        return None
-    if dtype != x.dtype or len(set(modes)) != 1:
+    laplace's terms can be one pass (float data written in its own dtype,
+    at most three dimensions, one mode), else None."""
+    if not axes or not _own_float(x, output_dtype(output, x.shape, x.dtype)) or x.ndim > 3 or len(set(modes)) != 1:
         return None
     shape = [3 if a in axes else 1 for a in range(x.ndim)]
     weights = np.zeros(shape)
@@ -284,7 +229,7 @@ def sum_of(terms: Callable[[int, Any], Any], axes: tuple[int, ...], x: Any, outp
     """scipy's generic_laplace (``square`` False: the sum of ``terms(i,
     dtype)`` over the axes) and generic_gradient_magnitude (``square`` True:
     the root of the sum of squares), each term in the result dtype."""
-    dtype = result_dtype(x, output)
+    dtype = output_dtype(output, x.shape, x.dtype)
     if not axes:
         return unfiltered(x, output, dtype)
     device = _numba_device(x)

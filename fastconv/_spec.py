@@ -136,7 +136,10 @@ def _int(value: Any, name: str) -> int:
     try:
         return operator.index(value)
     except TypeError:
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}") from None
+        raise TypeError(
+            f"{name} must be an int, got {type(value).__name__} ({type(value).__name__!r} object cannot be interpreted "
+            "as an integer)"
+        ) from None
 
 
 def _tuple(value: Any, nd: int, name: str, *, minimum: int) -> tuple[int, ...]:
@@ -924,18 +927,11 @@ def filter_spec(
         out_dtype = native
     out_arr = None
     if output is not None:
+        out_dtype = output_dtype(output, x.shape, None)
         if isinstance(output, np.ndarray):
-            if output.shape != x.shape:
-                raise OutputShapeError(f"output must have the input's shape {x.shape}, got {output.shape}")
             if not output.flags.writeable:
                 raise ValueError("output must be writeable")
             out_arr = output
-            out_dtype = output.dtype
-        else:
-            try:
-                out_dtype = np.dtype(output)
-            except TypeError:
-                raise TypeError(f"output must be None, a numpy.ndarray or a dtype, got {output!r}") from None
         if is_complex and out_dtype.kind != "c":
             if out_arr is not None or isinstance(output, str):
                 raise OutputDtypeError(f"output must be complex for complex input or weights, got {out_dtype}")
@@ -1019,14 +1015,70 @@ def check_axes(axes: Any, ndim: int) -> tuple[int, ...]:
         raise TypeError(f"axes must be None, an int or a sequence of ints, got {axes!r}")
     out = []
     for a in axes:
-        if isinstance(a, bool) or not isinstance(a, (numbers.Integral, np.integer)):
-            raise TypeError(f"axes must be integers: {type(a).__name__!r} object cannot be interpreted as an integer")
+        a = _int(a, "axes")
         if not -ndim <= a < ndim:
             raise ValueError(f"axes {axes!r} out of range for an input of {ndim} dimensions")
-        out.append(operator.index(a) % ndim)
+        out.append(a % ndim)
     if len(set(out)) != len(out):
         raise ValueError(f"axes must be unique, got {axes!r}")
     return tuple(out)
+
+
+def check_axis(axis: Any, ndim: int) -> int:
+    """A filter's ``axis``: an int in range, non-negative."""
+    return check_axes((_int(axis, "axis"),), ndim)[0]
+
+
+def per_axis(value: Any, n: int, name: str) -> list:
+    """A filter argument given once or per filtered axis (scipy's
+    ``_normalize_sequence``): a scalar or a string repeated, a sequence of
+    length ``n`` as is (scipy raises RuntimeError otherwise)."""
+    if isinstance(value, str) or not isinstance(value, (Sequence, np.ndarray)):
+        return [value] * n
+    values = list(value)
+    if len(values) != n:
+        raise RuntimeError(f"sequence argument must have length equal to input rank: {name} must have one entry per "
+                           f"filtered axis ({n}), got {len(values)}")  # fmt: skip
+    return values
+
+
+def output_dtype(output: Any, shape: tuple[int, ...], default: Any) -> np.dtype:
+    """The dtype an ndimage function writes: ``output``'s (a NumPy array of
+    the input's ``shape``, or a dtype), else ``default``."""
+    if output is None:
+        return np.dtype(default)
+    if isinstance(output, np.ndarray):
+        if output.shape != tuple(shape):
+            raise OutputShapeError(f"output must have the input's shape {tuple(shape)}, got {output.shape}")
+        return output.dtype
+    try:
+        return np.dtype(output)
+    except TypeError:
+        raise TypeError(f"output must be None, a numpy.ndarray or a dtype, got {output!r}") from None
+
+
+def gaussian_args(sigma: Any, order: Any, truncate: Any, radius: Any) -> tuple[float, int, int]:
+    """(sigma, order, radius) of gaussian_filter1d: ``radius`` defaults to
+    ``int(truncate * sigma + 0.5)``; both non-negative integers."""
+    sigma = float(sigma)
+    if radius is None:
+        radius = int(float(truncate) * sigma + 0.5)
+    elif isinstance(radius, (bool, np.bool_)) or not isinstance(radius, (int, np.integer)) or radius < 0:
+        raise ValueError(f"radius must be a non-negative integer, got {radius!r}")  # (a ValueError, as scipy)
+    order = _int(order, "order")
+    if order < 0:
+        raise ValueError(f"order must be non-negative, got {order}")
+    return sigma, order, int(radius)
+
+
+def uniform_size(size: Any, origin: Any) -> tuple[int, int]:
+    """``size`` and ``origin`` of ``uniform_filter1d``, checked as scipy does."""
+    size, origin = _int(size, "size"), _int(origin, "origin")
+    if size < 1:
+        raise RuntimeError(f"size must be at least 1, got {size}")
+    if not 0 <= size // 2 + origin < size:
+        raise ValueError(f"origin {origin} is out of range for a filter of size {size}")
+    return size, origin
 
 
 def expand_axes(input: Any, weights: Any, origin: Any, axes: Any) -> tuple[np.ndarray, Any]:

@@ -31,9 +31,13 @@ from ._spec import (
     as_array,
     axis_filter_args,
     check_axes,
+    check_axis,
     check_gpu_filter_method,
     expand_axes,
     filter_spec,
+    output_dtype,
+    per_axis,
+    uniform_size,
     weight_fields,
 )
 
@@ -425,7 +429,7 @@ def _filter_doc(name: str, summary: str, params: str, example: str) -> str:
 def _gaussian_filter1d_passes(input, sigma, axis=-1, order=0, output=None, mode="reflect", cval=0.0, truncate=4.0,
                               *, radius=None):  # fmt: skip
     x = _filters._input(input)
-    (axis,) = check_axes(_axis_arg(axis), x.ndim)
+    axis = check_axis(axis, x.ndim)
     return x, [(axis, _filters.gaussian_weights(sigma, order, truncate, radius), mode, 0)], output, cval
 
 
@@ -443,7 +447,7 @@ def _gaussian_filter_passes(input, sigma, order=0, output=None, mode="reflect", 
     x = _filters._input(input)
     axes = check_axes(axes, x.ndim)
     n = len(axes)
-    per = [_filters.per_axis(v, n, name) for v, name in ((sigma, "sigma"), (order, "order"), (mode, "mode"),
+    per = [per_axis(v, n, name) for v, name in ((sigma, "sigma"), (order, "order"), (mode, "mode"),
                                                              (radius, "radius"))]  # fmt: skip
     passes = [(axis, _filters.gaussian_weights(s, o, truncate, r), m, 0)
               for axis, s, o, m, r in zip(axes, *per) if s > _filters._SIGMA_EPS]  # fmt: skip
@@ -461,8 +465,8 @@ def gaussian_filter(
 
 def _uniform_filter1d_boxes(input, size, axis=-1, output=None, mode="reflect", cval=0.0, origin=0):
     x = _filters._input(input)
-    (axis,) = check_axes(_axis_arg(axis), x.ndim)
-    size, origin = _filters.uniform_size(size, origin)
+    axis = check_axis(axis, x.ndim)
+    size, origin = uniform_size(size, origin)
     return x, [(axis, size, mode, origin)], output, cval
 
 
@@ -477,12 +481,12 @@ def _uniform_filter_boxes(input, size=3, output=None, mode="reflect", cval=0.0, 
     x = _filters._input(input)
     axes = check_axes(axes, x.ndim)
     n = len(axes)
-    sizes, modes, origins = (_filters.per_axis(v, n, name) for v, name in ((size, "size"), (mode, "mode"),
+    sizes, modes, origins = (per_axis(v, n, name) for v, name in ((size, "size"), (mode, "mode"),
                                                                            (origin, "origin")))  # fmt: skip
     boxes = []
     for axis, s, m, o in zip(axes, sizes, modes, origins):
         if s > 1:  # (as scipy: a size of 0 or 1 leaves the axis alone, unchecked)
-            size, origin = _filters.uniform_size(s, o)
+            size, origin = uniform_size(s, o)
             boxes.append((axis, size, m, origin))
     return x, boxes, output, cval
 
@@ -498,8 +502,8 @@ def _difference_passes(input, axis, output, mode, cval, smooth):
     """sobel / prewitt: the central difference along ``axis``, then the
     smoothing along every other axis (modes: one per axis of the input)."""
     x = _filters._input(input)
-    (axis,) = check_axes(_axis_arg(axis), x.ndim)
-    modes = _filters.per_axis(mode, x.ndim, "mode")
+    axis = check_axis(axis, x.ndim)
+    modes = per_axis(mode, x.ndim, "mode")
     passes = [(axis, np.array([-1.0, 0.0, 1.0]), modes[axis], 0)]
     passes += [(a, np.array(smooth), modes[a], 0) for a in range(x.ndim) if a != axis]
     return x, passes, output, cval
@@ -529,7 +533,7 @@ def _laplace_terms(input, output=None, mode="reflect", cval=0.0, *, axes=None):
     correlation's weights or None, output, cval)."""
     x = _filters._input(input)
     axes = check_axes(axes, x.ndim)
-    modes = _filters.per_axis(mode, len(axes), "mode")
+    modes = per_axis(mode, len(axes), "mode")
     return x, axes, modes, _filters.laplace_weights(x, axes, modes, output), output, cval
 
 
@@ -570,9 +574,9 @@ def _gaussian_terms(input, sigma, output, mode, cval, axes, kwargs, derivative: 
         raise TypeError(f"unexpected keyword argument(s) {sorted(unknown)} (truncate and radius are accepted)")
     x = _filters._input(input)
     axes = check_axes(axes, x.ndim)
-    modes = _filters.per_axis(mode, len(axes), "mode")
+    modes = per_axis(mode, len(axes), "mode")
     if derivative == 2:  # (as scipy: one sigma per filtered axis, 0 on the others when some are left out)
-        sigmas = _filters.per_axis(sigma, len(axes), "sigma")
+        sigmas = per_axis(sigma, len(axes), "sigma")
         if len(axes) < x.ndim:
             sigmas, given = [0.0] * x.ndim, sigmas
             for s, a in zip(given, axes):
@@ -591,14 +595,15 @@ def _gaussian_terms(input, sigma, output, mode, cval, axes, kwargs, derivative: 
     return x, axes, term, passes
 
 
-def _gaussian_laplace_passes(input, sigma, output=None, mode="reflect", cval=0.0, *, axes=None, **kwargs):
-    x, axes, _, passes = _gaussian_terms(input, sigma, output, mode, cval, axes, kwargs, 2)
-    return passes(0, _filters.result_dtype(x, output)) if axes else (x, [], output, cval)
+def _gaussian_term_passes(derivative: int):
+    """The first term's passes of gaussian_laplace (``derivative`` 2) or
+    gaussian_gradient_magnitude (1): what ``explain`` plans."""
 
+    def passes_of(input, sigma, output=None, mode="reflect", cval=0.0, *, axes=None, kwargs=None):
+        x, axes, _, passes = _gaussian_terms(input, sigma, output, mode, cval, axes, kwargs or {}, derivative)
+        return passes(0, output_dtype(output, x.shape, x.dtype)) if axes else (x, [], output, cval)
 
-def _gaussian_gradient_magnitude_passes(input, sigma, output=None, mode="reflect", cval=0.0, *, axes=None, **kwargs):
-    x, axes, _, passes = _gaussian_terms(input, sigma, output, mode, cval, axes, kwargs, 1)
-    return passes(0, _filters.result_dtype(x, output)) if axes else (x, [], output, cval)
+    return passes_of
 
 
 def _gaussian_terms_recipe(derivative: int, square: bool):
@@ -607,7 +612,7 @@ def _gaussian_terms_recipe(derivative: int, square: bool):
 
     def recipe(input, sigma, output=None, mode="reflect", cval=0.0, *, axes=None, kwargs=None):
         x, axes, _, passes = _gaussian_terms(input, sigma, output, mode, cval, axes, kwargs or {}, derivative)
-        dtype = _filters.result_dtype(x, output)
+        dtype = output_dtype(output, x.shape, x.dtype)
         planned = [_filters.ready_passes(x, passes(i, dtype)[1], dtype) for i in range(len(axes))]
 
         def run(x, output):
@@ -637,12 +642,6 @@ def gaussian_gradient_magnitude(
     return _filters.sum_of(term, axes, x, output, square=True)
 
 
-def _axis_arg(axis: Any):
-    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
-        raise TypeError(f"axis must be an integer, got {axis!r}")
-    return axis
-
-
 def _first_pass_spec(plan_passes, boxes: bool = False):
     """An Op's ``spec``: the spec of the filter's first correlation pass, as
     it runs (``explain`` shows that pass's plan; a filter of no pass plans
@@ -653,14 +652,14 @@ def _first_pass_spec(plan_passes, boxes: bool = False):
         if boxes:
             passes = _filters.box_passes(passes)
         x = as_array(x, "input")
-        dtype = _filters.result_dtype(x, output)
+        dtype = output_dtype(output, x.shape, x.dtype)
         if not passes:
             return filter_spec(x, np.ones([1] * x.ndim), dtype, "reflect", 0.0, 0, "auto", convolve=False)
         axis, w, mode, origin = passes[0]
         if axis is None:  # (a whole correlation: laplace's cross)
             return filter_spec(x, w, dtype, mode, cval, 0, "auto", convolve=False)
         _, w, mode, origin, how, w_nd, origins = _filters.ready_passes(x, passes[:1], dtype)[0]
-        if how == _filters._ND or (how == _filters._ND_IF_FINITE and bool(np.isfinite(x).all())):
+        if _filters.runs_nd(how, x):
             return filter_spec(x, w_nd, dtype, mode, cval, origins, "auto", convolve=False)
         return _axis_spec(x, w, axis, dtype, mode, cval, origin, False)
 
@@ -682,7 +681,7 @@ def _filter_op(name: str, func, plan_passes, boxes: bool = False, recipe=None) -
 
         def recipe(**a):
             x, passes, output, cval = plan_passes(**a)
-            if boxes and _filters.result_dtype(x, output).kind not in "fc":
+            if boxes and output_dtype(output, x.shape, x.dtype).kind not in "fc":
                 return lambda x, output: _filters.uniform_passes(x, passes, output, cval, _LIB)
             passes = _filters.ready_passes(x, _filters.box_passes(passes) if boxes else passes, output)
             return lambda x, output: _filters.run_passes(x, passes, output, cval, _LIB, ready=True)
@@ -703,16 +702,6 @@ def _filter_op(name: str, func, plan_passes, boxes: bool = False, recipe=None) -
               arrays=("input",), maybe_arrays=("output",))  # fmt: skip
 
 
-def _spec_kwargs(plan_passes):
-    """``plan_passes`` for an Op's spec, which receives ``**kwargs`` as one argument."""
-
-    def spec(**a):
-        extra = a.pop("kwargs", {})
-        return plan_passes(**a, **extra)
-
-    return spec
-
-
 gaussian_filter1d = operation(_filter_op("gaussian_filter1d", gaussian_filter1d, _gaussian_filter1d_passes))(
     gaussian_filter1d
 )
@@ -725,12 +714,12 @@ sobel = operation(_filter_op("sobel", sobel, _sobel_passes))(sobel)
 prewitt = operation(_filter_op("prewitt", prewitt, _prewitt_passes))(prewitt)
 laplace = operation(_filter_op("laplace", laplace, _laplace_passes, recipe=_laplace_recipe))(laplace)
 gaussian_laplace = operation(
-    _filter_op("gaussian_laplace", gaussian_laplace, _spec_kwargs(_gaussian_laplace_passes),
+    _filter_op("gaussian_laplace", gaussian_laplace, _gaussian_term_passes(2),
                recipe=_gaussian_terms_recipe(2, square=False))
 )(gaussian_laplace)  # fmt: skip
 gaussian_gradient_magnitude = operation(
     _filter_op("gaussian_gradient_magnitude", gaussian_gradient_magnitude,
-               _spec_kwargs(_gaussian_gradient_magnitude_passes), recipe=_gaussian_terms_recipe(1, square=True))
+               _gaussian_term_passes(1), recipe=_gaussian_terms_recipe(1, square=True))
 )(gaussian_gradient_magnitude)  # fmt: skip
 
 
