@@ -18,11 +18,14 @@ sigma^2``; a box of ``size`` ones over ``size``; the central differences
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from . import _warm
+from ._config import get_config, numba_threads
 from ._dask import is_dask
 from ._device import is_gpu_array
 from ._execute import in_dtype, scratch
@@ -68,30 +71,266 @@ def gaussian_weights(sigma: Any, order: Any, truncate: Any, radius: Any) -> np.n
 # --- the passes ----------------------------------------------------------------------------
 
 
-def run_passes(x: Any, passes: list, output: Any, cval: Any, lib, ready: bool = False):
+def run_passes(x: Any, passes: list, output: Any, cval: Any, lib):
     """Correlate ``x`` along each pass's (axis, weights, mode, origin), in
     order, every pass written in the result dtype; the last into ``output``
     (an array, a dtype or None).  ``lib``: the module whose ``correlate`` and
-    ``correlate1d`` run the passes (fastconv.ndimage); ``ready``: the passes
-    are :func:`ready_passes`' already (a repeated call's)."""
+    ``correlate1d`` run the passes (fastconv.ndimage).  Passes of float data
+    along the last two axes run as one sweep, and one along any axis as a
+    sweep of its own (:class:`_Sweep`), else by ``correlate``/``correlate1d``."""
     dtype = output_dtype(output, x.shape, x.dtype)
     if not passes:
         return unfiltered(x, output, dtype)
-    if not ready:
-        passes = ready_passes(x, passes, output)
+    passes = ready_passes(x, passes, output)
+    return _run_steps(x, _steps(x, passes, dtype, cval), output, dtype, cval, lib)
+
+
+def prepare_passes(x: Any, passes: list, output: Any, cval: Any, lib):
+    """``run(x, output)``: :func:`run_passes` of ``passes`` for inputs of
+    ``x``'s type, shape and dtype, ``output``'s dtype and this ``cval``, with
+    the weights, the steps and the sweeps' index tables made once (a
+    repeated call's: the call cache keys all of those)."""
+    dtype = output_dtype(output, x.shape, x.dtype)
+    if not passes:
+        return lambda x, output: unfiltered(x, output, dtype)
+    steps = _steps(x, ready_passes(x, passes, output), dtype, cval)
+    return lambda x, output: _run_steps(x, steps, output, dtype, cval, lib)
+
+
+def _run_steps(x: Any, steps: list, output: Any, dtype: np.dtype, cval: Any, lib):
+    if len(steps) == 1:
+        return steps[0](x, output if output is not None else dtype, cval, lib)
     y = x
-    last = len(passes) - 1
-    between = last > 0 and _kept_between(x, dtype)
-    for i, (axis, w, mode, origin, how, w_nd, origins) in enumerate(passes):
+    between = _kept_between(x, dtype)
+    last = len(steps) - 1
+    for i, step in enumerate(steps):
         if i < last:  # (a large intermediate: one of two buffers kept per thread, written in place)
             target = scratch(x.shape, dtype, f"pass{i % 2}") if between else dtype
         else:
             target = output if output is not None else dtype
-        if runs_nd(how, y):
-            y = lib.correlate(y, w_nd, target, mode, cval, origins)
-        else:
-            y = lib.correlate1d(y, w, axis, target, mode, cval, origin)
+        y = step(y, target, cval, lib)
     return y
+
+
+def _steps(x: Any, passes: list, dtype: np.dtype, cval: Any) -> list:
+    """``step(y, target, cval, lib)`` for each pass (of :func:`ready_passes`),
+    or for two passes that run as one sweep."""
+    threads = get_config().num_threads
+    steps, i = [], 0
+    swept = _sweeps_fit(x, dtype, cval)
+    while i < len(passes):
+        group = _sweep_group(x, passes, i, threads) if swept else 0
+        steps.append(_Sweep(x, passes[i : i + group], cval, threads) if group else _one_pass(passes[i]))
+        i += max(group, 1)
+    return steps
+
+
+def sweep_note(x: Any, passes: list, output: Any, cval: Any) -> str:
+    """What ``explain`` says when the filter's first passes run as a sweep
+    (its plan is then the first pass's by correlate: what runs while the
+    sweep's kernel compiles), else ""."""
+    dtype = output_dtype(output, x.shape, x.dtype)
+    if not passes or not _sweeps_fit(x, dtype, cval):
+        return ""
+    group = _sweep_group(x, ready_passes(x, passes, output), 0, get_config().num_threads)
+    if not group:
+        return ""
+    what = "the passes along the last two axes" if group == 2 else f"the pass along axis {passes[0][0]}"
+    return (
+        f"runs as: {what} in one sweep (kernels/passes.py: no padded copy, no intermediate image);"
+        " the plan below is the first pass's by correlate, what runs while the sweep compiles"
+    )
+
+
+def _one_pass(p: tuple):
+    """The step of a pass by ``correlate`` (the weights laid along the axis) or ``correlate1d``."""
+    axis, w, mode, origin, how, w_nd, origins = p
+
+    def step(y, target, cval, lib):
+        if runs_nd(how, y):
+            return lib.correlate(y, w_nd, target, mode, cval, origins)
+        return lib.correlate1d(y, w, axis, target, mode, cval, origin)
+
+    return step
+
+
+# --- passes in one sweep ------------------------------------------------------------------------
+
+
+def _sweeps_fit(x: Any, dtype: np.dtype, cval: Any) -> bool:
+    """Whether the passes may run as sweeps (:mod:`fastconv.kernels.passes`):
+    float32/64 NumPy data of at least two dimensions written in its own
+    dtype, and a real ``cval`` (else the passes run one by one and say what
+    is wrong).  (Read-only data, another signature of the kernel, runs the
+    passes one by one: see :meth:`_Sweep._tiered`.)"""
+    if not _own_float(x, dtype) or x.ndim < 2 or 0 in x.shape:
+        return False
+    return not isinstance(cval, (bool, np.bool_)) and isinstance(cval, (int, float, np.integer, np.floating))
+
+
+def _sweep_group(x: np.ndarray, passes: list, i: int, threads: int) -> int:
+    """How many passes from pass ``i`` run as one sweep: 2, it and the next
+    (the two along the last two axes, in either order); 1, it alone; 0,
+    none -- it runs by ``correlate``/``correlate1d`` (a mode or origin they
+    must reject, or too few rows to share among the threads: correlate's
+    kernel splits long rows)."""
+    from ._spec import NDIMAGE_PAD
+
+    def valid(p) -> bool:
+        _, w, mode, origin = p[:4]
+        return isinstance(mode, str) and mode in NDIMAGE_PAD and 0 <= len(w) // 2 + origin < len(w)
+
+    if not valid(passes[i]):
+        return 0
+    last, axis = x.ndim - 1, passes[i][0]
+    rows = x.size // x.shape[-1] if axis == last else int(np.prod(x.shape[: axis + 1]))
+    if rows < 16 * threads and x.size * len(passes[i][1]) >= _serial_threshold():
+        return 0
+    if i + 1 < len(passes) and {axis, passes[i + 1][0]} == {last - 1, last} and valid(passes[i + 1]):
+        return 2
+    return 1
+
+
+_ONE = {np.dtype(np.float32): np.ones(1, np.float32), np.dtype(np.float64): np.ones(1, np.float64)}
+
+
+def _padded_index(n: int, taps: int, origin: int, mode: str) -> np.ndarray:
+    from ._spec import NDIMAGE_PAD
+    from .kernels.passes import boundary_index
+
+    lo = taps // 2 + origin
+    return boundary_index(n, lo, taps - 1 - lo, NDIMAGE_PAD[mode])
+
+
+def _writable_into(target: Any, y: np.ndarray) -> bool:
+    """Whether the sweep can write ``target`` itself."""
+    return (
+        type(target) is np.ndarray
+        and target.dtype == y.dtype
+        and target.shape == y.shape
+        and target.flags.c_contiguous
+        and target.flags.writeable
+        and not np.may_share_memory(target, y)
+    )
+
+
+class _Sweep:
+    """A step of one or two passes (of :func:`ready_passes`) in one sweep of
+    :func:`fastconv.kernels.passes.two_pass_kernel`, made for one input
+    shape and dtype: two along the last two axes, or one along any axis
+    (the kernel's other pass the identity; a pass along axis ``a`` is the
+    vertical pass of the data seen as (axes before ``a``, axis ``a``, axes
+    after)).  While the kernel is not compiled (a background build compiles
+    it), the passes run one by one."""
+
+    def __init__(self, x: np.ndarray, group: list, cval: Any, threads: int) -> None:
+        dtype, shape, last = x.dtype, x.shape, x.ndim - 1
+        one = _ONE[dtype]
+        if len(group) == 2:
+            vertical_first = group[0][0] == last - 1
+            pv, ph = (group[0], group[1]) if vertical_first else (group[1], group[0])
+            view = (-1, shape[-2], shape[-1])
+        elif group[0][0] == last:
+            vertical_first, pv, ph = True, None, group[0]
+            view = (-1, shape[-2], shape[-1])
+        else:
+            vertical_first, pv, ph = True, group[0], None
+            axis = group[0][0]
+            view = (-1, shape[axis], int(np.prod(shape[axis + 1 :])))
+        H, W = view[1], view[2]
+        if pv is None:
+            rows, wv = _padded_index(H, 1, 0, "reflect"), one
+        else:
+            rows, wv = _padded_index(H, len(pv[1]), pv[3], pv[2]), pv[1].astype(dtype)
+        if ph is None:
+            cols, wh, lo = _padded_index(W, 1, 0, "reflect"), one, 0
+        else:
+            cols, wh = _padded_index(W, len(ph[1]), ph[3], ph[2]), ph[1].astype(dtype)
+            lo = len(ph[1]) // 2 + ph[3]
+        items = x.size // W
+        parallel = threads > 1 and items > 1 and x.size * (len(wv) + len(wh)) >= _serial_threshold()
+        from .kernels import passes as k
+
+        self.group, self.view, self.shape, self.dtype = group, view, shape, dtype
+        self.args = (rows, wv, cols, wh, lo, dtype.type(cval), vertical_first, min(threads, items))
+        self.kernel = k.two_pass_kernel if parallel else k.two_pass_kernel_serial
+        self.threads = threads if parallel else 0
+        self.key = ("sweep", dtype.str, parallel)
+
+    def __call__(self, y: np.ndarray, target: Any, cval: Any, lib) -> np.ndarray:
+        out = target if _writable_into(target, y) else np.empty(self.shape, self.dtype)
+        if _warm.is_ready(self.key) and y.flags.writeable:  # (every repeated call's path)
+            self._run(y, out)
+        else:
+            self._tiered(y, out, cval, lib)
+        if out is not target and isinstance(target, np.ndarray):
+            target[...] = out
+            return target
+        return out
+
+    def _run(self, y: np.ndarray, out: np.ndarray) -> np.ndarray:
+        source = y.reshape(self.view) if y.flags.c_contiguous else np.ascontiguousarray(y).reshape(self.view)
+        if self.threads:
+            with numba_threads(self.threads):
+                self.kernel(source, out.reshape(self.view), *self.args)
+        else:
+            self.kernel(source, out.reshape(self.view), *self.args)
+        return out
+
+    def _tiered(self, y: np.ndarray, out: np.ndarray, cval: Any, lib) -> None:
+        """The first calls: the kernel if it needs no compilation (else the
+        passes one by one, and a background build), or -- read-only data,
+        another signature of the kernel -- the passes one by one."""
+
+        def one_by_one():
+            z = y
+            for n, (axis, w, mode, origin, *_) in enumerate(self.group):
+                last = n == len(self.group) - 1
+                z = lib.correlate1d(z, w, axis, out if last else self.dtype, mode, cval, origin)
+            return z
+
+        if not y.flags.writeable:
+            one_by_one()
+        elif get_config().background_compile:
+            spec, ops, out_shape = _sweep_job(self.dtype.str)
+            _warm.run(self.key, spec, lambda: self._run(y, out), one_by_one, ops, out_shape)
+        else:
+            self._run(y, out)
+
+
+def _serial_threshold() -> float:
+    from ._config import serial_below
+
+    return serial_below(400_000)  # (the direct filter kernel's: kernels.filter._SERIAL_BELOW)
+
+
+@functools.lru_cache(maxsize=4)
+def _sweep_job(dtype: str):
+    """(spec, operands, output shape) of a build job that compiles the
+    sweep's kernels for ``dtype`` (a small filter's; the build process
+    runs :func:`warm_sweeps` on every ndimage job)."""
+    from ._execute import _padder
+    from ._spec import FilterOperands, filter_spec, kernel_ready
+    from .dispatch import select
+
+    spec, x, w, _ = filter_spec(np.zeros((16, 16), dtype), np.ones((3, 1)), None, "reflect", 0.0, 0, "auto",
+                                convolve=False)  # fmt: skip
+    ops = FilterOperands(x=_padder(spec)(x), w=kernel_ready(w, spec.dtype).reshape(spec.lifted("kernel")))
+    return select(spec).job_spec(), ops, spec.lifted("out_shape")
+
+
+def warm_sweeps(spec) -> None:
+    """Compile the sweep's kernels (serial and parallel) for an ndimage
+    job's dtype (the background build's job)."""
+    if getattr(spec, "op", None) != "ndimage" or spec.is_complex:
+        return
+    from .kernels import passes as k
+
+    x = np.zeros((1, 4, 5), spec.dtype)
+    index = np.arange(5, dtype=np.int64)
+    w = np.ones(1, spec.dtype)
+    for kernel in (k.two_pass_kernel, k.two_pass_kernel_serial):
+        kernel(x, np.empty_like(x), index[:4], w, index, w, 0, spec.dtype.type(0), True, 1)
 
 
 #: intermediates of at least this many bytes go into buffers kept per
@@ -232,6 +471,8 @@ def sum_of(terms: Callable[[int, Any], Any], axes: tuple[int, ...], x: Any, outp
     dtype = output_dtype(output, x.shape, x.dtype)
     if not axes:
         return unfiltered(x, output, dtype)
+    if _own_float(x, dtype):
+        return _sum_in_place(terms, len(axes), x, output, dtype, square)
     device = _numba_device(x)
     total = None
     for i in range(len(axes)):
@@ -257,6 +498,31 @@ def sum_of(terms: Callable[[int, Any], Any], axes: tuple[int, ...], x: Any, outp
 
         total = cuda.to_device(np.ascontiguousarray(total))
     if isinstance(output, np.ndarray):
+        output[...] = total
+        return output
+    return total
+
+
+def _sum_in_place(terms: Callable[[int, Any], Any], n: int, x: np.ndarray, output: Any, dtype: np.dtype,
+                  square: bool) -> np.ndarray:  # fmt: skip
+    """:func:`sum_of` for float data written in its own dtype: the first
+    term written into ``output`` itself (when it is an array of that dtype
+    not sharing the input's memory), the others into a buffer kept per
+    thread when large (:data:`_KEEP_BETWEEN`), squares and sums in place:
+    one new array a call, the result."""
+    own = type(output) is np.ndarray and output.dtype == dtype and not np.may_share_memory(output, x)
+    total = terms(0, output if own else dtype)
+    if square:
+        np.multiply(total, total, out=total)
+    kept = x.nbytes >= _KEEP_BETWEEN
+    for i in range(1, n):
+        t = terms(i, scratch(x.shape, dtype, "term") if kept else dtype)
+        if square:
+            np.multiply(t, t, out=t)
+        np.add(total, t, out=total)
+    if square:
+        np.sqrt(total, out=total)
+    if isinstance(output, np.ndarray) and total is not output:
         output[...] = total
         return output
     return total

@@ -800,6 +800,8 @@ class FilterSpec:
     skip_zeros: bool = True
     #: a complex cval's imaginary part: the value beyond the edges of a complex input's imaginary part
     cval_imag: float = 0.0
+    #: a line ``explain`` adds (a filter's passes that run as one sweep)
+    note: str = ""
 
     @property
     def flops(self) -> int:
@@ -829,12 +831,13 @@ class FilterSpec:
         runs its own spec, so every field a kernel reads is here -- ``cval``
         too: the FFT paths transform the bare signal when it is 0)."""
         return (self.op, self.shape, self.kernel, self.pad_lo, self.pad_hi, self.mode, self.cval, self.dtype.str,
-                self.is_complex, self.taps, self.rank1, self.skip_zeros, self.cval_imag)  # fmt: skip
+                self.is_complex, self.taps, self.rank1, self.skip_zeros, self.cval_imag, self.note)  # fmt: skip
 
     def describe(self) -> list[str]:
         return [
             f"  input {self.shape} {self.dtype}{' (complex: 4 real passes)' if self.is_complex else ''}, "
             f"weights {self.kernel} ({self.taps} non-zero{', separable' if self.rank1 else ''}), mode {self.mode!r}",
+            *([f"  {self.note}"] if self.note else []),
             f"  output {self.out_shape} {self.out_dtype}, {self.flops / 1e9:.3f} GFLOP",
         ]
 

@@ -27,6 +27,7 @@ def run_job(job) -> None:
     """Plan ``job.spec`` and run it once on random operands (tiers off)."""
     from ._config import set_config
     from ._execute import warm_tiny
+    from ._filters import warm_sweeps
     from .dispatch import select
 
     ops = job.operands()
@@ -34,6 +35,7 @@ def run_job(job) -> None:
         out = None if job.out_shape is None else np.empty(job.out_shape, job.spec.dtype)
         select(job.spec).run(ops, out)
         warm_tiny(job.spec)  # (the repeated call's tiny form of a small filter)
+        warm_sweeps(job.spec)  # (the filters' sweeps)
 
 
 def call_jobs(func, args: tuple, kwargs: dict, methods=None) -> list:

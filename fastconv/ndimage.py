@@ -12,6 +12,7 @@ Each function only validates (``_spec``), plans (``dispatch``) and runs
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import sys
@@ -613,11 +614,11 @@ def _gaussian_terms_recipe(derivative: int, square: bool):
     def recipe(input, sigma, output=None, mode="reflect", cval=0.0, *, axes=None, kwargs=None):
         x, axes, _, passes = _gaussian_terms(input, sigma, output, mode, cval, axes, kwargs or {}, derivative)
         dtype = output_dtype(output, x.shape, x.dtype)
-        planned = [_filters.ready_passes(x, passes(i, dtype)[1], dtype) for i in range(len(axes))]
+        planned = [_filters.prepare_passes(x, passes(i, dtype)[1], dtype, cval, _LIB) for i in range(len(axes))]
 
         def run(x, output):
-            def term(i, dtype):
-                return _filters.run_passes(x, planned[i], dtype, cval, _LIB, ready=True)
+            def term(i, target):
+                return planned[i](x, target)
 
             return _filters.sum_of(term, axes, x, output, square=square)
 
@@ -660,8 +661,11 @@ def _first_pass_spec(plan_passes, boxes: bool = False):
             return filter_spec(x, w, dtype, mode, cval, 0, "auto", convolve=False)
         _, w, mode, origin, how, w_nd, origins = _filters.ready_passes(x, passes[:1], dtype)[0]
         if _filters.runs_nd(how, x):
-            return filter_spec(x, w_nd, dtype, mode, cval, origins, "auto", convolve=False)
-        return _axis_spec(x, w, axis, dtype, mode, cval, origin, False)
+            built = filter_spec(x, w_nd, dtype, mode, cval, origins, "auto", convolve=False)
+        else:
+            built = _axis_spec(x, w, axis, dtype, mode, cval, origin, False)
+        note = _filters.sweep_note(x, passes, dtype, cval)
+        return (dataclasses.replace(built[0], note=note), *built[1:]) if note else built
 
     return spec
 
@@ -683,8 +687,7 @@ def _filter_op(name: str, func, plan_passes, boxes: bool = False, recipe=None) -
             x, passes, output, cval = plan_passes(**a)
             if boxes and output_dtype(output, x.shape, x.dtype).kind not in "fc":
                 return lambda x, output: _filters.uniform_passes(x, passes, output, cval, _LIB)
-            passes = _filters.ready_passes(x, _filters.box_passes(passes) if boxes else passes, output)
-            return lambda x, output: _filters.run_passes(x, passes, output, cval, _LIB, ready=True)
+            return _filters.prepare_passes(x, _filters.box_passes(passes) if boxes else passes, output, cval, _LIB)
 
     out_index = list(inspect.signature(func).parameters).index("output")
 

@@ -292,3 +292,140 @@ def test_output_arrays_written_in_place_and_kept_intermediates(rng):
         row = img.copy()
         assert ndimage.correlate1d(row, k[0], axis=-1, output=row) is row
         np.testing.assert_allclose(row, scipy.ndimage.correlate1d(img, k[0], axis=-1), rtol=1e-12, atol=1e-12)
+
+
+# --- passes in one sweep (fastconv/kernels/passes.py) ----------------------------------------
+
+
+class _Spy:
+    """Counts the calls of a sweep kernel (and may play a cold one)."""
+
+    def __init__(self, kernel, cold=False):
+        self.kernel, self.cold, self.calls = kernel, cold, 0
+
+    def __call__(self, *args):
+        if self.cold:
+            from fastconv import _warm
+
+            raise _warm.NotCompiled("cold sweep")
+        self.calls += 1
+        return self.kernel(*args)
+
+
+@pytest.fixture
+def sweep_spy(monkeypatch):
+    from fastconv.kernels import passes
+
+    spies = [_Spy(passes.two_pass_kernel), _Spy(passes.two_pass_kernel_serial)]
+    monkeypatch.setattr(passes, "two_pass_kernel", spies[0])
+    monkeypatch.setattr(passes, "two_pass_kernel_serial", spies[1])
+    return spies
+
+
+SWEPT = [  # (each: passes along the last two axes in one sweep, or single passes as sweeps of their own)
+    ("gaussian_filter", ((0.7, 2.5),), {}),  # vertical then horizontal, different radii
+    ("sobel", (), {"axis": -1}),  # horizontal first: the ring of rows
+    ("prewitt", (), {"axis": 0}),
+    ("uniform_filter", ((4, 3),), {"origin": (1, -1)}),  # even size, origins: one-sided pads
+    ("gaussian_filter1d", (1.5,), {"axis": 0}),
+    ("uniform_filter1d", (5,), {"axis": -1, "origin": 2}),
+    ("gaussian_gradient_magnitude", (1.0,), {}),
+    ("gaussian_laplace", (1.0,), {}),
+]
+SWEPT_SHAPES = [(1, 1), (1, 9), (9, 1), (3, 4), (19, 37), (4, 3, 21)]  # (pads wider than the axis included)
+ALL_MODES = ["reflect", "constant", "nearest", "mirror", "wrap", "grid-wrap", "grid-constant", "grid-mirror"]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_sweeps_match_scipy_in_every_mode(rng, sweep_spy, threads):
+    import fastconv
+
+    with fastconv.set_config(num_threads=threads):
+        for shape in SWEPT_SHAPES:
+            for dtype in (np.float64, np.float32):
+                x = rng.standard_normal(shape).astype(dtype)
+                for name, args, kwargs in SWEPT:
+                    if len(shape) == 3:  # (per-axis arguments: one more, first -- a sweep of its own)
+                        args = tuple((a[0], *a) if isinstance(a, tuple) else a for a in args)
+                        kwargs = {k: (v[0], *v) if isinstance(v, tuple) else v for k, v in kwargs.items()}
+                    for mode in ALL_MODES:
+                        _check(name, x, *args, mode=mode, cval=-0.75, **kwargs)
+    assert sum(s.calls for s in sweep_spy) > 0
+
+
+def test_sweeps_large_images_use_the_threads_and_keep_nan_rules(rng, sweep_spy):
+    import fastconv
+
+    x = rng.standard_normal((300, 257))
+    x[7, 9], x[150, 0], x[299, 256] = np.nan, np.inf, -np.inf  # (a NaN under the derivative's zero weight too)
+    with fastconv.set_config(num_threads=2):
+        for name, args, kwargs in SWEPT:
+            if name.startswith("uniform"):  # (scipy's running sums carry a NaN to the row's end: not kept)
+                continue
+            with np.errstate(invalid="ignore"):  # (inf - inf in the sums: NumPy warns, in scipy too)
+                want = getattr(scipy.ndimage, name)(x, *args, **kwargs)
+                got = getattr(ndimage, name)(x, *args, **kwargs)
+            np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=name)
+            np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10, equal_nan=True, err_msg=name)
+    assert sweep_spy[0].calls > 0  # (the parallel build ran)
+
+
+def test_sweeps_with_output_arrays_views_and_read_only_data(rng, sweep_spy):
+    base = rng.standard_normal((40, 60))
+    want = scipy.ndimage.gaussian_filter(base, 1.5)
+    out = np.full((40, 60), np.nan)
+    assert ndimage.gaussian_filter(base, 1.5, output=out) is out  # (written by the kernel itself)
+    np.testing.assert_allclose(out, want, rtol=1e-12, atol=1e-12)
+    fortran = np.asfortranarray(np.zeros((40, 60)))
+    assert ndimage.gaussian_filter(base, 1.5, output=fortran) is fortran
+    np.testing.assert_allclose(fortran, want, rtol=1e-12, atol=1e-12)
+    same = base.copy()
+    assert ndimage.gaussian_filter(same, 1.5, output=same) is same  # (the output is the input)
+    np.testing.assert_allclose(same, want, rtol=1e-12, atol=1e-12)
+    frozen = base.copy()
+    frozen.flags.writeable = False  # (another signature: the passes one by one)
+    np.testing.assert_allclose(ndimage.gaussian_filter(frozen, 1.5), want, rtol=1e-12, atol=1e-12)
+    strided = np.zeros((80, 60))[::2]
+    strided[...] = base
+    np.testing.assert_allclose(ndimage.gaussian_filter(strided, 1.5), want, rtol=1e-12, atol=1e-12)
+    for _ in range(2):  # (a repeated call: the call cache's prepared steps)
+        np.testing.assert_allclose(ndimage.gaussian_filter(base[::-1], 1.5), want[::-1], rtol=1e-12, atol=1e-12)
+    assert sum(s.calls for s in sweep_spy) >= 5
+
+
+def test_a_cold_sweep_runs_the_passes_and_asks_for_a_build(rng, monkeypatch):
+    """With background compilation on and the sweep's kernel not compiled,
+    the passes run one by one (right answers) and a build of the sweep is
+    queued; once it is compiled, the kernel runs."""
+    import fastconv
+    from fastconv import _warm, _warmup
+    from fastconv.kernels import passes
+
+    spy = _Spy(passes.two_pass_kernel_serial, cold=True)
+    monkeypatch.setattr(passes, "two_pass_kernel_serial", spy)
+    built = []
+    monkeypatch.setattr(_warm, "build", lambda jobs, timeout=None: (built.extend(jobs), (True, ""))[1])
+    monkeypatch.setattr(_warm, "_ready", set())
+    monkeypatch.setattr(_warm, "_builder", _warm._Builder())
+    x = rng.standard_normal((17, 23)).astype(np.float32)
+    want = scipy.ndimage.sobel(x, axis=0)
+    with fastconv.set_config(background_compile=True, num_threads=1):
+        np.testing.assert_allclose(ndimage.sobel(x, axis=0), want, rtol=2e-5, atol=2e-5)
+        assert _warm.wait(60)
+        assert built and spy.calls == 0
+        job = built[-1]
+        assert job.spec.op == "ndimage" and job.spec.dtype == np.float32
+        spy.cold = False  # (what the build did to the disk cache)
+        _warmup.run_job(job)  # (the build process's work: compiles the sweep for float32)
+        np.testing.assert_allclose(ndimage.sobel(x, axis=0), want, rtol=2e-5, atol=2e-5)
+        assert spy.calls >= 2  # (the build's and the call's)
+
+
+def test_explain_says_when_a_filter_runs_as_a_sweep():
+    import fastconv
+
+    x = np.ones((64, 48), np.float32)
+    assert "last two axes in one sweep" in repr(fastconv.explain(ndimage.gaussian_filter, x, 2.0))
+    assert "axis 0 in one sweep" in repr(fastconv.explain(ndimage.uniform_filter1d, x, 3, axis=0))
+    assert "sweep" not in repr(fastconv.explain(ndimage.gaussian_filter, np.ones(64), 2.0))  # (1-D: correlate1d)
+    assert "sweep" not in repr(fastconv.explain(ndimage.gaussian_filter, x.astype(np.int32), 2.0))
