@@ -19,6 +19,7 @@ sigma^2``; a box of ``size`` ones over ``size``; the central differences
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -299,9 +300,15 @@ class _Sweep:
 
 
 def _serial_threshold() -> float:
+    """The direct filter kernel's serial threshold (kernels.filter._SERIAL_BELOW,
+    through ``serial_below``); an eighth of it while Numba is not imported
+    (no parallel region ran: what ``serial_below`` says then, and ``explain``
+    imports no Numba)."""
+    if "numba" not in sys.modules:
+        return 400_000 / 8
     from ._config import serial_below
 
-    return serial_below(400_000)  # (the direct filter kernel's: kernels.filter._SERIAL_BELOW)
+    return serial_below(400_000)
 
 
 @functools.lru_cache(maxsize=4)

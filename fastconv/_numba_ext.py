@@ -1,0 +1,507 @@
+"""fastconv's functions inside Numba-compiled code.
+
+Numba runs :func:`init` (the ``numba_extensions`` entry point in
+pyproject.toml) when it first compiles something, so ``import fastconv``
+imports no Numba; :func:`init` registers an ``overload`` for each function
+below, whose work is :mod:`fastconv.kernels.injit`'s.  The arguments,
+defaults and results are the Python functions'; the types a compiled call
+accepts are narrower (float32/float64 arrays, one mode, no ``output=`` /
+``out=``), and a call outside them fails at compile time with a message
+naming the argument.  Values are checked when the call runs (ValueError,
+as in Python).
+
+Served: ``conv1d``, ``conv2d``, ``max_pool1d/2d``, ``avg_pool1d/2d``;
+``ndimage.correlate``, ``convolve``, ``correlate1d``, ``convolve1d``,
+``gaussian_filter`` (order 0), ``gaussian_filter1d`` (order 0),
+``uniform_filter``, ``uniform_filter1d``, ``sobel``, ``prewitt``,
+``laplace``.  No method is chosen in compiled code: the NN functions run
+direct loops (small layers, patches), the filters the filters' sweep and
+the direct correlation; everything runs on the calling thread."""
+
+from __future__ import annotations
+
+_done = False
+
+
+def init() -> None:
+    """Register the overloads (once; Numba calls this)."""
+    global _done
+    if _done:
+        return
+    _done = True
+    _register()
+
+
+def _register() -> None:
+    import numpy as np
+    from numba import njit
+    from numba.core import types
+    from numba.core.errors import TypingError
+    from numba.extending import overload
+
+    import fastconv
+    from fastconv import ndimage
+
+    from .kernels import injit as k
+
+    floats = (types.float32, types.float64)
+
+    # (an argument left out arrives as its default's value, not a type)
+    def absent(v) -> bool:
+        return v is None or (isinstance(v, (types.NoneType, types.Omitted)) and getattr(v, "value", None) is None)
+
+    def given(v) -> bool:
+        return isinstance(v, types.Type) and not isinstance(v, types.Omitted)
+
+    def array(v, name: str, fname: str, ndims: tuple[int, ...]) -> None:
+        if not isinstance(v, types.Array) or v.dtype not in floats or v.ndim not in ndims:
+            raise TypingError(
+                f"fastconv.{fname} inside @njit: {name} must be a float32 or float64 array with "
+                f"{' or '.join(map(str, ndims))} dimensions, got {v}"
+            )
+
+    def integer_or_tuple(v, name: str, fname: str, n: int, none_ok: bool = False) -> None:
+        if (none_ok and absent(v)) or not given(v):
+            return
+        ok = isinstance(v, types.Integer) or (
+            isinstance(v, types.BaseTuple) and len(v) in (1, n) and all(isinstance(t, types.Integer) for t in v)
+        )
+        if not ok:
+            raise TypingError(f"fastconv.{fname} inside @njit: {name} must be an int or a tuple of {n} ints, got {v}")
+
+    def string(v, name: str, fname: str) -> None:
+        if not given(v):
+            return
+        if not isinstance(v, (types.UnicodeType, types.StringLiteral)):
+            raise TypingError(
+                f"fastconv.{fname} inside @njit: {name} must be a string (one mode for every axis), got {v}"
+            )
+
+    def number(v, name: str, fname: str) -> None:
+        if not given(v):
+            return
+        if not isinstance(v, (types.Integer, types.Float)) or isinstance(v, types.Boolean):
+            raise TypingError(f"fastconv.{fname} inside @njit: {name} must be a real number, got {v}")
+
+    def unsupported(v, name: str, fname: str, what: str = "None") -> None:
+        if not absent(v):
+            raise TypingError(f"fastconv.{fname} inside @njit: {name} must be {what} here (assign the result), got {v}")
+
+    # --- argument helpers (overloaded themselves: one body per argument type) -------------------
+
+    def pair(v, n):  # pragma: no cover - compiled code runs its overload
+        raise NotImplementedError
+
+    @overload(pair)
+    def _pair(v, n):
+        if isinstance(v, types.Integer):
+            return lambda v, n: (v, v)
+        if isinstance(v, types.BaseTuple) and len(v) == 1:
+            return lambda v, n: (v[0], v[0])
+        return lambda v, n: (v[0], v[len(v) - 1])
+
+    def per_axis(v, n):  # pragma: no cover
+        raise NotImplementedError
+
+    @overload(per_axis)
+    def _per_axis(v, n):
+        if isinstance(v, (types.Integer, types.Float)):
+            return lambda v, n: np.full(n, v, np.float64)
+        return lambda v, n: np.array(v, np.float64)
+
+    def given_or(v, default):  # pragma: no cover
+        raise NotImplementedError
+
+    @overload(given_or)
+    def _given_or(v, default):
+        if absent(v):
+            return lambda v, default: default
+        return lambda v, default: v
+
+    def bias_like(b, like):  # pragma: no cover
+        raise NotImplementedError
+
+    @overload(bias_like)
+    def _bias_like(b, like):
+        if absent(b):
+            return lambda b, like: np.empty(0, like.dtype)
+        return lambda b, like: b.astype(like.dtype)
+
+    def resolve_padding(padding, stride, kh, kw, dh, dw):  # pragma: no cover
+        raise NotImplementedError
+
+    @overload(resolve_padding)
+    def _resolve_padding(padding, stride, kh, kw, dh, dw):
+        if isinstance(padding, (types.UnicodeType, types.StringLiteral)):
+
+            def impl(padding, stride, kh, kw, dh, dw):
+                if padding == "valid":
+                    return 0, 0, 0, 0
+                if padding != "same":
+                    raise ValueError("padding must be 'same', 'valid', an int or a tuple of ints")
+                if stride[0] != 1 or stride[1] != 1:
+                    raise ValueError("padding='same' is not supported for strided convolutions")
+                t, s = dh * (kh - 1), dw * (kw - 1)
+                return t // 2, t - t // 2, s // 2, s - s // 2
+
+            return impl
+
+        def impl(padding, stride, kh, kw, dh, dw):
+            p = pair(padding, 2)
+            return p[0], p[0], p[1], p[1]
+
+        return impl
+
+    def result_dtype(*arrays):
+        return np.dtype(np.result_type(*[a.dtype.name for a in arrays if isinstance(a, types.Array)]))
+
+    # --- conv1d / conv2d ------------------------------------------------------------------------------
+
+    def conv_checks(fname, nd, input, weight, bias, stride, padding, dilation, groups, padding_mode, method, device,
+                    out) -> None:  # fmt: skip
+        array(input, "input", fname, (nd + 1, nd + 2))
+        array(weight, "weight", fname, (nd + 2,))
+        if not absent(bias):
+            array(bias, "bias", fname, (1,))
+        integer_or_tuple(stride, "stride", fname, nd)
+        integer_or_tuple(dilation, "dilation", fname, nd)
+        if not isinstance(padding, (types.UnicodeType, types.StringLiteral)):
+            integer_or_tuple(padding, "padding", fname, nd)
+        if given(groups) and not isinstance(groups, types.Integer):
+            raise TypingError(f"fastconv.{fname} inside @njit: groups must be an int, got {groups}")
+        string(padding_mode, "padding_mode", fname)
+        string(method, "method", fname)
+        unsupported(device, "device", fname)
+        unsupported(out, "out", fname)
+
+    def conv_impl(nd):
+        fname = f"conv{nd}d"
+
+        def overload_conv(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros",
+                          method="auto", device=None, out=None):  # fmt: skip
+            conv_checks(fname, nd, input, weight, bias, stride, padding, dilation, groups, padding_mode, method,
+                        device, out)  # fmt: skip
+            dt = result_dtype(input, weight, bias)
+            if nd == 1:
+                as4, back = _conv1d_batched if input.ndim == 3 else _conv1d_single
+            else:
+                as4, back = _conv2d_batched if input.ndim == 4 else _conv2d_single
+
+            def impl(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros",
+                     method="auto", device=None, out=None):  # fmt: skip
+                if padding_mode != "zeros":
+                    raise ValueError("padding_mode inside @njit must be 'zeros'")
+                if method != "auto" and method != "direct":
+                    raise ValueError("method inside @njit must be 'auto' or 'direct'")
+                x4 = as4(np.ascontiguousarray(input).astype(dt))
+                w4 = as4_weight(np.ascontiguousarray(weight).astype(dt))
+                b = bias_like(bias, x4)
+                s, d = pair(stride, nd), pair(dilation, nd)
+                if nd == 1:
+                    s, d = (1, s[0]), (1, d[0])
+                p = resolve_padding(padding, s, w4.shape[2], w4.shape[3], d[0], d[1])
+                return back(k.conv2d_direct(x4, w4, b, s[0], s[1], p[0], p[1], p[2], p[3], d[0], d[1], groups))
+
+            as4_weight = _weight1d if nd == 1 else _weight2d
+            return impl
+
+        return overload_conv
+
+    _conv1d_batched = (njit(lambda x: x.reshape((x.shape[0], x.shape[1], 1, x.shape[2]))),
+                       njit(lambda y: y.reshape((y.shape[0], y.shape[1], y.shape[3]))))  # fmt: skip
+    _conv1d_single = (njit(lambda x: x.reshape((1, x.shape[0], 1, x.shape[1]))),
+                      njit(lambda y: y.reshape((y.shape[1], y.shape[3]))))  # fmt: skip
+    _conv2d_batched = (njit(lambda x: x), njit(lambda y: y))
+    _conv2d_single = (njit(lambda x: x.reshape((1, x.shape[0], x.shape[1], x.shape[2]))),
+                      njit(lambda y: y.reshape((y.shape[1], y.shape[2], y.shape[3]))))  # fmt: skip
+    _weight1d = njit(lambda w: w.reshape((w.shape[0], w.shape[1], 1, w.shape[2])))
+    _weight2d = njit(lambda w: w)
+
+    overload(fastconv.conv1d)(conv_impl(1))
+    overload(fastconv.conv2d)(conv_impl(2))
+
+    # --- pooling ---------------------------------------------------------------------------------------
+
+    def pool_checks(fname, nd, input, kernel_size, stride, padding, dilation, device):
+        array(input, "input", fname, (nd + 1, nd + 2))
+        integer_or_tuple(kernel_size, "kernel_size", fname, nd)
+        integer_or_tuple(stride, "stride", fname, nd, none_ok=True)
+        integer_or_tuple(padding, "padding", fname, nd)
+        integer_or_tuple(dilation, "dilation", fname, nd)
+        unsupported(device, "device", fname)
+
+    _planes1d = (njit(lambda x: x.reshape((x.size // x.shape[-1], 1, x.shape[-1]))),
+                 njit(lambda y, x: y.reshape((x.shape[0], x.shape[1], y.shape[2]))),
+                 njit(lambda y, x: y.reshape((x.shape[0], y.shape[2]))))  # fmt: skip
+    _planes2d = (njit(lambda x: x.reshape((x.size // (x.shape[-1] * x.shape[-2]), x.shape[-2], x.shape[-1]))),
+                 njit(lambda y, x: y.reshape((x.shape[0], x.shape[1], y.shape[1], y.shape[2]))),
+                 njit(lambda y, x: y.reshape((x.shape[0], y.shape[1], y.shape[2]))))  # fmt: skip
+
+    def pool_runner(nd, batched):
+        planes, back_batched, back_single = _planes1d if nd == 1 else _planes2d
+        back = back_batched if batched else back_single
+
+        @njit
+        def run(input, kernel_size, stride, padding, dilation, ceil_mode, is_max, include_pad, divisor):
+            x = np.ascontiguousarray(input)
+            kk = pair(kernel_size, nd)
+            ss = pair(given_or(stride, kernel_size), nd)
+            pp, dd = pair(padding, nd), pair(dilation, nd)
+            if nd == 1:
+                kk, ss, pp, dd = (1, kk[0]), (1, ss[0]), (0, pp[0]), (1, dd[0])
+            y = k.pool2d(planes(x), kk[0], kk[1], ss[0], ss[1], pp[0], pp[1], dd[0], dd[1], ceil_mode, is_max,
+                         include_pad, divisor)  # fmt: skip
+            return back(y, x)
+
+        return run
+
+    def max_impl(nd):
+        fname = f"max_pool{nd}d"
+
+        def overload_max(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+                         return_indices=False, device=None):  # fmt: skip
+            pool_checks(fname, nd, input, kernel_size, stride, padding, dilation, device)
+            literal = getattr(return_indices, "literal_value", return_indices) if given(return_indices) else False
+            if literal is not False:
+                raise TypingError(f"fastconv.{fname} inside @njit: return_indices must be False (the default) here")
+            run = pool_runner(nd, input.ndim == nd + 2)
+
+            def impl(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False,
+                     device=None):  # fmt: skip
+                return run(input, kernel_size, stride, padding, dilation, ceil_mode, True, True, 0)
+
+            return impl
+
+        return overload_max
+
+    def avg_impl(nd):
+        fname = f"avg_pool{nd}d"
+
+        def overload_avg(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+                         divisor_override=None, device=None):  # fmt: skip
+            pool_checks(fname, nd, input, kernel_size, stride, padding, None, device)
+            run = pool_runner(nd, input.ndim == nd + 2)
+
+            def impl(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+                     divisor_override=None, device=None):  # fmt: skip
+                divisor = given_or(divisor_override, -1)
+                if divisor == 0:
+                    raise ValueError("divisor_override must be a non-zero int or None")
+                return run(input, kernel_size, stride, padding, 1, ceil_mode, False, count_include_pad, max(divisor, 0))
+
+            return impl
+
+        return overload_avg
+
+    overload(fastconv.max_pool1d)(max_impl(1))
+    overload(fastconv.max_pool2d)(max_impl(2))
+    overload(fastconv.avg_pool1d)(avg_impl(1))
+    overload(fastconv.avg_pool2d)(avg_impl(2))
+
+    # --- ndimage ---------------------------------------------------------------------------------------
+
+    def filter_checks(fname, input, output, mode, cval, axes=None):
+        array(input, "input", f"ndimage.{fname}", (1, 2, 3))
+        unsupported(output, "output", f"ndimage.{fname}")
+        string(mode, "mode", f"ndimage.{fname}")
+        number(cval, "cval", f"ndimage.{fname}")
+        unsupported(axes, "axes", f"ndimage.{fname}", "None (every axis)")
+
+    _lift = {
+        1: njit(lambda a: np.ascontiguousarray(a).reshape((1, 1, a.shape[0]))),
+        2: njit(lambda a: np.ascontiguousarray(a).reshape((1, a.shape[0], a.shape[1]))),
+        3: njit(lambda a: np.ascontiguousarray(a)),
+    }
+    _flip = {1: njit(lambda w: w[::-1]), 2: njit(lambda w: w[::-1, ::-1]), 3: njit(lambda w: w[::-1, ::-1, ::-1])}
+
+    def origins(v, n):  # pragma: no cover
+        raise NotImplementedError
+
+    @overload(origins)
+    def _origins(v, n):
+        if isinstance(v, types.Integer):
+            return lambda v, n: np.full(n, v, np.int64)
+        if len(v) == 1:
+            return lambda v, n: np.full(n, v[0], np.int64)
+        return lambda v, n: np.array(v, np.int64)
+
+    def correlate_impl(flip):
+        fname = "convolve" if flip else "correlate"
+
+        def overload_correlate(input, weights, output=None, mode="reflect", cval=0.0, origin=0, axes=None,
+                               method="auto"):  # fmt: skip
+            filter_checks(fname, input, output, mode, cval, axes)
+            if not isinstance(weights, types.Array) or weights.ndim != input.ndim:
+                raise TypingError(f"fastconv.ndimage.{fname} inside @njit: weights must be an array with as many "
+                                  f"dimensions as input ({input.ndim}), got {weights}")  # fmt: skip
+            integer_or_tuple(origin, "origin", f"ndimage.{fname}", input.ndim)
+            string(method, "method", f"ndimage.{fname}")
+            nd, dt = input.ndim, np.dtype(input.dtype.name)
+            lift, flipped = _lift[nd], _flip[nd]
+
+            def impl(input, weights, output=None, mode="reflect", cval=0.0, origin=0, axes=None, method="auto"):
+                w = weights.astype(dt)
+                if flip:
+                    w = flipped(w)
+                w3 = lift(w)
+                o = origins(origin, nd)
+                lifted = np.zeros(3, np.int64)
+                for a in range(nd):
+                    taps = w3.shape[3 - nd + a]
+                    lifted[3 - nd + a] = -o[a] - (1 - taps % 2) if flip else o[a]
+                y = k.correlate3(lift(input), w3, mode, cval, lifted[0], lifted[1], lifted[2])
+                return y.reshape(input.shape)
+
+            return impl
+
+        return overload_correlate
+
+    overload(ndimage.correlate)(correlate_impl(False))
+    overload(ndimage.convolve)(correlate_impl(True))
+
+    def correlate1d_impl(flip):
+        fname = "convolve1d" if flip else "correlate1d"
+
+        def overload_correlate1d(input, weights, axis=-1, output=None, mode="reflect", cval=0.0, origin=0):
+            filter_checks(fname, input, output, mode, cval)
+            if not isinstance(weights, types.Array) or weights.ndim != 1:
+                raise TypingError(f"fastconv.ndimage.{fname} inside @njit: weights must be a 1-D array, got {weights}")
+            for v, name in ((axis, "axis"), (origin, "origin")):
+                if given(v) and not isinstance(v, types.Integer):
+                    raise TypingError(f"fastconv.ndimage.{fname} inside @njit: {name} must be an int, got {v}")
+            dt = np.dtype(input.dtype.name)
+
+            def impl(input, weights, axis=-1, output=None, mode="reflect", cval=0.0, origin=0):
+                w = weights.astype(dt)
+                if flip:
+                    return k.along(input, w[::-1].copy(), axis, mode, cval, -origin - (1 - len(w) % 2))
+                return k.along(input, w, axis, mode, cval, origin)
+
+            return impl
+
+        return overload_correlate1d
+
+    overload(ndimage.correlate1d)(correlate1d_impl(False))
+    overload(ndimage.convolve1d)(correlate1d_impl(True))
+
+    def smoothing_checks(fname, input, output, mode, cval, axes, order=None, radius=None):
+        filter_checks(fname, input, output, mode, cval, axes)
+        if given(order) and not isinstance(order, types.Integer):
+            raise TypingError(f"fastconv.ndimage.{fname} inside @njit: order must be 0 here, got {order}")
+        if given(radius) and not absent(radius) and not isinstance(radius, types.Integer):
+            raise TypingError(f"fastconv.ndimage.{fname} inside @njit: radius must be an int or None, got {radius}")
+
+    _separable = {
+        1: njit(lambda x, w0, w1, w2, mode, cval, origin: k.along(x, w0, 0, mode, cval, origin)),
+        2: njit(lambda x, w0, w1, w2, mode, cval, origin: k.pair(x, w0, mode, origin, w1, mode, origin, cval, True)),
+        3: njit(lambda x, w0, w1, w2, mode, cval, origin: k.pair(k.along(x, w0, 0, mode, cval, origin), w1, mode,
+                                                                 origin, w2, mode, origin, cval, True)),
+    }  # fmt: skip
+
+    @overload(ndimage.gaussian_filter)
+    def _gaussian_filter(input, sigma, order=0, output=None, mode="reflect", cval=0.0, truncate=4.0, radius=None,
+                         axes=None):  # fmt: skip
+        smoothing_checks("gaussian_filter", input, output, mode, cval, axes, order, radius)
+        nd, single = input.ndim, input.dtype == types.float32
+        run = _separable[nd]
+
+        def impl(input, sigma, order=0, output=None, mode="reflect", cval=0.0, truncate=4.0, radius=None, axes=None):
+            if order != 0:
+                raise ValueError("order must be 0 inside @njit (derivatives: call from Python)")
+            s = per_axis(sigma, nd)
+            if len(s) != nd:
+                raise ValueError("sigma must be a number or one per axis")
+            r = given_or(radius, -1)
+            ws = [k.gaussian_weights(s[a], truncate, r, single) if s[a] > 1e-15 else np.ones(1) for a in range(nd)]
+            ws.append(np.ones(1))
+            ws.append(np.ones(1))
+            return run(input, ws[0], ws[1], ws[2], mode, cval, 0)
+
+        return impl
+
+    @overload(ndimage.gaussian_filter1d)
+    def _gaussian_filter1d(input, sigma, axis=-1, order=0, output=None, mode="reflect", cval=0.0, truncate=4.0,
+                           radius=None):  # fmt: skip
+        smoothing_checks("gaussian_filter1d", input, output, mode, cval, None, order, radius)
+        single = input.dtype == types.float32
+
+        def impl(input, sigma, axis=-1, order=0, output=None, mode="reflect", cval=0.0, truncate=4.0, radius=None):
+            if order != 0:
+                raise ValueError("order must be 0 inside @njit (derivatives: call from Python)")
+            w = k.gaussian_weights(float(sigma), truncate, given_or(radius, -1), single)
+            return k.along(input, w, axis, mode, cval, 0)
+
+        return impl
+
+    @overload(ndimage.uniform_filter)
+    def _uniform_filter(input, size=3, output=None, mode="reflect", cval=0.0, origin=0, axes=None):
+        smoothing_checks("uniform_filter", input, output, mode, cval, axes)
+        integer_or_tuple(size, "size", "ndimage.uniform_filter", input.ndim)
+        if given(origin) and not isinstance(origin, types.Integer):
+            raise TypingError("fastconv.ndimage.uniform_filter inside @njit: origin must be an int here")
+        nd = input.ndim
+        run = _separable[nd]
+
+        def impl(input, size=3, output=None, mode="reflect", cval=0.0, origin=0, axes=None):
+            n = per_axis(size, nd)
+            ws = [np.full(int(n[a]), 1.0 / n[a]) if n[a] > 1 else np.ones(1) for a in range(nd)]
+            ws.append(np.ones(1))
+            ws.append(np.ones(1))
+            return run(input, ws[0], ws[1], ws[2], mode, cval, origin)
+
+        return impl
+
+    @overload(ndimage.uniform_filter1d)
+    def _uniform_filter1d(input, size, axis=-1, output=None, mode="reflect", cval=0.0, origin=0):
+        smoothing_checks("uniform_filter1d", input, output, mode, cval, None)
+
+        def impl(input, size, axis=-1, output=None, mode="reflect", cval=0.0, origin=0):
+            if size < 1:
+                raise ValueError("size must be at least 1")
+            return k.along(input, np.full(size, 1.0 / size), axis, mode, cval, origin)
+
+        return impl
+
+    def difference(smooth):
+        fname = "sobel" if smooth[1] == 2.0 else "prewitt"
+
+        def overload_difference(input, axis=-1, output=None, mode="reflect", cval=0.0):
+            filter_checks(fname, input, output, mode, cval)
+            nd = input.ndim
+
+            def impl(input, axis=-1, output=None, mode="reflect", cval=0.0):
+                a = axis + nd if axis < 0 else axis
+                if a < 0 or a >= nd:
+                    raise ValueError("axis is out of range for the input's dimensions")
+                diff = np.array([-1.0, 0.0, 1.0])
+                sm = np.array(smooth)
+                if nd == 2:
+                    if a == 0:
+                        return k.pair(input, diff, mode, 0, sm, mode, 0, cval, True)
+                    return k.pair(input, sm, mode, 0, diff, mode, 0, cval, False)
+                y = k.along(input, diff, a, mode, cval, 0)
+                for b in range(nd):
+                    if b != a:
+                        y = k.along(y, sm, b, mode, cval, 0)
+                return y
+
+            return impl
+
+        return overload_difference
+
+    overload(ndimage.sobel)(difference((1.0, 2.0, 1.0)))
+    overload(ndimage.prewitt)(difference((1.0, 1.0, 1.0)))
+
+    @overload(ndimage.laplace)
+    def _laplace(input, output=None, mode="reflect", cval=0.0, axes=None):
+        filter_checks("laplace", input, output, mode, cval, axes)
+        nd = input.ndim
+
+        def impl(input, output=None, mode="reflect", cval=0.0, axes=None):
+            second = np.array([1.0, -2.0, 1.0])
+            y = k.along(input, second, 0, mode, cval, 0)
+            for a in range(1, nd):
+                y += k.along(input, second, a, mode, cval, 0)
+            return y
+
+        return impl

@@ -1,0 +1,333 @@
+"""What fastconv's functions run when they are called from Numba-compiled
+code (``fastconv/_numba_ext.py`` registers them as overloads): the work is
+the same kernels' -- the filters' sweep (:mod:`.passes`) for 1-D passes
+and separable filters, the direct correlation (:mod:`.filter`) for
+``ndimage.correlate``/``convolve`` -- with the padding by index tables
+made here in compiled code; ``conv1d/2d`` and ``max/avg_pool1d/2d`` are
+direct loops whose innermost loop runs along output columns (the small
+layers and patches such code calls them on).  Everything runs on the
+calling thread (serial builds): inside a ``prange`` body nothing launches
+a nested parallel region, under any threading layer."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._config import numba_jit
+from .filter import correlate_kernel_serial
+from .passes import two_pass_kernel_serial
+
+_EPS = float(np.finfo(np.float64).eps)
+
+
+@numba_jit()
+def mode_code(mode):
+    """scipy.ndimage's mode name -> the boundary rule of :func:`boundary`."""
+    if mode == "reflect" or mode == "grid-mirror":
+        return 0
+    if mode == "mirror":
+        return 1
+    if mode == "nearest":
+        return 2
+    if mode == "wrap" or mode == "grid-wrap":
+        return 3
+    if mode == "constant" or mode == "grid-constant":
+        return 4
+    raise ValueError(
+        "mode must be one of 'reflect', 'constant', 'nearest', 'mirror', 'wrap', "
+        "'grid-constant', 'grid-mirror', 'grid-wrap'"
+    )
+
+
+@numba_jit()
+def boundary(n, lo, hi, code):
+    """The input index of each of the ``lo + n + hi`` padded positions of an
+    axis of length ``n`` (-1: the constant), as NumPy's pad of an index
+    array (symmetric, reflect, edge, wrap, constant) gives it."""
+    index = np.empty(lo + n + hi, np.int64)
+    for j in range(lo + n + hi):
+        p = j - lo
+        if 0 <= p < n:
+            index[j] = p
+        elif code == 4:
+            index[j] = -1
+        elif code == 2:
+            index[j] = 0 if p < 0 else n - 1
+        elif code == 3:
+            index[j] = p % n
+        elif code == 0:
+            m = p % (2 * n)
+            index[j] = m if m < n else 2 * n - 1 - m
+        elif n == 1:
+            index[j] = 0
+        else:
+            m = p % (2 * n - 2)
+            index[j] = m if m < n else 2 * n - 2 - m
+    return index
+
+
+@numba_jit()
+def _as(x, value):
+    """``value`` as a scalar of ``x``'s dtype."""
+    box = np.empty(1, x.dtype)
+    box[0] = value
+    return box[0]
+
+
+@numba_jit()
+def _pad_lo(taps, origin):
+    lo = taps // 2 + origin
+    if lo < 0 or lo >= taps:
+        raise ValueError("origin is out of range for the weights' size (taps // 2 + origin must be in [0, taps))")
+    return lo
+
+
+@numba_jit()
+def sweep(x3, wv, mode_v, origin_v, wh, mode_h, origin_h, cval, vertical_first):
+    """The passes ``wv`` along axis 1 and ``wh`` along axis 2 of the (N, H,
+    W) C-contiguous ``x3`` in one sweep (float weights of x3's dtype; a
+    one-tap weight of 1 is the identity)."""
+    _, H, W = x3.shape
+    lo_v = _pad_lo(len(wv), origin_v)
+    lo_h = _pad_lo(len(wh), origin_h)
+    rows = boundary(H, lo_v, len(wv) - 1 - lo_v, mode_code(mode_v))
+    cols = boundary(W, lo_h, len(wh) - 1 - lo_h, mode_code(mode_h))
+    out = np.empty_like(x3)
+    two_pass_kernel_serial(x3, out, rows, wv, cols, wh, lo_h, _as(x3, cval), vertical_first, 1)
+    return out
+
+
+@numba_jit()
+def view3(shape, axis):
+    """(N, H, W) of a C-contiguous array of ``shape`` seen as (axes before
+    ``axis``, axis ``axis``, axes after)."""
+    n = 1
+    for a in range(axis):
+        n *= shape[a]
+    w = 1
+    for a in range(axis + 1, len(shape)):
+        w *= shape[a]
+    return n, shape[axis], w
+
+
+@numba_jit()
+def along(x, w, axis, mode, cval, origin):
+    """correlate1d: ``w`` (every tap multiplied, scipy's rule) along ``axis``
+    of ``x`` (float32/64, any layout), a new array of x's shape and dtype."""
+    nd = x.ndim
+    if axis < -nd or axis >= nd:
+        raise ValueError("axis is out of range for the input's dimensions")
+    if axis < 0:
+        axis += nd
+    if len(w) == 0:
+        raise ValueError("weights must have at least one element")
+    xc = np.ascontiguousarray(x)
+    if xc.size == 0:
+        return xc.copy()
+    ws = w.astype(x.dtype)
+    one = np.ones(1, x.dtype)
+    c = cval
+    if axis == nd - 1:
+        wd = xc.shape[nd - 1]
+        y = sweep(xc.reshape((xc.size // wd, 1, wd)), one, mode, 0, ws, mode, origin, c, True)
+    else:
+        n, h, wd = view3(xc.shape, axis)
+        y = sweep(xc.reshape((n, h, wd)), ws, mode, origin, one, mode, 0, c, True)
+    return y.reshape(xc.shape)
+
+
+@numba_jit()
+def pair(x, wv, mode_v, origin_v, wh, mode_h, origin_h, cval, vertical_first):
+    """Two passes along the last two axes of ``x`` (ndim >= 2) in one sweep."""
+    xc = np.ascontiguousarray(x)
+    if xc.size == 0:
+        return xc.copy()
+    h, wd = xc.shape[-2], xc.shape[-1]
+    n = xc.size // (h * wd)
+    c = cval
+    y = sweep(xc.reshape((n, h, wd)), wv.astype(x.dtype), mode_v, origin_v, wh.astype(x.dtype), mode_h, origin_h, c,
+              vertical_first)  # fmt: skip
+    return y.reshape(xc.shape)
+
+
+@numba_jit()
+def gaussian_weights(sigma, truncate, radius, single):
+    """gaussian_filter1d's weights of order 0 (radius < 0: from ``truncate``),
+    as float32-rounded values that still sum to 1 for single-precision data
+    (as the Python path's ``single_weights``)."""
+    if not sigma > 0:
+        raise ValueError("sigma must be positive")
+    r = radius if radius >= 0 else int(truncate * sigma + 0.5)
+    x = np.arange(-r, r + 1).astype(np.float64)
+    phi = np.exp(-0.5 / (sigma * sigma) * x * x)
+    phi /= phi.sum()
+    if single:
+        s = phi.astype(np.float32).astype(np.float64)
+        peak = np.argmax(np.abs(s))
+        s[peak] = np.float64(np.float32(s[peak] + (1.0 - s.sum())))
+        return s
+    return phi
+
+
+@numba_jit()
+def correlate3(x3, w3, mode, cval, o0, o1, o2):
+    """ndimage.correlate of the (D, H, W) ``x3`` with (KD, KH, KW) weights of
+    its dtype: the input padded by index tables, then the direct kernel over
+    the footprint (weights above 2.2e-16 in magnitude, scipy's rule)."""
+    D, H, W = x3.shape
+    KD, KH, KW = w3.shape
+    code = mode_code(mode)
+    if x3.size == 0:
+        return np.empty((D, H, W), x3.dtype)
+    l0, l1, l2 = _pad_lo(KD, o0), _pad_lo(KH, o1), _pad_lo(KW, o2)
+    rd = boundary(D, l0, KD - 1 - l0, code)
+    rh = boundary(H, l1, KH - 1 - l1, code)
+    rw = boundary(W, l2, KW - 1 - l2, code)
+    Dp, Hp, Wp = D + KD - 1, H + KH - 1, W + KW - 1
+    xp = np.empty((Dp, Hp, Wp), x3.dtype)
+    c = _as(x3, cval)
+    for d in range(Dp):
+        for h in range(Hp):
+            a, b = rd[d], rh[h]
+            row = xp[d, h]
+            if a < 0 or b < 0:
+                row[:] = c
+                continue
+            source = x3[a, b]
+            row[l2 : l2 + W] = source  # (the inside: a copy; the ends by the table)
+            for e in range(l2):
+                row[e] = source[rw[e]] if rw[e] >= 0 else c
+            for e in range(l2 + W, Wp):
+                row[e] = source[rw[e]] if rw[e] >= 0 else c
+    taps = 0
+    for a in range(KD):
+        for b in range(KH):
+            for e in range(KW):
+                if abs(w3[a, b, e]) > _EPS:
+                    taps += 1
+    offs = np.empty(taps, np.int64)
+    ws = np.empty(taps, x3.dtype)
+    t = 0
+    for a in range(KD):
+        for b in range(KH):
+            for e in range(KW):
+                if abs(w3[a, b, e]) > _EPS:
+                    offs[t] = (a * Hp + b) * Wp + e
+                    ws[t] = w3[a, b, e]
+                    t += 1
+    out = np.empty((D, H, W), x3.dtype)
+    if out.size:  # (an empty input: an empty output, any mode)
+        correlate_kernel_serial(xp, out, offs, ws, 2048, 1)
+    return out
+
+
+@numba_jit()
+def conv2d_direct(x, w, b, sh, sw, ph0, ph1, pw0, pw1, dh, dw, groups):
+    """conv2d of the (N, C, H, W) ``x`` with (O, C / groups, KH, KW)
+    weights (one dtype; ``b`` the bias, length O or 0), zero padding
+    (top, bottom, left, right): direct loops, the innermost along the output
+    row.  Raises ValueError, naming the argument, on shapes that do not fit."""
+    N, C, H, W = x.shape
+    O, Cg, KH, KW = w.shape  # noqa: E741
+    if groups < 1 or C % groups != 0 or O % groups != 0:
+        raise ValueError("groups must divide both in_channels (input.shape[1]) and out_channels (weight.shape[0])")
+    if Cg * groups != C:
+        raise ValueError("weight.shape[1] * groups must equal input.shape[1] (in_channels)")
+    if len(b) != 0 and len(b) != O:
+        raise ValueError("bias must have out_channels (weight.shape[0]) elements")
+    if sh < 1 or sw < 1 or dh < 1 or dw < 1:
+        raise ValueError("stride and dilation must be positive")
+    if ph0 < 0 or ph1 < 0 or pw0 < 0 or pw1 < 0:
+        raise ValueError("padding must be non-negative")
+    Hp, Wp = H + ph0 + ph1, W + pw0 + pw1
+    OH = (Hp - dh * (KH - 1) - 1) // sh + 1
+    OW = (Wp - dw * (KW - 1) - 1) // sw + 1
+    if OH < 1 or OW < 1:
+        raise ValueError("the (padded) input is smaller than the (dilated) kernel")
+    xp = np.zeros((N, C, Hp, Wp), x.dtype)
+    xp[:, :, ph0 : ph0 + H, pw0 : pw0 + W] = x
+    out = np.zeros((N, O, OH, OW), x.dtype)
+    per = O // groups
+    for n in range(N):
+        for o in range(O):
+            g = o // per
+            acc = out[n, o]
+            for i in range(Cg):
+                plane = xp[n, g * Cg + i]
+                for kh in range(KH):
+                    for kw in range(KW):
+                        wt = w[o, i, kh, kw]
+                        for oh in range(OH):
+                            row = plane[oh * sh + kh * dh]
+                            base = kw * dw
+                            for ow in range(OW):
+                                acc[oh, ow] += wt * row[base + ow * sw]
+            if len(b):
+                for oh in range(OH):
+                    for ow in range(OW):
+                        acc[oh, ow] += b[o]
+    return out
+
+
+@numba_jit()
+def pool_size(size, k, s, p, d, ceil_mode):
+    """torch's pooling output length (as ``_spec.pool_output_size``)."""
+    span = d * (k - 1) + 1
+    num = size + 2 * p - span + (s - 1 if ceil_mode else 0)
+    out = num // s + 1
+    if ceil_mode and (out - 1) * s >= size + p:
+        out -= 1
+    return out
+
+
+@numba_jit()
+def pool2d(x, kh, kw, sh, sw, ph, pw, dh, dw, ceil_mode, is_max, count_include_pad, divisor):
+    """max_pool2d (``is_max``) or avg_pool2d of the (P, H, W) planes ``x``:
+    max as torch's (a NaN in the window gives NaN; padding is -inf), mean
+    over the window's padded or real elements, or over ``divisor`` (> 0)."""
+    P, H, W = x.shape
+    if kh < 1 or kw < 1 or sh < 1 or sw < 1 or dh < 1 or dw < 1:
+        raise ValueError("kernel_size, stride and dilation must be positive")
+    if ph < 0 or pw < 0 or ph > kh // 2 or pw > kw // 2:
+        raise ValueError("padding must be non-negative and at most half of kernel_size")
+    OH = pool_size(H, kh, sh, ph, dh, ceil_mode)
+    OW = pool_size(W, kw, sw, pw, dw, ceil_mode)
+    if OH < 1 or OW < 1:
+        raise ValueError("the output size is too small for this input, kernel_size, stride and padding")
+    out = np.empty((P, OH, OW), x.dtype)
+    for p in range(P):
+        for oh in range(OH):
+            h0 = oh * sh - ph
+            for ow in range(OW):
+                w0 = ow * sw - pw
+                if is_max:
+                    m = -np.inf
+                    for a in range(kh):
+                        h = h0 + a * dh
+                        if h < 0 or h >= H:
+                            continue
+                        for e in range(kw):
+                            v = x[p, h, w0 + e * dw] if 0 <= w0 + e * dw < W else -np.inf
+                            if v > m or v != v:
+                                m = v
+                                if v != v:
+                                    break
+                        if m != m:
+                            break
+                    out[p, oh, ow] = m
+                else:
+                    s = 0.0
+                    for a in range(kh):
+                        h = h0 + a
+                        if 0 <= h < H:
+                            for e in range(kw):
+                                if 0 <= w0 + e < W:
+                                    s += x[p, h, w0 + e]
+                    if divisor > 0:
+                        n = divisor
+                    elif count_include_pad:
+                        n = (min(h0 + kh, H + ph) - h0) * (min(w0 + kw, W + pw) - w0)
+                    else:
+                        n = (min(h0 + kh, H) - max(h0, 0)) * (min(w0 + kw, W) - max(w0, 0))
+                    out[p, oh, ow] = s / n
+    return out

@@ -1,0 +1,222 @@
+"""fastconv's functions called from Numba-compiled code (fastconv/_numba_ext.py,
+fastconv/kernels/injit.py), against the plain-NumPy references
+(tests/reference.py) and scipy.ndimage: many shapes and arguments per
+compiled signature (arguments are run-time values of one type), ``prange``
+bodies under each threading layer, errors at compile time and at run time."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import scipy.ndimage
+
+numba = pytest.importorskip("numba")
+
+import fastconv  # noqa: E402
+from fastconv import ndimage  # noqa: E402
+
+from .reference import avg_pool_nd, conv_nd, max_pool_nd  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@numba.njit
+def _conv2d(x, w, b, s, p, d, g):
+    return fastconv.conv2d(x, w, b, stride=s, padding=p, dilation=d, groups=g)
+
+
+@numba.njit
+def _conv1d_same(x, w):
+    return fastconv.conv1d(x, w, padding="same")
+
+
+@numba.njit
+def _pools(x, k, s, p, d, ceil):
+    return (fastconv.max_pool2d(x, k, s, p, d, ceil), fastconv.avg_pool2d(x, k, s, p, ceil, False),
+            fastconv.avg_pool2d(x, k, s, p, ceil), fastconv.max_pool1d(x[0], k[1], s[1], p[1], d[1], ceil))  # fmt: skip
+
+
+@numba.njit
+def _filters(x, w, mode, cval, origin):
+    return (
+        ndimage.correlate(x, w, mode=mode, cval=cval, origin=origin),
+        ndimage.convolve(x, w, mode=mode, cval=cval, origin=origin),
+        ndimage.gaussian_filter(x, 1.3, mode=mode, cval=cval),
+        ndimage.uniform_filter(x, 4, mode=mode, cval=cval, origin=origin),
+        ndimage.sobel(x, 0, mode=mode, cval=cval),
+        ndimage.prewitt(x, -1, mode=mode, cval=cval),
+        ndimage.laplace(x, mode=mode, cval=cval),
+    )
+
+
+@numba.njit
+def _filters1d(x, w, axis, mode, cval, origin):
+    return (
+        ndimage.correlate1d(x, w, axis, mode=mode, cval=cval, origin=origin),
+        ndimage.convolve1d(x, w, axis, mode=mode, cval=cval, origin=origin),
+        ndimage.gaussian_filter1d(x, 0.9, axis, mode=mode, cval=cval),
+        ndimage.uniform_filter1d(x, 3, axis, mode=mode, cval=cval, origin=origin),
+    )
+
+
+MODES = ["reflect", "constant", "nearest", "mirror", "wrap", "grid-wrap", "grid-constant", "grid-mirror"]
+
+
+def test_the_extension_is_registered_and_import_stays_light():
+    names = [ep.value for ep in importlib.metadata.entry_points(group="numba_extensions", name="init")]
+    assert "fastconv._numba_ext:init" in names
+    code = "import sys, fastconv; print('numba' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_conv2d_and_conv1d_in_njit_match_the_reference(rng, dtype):
+    tol = 1e-4 if dtype == np.float32 else 1e-11
+    for n, c, o, g, hw, k, s, p, d in [
+        (2, 3, 4, 1, (8, 9), (3, 3), (1, 1), (1, 1), (1, 1)),
+        (1, 4, 6, 2, (7, 5), (3, 2), (2, 1), (0, 1), (1, 2)),
+        (3, 6, 6, 6, (6, 6), (3, 3), (1, 2), (1, 0), (2, 1)),  # depthwise
+        (1, 1, 1, 1, (1, 1), (1, 1), (1, 1), (0, 0), (1, 1)),
+        (2, 2, 3, 1, (5, 11), (5, 1), (3, 2), (2, 0), (1, 1)),
+    ]:
+        x = rng.standard_normal((n, c, *hw)).astype(dtype)
+        w = rng.standard_normal((o, c // g, *k)).astype(dtype)
+        b = rng.standard_normal(o).astype(dtype)
+        want = conv_nd(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), s, p, d, g)
+        got = _conv2d(x, w, b, s, p, d, g)
+        assert got.dtype == dtype and got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+        np.testing.assert_allclose(_conv2d(x[0], w, b, s, p, d, g), want[0], rtol=tol, atol=tol)  # (unbatched)
+    x = rng.standard_normal((2, 3, 17)).astype(dtype)
+    for k in (1, 2, 3, 4):
+        w = rng.standard_normal((5, 3, k)).astype(dtype)
+        want = fastconv.conv1d(x, w, padding="same")  # (torch's asymmetric "same": tested in Python against torch)
+        np.testing.assert_allclose(_conv1d_same(x, w), want, rtol=tol, atol=tol)
+
+
+def test_pooling_in_njit_matches_the_reference(rng):
+    x = rng.standard_normal((2, 3, 9, 10))
+    x[0, 1, 4, 4] = np.nan
+    for k, s, p, d, ceil in [((2, 2), (2, 2), (0, 0), (1, 1), False), ((3, 2), (2, 1), (1, 1), (1, 2), True),
+                             ((3, 3), (3, 3), (1, 0), (2, 1), True), ((1, 4), (1, 3), (0, 2), (1, 1), False)]:  # fmt: skip
+        mx, avg_real, avg_pad, mx1 = _pools(x, k, s, p, d, ceil)
+        want, _ = max_pool_nd(x, k, s, p, d, ceil)
+        np.testing.assert_array_equal(mx, want)
+        if d == (1, 1):
+            np.testing.assert_allclose(avg_pad, avg_pool_nd(x, k, s, p, ceil, True), rtol=1e-12)
+            np.testing.assert_allclose(avg_real, avg_pool_nd(x, k, s, p, ceil, False), rtol=1e-12)
+        want1, _ = max_pool_nd(x[0], (k[1],), (s[1],), (p[1],), (d[1],), ceil)
+        np.testing.assert_array_equal(mx1, want1)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_ndimage_in_njit_matches_scipy_in_every_mode(rng, dtype):
+    tol = 2e-5 if dtype == np.float32 else 1e-11
+    for shape in [(9, 13), (1, 7), (6, 1), (3, 3)]:  # (pads wider than the axis included)
+        x = rng.standard_normal(shape).astype(dtype)
+        w = rng.standard_normal((3, 2))
+        for mode in MODES:
+            for origin in (0, -1):
+                got = _filters(x, w, mode, 0.5, origin)
+                want = (
+                    scipy.ndimage.correlate(x, w, mode=mode, cval=0.5, origin=origin),
+                    scipy.ndimage.convolve(x, w, mode=mode, cval=0.5, origin=origin),
+                    scipy.ndimage.gaussian_filter(x, 1.3, mode=mode, cval=0.5),
+                    scipy.ndimage.uniform_filter(x, 4, mode=mode, cval=0.5, origin=origin),
+                    scipy.ndimage.sobel(x, 0, mode=mode, cval=0.5),
+                    scipy.ndimage.prewitt(x, -1, mode=mode, cval=0.5),
+                    scipy.ndimage.laplace(x, mode=mode, cval=0.5),
+                )
+                for name, a, b in zip(("correlate", "convolve", "gaussian", "uniform", "sobel", "prewitt", "laplace"),
+                                      got, want):  # fmt: skip
+                    assert a.dtype == b.dtype, name
+                    np.testing.assert_allclose(a, b, rtol=tol, atol=tol, err_msg=f"{name} {shape} {mode} {origin}")
+    x3 = rng.standard_normal((4, 5, 6)).astype(dtype)
+    for axis in (0, 1, -1):
+        got = _filters1d(x3, np.array([0.5, -1.0, 2.0, 0.25]), axis, "mirror", -2.0, 1)
+        want = (
+            scipy.ndimage.correlate1d(x3, [0.5, -1.0, 2.0, 0.25], axis, mode="mirror", cval=-2.0, origin=1),
+            scipy.ndimage.convolve1d(x3, [0.5, -1.0, 2.0, 0.25], axis, mode="mirror", cval=-2.0, origin=1),
+            scipy.ndimage.gaussian_filter1d(x3, 0.9, axis, mode="mirror", cval=-2.0),
+            scipy.ndimage.uniform_filter1d(x3, 3, axis, mode="mirror", cval=-2.0, origin=1),
+        )
+        for a, b in zip(got, want):
+            np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+
+
+def test_errors_name_the_argument_at_compile_and_run_time(rng):
+    x = rng.standard_normal((1, 2, 6, 6))
+    w = rng.standard_normal((2, 2, 3, 3))
+    with pytest.raises(numba.core.errors.TypingError, match="input must be a float32 or float64 array"):
+        _conv2d(x.astype(np.int32), w, np.zeros(2), (1, 1), (0, 0), (1, 1), 1)
+
+    @numba.njit
+    def bad_out(x, w):
+        return fastconv.conv2d(x, w, out=x)
+
+    with pytest.raises(numba.core.errors.TypingError, match="out must be None"):
+        bad_out(x, w)
+
+    @numba.njit
+    def bad_mode(x):
+        return ndimage.gaussian_filter(x, 1.0, mode=["reflect", "wrap"])
+
+    with pytest.raises(numba.core.errors.TypingError, match="mode must be a string"):
+        bad_mode(x[0, 0])
+    with pytest.raises(ValueError, match="mode must be one of"):
+        _filters(x[0, 0], np.ones((3, 3)), "bogus", 0.0, 0)
+    with pytest.raises(ValueError, match="origin"):
+        _filters(x[0, 0], np.ones((3, 3)), "reflect", 0.0, 5)
+    with pytest.raises(ValueError, match="groups"):
+        _conv2d(x, w, np.zeros(2), (1, 1), (0, 0), (1, 1), 3)
+    with pytest.raises(ValueError, match="smaller than the"):
+        _conv2d(x, w, np.zeros(2), (1, 1), (0, 0), (4, 4), 1)
+    before = x.copy()
+    _conv2d(x, w, np.zeros(2), (1, 1), (1, 1), (1, 1), 1)
+    np.testing.assert_array_equal(x, before)
+
+
+@pytest.mark.parametrize("layer", ["workqueue", "omp"])
+def test_calls_inside_prange_under_each_threading_layer(layer):
+    """The issue's per-image loop: fastconv.conv2d and a filter in a prange
+    body (each call runs on its thread: no nested parallel launch)."""
+    code = textwrap.dedent(
+        """
+        import numba, numpy as np, fastconv
+        from fastconv import ndimage
+
+        @numba.njit(parallel=True)
+        def per_image(x, w):
+            out = np.empty((x.shape[0], w.shape[0], x.shape[2], x.shape[3]), np.float32)
+            smooth = np.empty_like(x)
+            for i in numba.prange(x.shape[0]):
+                out[i] = fastconv.conv2d(x[i], w, padding=1)
+                smooth[i, 0] = ndimage.gaussian_filter(x[i, 0], 1.0)
+            return out, smooth
+
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((16, 3, 12, 12)).astype(np.float32)
+        w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+        out, smooth = per_image(x, w)
+        assert numba.threading_layer() == LAYER, numba.threading_layer()
+        np.testing.assert_allclose(out, fastconv.conv2d(x, w, padding=1), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(smooth[:, 0], np.stack([ndimage.gaussian_filter(v, 1.0) for v in x[:, 0]]),
+                                   rtol=1e-5, atol=1e-5)
+        print("ok")
+        """
+    ).replace("LAYER", repr(layer))
+    env = dict(os.environ, NUMBA_THREADING_LAYER=layer, NUMBA_NUM_THREADS="2")
+    if layer == "omp":
+        try:
+            from numba.np.ufunc import omppool  # noqa: F401
+        except ImportError:
+            pytest.skip("Numba's omp layer is not available here")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr[-3000:]
