@@ -12,11 +12,15 @@ as in Python).
 
 Served: ``conv1d``, ``conv2d``, ``max_pool1d/2d``, ``avg_pool1d/2d``;
 ``ndimage.correlate``, ``convolve``, ``correlate1d``, ``convolve1d``,
-``gaussian_filter`` (order 0), ``gaussian_filter1d`` (order 0),
-``uniform_filter``, ``uniform_filter1d``, ``sobel``, ``prewitt``,
-``laplace``.  No method is chosen in compiled code: the NN functions run
-direct loops (small layers, patches), the filters the filters' sweep and
-the direct correlation; everything runs on the calling thread."""
+``gaussian_filter``, ``gaussian_filter1d``, ``uniform_filter``,
+``uniform_filter1d``, ``sobel``, ``prewitt``, ``laplace``,
+``gaussian_laplace``, ``gaussian_gradient_magnitude``; ``signal.convolve``,
+``correlate`` (direct), ``convolve2d``, ``correlate2d``.  ``fftconvolve``
+and ``oaconvolve`` fail at compile time saying so (no FFT callable from
+compiled code yet).  No method is chosen in compiled code: the NN
+functions run direct loops (small layers, patches), the filters the
+filters' sweep and the direct correlation; everything runs on the calling
+thread."""
 
 from __future__ import annotations
 
@@ -387,7 +391,7 @@ def _register() -> None:
     def smoothing_checks(fname, input, output, mode, cval, axes, order=None, radius=None):
         filter_checks(fname, input, output, mode, cval, axes)
         if given(order) and not isinstance(order, types.Integer):
-            raise TypingError(f"fastconv.ndimage.{fname} inside @njit: order must be 0 here, got {order}")
+            raise TypingError(f"fastconv.ndimage.{fname} inside @njit: order must be an int, got {order}")
         if given(radius) and not absent(radius) and not isinstance(radius, types.Integer):
             raise TypingError(f"fastconv.ndimage.{fname} inside @njit: radius must be an int or None, got {radius}")
 
@@ -401,23 +405,64 @@ def _register() -> None:
     @overload(ndimage.gaussian_filter)
     def _gaussian_filter(input, sigma, order=0, output=None, mode="reflect", cval=0.0, truncate=4.0, radius=None,
                          axes=None):  # fmt: skip
-        smoothing_checks("gaussian_filter", input, output, mode, cval, axes, order, radius)
+        smoothing_checks("gaussian_filter", input, output, mode, cval, axes)
+        integer_or_tuple(order, "order", "ndimage.gaussian_filter", input.ndim)
         nd, single = input.ndim, input.dtype == types.float32
         run = _separable[nd]
 
         def impl(input, sigma, order=0, output=None, mode="reflect", cval=0.0, truncate=4.0, radius=None, axes=None):
-            if order != 0:
-                raise ValueError("order must be 0 inside @njit (derivatives: call from Python)")
-            s = per_axis(sigma, nd)
-            if len(s) != nd:
-                raise ValueError("sigma must be a number or one per axis")
+            s, o = per_axis(sigma, nd), per_axis(order, nd)
+            if len(s) != nd or len(o) != nd:
+                raise ValueError("sigma and order must be a number or one per axis")
             r = given_or(radius, -1)
-            ws = [k.gaussian_weights(s[a], truncate, r, single) if s[a] > 1e-15 else np.ones(1) for a in range(nd)]
+            ws = [gaussian_or_one(s[a], int(o[a]), truncate, r, single) for a in range(nd)]
             ws.append(np.ones(1))
             ws.append(np.ones(1))
             return run(input, ws[0], ws[1], ws[2], mode, cval, 0)
 
         return impl
+
+    @njit
+    def gaussian_or_one(sigma, order, truncate, radius, single):
+        """An axis's weights, the identity where sigma is 0 (scipy leaves that axis alone)."""
+        if sigma > 1e-15:
+            return k.gaussian_weights(sigma, order, truncate, radius, single)
+        return np.ones(1)
+
+    def gaussian_terms(derivative, square):
+        fname = "gaussian_laplace" if derivative == 2 else "gaussian_gradient_magnitude"
+
+        def overload_terms(input, sigma, output=None, mode="reflect", cval=0.0, axes=None, truncate=4.0,
+                           radius=None):  # fmt: skip
+            smoothing_checks(fname, input, output, mode, cval, axes, None, radius)
+            nd, single = input.ndim, input.dtype == types.float32
+            run = _separable[nd]
+
+            def impl(input, sigma, output=None, mode="reflect", cval=0.0, axes=None, truncate=4.0, radius=None):
+                s = per_axis(sigma, nd)
+                if len(s) != nd:
+                    raise ValueError("sigma must be a number or one per axis")
+                r = given_or(radius, -1)
+                total = np.zeros(input.shape, input.dtype)
+                for a in range(nd):
+                    ws = [gaussian_or_one(s[b], derivative if b == a else 0, truncate, r, single) for b in range(nd)]
+                    ws.append(np.ones(1))
+                    ws.append(np.ones(1))
+                    term = run(input, ws[0], ws[1], ws[2], mode, cval, 0)
+                    if square:
+                        total += term * term
+                    else:
+                        total += term
+                if square:
+                    return np.sqrt(total)
+                return total
+
+            return impl
+
+        return overload_terms
+
+    overload(ndimage.gaussian_laplace)(gaussian_terms(2, False))
+    overload(ndimage.gaussian_gradient_magnitude)(gaussian_terms(1, True))
 
     @overload(ndimage.gaussian_filter1d)
     def _gaussian_filter1d(input, sigma, axis=-1, order=0, output=None, mode="reflect", cval=0.0, truncate=4.0,
@@ -426,9 +471,7 @@ def _register() -> None:
         single = input.dtype == types.float32
 
         def impl(input, sigma, axis=-1, order=0, output=None, mode="reflect", cval=0.0, truncate=4.0, radius=None):
-            if order != 0:
-                raise ValueError("order must be 0 inside @njit (derivatives: call from Python)")
-            w = k.gaussian_weights(float(sigma), truncate, given_or(radius, -1), single)
+            w = k.gaussian_weights(float(sigma), order, truncate, given_or(radius, -1), single)
             return k.along(input, w, axis, mode, cval, 0)
 
         return impl
@@ -505,3 +548,113 @@ def _register() -> None:
             return y
 
         return impl
+
+    # --- signal ----------------------------------------------------------------------------------------
+
+    from fastconv import signal
+
+    _unlift = {
+        1: njit(lambda y: y.reshape((y.shape[2],))),
+        2: njit(lambda y: y.reshape((y.shape[1], y.shape[2]))),
+        3: njit(lambda y: y),
+    }
+    _reverse = {1: njit(lambda y: y[:, :, ::-1].copy()), 2: njit(lambda y: y[:, ::-1, ::-1].copy()),
+                3: njit(lambda y: y[::-1, ::-1, ::-1].copy())}  # fmt: skip
+
+    @njit
+    def swap_needed(mode, a, b):
+        """scipy's ``_inputs_swap_needed``: "valid" mode with in2 the larger in every axis."""
+        if mode != "valid":
+            return False
+        ok1, ok2 = True, True
+        for i in range(3):
+            ok1 = ok1 and a.shape[i] >= b.shape[i]
+            ok2 = ok2 and b.shape[i] >= a.shape[i]
+        if not (ok1 or ok2):
+            raise ValueError("For 'valid' mode, one must be at least as large as the other in every dimension")
+        return not ok1
+
+    def signal_impl(flip, two_d):
+        fname = ("convolve" if flip else "correlate") + ("2d" if two_d else "")
+
+        def checks(in1, in2, mode, extra_strings):
+            for v, name in ((in1, "in1"), (in2, "in2")):
+                array(v, name, f"signal.{fname}", (2,) if two_d else (1, 2, 3))
+            if in1.ndim != in2.ndim:
+                raise TypingError(f"fastconv.signal.{fname} inside @njit: in1 and in2 must have the same number of "
+                                  f"dimensions, got {in1.ndim} and {in2.ndim}")  # fmt: skip
+            string(mode, "mode", f"signal.{fname}")
+            for v, name in extra_strings:
+                string(v, name, f"signal.{fname}")
+            return in1.ndim, result_dtype(in1, in2)
+
+        def body(nd, dt):
+            lift, unlift, reverse = _lift[nd], _unlift[nd], _reverse[3]
+
+            @njit
+            def run(in1, in2, mode, code, cval):
+                a, b = lift(in1.astype(dt)), lift(in2.astype(dt))
+                swap = swap_needed(mode, a, b)
+                if swap:
+                    a, b = b, a
+                if flip:
+                    y = k.signal_correlate3(a, reverse(b), mode, code, cval, False)
+                else:
+                    y = k.signal_correlate3(a, b, mode, code, cval, two_d)
+                    if swap:
+                        y = reverse(y)
+                return unlift(y)
+
+            return run
+
+        if two_d:
+
+            def overload_2d(in1, in2, mode="full", boundary="fill", fillvalue=0):
+                nd, dt = checks(in1, in2, mode, ((boundary, "boundary"),))
+                number(fillvalue, "fillvalue", f"signal.{fname}")
+                run = body(nd, dt)
+
+                def impl(in1, in2, mode="full", boundary="fill", fillvalue=0):
+                    if boundary == "fill":
+                        code = 4
+                    elif boundary == "wrap" or boundary == "circular":
+                        code = 3
+                    elif boundary == "symm" or boundary == "symmetric":
+                        code = 0
+                    else:
+                        raise ValueError("boundary must be 'fill', 'wrap' or 'symm'")
+                    return run(in1, in2, mode, code, fillvalue)
+
+                return impl
+
+            return overload_2d
+
+        def overload_nd(in1, in2, mode="full", method="auto"):
+            nd, dt = checks(in1, in2, mode, ((method, "method"),))
+            run = body(nd, dt)
+
+            def impl(in1, in2, mode="full", method="auto"):
+                if method != "auto" and method != "direct":
+                    raise ValueError("method inside @njit must be 'auto' or 'direct' (no FFT in compiled code yet)")
+                return run(in1, in2, mode, 4, 0.0)
+
+            return impl
+
+        return overload_nd
+
+    overload(signal.convolve)(signal_impl(True, False))
+    overload(signal.correlate)(signal_impl(False, False))
+    overload(signal.convolve2d)(signal_impl(True, True))
+    overload(signal.correlate2d)(signal_impl(False, True))
+
+    def no_fft(fname):
+        def overload_fft(in1, in2, mode="full", axes=None):
+            raise TypingError(
+                f"fastconv.signal.{fname} inside @njit: no FFT is callable from compiled code in this version; "
+                "call signal.convolve (direct) inside @njit, or fftconvolve from Python"
+            )
+
+        return overload_fft
+
+    overload(signal.fftconvolve)(no_fft("fftconvolve"))
+    overload(signal.oaconvolve)(no_fft("oaconvolve"))

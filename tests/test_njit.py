@@ -65,6 +65,19 @@ def _filters1d(x, w, axis, mode, cval, origin):
     )
 
 
+@numba.njit
+def _signal(a, b, mode, boundary, fill):
+    return (fastconv.signal.convolve(a, b, mode), fastconv.signal.correlate(a, b, mode),
+            fastconv.signal.convolve2d(a, b, mode, boundary, fill), fastconv.signal.correlate2d(a, b, mode, boundary,
+                                                                                              fill))  # fmt: skip
+
+
+@numba.njit
+def _derivatives(x, sigma, truncate):
+    return (ndimage.gaussian_filter(x, sigma, order=(1, 2), mode="wrap"), ndimage.gaussian_filter1d(x, sigma, 0, 3),
+            ndimage.gaussian_laplace(x, sigma), ndimage.gaussian_gradient_magnitude(x, sigma, truncate=truncate))  # fmt: skip
+
+
 MODES = ["reflect", "constant", "nearest", "mirror", "wrap", "grid-wrap", "grid-constant", "grid-mirror"]
 
 
@@ -149,6 +162,42 @@ def test_ndimage_in_njit_matches_scipy_in_every_mode(rng, dtype):
         )
         for a, b in zip(got, want):
             np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+
+
+def test_signal_and_gaussian_derivatives_in_njit_match_scipy(rng):
+    import scipy.signal
+
+    for sa, sb in [((7, 9), (3, 2)), ((5, 4), (2, 4)), ((3, 3), (5, 6)), ((6, 6), (4, 4)), ((1, 5), (1, 1))]:
+        a, b = rng.standard_normal(sa), rng.standard_normal(sb)
+        for mode in ("full", "same", "valid"):
+            for boundary in ("fill", "wrap", "symm"):
+                try:
+                    want = (scipy.signal.convolve(a, b, mode, method="direct"),
+                            scipy.signal.correlate(a, b, mode, method="direct"),
+                            scipy.signal.convolve2d(a, b, mode, boundary, 0.5),
+                            scipy.signal.correlate2d(a, b, mode, boundary, 0.5))  # fmt: skip
+                except ValueError:  # ('valid' with neither input the larger in every axis)
+                    with pytest.raises(ValueError, match="valid"):
+                        _signal(a, b, mode, boundary, 0.5)
+                    continue
+                for got, w in zip(_signal(a, b, mode, boundary, 0.5), want):
+                    assert got.shape == w.shape, (sa, sb, mode, boundary)
+                    np.testing.assert_allclose(got, w, rtol=1e-11, atol=1e-11, err_msg=f"{sa} {sb} {mode} {boundary}")
+    for shape in [(20, 17), (3, 40)]:
+        x = rng.standard_normal(shape)
+        for sigma, truncate in ((1.2, 4.0), (0.7, 2.0)):
+            want = (scipy.ndimage.gaussian_filter(x, sigma, order=(1, 2), mode="wrap"),
+                    scipy.ndimage.gaussian_filter1d(x, sigma, 0, 3), scipy.ndimage.gaussian_laplace(x, sigma),
+                    scipy.ndimage.gaussian_gradient_magnitude(x, sigma, truncate=truncate))  # fmt: skip
+            for got, w in zip(_derivatives(x, sigma, truncate), want):
+                np.testing.assert_allclose(got, w, rtol=1e-10, atol=1e-10)
+
+    @numba.njit
+    def fft(a, b):
+        return fastconv.signal.fftconvolve(a, b)
+
+    with pytest.raises(numba.core.errors.TypingError, match="no FFT is callable from compiled code"):
+        fft(np.ones(8), np.ones(3))
 
 
 def test_errors_name_the_argument_at_compile_and_run_time(rng):

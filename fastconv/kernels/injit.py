@@ -151,22 +151,43 @@ def pair(x, wv, mode_v, origin_v, wh, mode_h, origin_h, cval, vertical_first):
 
 
 @numba_jit()
-def gaussian_weights(sigma, truncate, radius, single):
-    """gaussian_filter1d's weights of order 0 (radius < 0: from ``truncate``),
-    as float32-rounded values that still sum to 1 for single-precision data
+def gaussian_weights(sigma, order, truncate, radius, single):
+    """gaussian_filter1d's correlation weights (radius < 0: from
+    ``truncate``), as ``fastconv._filters.gaussian_weights``; of order 0,
+    float32-rounded values that still sum to 1 for single-precision data
     (as the Python path's ``single_weights``)."""
     if not sigma > 0:
         raise ValueError("sigma must be positive")
+    if order < 0:
+        raise ValueError("order must be non-negative")
     r = radius if radius >= 0 else int(truncate * sigma + 0.5)
     x = np.arange(-r, r + 1).astype(np.float64)
-    phi = np.exp(-0.5 / (sigma * sigma) * x * x)
+    s2 = sigma * sigma
+    phi = np.exp(-0.5 / s2 * x * x)
     phi /= phi.sum()
-    if single:
-        s = phi.astype(np.float32).astype(np.float64)
-        peak = np.argmax(np.abs(s))
-        s[peak] = np.float64(np.float32(s[peak] + (1.0 - s.sum())))
-        return s
-    return phi
+    if order == 0:
+        if single:
+            s = phi.astype(np.float32).astype(np.float64)
+            peak = np.argmax(np.abs(s))
+            s[peak] = np.float64(np.float32(s[peak] + (1.0 - s.sum())))
+            return s
+        return phi
+    q = np.zeros(order + 1)  # (the polynomial q: q <- q' - x q / sigma^2, ``order`` times)
+    q[0] = 1.0
+    for _ in range(order):
+        nq = np.zeros(order + 1)
+        for i in range(1, order + 1):
+            nq[i - 1] += i * q[i]
+        for i in range(order):
+            nq[i + 1] -= q[i] / s2
+        q = nq
+    weights = np.zeros(len(x))
+    for j in range(len(x)):
+        v = 0.0
+        for i in range(order, -1, -1):
+            v = v * x[j] + q[i]
+        weights[j] = v * phi[j]
+    return weights[::-1].copy()
 
 
 @numba_jit()
@@ -174,18 +195,31 @@ def correlate3(x3, w3, mode, cval, o0, o1, o2):
     """ndimage.correlate of the (D, H, W) ``x3`` with (KD, KH, KW) weights of
     its dtype: the input padded by index tables, then the direct kernel over
     the footprint (weights above 2.2e-16 in magnitude, scipy's rule)."""
-    D, H, W = x3.shape
     KD, KH, KW = w3.shape
     code = mode_code(mode)
-    if x3.size == 0:
-        return np.empty((D, H, W), x3.dtype)
     l0, l1, l2 = _pad_lo(KD, o0), _pad_lo(KH, o1), _pad_lo(KW, o2)
-    rd = boundary(D, l0, KD - 1 - l0, code)
-    rh = boundary(H, l1, KH - 1 - l1, code)
-    rw = boundary(W, l2, KW - 1 - l2, code)
+    D, H, W = x3.shape
+    return padded_correlate(x3, w3, l0, l1, l2, D, H, W, code, cval, False)
+
+
+@numba_jit()
+def padded_correlate(x3, w3, l0, l1, l2, D, H, W, code, cval, every_tap):
+    """The (D, H, W) "valid" correlation of ``x3`` extended by boundary rule
+    ``code`` (:func:`boundary`) with ``l0, l1, l2`` positions before each
+    axis (and as many after as the output needs) with the weights ``w3`` of
+    its dtype: every tap multiplied (``every_tap``: scipy.signal) or the
+    footprint (scipy.ndimage)."""
+    KD, KH, KW = w3.shape
+    if x3.size == 0 or D * H * W == 0:
+        return np.zeros((D, H, W), x3.dtype)
     Dp, Hp, Wp = D + KD - 1, H + KH - 1, W + KW - 1
+    rd = boundary(x3.shape[0], l0, Dp - x3.shape[0] - l0, code)
+    rh = boundary(x3.shape[1], l1, Hp - x3.shape[1] - l1, code)
+    rw = boundary(x3.shape[2], l2, Wp - x3.shape[2] - l2, code)
+    n = x3.shape[2]
     xp = np.empty((Dp, Hp, Wp), x3.dtype)
     c = _as(x3, cval)
+    lo, hi = max(l2, 0), min(l2 + n, Wp)  # (the padded columns the row copies: rw[e] == e - l2 there)
     for d in range(Dp):
         for h in range(Hp):
             a, b = rd[d], rh[h]
@@ -194,16 +228,17 @@ def correlate3(x3, w3, mode, cval, o0, o1, o2):
                 row[:] = c
                 continue
             source = x3[a, b]
-            row[l2 : l2 + W] = source  # (the inside: a copy; the ends by the table)
-            for e in range(l2):
+            if hi > lo:
+                row[lo:hi] = source[lo - l2 : hi - l2]  # (the inside: a copy; the ends by the table)
+            for e in range(lo):
                 row[e] = source[rw[e]] if rw[e] >= 0 else c
-            for e in range(l2 + W, Wp):
+            for e in range(max(hi, lo), Wp):
                 row[e] = source[rw[e]] if rw[e] >= 0 else c
     taps = 0
     for a in range(KD):
         for b in range(KH):
             for e in range(KW):
-                if abs(w3[a, b, e]) > _EPS:
+                if every_tap or abs(w3[a, b, e]) > _EPS:
                     taps += 1
     offs = np.empty(taps, np.int64)
     ws = np.empty(taps, x3.dtype)
@@ -211,14 +246,35 @@ def correlate3(x3, w3, mode, cval, o0, o1, o2):
     for a in range(KD):
         for b in range(KH):
             for e in range(KW):
-                if abs(w3[a, b, e]) > _EPS:
+                if every_tap or abs(w3[a, b, e]) > _EPS:
                     offs[t] = (a * Hp + b) * Wp + e
                     ws[t] = w3[a, b, e]
                     t += 1
     out = np.empty((D, H, W), x3.dtype)
-    if out.size:  # (an empty input: an empty output, any mode)
-        correlate_kernel_serial(xp, out, offs, ws, 2048, 1)
+    correlate_kernel_serial(xp, out, offs, ws, 2048, 1)
     return out
+
+
+@numba_jit()
+def signal_correlate3(x3, w3, mode, code, cval, start_high):
+    """scipy.signal's correlation (every tap multiplied) of the (D, H, W)
+    ``x3`` with ``w3`` in output ``mode`` "full", "same" or "valid", the
+    input extended by rule ``code`` (4: the constant ``cval``); "same" is
+    the full output from ``(k - 1) // 2`` on, or from ``k // 2`` with
+    ``start_high`` (correlate2d's centring)."""
+    n0, n1, n2 = x3.shape
+    k0, k1, k2 = w3.shape
+    if mode == "full":
+        return padded_correlate(x3, w3, k0 - 1, k1 - 1, k2 - 1, n0 + k0 - 1, n1 + k1 - 1, n2 + k2 - 1, code, cval,
+                                True)  # fmt: skip
+    if mode == "same":
+        s0, s1, s2 = (k0 // 2, k1 // 2, k2 // 2) if start_high else ((k0 - 1) // 2, (k1 - 1) // 2, (k2 - 1) // 2)
+        return padded_correlate(x3, w3, k0 - 1 - s0, k1 - 1 - s1, k2 - 1 - s2, n0, n1, n2, code, cval, True)
+    if mode == "valid":
+        if n0 < k0 or n1 < k1 or n2 < k2:
+            raise ValueError("for 'valid' mode, in1 must be at least as large as in2 in every dimension")
+        return padded_correlate(x3, w3, 0, 0, 0, n0 - k0 + 1, n1 - k1 + 1, n2 - k2 + 1, code, cval, True)
+    raise ValueError("mode must be 'full', 'same' or 'valid'")
 
 
 @numba_jit()
