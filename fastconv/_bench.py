@@ -529,7 +529,8 @@ def _run_filters_suite(cases, threads, with_scipy, repeats, budget_s, progress) 
             results.append(
                 _timed_result(funcs, repeats, budget_s, flops=plan.flops, suite="filters", case=name,
                               input=tuple(shape), weight=(), params={"filter": filt, "args": list(args), "mode": mode,
-                                                                     "dtype": dtype}, method=plan.method)
+                                                                     "dtype": dtype},
+                              method="sweep" if getattr(plan.spec, "note", "") else plan.method)
             )  # fmt: skip
     return results
 

@@ -111,6 +111,8 @@ def _warmup_calls(op: str, dtype: str):
             calls.append((ndimage.correlate, (x, a(*(3,) * x.ndim)), {}))
             calls.append((ndimage.correlate, (x, np.ones((3,) * x.ndim, dt)), {}))
             calls.append((ndimage.correlate1d, (x, a(5)), {}))
+            if x.ndim > 1:  # (the filters' sweeps, serial and parallel builds)
+                calls += [(ndimage.gaussian_filter, (x, 1.0), {}), (ndimage.sobel, (x,), {})]
     elif op == "signal":
         from fastconv import signal
 
