@@ -10,14 +10,16 @@ accepts are narrower (float32/float64 arrays, one mode, no ``output=`` /
 naming the argument.  Values are checked when the call runs (ValueError,
 as in Python).
 
-Served: ``conv1d``, ``conv2d``, ``max_pool1d/2d``, ``avg_pool1d/2d``;
+Served: ``conv1d/2d/3d``, ``max_pool1d/2d/3d``, ``avg_pool1d/2d/3d``,
+``adaptive_max_pool1d/2d/3d``, ``adaptive_avg_pool1d/2d/3d``;
 ``ndimage.correlate``, ``convolve``, ``correlate1d``, ``convolve1d``,
 ``gaussian_filter``, ``gaussian_filter1d``, ``uniform_filter``,
 ``uniform_filter1d``, ``sobel``, ``prewitt``, ``laplace``,
 ``gaussian_laplace``, ``gaussian_gradient_magnitude``; ``signal.convolve``,
 ``correlate`` (direct), ``convolve2d``, ``correlate2d``.  ``fftconvolve``
 and ``oaconvolve`` fail at compile time saying so (no FFT callable from
-compiled code yet).  No method is chosen in compiled code: the NN
+compiled code yet), and so do the transposed convolutions (not served
+yet).  No method is chosen in compiled code: the NN
 functions run direct loops (small layers, patches), the filters the
 filters' sweep and the direct correlation; everything runs on the calling
 thread."""
@@ -44,9 +46,20 @@ def _register() -> None:
     from numba.extending import overload
 
     import fastconv
-    from fastconv import ndimage
+    from fastconv import ndimage, signal
 
-    from .kernels import injit as k
+    k = None  # (fastconv.kernels.injit, imported when a compiled call first needs it: see kernels())
+
+    def kernels() -> None:
+        """Import the kernels (and scipy, and Numba's compiled helpers) when
+        the first compiled call is typed, not when Numba loads this module:
+        every process that compiles anything with fastconv installed runs
+        :func:`init`.  The overloads' code reads ``k`` when it compiles."""
+        nonlocal k
+        if k is None:
+            from .kernels import injit
+
+            k = injit
 
     floats = (types.float32, types.float64)
 
@@ -93,17 +106,6 @@ def _register() -> None:
 
     # --- argument helpers (overloaded themselves: one body per argument type) -------------------
 
-    def pair(v, n):  # pragma: no cover - compiled code runs its overload
-        raise NotImplementedError
-
-    @overload(pair)
-    def _pair(v, n):
-        if isinstance(v, types.Integer):
-            return lambda v, n: (v, v)
-        if isinstance(v, types.BaseTuple) and len(v) == 1:
-            return lambda v, n: (v[0], v[0])
-        return lambda v, n: (v[0], v[len(v) - 1])
-
     def per_axis(v, n):  # pragma: no cover
         raise NotImplementedError
 
@@ -131,35 +133,78 @@ def _register() -> None:
             return lambda b, like: np.empty(0, like.dtype)
         return lambda b, like: b.astype(like.dtype)
 
-    def resolve_padding(padding, stride, kh, kw, dh, dw):  # pragma: no cover
+    def triple(v, n):  # pragma: no cover - compiled code runs its overload
         raise NotImplementedError
 
-    @overload(resolve_padding)
-    def _resolve_padding(padding, stride, kh, kw, dh, dw):
+    @overload(triple)
+    def _triple(v, n):
+        """An int or a tuple of ``n`` (or 1) ints as 3 values for the lifted
+        (D, H, W) axes: the missing leading ones 1."""
+        if isinstance(v, types.Integer):
+            return lambda v, n: (1, 1, v) if n == 1 else ((1, v, v) if n == 2 else (v, v, v))
+        if len(v) == 1:
+            return lambda v, n: (1, 1, v[0]) if n == 1 else ((1, v[0], v[0]) if n == 2 else (v[0], v[0], v[0]))
+        if len(v) == 2:
+            return lambda v, n: (1, v[0], v[1])
+        return lambda v, n: (v[0], v[1], v[2])
+
+    def pads(padding, stride, kernel, dilation, n):  # pragma: no cover
+        raise NotImplementedError
+
+    @overload(pads)
+    def _pads(padding, stride, kernel, dilation, n):
+        """Zero padding before and after each lifted axis (6 values): an int or
+        ints per axis, or torch's "valid" / "same" (the extra pad after)."""
         if isinstance(padding, (types.UnicodeType, types.StringLiteral)):
 
-            def impl(padding, stride, kh, kw, dh, dw):
+            def impl(padding, stride, kernel, dilation, n):
+                out = np.zeros(6, np.int64)
                 if padding == "valid":
-                    return 0, 0, 0, 0
+                    return out
                 if padding != "same":
                     raise ValueError("padding must be 'same', 'valid', an int or a tuple of ints")
-                if stride[0] != 1 or stride[1] != 1:
-                    raise ValueError("padding='same' is not supported for strided convolutions")
-                t, s = dh * (kh - 1), dw * (kw - 1)
-                return t // 2, t - t // 2, s // 2, s - s // 2
+                for a in range(3):
+                    if stride[a] != 1:
+                        raise ValueError("padding='same' is not supported for strided convolutions")
+                    total = dilation[a] * (kernel[a] - 1)
+                    out[2 * a], out[2 * a + 1] = total // 2, total - total // 2
+                return out
 
             return impl
 
-        def impl(padding, stride, kh, kw, dh, dw):
-            p = pair(padding, 2)
-            return p[0], p[0], p[1], p[1]
+        def impl(padding, stride, kernel, dilation, n):
+            p = triple(padding, n)
+            out = np.zeros(6, np.int64)
+            for a in range(3 - n, 3):
+                out[2 * a] = out[2 * a + 1] = p[a]
+            return out
 
         return impl
 
     def result_dtype(*arrays):
         return np.dtype(np.result_type(*[a.dtype.name for a in arrays if isinstance(a, types.Array)]))
 
-    # --- conv1d / conv2d ------------------------------------------------------------------------------
+    # lifting to the kernels' 5-D (N, C, D, H, W) and back, per (rank, batched): (up, down, weights up)
+    _lifts = {
+        (1, True): (njit(lambda x: x.reshape((x.shape[0], x.shape[1], 1, 1, x.shape[2]))),
+                    njit(lambda y: y.reshape((y.shape[0], y.shape[1], y.shape[4])))),
+        (1, False): (njit(lambda x: x.reshape((1, x.shape[0], 1, 1, x.shape[1]))),
+                     njit(lambda y: y.reshape((y.shape[1], y.shape[4])))),
+        (2, True): (njit(lambda x: x.reshape((x.shape[0], x.shape[1], 1, x.shape[2], x.shape[3]))),
+                    njit(lambda y: y.reshape((y.shape[0], y.shape[1], y.shape[3], y.shape[4])))),
+        (2, False): (njit(lambda x: x.reshape((1, x.shape[0], 1, x.shape[1], x.shape[2]))),
+                     njit(lambda y: y.reshape((y.shape[1], y.shape[3], y.shape[4])))),
+        (3, True): (njit(lambda x: x), njit(lambda y: y)),
+        (3, False): (njit(lambda x: x.reshape((1, x.shape[0], x.shape[1], x.shape[2], x.shape[3]))),
+                     njit(lambda y: y.reshape((y.shape[1], y.shape[2], y.shape[3], y.shape[4])))),
+    }  # fmt: skip
+    _weights_up = {
+        1: njit(lambda w: w.reshape((w.shape[0], w.shape[1], 1, 1, w.shape[2]))),
+        2: njit(lambda w: w.reshape((w.shape[0], w.shape[1], 1, w.shape[2], w.shape[3]))),
+        3: njit(lambda w: w),
+    }
+
+    # --- conv1d / conv2d / conv3d -----------------------------------------------------------------------
 
     def conv_checks(fname, nd, input, weight, bias, stride, padding, dilation, groups, padding_mode, method, device,
                     out) -> None:  # fmt: skip
@@ -183,13 +228,12 @@ def _register() -> None:
 
         def overload_conv(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros",
                           method="auto", device=None, out=None):  # fmt: skip
+            kernels()
             conv_checks(fname, nd, input, weight, bias, stride, padding, dilation, groups, padding_mode, method,
                         device, out)  # fmt: skip
             dt = result_dtype(input, weight, bias)
-            if nd == 1:
-                as4, back = _conv1d_batched if input.ndim == 3 else _conv1d_single
-            else:
-                as4, back = _conv2d_batched if input.ndim == 4 else _conv2d_single
+            up, down = _lifts[(nd, input.ndim == nd + 2)]
+            lift_weight = _weights_up[nd]
 
             def impl(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros",
                      method="auto", device=None, out=None):  # fmt: skip
@@ -197,32 +241,18 @@ def _register() -> None:
                     raise ValueError("padding_mode inside @njit must be 'zeros'")
                 if method != "auto" and method != "direct":
                     raise ValueError("method inside @njit must be 'auto' or 'direct'")
-                x4 = as4(np.ascontiguousarray(input).astype(dt))
-                w4 = as4_weight(np.ascontiguousarray(weight).astype(dt))
-                b = bias_like(bias, x4)
-                s, d = pair(stride, nd), pair(dilation, nd)
-                if nd == 1:
-                    s, d = (1, s[0]), (1, d[0])
-                p = resolve_padding(padding, s, w4.shape[2], w4.shape[3], d[0], d[1])
-                return back(k.conv2d_direct(x4, w4, b, s[0], s[1], p[0], p[1], p[2], p[3], d[0], d[1], groups))
+                x5 = up(np.ascontiguousarray(input).astype(dt))
+                w5 = lift_weight(np.ascontiguousarray(weight).astype(dt))
+                s, d = triple(stride, nd), triple(dilation, nd)
+                p = pads(padding, s, w5.shape[2:], d, nd)
+                return down(k.conv3d_direct(x5, w5, bias_like(bias, x5), s, p, d, groups))
 
-            as4_weight = _weight1d if nd == 1 else _weight2d
             return impl
 
         return overload_conv
 
-    _conv1d_batched = (njit(lambda x: x.reshape((x.shape[0], x.shape[1], 1, x.shape[2]))),
-                       njit(lambda y: y.reshape((y.shape[0], y.shape[1], y.shape[3]))))  # fmt: skip
-    _conv1d_single = (njit(lambda x: x.reshape((1, x.shape[0], 1, x.shape[1]))),
-                      njit(lambda y: y.reshape((y.shape[1], y.shape[3]))))  # fmt: skip
-    _conv2d_batched = (njit(lambda x: x), njit(lambda y: y))
-    _conv2d_single = (njit(lambda x: x.reshape((1, x.shape[0], x.shape[1], x.shape[2]))),
-                      njit(lambda y: y.reshape((y.shape[1], y.shape[2], y.shape[3]))))  # fmt: skip
-    _weight1d = njit(lambda w: w.reshape((w.shape[0], w.shape[1], 1, w.shape[2])))
-    _weight2d = njit(lambda w: w)
-
-    overload(fastconv.conv1d)(conv_impl(1))
-    overload(fastconv.conv2d)(conv_impl(2))
+    for _nd in (1, 2, 3):
+        overload(getattr(fastconv, f"conv{_nd}d"))(conv_impl(_nd))
 
     # --- pooling ---------------------------------------------------------------------------------------
 
@@ -234,28 +264,20 @@ def _register() -> None:
         integer_or_tuple(dilation, "dilation", fname, nd)
         unsupported(device, "device", fname)
 
-    _planes1d = (njit(lambda x: x.reshape((x.size // x.shape[-1], 1, x.shape[-1]))),
-                 njit(lambda y, x: y.reshape((x.shape[0], x.shape[1], y.shape[2]))),
-                 njit(lambda y, x: y.reshape((x.shape[0], y.shape[2]))))  # fmt: skip
-    _planes2d = (njit(lambda x: x.reshape((x.size // (x.shape[-1] * x.shape[-2]), x.shape[-2], x.shape[-1]))),
-                 njit(lambda y, x: y.reshape((x.shape[0], x.shape[1], y.shape[1], y.shape[2]))),
-                 njit(lambda y, x: y.reshape((x.shape[0], y.shape[1], y.shape[2]))))  # fmt: skip
-
     def pool_runner(nd, batched):
-        planes, back_batched, back_single = _planes1d if nd == 1 else _planes2d
-        back = back_batched if batched else back_single
+        up, down = _lifts[(nd, batched)]
 
         @njit
         def run(input, kernel_size, stride, padding, dilation, ceil_mode, is_max, include_pad, divisor):
-            x = np.ascontiguousarray(input)
-            kk = pair(kernel_size, nd)
-            ss = pair(given_or(stride, kernel_size), nd)
-            pp, dd = pair(padding, nd), pair(dilation, nd)
-            if nd == 1:
-                kk, ss, pp, dd = (1, kk[0]), (1, ss[0]), (0, pp[0]), (1, dd[0])
-            y = k.pool2d(planes(x), kk[0], kk[1], ss[0], ss[1], pp[0], pp[1], dd[0], dd[1], ceil_mode, is_max,
-                         include_pad, divisor)  # fmt: skip
-            return back(y, x)
+            x = up(np.ascontiguousarray(input))
+            kk = triple(kernel_size, nd)
+            ss = triple(given_or(stride, kernel_size), nd)
+            pp = triple(padding, nd)
+            pp = (0 if nd < 3 else pp[0], 0 if nd < 2 else pp[1], pp[2])
+            dd = triple(dilation, nd)
+            v = x.reshape((x.shape[0] * x.shape[1], x.shape[2], x.shape[3], x.shape[4]))
+            y = k.pool3d(v, kk, ss, pp, dd, ceil_mode, is_max, include_pad, divisor)
+            return down(y.reshape((x.shape[0], x.shape[1], y.shape[1], y.shape[2], y.shape[3])))
 
         return run
 
@@ -264,6 +286,7 @@ def _register() -> None:
 
         def overload_max(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                          return_indices=False, device=None):  # fmt: skip
+            kernels()
             pool_checks(fname, nd, input, kernel_size, stride, padding, dilation, device)
             literal = getattr(return_indices, "literal_value", return_indices) if given(return_indices) else False
             if literal is not False:
@@ -283,7 +306,8 @@ def _register() -> None:
 
         def overload_avg(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
                          divisor_override=None, device=None):  # fmt: skip
-            pool_checks(fname, nd, input, kernel_size, stride, padding, None, device)
+            kernels()
+            pool_checks(fname, nd, input, kernel_size, stride, padding, 1, device)
             run = pool_runner(nd, input.ndim == nd + 2)
 
             def impl(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
@@ -297,10 +321,53 @@ def _register() -> None:
 
         return overload_avg
 
-    overload(fastconv.max_pool1d)(max_impl(1))
-    overload(fastconv.max_pool2d)(max_impl(2))
-    overload(fastconv.avg_pool1d)(avg_impl(1))
-    overload(fastconv.avg_pool2d)(avg_impl(2))
+    def adaptive_impl(nd, is_max):
+        fname = f"adaptive_{'max' if is_max else 'avg'}_pool{nd}d"
+
+        def overload_adaptive(input, output_size, return_indices=False, device=None):
+            kernels()
+            array(input, "input", fname, (nd + 1, nd + 2))
+            integer_or_tuple(output_size, "output_size", fname, nd)
+            if given(return_indices) and getattr(return_indices, "literal_value", None) is not False:
+                raise TypingError(f"fastconv.{fname} inside @njit: return_indices must be False (the default) here")
+            unsupported(device, "device", fname)
+            up, down = _lifts[(nd, input.ndim == nd + 2)]
+
+            def impl(input, output_size, return_indices=False, device=None):
+                x = up(np.ascontiguousarray(input))
+                o = triple(output_size, nd)
+                v = x.reshape((x.shape[0] * x.shape[1], x.shape[2], x.shape[3], x.shape[4]))
+                y = k.adaptive3d(v, o[0], o[1], o[2], is_max)
+                return down(y.reshape((x.shape[0], x.shape[1], y.shape[1], y.shape[2], y.shape[3])))
+
+            return impl
+
+        if is_max:
+            return overload_adaptive
+
+        def overload_adaptive_avg(input, output_size, device=None):
+            kernels()
+            array(input, "input", fname, (nd + 1, nd + 2))
+            integer_or_tuple(output_size, "output_size", fname, nd)
+            unsupported(device, "device", fname)
+            up, down = _lifts[(nd, input.ndim == nd + 2)]
+
+            def impl(input, output_size, device=None):
+                x = up(np.ascontiguousarray(input))
+                o = triple(output_size, nd)
+                v = x.reshape((x.shape[0] * x.shape[1], x.shape[2], x.shape[3], x.shape[4]))
+                y = k.adaptive3d(v, o[0], o[1], o[2], False)
+                return down(y.reshape((x.shape[0], x.shape[1], y.shape[1], y.shape[2], y.shape[3])))
+
+            return impl
+
+        return overload_adaptive_avg
+
+    for _nd in (1, 2, 3):
+        overload(getattr(fastconv, f"max_pool{_nd}d"))(max_impl(_nd))
+        overload(getattr(fastconv, f"avg_pool{_nd}d"))(avg_impl(_nd))
+        overload(getattr(fastconv, f"adaptive_max_pool{_nd}d"))(adaptive_impl(_nd, True))
+        overload(getattr(fastconv, f"adaptive_avg_pool{_nd}d"))(adaptive_impl(_nd, False))
 
     # --- ndimage ---------------------------------------------------------------------------------------
 
@@ -334,6 +401,7 @@ def _register() -> None:
 
         def overload_correlate(input, weights, output=None, mode="reflect", cval=0.0, origin=0, axes=None,
                                method="auto"):  # fmt: skip
+            kernels()
             filter_checks(fname, input, output, mode, cval, axes)
             if not isinstance(weights, types.Array) or weights.ndim != input.ndim:
                 raise TypingError(f"fastconv.ndimage.{fname} inside @njit: weights must be an array with as many "
@@ -367,6 +435,7 @@ def _register() -> None:
         fname = "convolve1d" if flip else "correlate1d"
 
         def overload_correlate1d(input, weights, axis=-1, output=None, mode="reflect", cval=0.0, origin=0):
+            kernels()
             filter_checks(fname, input, output, mode, cval)
             if not isinstance(weights, types.Array) or weights.ndim != 1:
                 raise TypingError(f"fastconv.ndimage.{fname} inside @njit: weights must be a 1-D array, got {weights}")
@@ -405,6 +474,7 @@ def _register() -> None:
     @overload(ndimage.gaussian_filter)
     def _gaussian_filter(input, sigma, order=0, output=None, mode="reflect", cval=0.0, truncate=4.0, radius=None,
                          axes=None):  # fmt: skip
+        kernels()
         smoothing_checks("gaussian_filter", input, output, mode, cval, axes)
         integer_or_tuple(order, "order", "ndimage.gaussian_filter", input.ndim)
         nd, single = input.ndim, input.dtype == types.float32
@@ -434,6 +504,7 @@ def _register() -> None:
 
         def overload_terms(input, sigma, output=None, mode="reflect", cval=0.0, axes=None, truncate=4.0,
                            radius=None):  # fmt: skip
+            kernels()
             smoothing_checks(fname, input, output, mode, cval, axes, None, radius)
             nd, single = input.ndim, input.dtype == types.float32
             run = _separable[nd]
@@ -467,6 +538,7 @@ def _register() -> None:
     @overload(ndimage.gaussian_filter1d)
     def _gaussian_filter1d(input, sigma, axis=-1, order=0, output=None, mode="reflect", cval=0.0, truncate=4.0,
                            radius=None):  # fmt: skip
+        kernels()
         smoothing_checks("gaussian_filter1d", input, output, mode, cval, None, order, radius)
         single = input.dtype == types.float32
 
@@ -478,6 +550,7 @@ def _register() -> None:
 
     @overload(ndimage.uniform_filter)
     def _uniform_filter(input, size=3, output=None, mode="reflect", cval=0.0, origin=0, axes=None):
+        kernels()
         smoothing_checks("uniform_filter", input, output, mode, cval, axes)
         integer_or_tuple(size, "size", "ndimage.uniform_filter", input.ndim)
         if given(origin) and not isinstance(origin, types.Integer):
@@ -496,6 +569,7 @@ def _register() -> None:
 
     @overload(ndimage.uniform_filter1d)
     def _uniform_filter1d(input, size, axis=-1, output=None, mode="reflect", cval=0.0, origin=0):
+        kernels()
         smoothing_checks("uniform_filter1d", input, output, mode, cval, None)
 
         def impl(input, size, axis=-1, output=None, mode="reflect", cval=0.0, origin=0):
@@ -509,6 +583,7 @@ def _register() -> None:
         fname = "sobel" if smooth[1] == 2.0 else "prewitt"
 
         def overload_difference(input, axis=-1, output=None, mode="reflect", cval=0.0):
+            kernels()
             filter_checks(fname, input, output, mode, cval)
             nd = input.ndim
 
@@ -537,6 +612,7 @@ def _register() -> None:
 
     @overload(ndimage.laplace)
     def _laplace(input, output=None, mode="reflect", cval=0.0, axes=None):
+        kernels()
         filter_checks("laplace", input, output, mode, cval, axes)
         nd = input.ndim
 
@@ -550,8 +626,6 @@ def _register() -> None:
         return impl
 
     # --- signal ----------------------------------------------------------------------------------------
-
-    from fastconv import signal
 
     _unlift = {
         1: njit(lambda y: y.reshape((y.shape[2],))),
@@ -610,6 +684,7 @@ def _register() -> None:
         if two_d:
 
             def overload_2d(in1, in2, mode="full", boundary="fill", fillvalue=0):
+                kernels()
                 nd, dt = checks(in1, in2, mode, ((boundary, "boundary"),))
                 number(fillvalue, "fillvalue", f"signal.{fname}")
                 run = body(nd, dt)
@@ -630,6 +705,7 @@ def _register() -> None:
             return overload_2d
 
         def overload_nd(in1, in2, mode="full", method="auto"):
+            kernels()
             nd, dt = checks(in1, in2, mode, ((method, "method"),))
             run = body(nd, dt)
 
@@ -649,6 +725,7 @@ def _register() -> None:
 
     def no_fft(fname):
         def overload_fft(in1, in2, mode="full", axes=None):
+            kernels()
             raise TypingError(
                 f"fastconv.signal.{fname} inside @njit: no FFT is callable from compiled code in this version; "
                 "call signal.convolve (direct) inside @njit, or fftconvolve from Python"
@@ -658,3 +735,19 @@ def _register() -> None:
 
     overload(signal.fftconvolve)(no_fft("fftconvolve"))
     overload(signal.oaconvolve)(no_fft("oaconvolve"))
+
+    def transposed_not_yet(nd: int):
+        def overload_transposed(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+                                dilation=1, method="auto", device=None, out=None):  # fmt: skip
+            raise TypingError(f"fastconv.conv_transpose{nd}d is not callable from compiled code in this version: "
+                              "call it from Python")  # fmt: skip
+
+        return overload_transposed
+
+    for _nd in (1, 2, 3):
+        overload(getattr(fastconv, f"conv_transpose{_nd}d"))(transposed_not_yet(_nd))
+
+    @overload(signal.choose_conv_method)
+    def _choose_conv_method(in1, in2, mode="full", measure=False):
+        raise TypingError("fastconv.signal.choose_conv_method is not callable from compiled code: compiled code "
+                          "always runs 'direct'")  # fmt: skip

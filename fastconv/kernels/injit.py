@@ -278,50 +278,57 @@ def signal_correlate3(x3, w3, mode, code, cval, start_high):
 
 
 @numba_jit()
-def conv2d_direct(x, w, b, sh, sw, ph0, ph1, pw0, pw1, dh, dw, groups):
-    """conv2d of the (N, C, H, W) ``x`` with (O, C / groups, KH, KW)
-    weights (one dtype; ``b`` the bias, length O or 0), zero padding
-    (top, bottom, left, right): direct loops, the innermost along the output
-    row.  Raises ValueError, naming the argument, on shapes that do not fit."""
-    N, C, H, W = x.shape
-    O, Cg, KH, KW = w.shape  # noqa: E741
+def conv3d_direct(x, w, b, s, p, d, groups):
+    """conv3d of the (N, C, D, H, W) ``x`` with (O, C / groups, KD, KH, KW)
+    weights (one dtype; ``b`` the bias, length O or 0), strides ``s`` and
+    dilations ``d`` (3 each), zero padding ``p`` (before and after each
+    axis: 6): direct loops, the innermost along the output row (conv1d and
+    conv2d are the cases of length-1 axes).  Raises ValueError, naming the
+    argument, on shapes that do not fit."""
+    N, C, D, H, W = x.shape
+    O, Cg, KD, KH, KW = w.shape  # noqa: E741
     if groups < 1 or C % groups != 0 or O % groups != 0:
         raise ValueError("groups must divide both in_channels (input.shape[1]) and out_channels (weight.shape[0])")
     if Cg * groups != C:
         raise ValueError("weight.shape[1] * groups must equal input.shape[1] (in_channels)")
     if len(b) != 0 and len(b) != O:
         raise ValueError("bias must have out_channels (weight.shape[0]) elements")
-    if sh < 1 or sw < 1 or dh < 1 or dw < 1:
-        raise ValueError("stride and dilation must be positive")
-    if ph0 < 0 or ph1 < 0 or pw0 < 0 or pw1 < 0:
-        raise ValueError("padding must be non-negative")
-    Hp, Wp = H + ph0 + ph1, W + pw0 + pw1
-    OH = (Hp - dh * (KH - 1) - 1) // sh + 1
-    OW = (Wp - dw * (KW - 1) - 1) // sw + 1
-    if OH < 1 or OW < 1:
+    for a in range(3):
+        if s[a] < 1 or d[a] < 1:
+            raise ValueError("stride and dilation must be positive")
+        if p[2 * a] < 0 or p[2 * a + 1] < 0:
+            raise ValueError("padding must be non-negative")
+    Dp, Hp, Wp = D + p[0] + p[1], H + p[2] + p[3], W + p[4] + p[5]
+    OD = (Dp - d[0] * (KD - 1) - 1) // s[0] + 1
+    OH = (Hp - d[1] * (KH - 1) - 1) // s[1] + 1
+    OW = (Wp - d[2] * (KW - 1) - 1) // s[2] + 1
+    if OD < 1 or OH < 1 or OW < 1:
         raise ValueError("the (padded) input is smaller than the (dilated) kernel")
-    xp = np.zeros((N, C, Hp, Wp), x.dtype)
-    xp[:, :, ph0 : ph0 + H, pw0 : pw0 + W] = x
-    out = np.zeros((N, O, OH, OW), x.dtype)
+    xp = np.zeros((N, C, Dp, Hp, Wp), x.dtype)
+    xp[:, :, p[0] : p[0] + D, p[2] : p[2] + H, p[4] : p[4] + W] = x
+    out = np.zeros((N, O, OD, OH, OW), x.dtype)
     per = O // groups
+    sw = s[2]
     for n in range(N):
         for o in range(O):
             g = o // per
             acc = out[n, o]
             for i in range(Cg):
-                plane = xp[n, g * Cg + i]
-                for kh in range(KH):
-                    for kw in range(KW):
-                        wt = w[o, i, kh, kw]
-                        for oh in range(OH):
-                            row = plane[oh * sh + kh * dh]
-                            base = kw * dw
-                            for ow in range(OW):
-                                acc[oh, ow] += wt * row[base + ow * sw]
+                volume = xp[n, g * Cg + i]
+                for kd in range(KD):
+                    for kh in range(KH):
+                        for kw in range(KW):
+                            wt = w[o, i, kd, kh, kw]
+                            base = kw * d[2]
+                            for od in range(OD):
+                                plane = volume[od * s[0] + kd * d[0]]
+                                for oh in range(OH):
+                                    row = plane[oh * s[1] + kh * d[1]]
+                                    target = acc[od, oh]
+                                    for ow in range(OW):
+                                        target[ow] += wt * row[base + ow * sw]
             if len(b):
-                for oh in range(OH):
-                    for ow in range(OW):
-                        acc[oh, ow] += b[o]
+                acc += b[o]
     return out
 
 
@@ -337,53 +344,96 @@ def pool_size(size, k, s, p, d, ceil_mode):
 
 
 @numba_jit()
-def pool2d(x, kh, kw, sh, sw, ph, pw, dh, dw, ceil_mode, is_max, count_include_pad, divisor):
-    """max_pool2d (``is_max``) or avg_pool2d of the (P, H, W) planes ``x``:
-    max as torch's (a NaN in the window gives NaN; padding is -inf), mean
-    over the window's padded or real elements, or over ``divisor`` (> 0)."""
-    P, H, W = x.shape
-    if kh < 1 or kw < 1 or sh < 1 or sw < 1 or dh < 1 or dw < 1:
-        raise ValueError("kernel_size, stride and dilation must be positive")
-    if ph < 0 or pw < 0 or ph > kh // 2 or pw > kw // 2:
-        raise ValueError("padding must be non-negative and at most half of kernel_size")
-    OH = pool_size(H, kh, sh, ph, dh, ceil_mode)
-    OW = pool_size(W, kw, sw, pw, dw, ceil_mode)
-    if OH < 1 or OW < 1:
-        raise ValueError("the output size is too small for this input, kernel_size, stride and padding")
-    out = np.empty((P, OH, OW), x.dtype)
-    for p in range(P):
-        for oh in range(OH):
-            h0 = oh * sh - ph
-            for ow in range(OW):
-                w0 = ow * sw - pw
-                if is_max:
-                    m = -np.inf
-                    for a in range(kh):
-                        h = h0 + a * dh
-                        if h < 0 or h >= H:
-                            continue
-                        for e in range(kw):
-                            v = x[p, h, w0 + e * dw] if 0 <= w0 + e * dw < W else -np.inf
-                            if v > m or v != v:
-                                m = v
-                                if v != v:
-                                    break
-                        if m != m:
-                            break
-                    out[p, oh, ow] = m
-                else:
-                    s = 0.0
-                    for a in range(kh):
-                        h = h0 + a
-                        if 0 <= h < H:
-                            for e in range(kw):
-                                if 0 <= w0 + e < W:
-                                    s += x[p, h, w0 + e]
-                    if divisor > 0:
-                        n = divisor
-                    elif count_include_pad:
-                        n = (min(h0 + kh, H + ph) - h0) * (min(w0 + kw, W + pw) - w0)
+def pool3d(x, k, s, p, d, ceil_mode, is_max, count_include_pad, divisor):
+    """max_pool (``is_max``) or avg_pool of the (P, D, H, W) volumes ``x``
+    (kernel ``k``, stride ``s``, padding ``p``, dilation ``d``: 3 each): max
+    as torch's (a NaN in the window gives NaN; padding is -inf), mean over
+    the window's padded or real elements, or over ``divisor`` (> 0)."""
+    P, D, H, W = x.shape
+    size = (D, H, W)
+    outs = np.empty(3, np.int64)
+    for a in range(3):
+        if k[a] < 1 or s[a] < 1 or d[a] < 1:
+            raise ValueError("kernel_size, stride and dilation must be positive")
+        if p[a] < 0 or p[a] > k[a] // 2:
+            raise ValueError("padding must be non-negative and at most half of kernel_size")
+        outs[a] = pool_size(size[a], k[a], s[a], p[a], d[a], ceil_mode)
+        if outs[a] < 1:
+            raise ValueError("the output size is too small for this input, kernel_size, stride and padding")
+    OD, OH, OW = outs[0], outs[1], outs[2]
+    out = np.empty((P, OD, OH, OW), x.dtype)
+    for q in range(P):
+        for od in range(OD):
+            z0 = od * s[0] - p[0]
+            for oh in range(OH):
+                h0 = oh * s[1] - p[1]
+                for ow in range(OW):
+                    w0 = ow * s[2] - p[2]
+                    if is_max:
+                        m = -np.inf
+                        for a in range(k[0]):
+                            z = z0 + a * d[0]
+                            if z < 0 or z >= D:
+                                continue
+                            for e in range(k[1]):
+                                h = h0 + e * d[1]
+                                if h < 0 or h >= H:
+                                    continue
+                                for f in range(k[2]):
+                                    c = w0 + f * d[2]
+                                    if 0 <= c < W:
+                                        v = x[q, z, h, c]
+                                        if v > m or v != v:
+                                            m = v
+                        out[q, od, oh, ow] = m
                     else:
-                        n = (min(h0 + kh, H) - max(h0, 0)) * (min(w0 + kw, W) - max(w0, 0))
-                    out[p, oh, ow] = s / n
+                        total = 0.0
+                        for z in range(max(z0, 0), min(z0 + k[0], D)):
+                            for h in range(max(h0, 0), min(h0 + k[1], H)):
+                                for c in range(max(w0, 0), min(w0 + k[2], W)):
+                                    total += x[q, z, h, c]
+                        if divisor > 0:
+                            n = divisor
+                        elif count_include_pad:
+                            n = ((min(z0 + k[0], D + p[0]) - z0) * (min(h0 + k[1], H + p[1]) - h0)
+                                 * (min(w0 + k[2], W + p[2]) - w0))  # fmt: skip
+                        else:
+                            n = ((min(z0 + k[0], D) - max(z0, 0)) * (min(h0 + k[1], H) - max(h0, 0))
+                                 * (min(w0 + k[2], W) - max(w0, 0)))  # fmt: skip
+                        out[q, od, oh, ow] = total / n
+    return out
+
+
+@numba_jit()
+def adaptive3d(x, OD, OH, OW, is_max):
+    """adaptive_max_pool / adaptive_avg_pool of the (P, D, H, W) volumes
+    ``x`` to (OD, OH, OW): window [floor(o L / O), ceil((o + 1) L / O)) per
+    axis, torch's formulas and NaN rule."""
+    P, D, H, W = x.shape
+    if OD < 1 or OH < 1 or OW < 1:
+        raise ValueError("output_size must be positive")
+    out = np.empty((P, OD, OH, OW), x.dtype)
+    for q in range(P):
+        for od in range(OD):
+            z0, z1 = (od * D) // OD, -((-(od + 1) * D) // OD)
+            for oh in range(OH):
+                h0, h1 = (oh * H) // OH, -((-(oh + 1) * H) // OH)
+                for ow in range(OW):
+                    w0, w1 = (ow * W) // OW, -((-(ow + 1) * W) // OW)
+                    if is_max:
+                        m = -np.inf
+                        for z in range(z0, z1):
+                            for h in range(h0, h1):
+                                for c in range(w0, w1):
+                                    v = x[q, z, h, c]
+                                    if v > m or v != v:
+                                        m = v
+                        out[q, od, oh, ow] = m
+                    else:
+                        total = 0.0
+                        for z in range(z0, z1):
+                            for h in range(h0, h1):
+                                for c in range(w0, w1):
+                                    total += x[q, z, h, c]
+                        out[q, od, oh, ow] = total / ((z1 - z0) * (h1 - h0) * (w1 - w0))
     return out
