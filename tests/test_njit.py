@@ -77,6 +77,11 @@ def _filters32(x, w, mode, cval, origin):  # (float32: the weights' rounding, cv
 
 
 @numba.njit
+def _correlate3d(x, w, mode):
+    return ndimage.correlate(x, w, mode=mode, cval=0.5)
+
+
+@numba.njit
 def _filters1d(x, w, axis, mode, cval, origin):
     return (
         ndimage.correlate1d(x, w, axis, mode=mode, cval=cval, origin=origin),
@@ -173,7 +178,7 @@ def test_pooling_in_njit_matches_the_reference(rng):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_ndimage_in_njit_matches_scipy_in_every_mode(rng, dtype):
     tol = 2e-5 if dtype == np.float32 else 1e-11
-    for shape in [(9, 13), (1, 7), (6, 1), (3, 3)]:  # (pads wider than the axis included)
+    for shape in [(9, 13), (1, 7), (6, 1), (3, 3), (300, 600)]:  # (pads wider than the axis; 2 bands of rows)
         x = rng.standard_normal(shape).astype(dtype)
         w = rng.standard_normal((3, 2))
         for mode in MODES:
@@ -197,6 +202,11 @@ def test_ndimage_in_njit_matches_scipy_in_every_mode(rng, dtype):
                     np.testing.assert_allclose(a, b, rtol=tol, atol=tol, err_msg=f"{name} {shape} {mode} {origin}")
     if dtype == np.float32:
         return
+    v = rng.standard_normal((4, 40, 1200))  # (3-D weights: bands of 36 rows of three planes)
+    w3 = rng.standard_normal((3, 3, 3))
+    for mode in ("wrap", "constant"):
+        np.testing.assert_allclose(_correlate3d(v, w3, mode), scipy.ndimage.correlate(v, w3, mode=mode, cval=0.5),
+                                   rtol=1e-11, atol=1e-11)  # fmt: skip
     x3 = rng.standard_normal((4, 5, 6)).astype(dtype)
     for axis in (0, 1, -1):
         got = _filters1d(x3, np.array([0.5, -1.0, 2.0, 0.25]), axis, "mirror", -2.0, 1)

@@ -217,23 +217,14 @@ def padded_correlate(x3, w3, l0, l1, l2, D, H, W, code, cval, every_tap):
     rh = boundary(x3.shape[1], l1, Hp - x3.shape[1] - l1, code)
     rw = boundary(x3.shape[2], l2, Wp - x3.shape[2] - l2, code)
     n = x3.shape[2]
-    xp = np.empty((Dp, Hp, Wp), x3.dtype)
     c = _as(x3, cval)
     lo, hi = max(l2, 0), min(l2 + n, Wp)  # (the padded columns the row copies: rw[e] == e - l2 there)
-    for d in range(Dp):
-        for h in range(Hp):
-            a, b = rd[d], rh[h]
-            row = xp[d, h]
-            if a < 0 or b < 0:
-                row[:] = c
-                continue
-            source = x3[a, b]
-            if hi > lo:
-                row[lo:hi] = source[lo - l2 : hi - l2]  # (the inside: a copy; the ends by the table)
-            for e in range(lo):
-                row[e] = source[rw[e]] if rw[e] >= 0 else c
-            for e in range(max(hi, lo), Wp):
-                row[e] = source[rw[e]] if rw[e] >= 0 else c
+    # bands of output rows, their padded input in one small buffer (a fresh padded copy of a large
+    # image costs its page faults on every call; the buffer stays in cache)
+    nb = min(H, max(8, (1 << 17) // (KD * Wp)))
+    Hb = nb + KH - 1
+    band = np.empty((KD, Hb, Wp), x3.dtype)
+    ob = np.empty((1, nb, W), x3.dtype)
     taps = 0
     for a in range(KD):
         for b in range(KH):
@@ -247,11 +238,31 @@ def padded_correlate(x3, w3, l0, l1, l2, D, H, W, code, cval, every_tap):
         for b in range(KH):
             for e in range(KW):
                 if every_tap or abs(w3[a, b, e]) > _EPS:
-                    offs[t] = (a * Hp + b) * Wp + e
+                    offs[t] = (a * Hb + b) * Wp + e
                     ws[t] = w3[a, b, e]
                     t += 1
     out = np.empty((D, H, W), x3.dtype)
-    correlate_kernel_serial(xp, out, offs, ws, 2048, 1)
+    for d in range(D):
+        for r0 in range(0, H, nb):
+            rows = min(nb, H - r0)
+            for a in range(KD):
+                for h in range(rows + KH - 1):
+                    i, j = rd[d + a], rh[r0 + h]
+                    row = band[a, h]
+                    if i < 0 or j < 0:
+                        row[:] = c
+                        continue
+                    source = x3[i, j]
+                    if hi > lo:
+                        row[lo:hi] = source[lo - l2 : hi - l2]  # (the inside: a copy; the ends by the table)
+                    for e in range(lo):
+                        row[e] = source[rw[e]] if rw[e] >= 0 else c
+                    for e in range(max(hi, lo), Wp):
+                        row[e] = source[rw[e]] if rw[e] >= 0 else c
+            if rows < nb:  # (the last band: rows past it read stale values, never copied out)
+                band[:, rows + KH - 1 :, :] = c
+            correlate_kernel_serial(band, ob, offs, ws, 2048, 1)
+            out[d, r0 : r0 + rows, :] = ob[0, :rows, :]
     return out
 
 
