@@ -196,11 +196,10 @@ _ONE = {np.dtype(np.float32): np.ones(1, np.float32), np.dtype(np.float64): np.o
 
 
 def _padded_index(n: int, taps: int, origin: int, mode: str) -> np.ndarray:
-    from ._spec import NDIMAGE_PAD
-    from .kernels.passes import boundary_index
+    from .kernels.passes import MODE_RULE, boundary_index
 
     lo = taps // 2 + origin
-    return boundary_index(n, lo, taps - 1 - lo, NDIMAGE_PAD[mode])
+    return boundary_index(n, lo, taps - 1 - lo, MODE_RULE[mode])
 
 
 def _writable_into(target: Any, y: np.ndarray) -> bool:

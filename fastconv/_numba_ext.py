@@ -324,44 +324,35 @@ def _register() -> None:
     def adaptive_impl(nd, is_max):
         fname = f"adaptive_{'max' if is_max else 'avg'}_pool{nd}d"
 
-        def overload_adaptive(input, output_size, return_indices=False, device=None):
+        def checked_run(input, output_size, device):
+            """The compiled body for ``input``'s type, its arguments checked."""
             kernels()
             array(input, "input", fname, (nd + 1, nd + 2))
             integer_or_tuple(output_size, "output_size", fname, nd)
-            if given(return_indices) and getattr(return_indices, "literal_value", None) is not False:
-                raise TypingError(f"fastconv.{fname} inside @njit: return_indices must be False (the default) here")
             unsupported(device, "device", fname)
             up, down = _lifts[(nd, input.ndim == nd + 2)]
 
-            def impl(input, output_size, return_indices=False, device=None):
+            @njit
+            def run(input, output_size):
                 x = up(np.ascontiguousarray(input))
                 o = triple(output_size, nd)
                 v = x.reshape((x.shape[0] * x.shape[1], x.shape[2], x.shape[3], x.shape[4]))
                 y = k.adaptive3d(v, o[0], o[1], o[2], is_max)
                 return down(y.reshape((x.shape[0], x.shape[1], y.shape[1], y.shape[2], y.shape[3])))
 
-            return impl
+            return run
 
-        if is_max:
-            return overload_adaptive
+        def overload_adaptive_max(input, output_size, return_indices=False, device=None):
+            run = checked_run(input, output_size, device)
+            if given(return_indices) and getattr(return_indices, "literal_value", None) is not False:
+                raise TypingError(f"fastconv.{fname} inside @njit: return_indices must be False (the default) here")
+            return lambda input, output_size, return_indices=False, device=None: run(input, output_size)
 
         def overload_adaptive_avg(input, output_size, device=None):
-            kernels()
-            array(input, "input", fname, (nd + 1, nd + 2))
-            integer_or_tuple(output_size, "output_size", fname, nd)
-            unsupported(device, "device", fname)
-            up, down = _lifts[(nd, input.ndim == nd + 2)]
+            run = checked_run(input, output_size, device)
+            return lambda input, output_size, device=None: run(input, output_size)
 
-            def impl(input, output_size, device=None):
-                x = up(np.ascontiguousarray(input))
-                o = triple(output_size, nd)
-                v = x.reshape((x.shape[0] * x.shape[1], x.shape[2], x.shape[3], x.shape[4]))
-                y = k.adaptive3d(v, o[0], o[1], o[2], False)
-                return down(y.reshape((x.shape[0], x.shape[1], y.shape[1], y.shape[2], y.shape[3])))
-
-            return impl
-
-        return overload_adaptive_avg
+        return overload_adaptive_max if is_max else overload_adaptive_avg
 
     for _nd in (1, 2, 3):
         overload(getattr(fastconv, f"max_pool{_nd}d"))(max_impl(_nd))

@@ -429,3 +429,20 @@ def test_explain_says_when_a_filter_runs_as_a_sweep():
     assert "axis 0 in one sweep" in repr(fastconv.explain(ndimage.uniform_filter1d, x, 3, axis=0))
     assert "sweep" not in repr(fastconv.explain(ndimage.gaussian_filter, np.ones(64), 2.0))  # (1-D: correlate1d)
     assert "sweep" not in repr(fastconv.explain(ndimage.gaussian_filter, x.astype(np.int32), 2.0))
+
+
+def test_boundary_index_is_numpys_pad_of_an_index_array():
+    """The sweeps' (and compiled code's) boundary rule as formulas, against
+    np.pad of an index array in every mode, pads wider than the axis too."""
+    from fastconv._spec import NDIMAGE_PAD
+    from fastconv.kernels.passes import MODE_RULE, boundary_index
+
+    for mode, rule in MODE_RULE.items():
+        for n in (1, 2, 3, 5):
+            for lo, hi in ((0, 0), (1, 2), (7, 3), (12, 12)):
+                index = np.arange(n)
+                if NDIMAGE_PAD[mode] == "constant":
+                    want = np.pad(index, (lo, hi), mode="constant", constant_values=-1)
+                else:
+                    want = np.pad(index, (lo, hi), mode=NDIMAGE_PAD[mode])
+                np.testing.assert_array_equal(boundary_index(n, lo, hi, rule), want, err_msg=f"{mode} {n} {lo} {hi}")

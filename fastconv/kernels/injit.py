@@ -14,56 +14,28 @@ from __future__ import annotations
 import numpy as np
 
 from .._config import numba_jit
+from .._spec import pool_output_size
+from .direct import _inline
 from .filter import correlate_kernel_serial
-from .passes import two_pass_kernel_serial
+from .passes import MODE_NAMES, MODE_RULES, boundary_index, two_pass_kernel_serial
 
 _EPS = float(np.finfo(np.float64).eps)
 
 
 @numba_jit()
 def mode_code(mode):
-    """scipy.ndimage's mode name -> the boundary rule of :func:`boundary`."""
-    if mode == "reflect" or mode == "grid-mirror":
-        return 0
-    if mode == "mirror":
-        return 1
-    if mode == "nearest":
-        return 2
-    if mode == "wrap" or mode == "grid-wrap":
-        return 3
-    if mode == "constant" or mode == "grid-constant":
-        return 4
+    """scipy.ndimage's mode name -> its boundary rule (``passes.MODE_RULE``)."""
+    for i in range(len(MODE_NAMES)):
+        if mode == MODE_NAMES[i]:
+            return MODE_RULES[i]
     raise ValueError(
         "mode must be one of 'reflect', 'constant', 'nearest', 'mirror', 'wrap', "
         "'grid-constant', 'grid-mirror', 'grid-wrap'"
     )
 
 
-@numba_jit()
-def boundary(n, lo, hi, code):
-    """The input index of each of the ``lo + n + hi`` padded positions of an
-    axis of length ``n`` (-1: the constant), as NumPy's pad of an index
-    array (symmetric, reflect, edge, wrap, constant) gives it."""
-    index = np.empty(lo + n + hi, np.int64)
-    for j in range(lo + n + hi):
-        p = j - lo
-        if 0 <= p < n:
-            index[j] = p
-        elif code == 4:
-            index[j] = -1
-        elif code == 2:
-            index[j] = 0 if p < 0 else n - 1
-        elif code == 3:
-            index[j] = p % n
-        elif code == 0:
-            m = p % (2 * n)
-            index[j] = m if m < n else 2 * n - 1 - m
-        elif n == 1:
-            index[j] = 0
-        else:
-            m = p % (2 * n - 2)
-            index[j] = m if m < n else 2 * n - 2 - m
-    return index
+#: the padded positions' input indices (``passes.boundary_index``, compiled)
+boundary = numba_jit()(boundary_index)
 
 
 @numba_jit()
@@ -343,15 +315,35 @@ def conv3d_direct(x, w, b, s, p, d, groups):
     return out
 
 
-@numba_jit()
-def pool_size(size, k, s, p, d, ceil_mode):
-    """torch's pooling output length (as ``_spec.pool_output_size``)."""
-    span = d * (k - 1) + 1
-    num = size + 2 * p - span + (s - 1 if ceil_mode else 0)
-    out = num // s + 1
-    if ceil_mode and (out - 1) * s >= size + p:
-        out -= 1
-    return out
+#: torch's pooling output length (``_spec.pool_output_size``, compiled)
+pool_size = numba_jit()(pool_output_size)
+
+
+@_inline
+def _window(x, q, z0, nz, dz, h0, nh, dh, w0, nw, dw, is_max):
+    """The max (torch's rule: a NaN wins; -inf for a window over padding
+    only) or the sum of volume ``q`` of ``x`` over the window's positions
+    ``(z0 + a dz, h0 + e dh, w0 + f dw)`` that lie inside it."""
+    D, H, W = x.shape[1], x.shape[2], x.shape[3]
+    m = -np.inf
+    total = 0.0
+    for a in range(nz):
+        z = z0 + a * dz
+        if z < 0 or z >= D:
+            continue
+        for e in range(nh):
+            h = h0 + e * dh
+            if h < 0 or h >= H:
+                continue
+            for f in range(nw):
+                c = w0 + f * dw
+                if 0 <= c < W:
+                    v = x[q, z, h, c]
+                    if not is_max:
+                        total += v
+                    elif v > m or v != v:
+                        m = v
+    return m if is_max else total
 
 
 @numba_jit()
@@ -380,38 +372,17 @@ def pool3d(x, k, s, p, d, ceil_mode, is_max, count_include_pad, divisor):
                 h0 = oh * s[1] - p[1]
                 for ow in range(OW):
                     w0 = ow * s[2] - p[2]
+                    v = _window(x, q, z0, k[0], d[0], h0, k[1], d[1], w0, k[2], d[2], is_max)
                     if is_max:
-                        m = -np.inf
-                        for a in range(k[0]):
-                            z = z0 + a * d[0]
-                            if z < 0 or z >= D:
-                                continue
-                            for e in range(k[1]):
-                                h = h0 + e * d[1]
-                                if h < 0 or h >= H:
-                                    continue
-                                for f in range(k[2]):
-                                    c = w0 + f * d[2]
-                                    if 0 <= c < W:
-                                        v = x[q, z, h, c]
-                                        if v > m or v != v:
-                                            m = v
-                        out[q, od, oh, ow] = m
-                    else:
-                        total = 0.0
-                        for z in range(max(z0, 0), min(z0 + k[0], D)):
-                            for h in range(max(h0, 0), min(h0 + k[1], H)):
-                                for c in range(max(w0, 0), min(w0 + k[2], W)):
-                                    total += x[q, z, h, c]
-                        if divisor > 0:
-                            n = divisor
-                        elif count_include_pad:
-                            n = ((min(z0 + k[0], D + p[0]) - z0) * (min(h0 + k[1], H + p[1]) - h0)
-                                 * (min(w0 + k[2], W + p[2]) - w0))  # fmt: skip
-                        else:
-                            n = ((min(z0 + k[0], D) - max(z0, 0)) * (min(h0 + k[1], H) - max(h0, 0))
-                                 * (min(w0 + k[2], W) - max(w0, 0)))  # fmt: skip
-                        out[q, od, oh, ow] = total / n
+                        out[q, od, oh, ow] = v
+                    elif divisor > 0:
+                        out[q, od, oh, ow] = v / divisor
+                    elif count_include_pad:  # (the window clipped to the padded volume)
+                        out[q, od, oh, ow] = v / ((min(z0 + k[0], D + p[0]) - z0) * (min(h0 + k[1], H + p[1]) - h0)
+                                                  * (min(w0 + k[2], W + p[2]) - w0))  # fmt: skip
+                    else:  # (to the volume)
+                        out[q, od, oh, ow] = v / ((min(z0 + k[0], D) - max(z0, 0)) * (min(h0 + k[1], H) - max(h0, 0))
+                                                  * (min(w0 + k[2], W) - max(w0, 0)))  # fmt: skip
     return out
 
 
@@ -431,20 +402,6 @@ def adaptive3d(x, OD, OH, OW, is_max):
                 h0, h1 = (oh * H) // OH, -((-(oh + 1) * H) // OH)
                 for ow in range(OW):
                     w0, w1 = (ow * W) // OW, -((-(ow + 1) * W) // OW)
-                    if is_max:
-                        m = -np.inf
-                        for z in range(z0, z1):
-                            for h in range(h0, h1):
-                                for c in range(w0, w1):
-                                    v = x[q, z, h, c]
-                                    if v > m or v != v:
-                                        m = v
-                        out[q, od, oh, ow] = m
-                    else:
-                        total = 0.0
-                        for z in range(z0, z1):
-                            for h in range(h0, h1):
-                                for c in range(w0, w1):
-                                    total += x[q, z, h, c]
-                        out[q, od, oh, ow] = total / ((z1 - z0) * (h1 - h0) * (w1 - w0))
+                    v = _window(x, q, z0, z1 - z0, 1, h0, h1 - h0, 1, w0, w1 - w0, 1, is_max)
+                    out[q, od, oh, ow] = v if is_max else v / ((z1 - z0) * (h1 - h0) * (w1 - w0))
     return out

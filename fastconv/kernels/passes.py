@@ -135,10 +135,31 @@ def two_pass_kernel(x, out, rows, wv, cols, wh, lo, cval, vertical_first, nparts
 two_pass_kernel_serial = serial_copy(two_pass_kernel, "two_pass_kernel_serial")
 
 
-def boundary_index(n: int, lo: int, hi: int, mode: str) -> np.ndarray:
+#: scipy.ndimage's boundary modes and the rule :func:`boundary_index` applies for each
+#: (0: symmetric, 1: reflect without repeating the edge, 2: edge, 3: wrap, 4: the constant)
+MODE_NAMES = ("reflect", "grid-mirror", "mirror", "nearest", "wrap", "grid-wrap", "constant", "grid-constant")
+MODE_RULES = (0, 0, 1, 2, 3, 3, 4, 4)
+MODE_RULE = dict(zip(MODE_NAMES, MODE_RULES))
+
+
+def boundary_index(n, lo, hi, rule):
     """The input index of each of the ``lo + n + hi`` padded positions of an
-    axis of length ``n`` under NumPy's pad ``mode`` (-1: the constant)."""
-    index = np.arange(n, dtype=np.int64)
-    if mode == "constant":
-        return np.pad(index, (lo, hi), mode="constant", constant_values=-1)
-    return np.pad(index, (lo, hi), mode=mode)
+    axis of length ``n`` (n >= 1) under boundary ``rule`` (:data:`MODE_RULE`;
+    -1: the constant), pads wider than the axis included -- NumPy's pad of an
+    index array (symmetric, reflect, edge, wrap, constant) as formulas.  Plain
+    NumPy, and compiled as it stands for Numba-compiled callers
+    (:mod:`.injit`)."""
+    p = np.arange(-lo, n + hi)
+    if rule == 4:
+        return np.where((p >= 0) & (p < n), p, -1)
+    if rule == 2:
+        return np.minimum(np.maximum(p, 0), n - 1)
+    if rule == 3:
+        return p % n
+    if rule == 0:
+        m = p % (2 * n)
+        return np.where(m < n, m, 2 * n - 1 - m)
+    if n == 1:
+        return np.zeros(len(p), np.int64)
+    m = p % (2 * n - 2)
+    return np.where(m < n, m, 2 * n - 2 - m)
