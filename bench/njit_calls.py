@@ -5,8 +5,10 @@ library, interleaved medians in one process:
 - a loop of 2,000 tiny ``conv2d`` (1x1x8x8, 3x3, padding 1) + ``max_pool2d``
   (2) steps inside @njit, against the loop in Python calling torch (tensors
   made beforehand) and calling fastconv;
-- a large call from @njit (runs on the calling thread) against the same call
-  from Python with one thread and with every thread;
+- large calls from @njit (serial code: they run on Numba's threads) against
+  the same calls from Python with one thread and with every thread
+  (Numba's thread count set to fastconv's), and the per-image loop in a
+  ``prange`` body (each call on its thread) against one batched call;
 - the first jitted use's compile time, in fresh processes (the kernels in
   the disk cache, the user's function not).
 
@@ -49,6 +51,29 @@ def correlate_in_njit(img, k):
     return ndimage.correlate(img, k)
 
 
+@numba.njit
+def conv_in_njit(x, w):
+    return fastconv.conv2d(x, w, padding=1)
+
+
+@numba.njit
+def transposed_in_njit(x, w):
+    return fastconv.conv_transpose2d(x, w, stride=2, padding=1, output_padding=1)
+
+
+@numba.njit
+def pool_in_njit(x):
+    return fastconv.max_pool2d(x, 3, 2, 1)
+
+
+@numba.njit(parallel=True)
+def per_image(x, w):
+    out = np.empty((x.shape[0], w.shape[0], x.shape[2], x.shape[3]), x.dtype)
+    for i in numba.prange(x.shape[0]):
+        out[i] = fastconv.conv2d(x[i], w, padding=1)
+    return out
+
+
 def _compile_seconds(body: str) -> float:
     code = textwrap.dedent(
         f"""
@@ -77,6 +102,7 @@ def main() -> None:
 
     threads = fastconv.get_config().num_threads
     torch.set_num_threads(threads)
+    numba.set_num_threads(threads)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((1, 1, 8, 8)).astype(np.float32)
     w = rng.standard_normal((1, 1, 3, 3)).astype(np.float32)
@@ -118,6 +144,27 @@ def main() -> None:
                 return f()
 
         return run
+
+    x = rng.standard_normal((8, 16, 64, 64)).astype(np.float32)
+    w3 = rng.standard_normal((16, 16, 3, 3)).astype(np.float32)
+    wt = rng.standard_normal((16, 8, 3, 3)).astype(np.float32)
+    feat = rng.standard_normal((8, 32, 128, 128)).astype(np.float32)
+    for f, a in ((conv_in_njit, (x, w3)), (transposed_in_njit, (x, wt)), (pool_in_njit, (feat,)), (per_image, (x, w3))):
+        f(*a)
+    t = interleaved_medians({
+        "conv2d 8x16x64x64 3x3 njit": lambda: conv_in_njit(x, w3),
+        "conv2d per image in prange": lambda: per_image(x, w3),
+        "conv2d Python direct": lambda: fastconv.conv2d(x, w3, padding=1, method="direct"),
+        "conv2d Python auto": lambda: fastconv.conv2d(x, w3, padding=1),
+        "conv_transpose2d 8x16x64x64 s2 njit": lambda: transposed_in_njit(x, wt),
+        "conv_transpose2d Python auto": lambda: fastconv.conv_transpose2d(x, wt, stride=2, padding=1,
+                                                                          output_padding=1),
+        "max_pool2d 8x32x128x128 3/2 njit": lambda: pool_in_njit(feat),
+        "max_pool2d Python": lambda: fastconv.max_pool2d(feat, 3, 2, 1),
+    }, 5, 0.5)  # fmt: skip
+    rows["NN layers float32"] = {k: v * 1e3 for k, v in t.items()}
+    for name, v in t.items():
+        print(f"{name:40s} {v * 1e3:8.2f} ms")
 
     t = interleaved_medians({
         "gaussian njit": lambda: gaussian_in_njit(img),

@@ -10,32 +10,126 @@ accepts are narrower (float32/float64 arrays, one mode, no ``output=`` /
 naming the argument.  Values are checked when the call runs (ValueError,
 as in Python).
 
-Served: ``conv1d/2d/3d``, ``max_pool1d/2d/3d``, ``avg_pool1d/2d/3d``,
-``adaptive_max_pool1d/2d/3d``, ``adaptive_avg_pool1d/2d/3d``;
-``ndimage.correlate``, ``convolve``, ``correlate1d``, ``convolve1d``,
-``gaussian_filter``, ``gaussian_filter1d``, ``uniform_filter``,
-``uniform_filter1d``, ``sobel``, ``prewitt``, ``laplace``,
-``gaussian_laplace``, ``gaussian_gradient_magnitude``; ``signal.convolve``,
-``correlate`` (direct), ``convolve2d``, ``correlate2d``.  ``fftconvolve``
-and ``oaconvolve`` fail at compile time saying so (no FFT callable from
-compiled code yet), and so do the transposed convolutions (not served
-yet).  No method is chosen in compiled code: the NN
-functions run direct loops (small layers, patches), the filters the
-filters' sweep and the direct correlation; everything runs on the calling
-thread."""
+Served: ``conv1d/2d/3d``, ``conv_transpose1d/2d/3d``, ``max_pool1d/2d/3d``,
+``avg_pool1d/2d/3d``, ``adaptive_max_pool1d/2d/3d``,
+``adaptive_avg_pool1d/2d/3d``; ``ndimage.correlate``, ``convolve``,
+``correlate1d``, ``convolve1d``, ``gaussian_filter``, ``gaussian_filter1d``,
+``uniform_filter``, ``uniform_filter1d``, ``sobel``, ``prewitt``,
+``laplace``, ``gaussian_laplace``, ``gaussian_gradient_magnitude``;
+``signal.convolve``, ``correlate`` (direct), ``convolve2d``,
+``correlate2d``.  ``fftconvolve`` and ``oaconvolve`` fail at compile time
+saying so (no FFT callable from compiled code).  No method is chosen in
+compiled code: the convolutions run direct loops (small layers, patches),
+pooling the Python path's kernels, the filters the filters' sweep and the
+direct correlation.  A large call runs on Numba's threads from serial code
+and on the calling thread inside a ``prange`` body
+(``kernels.injit.threads_for``)"""
 
 from __future__ import annotations
 
 _done = False
+#: the table compiled calls read to choose their threads (``kernels.injit.THREAD_TABLE``)
+_thread_table = None
 
 
 def init() -> None:
-    """Register the overloads (once; Numba calls this)."""
+    """Register the overloads and the threads table (once; Numba calls this,
+    also before it loads a user's function from its disk cache)."""
     global _done
     if _done:
         return
     _done = True
+    _register_thread_table()
     _register()
+
+
+def _register_thread_table() -> None:
+    """The table's memory, by its symbol, zeroed (every compiled call on its
+    calling thread) until :func:`_fill_thread_table`: cheap, as ``init`` runs
+    in every process that compiles anything."""
+    import ctypes
+    import os
+
+    import llvmlite.binding as ll
+
+    global _thread_table
+    _thread_table = (ctypes.c_int64 * 32)()  # (kernels.injit.SLOTS of them used)
+    ll.add_symbol("fastconv_injit_threads", ctypes.addressof(_thread_table))
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _after_fork_in_child() -> None:
+    """A forked child of a process whose compiled calls asked OpenMP: that
+    runtime cannot run a parallel region there (``_config._serial_only``)."""
+    from .kernels.injit import MODE
+
+    if _thread_table is not None and _thread_table[MODE] == 2:
+        _thread_table[MODE] = 0
+
+
+def _fill_thread_table() -> None:
+    """What :func:`fastconv.kernels.injit.threads_for` needs, for the
+    threading layer Numba runs (its threads started here, as Numba starts
+    them when it compiles a parallel function): OpenMP's ``omp_in_parallel``,
+    or ``pthread_self`` and the main thread's; left zero (calling thread
+    only) where neither is found.  The parallel builds' addresses are added
+    by :func:`_need_build`."""
+    import ctypes
+    import threading
+    from importlib import import_module
+
+    import numba
+    from numba.np.ufunc import parallel
+
+    from . import _config
+    from .kernels.injit import IN_PARALLEL, MAIN_THREAD, MODE, NUM_THREADS, SERIAL_BELOW, SLOTS, THREAD_SELF
+
+    table = _thread_table
+    if table is None or table[MODE] != 0 or _config._serial_only:
+        return
+    assert SLOTS <= len(table)
+    parallel._launch_threads()
+    layer = numba.threading_layer()
+
+    def address(library: str | None, name: str) -> int | None:
+        try:
+            return ctypes.cast(getattr(ctypes.CDLL(library), name), ctypes.c_void_p).value
+        except (OSError, AttributeError):
+            return None
+
+    table[SERIAL_BELOW] = int(_config.serial_below(400_000))  # (the filters' direct kernel's threshold)
+    layer_module = import_module(f"numba.np.ufunc.{layer}" + ("" if layer == "workqueue" else "pool"))
+    table[NUM_THREADS] = layer_module.get_num_threads
+    if layer == "omp":
+        found = address(layer_module.__file__, "omp_in_parallel")  # (the OpenMP runtime Numba's layer links)
+        if found:
+            table[IN_PARALLEL] = found
+            table[MODE] = 2
+        return
+    found = address(None, "pthread_self")
+    main = threading.main_thread().ident
+    if found and main is not None:
+        table[THREAD_SELF] = found
+        table[MAIN_THREAD] = ctypes.c_int64(main).value
+        table[MODE] = 1
+
+
+def _need_build(build: int, dtype) -> None:
+    """Put build ``build`` (``kernels.injit.BUILDS``) for ``dtype`` (a numba
+    or NumPy float dtype) in the table: compiled, or loaded from fastconv's
+    disk cache, once per process, when a compiled call that can use it is
+    typed."""
+    import numpy as np
+
+    from .kernels.injit import BUILDS, BUILDS_AT
+
+    table = _thread_table
+    slot = BUILDS_AT + 2 * build + (np.dtype(dtype.name).itemsize // 8)
+    if table is None or table[slot]:
+        return
+    linkage, dispatcher = BUILDS[build]
+    table[slot] = linkage.address(dispatcher, np.dtype(dtype.name))
 
 
 def _register() -> None:
@@ -60,6 +154,13 @@ def _register() -> None:
             from .kernels import injit
 
             k = injit
+            _fill_thread_table()
+
+    def parallel(dtype, *names: str) -> None:
+        """The builds ``names`` (``kernels.injit``'s indices) for ``dtype`` in
+        the table (after the checks: a valid dtype)."""
+        for name in names:
+            _need_build(getattr(k, name), dtype)
 
     floats = (types.float32, types.float64)
 
@@ -232,6 +333,7 @@ def _register() -> None:
             conv_checks(fname, nd, input, weight, bias, stride, padding, dilation, groups, padding_mode, method,
                         device, out)  # fmt: skip
             dt = result_dtype(input, weight, bias)
+            parallel(dt, "CONV")
             up, down = _lifts[(nd, input.ndim == nd + 2)]
             lift_weight = _weights_up[nd]
 
@@ -253,6 +355,42 @@ def _register() -> None:
 
     for _nd in (1, 2, 3):
         overload(getattr(fastconv, f"conv{_nd}d"))(conv_impl(_nd))
+
+    def transpose_impl(nd):
+        fname = f"conv_transpose{nd}d"
+
+        def overload_transpose(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+                               dilation=1, method="auto", device=None, out=None):  # fmt: skip
+            kernels()
+            conv_checks(fname, nd, input, weight, bias, stride, 0, dilation, groups, "zeros", method, device, out)
+            if isinstance(padding, (types.UnicodeType, types.StringLiteral)):
+                raise TypingError(f"fastconv.{fname} inside @njit: padding must be an int or a tuple of {nd} ints "
+                                  f"(no 'same'/'valid' for transposed convolutions), got {padding}")  # fmt: skip
+            integer_or_tuple(padding, "padding", fname, nd)
+            integer_or_tuple(output_padding, "output_padding", fname, nd)
+            dt = result_dtype(input, weight, bias)
+            parallel(dt, "TRANSPOSE")
+            up, down = _lifts[(nd, input.ndim == nd + 2)]
+            lift_weight = _weights_up[nd]
+
+            def impl(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1,
+                     method="auto", device=None, out=None):  # fmt: skip
+                if method != "auto" and method != "direct":
+                    raise ValueError("method inside @njit must be 'auto' or 'direct'")
+                x5 = up(np.ascontiguousarray(input).astype(dt))
+                w5 = lift_weight(np.ascontiguousarray(weight).astype(dt))
+                s, d = triple(stride, nd), triple(dilation, nd)
+                p, op = triple(padding, nd), triple(output_padding, nd)
+                p0 = (0 if nd < 3 else p[0], 0 if nd < 2 else p[1], p[2])
+                op0 = (0 if nd < 3 else op[0], 0 if nd < 2 else op[1], op[2])
+                return down(k.conv_transpose3d_direct(x5, w5, bias_like(bias, x5), s, p0, op0, d, groups))
+
+            return impl
+
+        return overload_transpose
+
+    for _nd in (1, 2, 3):
+        overload(getattr(fastconv, f"conv_transpose{_nd}d"))(transpose_impl(_nd))
 
     # --- pooling ---------------------------------------------------------------------------------------
 
@@ -288,6 +426,7 @@ def _register() -> None:
                          return_indices=False, device=None):  # fmt: skip
             kernels()
             pool_checks(fname, nd, input, kernel_size, stride, padding, dilation, device)
+            parallel(input.dtype, "MAX_POOL", "MAX_POOL_SERIAL", "AVG_POOL", "AVG_POOL_SERIAL", "POOL_WINDOWS")
             literal = getattr(return_indices, "literal_value", return_indices) if given(return_indices) else False
             if literal is not False:
                 raise TypingError(f"fastconv.{fname} inside @njit: return_indices must be False (the default) here")
@@ -308,6 +447,7 @@ def _register() -> None:
                          divisor_override=None, device=None):  # fmt: skip
             kernels()
             pool_checks(fname, nd, input, kernel_size, stride, padding, 1, device)
+            parallel(input.dtype, "MAX_POOL", "MAX_POOL_SERIAL", "AVG_POOL", "AVG_POOL_SERIAL", "POOL_WINDOWS")
             run = pool_runner(nd, input.ndim == nd + 2)
 
             def impl(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
@@ -330,6 +470,7 @@ def _register() -> None:
             array(input, "input", fname, (nd + 1, nd + 2))
             integer_or_tuple(output_size, "output_size", fname, nd)
             unsupported(device, "device", fname)
+            parallel(input.dtype, "MAX_POOL", "MAX_POOL_SERIAL", "AVG_POOL", "AVG_POOL_SERIAL", "ADAPTIVE_WINDOWS")
             up, down = _lifts[(nd, input.ndim == nd + 2)]
 
             @njit
@@ -399,6 +540,7 @@ def _register() -> None:
                                   f"dimensions as input ({input.ndim}), got {weights}")  # fmt: skip
             integer_or_tuple(origin, "origin", f"ndimage.{fname}", input.ndim)
             string(method, "method", f"ndimage.{fname}")
+            parallel(input.dtype, "BANDS")
             nd, dt = input.ndim, np.dtype(input.dtype.name)
             lift, flipped = _lift[nd], _flip[nd]
 
@@ -430,6 +572,7 @@ def _register() -> None:
             filter_checks(fname, input, output, mode, cval)
             if not isinstance(weights, types.Array) or weights.ndim != 1:
                 raise TypingError(f"fastconv.ndimage.{fname} inside @njit: weights must be a 1-D array, got {weights}")
+            parallel(input.dtype, "SWEEP")
             for v, name in ((axis, "axis"), (origin, "origin")):
                 if given(v) and not isinstance(v, types.Integer):
                     raise TypingError(f"fastconv.ndimage.{fname} inside @njit: {name} must be an int, got {v}")
@@ -450,6 +593,7 @@ def _register() -> None:
 
     def smoothing_checks(fname, input, output, mode, cval, axes, order=None, radius=None):
         filter_checks(fname, input, output, mode, cval, axes)
+        parallel(input.dtype, "SWEEP")
         if given(order) and not isinstance(order, types.Integer):
             raise TypingError(f"fastconv.ndimage.{fname} inside @njit: order must be an int, got {order}")
         if given(radius) and not absent(radius) and not isinstance(radius, types.Integer):
@@ -576,6 +720,7 @@ def _register() -> None:
         def overload_difference(input, axis=-1, output=None, mode="reflect", cval=0.0):
             kernels()
             filter_checks(fname, input, output, mode, cval)
+            parallel(input.dtype, "SWEEP")
             nd = input.ndim
 
             def impl(input, axis=-1, output=None, mode="reflect", cval=0.0):
@@ -605,6 +750,7 @@ def _register() -> None:
     def _laplace(input, output=None, mode="reflect", cval=0.0, axes=None):
         kernels()
         filter_checks("laplace", input, output, mode, cval, axes)
+        parallel(input.dtype, "SWEEP")
         nd = input.ndim
 
         def impl(input, output=None, mode="reflect", cval=0.0, axes=None):
@@ -677,6 +823,7 @@ def _register() -> None:
             def overload_2d(in1, in2, mode="full", boundary="fill", fillvalue=0):
                 kernels()
                 nd, dt = checks(in1, in2, mode, ((boundary, "boundary"),))
+                parallel(dt, "BANDS")
                 number(fillvalue, "fillvalue", f"signal.{fname}")
                 run = body(nd, dt)
 
@@ -698,6 +845,7 @@ def _register() -> None:
         def overload_nd(in1, in2, mode="full", method="auto"):
             kernels()
             nd, dt = checks(in1, in2, mode, ((method, "method"),))
+            parallel(dt, "BANDS")
             run = body(nd, dt)
 
             def impl(in1, in2, mode="full", method="auto"):
@@ -726,17 +874,6 @@ def _register() -> None:
 
     overload(signal.fftconvolve)(no_fft("fftconvolve"))
     overload(signal.oaconvolve)(no_fft("oaconvolve"))
-
-    def transposed_not_yet(nd: int):
-        def overload_transposed(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
-                                dilation=1, method="auto", device=None, out=None):  # fmt: skip
-            raise TypingError(f"fastconv.conv_transpose{nd}d is not callable from compiled code in this version: "
-                              "call it from Python")  # fmt: skip
-
-        return overload_transposed
-
-    for _nd in (1, 2, 3):
-        overload(getattr(fastconv, f"conv_transpose{_nd}d"))(transposed_not_yet(_nd))
 
     @overload(signal.choose_conv_method)
     def _choose_conv_method(in1, in2, mode="full", measure=False):

@@ -21,7 +21,7 @@ numba = pytest.importorskip("numba")
 import fastconv  # noqa: E402
 from fastconv import ndimage  # noqa: E402
 
-from .reference import adaptive_pool_nd, avg_pool_nd, conv_nd, max_pool_nd  # noqa: E402
+from .reference import adaptive_pool_nd, avg_pool_nd, conv_nd, conv_transpose_nd, max_pool_nd  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -39,6 +39,21 @@ def _conv1d_same(x, w):
 @numba.njit
 def _conv3d(x, w, b, s, p, d, g):
     return fastconv.conv3d(x, w, b, stride=s, padding=p, dilation=d, groups=g)
+
+
+@numba.njit
+def _transposed(x, w, b, s, p, op, g, d):
+    return (fastconv.conv_transpose2d(x, w, b, s, p, op, g, d),
+            fastconv.conv_transpose1d(x[:, :, 0], w[:, :, 0], b, s[1], p[1], op[1], g, d[1]),
+            fastconv.conv_transpose3d(x[:1].reshape((1, x.shape[1], 1, x.shape[2], x.shape[3])),
+                                      w.reshape((w.shape[0], w.shape[1], 1, w.shape[2], w.shape[3])),
+                                      None, (1, s[0], s[1]), (0, p[0], p[1]), (0, op[0], op[1]), g,
+                                      (1, d[0], d[1])))  # fmt: skip
+
+
+@numba.njit
+def _transposed2d(x, w, b, s, p, op, g, d):  # (unbatched)
+    return fastconv.conv_transpose2d(x, w, b, s, p, op, g, d)
 
 
 @numba.njit
@@ -149,30 +164,86 @@ def test_conv2d_and_conv1d_in_njit_match_the_reference(rng, dtype):
         np.testing.assert_allclose(_conv1d_same(x, w), want, rtol=tol, atol=tol)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_transposed_convolutions_in_njit_match_the_reference(rng, dtype):
+    tol = 1e-4 if dtype == np.float32 else 1e-11
+    for n, c, o, g, hw, k, s, p, op, d in [
+        (2, 3, 4, 1, (5, 6), (3, 3), (2, 2), (1, 1), (1, 1), (1, 1)),
+        (1, 4, 6, 2, (4, 7), (3, 2), (1, 3), (2, 0), (0, 2), (2, 1)),
+        (3, 2, 2, 2, (1, 1), (1, 1), (1, 1), (0, 0), (0, 0), (1, 1)),  # (size 1, depthwise)
+        (1, 2, 3, 1, (6, 1), (4, 1), (3, 1), (1, 0), (2, 0), (1, 1)),
+        (2, 1, 1, 1, (64, 80), (3, 3), (2, 2), (0, 1), (1, 0), (1, 2)),  # (past the serial threshold)
+    ]:
+        x = rng.standard_normal((n, c, *hw)).astype(dtype)
+        w = rng.standard_normal((c, o // g, *k)).astype(dtype)
+        b = rng.standard_normal(o).astype(dtype)
+        x64, w64, b64 = x.astype(np.float64), w.astype(np.float64), b.astype(np.float64)
+        two, one, three = _transposed(x, w, b, s, p, op, g, d)
+        want = conv_transpose_nd(x64, w64, b64, s, p, op, g, d)
+        assert two.dtype == dtype and two.shape == want.shape
+        np.testing.assert_allclose(two, want, rtol=tol, atol=tol)
+        want1 = conv_transpose_nd(x64[:, :, 0], w64[:, :, 0], b64, s[1], p[1], op[1], g, d[1])
+        np.testing.assert_allclose(one, want1, rtol=tol, atol=tol)
+        want3 = conv_transpose_nd(x64[:1, :, None], w64[:, :, None], None, (1, *s), (0, *p), (0, *op), g, (1, *d))
+        np.testing.assert_allclose(three, want3, rtol=tol, atol=tol)
+        np.testing.assert_allclose(_transposed2d(x[0], w, b, s, p, op, g, d), want[0], rtol=tol, atol=tol)
+    with pytest.raises(ValueError, match="output_padding"):
+        _transposed(x, w, b, (1, 1), (0, 0), (1, 1), 1, (1, 1))
+
+
 def test_pooling_in_njit_matches_the_reference(rng):
-    x = rng.standard_normal((2, 3, 9, 10))
-    x[0, 1, 4, 4] = np.nan
-    for k, s, p, d, ceil in [((2, 2), (2, 2), (0, 0), (1, 1), False), ((3, 2), (2, 1), (1, 1), (1, 2), True),
-                             ((3, 3), (3, 3), (1, 0), (2, 1), True), ((1, 4), (1, 3), (0, 2), (1, 1), False)]:  # fmt: skip
-        mx, avg_real, avg_pad, mx1 = _pools(x, k, s, p, d, ceil)
-        want, _ = max_pool_nd(x, k, s, p, d, ceil)
-        np.testing.assert_array_equal(mx, want)
-        if d == (1, 1):
-            np.testing.assert_allclose(avg_pad, avg_pool_nd(x, k, s, p, ceil, True), rtol=1e-12)
-            np.testing.assert_allclose(avg_real, avg_pool_nd(x, k, s, p, ceil, False), rtol=1e-12)
-        want1, _ = max_pool_nd(x[0], (k[1],), (s[1],), (p[1],), (d[1],), ceil)
-        np.testing.assert_array_equal(mx1, want1)
-    v = rng.standard_normal((2, 2, 5, 6, 7))
-    v[1, 0, 2, 3, 4] = np.nan
-    for k, s, p, ceil, size in [((2, 2, 2), (2, 2, 2), (0, 0, 0), False, (2, 3, 4)),
-                                ((3, 1, 2), (2, 1, 3), (1, 0, 1), True, (5, 1, 7)),
-                                ((1, 3, 3), (1, 2, 2), (0, 1, 1), False, (1, 6, 3))]:  # fmt: skip
-        mx, avg, amax, aavg2, aavg1 = _pools3d(v, k, s, p, ceil, size)
-        np.testing.assert_array_equal(mx, max_pool_nd(v, k, s, p, (1, 1, 1), ceil)[0])
-        np.testing.assert_allclose(avg, avg_pool_nd(v, k, s, p, ceil, True), rtol=1e-12)
-        np.testing.assert_array_equal(amax, adaptive_pool_nd(v, size, "max")[0])
-        np.testing.assert_allclose(aavg2, adaptive_pool_nd(v[0], size[1:], "avg")[0], rtol=1e-12)
-        np.testing.assert_allclose(aavg1, adaptive_pool_nd(v[0, 0], size[2:], "avg")[0], rtol=1e-12)
+    """The Python path's pooling kernels called by address (serial, and on
+    Numba's threads past the serial threshold), and the loops compiled into
+    the caller that run where the table does not hold them (a user's
+    function loaded from Numba's disk cache in a process that typed none)."""
+    from fastconv import _numba_ext
+    from fastconv.kernels import injit
+
+    def check():
+        x = rng.standard_normal((2, 3, 9, 10))
+        x[0, 1, 4, 4] = np.nan
+        for k, s, p, d, ceil in [((2, 2), (2, 2), (0, 0), (1, 1), False), ((3, 2), (2, 1), (1, 1), (1, 2), True),
+                                 ((3, 3), (3, 3), (1, 0), (2, 1), True), ((1, 4), (1, 3), (0, 2), (1, 1), False)]:  # fmt: skip
+            mx, avg_real, avg_pad, mx1 = _pools(x, k, s, p, d, ceil)
+            want, _ = max_pool_nd(x, k, s, p, d, ceil)
+            np.testing.assert_array_equal(mx, want)
+            if d == (1, 1):
+                np.testing.assert_allclose(avg_pad, avg_pool_nd(x, k, s, p, ceil, True), rtol=1e-12)
+                np.testing.assert_allclose(avg_real, avg_pool_nd(x, k, s, p, ceil, False), rtol=1e-12)
+            want1, _ = max_pool_nd(x[0], (k[1],), (s[1],), (p[1],), (d[1],), ceil)
+            np.testing.assert_array_equal(mx1, want1)
+        v = rng.standard_normal((2, 2, 5, 6, 7))
+        v[1, 0, 2, 3, 4] = np.nan
+        for k, s, p, ceil, size in [((2, 2, 2), (2, 2, 2), (0, 0, 0), False, (2, 3, 4)),
+                                    ((3, 1, 2), (2, 1, 3), (1, 0, 1), True, (5, 1, 7)),
+                                    ((1, 3, 3), (1, 2, 2), (0, 1, 1), False, (1, 6, 3))]:  # fmt: skip
+            mx, avg, amax, aavg2, aavg1 = _pools3d(v, k, s, p, ceil, size)
+            np.testing.assert_array_equal(mx, max_pool_nd(v, k, s, p, (1, 1, 1), ceil)[0])
+            np.testing.assert_allclose(avg, avg_pool_nd(v, k, s, p, ceil, True), rtol=1e-12)
+            np.testing.assert_array_equal(amax, adaptive_pool_nd(v, size, "max")[0])
+            np.testing.assert_allclose(aavg2, adaptive_pool_nd(v[0], size[1:], "avg")[0], rtol=1e-12)
+            np.testing.assert_allclose(aavg1, adaptive_pool_nd(v[0, 0], size[2:], "avg")[0], rtol=1e-12)
+        big = rng.standard_normal((4, 8, 64, 64))
+        big[1, 2, 10, 10] = np.nan
+        mx, avg_real, avg_pad, _ = _pools(big, (3, 3), (2, 2), (1, 1), (1, 1), True)
+        np.testing.assert_array_equal(mx, max_pool_nd(big, (3, 3), (2, 2), (1, 1), (1, 1), True)[0])
+        np.testing.assert_allclose(
+            avg_real, avg_pool_nd(big, (3, 3), (2, 2), (1, 1), True, False), rtol=1e-12, atol=1e-14
+        )
+
+    check()
+    table = _numba_ext._thread_table
+    pools = [injit.BUILDS_AT + 2 * b + i for b in (injit.MAX_POOL, injit.MAX_POOL_SERIAL, injit.AVG_POOL,
+                                                   injit.AVG_POOL_SERIAL) for i in (0, 1)]  # fmt: skip
+    assert all(table[i] for i in pools[1::2])  # (float64's, put there when the calls were typed)
+    saved = [table[i] for i in pools]
+    try:
+        for i in pools:
+            table[i] = 0
+        check()
+    finally:
+        for i, v in zip(pools, saved):
+            table[i] = v
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -278,9 +349,9 @@ def test_errors_name_the_argument_at_compile_and_run_time(rng):
 
     @numba.njit
     def transposed(x, w):
-        return fastconv.conv_transpose2d(x, w, stride=2)
+        return fastconv.conv_transpose2d(x, w, padding="same")
 
-    with pytest.raises(numba.core.errors.TypingError, match="not callable from compiled code"):
+    with pytest.raises(numba.core.errors.TypingError, match="padding must be an int or a tuple"):
         transposed(x, w)
     with pytest.raises(ValueError, match="mode must be one of"):
         _filters(x[0, 0], np.ones((3, 3)), "bogus", 0.0, 0)
@@ -296,13 +367,17 @@ def test_errors_name_the_argument_at_compile_and_run_time(rng):
 
 
 @pytest.mark.parametrize("layer", ["workqueue", "omp"])
-def test_calls_inside_prange_under_each_threading_layer(layer):
+def test_threads_inside_prange_and_from_serial_code_under_each_threading_layer(layer):
     """The issue's per-image loop: fastconv.conv2d and a filter in a prange
-    body (each call runs on its thread: no nested parallel launch)."""
+    body, each call large enough to run in parallel from serial code, runs
+    on its thread (a nested launch would abort under workqueue); the same
+    calls from serial compiled code run on Numba's threads; a forked child
+    of the process computes too (OpenMP cannot run a region there)."""
     code = textwrap.dedent(
         """
-        import numba, numpy as np, fastconv
+        import os, numba, numpy as np, fastconv
         from fastconv import ndimage
+        from fastconv.kernels import injit
 
         @numba.njit(parallel=True)
         def per_image(x, w):
@@ -313,14 +388,45 @@ def test_calls_inside_prange_under_each_threading_layer(layer):
                 smooth[i, 0] = ndimage.gaussian_filter(x[i, 0], 1.0)
             return out, smooth
 
+        @numba.njit
+        def serial(x, w):
+            return (fastconv.conv2d(x, w, padding=1), ndimage.gaussian_filter(x[:, 0], (0.0, 1.0, 1.0)),
+                    ndimage.correlate(x[:, 0], w[0], mode="wrap"))
+
+        @numba.njit
+        def threads_here():
+            return injit.threads_for(10**9)
+
+        @numba.njit(parallel=True)
+        def threads_in_prange(n):
+            out = np.zeros(n, np.int64)
+            for i in numba.prange(n):
+                out[i] = threads_here()  # (a serial function called from a prange body)
+            return out
+
         rng = np.random.default_rng(0)
-        x = rng.standard_normal((16, 3, 12, 12)).astype(np.float32)
+        x = rng.standard_normal((6, 3, 64, 64)).astype(np.float32)
         w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+        want = fastconv.conv2d(x, w, padding=1)
+        want_smooth = np.stack([ndimage.gaussian_filter(v, 1.0) for v in x[:, 0]])
         out, smooth = per_image(x, w)
         assert numba.threading_layer() == LAYER, numba.threading_layer()
-        np.testing.assert_allclose(out, fastconv.conv2d(x, w, padding=1), rtol=1e-4, atol=1e-4)
-        np.testing.assert_allclose(smooth[:, 0], np.stack([ndimage.gaussian_filter(v, 1.0) for v in x[:, 0]]),
-                                   rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(smooth[:, 0], want_smooth, rtol=1e-5, atol=1e-5)
+        assert threads_here() == 2 and set(threads_in_prange(64).tolist()) == {1}
+        assert injit.threads_for(10) == 1  # (below the serial threshold)
+        got, got_smooth, got_correlate = serial(x, w)
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(got_smooth, want_smooth, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(got_correlate, ndimage.correlate(x[:, 0], w[0], mode="wrap"), rtol=1e-5, atol=1e-5)
+        numba.set_num_threads(1)
+        assert threads_here() == 1
+        numba.set_num_threads(2)
+        pid = os.fork()
+        if pid == 0:
+            ok = np.allclose(serial(x, w)[0], want, rtol=1e-4, atol=1e-4)
+            os._exit(0 if ok and (threads_here() == 1) == (LAYER == "omp") else 3)
+        assert os.waitpid(pid, 0)[1] == 0
         print("ok")
         """
     ).replace("LAYER", repr(layer))

@@ -3,23 +3,141 @@ code (``fastconv/_numba_ext.py`` registers them as overloads): the work is
 the same kernels' -- the filters' sweep (:mod:`.passes`) for 1-D passes
 and separable filters, the direct correlation (:mod:`.filter`) for
 ``ndimage.correlate``/``convolve`` -- with the padding by index tables
-made here in compiled code; ``conv1d/2d`` and ``max/avg_pool1d/2d`` are
-direct loops whose innermost loop runs along output columns (the small
-layers and patches such code calls them on).  Everything runs on the
-calling thread (serial builds): inside a ``prange`` body nothing launches
-a nested parallel region, under any threading layer."""
+made here in compiled code, and the pooling kernels (:mod:`.pool`) on
+window tables made here as the Python path makes them; ``conv1d/2d/3d``
+and ``conv_transpose1d/2d/3d`` are direct loops whose innermost loop runs
+along output columns (the small layers and patches such code calls them
+on; no method is chosen here).
+
+Threads (:func:`threads_for`): a call large enough to pay for a parallel
+region runs on Numba's threads (``numba.get_num_threads()``) when it is made
+outside one, and on the calling thread inside a ``prange`` body, under every
+threading layer: under ``omp`` the OpenMP runtime says whether a region is
+active (``omp_in_parallel``); under ``workqueue`` (whose chunks never run on
+the thread that launched the region) and ``tbb`` a call launches only from
+the main thread.  What the compiled code needs for that test -- the layer,
+the native functions' addresses, the main thread's identity, the serial
+threshold -- is a table in the process (:data:`THREAD_TABLE`, registered by
+``fastconv._numba_ext`` when Numba loads it and filled when a compiled call
+is first typed), read when the call runs, so machine code cached on disk
+stays valid in another process; until the table is filled (a process that
+only loads cached code), and in a forked child of an ``omp`` process, every
+call runs on the calling thread."""
 
 from __future__ import annotations
 
 import numpy as np
+from llvmlite import ir
+from numba import prange, types
+from numba.extending import intrinsic
 
 from .._config import numba_jit
 from .._spec import pool_output_size
+from ..plans.pool import adaptive_tables, regular_tables
+from ._link import I64, Linkage, arrays, ints, unit
 from .direct import _inline
 from .filter import correlate_kernel_serial
-from .passes import MODE_NAMES, MODE_RULES, boundary_index, two_pass_kernel_serial
+from .passes import MODE_NAMES, MODE_RULES, boundary_index, two_pass_kernel, two_pass_kernel_serial
+from .pool import avg_pool_kernel, avg_pool_kernel_serial, max_pool_kernel, max_pool_kernel_serial, pack_windows
+
+#: the process's table for :func:`threads_for` (int64 slots, below), by this symbol
+THREAD_TABLE = "fastconv_injit_threads"
+#: its slots: the rule (0 calling thread only, 1 main thread launches, 2 OpenMP
+#: says), the main thread's ``pthread_self()``, the addresses of
+#: ``omp_in_parallel``, ``pthread_self`` and the layer's ``get_num_threads``
+#: (Numba's own ``get_num_threads()`` would make the code uncacheable), the
+#: serial threshold (multiply-adds); from ``BUILDS_AT`` on, the addresses of
+#: the builds called by address (:data:`BUILDS`, float32 then float64 each)
+MODE, MAIN_THREAD, IN_PARALLEL, THREAD_SELF, NUM_THREADS, SERIAL_BELOW, BUILDS_AT = range(7)
 
 _EPS = float(np.finfo(np.float64).eps)
+
+
+def _serial(kernel, name: str):
+    """``kernel``'s serial build (as ``_config.serial_copy``: another name,
+    so that the disk cache never hands back the parallel machine code) with
+    its array arguments declared not to alias (``_link.unit``; every caller
+    here passes distinct buffers, as to the parallel build)."""
+    import types as pytypes
+
+    func = kernel.py_func
+    copy = pytypes.FunctionType(func.__code__, func.__globals__, name, func.__defaults__, func.__closure__)
+    copy.__qualname__ = name
+    return unit(copy)
+
+
+@intrinsic
+def _slot(typingctx, i):
+    """The table's slot ``i`` (an int64), loaded when the call runs."""
+
+    def codegen(context, builder, signature, args):
+        table = builder.module.globals.get(THREAD_TABLE)
+        if table is None:  # (declared as its first slot: the same declaration whatever the table's length)
+            table = ir.GlobalVariable(builder.module, ir.IntType(64), THREAD_TABLE)
+            table.linkage = "external"
+        index = context.cast(builder, args[0], signature.args[0], types.intp)
+        return builder.load(builder.gep(table, [index]))
+
+    return types.int64(i), codegen
+
+
+def _native(bits):
+    """An intrinsic calling the argument-less native function at an address
+    (an int64), its ``bits``-wide integer result widened to int64."""
+
+    @intrinsic
+    def call(typingctx, address):
+        def codegen(context, builder, signature, args):
+            function = builder.inttoptr(args[0], ir.FunctionType(ir.IntType(bits), []).as_pointer())
+            result = builder.call(function, [])
+            return builder.sext(result, ir.IntType(64)) if bits < 64 else result
+
+        return types.int64(address), codegen
+
+    return call
+
+
+_call_int, _call_word = _native(32), _native(64)
+
+
+@numba_jit()
+def threads_for(work):
+    """How many threads a kernel called here may use for ``work``
+    multiply-adds: 1 below the serial threshold, inside a parallel region,
+    or where the table says nothing (see the module's docstring); else
+    Numba's thread count."""
+    if work < _slot(SERIAL_BELOW):
+        return 1
+    mode = _slot(MODE)
+    if mode == 2:
+        inside = _call_int(_slot(IN_PARALLEL)) != 0
+    elif mode == 1:
+        inside = _call_word(_slot(THREAD_SELF)) != _slot(MAIN_THREAD)
+    else:
+        return 1
+    return 1 if inside else max(_call_int(_slot(NUM_THREADS)), 1)
+
+
+@numba_jit()
+def parallel_at(build, x, work, items):
+    """(threads, address) for ``work`` multiply-adds in ``items`` parts on
+    arrays like ``x``: the parallel build ``build``'s machine code (an index
+    in :data:`BUILDS`, called by address: linked into every
+    caller, it would be optimised again in each user function, 2-3x its
+    first-use compile time) where :func:`threads_for` gives more than one
+    thread and the build is in the table; else (1, 0): the serial build."""
+    nt = min(threads_for(work), items)
+    if nt < 2:
+        return 1, 0
+    address = build_at(build, x)
+    return (nt, address) if address != 0 else (1, 0)
+
+
+@numba_jit()
+def build_at(build, x):
+    """The address of build ``build`` (:data:`BUILDS`) for arrays like
+    ``x``, 0 where the table does not hold it."""
+    return _slot(BUILDS_AT + 2 * build + x.itemsize // 8)
 
 
 @numba_jit()
@@ -65,7 +183,12 @@ def sweep(x3, wv, mode_v, origin_v, wh, mode_h, origin_h, cval, vertical_first):
     rows = boundary(H, lo_v, len(wv) - 1 - lo_v, mode_code(mode_v))
     cols = boundary(W, lo_h, len(wh) - 1 - lo_h, mode_code(mode_h))
     out = np.empty_like(x3)
-    two_pass_kernel_serial(x3, out, rows, wv, cols, wh, lo_h, _as(x3, cval), vertical_first, 1)
+    c = _as(x3, cval)
+    nt, address = parallel_at(SWEEP, x3, x3.size * (len(wv) + len(wh)), x3.shape[0] * H)
+    if address:
+        _call_two_pass(address, (x3, out, rows, wv, cols, wh, lo_h, c, vertical_first, nt))
+    else:
+        two_pass_kernel_serial(x3, out, rows, wv, cols, wh, lo_h, c, vertical_first, 1)
     return out
 
 
@@ -188,15 +311,11 @@ def padded_correlate(x3, w3, l0, l1, l2, D, H, W, code, cval, every_tap):
     rd = boundary(x3.shape[0], l0, Dp - x3.shape[0] - l0, code)
     rh = boundary(x3.shape[1], l1, Hp - x3.shape[1] - l1, code)
     rw = boundary(x3.shape[2], l2, Wp - x3.shape[2] - l2, code)
-    n = x3.shape[2]
     c = _as(x3, cval)
-    lo, hi = max(l2, 0), min(l2 + n, Wp)  # (the padded columns the row copies: rw[e] == e - l2 there)
     # bands of output rows, their padded input in one small buffer (a fresh padded copy of a large
-    # image costs its page faults on every call; the buffer stays in cache)
+    # image costs its page faults on every call; a thread's buffer stays in its cache)
     nb = min(H, max(8, (1 << 17) // (KD * Wp)))
     Hb = nb + KH - 1
-    band = np.empty((KD, Hb, Wp), x3.dtype)
-    ob = np.empty((1, nb, W), x3.dtype)
     taps = 0
     for a in range(KD):
         for b in range(KH):
@@ -214,8 +333,36 @@ def padded_correlate(x3, w3, l0, l1, l2, D, H, W, code, cval, every_tap):
                     ws[t] = w3[a, b, e]
                     t += 1
     out = np.empty((D, H, W), x3.dtype)
-    for d in range(D):
-        for r0 in range(0, H, nb):
+    nbands = (H + nb - 1) // nb
+    nt, address = parallel_at(BANDS, x3, D * H * W * taps, D * nbands)
+    if address:
+        _call_bands(address, (x3, out, rd, rh, rw, l2, c, offs, ws, KD, KH, nb, nt))
+    else:
+        correlate_bands_serial(x3, out, rd, rh, rw, l2, c, offs, ws, KD, KH, nb, 1)
+    return out
+
+
+@numba_jit(parallel=True)
+def correlate_bands(x3, out, rd, rh, rw, l2, c, offs, ws, KD, KH, nb, nparts):
+    """:func:`padded_correlate`'s work: the output in bands of ``nb`` rows,
+    each band's padded input rows copied (by the tables ``rd``, ``rh``,
+    ``rw``; -1: the constant ``c``) into a small buffer of the part's, then
+    the direct kernel over the taps ``offs``/``ws``; the bands split in
+    ``nparts`` contiguous ranges."""
+    D, H, W = out.shape
+    Wp = len(rw)
+    n = x3.shape[2]
+    lo, hi = max(l2, 0), min(l2 + n, Wp)  # (the padded columns the row copies: rw[e] == e - l2 there)
+    Hb = nb + KH - 1
+    nbands = (H + nb - 1) // nb
+    items = D * nbands
+    per = (items + nparts - 1) // nparts
+    for part in prange(nparts):
+        band = np.empty((KD, Hb, Wp), x3.dtype)
+        ob = np.empty((1, nb, W), x3.dtype)
+        for it in range(part * per, min(items, (part + 1) * per)):
+            d = it // nbands
+            r0 = (it - d * nbands) * nb
             rows = min(nb, H - r0)
             for a in range(KD):
                 for h in range(rows + KH - 1):
@@ -235,7 +382,9 @@ def padded_correlate(x3, w3, l0, l1, l2, D, H, W, code, cval, every_tap):
                 band[:, rows + KH - 1 :, :] = c
             correlate_kernel_serial(band, ob, offs, ws, 2048, 1)
             out[d, r0 : r0 + rows, :] = ob[0, :rows, :]
-    return out
+
+
+correlate_bands_serial = _serial(correlate_bands, "correlate_bands_serial")
 
 
 @numba_jit()
@@ -290,11 +439,28 @@ def conv3d_direct(x, w, b, s, p, d, groups):
     xp = np.zeros((N, C, Dp, Hp, Wp), x.dtype)
     xp[:, :, p[0] : p[0] + D, p[2] : p[2] + H, p[4] : p[4] + W] = x
     out = np.zeros((N, O, OD, OH, OW), x.dtype)
-    per = O // groups
+    nt, address = parallel_at(CONV, x, out.size * Cg * KD * KH * KW, N * O)
+    if address:
+        _call_conv(address, (xp, w, b, out, s, d, nt))
+    else:
+        conv_loops_serial(xp, w, b, out, s, d, 1)
+    return out
+
+
+@numba_jit(parallel=True)
+def conv_loops(xp, w, b, out, s, d, nparts):
+    """:func:`conv3d_direct`'s loops on the padded ``xp`` into the zeroed
+    ``out``, its (image, output channel) planes split in ``nparts`` ranges."""
+    N, O, OD, OH, OW = out.shape  # noqa: E741
+    _, Cg, KD, KH, KW = w.shape
+    per_group = O // (xp.shape[1] // Cg)
     sw = s[2]
-    for n in range(N):
-        for o in range(O):
-            g = o // per
+    items = N * O
+    per = (items + nparts - 1) // nparts
+    for part in prange(nparts):
+        for it in range(part * per, min(items, (part + 1) * per)):
+            n, o = it // O, it % O
+            g = o // per_group
             acc = out[n, o]
             for i in range(Cg):
                 volume = xp[n, g * Cg + i]
@@ -312,11 +478,108 @@ def conv3d_direct(x, w, b, s, p, d, groups):
                                         target[ow] += wt * row[base + ow * sw]
             if len(b):
                 acc += b[o]
+
+
+conv_loops_serial = _serial(conv_loops, "conv_loops_serial")
+
+
+@numba_jit()
+def conv_transpose3d_direct(x, w, b, s, p, op, d, groups):
+    """conv_transpose3d of the (N, C, D, H, W) ``x`` with (C, O / groups,
+    KD, KH, KW) weights (one dtype; ``b`` the bias, length O or 0), strides
+    ``s``, padding ``p``, output padding ``op`` and dilations ``d`` (3 each):
+    every input element adds ``x * w[tap]`` at ``i s + tap d - p`` of the
+    output where that lies inside it (torch's definition); conv_transpose1d
+    and 2d are the cases of length-1 axes.  Raises ValueError, naming the
+    argument, on shapes that do not fit."""
+    N, C, D, H, W = x.shape
+    Cw, Og, KD, KH, KW = w.shape
+    if groups < 1 or C % groups != 0:
+        raise ValueError("groups must be positive and divide in_channels (input.shape[1])")
+    if Cw != C:
+        raise ValueError("weight.shape[0] must be in_channels (input.shape[1]); weight is (C_in, C_out/groups, ...)")
+    O = Og * groups  # noqa: E741
+    if len(b) != 0 and len(b) != O:
+        raise ValueError("bias must have out_channels (weight.shape[1] * groups) elements")
+    if D * H * W == 0 or KD * KH * KW == 0:
+        raise ValueError("input's spatial axes and weight's kernel axes must be non-empty")
+    size = (D, H, W)
+    kernel = (KD, KH, KW)
+    outs = np.empty(3, np.int64)
+    for a in range(3):
+        if s[a] < 1 or d[a] < 1:
+            raise ValueError("stride and dilation must be positive")
+        if p[a] < 0 or op[a] < 0:
+            raise ValueError("padding and output_padding must be non-negative")
+        if op[a] >= s[a] and op[a] >= d[a]:
+            raise ValueError("output_padding must be smaller than either stride or dilation")
+        outs[a] = (size[a] - 1) * s[a] - 2 * p[a] + d[a] * (kernel[a] - 1) + op[a] + 1
+        if outs[a] < 1:
+            raise ValueError("the output size is not positive for this input, weight, stride and padding")
+    out = np.zeros((N, O, outs[0], outs[1], outs[2]), x.dtype)
+    nt, address = parallel_at(TRANSPOSE, x, x.size * Og * KD * KH * KW, N * O)
+    if address:
+        _call_transpose(address, (x, w, b, out, s, p, d, nt))
+    else:
+        transpose_loops_serial(x, w, b, out, s, p, d, 1)
     return out
 
 
-#: torch's pooling output length (``_spec.pool_output_size``, compiled)
+@_inline
+def _span(n, start, step, limit):
+    """The first and one-past-last ``i`` in [0, n) with 0 <= start + i step < limit."""
+    lo = 0 if start >= 0 else (-start + step - 1) // step
+    hi = n if start + (n - 1) * step < limit else (limit - 1 - start) // step + 1
+    return lo, max(lo, hi)
+
+
+@numba_jit(parallel=True)
+def transpose_loops(x, w, b, out, s, p, d, nparts):
+    """:func:`conv_transpose3d_direct`'s scatter into the zeroed ``out``, its
+    (image, output channel) planes split in ``nparts`` ranges: per input
+    channel of the group and tap, the input positions whose target lies in
+    the output, a strided row at a time."""
+    N, C, D, H, W = x.shape
+    _, Og, KD, KH, KW = w.shape
+    O, OD, OH, OW = out.shape[1], out.shape[2], out.shape[3], out.shape[4]  # noqa: E741
+    Cg = C // (O // Og)
+    items = N * O
+    per = (items + nparts - 1) // nparts
+    for part in prange(nparts):
+        for it in range(part * per, min(items, (part + 1) * per)):
+            n, o = it // O, it % O
+            g, j = o // Og, o % Og
+            acc = out[n, o]
+            for i in range(g * Cg, (g + 1) * Cg):
+                volume = x[n, i]
+                for kd in range(KD):
+                    z0, z1 = _span(D, kd * d[0] - p[0], s[0], OD)
+                    for kh in range(KH):
+                        h0, h1 = _span(H, kh * d[1] - p[1], s[1], OH)
+                        for kw in range(KW):
+                            c0, c1 = _span(W, kw * d[2] - p[2], s[2], OW)
+                            wt = w[i, j, kd, kh, kw]
+                            base = kw * d[2] - p[2]
+                            for z in range(z0, z1):
+                                plane = acc[z * s[0] + kd * d[0] - p[0]]
+                                for h in range(h0, h1):
+                                    row = volume[z, h]
+                                    target = plane[h * s[1] + kh * d[1] - p[1]]
+                                    for c in range(c0, c1):
+                                        target[base + c * s[2]] += wt * row[c]
+            if len(b):
+                acc += b[o]
+
+
+transpose_loops_serial = _serial(transpose_loops, "transpose_loops_serial")
+
+
+#: torch's pooling output length (``_spec.pool_output_size``), the window
+#: tables (``plans.pool``) and their packing (``kernels.pool``), compiled
 pool_size = numba_jit()(pool_output_size)
+regular_tables = numba_jit()(regular_tables)
+adaptive_tables = numba_jit()(adaptive_tables)
+pack_windows = numba_jit()(pack_windows)
 
 
 @_inline
@@ -365,7 +628,65 @@ def pool3d(x, k, s, p, d, ceil_mode, is_max, count_include_pad, divisor):
             raise ValueError("the output size is too small for this input, kernel_size, stride and padding")
     OD, OH, OW = outs[0], outs[1], outs[2]
     out = np.empty((P, OD, OH, OW), x.dtype)
-    for q in range(P):
+    work = out.size * k[0] * k[1] * k[2]
+    nt, address = parallel_at(MAX_POOL if is_max else AVG_POOL, x, work, P)
+    if not address and work >= _TABLES_PAY:
+        nt, address = 1, build_at(MAX_POOL_SERIAL if is_max else AVG_POOL_SERIAL, x)
+    tables = build_at(POOL_WINDOWS, x)
+    if address and tables:  # (the Python path's kernels, on window tables made as it makes them)
+        _call_pool_tables(tables, (x, out, k, s, p, d, is_max, count_include_pad, divisor, address, nt))
+    else:  # (small work, or the table lacks the kernels: a user's function loaded from its disk cache)
+        _pool_volumes(x, out, k, s, p, d, is_max, count_include_pad, divisor, 0, P)
+    return out
+
+
+@numba_jit()
+def pool_tables(x, out, k, s, p, d, is_max, count_include_pad, divisor, address, nt):
+    """:func:`pool3d`'s window tables (``plans.pool``), and the pooling
+    kernel at ``address`` on them (called by address itself: the tables'
+    NumPy code, linked into every caller, doubled a first use's compile
+    time)."""
+    D, H, W = x.shape[1], x.shape[2], x.shape[3]
+    OD, OH, OW = out.shape[1], out.shape[2], out.shape[3]
+    lo0, hi0, _, size0, _ = regular_tables(D, OD, k[0], s[0], p[0], d[0], count_include_pad)
+    lo1, hi1, _, size1, _ = regular_tables(H, OH, k[1], s[1], p[1], d[1], count_include_pad)
+    lo2, hi2, _, size2, regular = regular_tables(W, OW, k[2], s[2], p[2], d[2], count_include_pad)
+    tab, par = pack_windows((lo0, lo1, lo2), (hi0, hi1, hi2), (size0, size1, size2), d, regular)
+    _run_pool(address, x, out, tab, par, is_max, float(divisor), nt)
+
+
+@numba_jit()
+def _run_pool(address, x, out, tab, par, is_max, divisor, nt):
+    """The max or avg pooling kernel at ``address`` (``kernels.pool``)."""
+    if is_max:
+        _call_max_pool(address, (x, out, np.empty((1, 1, 1, 1), np.int64), False, tab, par, nt))
+    else:
+        _call_avg_pool(address, (x, out, tab, par, divisor, nt))
+
+
+@numba_jit()
+def adaptive_tables_run(x, out, is_max, address, nt):
+    """:func:`adaptive3d`'s window tables and kernel (as :func:`pool_tables`)."""
+    OD, OH, OW = out.shape[1], out.shape[2], out.shape[3]
+    lo0, hi0, _, size0, _ = adaptive_tables(x.shape[1], OD)
+    lo1, hi1, _, size1, _ = adaptive_tables(x.shape[2], OH)
+    lo2, hi2, _, size2, regular = adaptive_tables(x.shape[3], OW)
+    tab, par = pack_windows((lo0, lo1, lo2), (hi0, hi1, hi2), (size0, size1, size2), (1, 1, 1), regular)
+    _run_pool(address, x, out, tab, par, is_max, 0.0, nt)
+
+
+#: the pooling work (window elements) below which the loops here run: the window tables' dozen
+#: small arrays cost more than they save (2,000 tiny conv2d + max_pool2d steps: 2.7 -> 6.4 ms)
+_TABLES_PAY = 8192
+
+
+@_inline
+def _pool_volumes(x, out, k, s, p, d, is_max, count_include_pad, divisor, q0, q1):
+    """:func:`pool3d`'s loops over volumes ``q0`` to ``q1`` (inlined: as a
+    called function the serial build tripled the first-use compile time)."""
+    D, H, W = x.shape[1], x.shape[2], x.shape[3]
+    OD, OH, OW = out.shape[1], out.shape[2], out.shape[3]
+    for q in range(q0, q1):
         for od in range(OD):
             z0 = od * s[0] - p[0]
             for oh in range(OH):
@@ -383,19 +704,14 @@ def pool3d(x, k, s, p, d, ceil_mode, is_max, count_include_pad, divisor):
                     else:  # (to the volume)
                         out[q, od, oh, ow] = v / ((min(z0 + k[0], D) - max(z0, 0)) * (min(h0 + k[1], H) - max(h0, 0))
                                                   * (min(w0 + k[2], W) - max(w0, 0)))  # fmt: skip
-    return out
 
 
-@numba_jit()
-def adaptive3d(x, OD, OH, OW, is_max):
-    """adaptive_max_pool / adaptive_avg_pool of the (P, D, H, W) volumes
-    ``x`` to (OD, OH, OW): window [floor(o L / O), ceil((o + 1) L / O)) per
-    axis, torch's formulas and NaN rule."""
-    P, D, H, W = x.shape
-    if OD < 1 or OH < 1 or OW < 1:
-        raise ValueError("output_size must be positive")
-    out = np.empty((P, OD, OH, OW), x.dtype)
-    for q in range(P):
+@_inline
+def _adaptive_volumes(x, out, is_max, q0, q1):
+    """:func:`adaptive3d`'s loops over volumes ``q0`` to ``q1`` (inlined)."""
+    D, H, W = x.shape[1], x.shape[2], x.shape[3]
+    OD, OH, OW = out.shape[1], out.shape[2], out.shape[3]
+    for q in range(q0, q1):
         for od in range(OD):
             z0, z1 = (od * D) // OD, -((-(od + 1) * D) // OD)
             for oh in range(OH):
@@ -404,4 +720,83 @@ def adaptive3d(x, OD, OH, OW, is_max):
                     w0, w1 = (ow * W) // OW, -((-(ow + 1) * W) // OW)
                     v = _window(x, q, z0, z1 - z0, 1, h0, h1 - h0, 1, w0, w1 - w0, 1, is_max)
                     out[q, od, oh, ow] = v if is_max else v / ((z1 - z0) * (h1 - h0) * (w1 - w0))
+
+
+@numba_jit()
+def adaptive3d(x, OD, OH, OW, is_max):
+    """adaptive_max_pool / adaptive_avg_pool of the (P, D, H, W) volumes
+    ``x`` to (OD, OH, OW): window [floor(o L / O), ceil((o + 1) L / O)) per
+    axis, torch's formulas and NaN rule."""
+    P = x.shape[0]
+    if OD < 1 or OH < 1 or OW < 1:
+        raise ValueError("output_size must be positive")
+    out = np.empty((P, OD, OH, OW), x.dtype)
+    nt, address = parallel_at(MAX_POOL if is_max else AVG_POOL, x, x.size, P)
+    if not address and x.size >= _TABLES_PAY:
+        nt, address = 1, build_at(MAX_POOL_SERIAL if is_max else AVG_POOL_SERIAL, x)
+    tables = build_at(ADAPTIVE_WINDOWS, x)
+    if address and tables:
+        _call_adaptive_tables(tables, (x, out, is_max, address, nt))
+    else:
+        _adaptive_volumes(x, out, is_max, 0, P)
     return out
+
+
+# --- the builds called by address -------------------------------------------------------------
+
+_TRIPLE = types.UniTuple(types.int64, 3)
+TWO_PASS = Linkage(
+    "two_pass_kernel",
+    lambda dt: (
+        types.none,
+        (*arrays(dt, 3, 3), I64, *arrays(dt, 1), I64, *arrays(dt, 1), types.int64, dt, types.boolean, types.int64),
+    ),
+)
+CORRELATE_BANDS = Linkage(
+    "correlate_bands",
+    lambda dt: (types.none, (*arrays(dt, 3, 3), I64, I64, I64, types.int64, dt, I64, *arrays(dt, 1), *ints(4))),
+)
+CONV_LOOPS = Linkage("conv_loops", lambda dt: (types.none, (*arrays(dt, 5, 5, 1, 5), _TRIPLE, _TRIPLE, types.int64)))
+TRANSPOSE_LOOPS = Linkage(
+    "transpose_loops", lambda dt: (types.none, (*arrays(dt, 5, 5, 1, 5), _TRIPLE, _TRIPLE, _TRIPLE, types.int64))
+)
+_TABLES = (types.Array(types.int64, 2, "C"), I64)
+MAX_POOL_KERNEL = Linkage(
+    "max_pool_kernel",
+    lambda dt: (
+        types.none,
+        (*arrays(dt, 4, 4), types.Array(types.int64, 4, "C"), types.boolean, *_TABLES, types.int64),
+    ),
+)
+AVG_POOL_KERNEL = Linkage(
+    "avg_pool_kernel", lambda dt: (types.none, (*arrays(dt, 4, 4), *_TABLES, types.float64, types.int64))
+)
+POOL_TABLES = Linkage(
+    "pool_tables",
+    lambda dt: (
+        types.none,
+        (*arrays(dt, 4, 4), _TRIPLE, _TRIPLE, _TRIPLE, _TRIPLE, types.boolean, types.boolean, *ints(3)),
+    ),
+)
+ADAPTIVE_TABLES = Linkage("adaptive_tables_run", lambda dt: (types.none, (*arrays(dt, 4, 4), types.boolean, *ints(2))))
+_call_pool_tables, _call_adaptive_tables = POOL_TABLES.call, ADAPTIVE_TABLES.call
+_call_two_pass, _call_bands, _call_conv = TWO_PASS.call, CORRELATE_BANDS.call, CONV_LOOPS.call
+_call_transpose, _call_max_pool, _call_avg_pool = TRANSPOSE_LOOPS.call, MAX_POOL_KERNEL.call, AVG_POOL_KERNEL.call
+#: (linkage, build) by index; ``fastconv._numba_ext`` puts their addresses in the table.  The
+#: pooling kernels are the Python path's own (``kernels.pool``), serial builds included: linked,
+#: they would be optimised again in every user function
+BUILDS = (
+    (TWO_PASS, two_pass_kernel.dispatcher),
+    (CORRELATE_BANDS, correlate_bands.dispatcher),
+    (CONV_LOOPS, conv_loops.dispatcher),
+    (TRANSPOSE_LOOPS, transpose_loops.dispatcher),
+    (MAX_POOL_KERNEL, max_pool_kernel.dispatcher),
+    (MAX_POOL_KERNEL, max_pool_kernel_serial),
+    (AVG_POOL_KERNEL, avg_pool_kernel.dispatcher),
+    (AVG_POOL_KERNEL, avg_pool_kernel_serial),
+    (POOL_TABLES, pool_tables),
+    (ADAPTIVE_TABLES, adaptive_tables_run),
+)  # fmt: skip
+SWEEP, BANDS, CONV, TRANSPOSE, MAX_POOL, MAX_POOL_SERIAL, AVG_POOL, AVG_POOL_SERIAL, POOL_WINDOWS, ADAPTIVE_WINDOWS = (
+    range(len(BUILDS)))  # fmt: skip
+SLOTS = BUILDS_AT + 2 * len(BUILDS)

@@ -438,18 +438,29 @@ def prepare_pool(spec, num_threads: int, axis_windows=None):
 
 
 def _packed(wd, wh, ww) -> tuple[np.ndarray, np.ndarray]:
-    """The three axes' window tables as one int64 array (rows: lo, hi of D,
-    H, W, then the avg divisor factors of D, H, W; each row padded to the
-    longest axis) and the steps and W's regular run as another (sd, sh, sw,
-    then ``regular``): two arguments instead of eleven arrays and a tuple,
-    which Numba unboxes on every call (measured: 1.0 us per call for the
-    tuples, 0.3 us for two arrays -- a tiny pool's whole kernel takes 1.8)."""
-    axes = (wd, wh, ww)
-    tab = np.zeros((9, max(len(a.lo) for a in axes)), dtype=np.int64)
-    for i, a in enumerate(axes):
-        n = len(a.lo)
-        tab[2 * i, :n], tab[2 * i + 1, :n], tab[6 + i, :n] = a.lo, a.hi, a.size
-    par = np.array([wd.step, wh.step, ww.step, *ww.regular], dtype=np.int64)
+    """The three axes' window tables as one int64 array and their steps
+    with W's regular run as another (:func:`pack_windows`): two arguments
+    instead of eleven arrays and a tuple, which Numba unboxes on every call
+    (measured: 1.0 us per call for the tuples, 0.3 us for two arrays -- a
+    tiny pool's whole kernel takes 1.8)."""
+    return pack_windows((wd.lo, wh.lo, ww.lo), (wd.hi, wh.hi, ww.hi), (wd.size, wh.size, ww.size),
+                        (wd.step, wh.step, ww.step), ww.regular)  # fmt: skip
+
+
+def pack_windows(lo, hi, size, steps, regular) -> tuple[np.ndarray, np.ndarray]:
+    """(tab, par) of the kernels: tab's rows lo, hi of D, H, W, then the avg
+    divisor factors of D, H, W (each row padded to the longest axis); par
+    the steps and W's ``regular`` run.  Plain NumPy that Numba compiles as
+    it stands (pooling in compiled code, ``kernels.injit``)."""
+    tab = np.zeros((9, max(len(lo[0]), len(lo[1]), len(lo[2]))), dtype=np.int64)
+    for i in range(3):
+        n = len(lo[i])
+        tab[2 * i, :n], tab[2 * i + 1, :n], tab[6 + i, :n] = lo[i], hi[i], size[i]
+    par = np.empty(8, dtype=np.int64)
+    for i in range(3):
+        par[i] = steps[i]
+    for i in range(5):
+        par[3 + i] = regular[i]
     return tab, par
 
 

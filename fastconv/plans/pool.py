@@ -34,15 +34,10 @@ class AxisWindows:
     regular: tuple[int, int, int, int, int]
 
 
-def _interior(start: np.ndarray, span: int, length: int) -> tuple[int, int]:
-    """[o0, o1): the contiguous run of outputs whose whole window is inside."""
-    inside = np.flatnonzero((start >= 0) & (start + span <= length))
-    if inside.size == 0:
-        return 0, 0
-    return int(inside[0]), int(inside[-1]) + 1
-
-
-def regular_axis(length: int, out: int, k: int, s: int, p: int, d: int, count_include_pad: bool) -> AxisWindows:
+def regular_tables(length: int, out: int, k: int, s: int, p: int, d: int, count_include_pad: bool):
+    """A pooling axis's window table as (lo, hi, step, size, regular) (the
+    fields of :class:`AxisWindows`): plain NumPy that Numba compiles as it
+    stands (``fastconv.kernels.injit``: pooling in compiled code)."""
     o = np.arange(out, dtype=np.int64)
     start = o * s - p
     span = d * (k - 1) + 1
@@ -54,22 +49,31 @@ def regular_axis(length: int, out: int, k: int, s: int, p: int, d: int, count_in
         size = np.minimum(start + k, length + p) - start
     else:
         size = np.minimum(start + k, length) - np.maximum(start, 0)
-    o0, o1 = _interior(start, span, length)
-    return AxisWindows(lo, hi, d, size, (s, k, -p, o0, o1))
+    inside = np.flatnonzero((start >= 0) & (start + span <= length))  # (outputs whose whole window is inside:
+    if inside.size == 0:  # a contiguous run [o0, o1))
+        return lo, hi, d, size, (s, k, -p, 0, 0)
+    return lo, hi, d, size, (s, k, -p, int(inside[0]), int(inside[-1]) + 1)
 
 
-def adaptive_axis(length: int, out: int) -> AxisWindows:
-    """torch's adaptive windows: [floor(o*L/O), ceil((o+1)*L/O))."""
+def adaptive_tables(length: int, out: int):
+    """torch's adaptive windows, [floor(o*L/O), ceil((o+1)*L/O)), as
+    :func:`regular_tables`'s five fields."""
     o = np.arange(out, dtype=np.int64)
     lo = (o * length) // out
     hi = -((-(o + 1) * length) // out)
     size = hi - lo
     if length % out == 0:  # equal, adjacent windows: all regular
         k = length // out
-        regular = (k, k, 0, 0, out)
-    else:
-        regular = (1, 1, 0, 0, 0)
-    return AxisWindows(lo, hi, 1, size, regular)
+        return lo, hi, 1, size, (k, k, 0, 0, out)
+    return lo, hi, 1, size, (1, 1, 0, 0, 0)
+
+
+def regular_axis(length: int, out: int, k: int, s: int, p: int, d: int, count_include_pad: bool) -> AxisWindows:
+    return AxisWindows(*regular_tables(length, out, k, s, p, d, count_include_pad))
+
+
+def adaptive_axis(length: int, out: int) -> AxisWindows:
+    return AxisWindows(*adaptive_tables(length, out))
 
 
 @functools.lru_cache(maxsize=256)
