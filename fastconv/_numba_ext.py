@@ -18,12 +18,18 @@ Served: ``conv1d/2d/3d``, ``conv_transpose1d/2d/3d``, ``max_pool1d/2d/3d``,
 ``laplace``, ``gaussian_laplace``, ``gaussian_gradient_magnitude``;
 ``signal.convolve``, ``correlate`` (direct), ``convolve2d``,
 ``correlate2d``.  ``fftconvolve`` and ``oaconvolve`` fail at compile time
-saying so (no FFT callable from compiled code).  No method is chosen in
-compiled code: the convolutions run direct loops (small layers, patches),
-pooling the Python path's kernels, the filters the filters' sweep and the
-direct correlation.  A large call runs on Numba's threads from serial code
-and on the calling thread inside a ``prange`` body
-(``kernels.injit.threads_for``)"""
+saying so (no FFT callable from compiled code).  A large convolution,
+transposed convolution or ``signal.convolve/correlate`` (``method="auto"``)
+made from serial compiled code runs the Python path's entry in an
+object-mode block (:func:`_python_entry`; ``kernels.injit.routed``): the
+dispatcher picks the method with the cost model, FFT included, and honours
+the workspace limit, for 30-150 us of Python on a call of 0.2 ms or more.
+Elsewhere -- inside a ``prange`` body, below ``injit.ROUTE_PAYS``, with
+``method="direct"`` -- the convolutions run the Python path's direct
+kernel (or, for small work, loops compiled into the caller), pooling the
+Python path's kernels, the filters the filters' sweep and the direct
+correlation; a large call runs on Numba's threads from serial code and on
+the calling thread inside a ``prange`` body (``injit.threads_for``)."""
 
 from __future__ import annotations
 
@@ -103,6 +109,9 @@ def _fill_thread_table() -> None:
     table[NUM_THREADS] = layer_module.get_num_threads
     if layer == "omp":
         found = address(layer_module.__file__, "omp_in_parallel")  # (the OpenMP runtime Numba's layer links)
+        elsewhere = address(None, "omp_in_parallel")  # (one loaded into the process's global scope: torch's)
+        if found and elsewhere and elsewhere != found:
+            found = _omp_in_use(found, elsewhere)
         if found:
             table[IN_PARALLEL] = found
             table[MODE] = 2
@@ -113,6 +122,27 @@ def _fill_thread_table() -> None:
         table[THREAD_SELF] = found
         table[MAIN_THREAD] = ctypes.c_int64(main).value
         table[MODE] = 1
+
+
+def _omp_in_use(first: int, second: int) -> int:
+    """Of two OpenMP runtimes' ``omp_in_parallel`` (addresses), the one that
+    knows Numba's parallel regions, asked inside one (0: neither).  Two
+    runtimes are loaded where, say, torch brought its own libgomp into the
+    global scope before Numba's layer bound its calls: Numba's regions then
+    run on torch's runtime, and the one Numba's layer links says "not in a
+    region" inside them (measured: every prange body launched nested
+    threads, and ran 2.4x slower)."""
+    import numba
+
+    from .kernels.injit import omp_probe
+
+    threads = numba.get_num_threads()
+    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)  # (a region of one thread is not "in parallel")
+    try:
+        said = omp_probe(first, second)
+    finally:
+        numba.set_num_threads(threads)
+    return first if said[0] else (second if said[1] else 0)
 
 
 def _need_build(build: int, dtype) -> None:
@@ -132,9 +162,24 @@ def _need_build(build: int, dtype) -> None:
     table[slot] = linkage.address(dispatcher, np.dtype(dtype.name))
 
 
+def _python_entry(name: str, *args):
+    """A compiled call routed through the Python path
+    (``kernels.injit.routed``: a large call from serial compiled code):
+    fastconv's function ``name`` ("conv2d", "signal.convolve") on ``args``,
+    as the C-contiguous array the compiled code expects.  The dispatcher
+    picks the method with the cost model, honours the workspace limit and
+    learns, as for a call from Python."""
+    import numpy as np
+
+    import fastconv
+
+    module, _, func = name.rpartition(".")
+    return np.ascontiguousarray(getattr(getattr(fastconv, module) if module else fastconv, func)(*args))
+
+
 def _register() -> None:
     import numpy as np
-    from numba import njit
+    from numba import from_dtype, njit, objmode
     from numba.core import types
     from numba.core.errors import TypingError
     from numba.extending import overload
@@ -299,6 +344,12 @@ def _register() -> None:
         (3, False): (njit(lambda x: x.reshape((1, x.shape[0], x.shape[1], x.shape[2], x.shape[3]))),
                      njit(lambda y: y.reshape((y.shape[1], y.shape[2], y.shape[3], y.shape[4])))),
     }  # fmt: skip
+    # the (D, H, W) of a shape's last nd axes, 1 for the missing leading ones
+    _spatial = {
+        1: njit(lambda shape: (1, 1, shape[-1])),
+        2: njit(lambda shape: (1, shape[-2], shape[-1])),
+        3: njit(lambda shape: (shape[-3], shape[-2], shape[-1])),
+    }
     _weights_up = {
         1: njit(lambda w: w.reshape((w.shape[0], w.shape[1], 1, 1, w.shape[2]))),
         2: njit(lambda w: w.reshape((w.shape[0], w.shape[1], 1, w.shape[2], w.shape[3]))),
@@ -333,9 +384,11 @@ def _register() -> None:
             conv_checks(fname, nd, input, weight, bias, stride, padding, dilation, groups, padding_mode, method,
                         device, out)  # fmt: skip
             dt = result_dtype(input, weight, bias)
-            parallel(dt, "CONV")
-            up, down = _lifts[(nd, input.ndim == nd + 2)]
-            lift_weight = _weights_up[nd]
+            parallel(dt, "DIRECT_RUN", "DIRECT_PART", "DIRECT_KERNEL")
+            batched = input.ndim == nd + 2
+            up, down = _lifts[(nd, batched)]
+            lift_weight, spatial = _weights_up[nd], _spatial[nd]
+            result = types.Array(from_dtype(dt), input.ndim, "C")
 
             def impl(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros",
                      method="auto", device=None, out=None):  # fmt: skip
@@ -343,10 +396,16 @@ def _register() -> None:
                     raise ValueError("padding_mode inside @njit must be 'zeros'")
                 if method != "auto" and method != "direct":
                     raise ValueError("method inside @njit must be 'auto' or 'direct'")
+                s, d, kernel = triple(stride, nd), triple(dilation, nd), spatial(weight.shape)
+                p = pads(padding, s, kernel, d, nd)
+                n = input.shape[0] if batched else 1
+                work = k.conv_work(n, weight.shape[0], weight.shape[1], spatial(input.shape), kernel, s, p, d)
+                if method == "auto" and k.routed(work):  # (serial code, a large call: the Python path's dispatcher)
+                    with objmode(y=result):
+                        y = _python_entry(fname, input, weight, bias, stride, padding, dilation, groups)
+                    return y
                 x5 = up(np.ascontiguousarray(input).astype(dt))
                 w5 = lift_weight(np.ascontiguousarray(weight).astype(dt))
-                s, d = triple(stride, nd), triple(dilation, nd)
-                p = pads(padding, s, w5.shape[2:], d, nd)
                 return down(k.conv3d_direct(x5, w5, bias_like(bias, x5), s, p, d, groups))
 
             return impl
@@ -369,14 +428,23 @@ def _register() -> None:
             integer_or_tuple(padding, "padding", fname, nd)
             integer_or_tuple(output_padding, "output_padding", fname, nd)
             dt = result_dtype(input, weight, bias)
-            parallel(dt, "TRANSPOSE")
-            up, down = _lifts[(nd, input.ndim == nd + 2)]
-            lift_weight = _weights_up[nd]
+            parallel(dt, "TRANSPOSE_KERNEL", "TRANSPOSE_PART")
+            batched = input.ndim == nd + 2
+            up, down = _lifts[(nd, batched)]
+            lift_weight, spatial = _weights_up[nd], _spatial[nd]
+            result = types.Array(from_dtype(dt), input.ndim, "C")
 
             def impl(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1,
                      method="auto", device=None, out=None):  # fmt: skip
                 if method != "auto" and method != "direct":
                     raise ValueError("method inside @njit must be 'auto' or 'direct'")
+                size, kernel = spatial(input.shape), spatial(weight.shape)
+                work = input.size * weight.shape[1] * kernel[0] * kernel[1] * kernel[2]
+                if method == "auto" and size[0] * size[1] * size[2] > 0 and k.routed(work):  # (as conv's)
+                    with objmode(y=result):
+                        y = _python_entry(fname, input, weight, bias, stride, padding, output_padding, groups,
+                                          dilation)  # fmt: skip
+                    return y
                 x5 = up(np.ascontiguousarray(input).astype(dt))
                 w5 = lift_weight(np.ascontiguousarray(weight).astype(dt))
                 s, d = triple(stride, nd), triple(dilation, nd)
@@ -847,10 +915,16 @@ def _register() -> None:
             nd, dt = checks(in1, in2, mode, ((method, "method"),))
             parallel(dt, "BANDS")
             run = body(nd, dt)
+            result = types.Array(from_dtype(dt), nd, "C")
+            name = f"signal.{fname}"
 
             def impl(in1, in2, mode="full", method="auto"):
                 if method != "auto" and method != "direct":
                     raise ValueError("method inside @njit must be 'auto' or 'direct' (no FFT in compiled code yet)")
+                if method == "auto" and k.routed(in1.size * in2.size):  # (serial code: the dispatcher, FFT too)
+                    with objmode(y=result):
+                        y = _python_entry(name, in1, in2, mode, method)
+                    return y
                 return run(in1, in2, mode, 4, 0.0)
 
             return impl

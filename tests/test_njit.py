@@ -6,6 +6,7 @@ bodies under each threading layer, errors at compile time and at run time."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import os
 import subprocess
@@ -122,6 +123,28 @@ def _derivatives(x, sigma, truncate):
 MODES = ["reflect", "constant", "nearest", "mirror", "wrap", "grid-wrap", "grid-constant", "grid-mirror"]
 
 
+class _without_builds:
+    """The table without the builds ``names`` (``kernels.injit.BUILDS``, both
+    dtypes), as in a process that loaded a user's function from Numba's disk
+    cache and typed no fastconv call: the loops compiled into the caller run."""
+
+    def __init__(self, *names: str) -> None:
+        from fastconv import _numba_ext
+        from fastconv.kernels import injit
+
+        self.table = _numba_ext._thread_table
+        self.slots = [injit.BUILDS_AT + 2 * getattr(injit, n) + i for n in names for i in (0, 1)]
+
+    def __enter__(self):
+        self.saved = [self.table[i] for i in self.slots]
+        for i in self.slots:
+            self.table[i] = 0
+
+    def __exit__(self, *exc) -> None:
+        for i, v in zip(self.slots, self.saved):
+            self.table[i] = v
+
+
 def test_the_extension_is_registered_and_import_stays_light():
     names = [ep.value for ep in importlib.metadata.entry_points(group="numba_extensions", name="init")]
     assert "fastconv._numba_ext:init" in names
@@ -133,21 +156,25 @@ def test_the_extension_is_registered_and_import_stays_light():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_conv2d_and_conv1d_in_njit_match_the_reference(rng, dtype):
     tol = 1e-4 if dtype == np.float32 else 1e-11
-    for n, c, o, g, hw, k, s, p, d in [
-        (2, 3, 4, 1, (8, 9), (3, 3), (1, 1), (1, 1), (1, 1)),
-        (1, 4, 6, 2, (7, 5), (3, 2), (2, 1), (0, 1), (1, 2)),
-        (3, 6, 6, 6, (6, 6), (3, 3), (1, 2), (1, 0), (2, 1)),  # depthwise
-        (1, 1, 1, 1, (1, 1), (1, 1), (1, 1), (0, 0), (1, 1)),
-        (2, 2, 3, 1, (5, 11), (5, 1), (3, 2), (2, 0), (1, 1)),
-    ]:
-        x = rng.standard_normal((n, c, *hw)).astype(dtype)
-        w = rng.standard_normal((o, c // g, *k)).astype(dtype)
-        b = rng.standard_normal(o).astype(dtype)
-        want = conv_nd(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), s, p, d, g)
-        got = _conv2d(x, w, b, s, p, d, g)
-        assert got.dtype == dtype and got.shape == want.shape
-        np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
-        np.testing.assert_allclose(_conv2d(x[0], w, b, s, p, d, g), want[0], rtol=tol, atol=tol)  # (unbatched)
+    for builds in (True, False):  # (the direct kernel past _DIRECT_PAYS; the loops compiled into the caller)
+        context = contextlib.nullcontext() if builds else _without_builds("DIRECT_RUN", "DIRECT_PART")
+        for n, c, o, g, hw, k, s, p, d in [
+            (2, 3, 4, 1, (8, 9), (3, 3), (1, 1), (1, 1), (1, 1)),
+            (1, 4, 6, 2, (7, 5), (3, 2), (2, 1), (0, 1), (1, 2)),
+            (3, 6, 6, 6, (6, 6), (3, 3), (1, 2), (1, 0), (2, 1)),  # depthwise
+            (2, 8, 12, 2, (30, 33), (3, 3), (2, 1), (1, 2), (1, 2)),  # (past _DIRECT_PAYS)
+            (1, 1, 1, 1, (1, 1), (1, 1), (1, 1), (0, 0), (1, 1)),
+            (2, 2, 3, 1, (5, 11), (5, 1), (3, 2), (2, 0), (1, 1)),
+        ]:
+            x = rng.standard_normal((n, c, *hw)).astype(dtype)
+            w = rng.standard_normal((o, c // g, *k)).astype(dtype)
+            b = rng.standard_normal(o).astype(dtype)
+            want = conv_nd(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), s, p, d, g)
+            with context:
+                got = _conv2d(x, w, b, s, p, d, g)
+            assert got.dtype == dtype and got.shape == want.shape
+            np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+            np.testing.assert_allclose(_conv2d(x[0], w, b, s, p, d, g), want[0], rtol=tol, atol=tol)  # (unbatched)
     for n, c, o, g, dhw, k, s, p, d in [
         (1, 2, 4, 1, (4, 5, 6), (2, 3, 1), (1, 2, 1), (1, 0, 1), (1, 1, 2)),
         (2, 4, 4, 2, (3, 3, 7), (1, 2, 3), (2, 1, 2), (0, 1, 1), (1, 2, 1)),
@@ -173,12 +200,15 @@ def test_transposed_convolutions_in_njit_match_the_reference(rng, dtype):
         (3, 2, 2, 2, (1, 1), (1, 1), (1, 1), (0, 0), (0, 0), (1, 1)),  # (size 1, depthwise)
         (1, 2, 3, 1, (6, 1), (4, 1), (3, 1), (1, 0), (2, 0), (1, 1)),
         (2, 1, 1, 1, (64, 80), (3, 3), (2, 2), (0, 1), (1, 0), (1, 2)),  # (past the serial threshold)
+        (2, 8, 12, 4, (20, 24), (3, 3), (2, 2), (1, 0), (1, 1), (1, 1)),
     ]:
         x = rng.standard_normal((n, c, *hw)).astype(dtype)
         w = rng.standard_normal((c, o // g, *k)).astype(dtype)
         b = rng.standard_normal(o).astype(dtype)
         x64, w64, b64 = x.astype(np.float64), w.astype(np.float64), b.astype(np.float64)
         two, one, three = _transposed(x, w, b, s, p, op, g, d)
+        with _without_builds("TRANSPOSE_PART"):  # (the loops compiled into the caller)
+            np.testing.assert_allclose(_transposed(x, w, b, s, p, op, g, d)[0], two, rtol=tol, atol=tol)
         want = conv_transpose_nd(x64, w64, b64, s, p, op, g, d)
         assert two.dtype == dtype and two.shape == want.shape
         np.testing.assert_allclose(two, want, rtol=tol, atol=tol)
@@ -188,7 +218,61 @@ def test_transposed_convolutions_in_njit_match_the_reference(rng, dtype):
         np.testing.assert_allclose(three, want3, rtol=tol, atol=tol)
         np.testing.assert_allclose(_transposed2d(x[0], w, b, s, p, op, g, d), want[0], rtol=tol, atol=tol)
     with pytest.raises(ValueError, match="output_padding"):
-        _transposed(x, w, b, (1, 1), (0, 0), (1, 1), 1, (1, 1))
+        _transposed(x, w, b, (1, 1), (0, 0), (1, 1), g, (1, 1))
+
+
+@numba.njit
+def _large_calls(x, w, wt, w1, a, b, method):
+    return (fastconv.conv2d(x, w, None, 1, 1, 1, 1, "zeros", method), fastconv.conv_transpose2d(x, wt, None, 2),
+            fastconv.signal.convolve(a, b, "same", method), fastconv.conv1d(x.reshape((1, 16, -1)), w1, padding="same"))  # fmt: skip
+
+
+@numba.njit(parallel=True)
+def _large_calls_per_image(x, w):
+    out = np.empty((x.shape[0], w.shape[0], x.shape[2], x.shape[3]), x.dtype)
+    for i in numba.prange(x.shape[0]):
+        out[i] = fastconv.conv2d(x[i], w, padding=1)
+    return out
+
+
+def test_large_calls_from_serial_code_run_the_python_dispatcher(rng, monkeypatch):
+    """Past ``injit.ROUTE_PAYS`` multiply-adds, a call from serial compiled
+    code runs the Python path's entry (every method, the cost model, the
+    workspace limit); forced ``method="direct"`` and calls in a prange body
+    run the compiled kernels.  Both against the reference; bad values
+    raise the Python path's ValueError through the entry."""
+    from fastconv import _numba_ext
+    from fastconv.kernels import injit
+
+    entered = []
+
+    def spy(name, *args):
+        entered.append(name)
+        return entry(name, *args)
+
+    entry = _numba_ext._python_entry
+    monkeypatch.setattr(_numba_ext, "_python_entry", spy)
+    x = rng.standard_normal((2, 8, 48, 40)).astype(np.float32)
+    w, wt = rng.standard_normal((24, 8, 3, 3)).astype(np.float32), rng.standard_normal((8, 16, 3, 3)).astype(np.float32)
+    a, b = rng.standard_normal(30000), rng.standard_normal(301)
+    w1 = rng.standard_normal((48, 16, 4)).astype(np.float32)  # (an even kernel: torch's extra pad after)
+    assert 2 * 24 * 8 * 48 * 40 * 9 >= injit.ROUTE_PAYS and x.size * 16 * 9 >= injit.ROUTE_PAYS
+    x64, w64, wt64 = x.astype(np.float64), w.astype(np.float64), wt.astype(np.float64)
+    want = (conv_nd(x64, w64, None, (1, 1), (1, 1), (1, 1), 1), conv_transpose_nd(x64, wt64, None, (2, 2), (0, 0), (0, 0), 1, (1, 1)),
+            np.convolve(a, b, "same"), fastconv.conv1d(x.reshape((1, 16, -1)), w1, padding="same", method="direct"))  # fmt: skip
+    for method, routed in (("auto", ["conv2d", "conv_transpose2d", "signal.convolve", "conv1d"]), ("direct", ["conv_transpose2d", "conv1d"])):  # fmt: skip
+        entered.clear()
+        got = _large_calls(x, w, wt, w1, a, b, method)
+        assert entered == routed
+        for g, v in zip(got, want):
+            assert g.dtype == (a.dtype if g.ndim == 1 else x.dtype) and g.shape == v.shape and g.flags.c_contiguous
+            np.testing.assert_allclose(g, v, rtol=1e-4, atol=1e-3 if g.dtype == np.float32 else 1e-9)
+    entered.clear()
+    np.testing.assert_allclose(_large_calls_per_image(x, w), want[0], rtol=1e-4, atol=1e-3)
+    assert entered == []
+    with pytest.raises(ValueError, match="groups"):
+        _conv2d(x, w, None, (1, 1), (1, 1), (1, 1), 3)  # (24 and 8 channels: groups=3 divides one)
+    assert entered == ["conv2d"]
 
 
 def test_pooling_in_njit_matches_the_reference(rng):
@@ -196,8 +280,6 @@ def test_pooling_in_njit_matches_the_reference(rng):
     Numba's threads past the serial threshold), and the loops compiled into
     the caller that run where the table does not hold them (a user's
     function loaded from Numba's disk cache in a process that typed none)."""
-    from fastconv import _numba_ext
-    from fastconv.kernels import injit
 
     def check():
         x = rng.standard_normal((2, 3, 9, 10))
@@ -232,18 +314,8 @@ def test_pooling_in_njit_matches_the_reference(rng):
         )
 
     check()
-    table = _numba_ext._thread_table
-    pools = [injit.BUILDS_AT + 2 * b + i for b in (injit.MAX_POOL, injit.MAX_POOL_SERIAL, injit.AVG_POOL,
-                                                   injit.AVG_POOL_SERIAL) for i in (0, 1)]  # fmt: skip
-    assert all(table[i] for i in pools[1::2])  # (float64's, put there when the calls were typed)
-    saved = [table[i] for i in pools]
-    try:
-        for i in pools:
-            table[i] = 0
+    with _without_builds("MAX_POOL", "MAX_POOL_SERIAL", "AVG_POOL", "AVG_POOL_SERIAL", "POOL_WINDOWS"):
         check()
-    finally:
-        for i, v in zip(pools, saved):
-            table[i] = v
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -404,6 +476,17 @@ def test_threads_inside_prange_and_from_serial_code_under_each_threading_layer(l
                 out[i] = threads_here()  # (a serial function called from a prange body)
             return out
 
+        @numba.njit
+        def routed_here():
+            return injit.routed(10**9)
+
+        @numba.njit(parallel=True)
+        def routed_in_prange(n):
+            out = np.zeros(n, np.bool_)
+            for i in numba.prange(n):
+                out[i] = routed_here()
+            return out
+
         rng = np.random.default_rng(0)
         x = rng.standard_normal((6, 3, 64, 64)).astype(np.float32)
         w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
@@ -414,6 +497,7 @@ def test_threads_inside_prange_and_from_serial_code_under_each_threading_layer(l
         np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-4)
         np.testing.assert_allclose(smooth[:, 0], want_smooth, rtol=1e-5, atol=1e-5)
         assert threads_here() == 2 and set(threads_in_prange(64).tolist()) == {1}
+        assert routed_here() and not routed_in_prange(64).any()  # (the Python path's entry: serial code only)
         assert injit.threads_for(10) == 1  # (below the serial threshold)
         got, got_smooth, got_correlate = serial(x, w)
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
@@ -425,7 +509,8 @@ def test_threads_inside_prange_and_from_serial_code_under_each_threading_layer(l
         pid = os.fork()
         if pid == 0:
             ok = np.allclose(serial(x, w)[0], want, rtol=1e-4, atol=1e-4)
-            os._exit(0 if ok and (threads_here() == 1) == (LAYER == "omp") else 3)
+            one = threads_here() == 1 and not routed_here()
+            os._exit(0 if ok and one == (LAYER == "omp") else 3)
         assert os.waitpid(pid, 0)[1] == 0
         print("ok")
         """
@@ -436,5 +521,53 @@ def test_threads_inside_prange_and_from_serial_code_under_each_threading_layer(l
             from numba.np.ufunc import omppool  # noqa: F401
         except ImportError:
             pytest.skip("Numba's omp layer is not available here")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr[-3000:]
+
+
+@pytest.mark.parametrize("torch_first", [True, False])
+def test_prange_bodies_stay_serial_with_a_second_openmp_runtime(torch_first):
+    """torch brings its own libgomp into the process's global scope: Numba's
+    omp regions then run on whichever runtime its layer bound first, and
+    only that runtime's ``omp_in_parallel`` knows them (the table holds the
+    one that said yes inside a region).  torch imported before Numba's
+    first parallel region, and after it."""
+    pytest.importorskip("torch")
+    try:
+        from numba.np.ufunc import omppool  # noqa: F401
+    except ImportError:
+        pytest.skip("Numba's omp layer is not available here")
+    code = textwrap.dedent(
+        """
+        import numpy as np, numba
+        if TORCH_FIRST:
+            import torch
+        @numba.njit(parallel=True)
+        def region(n):
+            s = 0
+            for i in numba.prange(n):
+                s += i
+            return s
+        region(100)
+        import torch, fastconv
+        from fastconv.kernels import injit
+
+        @numba.njit
+        def here():
+            return injit.threads_for(10**9) * 10 + injit.routed(10**9)
+
+        @numba.njit(parallel=True)
+        def in_prange(n):
+            out = np.zeros(n, np.int64)
+            for i in numba.prange(n):
+                out[i] = here()
+            return out
+
+        numba.njit(lambda x, w: fastconv.conv2d(x, w))(np.ones((1, 1, 4, 4)), np.ones((1, 1, 3, 3)))  # (fills the table)
+        assert here() == 21 and set(in_prange(64).tolist()) == {10}, (here(), set(in_prange(64).tolist()))
+        print("ok")
+        """
+    ).replace("TORCH_FIRST", repr(torch_first))
+    env = dict(os.environ, NUMBA_THREADING_LAYER="omp", NUMBA_NUM_THREADS="2")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
     assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr[-3000:]

@@ -35,10 +35,11 @@ from .._config import numba_jit
 from .._spec import pool_output_size
 from ..plans.pool import adaptive_tables, regular_tables
 from ._link import I64, Linkage, arrays, ints, unit
-from .direct import _inline
+from .direct import _BLOCK, _CHUNK_ELEMS, PART, _inline, _part, conv_direct_kernel
 from .filter import correlate_kernel_serial
 from .passes import MODE_NAMES, MODE_RULES, boundary_index, two_pass_kernel, two_pass_kernel_serial
 from .pool import avg_pool_kernel, avg_pool_kernel_serial, max_pool_kernel, max_pool_kernel_serial, pack_windows
+from .transpose import TRANSPOSE_DIRECT_PART, conv_transpose_direct_kernel, conv_transpose_direct_kernel_part
 
 #: the process's table for :func:`threads_for` (int64 slots, below), by this symbol
 THREAD_TABLE = "fastconv_injit_threads"
@@ -106,16 +107,67 @@ def threads_for(work):
     multiply-adds: 1 below the serial threshold, inside a parallel region,
     or where the table says nothing (see the module's docstring); else
     Numba's thread count."""
-    if work < _slot(SERIAL_BELOW):
+    if work < _slot(SERIAL_BELOW) or not _launches():
         return 1
+    return max(_call_int(_slot(NUM_THREADS)), 1)
+
+
+@_inline
+def _launches():
+    """True on a thread that may launch Numba's threads: outside a parallel
+    region (``omp``), on the main thread (``workqueue``); False where the
+    table says nothing."""
     mode = _slot(MODE)
     if mode == 2:
-        inside = _call_int(_slot(IN_PARALLEL)) != 0
-    elif mode == 1:
-        inside = _call_word(_slot(THREAD_SELF)) != _slot(MAIN_THREAD)
-    else:
-        return 1
-    return 1 if inside else max(_call_int(_slot(NUM_THREADS)), 1)
+        return _call_int(_slot(IN_PARALLEL)) == 0
+    if mode == 1:
+        return _call_word(_slot(THREAD_SELF)) == _slot(MAIN_THREAD)
+    return False
+
+
+@numba_jit(parallel=True)
+def omp_probe(first, second):
+    """How many of 64 ``prange`` iterations each of two argument-less
+    ``int`` functions (addresses: two runtimes' ``omp_in_parallel``) said
+    yes in (``_numba_ext._omp_in_use``)."""
+    said = np.zeros((64, 2), np.int64)
+    for i in prange(64):
+        said[i, 0] = _call_int(first) != 0
+        said[i, 1] = _call_int(second) != 0
+    return said[:, 0].sum(), said[:, 1].sum()
+
+
+#: the work (multiply-adds) from which a convolution called from serial compiled code runs the Python
+#: path's entry (the dispatcher: every method, the cost model, the workspace limit, learning): its
+#: 30-150 us of Python are a few percent of a call this size (about 0.2 ms direct on 2 cores)
+ROUTE_PAYS = 1 << 22
+
+
+@numba_jit()
+def routed(work):
+    """True where a call of ``work`` multiply-adds from compiled code goes
+    through the Python path's entry (``_numba_ext._python_entry``, in an
+    object-mode block): past :data:`ROUTE_PAYS` on a thread that may
+    launch Numba's threads -- never in a ``prange`` body, never where the
+    table says nothing (there the compiled kernels run)."""
+    return work >= ROUTE_PAYS and _launches()
+
+
+@numba_jit()
+def conv_work(n, o, cg, size, kernel, s, p, d):
+    """:func:`conv3d_direct`'s multiply-adds for ``n`` images, ``o`` output
+    and ``cg`` input channels per group, the lifted (D, H, W) ``size`` and
+    ``kernel``, strides, padding (6) and dilations; 0 where they do not fit
+    (its checks raise)."""
+    work = n * o * cg
+    for a in range(3):
+        if s[a] < 1 or d[a] < 1 or p[2 * a] < 0 or p[2 * a + 1] < 0:
+            return 0
+        out = (size[a] + p[2 * a] + p[2 * a + 1] - d[a] * (kernel[a] - 1) - 1) // s[a] + 1
+        if out < 1:
+            return 0
+        work *= out * kernel[a]
+    return work
 
 
 @numba_jit()
@@ -436,31 +488,21 @@ def conv3d_direct(x, w, b, s, p, d, groups):
     OW = (Wp - d[2] * (KW - 1) - 1) // s[2] + 1
     if OD < 1 or OH < 1 or OW < 1:
         raise ValueError("the (padded) input is smaller than the (dilated) kernel")
+    work = N * O * OD * OH * OW * Cg * KD * KH * KW
+    run, part = build_at(DIRECT_RUN, x), build_at(DIRECT_PART, x)
+    if run and part and work >= _DIRECT_PAYS:  # (the Python path's direct kernel)
+        out = np.empty((N, O, OD, OH, OW), x.dtype)
+        _call_direct_run(run, (x, w, b, out, s, p, d, groups, threads_for(work)))
+        return out
+    # (small work, or the table lacks the kernel: a user's function loaded from its disk cache)
     xp = np.zeros((N, C, Dp, Hp, Wp), x.dtype)
     xp[:, :, p[0] : p[0] + D, p[2] : p[2] + H, p[4] : p[4] + W] = x
     out = np.zeros((N, O, OD, OH, OW), x.dtype)
-    nt, address = parallel_at(CONV, x, out.size * Cg * KD * KH * KW, N * O)
-    if address:
-        _call_conv(address, (xp, w, b, out, s, d, nt))
-    else:
-        conv_loops_serial(xp, w, b, out, s, d, 1)
-    return out
-
-
-@numba_jit(parallel=True)
-def conv_loops(xp, w, b, out, s, d, nparts):
-    """:func:`conv3d_direct`'s loops on the padded ``xp`` into the zeroed
-    ``out``, its (image, output channel) planes split in ``nparts`` ranges."""
-    N, O, OD, OH, OW = out.shape  # noqa: E741
-    _, Cg, KD, KH, KW = w.shape
-    per_group = O // (xp.shape[1] // Cg)
+    per = O // groups
     sw = s[2]
-    items = N * O
-    per = (items + nparts - 1) // nparts
-    for part in prange(nparts):
-        for it in range(part * per, min(items, (part + 1) * per)):
-            n, o = it // O, it % O
-            g = o // per_group
+    for n in range(N):
+        for o in range(O):
+            g = o // per
             acc = out[n, o]
             for i in range(Cg):
                 volume = xp[n, g * Cg + i]
@@ -478,9 +520,49 @@ def conv_loops(xp, w, b, out, s, d, nparts):
                                         target[ow] += wt * row[base + ow * sw]
             if len(b):
                 acc += b[o]
+    return out
 
 
-conv_loops_serial = _serial(conv_loops, "conv_loops_serial")
+#: the convolution work (multiply-adds) from which the direct kernel runs: below, the loops above
+#: (no packing, no scratch; 2,000 tiny conv2d + max_pool2d steps are their case)
+_DIRECT_PAYS = 32768
+
+
+@numba_jit()
+def direct_run(x, w, b, out, s, p, d, groups, nt):
+    """``kernels.direct``'s kernel (the Python path's ``direct`` method) on
+    the C-contiguous (N, C, D, H, W) ``x``: the weights packed in blocks of
+    ``_BLOCK`` output channels per tap, a work split of row chunks, then
+    its parallel build on ``nt`` threads or one part on this thread (by
+    address, as this function itself)."""
+    O, Cg, KD, KH, KW = w.shape  # noqa: E741
+    OD, OH, OW = out.shape[2], out.shape[3], out.shape[4]
+    cog = O // groups
+    nblk = (cog + _BLOCK - 1) // _BLOCK
+    taps = Cg * KD * KH * KW
+    wp = np.zeros(groups * nblk * taps * _BLOCK, x.dtype)  # (pack_weights' layout, zeros past a group's end)
+    wf = w.reshape(-1)
+    for g in range(groups):
+        for j in range(cog):
+            src = (g * cog + j) * taps
+            dst = (g * nblk + j // _BLOCK) * taps * _BLOCK + j % _BLOCK
+            for r in range(taps):
+                wp[dst + r * _BLOCK] = wf[src + r]
+    bias = b if len(b) else np.zeros(O, x.dtype)
+    wq = ((OW - 1) * s[2] + (KW - 1) * d[2] + s[2]) // s[2]
+    rows = max(1, min(OH, _CHUNK_ELEMS // wq))
+    items = x.shape[0] * groups * nblk * OD
+    while rows > 1 and items * ((OH + rows - 1) // rows) < 4 * nt:  # (an item or more per thread)
+        rows = (rows + 1) // 2
+    nitems = items * ((OH + rows - 1) // rows)
+    part = build_at(DIRECT_PART, x)
+    kernel = build_at(DIRECT_KERNEL, x) if nt > 1 else 0
+    if kernel:
+        _call_direct_kernel(kernel, (x, w, wp, bias, out, s[0], s[1], s[2], d[0], d[1], d[2], p[0], p[2], p[4],
+                                     groups, rows, 1, min(nitems, 8 * nt), part))  # fmt: skip
+    else:
+        _call_direct_part(part, (x, w, wp, bias, out, s[0], s[1], s[2], d[0], d[1], d[2], p[0], p[2], p[4], groups,
+                                 rows, 1, 1, 0))  # fmt: skip
 
 
 @numba_jit()
@@ -516,12 +598,20 @@ def conv_transpose3d_direct(x, w, b, s, p, op, d, groups):
         outs[a] = (size[a] - 1) * s[a] - 2 * p[a] + d[a] * (kernel[a] - 1) + op[a] + 1
         if outs[a] < 1:
             raise ValueError("the output size is not positive for this input, weight, stride and padding")
-    out = np.zeros((N, O, outs[0], outs[1], outs[2]), x.dtype)
-    nt, address = parallel_at(TRANSPOSE, x, x.size * Og * KD * KH * KW, N * O)
-    if address:
-        _call_transpose(address, (x, w, b, out, s, p, d, nt))
-    else:
-        transpose_loops_serial(x, w, b, out, s, p, d, 1)
+    work = x.size * Og * KD * KH * KW
+    part = build_at(TRANSPOSE_PART, x)
+    if part and work >= _DIRECT_PAYS:  # (the Python path's gather-form kernel)
+        out = np.empty((N, O, outs[0], outs[1], outs[2]), x.dtype)
+        bias = b if len(b) else np.zeros(O, x.dtype)
+        geometry = (s[0], s[1], s[2], d[0], d[1], d[2], p[0], p[1], p[2])
+        nt, kernel = parallel_at(TRANSPOSE_KERNEL, x, work, N * O * outs[0] * outs[1])
+        if kernel:
+            _call_transpose_kernel(kernel, (x, w, bias, out, groups, geometry, nt, part))
+        else:
+            _call_transpose_part(part, (x, w, bias, out, groups, geometry, 1, 0))
+        return out
+    out = np.zeros((N, O, outs[0], outs[1], outs[2]), x.dtype)  # (small work, or the table lacks the kernel)
+    _transpose_planes(x, w, b, out, s, p, d)
     return out
 
 
@@ -533,21 +623,18 @@ def _span(n, start, step, limit):
     return lo, max(lo, hi)
 
 
-@numba_jit(parallel=True)
-def transpose_loops(x, w, b, out, s, p, d, nparts):
-    """:func:`conv_transpose3d_direct`'s scatter into the zeroed ``out``, its
-    (image, output channel) planes split in ``nparts`` ranges: per input
-    channel of the group and tap, the input positions whose target lies in
-    the output, a strided row at a time."""
+@_inline
+def _transpose_planes(x, w, b, out, s, p, d):
+    """:func:`conv_transpose3d_direct`'s scatter into the zeroed ``out`` (its
+    small calls): per (image, output channel) plane, input channel of the
+    group and tap, the input positions whose target lies in the output, a
+    strided row at a time."""
     N, C, D, H, W = x.shape
     _, Og, KD, KH, KW = w.shape
     O, OD, OH, OW = out.shape[1], out.shape[2], out.shape[3], out.shape[4]  # noqa: E741
     Cg = C // (O // Og)
-    items = N * O
-    per = (items + nparts - 1) // nparts
-    for part in prange(nparts):
-        for it in range(part * per, min(items, (part + 1) * per)):
-            n, o = it // O, it % O
+    for n in range(N):
+        for o in range(O):
             g, j = o // Og, o % Og
             acc = out[n, o]
             for i in range(g * Cg, (g + 1) * Cg):
@@ -569,9 +656,6 @@ def transpose_loops(x, w, b, out, s, p, d, nparts):
                                         target[base + c * s[2]] += wt * row[c]
             if len(b):
                 acc += b[o]
-
-
-transpose_loops_serial = _serial(transpose_loops, "transpose_loops_serial")
 
 
 #: torch's pooling output length (``_spec.pool_output_size``), the window
@@ -756,9 +840,13 @@ CORRELATE_BANDS = Linkage(
     "correlate_bands",
     lambda dt: (types.none, (*arrays(dt, 3, 3), I64, I64, I64, types.int64, dt, I64, *arrays(dt, 1), *ints(4))),
 )
-CONV_LOOPS = Linkage("conv_loops", lambda dt: (types.none, (*arrays(dt, 5, 5, 1, 5), _TRIPLE, _TRIPLE, types.int64)))
-TRANSPOSE_LOOPS = Linkage(
-    "transpose_loops", lambda dt: (types.none, (*arrays(dt, 5, 5, 1, 5), _TRIPLE, _TRIPLE, _TRIPLE, types.int64))
+DIRECT_RUN_CALL = Linkage(
+    "direct_run", lambda dt: (types.none, (*arrays(dt, 5, 5, 1, 5), _TRIPLE, I64, _TRIPLE, *ints(2)))
+)
+DIRECT_KERNEL_CALL = Linkage("conv_direct_kernel", lambda dt: (types.none, (*arrays(dt, 5, 5, 1, 1, 5), *ints(14))))
+TRANSPOSE_KERNEL_CALL = Linkage(
+    "conv_transpose_direct_kernel",
+    lambda dt: (types.none, (*arrays(dt, 5, 5, 1, 5), types.int64, types.UniTuple(types.int64, 9), *ints(2))),
 )
 _TABLES = (types.Array(types.int64, 2, "C"), I64)
 MAX_POOL_KERNEL = Linkage(
@@ -780,16 +868,21 @@ POOL_TABLES = Linkage(
 )
 ADAPTIVE_TABLES = Linkage("adaptive_tables_run", lambda dt: (types.none, (*arrays(dt, 4, 4), types.boolean, *ints(2))))
 _call_pool_tables, _call_adaptive_tables = POOL_TABLES.call, ADAPTIVE_TABLES.call
-_call_two_pass, _call_bands, _call_conv = TWO_PASS.call, CORRELATE_BANDS.call, CONV_LOOPS.call
-_call_transpose, _call_max_pool, _call_avg_pool = TRANSPOSE_LOOPS.call, MAX_POOL_KERNEL.call, AVG_POOL_KERNEL.call
+_call_two_pass, _call_bands = TWO_PASS.call, CORRELATE_BANDS.call
+_call_direct_run, _call_direct_kernel, _call_direct_part = DIRECT_RUN_CALL.call, DIRECT_KERNEL_CALL.call, PART.call
+_call_transpose_kernel, _call_transpose_part = TRANSPOSE_KERNEL_CALL.call, TRANSPOSE_DIRECT_PART.call
+_call_max_pool, _call_avg_pool = MAX_POOL_KERNEL.call, AVG_POOL_KERNEL.call
 #: (linkage, build) by index; ``fastconv._numba_ext`` puts their addresses in the table.  The
 #: pooling kernels are the Python path's own (``kernels.pool``), serial builds included: linked,
 #: they would be optimised again in every user function
 BUILDS = (
     (TWO_PASS, two_pass_kernel.dispatcher),
     (CORRELATE_BANDS, correlate_bands.dispatcher),
-    (CONV_LOOPS, conv_loops.dispatcher),
-    (TRANSPOSE_LOOPS, transpose_loops.dispatcher),
+    (DIRECT_RUN_CALL, direct_run),
+    (PART, _part),
+    (DIRECT_KERNEL_CALL, conv_direct_kernel.dispatcher),
+    (TRANSPOSE_KERNEL_CALL, conv_transpose_direct_kernel.dispatcher),
+    (TRANSPOSE_DIRECT_PART, conv_transpose_direct_kernel_part),
     (MAX_POOL_KERNEL, max_pool_kernel.dispatcher),
     (MAX_POOL_KERNEL, max_pool_kernel_serial),
     (AVG_POOL_KERNEL, avg_pool_kernel.dispatcher),
@@ -797,6 +890,6 @@ BUILDS = (
     (POOL_TABLES, pool_tables),
     (ADAPTIVE_TABLES, adaptive_tables_run),
 )  # fmt: skip
-SWEEP, BANDS, CONV, TRANSPOSE, MAX_POOL, MAX_POOL_SERIAL, AVG_POOL, AVG_POOL_SERIAL, POOL_WINDOWS, ADAPTIVE_WINDOWS = (
+SWEEP, BANDS, DIRECT_RUN, DIRECT_PART, DIRECT_KERNEL, TRANSPOSE_KERNEL, TRANSPOSE_PART, MAX_POOL, MAX_POOL_SERIAL, AVG_POOL, AVG_POOL_SERIAL, POOL_WINDOWS, ADAPTIVE_WINDOWS = (
     range(len(BUILDS)))  # fmt: skip
 SLOTS = BUILDS_AT + 2 * len(BUILDS)
