@@ -143,14 +143,18 @@ def test_runs_per_item_share_the_runs_evenly():
         assert busiest <= -(-runs // threads) * 1.5  # no thread left with a much bigger share
         assert rpi * 256 * positions(4, bplan.vectors(spec)) * 4 <= bplan._ACC_BYTES
     # long items when they cost the busiest thread little: 1336 runs of a
-    # conv1d on 2 threads, 16 per item (84 items, 672 runs on the busiest
-    # thread) rather than 4 (334 items, 668)
-    spec1 = _spec(np.zeros((4, 32, 16000), np.float32), np.zeros((32, 32, 9), np.float32), padding=4)
+    # conv1d on 2 threads (3-vector runs of 48 positions with 16 float32
+    # lanes, 24 with 8), the most per item (_SPAN: 16 or 32; 84 or 42
+    # items, 672 runs on the busiest thread) rather than 4 (334 items, 668)
+    scale = 16 // positions(4, 1)
+    spec1 = _spec(np.zeros((4, 32, 16008 // scale - 8), np.float32), np.zeros((32, 32, 9), np.float32), padding=4)
     tb, nrun = bplan.runs(spec1)
-    assert 4 * nrun == 1336 and bplan._SPAN // tb == 16
-    assert bplan.runs_per_item(spec1, 4, 2) == 16
-    # but not 7 items of 16 on 2 threads (64 runs on the busiest, 56 with 14 per item)
-    assert bplan.share_runs(7 * 16, 8, tb, 4, 2) == 14
+    most = bplan._SPAN // tb
+    assert 4 * nrun == 1336 and most == 16 * scale
+    assert bplan.runs_per_item(spec1, 4, 2) == most
+    # but not 7 items of `most` on 2 threads (4 x most runs on the busiest):
+    # 8 items (16 lanes: 14 per item, 56 runs; 8 lanes: 29, 116 <= 1.04 x 112)
+    assert bplan.share_runs(7 * most, 8, tb, 4, 2) == {1: 14, 2: 29}[scale]
 
 
 @pytest.mark.parametrize("threads", [1, 3])
@@ -187,9 +191,9 @@ def test_stride1_runs_shifted_only_where_it_saves_work():
 
 
 def test_refused_when_one_image_exceeds_the_workspace(rng):
-    # planes of few runs (12x13 positions at stride 2) copy whole images
-    x = rng.standard_normal((1, 256, 24, 24)).astype(np.float32)
-    w = rng.standard_normal((8, 256, 3, 3)).astype(np.float32)
+    # planes of few runs (8x9 positions at stride 2: 3 or 5 runs) copy whole images (0.66 MB)
+    x = rng.standard_normal((1, 512, 16, 16)).astype(np.float32)
+    w = rng.standard_normal((8, 512, 3, 3)).astype(np.float32)
     assert not bplan.plane_windows(_spec(x, w, padding=1, stride=2))
     with fastconv.set_config(workspace_limit=600 << 10, num_threads=2):
         assert "blocked" not in fastconv.available_methods(fastconv.conv2d, x, w, padding=1, stride=2)
@@ -224,12 +228,12 @@ def test_refused_when_one_image_exceeds_the_workspace(rng):
 
 def test_every_micro_kernel_width_is_used_and_correct(rng, monkeypatch):
     # the widest run that does not round a plane's positions up by more than
-    # 3%: long rows take 3 vectors, a 3x3 plane (15 positions) 1, and a
-    # plane of 2 vectors' worth 2
+    # 3%: long rows take 3 vectors, a plane of 5 vectors' worth (lanes / 2
+    # rows of 8 + 2 padding columns) 1, and a plane of 2 vectors' worth 2
     lanes = positions(4, 1)
     cases = {
         3: ((2, 3, 6 * lanes - 2), (OB, 3, 3), dict(padding=1)),
-        1: ((2, 3, 3, 3), (OB, 3, 3, 3), dict(padding=1)),
+        1: ((2, 3, lanes // 2, 8), (OB, 3, 3, 3), dict(padding=1)),
         2: ((2, 3, 2 * lanes - 2), (OB, 3, 3), dict(padding=1)),
     }
     for nv, (xs, ws, kwargs) in cases.items():
