@@ -457,25 +457,14 @@ def test_threads_inside_prange_and_from_serial_code_under_each_threading_layer(l
                     ndimage.correlate(x[:, 0], w[0], mode="wrap"))
 
         @numba.njit
-        def threads_here():
-            return injit.threads_for(10**9)
+        def here():  # (threads for a large call, and whether it goes through the Python entry)
+            return injit.threads_for(10**9) * 10 + injit.routed(10**9)
 
         @numba.njit(parallel=True)
-        def threads_in_prange(n):
+        def in_prange(n):
             out = np.zeros(n, np.int64)
             for i in numba.prange(n):
-                out[i] = threads_here()  # (a serial function called from a prange body)
-            return out
-
-        @numba.njit
-        def routed_here():
-            return injit.routed(10**9)
-
-        @numba.njit(parallel=True)
-        def routed_in_prange(n):
-            out = np.zeros(n, np.bool_)
-            for i in numba.prange(n):
-                out[i] = routed_here()
+                out[i] = here()  # (a serial function called from a prange body)
             return out
 
         rng = np.random.default_rng(0)
@@ -487,20 +476,19 @@ def test_threads_inside_prange_and_from_serial_code_under_each_threading_layer(l
         assert numba.threading_layer() == LAYER, numba.threading_layer()
         np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-4)
         np.testing.assert_allclose(smooth[:, 0], want_smooth, rtol=1e-5, atol=1e-5)
-        assert threads_here() == 2 and set(threads_in_prange(64).tolist()) == {1}
-        assert routed_here() and not routed_in_prange(64).any()  # (the Python path's entry: serial code only)
+        assert here() == 21 and set(in_prange(64).tolist()) == {10}  # (the Python path's entry: serial code only)
         assert injit.threads_for(10) == 1  # (below the serial threshold)
         got, got_smooth, got_correlate = serial(x, w)
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
         np.testing.assert_allclose(got_smooth, want_smooth, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(got_correlate, ndimage.correlate(x[:, 0], w[0], mode="wrap"), rtol=1e-5, atol=1e-5)
         numba.set_num_threads(1)
-        assert threads_here() == 1
+        assert here() // 10 == 1
         numba.set_num_threads(2)
         pid = os.fork()
         if pid == 0:
             ok = np.allclose(serial(x, w)[0], want, rtol=1e-4, atol=1e-4)
-            one = threads_here() == 1 and not routed_here()
+            one = here() == 10
             os._exit(0 if ok and one == (LAYER == "omp") else 3)
         assert os.waitpid(pid, 0)[1] == 0
         print("ok")
