@@ -23,7 +23,8 @@ transposed convolution or ``signal.convolve/correlate`` (``method="auto"``)
 made from serial compiled code runs the Python path's entry in an
 object-mode block (:func:`_python_entry`; ``kernels.injit.routed``): the
 dispatcher picks the method with the cost model, FFT included, and honours
-the workspace limit, for 30-150 us of Python on a call of 0.2 ms or more.
+the workspace limit, where that wins over the direct kernel (measured: 8M
+multiply-adds and more; the Python call costs 30-150 us).
 Elsewhere -- inside a ``prange`` body, below ``injit.ROUTE_PAYS``, with
 ``method="direct"`` -- the convolutions run the Python path's direct
 kernel (or, for small work, loops compiled into the caller), pooling the
@@ -344,6 +345,22 @@ def _register() -> None:
         (3, False): (njit(lambda x: x.reshape((1, x.shape[0], x.shape[1], x.shape[2], x.shape[3]))),
                      njit(lambda y: y.reshape((y.shape[1], y.shape[2], y.shape[3], y.shape[4])))),
     }  # fmt: skip
+
+    def python_entry(name: str, dt, ndim: int):
+        """A compiled function running :func:`_python_entry` for fastconv's
+        ``name`` on its argument tuple, in an object-mode block, its result
+        a C-contiguous ``ndim``-D array of ``dt`` (where ``injit.routed``
+        says so)."""
+        result = types.Array(from_dtype(dt), ndim, "C")
+
+        @njit
+        def call(args):
+            with objmode(y=result):
+                y = _python_entry(name, *args)
+            return y
+
+        return call
+
     # the (D, H, W) of a shape's last nd axes, 1 for the missing leading ones
     _spatial = {
         1: njit(lambda shape: (1, 1, shape[-1])),
@@ -388,7 +405,7 @@ def _register() -> None:
             batched = input.ndim == nd + 2
             up, down = _lifts[(nd, batched)]
             lift_weight, spatial = _weights_up[nd], _spatial[nd]
-            result = types.Array(from_dtype(dt), input.ndim, "C")
+            entry = python_entry(fname, dt, input.ndim)
 
             def impl(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros",
                      method="auto", device=None, out=None):  # fmt: skip
@@ -401,9 +418,7 @@ def _register() -> None:
                 n = input.shape[0] if batched else 1
                 work = k.conv_work(n, weight.shape[0], weight.shape[1], spatial(input.shape), kernel, s, p, d)
                 if method == "auto" and k.routed(work):  # (serial code, a large call: the Python path's dispatcher)
-                    with objmode(y=result):
-                        y = _python_entry(fname, input, weight, bias, stride, padding, dilation, groups)
-                    return y
+                    return entry((input, weight, bias, stride, padding, dilation, groups))
                 x5 = up(np.ascontiguousarray(input).astype(dt))
                 w5 = lift_weight(np.ascontiguousarray(weight).astype(dt))
                 return down(k.conv3d_direct(x5, w5, bias_like(bias, x5), s, p, d, groups))
@@ -432,19 +447,15 @@ def _register() -> None:
             batched = input.ndim == nd + 2
             up, down = _lifts[(nd, batched)]
             lift_weight, spatial = _weights_up[nd], _spatial[nd]
-            result = types.Array(from_dtype(dt), input.ndim, "C")
+            entry = python_entry(fname, dt, input.ndim)
 
             def impl(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1,
                      method="auto", device=None, out=None):  # fmt: skip
                 if method != "auto" and method != "direct":
                     raise ValueError("method inside @njit must be 'auto' or 'direct'")
-                size, kernel = spatial(input.shape), spatial(weight.shape)
-                work = input.size * weight.shape[1] * kernel[0] * kernel[1] * kernel[2]
-                if method == "auto" and size[0] * size[1] * size[2] > 0 and k.routed(work):  # (as conv's)
-                    with objmode(y=result):
-                        y = _python_entry(fname, input, weight, bias, stride, padding, output_padding, groups,
-                                          dilation)  # fmt: skip
-                    return y
+                kernel = spatial(weight.shape)
+                if method == "auto" and k.routed(input.size * weight.shape[1] * kernel[0] * kernel[1] * kernel[2]):
+                    return entry((input, weight, bias, stride, padding, output_padding, groups, dilation))
                 x5 = up(np.ascontiguousarray(input).astype(dt))
                 w5 = lift_weight(np.ascontiguousarray(weight).astype(dt))
                 s, d = triple(stride, nd), triple(dilation, nd)
@@ -915,16 +926,13 @@ def _register() -> None:
             nd, dt = checks(in1, in2, mode, ((method, "method"),))
             parallel(dt, "BANDS")
             run = body(nd, dt)
-            result = types.Array(from_dtype(dt), nd, "C")
-            name = f"signal.{fname}"
+            entry = python_entry(f"signal.{fname}", dt, nd)
 
             def impl(in1, in2, mode="full", method="auto"):
                 if method != "auto" and method != "direct":
                     raise ValueError("method inside @njit must be 'auto' or 'direct' (no FFT in compiled code yet)")
                 if method == "auto" and k.routed(in1.size * in2.size):  # (serial code: the dispatcher, FFT too)
-                    with objmode(y=result):
-                        y = _python_entry(name, in1, in2, mode, method)
-                    return y
+                    return entry((in1, in2, mode, method))
                 return run(in1, in2, mode, 4, 0.0)
 
             return impl

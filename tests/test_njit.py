@@ -245,11 +245,11 @@ def test_large_calls_from_serial_code_run_the_python_dispatcher(rng, monkeypatch
 
     entry = _numba_ext._python_entry
     monkeypatch.setattr(_numba_ext, "_python_entry", spy)
-    x = rng.standard_normal((2, 8, 48, 40)).astype(np.float32)
-    w, wt = rng.standard_normal((24, 8, 3, 3)).astype(np.float32), rng.standard_normal((8, 16, 3, 3)).astype(np.float32)
+    x = rng.standard_normal((2, 8, 64, 48)).astype(np.float32)
+    w, wt = rng.standard_normal((24, 8, 3, 3)).astype(np.float32), rng.standard_normal((8, 24, 3, 3)).astype(np.float32)
     a, b = rng.standard_normal(30000), rng.standard_normal(301)
     w1 = rng.standard_normal((48, 16, 4)).astype(np.float32)  # (an even kernel: torch's extra pad after)
-    assert 2 * 24 * 8 * 48 * 40 * 9 >= injit.ROUTE_PAYS and x.size * 16 * 9 >= injit.ROUTE_PAYS
+    assert 2 * 24 * 8 * 64 * 48 * 9 >= injit.ROUTE_PAYS and x.size * 24 * 9 >= injit.ROUTE_PAYS
     x64, w64, wt64 = x.astype(np.float64), w.astype(np.float64), wt.astype(np.float64)
     want = (conv_nd(x64, w64, None, (1, 1), (1, 1), (1, 1), 1), conv_transpose_nd(x64, wt64, None, (2, 2), (0, 0), (0, 0), 1, (1, 1)),
             np.convolve(a, b, "same"), fastconv.conv1d(x.reshape((1, 16, -1)), w1, padding="same", method="direct"))  # fmt: skip

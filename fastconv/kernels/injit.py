@@ -5,9 +5,12 @@ and separable filters, the direct correlation (:mod:`.filter`) for
 ``ndimage.correlate``/``convolve`` -- with the padding by index tables
 made here in compiled code, and the pooling kernels (:mod:`.pool`) on
 window tables made here as the Python path makes them; ``conv1d/2d/3d``
-and ``conv_transpose1d/2d/3d`` are direct loops whose innermost loop runs
-along output columns (the small layers and patches such code calls them
-on; no method is chosen here).
+and ``conv_transpose1d/2d/3d`` run the Python path's direct kernels
+(:mod:`.direct`, :mod:`.transpose`), or for small work direct loops whose
+innermost loop runs along output columns (the patches and tiny layers such
+code calls them on).  No method is chosen here: past :data:`ROUTE_PAYS`,
+from serial code, ``fastconv._numba_ext`` hands the call to the Python
+path's dispatcher (:func:`routed`).
 
 Threads (:func:`threads_for`): a call large enough to pay for a parallel
 region runs on Numba's threads (``numba.get_num_threads()``) when it is made
@@ -138,9 +141,10 @@ def omp_probe(first, second):
 
 
 #: the work (multiply-adds) from which a convolution called from serial compiled code runs the Python
-#: path's entry (the dispatcher: every method, the cost model, the workspace limit, learning): its
-#: 30-150 us of Python are a few percent of a call this size (about 0.2 ms direct on 2 cores)
-ROUTE_PAYS = 1 << 22
+#: path's entry (the dispatcher: every method, the cost model, the workspace limit, learning).  Measured
+#: (conv2d 3x3, float32, 2 threads, Zen 3): the Python call's time / the direct kernel's from @njit
+#: 1.73 at 2.4M, 1.33 at 4.7M, 0.76-0.98 at 9.4M, 0.52-0.64 at 19M, 0.43 at 38M
+ROUTE_PAYS = 1 << 23
 
 
 @numba_jit()
@@ -163,11 +167,18 @@ def conv_work(n, o, cg, size, kernel, s, p, d):
     for a in range(3):
         if s[a] < 1 or d[a] < 1 or p[2 * a] < 0 or p[2 * a + 1] < 0:
             return 0
-        out = (size[a] + p[2 * a] + p[2 * a + 1] - d[a] * (kernel[a] - 1) - 1) // s[a] + 1
+        out = _conv_out(size[a], kernel[a], s[a], p[2 * a] + p[2 * a + 1], d[a])
         if out < 1:
             return 0
         work *= out * kernel[a]
     return work
+
+
+@_inline
+def _conv_out(size, k, s, pads, d):
+    """A convolution's output length along an axis of ``size`` (``pads``
+    both sides together)."""
+    return (size + pads - d * (k - 1) - 1) // s + 1
 
 
 @numba_jit()
@@ -483,12 +494,12 @@ def conv3d_direct(x, w, b, s, p, d, groups):
         if p[2 * a] < 0 or p[2 * a + 1] < 0:
             raise ValueError("padding must be non-negative")
     Dp, Hp, Wp = D + p[0] + p[1], H + p[2] + p[3], W + p[4] + p[5]
-    OD = (Dp - d[0] * (KD - 1) - 1) // s[0] + 1
-    OH = (Hp - d[1] * (KH - 1) - 1) // s[1] + 1
-    OW = (Wp - d[2] * (KW - 1) - 1) // s[2] + 1
+    OD = _conv_out(D, KD, s[0], p[0] + p[1], d[0])
+    OH = _conv_out(H, KH, s[1], p[2] + p[3], d[1])
+    OW = _conv_out(W, KW, s[2], p[4] + p[5], d[2])
     if OD < 1 or OH < 1 or OW < 1:
         raise ValueError("the (padded) input is smaller than the (dilated) kernel")
-    work = N * O * OD * OH * OW * Cg * KD * KH * KW
+    work = conv_work(N, O, Cg, (D, H, W), (KD, KH, KW), s, p, d)
     run, part = build_at(DIRECT_RUN, x), build_at(DIRECT_PART, x)
     if run and part and work >= _DIRECT_PAYS:  # (the Python path's direct kernel)
         out = np.empty((N, O, OD, OH, OW), x.dtype)
