@@ -30,9 +30,16 @@ Elsewhere -- inside a ``prange`` body, below ``injit.ROUTE_PAYS``, with
 kernel (or, for small work, loops compiled into the caller), pooling the
 Python path's kernels, the filters the filters' sweep and the direct
 correlation; a large call runs on Numba's threads from serial code and on
-the calling thread inside a ``prange`` body (``injit.threads_for``)."""
+the calling thread inside a ``prange`` body (``injit.threads_for``).
+
+The kernels compiled calls reach by address (``injit.BUILDS``) are loaded
+from the disk cache when a call is typed; one that is not there is built
+by a background process (:func:`_need_build`), so a first use with an
+empty cache compiles only the user's function and the helpers it links."""
 
 from __future__ import annotations
+
+import threading
 
 _done = False
 #: the table compiled calls read to choose their threads (``kernels.injit.THREAD_TABLE``)
@@ -68,11 +75,15 @@ def _register_thread_table() -> None:
 
 def _after_fork_in_child() -> None:
     """A forked child of a process whose compiled calls asked OpenMP: that
-    runtime cannot run a parallel region there (``_config._serial_only``)."""
+    runtime cannot run a parallel region there (``_config._serial_only``).
+    The parent's background builds do not run here: typing asks again."""
+    global _filling, _filling_lock
     from .kernels.injit import MODE
 
     if _thread_table is not None and _thread_table[MODE] == 2:
         _thread_table[MODE] = 0
+    _wanted.clear()
+    _filling, _filling_lock = False, threading.Lock()
 
 
 def _fill_thread_table() -> None:
@@ -148,19 +159,102 @@ def _omp_in_use(first: int, second: int) -> int:
 
 def _need_build(build: int, dtype) -> None:
     """Put build ``build`` (``kernels.injit.BUILDS``) for ``dtype`` (a numba
-    or NumPy float dtype) in the table: compiled, or loaded from fastconv's
-    disk cache, once per process, when a compiled call that can use it is
-    typed."""
+    or NumPy float dtype) in the table, once per process, when a compiled
+    call that can use it is typed: loaded from fastconv's disk cache where it
+    is there; else compiled in a background process (as the Python path's
+    kernels are, ``fastconv._warm``) while the user's function compiles and
+    runs on the loops compiled into it, the table filled when the build is
+    on disk (:func:`_fill_builds`).  With ``background_compile`` off (or a
+    build that failed in the background), compiled here, before the user's
+    function."""
     import numpy as np
 
+    from . import _warm
+    from ._config import get_config
     from .kernels.injit import BUILDS, BUILDS_AT
 
     table = _thread_table
-    slot = BUILDS_AT + 2 * build + (np.dtype(dtype.name).itemsize // 8)
-    if table is None or table[slot]:
+    dt = np.dtype(dtype.name)
+    slot = BUILDS_AT + 2 * build + dt.itemsize // 8
+    if table is None or table[slot] or (build, dt.name) in _wanted:
         return
     linkage, dispatcher = BUILDS[build]
-    table[slot] = linkage.address(dispatcher, np.dtype(dtype.name))
+    if not get_config().background_compile:
+        table[slot] = linkage.address(dispatcher, dt)
+        return
+    try:
+        with _warm.no_compile():
+            table[slot] = linkage.address(dispatcher, dt)
+    except _warm.NotCompiled:
+        global _filling
+        with _filling_lock:
+            _wanted.add((build, dt.name))
+            if not _filling:
+                _filling = True
+                _warm.in_background("fastconv-njit-builds", _fill_builds)
+
+
+#: (build, dtype name) that compiled calls were typed with and whose machine code a background process builds
+_wanted: set = set()
+#: whether :func:`_fill_builds` runs (under ``_filling_lock``)
+_filling = False
+_filling_lock = threading.Lock()
+
+
+class Builds:
+    """The build process's work for :func:`_need_build`: compile builds
+    ``builds`` ((index in ``kernels.injit.BUILDS``, dtype name) pairs) into
+    the disk cache (``fastconv._warmup.run_job``)."""
+
+    def __init__(self, builds) -> None:
+        self.builds = tuple(builds)
+
+    family = "njit"
+
+    def run(self) -> None:
+        import numpy as np
+
+        from .kernels.injit import BUILDS
+
+        for build, dtype in self.builds:
+            linkage, dispatcher = BUILDS[build]
+            linkage.address(dispatcher, np.dtype(dtype))
+
+
+def _fill_builds() -> None:
+    """(A background thread) build what :data:`_wanted` names in a child
+    process and put it in the table, loaded from the disk cache; what the
+    child could not build is compiled here.  Until then the user's compiled
+    calls run the loops compiled into them (or the serial build)."""
+    import time
+
+    import numpy as np
+
+    from . import _warm
+    from .kernels.injit import BUILDS, BUILDS_AT
+
+    global _filling
+    time.sleep(0.2)  # (the builds typed in the same function: one child for them all)
+    while True:
+        with _filling_lock:
+            wanted = sorted(_wanted)
+            if not wanted or _warm.stopping():
+                _wanted.clear()  # (stopped: the next typing asks again)
+                _filling = False
+                return
+        ok, err = _warm.build([Builds(wanted)])
+        if not ok and _warm.stopping():
+            continue
+        for build, dtype in wanted:
+            linkage, dispatcher = BUILDS[build]
+            try:
+                with _warm.no_compile():
+                    address = linkage.address(dispatcher, np.dtype(dtype))
+            except _warm.NotCompiled:
+                _warm.note_failure(err)
+                address = linkage.address(dispatcher, np.dtype(dtype))  # (as without background builds)
+            _thread_table[BUILDS_AT + 2 * build + np.dtype(dtype).itemsize // 8] = address
+            _wanted.discard((build, dtype))
 
 
 def _python_entry(name: str, *args):

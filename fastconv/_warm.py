@@ -17,6 +17,9 @@ settings, so that it compiles exactly the versions the call needs.  One
 build at a time; while a plan's own build is pending, its calls go straight
 to tier 0.
 
+Calls from ``@njit`` code use the same build process for the kernels they
+reach by address (``fastconv._numba_ext._need_build``, :func:`in_background`).
+
 Only ``method="auto"`` calls are served this way (a method forced by name
 compiles and runs), on the CPU, while the setting ``background_compile`` is
 on (default; ``FASTCONV_BACKGROUND_COMPILE=0`` turns it off).
@@ -199,7 +202,7 @@ def shutdown() -> None:
             _builder._queue.clear()
         for child in list(_children):
             child.kill()
-        _builder.wait(30)
+        wait(30)
     finally:
         _stopping.clear()
 
@@ -269,9 +272,40 @@ _builder = _Builder()
 _ready: set = set()
 
 
+_threads: set[threading.Thread] = set()
+
+
+def in_background(name: str, work) -> None:
+    """Run ``work()`` on a daemon thread that :func:`wait` waits for (the
+    builds of compiled calls: ``fastconv._numba_ext``)."""
+
+    def run() -> None:
+        try:
+            work()
+        finally:
+            _threads.discard(thread)
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    _threads.add(thread)
+    thread.start()
+
+
+def stopping() -> bool:
+    """Whether :func:`shutdown` is stopping the background builds."""
+    return _stopping.is_set()
+
+
+def note_failure(err: str) -> None:
+    """Keep a failed background build's error output (``explain`` shows the last ones)."""
+    _builder.errors.append(err)
+
+
 def wait(timeout: float | None = None) -> bool:
     """Wait until no background build runs (True) or ``timeout`` seconds pass."""
-    return _builder.wait(timeout)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    for thread in list(_threads):
+        thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+    return _builder.wait(None if deadline is None else max(0.0, deadline - time.monotonic())) and not _threads
 
 
 def is_ready(key) -> bool:

@@ -415,11 +415,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--threads", type=_positive_int, default=None, help="threads to tune for (default: the setting)")
     t.set_defaults(func=cmd_tune)
 
-    from ._warmup import WARMUP_DTYPES, WARMUP_OPS
+    from ._warmup import WARMUP_DEFAULT, WARMUP_DTYPES, WARMUP_OPS
 
     w = sub.add_parser("warmup", help="compile the kernels up front, in parallel processes (Docker images, clusters)")
     w.add_argument(
-        "--ops", type=_names(WARMUP_OPS, "--ops"), default=WARMUP_OPS, help=f"comma-separated: {', '.join(WARMUP_OPS)}"
+        "--ops",
+        type=_names(WARMUP_OPS, "--ops"),
+        default=WARMUP_DEFAULT,
+        help=f"comma-separated: {', '.join(WARMUP_OPS)} (default: all but njit, what calls from @njit code run)",
     )
     w.add_argument(
         "--dtypes", type=_names(WARMUP_DTYPES, "--dtypes"), default=WARMUP_DTYPES, help="float32, float64 or both"

@@ -310,11 +310,17 @@ def test_warmup_command_compiles_ahead(tmp_path):
     assert res.returncode == 0 and "ok" in res.stdout, res.stderr[-2000:]
 
 
-def test_warmup_command_rejects_unknown_names():
+def test_warmup_command_rejects_unknown_names_and_leaves_njit_opt_in(monkeypatch):
+    from fastconv import _warmup
     from fastconv.cli import main
 
     with pytest.raises(SystemExit):
         main(["warmup", "--ops", "conv9d"])
+    asked = []
+    monkeypatch.setattr(_warmup, "warmup", lambda ops, dtypes, jobs, progress: asked.append(tuple(ops)) or [])
+    main(["warmup", "--dtypes", "float32"])
+    main(["warmup", "--ops", "njit,pool", "--dtypes", "float32"])
+    assert asked == [_warmup.WARMUP_DEFAULT, ("njit", "pool")] and "njit" not in _warmup.WARMUP_DEFAULT
 
 
 def test_tier0_in_blocks_of_images_within_the_workspace_limit(rng):

@@ -549,3 +549,69 @@ def test_prange_bodies_stay_serial_with_a_second_openmp_runtime():
     env = dict(os.environ, NUMBA_THREADING_LAYER="omp", NUMBA_NUM_THREADS="2")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
     assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr[-3000:]
+
+
+@pytest.mark.parametrize("child_builds", [True, False])
+def test_builds_missing_from_the_disk_cache_compile_in_the_background(monkeypatch, child_builds):
+    """Typing a call whose build is not on disk does not compile it: a child
+    process builds it (here: in-process, the build already in memory) while
+    the user's function runs its loops, and the table is filled after; a
+    build the child failed is compiled by the background thread itself."""
+    from fastconv import _numba_ext, _warm, _warmup
+    from fastconv.kernels import injit
+
+    fastconv.ndimage.correlate1d(np.ones(8), np.ones(3))  # (the filters' kernels typed: the SWEEP build exists)
+    numba.njit(lambda x: fastconv.ndimage.uniform_filter1d(x, 3))(np.ones((4, 4)))  # (the table filled)
+    slot = injit.BUILDS_AT + 2 * injit.SWEEP + 1
+    address = _numba_ext._thread_table[slot]
+    assert address != 0
+    jobs = []
+
+    def child(given, timeout=None):
+        jobs.extend(given)
+        if child_builds:
+            for job in given:
+                _warmup.run_job(job)
+            return True, ""
+        return False, "(test) the child failed"
+
+    @contextlib.contextmanager
+    def on_disk():  # (``_warm.no_compile`` where the disk cache holds only what the child built)
+        if not jobs or not child_builds:
+            raise _warm.NotCompiled("(test) not on disk")
+        yield
+
+    monkeypatch.setattr(_warm, "build", child)
+    monkeypatch.setattr(_warm, "no_compile", on_disk)
+    errors = len(_warm._builder.errors)
+    _numba_ext._thread_table[slot] = 0
+    try:
+        with fastconv.set_config(background_compile=True):
+            _numba_ext._need_build(injit.SWEEP, numba.float64)
+            assert (injit.SWEEP, "float64") in _numba_ext._wanted
+            _numba_ext._need_build(injit.SWEEP, numba.float64)  # (asked once)
+            # the user's function runs meanwhile, on the loops compiled into it
+            x = np.random.default_rng(0).standard_normal((40, 50))
+            got = numba.njit(lambda x: fastconv.ndimage.uniform_filter1d(x, 5, axis=0))(x)
+            np.testing.assert_allclose(got, scipy.ndimage.uniform_filter1d(x, 5, axis=0), rtol=1e-12, atol=1e-12)
+            assert _warm.wait(120)
+    finally:
+        if not _numba_ext._thread_table[slot]:
+            _numba_ext._thread_table[slot] = address
+    assert _numba_ext._thread_table[slot] == address and not _numba_ext._wanted and not _numba_ext._filling
+    assert [job.builds for job in jobs] == [((injit.SWEEP, "float64"),)]
+    assert (len(_warm._builder.errors) > errors) == (not child_builds)
+
+
+def test_the_build_process_compiles_builds_into_the_disk_cache(tmp_path, monkeypatch):
+    """The job :func:`_numba_ext._need_build` queues runs in the real child
+    process (pickled, ``python -m fastconv._warmup``) and leaves the build in
+    the disk cache (an empty one here)."""
+    from fastconv import _numba_ext, _warm
+    from fastconv.kernels import injit
+
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    ok, err = _warm.build([_numba_ext.Builds([(injit.ADAPTIVE_WINDOWS, "float32")])], timeout=300)
+    assert ok, err
+    cached = [f for _, _, files in os.walk(tmp_path) for f in files]
+    assert any("adaptive_tables_run" in f and f.endswith(".nbi") for f in cached), cached
