@@ -100,6 +100,7 @@ def main() -> None:
     args = ap.parse_args()
     import torch
 
+    fastconv.set_config(background_compile=False)  # (steady state: first calls compile what they need, and wait)
     threads = fastconv.get_config().num_threads
     torch.set_num_threads(threads)
     numba.set_num_threads(threads)

@@ -16,15 +16,18 @@ Served: ``conv1d/2d/3d``, ``conv_transpose1d/2d/3d``, ``max_pool1d/2d/3d``,
 ``correlate1d``, ``convolve1d``, ``gaussian_filter``, ``gaussian_filter1d``,
 ``uniform_filter``, ``uniform_filter1d``, ``sobel``, ``prewitt``,
 ``laplace``, ``gaussian_laplace``, ``gaussian_gradient_magnitude``;
-``signal.convolve``, ``correlate`` (direct), ``convolve2d``,
-``correlate2d``.  ``fftconvolve`` and ``oaconvolve`` fail at compile time
-saying so (no FFT callable from compiled code).  A large convolution,
-transposed convolution or ``signal.convolve/correlate`` (``method="auto"``)
-made from serial compiled code runs the Python path's entry in an
-object-mode block (:func:`_python_entry`; ``kernels.injit.routed``): the
-dispatcher picks the method with the cost model, FFT included, and honours
-the workspace limit, where that wins over the direct kernel (measured: 8M
-multiply-adds and more; the Python call costs 30-150 us).
+``signal.convolve``, ``correlate``, ``convolve2d``, ``correlate2d``,
+``fftconvolve``, ``oaconvolve``.  A large convolution, transposed
+convolution or ``signal.convolve/correlate`` (``method="auto"``) made from
+serial compiled code runs the Python path's entry in an object-mode block
+(:func:`_python_entry`; ``kernels.injit.routed``): the dispatcher picks the
+method with the cost model, FFT included, and honours the workspace limit,
+where that wins over the direct kernel (measured: 8M multiply-adds and
+more; the Python call costs 30-150 us).  So do, at any size, what only the
+Python path has: a method named other than "auto"/"direct" (as in Python),
+a ``padding_mode`` other than "zeros", and the FFTs (scipy's; no FFT is
+compiled into a user's function) -- from serial code, and a ValueError
+saying so inside a ``prange`` body (``may_route``).
 Elsewhere -- inside a ``prange`` body, below ``injit.ROUTE_PAYS``, with
 ``method="direct"`` -- the convolutions run the Python path's direct
 kernel (or, for small work, loops compiled into the caller), pooling the
@@ -257,19 +260,32 @@ def _fill_builds() -> None:
             _wanted.discard((build, dtype))
 
 
-def _python_entry(name: str, *args):
-    """A compiled call routed through the Python path
-    (``kernels.injit.routed``: a large call from serial compiled code):
-    fastconv's function ``name`` ("conv2d", "signal.convolve") on ``args``,
-    as the C-contiguous array the compiled code expects.  The dispatcher
-    picks the method with the cost model, honours the workspace limit and
-    learns, as for a call from Python."""
+def _python_entry(name: str, dtype: str, keywords: tuple, *args):
+    """A compiled call routed through the Python path (``kernels.injit``'s
+    ``routed``: a large call from serial compiled code; ``may_route``: a
+    method or padding mode only the Python path has): fastconv's function
+    ``name`` ("conv2d", "signal.fftconvolve") on ``args``, as the
+    C-contiguous ``dtype`` array the compiled code expects; the last
+    ``len(keywords)`` arguments passed by those names.  The dispatcher
+    picks the method with the cost model (or runs the one named), honours
+    the workspace limit and learns, as for a call from Python."""
     import numpy as np
 
     import fastconv
 
     module, _, func = name.rpartition(".")
-    return np.ascontiguousarray(getattr(getattr(fastconv, module) if module else fastconv, func)(*args))
+    given = len(args) - len(keywords)
+    result = getattr(getattr(fastconv, module) if module else fastconv, func)(
+        *args[:given], **dict(zip(keywords, args[given:]))
+    )
+    return np.ascontiguousarray(result, dtype=dtype)
+
+
+#: the run-time error of a call only the Python path can serve, made inside a ``prange`` body
+_NOT_HERE = (
+    "{what} inside @njit runs through the Python path (object mode): from serial compiled code, "
+    "not inside a prange body"
+)
 
 
 def _register() -> None:
@@ -440,17 +456,25 @@ def _register() -> None:
                      njit(lambda y: y.reshape((y.shape[1], y.shape[2], y.shape[3], y.shape[4])))),
     }  # fmt: skip
 
-    def python_entry(name: str, dt, ndim: int):
+    @njit
+    def may_route():
+        """Whether the Python path's entry may run here: serial compiled code
+        in a process whose table is filled, not a ``prange`` body (where the
+        Python path would launch threads): ``injit.routed`` at any size."""
+        return k.routed(k.ROUTE_PAYS)
+
+    def python_entry(name: str, dt, ndim: int, keywords: tuple = ()):
         """A compiled function running :func:`_python_entry` for fastconv's
-        ``name`` on its argument tuple, in an object-mode block, its result
-        a C-contiguous ``ndim``-D array of ``dt`` (where ``injit.routed``
-        says so)."""
+        ``name`` on its argument tuple (the last ones by the names
+        ``keywords``), in an object-mode block, its result a C-contiguous
+        ``ndim``-D array of ``dt`` (where ``injit.routed`` says so)."""
         result = types.Array(from_dtype(dt), ndim, "C")
+        dtype = np.dtype(dt).name
 
         @njit
         def call(args):
             with objmode(y=result):
-                y = _python_entry(name, *args)
+                y = _python_entry(name, dtype, keywords, *args)
             return y
 
         return call
@@ -499,20 +523,23 @@ def _register() -> None:
             batched = input.ndim == nd + 2
             up, down = _lifts[(nd, batched)]
             lift_weight, spatial = _weights_up[nd], _spatial[nd]
-            entry = python_entry(fname, dt, input.ndim)
+            entry = python_entry(fname, dt, input.ndim, ("padding_mode", "method"))
+            only_python = _NOT_HERE.format(what=f"fastconv.{fname} with a padding_mode other than 'zeros' or a "
+                                                "method other than 'auto' or 'direct'")  # fmt: skip
 
             def impl(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros",
                      method="auto", device=None, out=None):  # fmt: skip
-                if padding_mode != "zeros":
-                    raise ValueError("padding_mode inside @njit must be 'zeros'")
-                if method != "auto" and method != "direct":
-                    raise ValueError("method inside @njit must be 'auto' or 'direct'")
+                args = (input, weight, bias, stride, padding, dilation, groups, padding_mode, method)
+                if padding_mode != "zeros" or (method != "auto" and method != "direct"):
+                    if not may_route():
+                        raise ValueError(only_python)
+                    return entry(args)  # (a method or padding mode of the Python path's, named)
                 s, d, kernel = triple(stride, nd), triple(dilation, nd), spatial(weight.shape)
                 p = pads(padding, s, kernel, d, nd)
                 n = input.shape[0] if batched else 1
                 work = k.conv_work(n, weight.shape[0], weight.shape[1], spatial(input.shape), kernel, s, p, d)
                 if method == "auto" and k.routed(work):  # (serial code, a large call: the Python path's dispatcher)
-                    return entry((input, weight, bias, stride, padding, dilation, groups))
+                    return entry(args)
                 x5 = up(np.ascontiguousarray(input).astype(dt))
                 w5 = lift_weight(np.ascontiguousarray(weight).astype(dt))
                 return down(k.conv3d_direct(x5, w5, bias_like(bias, x5), s, p, d, groups))
@@ -541,15 +568,19 @@ def _register() -> None:
             batched = input.ndim == nd + 2
             up, down = _lifts[(nd, batched)]
             lift_weight, spatial = _weights_up[nd], _spatial[nd]
-            entry = python_entry(fname, dt, input.ndim)
+            entry = python_entry(fname, dt, input.ndim, ("method",))
+            only_python = _NOT_HERE.format(what=f"fastconv.{fname} with a method other than 'auto' or 'direct'")
 
             def impl(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1,
                      method="auto", device=None, out=None):  # fmt: skip
+                args = (input, weight, bias, stride, padding, output_padding, groups, dilation, method)
                 if method != "auto" and method != "direct":
-                    raise ValueError("method inside @njit must be 'auto' or 'direct'")
+                    if not may_route():
+                        raise ValueError(only_python)
+                    return entry(args)
                 kernel = spatial(weight.shape)
                 if method == "auto" and k.routed(input.size * weight.shape[1] * kernel[0] * kernel[1] * kernel[2]):
-                    return entry((input, weight, bias, stride, padding, output_padding, groups, dilation))
+                    return entry(args)
                 x5 = up(np.ascontiguousarray(input).astype(dt))
                 w5 = lift_weight(np.ascontiguousarray(weight).astype(dt))
                 s, d = triple(stride, nd), triple(dilation, nd)
@@ -1021,10 +1052,13 @@ def _register() -> None:
             parallel(dt, "BANDS")
             run = body(nd, dt)
             entry = python_entry(f"signal.{fname}", dt, nd)
+            only_python = _NOT_HERE.format(what=f"fastconv.signal.{fname} with method='fft'")
 
             def impl(in1, in2, mode="full", method="auto"):
                 if method != "auto" and method != "direct":
-                    raise ValueError("method inside @njit must be 'auto' or 'direct' (no FFT in compiled code yet)")
+                    if not may_route():
+                        raise ValueError(only_python)
+                    return entry((in1, in2, mode, method))  # (FFT: the Python path's)
                 if method == "auto" and k.routed(in1.size * in2.size):  # (serial code: the dispatcher, FFT too)
                     return entry((in1, in2, mode, method))
                 return run(in1, in2, mode, 4, 0.0)
@@ -1038,18 +1072,35 @@ def _register() -> None:
     overload(signal.convolve2d)(signal_impl(True, True))
     overload(signal.correlate2d)(signal_impl(False, True))
 
-    def no_fft(fname):
+    def fft_impl(fname):
+        """``fftconvolve``/``oaconvolve``: the Python path's FFT (scipy's),
+        through its entry, from serial compiled code (no FFT is compiled
+        into a user's function)."""
+
         def overload_fft(in1, in2, mode="full", axes=None):
             kernels()
-            raise TypingError(
-                f"fastconv.signal.{fname} inside @njit: no FFT is callable from compiled code in this version; "
-                "call signal.convolve (direct) inside @njit, or fftconvolve from Python"
-            )
+            for v, name in ((in1, "in1"), (in2, "in2")):
+                array(v, name, f"signal.{fname}", (1, 2, 3))
+            if in1.ndim != in2.ndim:
+                raise TypingError(f"fastconv.signal.{fname} inside @njit: in1 and in2 must have the same number of "
+                                  f"dimensions, got {in1.ndim} and {in2.ndim}")  # fmt: skip
+            string(mode, "mode", f"signal.{fname}")
+            if not absent(axes):
+                raise TypingError(f"fastconv.signal.{fname} inside @njit: axes must be None (every axis), got {axes}")
+            entry = python_entry(f"signal.{fname}", result_dtype(in1, in2), in1.ndim)
+            only_python = _NOT_HERE.format(what=f"fastconv.signal.{fname}")
+
+            def impl(in1, in2, mode="full", axes=None):
+                if not may_route():
+                    raise ValueError(only_python)
+                return entry((in1, in2, mode))
+
+            return impl
 
         return overload_fft
 
-    overload(signal.fftconvolve)(no_fft("fftconvolve"))
-    overload(signal.oaconvolve)(no_fft("oaconvolve"))
+    overload(signal.fftconvolve)(fft_impl("fftconvolve"))
+    overload(signal.oaconvolve)(fft_impl("oaconvolve"))
 
     @overload(signal.choose_conv_method)
     def _choose_conv_method(in1, in2, mode="full", measure=False):

@@ -16,6 +16,7 @@ import textwrap
 import numpy as np
 import pytest
 import scipy.ndimage
+import scipy.signal
 
 numba = pytest.importorskip("numba")
 
@@ -253,7 +254,8 @@ def test_large_calls_from_serial_code_run_the_python_dispatcher(rng, monkeypatch
     x64, w64, wt64 = x.astype(np.float64), w.astype(np.float64), wt.astype(np.float64)
     want = (conv_nd(x64, w64, None, (1, 1), (1, 1), (1, 1), 1), conv_transpose_nd(x64, wt64, None, (2, 2), (0, 0), (0, 0), 1, (1, 1)),
             np.convolve(a, b, "same"), fastconv.conv1d(x.reshape((1, 16, -1)), w1, padding="same", method="direct"))  # fmt: skip
-    for method, routed in (("auto", ["conv2d", "conv_transpose2d", "signal.convolve", "conv1d"]), ("direct", ["conv_transpose2d", "conv1d"])):  # fmt: skip
+    every = ["conv2d", "conv_transpose2d", "signal.convolve", "conv1d"]
+    for method, routed in (("auto", every), ("direct", ["conv_transpose2d", "conv1d"]), ("fft", every)):
         entered.clear()
         got = _large_calls(x, w, wt, w1, a, b, method)
         assert entered == routed
@@ -381,13 +383,6 @@ def test_signal_and_gaussian_derivatives_in_njit_match_scipy(rng):
                     scipy.ndimage.gaussian_gradient_magnitude(x, sigma, truncate=truncate))  # fmt: skip
             for got, w in zip(_derivatives(x, sigma, truncate), want):
                 np.testing.assert_allclose(got, w, rtol=1e-10, atol=1e-10)
-
-    @numba.njit
-    def fft(a, b):
-        return fastconv.signal.fftconvolve(a, b)
-
-    with pytest.raises(numba.core.errors.TypingError, match="no FFT is callable from compiled code"):
-        fft(np.ones(8), np.ones(3))
 
 
 def test_errors_name_the_argument_at_compile_and_run_time(rng):
@@ -615,3 +610,60 @@ def test_the_build_process_compiles_builds_into_the_disk_cache(tmp_path, monkeyp
     assert ok, err
     cached = [f for _, _, files in os.walk(tmp_path) for f in files]
     assert any("adaptive_tables_run" in f and f.endswith(".nbi") for f in cached), cached
+
+
+@numba.njit
+def _python_only(x, w, padding_mode, method, a, b, mode):
+    return (fastconv.conv2d(x, w, None, 1, 2, 1, 1, padding_mode, method),
+            fastconv.signal.fftconvolve(a, b, mode), fastconv.signal.oaconvolve(a, b, mode))  # fmt: skip
+
+
+def test_methods_padding_modes_and_ffts_of_the_python_path_from_serial_code(rng):
+    """A method or padding mode that only the Python path has, and
+    ``fftconvolve``/``oaconvolve``, run its entry from serial compiled code
+    (any size); inside a prange body they raise ValueError saying why."""
+    x = rng.standard_normal((2, 3, 9, 11)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    x64, w64 = x.astype(np.float64), w.astype(np.float64)
+    for padding_mode, method in (
+        ("reflect", "auto"),
+        ("circular", "direct"),
+        ("zeros", "im2col"),
+        ("replicate", "fft"),
+    ):
+        numpy_mode = {"reflect": "reflect", "circular": "wrap", "zeros": "constant", "replicate": "edge"}[padding_mode]
+        padded = np.pad(x64, ((0, 0), (0, 0), (2, 2), (2, 2)), mode=numpy_mode)
+        want = conv_nd(padded, w64, None, (1, 1), (0, 0), (1, 1), 1)
+        for a, b in ((rng.standard_normal(50).astype(np.float32), rng.standard_normal(7).astype(np.float32)),
+                     (rng.standard_normal(40), rng.standard_normal(41))):  # fmt: skip
+            for mode in ("full", "same", "valid"):
+                got, fft, oa = _python_only(x, w, padding_mode, method, a, b, mode)
+                assert got.dtype == np.float32 and got.shape == want.shape
+                np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+                ref = scipy.signal.fftconvolve(a.astype(np.float64), b.astype(np.float64), mode)
+                for y in (fft, oa):
+                    assert y.dtype == a.dtype and y.shape == ref.shape and y.flags.c_contiguous
+                    np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4 if a.dtype == np.float32 else 1e-10)
+    with pytest.raises(ValueError, match="method"):
+        _python_only(x, w, "zeros", "bogus", a, b, "full")  # (the Python path's own check)
+
+    @numba.njit(parallel=True)
+    def in_prange(x, w, method, a, b):
+        out = np.zeros(4)
+        for i in numba.prange(4):
+            if method == "":
+                out[i] = fastconv.signal.fftconvolve(a, b)[0]
+            else:
+                out[i] = fastconv.conv2d(x, w, method=method)[0, 0, 0, 0]
+        return out
+
+    for method in ("im2col", ""):
+        with pytest.raises(ValueError, match="not inside a prange body"):
+            in_prange(x, w, method, a, b)
+
+    @numba.njit
+    def with_axes(a, b):
+        return fastconv.signal.fftconvolve(a, b, axes=0)
+
+    with pytest.raises(numba.core.errors.TypingError, match="axes must be None"):
+        with_axes(a, b)
