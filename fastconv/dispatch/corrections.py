@@ -6,7 +6,7 @@ put above :data:`MIN_SECONDS` is timed, and the ratio measured / estimated
 joins the recent ratios of its method in its size band (estimates within a
 factor 4 of each other: a method off at small sizes may be right at large
 ones).  Once a band holds :data:`MIN_CALLS` ratios its factor is their
-median, bounded by :data:`BOUNDS`, and multiplies that method's estimates in
+median (bounded: see below), and multiplies that method's estimates in
 that band: a method slower than the model thinks gives way to the next
 one, a faster one takes over.  The median of a window makes it robust:
 one slow call (a page fault, another process) does not move it.  A factor
@@ -17,6 +17,16 @@ kernels, they are dropped).
 
 Only the chosen method is timed, so a method the model overrates is never
 corrected this way -- ``fastconv calibrate`` times them all.
+
+The bounds hold around the machine, not around 1: a CPU slower than the one
+the constants were fitted on is off by the same factor for every method (a
+2-core Zen 3 against the Zen 4 fit: 2.4-4.9x at 0.1 ms), and factors all
+bounded at 2 would hand the choice back to the uncorrected model.  So each
+band's factor is the median of its methods' (the machine's, within
+:data:`MACHINE_BOUNDS`), and a method's factor is that times its own
+relative to it, bounded by :data:`BOUNDS`.  A method not timed in the band
+gets 1.0 while one method is timed (that one may be what is off: the others
+are tried), then the machine's within :data:`BOUNDS`.
 """
 
 from __future__ import annotations
@@ -39,15 +49,19 @@ MIN_SECONDS = 5e-5
 #: ratios kept per method and band; a factor needs this many before it applies
 WINDOW = 15
 MIN_CALLS = 5
-#: a learned factor never leaves these bounds (the model is not 2x off
-#: for long: beyond that, calibrate)
+#: a learned factor never leaves these bounds around its band's machine factor
+#: (a method is not 2x off the others for long: beyond that, calibrate)
 BOUNDS = (0.5, 2.0)
+#: bounds of a band's machine factor (as ``calibration.FACTOR_BOUNDS``: 8x off is a broken measurement)
+MACHINE_BOUNDS = (0.125, 8.0)
 #: a factor that moves by more than this re-plans the cached plans
 REPLAN = 1.15
 
 _lock = threading.Lock()
 _ratios: dict[tuple[str, int], collections.deque] = {}
 _factors: dict[tuple[str, int], float] = {}
+#: per band, the machine's factor (:func:`_refresh`)
+_machine: dict[int, float] = {}
 #: the cache directory the ratios were loaded from (None: not yet)
 _loaded_from: str | None = None
 _dirty = False
@@ -65,9 +79,17 @@ def band(estimated_s: float) -> int:
 
 
 def factor(key: str, estimated_s: float, cache_dir: str) -> float:
-    """The learned factor on ``key``'s estimate ``estimated_s`` (1.0: none)."""
+    """The learned factor on ``key``'s estimate ``estimated_s``: its own; for
+    a method not timed in that band, once two are, the band's machine factor
+    within :data:`BOUNDS` (on a much slower CPU a method within 2x of the
+    chosen one's corrected estimate is still tried); else 1.0."""
     _loaded(cache_dir)
-    return _factors.get((key, band(estimated_s)), 1.0)
+    b = band(estimated_s)
+    found = _factors.get((key, b))
+    if found is not None:
+        return found
+    machine = _machine.get(b)
+    return 1.0 if machine is None else min(BOUNDS[1], max(BOUNDS[0], machine))
 
 
 def learned(cache_dir: str) -> dict[str, dict[int, tuple[float, int]]]:
@@ -96,15 +118,28 @@ def observe(key: str, estimated_s: float, seconds: float, cache_dir: str) -> boo
         _dirty = True
         if len(window) < MIN_CALLS:
             return False
-        new = _bounded(statistics.median(window))
-        old = _factors.get(k, 1.0)
-        _factors[k] = new
-    return abs(math.log(new / old)) > math.log(REPLAN)
+        old = {key: f for key, f in _factors.items() if key[1] == k[1]}
+        machine = _machine.get(k[1], 1.0)
+        _refresh(k[1])
+        moved = [abs(math.log(_factors[key] / old.get(key, 1.0))) for key in _factors if key[1] == k[1]]
+        moved.append(abs(math.log(_machine.get(k[1], 1.0) / machine)))  # (the methods not timed here)
+    return max(moved) > math.log(REPLAN)
 
 
-def _bounded(log_ratio: float) -> float:
-    lo, hi = BOUNDS
-    return min(hi, max(lo, math.exp(log_ratio)))
+def _refresh(b: int) -> None:
+    """Band ``b``'s factors from its ratios (under ``_lock``): the machine's
+    (the median of its methods' median log-ratios, within
+    :data:`MACHINE_BOUNDS`) times each method's own relative to it, within
+    :data:`BOUNDS`."""
+    own = {key: statistics.median(w) for (key, band_), w in _ratios.items() if band_ == b and len(w) >= MIN_CALLS}
+    if not own:
+        return
+    machine = min(math.log(MACHINE_BOUNDS[1]), max(math.log(MACHINE_BOUNDS[0]), statistics.median(own.values())))
+    if len(own) > 1:  # (one method off its estimate may be that method: the others keep 1.0, and are tried)
+        _machine[b] = math.exp(machine)
+    lo, hi = (math.log(v) for v in BOUNDS)
+    for key, r in own.items():
+        _factors[key, b] = math.exp(machine + min(hi, max(lo, r - machine)))
 
 
 def forget() -> None:
@@ -113,6 +148,7 @@ def forget() -> None:
     with _lock:
         _ratios.clear()
         _factors.clear()
+        _machine.clear()
         _dirty = True
 
 
@@ -126,14 +162,14 @@ def _load(cache_dir: str) -> None:
     with _lock:
         _ratios.clear()
         _factors.clear()
+        _machine.clear()
         for key, stored in (entry if isinstance(entry, dict) else {}).items():
             if not isinstance(stored, dict) or stored.get("digest") != digest(key):
                 continue
             for b, values in stored.get("bands", {}).items():
-                window = collections.deque((float(v) for v in values[-WINDOW:]), maxlen=WINDOW)
-                _ratios[key, int(b)] = window
-                if len(window) >= MIN_CALLS:
-                    _factors[key, int(b)] = _bounded(statistics.median(window))
+                _ratios[key, int(b)] = collections.deque((float(v) for v in values[-WINDOW:]), maxlen=WINDOW)
+        for b in {b for _, b in _ratios}:
+            _refresh(b)
         _loaded_from = cache_dir
         _dirty = False
 
