@@ -5,9 +5,10 @@ pyproject.toml) when it first compiles something, so ``import fastconv``
 imports no Numba; :func:`init` registers an ``overload`` for each function
 below, whose work is :mod:`fastconv.kernels.injit`'s.  The arguments,
 defaults and results are the Python functions'; the types a compiled call
-accepts are narrower (float32/float64 arrays, one mode, no ``output=`` /
-``out=``), and a call outside them fails at compile time with a message
-naming the argument.  Values are checked when the call runs (ValueError,
+accepts are narrower (float32/float64 arrays, one mode; ``out=`` /
+``output=`` an array, or for ``output=`` a float dtype, filled with a copy
+of the result: :func:`delivering`), and a call outside them fails at
+compile time with a message naming the argument.  Values are checked when the call runs (ValueError,
 as in Python).
 
 Served: ``conv1d/2d/3d``, ``conv_transpose1d/2d/3d``, ``max_pool1d/2d/3d``,
@@ -359,7 +360,7 @@ def _register() -> None:
 
     def unsupported(v, name: str, fname: str, what: str = "None") -> None:
         if not absent(v):
-            raise TypingError(f"fastconv.{fname} inside @njit: {name} must be {what} here (assign the result), got {v}")
+            raise TypingError(f"fastconv.{fname} inside @njit: {name} must be {what} here, got {v}")
 
     # --- argument helpers (overloaded themselves: one body per argument type) -------------------
 
@@ -479,6 +480,54 @@ def _register() -> None:
 
         return call
 
+    def deliver(y, target, shape_message):  # pragma: no cover - compiled code runs its overload
+        raise NotImplementedError
+
+    @overload(deliver, prefer_literal=True)
+    def _deliver(y, target, shape_message):
+        message = shape_message.literal_value  # (a constant: compiled code raises constant messages)
+        if isinstance(target, types.Array):
+
+            def into(y, target, shape_message):
+                if target.shape != y.shape:
+                    raise ValueError(message)
+                target[...] = y  # (cast to the target's dtype, as scipy.ndimage does)
+                return target
+
+            return into
+        return lambda y, target, shape_message: y.astype(target)  # (ndimage's output=<a dtype>)
+
+    def delivering(impl, name: str, target, fname: str):
+        """``impl`` (an overload's implementation); where the call passes an
+        array (or, for ``output``, a dtype) as ``name``, an implementation
+        of the same signature that runs ``impl`` and writes its result
+        there, returning it (the Python functions' semantics: the result is
+        computed, then copied)."""
+        if absent(target):
+            return impl
+        import inspect
+
+        params = list(inspect.signature(impl).parameters.values())
+        message = f"fastconv.{fname}: {name} must have the result's shape"
+        source = (f"def delivered({', '.join(map(str, params))}):\n"
+                  f"    return deliver(inner({', '.join(p.name for p in params)}), {name}, {message!r})\n")  # fmt: skip
+        scope = {"inner": njit(impl), "deliver": deliver}
+        exec(source, scope)  # (an overload's implementation must repeat the function's parameters)
+        return scope["delivered"]
+
+    def output_array(v, name: str, fname: str, dt, ndim: int, dtypes_too: bool) -> None:
+        """``out=`` (``dt``, ``ndim`` dimensions: the result's) or ndimage's
+        ``output=`` (any float array of ``ndim`` dimensions, or a float dtype)."""
+        if absent(v):
+            return
+        if isinstance(v, types.Array) and v.ndim == ndim and (v.dtype in floats if dtypes_too else v.dtype == dt):
+            return
+        if dtypes_too and isinstance(v, (types.NumberClass, types.DType)) and getattr(v, "dtype", None) in floats:
+            return
+        what = f"a float32 or float64 array with {ndim} dimensions, or such a dtype" if dtypes_too else (
+            f"a {dt} array with {ndim} dimensions (the result's dtype)")  # fmt: skip
+        raise TypingError(f"fastconv.{fname} inside @njit: {name} must be None or {what}, got {v}")
+
     # the (D, H, W) of a shape's last nd axes, 1 for the missing leading ones
     _spatial = {
         1: njit(lambda shape: (1, 1, shape[-1])),
@@ -508,7 +557,6 @@ def _register() -> None:
         string(padding_mode, "padding_mode", fname)
         string(method, "method", fname)
         unsupported(device, "device", fname)
-        unsupported(out, "out", fname)
 
     def conv_impl(nd):
         fname = f"conv{nd}d"
@@ -519,6 +567,7 @@ def _register() -> None:
             conv_checks(fname, nd, input, weight, bias, stride, padding, dilation, groups, padding_mode, method,
                         device, out)  # fmt: skip
             dt = result_dtype(input, weight, bias)
+            output_array(out, "out", fname, from_dtype(dt), input.ndim, False)
             parallel(dt, "DIRECT_RUN", "DIRECT_PART", "DIRECT_KERNEL")
             batched = input.ndim == nd + 2
             up, down = _lifts[(nd, batched)]
@@ -544,7 +593,7 @@ def _register() -> None:
                 w5 = lift_weight(np.ascontiguousarray(weight).astype(dt))
                 return down(k.conv3d_direct(x5, w5, bias_like(bias, x5), s, p, d, groups))
 
-            return impl
+            return delivering(impl, "out", out, fname)
 
         return overload_conv
 
@@ -564,6 +613,7 @@ def _register() -> None:
             integer_or_tuple(padding, "padding", fname, nd)
             integer_or_tuple(output_padding, "output_padding", fname, nd)
             dt = result_dtype(input, weight, bias)
+            output_array(out, "out", fname, from_dtype(dt), input.ndim, False)
             parallel(dt, "TRANSPOSE_KERNEL", "TRANSPOSE_PART")
             batched = input.ndim == nd + 2
             up, down = _lifts[(nd, batched)]
@@ -589,7 +639,7 @@ def _register() -> None:
                 op0 = (0 if nd < 3 else op[0], 0 if nd < 2 else op[1], op[2])
                 return down(k.conv_transpose3d_direct(x5, w5, bias_like(bias, x5), s, p0, op0, d, groups))
 
-            return impl
+            return delivering(impl, "out", out, fname)
 
         return overload_transpose
 
@@ -709,7 +759,7 @@ def _register() -> None:
 
     def filter_checks(fname, input, output, mode, cval, axes=None):
         array(input, "input", f"ndimage.{fname}", (1, 2, 3))
-        unsupported(output, "output", f"ndimage.{fname}")
+        output_array(output, "output", f"ndimage.{fname}", None, input.ndim, True)
         string(mode, "mode", f"ndimage.{fname}")
         number(cval, "cval", f"ndimage.{fname}")
         unsupported(axes, "axes", f"ndimage.{fname}", "None (every axis)")
@@ -761,7 +811,7 @@ def _register() -> None:
                 y = k.correlate3(lift(input), w3, mode, cval, lifted[0], lifted[1], lifted[2])
                 return y.reshape(input.shape)
 
-            return impl
+            return delivering(impl, "output", output, f"ndimage.{fname}")
 
         return overload_correlate
 
@@ -788,7 +838,7 @@ def _register() -> None:
                     return k.along(input, w[::-1].copy(), axis, mode, cval, -origin - (1 - len(w) % 2))
                 return k.along(input, w, axis, mode, cval, origin)
 
-            return impl
+            return delivering(impl, "output", output, f"ndimage.{fname}")
 
         return overload_correlate1d
 
@@ -829,7 +879,7 @@ def _register() -> None:
             ws.append(np.ones(1))
             return run(input, ws[0], ws[1], ws[2], mode, cval, 0)
 
-        return impl
+        return delivering(impl, "output", output, "ndimage.gaussian_filter")
 
     @njit
     def gaussian_or_one(sigma, order, truncate, radius, single):
@@ -867,7 +917,7 @@ def _register() -> None:
                     return np.sqrt(total)
                 return total
 
-            return impl
+            return delivering(impl, "output", output, f"ndimage.{fname}")
 
         return overload_terms
 
@@ -885,7 +935,7 @@ def _register() -> None:
             w = k.gaussian_weights(float(sigma), order, truncate, given_or(radius, -1), single)
             return k.along(input, w, axis, mode, cval, 0)
 
-        return impl
+        return delivering(impl, "output", output, "ndimage.gaussian_filter1d")
 
     @overload(ndimage.uniform_filter)
     def _uniform_filter(input, size=3, output=None, mode="reflect", cval=0.0, origin=0, axes=None):
@@ -904,7 +954,7 @@ def _register() -> None:
             ws.append(np.ones(1))
             return run(input, ws[0], ws[1], ws[2], mode, cval, origin)
 
-        return impl
+        return delivering(impl, "output", output, "ndimage.uniform_filter")
 
     @overload(ndimage.uniform_filter1d)
     def _uniform_filter1d(input, size, axis=-1, output=None, mode="reflect", cval=0.0, origin=0):
@@ -916,7 +966,7 @@ def _register() -> None:
                 raise ValueError("size must be at least 1")
             return k.along(input, np.full(size, 1.0 / size), axis, mode, cval, origin)
 
-        return impl
+        return delivering(impl, "output", output, "ndimage.uniform_filter1d")
 
     def difference(smooth):
         fname = "sobel" if smooth[1] == 2.0 else "prewitt"
@@ -943,7 +993,7 @@ def _register() -> None:
                         y = k.along(y, sm, b, mode, cval, 0)
                 return y
 
-            return impl
+            return delivering(impl, "output", output, f"ndimage.{fname}")
 
         return overload_difference
 
@@ -964,7 +1014,7 @@ def _register() -> None:
                 y += k.along(input, second, a, mode, cval, 0)
             return y
 
-        return impl
+        return delivering(impl, "output", output, "ndimage.laplace")
 
     # --- signal ----------------------------------------------------------------------------------------
 

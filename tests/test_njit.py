@@ -393,9 +393,9 @@ def test_errors_name_the_argument_at_compile_and_run_time(rng):
 
     @numba.njit
     def bad_out(x, w):
-        return fastconv.conv2d(x, w, out=x)
+        return fastconv.conv2d(x, w, out=x[0])
 
-    with pytest.raises(numba.core.errors.TypingError, match="out must be None"):
+    with pytest.raises(numba.core.errors.TypingError, match="out must be None or a float64 array with 4 dimensions"):
         bad_out(x, w)
 
     @numba.njit
@@ -667,3 +667,32 @@ def test_methods_padding_modes_and_ffts_of_the_python_path_from_serial_code(rng)
 
     with pytest.raises(numba.core.errors.TypingError, match="axes must be None"):
         with_axes(a, b)
+
+
+@numba.njit
+def _into(x, w, out, image, weights, output, output2):
+    return (fastconv.conv2d(x, w, None, 1, 1, out=out), ndimage.correlate(image, weights, output, "nearest"),
+            ndimage.gaussian_filter(image, 1.5, output=np.float32), ndimage.sobel(image, 0, output2))  # fmt: skip
+
+
+def test_out_and_output_in_njit_are_filled_and_returned(rng):
+    """``out=`` (the result's dtype) and ndimage's ``output=`` (an array of
+    any float dtype, cast as scipy casts; or a dtype) as in Python: the
+    result is written there and the same memory comes back."""
+    x, w = rng.standard_normal((2, 3, 7, 9)), rng.standard_normal((4, 3, 3, 3))
+    image, weights = rng.standard_normal((11, 13)), rng.standard_normal((3, 4))
+    out = np.full((4, 7, 9, 2), np.nan).transpose(3, 0, 1, 2)  # (non-contiguous)
+    output, output2 = np.zeros((11, 13), np.float32), np.zeros((11, 13))
+    conv, corr, gauss, sobel = _into(x, w, out, image, weights, output, output2)
+    assert np.shares_memory(conv, out) and np.shares_memory(corr, output) and np.shares_memory(sobel, output2)
+    np.testing.assert_allclose(out, conv_nd(x, w, None, (1, 1), (1, 1), (1, 1), 1), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(output, scipy.ndimage.correlate(image, weights, np.float32, "nearest"), rtol=1e-6,
+                               atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(output2, scipy.ndimage.sobel(image, 0), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(gauss, scipy.ndimage.gaussian_filter(image, 1.5, output=np.float32), rtol=1e-6,
+                               atol=1e-6)  # fmt: skip
+    assert gauss.dtype == np.float32 and corr.dtype == np.float32 and sobel.dtype == np.float64
+    with pytest.raises(ValueError, match="out must have the result's shape"):
+        _into(x, w, out[:, :, :-1], image, weights, output, output2)
+    with pytest.raises(ValueError, match="output must have the result's shape"):
+        _into(x, w, out, image, weights, output[:-1], output2)
