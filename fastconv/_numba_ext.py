@@ -26,8 +26,8 @@ method with the cost model, FFT included, and honours the workspace limit,
 where that wins over the direct kernel (measured: 8M multiply-adds and
 more; the Python call costs 30-150 us).  So do, at any size, what only the
 Python path has: a method named other than "auto"/"direct" (as in Python),
-a ``padding_mode`` other than "zeros", and the FFTs (scipy's; no FFT is
-compiled into a user's function) -- from serial code, and a ValueError
+a ``padding_mode`` other than "zeros", ``return_indices=True`` and the
+FFTs (scipy's; no FFT is compiled into a user's function) -- from serial code, and a ValueError
 saying so inside a ``prange`` body (``may_route``).
 Elsewhere -- inside a ``prange`` body, below ``injit.ROUTE_PAYS``, with
 ``method="direct"`` -- the convolutions run the Python path's direct
@@ -279,6 +279,8 @@ def _python_entry(name: str, dtype: str, keywords: tuple, *args):
     result = getattr(getattr(fastconv, module) if module else fastconv, func)(
         *args[:given], **dict(zip(keywords, args[given:]))
     )
+    if isinstance(result, tuple):  # (max pooling's values and indices)
+        return np.ascontiguousarray(result[0], dtype=dtype), np.ascontiguousarray(result[1], dtype=np.int64)
     return np.ascontiguousarray(result, dtype=dtype)
 
 
@@ -464,12 +466,15 @@ def _register() -> None:
         Python path would launch threads): ``injit.routed`` at any size."""
         return k.routed(k.ROUTE_PAYS)
 
-    def python_entry(name: str, dt, ndim: int, keywords: tuple = ()):
+    def python_entry(name: str, dt, ndim: int, keywords: tuple = (), indices: bool = False):
         """A compiled function running :func:`_python_entry` for fastconv's
         ``name`` on its argument tuple (the last ones by the names
         ``keywords``), in an object-mode block, its result a C-contiguous
-        ``ndim``-D array of ``dt`` (where ``injit.routed`` says so)."""
+        ``ndim``-D array of ``dt`` (where ``injit.routed`` says so), with
+        ``indices`` an int64 array of indices beside it."""
         result = types.Array(from_dtype(dt), ndim, "C")
+        if indices:
+            result = types.Tuple((result, types.Array(types.int64, ndim, "C")))
         dtype = np.dtype(dt).name
 
         @njit
@@ -682,8 +687,20 @@ def _register() -> None:
             pool_checks(fname, nd, input, kernel_size, stride, padding, dilation, device)
             parallel(input.dtype, "MAX_POOL", "MAX_POOL_SERIAL", "AVG_POOL", "AVG_POOL_SERIAL", "POOL_WINDOWS")
             literal = getattr(return_indices, "literal_value", return_indices) if given(return_indices) else False
+            if literal is True:  # (the Python path's, through its entry: values and indices)
+                entry = python_entry(fname, np.dtype(input.dtype.name), input.ndim, indices=True)
+                only_python = _NOT_HERE.format(what=f"fastconv.{fname} with return_indices=True")
+
+                def with_indices(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+                                 return_indices=False, device=None):  # fmt: skip
+                    if not may_route():
+                        raise ValueError(only_python)
+                    return entry((input, kernel_size, stride, padding, dilation, ceil_mode, True))
+
+                return with_indices
             if literal is not False:
-                raise TypingError(f"fastconv.{fname} inside @njit: return_indices must be False (the default) here")
+                raise TypingError(f"fastconv.{fname} inside @njit: return_indices must be a constant True or False, "
+                                  f"got {return_indices}")  # fmt: skip
             run = pool_runner(nd, input.ndim == nd + 2)
 
             def impl(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False,

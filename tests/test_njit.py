@@ -662,6 +662,26 @@ def test_methods_padding_modes_and_ffts_of_the_python_path_from_serial_code(rng)
             in_prange(x, w, method, a, b)
 
     @numba.njit
+    def pooled(x):
+        return fastconv.max_pool2d(x, 3, 2, 1, 1, True, return_indices=True)
+
+    got, where = pooled(x)
+    want, want_where = max_pool_nd(x, (3, 3), (2, 2), (1, 1), (1, 1), True)
+    assert got.dtype == np.float32 and where.dtype == np.int64 and got.shape == where.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    np.testing.assert_array_equal(where, want_where)
+
+    @numba.njit(parallel=True)
+    def pooled_in_prange(x):
+        out = np.zeros(4)
+        for i in numba.prange(4):
+            out[i] = fastconv.max_pool2d(x, 2, return_indices=True)[1][0, 0, 0, 0]
+        return out
+
+    with pytest.raises(ValueError, match="not inside a prange body"):
+        pooled_in_prange(x)
+
+    @numba.njit
     def with_axes(a, b):
         return fastconv.signal.fftconvolve(a, b, axes=0)
 
