@@ -28,7 +28,7 @@ more; the Python call costs 30-150 us).  So do, at any size, what only the
 Python path has: a method named other than "auto"/"direct" (as in Python),
 a ``padding_mode`` other than "zeros", ``return_indices=True`` and the
 FFTs (scipy's; no FFT is compiled into a user's function) -- from serial code, and a ValueError
-saying so inside a ``prange`` body (``may_route``).
+saying so inside a ``prange`` body (:func:`python_entry`).
 Elsewhere -- inside a ``prange`` body, below ``injit.ROUTE_PAYS``, with
 ``method="direct"`` -- the convolutions run the Python path's direct
 kernel (or, for small work, loops compiled into the caller), pooling the
@@ -175,20 +175,18 @@ def _need_build(build: int, dtype) -> None:
 
     from . import _warm
     from ._config import get_config
-    from .kernels.injit import BUILDS, BUILDS_AT
 
     table = _thread_table
     dt = np.dtype(dtype.name)
-    slot = BUILDS_AT + 2 * build + dt.itemsize // 8
+    slot = _slot_of(build, dt)
     if table is None or table[slot] or (build, dt.name) in _wanted:
         return
-    linkage, dispatcher = BUILDS[build]
     if not get_config().background_compile:
-        table[slot] = linkage.address(dispatcher, dt)
+        table[slot] = _address(build, dt)
         return
     try:
         with _warm.no_compile():
-            table[slot] = linkage.address(dispatcher, dt)
+            table[slot] = _address(build, dt)
     except _warm.NotCompiled:
         global _filling
         with _filling_lock:
@@ -196,6 +194,23 @@ def _need_build(build: int, dtype) -> None:
             if not _filling:
                 _filling = True
                 _warm.in_background("fastconv-njit-builds", _fill_builds)
+
+
+def _slot_of(build: int, dtype) -> int:
+    """The table's slot of build ``build`` for NumPy ``dtype`` (float32 then
+    float64: ``kernels.injit.build_at``)."""
+    from .kernels.injit import BUILDS_AT
+
+    return BUILDS_AT + 2 * build + dtype.itemsize // 8
+
+
+def _address(build: int, dtype) -> int:
+    """Build ``build``'s machine code for NumPy ``dtype``: compiled, or loaded
+    from the disk cache."""
+    from .kernels.injit import BUILDS
+
+    linkage, dispatcher = BUILDS[build]
+    return linkage.address(dispatcher, dtype)
 
 
 #: (build, dtype name) that compiled calls were typed with and whose machine code a background process builds
@@ -218,11 +233,8 @@ class Builds:
     def run(self) -> None:
         import numpy as np
 
-        from .kernels.injit import BUILDS
-
         for build, dtype in self.builds:
-            linkage, dispatcher = BUILDS[build]
-            linkage.address(dispatcher, np.dtype(dtype))
+            _address(build, np.dtype(dtype))
 
 
 def _fill_builds() -> None:
@@ -235,7 +247,6 @@ def _fill_builds() -> None:
     import numpy as np
 
     from . import _warm
-    from .kernels.injit import BUILDS, BUILDS_AT
 
     global _filling
     time.sleep(0.2)  # (the builds typed in the same function: one child for them all)
@@ -249,22 +260,22 @@ def _fill_builds() -> None:
         ok, err = _warm.build([Builds(wanted)])
         if not ok and _warm.stopping():
             continue
-        for build, dtype in wanted:
-            linkage, dispatcher = BUILDS[build]
+        for build, name in wanted:
+            dtype = np.dtype(name)
             try:
                 with _warm.no_compile():
-                    address = linkage.address(dispatcher, np.dtype(dtype))
+                    address = _address(build, dtype)
             except _warm.NotCompiled:
                 _warm.note_failure(err)
-                address = linkage.address(dispatcher, np.dtype(dtype))  # (as without background builds)
-            _thread_table[BUILDS_AT + 2 * build + np.dtype(dtype).itemsize // 8] = address
-            _wanted.discard((build, dtype))
+                address = _address(build, dtype)  # (as without background builds)
+            _thread_table[_slot_of(build, dtype)] = address
+            _wanted.discard((build, name))
 
 
 def _python_entry(name: str, dtype: str, keywords: tuple, *args):
     """A compiled call routed through the Python path (``kernels.injit``'s
-    ``routed``: a large call from serial compiled code; ``may_route``: a
-    method or padding mode only the Python path has): fastconv's function
+    ``routed``: a large call from serial compiled code; or a method,
+    padding mode or function only the Python path has): fastconv's function
     ``name`` ("conv2d", "signal.fftconvolve") on ``args``, as the
     C-contiguous ``dtype`` array the compiled code expects; the last
     ``len(keywords)`` arguments passed by those names.  The dispatcher
@@ -459,26 +470,25 @@ def _register() -> None:
                      njit(lambda y: y.reshape((y.shape[1], y.shape[2], y.shape[3], y.shape[4])))),
     }  # fmt: skip
 
-    @njit
-    def may_route():
-        """Whether the Python path's entry may run here: serial compiled code
-        in a process whose table is filled, not a ``prange`` body (where the
-        Python path would launch threads): ``injit.routed`` at any size."""
-        return k.routed(k.ROUTE_PAYS)
-
-    def python_entry(name: str, dt, ndim: int, keywords: tuple = (), indices: bool = False):
+    def python_entry(name: str, dt, ndim: int, what: str, keywords: tuple = (), indices: bool = False):
         """A compiled function running :func:`_python_entry` for fastconv's
         ``name`` on its argument tuple (the last ones by the names
         ``keywords``), in an object-mode block, its result a C-contiguous
-        ``ndim``-D array of ``dt`` (where ``injit.routed`` says so), with
-        ``indices`` an int64 array of indices beside it."""
+        ``ndim``-D array of ``dt``, with ``indices`` an int64 array of
+        indices beside it.  Where the entry may not run -- a ``prange`` body,
+        where the Python path would launch threads, or a process whose table
+        is empty (``injit.routed`` at any size) -- a ValueError saying that
+        ``what`` (the call) needs serial compiled code."""
         result = types.Array(from_dtype(dt), ndim, "C")
         if indices:
             result = types.Tuple((result, types.Array(types.int64, ndim, "C")))
         dtype = np.dtype(dt).name
+        refused = _NOT_HERE.format(what=f"fastconv.{name}{what}")
 
         @njit
         def call(args):
+            if not k.routed(k.ROUTE_PAYS):
+                raise ValueError(refused)
             with objmode(y=result):
                 y = _python_entry(name, dtype, keywords, *args)
             return y
@@ -577,16 +587,13 @@ def _register() -> None:
             batched = input.ndim == nd + 2
             up, down = _lifts[(nd, batched)]
             lift_weight, spatial = _weights_up[nd], _spatial[nd]
-            entry = python_entry(fname, dt, input.ndim, ("padding_mode", "method"))
-            only_python = _NOT_HERE.format(what=f"fastconv.{fname} with a padding_mode other than 'zeros' or a "
-                                                "method other than 'auto' or 'direct'")  # fmt: skip
+            entry = python_entry(fname, dt, input.ndim, " with a padding_mode other than 'zeros' or a method other "
+                                 "than 'auto' or 'direct'", ("padding_mode", "method"))  # fmt: skip
 
             def impl(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros",
                      method="auto", device=None, out=None):  # fmt: skip
                 args = (input, weight, bias, stride, padding, dilation, groups, padding_mode, method)
                 if padding_mode != "zeros" or (method != "auto" and method != "direct"):
-                    if not may_route():
-                        raise ValueError(only_python)
                     return entry(args)  # (a method or padding mode of the Python path's, named)
                 s, d, kernel = triple(stride, nd), triple(dilation, nd), spatial(weight.shape)
                 p = pads(padding, s, kernel, d, nd)
@@ -623,15 +630,12 @@ def _register() -> None:
             batched = input.ndim == nd + 2
             up, down = _lifts[(nd, batched)]
             lift_weight, spatial = _weights_up[nd], _spatial[nd]
-            entry = python_entry(fname, dt, input.ndim, ("method",))
-            only_python = _NOT_HERE.format(what=f"fastconv.{fname} with a method other than 'auto' or 'direct'")
+            entry = python_entry(fname, dt, input.ndim, " with a method other than 'auto' or 'direct'", ("method",))
 
             def impl(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1,
                      method="auto", device=None, out=None):  # fmt: skip
                 args = (input, weight, bias, stride, padding, output_padding, groups, dilation, method)
                 if method != "auto" and method != "direct":
-                    if not may_route():
-                        raise ValueError(only_python)
                     return entry(args)
                 kernel = spatial(weight.shape)
                 if method == "auto" and k.routed(input.size * weight.shape[1] * kernel[0] * kernel[1] * kernel[2]):
@@ -688,13 +692,11 @@ def _register() -> None:
             parallel(input.dtype, "MAX_POOL", "MAX_POOL_SERIAL", "AVG_POOL", "AVG_POOL_SERIAL", "POOL_WINDOWS")
             literal = getattr(return_indices, "literal_value", return_indices) if given(return_indices) else False
             if literal is True:  # (the Python path's, through its entry: values and indices)
-                entry = python_entry(fname, np.dtype(input.dtype.name), input.ndim, indices=True)
-                only_python = _NOT_HERE.format(what=f"fastconv.{fname} with return_indices=True")
+                entry = python_entry(fname, np.dtype(input.dtype.name), input.ndim, " with return_indices=True",
+                                     indices=True)  # fmt: skip
 
                 def with_indices(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                                  return_indices=False, device=None):  # fmt: skip
-                    if not may_route():
-                        raise ValueError(only_python)
                     return entry((input, kernel_size, stride, padding, dilation, ceil_mode, True))
 
                 return with_indices
@@ -1056,19 +1058,24 @@ def _register() -> None:
             raise ValueError("For 'valid' mode, one must be at least as large as the other in every dimension")
         return not ok1
 
+    def signal_checks(fname, in1, in2, mode, extra_strings, ndims=(1, 2, 3)):
+        """The arrays, their ranks and the string arguments of ``signal.fname``;
+        (rank, result dtype)."""
+        for v, name in ((in1, "in1"), (in2, "in2")):
+            array(v, name, f"signal.{fname}", ndims)
+        if in1.ndim != in2.ndim:
+            raise TypingError(f"fastconv.signal.{fname} inside @njit: in1 and in2 must have the same number of "
+                              f"dimensions, got {in1.ndim} and {in2.ndim}")  # fmt: skip
+        string(mode, "mode", f"signal.{fname}")
+        for v, name in extra_strings:
+            string(v, name, f"signal.{fname}")
+        return in1.ndim, result_dtype(in1, in2)
+
     def signal_impl(flip, two_d):
         fname = ("convolve" if flip else "correlate") + ("2d" if two_d else "")
 
         def checks(in1, in2, mode, extra_strings):
-            for v, name in ((in1, "in1"), (in2, "in2")):
-                array(v, name, f"signal.{fname}", (2,) if two_d else (1, 2, 3))
-            if in1.ndim != in2.ndim:
-                raise TypingError(f"fastconv.signal.{fname} inside @njit: in1 and in2 must have the same number of "
-                                  f"dimensions, got {in1.ndim} and {in2.ndim}")  # fmt: skip
-            string(mode, "mode", f"signal.{fname}")
-            for v, name in extra_strings:
-                string(v, name, f"signal.{fname}")
-            return in1.ndim, result_dtype(in1, in2)
+            return signal_checks(fname, in1, in2, mode, extra_strings, (2,) if two_d else (1, 2, 3))
 
         def body(nd, dt):
             lift, unlift, reverse = _lift[nd], _unlift[nd], _reverse[3]
@@ -1118,13 +1125,10 @@ def _register() -> None:
             nd, dt = checks(in1, in2, mode, ((method, "method"),))
             parallel(dt, "BANDS")
             run = body(nd, dt)
-            entry = python_entry(f"signal.{fname}", dt, nd)
-            only_python = _NOT_HERE.format(what=f"fastconv.signal.{fname} with method='fft'")
+            entry = python_entry(f"signal.{fname}", dt, nd, " with method='fft'")
 
             def impl(in1, in2, mode="full", method="auto"):
                 if method != "auto" and method != "direct":
-                    if not may_route():
-                        raise ValueError(only_python)
                     return entry((in1, in2, mode, method))  # (FFT: the Python path's)
                 if method == "auto" and k.routed(in1.size * in2.size):  # (serial code: the dispatcher, FFT too)
                     return entry((in1, in2, mode, method))
@@ -1146,20 +1150,11 @@ def _register() -> None:
 
         def overload_fft(in1, in2, mode="full", axes=None):
             kernels()
-            for v, name in ((in1, "in1"), (in2, "in2")):
-                array(v, name, f"signal.{fname}", (1, 2, 3))
-            if in1.ndim != in2.ndim:
-                raise TypingError(f"fastconv.signal.{fname} inside @njit: in1 and in2 must have the same number of "
-                                  f"dimensions, got {in1.ndim} and {in2.ndim}")  # fmt: skip
-            string(mode, "mode", f"signal.{fname}")
-            if not absent(axes):
-                raise TypingError(f"fastconv.signal.{fname} inside @njit: axes must be None (every axis), got {axes}")
-            entry = python_entry(f"signal.{fname}", result_dtype(in1, in2), in1.ndim)
-            only_python = _NOT_HERE.format(what=f"fastconv.signal.{fname}")
+            nd, dt = signal_checks(fname, in1, in2, mode, ())
+            unsupported(axes, "axes", f"signal.{fname}", "None (every axis)")
+            entry = python_entry(f"signal.{fname}", dt, nd, "")
 
             def impl(in1, in2, mode="full", axes=None):
-                if not may_route():
-                    raise ValueError(only_python)
                 return entry((in1, in2, mode))
 
             return impl

@@ -89,7 +89,7 @@ def factor(key: str, estimated_s: float, cache_dir: str) -> float:
     if found is not None:
         return found
     machine = _machine.get(b)
-    return 1.0 if machine is None else min(BOUNDS[1], max(BOUNDS[0], machine))
+    return 1.0 if machine is None else _within(machine, BOUNDS)
 
 
 def learned(cache_dir: str) -> dict[str, dict[int, tuple[float, int]]]:
@@ -118,10 +118,10 @@ def observe(key: str, estimated_s: float, seconds: float, cache_dir: str) -> boo
         _dirty = True
         if len(window) < MIN_CALLS:
             return False
-        old = {key: f for key, f in _factors.items() if key[1] == k[1]}
+        old = {kb: f for kb, f in _factors.items() if kb[1] == k[1]}
         machine = _machine.get(k[1], 1.0)
         _refresh(k[1])
-        moved = [abs(math.log(_factors[key] / old.get(key, 1.0))) for key in _factors if key[1] == k[1]]
+        moved = [abs(math.log(_factors[kb] / old.get(kb, 1.0))) for kb in _factors if kb[1] == k[1]]
         moved.append(abs(math.log(_machine.get(k[1], 1.0) / machine)))  # (the methods not timed here)
     return max(moved) > math.log(REPLAN)
 
@@ -134,12 +134,15 @@ def _refresh(b: int) -> None:
     own = {key: statistics.median(w) for (key, band_), w in _ratios.items() if band_ == b and len(w) >= MIN_CALLS}
     if not own:
         return
-    machine = min(math.log(MACHINE_BOUNDS[1]), max(math.log(MACHINE_BOUNDS[0]), statistics.median(own.values())))
+    machine = _within(math.exp(statistics.median(own.values())), MACHINE_BOUNDS)
     if len(own) > 1:  # (one method off its estimate may be that method: the others keep 1.0, and are tried)
-        _machine[b] = math.exp(machine)
-    lo, hi = (math.log(v) for v in BOUNDS)
+        _machine[b] = machine
     for key, r in own.items():
-        _factors[key, b] = math.exp(machine + min(hi, max(lo, r - machine)))
+        _factors[key, b] = machine * _within(math.exp(r) / machine, BOUNDS)
+
+
+def _within(x: float, bounds: tuple[float, float]) -> float:
+    return min(bounds[1], max(bounds[0], x))
 
 
 def forget() -> None:
