@@ -31,15 +31,19 @@ FFTs (scipy's; no FFT is compiled into a user's function) -- from serial code, a
 saying so inside a ``prange`` body (:func:`python_entry`).
 Elsewhere -- inside a ``prange`` body, below ``injit.ROUTE_PAYS``, with
 ``method="direct"`` -- the convolutions run the Python path's direct
-kernel (or, for small work, loops compiled into the caller), pooling the
-Python path's kernels, the filters the filters' sweep and the direct
+kernel (or, for small work, direct loops), pooling the Python path's
+kernels (or loops), the filters the filters' sweep and the direct
 correlation; a large call runs on Numba's threads from serial code and on
 the calling thread inside a ``prange`` body (``injit.threads_for``).
 
-The kernels compiled calls reach by address (``injit.BUILDS``) are loaded
-from the disk cache when a call is typed; one that is not there is built
-by a background process (:func:`_need_build`), so a first use with an
-empty cache compiles only the user's function and the helpers it links."""
+All that work is machine code compiled once and called by address
+(``injit.BUILDS``): loaded from the disk cache when a call is typed, and
+again when Numba loads a user's function from its own disk cache in a new
+process (:func:`_reload_hook`); one that is not there is built by a
+background process (:func:`_need_build`).  What a user's function compiles
+and links is the argument handling and small plain loops that stand in
+while a build is missing, so a first use with an empty cache waits for no
+kernel and every later compile of a user's function is short."""
 
 from __future__ import annotations
 
@@ -71,7 +75,7 @@ def _register_thread_table() -> None:
     import llvmlite.binding as ll
 
     global _thread_table
-    _thread_table = (ctypes.c_int64 * 32)()  # (kernels.injit.SLOTS of them used)
+    _thread_table = (ctypes.c_int64 * 64)()  # (kernels.injit.SLOTS of them used)
     ll.add_symbol("fastconv_injit_threads", ctypes.addressof(_thread_table))
     if hasattr(os, "register_at_fork"):
         os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -167,7 +171,7 @@ def _need_build(build: int, dtype) -> None:
     call that can use it is typed: loaded from fastconv's disk cache where it
     is there; else compiled in a background process (as the Python path's
     kernels are, ``fastconv._warm``) while the user's function compiles and
-    runs on the loops compiled into it, the table filled when the build is
+    runs on the plain loops compiled into it, the table filled when the build is
     on disk (:func:`_fill_builds`).  With ``background_compile`` off (or a
     build that failed in the background), compiled here, before the user's
     function."""
@@ -194,6 +198,52 @@ def _need_build(build: int, dtype) -> None:
             if not _filling:
                 _filling = True
                 _warm.in_background("fastconv-njit-builds", _fill_builds)
+
+
+class _Reload(tuple):
+    """The builds ((name in ``kernels.injit``, dtype name) pairs) a user's
+    compiled function calls by address, put in the table when Numba loads
+    that function from its disk cache in a new process (Numba runs a
+    library's ``reload_init`` then: :func:`_reload_hook`); else the function
+    would run the loops compiled into it, with no routing, until a fastconv
+    call is typed in that process.  A tuple: hashable, and pickled by value
+    into the user's cache."""
+
+    def __call__(self) -> None:
+        from .kernels import injit
+
+        init()
+        _fill_thread_table()
+        for name, dtype in self:
+            if hasattr(injit, name):  # (a cache written by another fastconv: what is still there)
+                _need_build(getattr(injit, name), _np_dtype(dtype))
+
+
+def _np_dtype(name: str):
+    import numpy as np
+
+    return np.dtype(name)
+
+
+def _reload_hook(builds: tuple):
+    """A compiled no-op whose lowering puts ``_Reload(builds)`` in the
+    library being built (the overload's implementation); Numba hands it on to
+    every library that links it, the user's function's, and saves it in that
+    function's disk cache."""
+    from numba.core import types
+    from numba.extending import intrinsic
+
+    loader = _Reload(builds)
+
+    @intrinsic
+    def hook(typingctx):
+        def codegen(context, builder, signature, args):
+            context.active_code_library._reload_init.add(loader)
+            return context.get_dummy_value()
+
+        return types.none(), codegen
+
+    return hook
 
 
 def _slot_of(build: int, dtype) -> int:
@@ -241,7 +291,7 @@ def _fill_builds() -> None:
     """(A background thread) build what :data:`_wanted` names in a child
     process and put it in the table, loaded from the disk cache; what the
     child could not build is compiled here.  Until then the user's compiled
-    calls run the loops compiled into them (or the serial build)."""
+    calls run the plain loops compiled into them (or another build)."""
     import time
 
     import numpy as np
@@ -326,11 +376,14 @@ def _register() -> None:
             k = injit
             _fill_thread_table()
 
-    def parallel(dtype, *names: str) -> None:
+    def parallel(dtype, *names: str):
         """The builds ``names`` (``kernels.injit``'s indices) for ``dtype`` in
-        the table (after the checks: a valid dtype)."""
+        the table (after the checks: a valid dtype); returns the hook the
+        implementation calls first, which puts them there again when the
+        user's function is loaded from Numba's disk cache (:func:`_reload_hook`)."""
         for name in names:
             _need_build(getattr(k, name), dtype)
+        return _reload_hook(tuple((name, np.dtype(dtype.name).name) for name in names))
 
     floats = (types.float32, types.float64)
 
@@ -583,7 +636,7 @@ def _register() -> None:
                         device, out)  # fmt: skip
             dt = result_dtype(input, weight, bias)
             output_array(out, "out", fname, from_dtype(dt), input.ndim, False)
-            parallel(dt, "DIRECT_RUN", "DIRECT_PART", "DIRECT_KERNEL")
+            hook = parallel(dt, "DIRECT_RUN", "DIRECT_PART", "DIRECT_KERNEL", "DIRECT_LOOPS")
             batched = input.ndim == nd + 2
             up, down = _lifts[(nd, batched)]
             lift_weight, spatial = _weights_up[nd], _spatial[nd]
@@ -592,6 +645,7 @@ def _register() -> None:
 
             def impl(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros",
                      method="auto", device=None, out=None):  # fmt: skip
+                hook()
                 args = (input, weight, bias, stride, padding, dilation, groups, padding_mode, method)
                 if padding_mode != "zeros" or (method != "auto" and method != "direct"):
                     return entry(args)  # (a method or padding mode of the Python path's, named)
@@ -626,7 +680,7 @@ def _register() -> None:
             integer_or_tuple(output_padding, "output_padding", fname, nd)
             dt = result_dtype(input, weight, bias)
             output_array(out, "out", fname, from_dtype(dt), input.ndim, False)
-            parallel(dt, "TRANSPOSE_KERNEL", "TRANSPOSE_PART")
+            hook = parallel(dt, "TRANSPOSE_KERNEL", "TRANSPOSE_PART", "TRANSPOSE_LOOPS")
             batched = input.ndim == nd + 2
             up, down = _lifts[(nd, batched)]
             lift_weight, spatial = _weights_up[nd], _spatial[nd]
@@ -634,6 +688,7 @@ def _register() -> None:
 
             def impl(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1,
                      method="auto", device=None, out=None):  # fmt: skip
+                hook()
                 args = (input, weight, bias, stride, padding, output_padding, groups, dilation, method)
                 if method != "auto" and method != "direct":
                     return entry(args)
@@ -665,11 +720,12 @@ def _register() -> None:
         integer_or_tuple(dilation, "dilation", fname, nd)
         unsupported(device, "device", fname)
 
-    def pool_runner(nd, batched):
+    def pool_runner(nd, batched, hook):
         up, down = _lifts[(nd, batched)]
 
         @njit
         def run(input, kernel_size, stride, padding, dilation, ceil_mode, is_max, include_pad, divisor):
+            hook()
             x = up(np.ascontiguousarray(input))
             kk = triple(kernel_size, nd)
             ss = triple(given_or(stride, kernel_size), nd)
@@ -689,7 +745,9 @@ def _register() -> None:
                          return_indices=False, device=None):  # fmt: skip
             kernels()
             pool_checks(fname, nd, input, kernel_size, stride, padding, dilation, device)
-            parallel(input.dtype, "MAX_POOL", "MAX_POOL_SERIAL", "AVG_POOL", "AVG_POOL_SERIAL", "POOL_WINDOWS")
+            hook = parallel(
+                input.dtype, "MAX_POOL", "MAX_POOL_SERIAL", "AVG_POOL", "AVG_POOL_SERIAL", "POOL_WINDOWS", "POOL_LOOPS"
+            )
             literal = getattr(return_indices, "literal_value", return_indices) if given(return_indices) else False
             if literal is True:  # (the Python path's, through its entry: values and indices)
                 entry = python_entry(fname, np.dtype(input.dtype.name), input.ndim, " with return_indices=True",
@@ -703,7 +761,7 @@ def _register() -> None:
             if literal is not False:
                 raise TypingError(f"fastconv.{fname} inside @njit: return_indices must be a constant True or False, "
                                   f"got {return_indices}")  # fmt: skip
-            run = pool_runner(nd, input.ndim == nd + 2)
+            run = pool_runner(nd, input.ndim == nd + 2, hook)
 
             def impl(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False,
                      device=None):  # fmt: skip
@@ -720,8 +778,10 @@ def _register() -> None:
                          divisor_override=None, device=None):  # fmt: skip
             kernels()
             pool_checks(fname, nd, input, kernel_size, stride, padding, 1, device)
-            parallel(input.dtype, "MAX_POOL", "MAX_POOL_SERIAL", "AVG_POOL", "AVG_POOL_SERIAL", "POOL_WINDOWS")
-            run = pool_runner(nd, input.ndim == nd + 2)
+            hook = parallel(
+                input.dtype, "MAX_POOL", "MAX_POOL_SERIAL", "AVG_POOL", "AVG_POOL_SERIAL", "POOL_WINDOWS", "POOL_LOOPS"
+            )
+            run = pool_runner(nd, input.ndim == nd + 2, hook)
 
             def impl(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
                      divisor_override=None, device=None):  # fmt: skip
@@ -743,11 +803,20 @@ def _register() -> None:
             array(input, "input", fname, (nd + 1, nd + 2))
             integer_or_tuple(output_size, "output_size", fname, nd)
             unsupported(device, "device", fname)
-            parallel(input.dtype, "MAX_POOL", "MAX_POOL_SERIAL", "AVG_POOL", "AVG_POOL_SERIAL", "ADAPTIVE_WINDOWS")
+            hook = parallel(
+                input.dtype,
+                "MAX_POOL",
+                "MAX_POOL_SERIAL",
+                "AVG_POOL",
+                "AVG_POOL_SERIAL",
+                "ADAPTIVE_WINDOWS",
+                "ADAPTIVE_LOOPS",
+            )
             up, down = _lifts[(nd, input.ndim == nd + 2)]
 
             @njit
             def run(input, output_size):
+                hook()
                 x = up(np.ascontiguousarray(input))
                 o = triple(output_size, nd)
                 v = x.reshape((x.shape[0] * x.shape[1], x.shape[2], x.shape[3], x.shape[4]))
@@ -813,11 +882,12 @@ def _register() -> None:
                                   f"dimensions as input ({input.ndim}), got {weights}")  # fmt: skip
             integer_or_tuple(origin, "origin", f"ndimage.{fname}", input.ndim)
             string(method, "method", f"ndimage.{fname}")
-            parallel(input.dtype, "BANDS")
+            hook = parallel(input.dtype, "BANDS", "BANDS_SERIAL")
             nd, dt = input.ndim, np.dtype(input.dtype.name)
             lift, flipped = _lift[nd], _flip[nd]
 
             def impl(input, weights, output=None, mode="reflect", cval=0.0, origin=0, axes=None, method="auto"):
+                hook()
                 w = weights.astype(dt)
                 if flip:
                     w = flipped(w)
@@ -845,13 +915,14 @@ def _register() -> None:
             filter_checks(fname, input, output, mode, cval)
             if not isinstance(weights, types.Array) or weights.ndim != 1:
                 raise TypingError(f"fastconv.ndimage.{fname} inside @njit: weights must be a 1-D array, got {weights}")
-            parallel(input.dtype, "SWEEP")
+            hook = parallel(input.dtype, "SWEEP", "SWEEP_SERIAL")
             for v, name in ((axis, "axis"), (origin, "origin")):
                 if given(v) and not isinstance(v, types.Integer):
                     raise TypingError(f"fastconv.ndimage.{fname} inside @njit: {name} must be an int, got {v}")
             dt = np.dtype(input.dtype.name)
 
             def impl(input, weights, axis=-1, output=None, mode="reflect", cval=0.0, origin=0):
+                hook()
                 w = weights.astype(dt)
                 if flip:
                     return k.along(input, w[::-1].copy(), axis, mode, cval, -origin - (1 - len(w) % 2))
@@ -866,11 +937,12 @@ def _register() -> None:
 
     def smoothing_checks(fname, input, output, mode, cval, axes, order=None, radius=None):
         filter_checks(fname, input, output, mode, cval, axes)
-        parallel(input.dtype, "SWEEP")
+        hook = parallel(input.dtype, "SWEEP", "SWEEP_SERIAL")
         if given(order) and not isinstance(order, types.Integer):
             raise TypingError(f"fastconv.ndimage.{fname} inside @njit: order must be an int, got {order}")
         if given(radius) and not absent(radius) and not isinstance(radius, types.Integer):
             raise TypingError(f"fastconv.ndimage.{fname} inside @njit: radius must be an int or None, got {radius}")
+        return hook
 
     _separable = {
         1: njit(lambda x, w0, w1, w2, mode, cval, origin: k.along(x, w0, 0, mode, cval, origin)),
@@ -883,12 +955,13 @@ def _register() -> None:
     def _gaussian_filter(input, sigma, order=0, output=None, mode="reflect", cval=0.0, truncate=4.0, radius=None,
                          axes=None):  # fmt: skip
         kernels()
-        smoothing_checks("gaussian_filter", input, output, mode, cval, axes)
+        hook = smoothing_checks("gaussian_filter", input, output, mode, cval, axes)
         integer_or_tuple(order, "order", "ndimage.gaussian_filter", input.ndim)
         nd, single = input.ndim, input.dtype == types.float32
         run = _separable[nd]
 
         def impl(input, sigma, order=0, output=None, mode="reflect", cval=0.0, truncate=4.0, radius=None, axes=None):
+            hook()
             s, o = per_axis(sigma, nd), per_axis(order, nd)
             if len(s) != nd or len(o) != nd:
                 raise ValueError("sigma and order must be a number or one per axis")
@@ -913,11 +986,12 @@ def _register() -> None:
         def overload_terms(input, sigma, output=None, mode="reflect", cval=0.0, axes=None, truncate=4.0,
                            radius=None):  # fmt: skip
             kernels()
-            smoothing_checks(fname, input, output, mode, cval, axes, None, radius)
+            hook = smoothing_checks(fname, input, output, mode, cval, axes, None, radius)
             nd, single = input.ndim, input.dtype == types.float32
             run = _separable[nd]
 
             def impl(input, sigma, output=None, mode="reflect", cval=0.0, axes=None, truncate=4.0, radius=None):
+                hook()
                 s = per_axis(sigma, nd)
                 if len(s) != nd:
                     raise ValueError("sigma must be a number or one per axis")
@@ -947,10 +1021,11 @@ def _register() -> None:
     def _gaussian_filter1d(input, sigma, axis=-1, order=0, output=None, mode="reflect", cval=0.0, truncate=4.0,
                            radius=None):  # fmt: skip
         kernels()
-        smoothing_checks("gaussian_filter1d", input, output, mode, cval, None, order, radius)
+        hook = smoothing_checks("gaussian_filter1d", input, output, mode, cval, None, order, radius)
         single = input.dtype == types.float32
 
         def impl(input, sigma, axis=-1, order=0, output=None, mode="reflect", cval=0.0, truncate=4.0, radius=None):
+            hook()
             w = k.gaussian_weights(float(sigma), order, truncate, given_or(radius, -1), single)
             return k.along(input, w, axis, mode, cval, 0)
 
@@ -959,7 +1034,7 @@ def _register() -> None:
     @overload(ndimage.uniform_filter)
     def _uniform_filter(input, size=3, output=None, mode="reflect", cval=0.0, origin=0, axes=None):
         kernels()
-        smoothing_checks("uniform_filter", input, output, mode, cval, axes)
+        hook = smoothing_checks("uniform_filter", input, output, mode, cval, axes)
         integer_or_tuple(size, "size", "ndimage.uniform_filter", input.ndim)
         if given(origin) and not isinstance(origin, types.Integer):
             raise TypingError("fastconv.ndimage.uniform_filter inside @njit: origin must be an int here")
@@ -967,6 +1042,7 @@ def _register() -> None:
         run = _separable[nd]
 
         def impl(input, size=3, output=None, mode="reflect", cval=0.0, origin=0, axes=None):
+            hook()
             n = per_axis(size, nd)
             ws = [np.full(int(n[a]), 1.0 / n[a]) if n[a] > 1 else np.ones(1) for a in range(nd)]
             ws.append(np.ones(1))
@@ -978,9 +1054,10 @@ def _register() -> None:
     @overload(ndimage.uniform_filter1d)
     def _uniform_filter1d(input, size, axis=-1, output=None, mode="reflect", cval=0.0, origin=0):
         kernels()
-        smoothing_checks("uniform_filter1d", input, output, mode, cval, None)
+        hook = smoothing_checks("uniform_filter1d", input, output, mode, cval, None)
 
         def impl(input, size, axis=-1, output=None, mode="reflect", cval=0.0, origin=0):
+            hook()
             if size < 1:
                 raise ValueError("size must be at least 1")
             return k.along(input, np.full(size, 1.0 / size), axis, mode, cval, origin)
@@ -993,10 +1070,11 @@ def _register() -> None:
         def overload_difference(input, axis=-1, output=None, mode="reflect", cval=0.0):
             kernels()
             filter_checks(fname, input, output, mode, cval)
-            parallel(input.dtype, "SWEEP")
+            hook = parallel(input.dtype, "SWEEP", "SWEEP_SERIAL")
             nd = input.ndim
 
             def impl(input, axis=-1, output=None, mode="reflect", cval=0.0):
+                hook()
                 a = axis + nd if axis < 0 else axis
                 if a < 0 or a >= nd:
                     raise ValueError("axis is out of range for the input's dimensions")
@@ -1023,10 +1101,11 @@ def _register() -> None:
     def _laplace(input, output=None, mode="reflect", cval=0.0, axes=None):
         kernels()
         filter_checks("laplace", input, output, mode, cval, axes)
-        parallel(input.dtype, "SWEEP")
+        hook = parallel(input.dtype, "SWEEP", "SWEEP_SERIAL")
         nd = input.ndim
 
         def impl(input, output=None, mode="reflect", cval=0.0, axes=None):
+            hook()
             second = np.array([1.0, -2.0, 1.0])
             y = k.along(input, second, 0, mode, cval, 0)
             for a in range(1, nd):
@@ -1077,11 +1156,12 @@ def _register() -> None:
         def checks(in1, in2, mode, extra_strings):
             return signal_checks(fname, in1, in2, mode, extra_strings, (2,) if two_d else (1, 2, 3))
 
-        def body(nd, dt):
+        def body(nd, dt, hook):
             lift, unlift, reverse = _lift[nd], _unlift[nd], _reverse[3]
 
             @njit
             def run(in1, in2, mode, code, cval):
+                hook()
                 a, b = lift(in1.astype(dt)), lift(in2.astype(dt))
                 swap = swap_needed(mode, a, b)
                 if swap:
@@ -1101,9 +1181,9 @@ def _register() -> None:
             def overload_2d(in1, in2, mode="full", boundary="fill", fillvalue=0):
                 kernels()
                 nd, dt = checks(in1, in2, mode, ((boundary, "boundary"),))
-                parallel(dt, "BANDS")
+                hook = parallel(dt, "BANDS", "BANDS_SERIAL")
                 number(fillvalue, "fillvalue", f"signal.{fname}")
-                run = body(nd, dt)
+                run = body(nd, dt, hook)
 
                 def impl(in1, in2, mode="full", boundary="fill", fillvalue=0):
                     if boundary == "fill":
@@ -1123,8 +1203,8 @@ def _register() -> None:
         def overload_nd(in1, in2, mode="full", method="auto"):
             kernels()
             nd, dt = checks(in1, in2, mode, ((method, "method"),))
-            parallel(dt, "BANDS")
-            run = body(nd, dt)
+            hook = parallel(dt, "BANDS", "BANDS_SERIAL")
+            run = body(nd, dt, hook)
             entry = python_entry(f"signal.{fname}", dt, nd, " with method='fft'")
 
             def impl(in1, in2, mode="full", method="auto"):

@@ -157,8 +157,8 @@ def test_the_extension_is_registered_and_import_stays_light():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_conv2d_and_conv1d_in_njit_match_the_reference(rng, dtype):
     tol = 1e-4 if dtype == np.float32 else 1e-11
-    for builds in (True, False):  # (the direct kernel past _DIRECT_PAYS; the loops compiled into the caller)
-        context = contextlib.nullcontext() if builds else _without_builds("DIRECT_RUN", "DIRECT_PART")
+    for builds in (True, False):  # (the direct kernel past _DIRECT_PAYS, its loops' build below; the plain loops)
+        context = contextlib.nullcontext() if builds else _without_builds("DIRECT_RUN", "DIRECT_PART", "DIRECT_LOOPS")
         for n, c, o, g, hw, k, s, p, d in [
             (2, 3, 4, 1, (8, 9), (3, 3), (1, 1), (1, 1), (1, 1)),
             (1, 4, 6, 2, (7, 5), (3, 2), (2, 1), (0, 1), (1, 2)),
@@ -208,9 +208,9 @@ def test_transposed_convolutions_in_njit_match_the_reference(rng, dtype):
         b = rng.standard_normal(o).astype(dtype)
         x64, w64, b64 = x.astype(np.float64), w.astype(np.float64), b.astype(np.float64)
         two, one, three = _transposed(x, w, b, s, p, op, g, d)
-        with _without_builds("TRANSPOSE_PART"):  # (the loops compiled into the caller)
-            np.testing.assert_allclose(_transposed(x, w, b, s, p, op, g, d)[0], two, rtol=tol, atol=tol)
         want = conv_transpose_nd(x64, w64, b64, s, p, op, g, d)
+        with _without_builds("TRANSPOSE_PART", "TRANSPOSE_LOOPS"):  # (the plain loops compiled into the caller)
+            np.testing.assert_allclose(_transposed(x, w, b, s, p, op, g, d)[0], want, rtol=tol, atol=tol)
         assert two.dtype == dtype and two.shape == want.shape
         np.testing.assert_allclose(two, want, rtol=tol, atol=tol)
         want1 = conv_transpose_nd(x64[:, :, 0], w64[:, :, 0], b64, s[1], p[1], op[1], g, d[1])
@@ -270,9 +270,10 @@ def test_large_calls_from_serial_code_run_the_python_dispatcher(rng, monkeypatch
 
 def test_pooling_in_njit_matches_the_reference(rng):
     """The Python path's pooling kernels called by address (serial, and on
-    Numba's threads past the serial threshold), and the loops compiled into
-    the caller that run where the table does not hold them (a user's
-    function loaded from Numba's disk cache in a process that typed none)."""
+    Numba's threads past the serial threshold), the small work's loops (a
+    build too), and the plain loops compiled into the caller that run while
+    the table does not hold them (a first use, its builds compiling in the
+    background)."""
 
     def check():
         x = rng.standard_normal((2, 3, 9, 10))
@@ -307,14 +308,18 @@ def test_pooling_in_njit_matches_the_reference(rng):
         )
 
     check()
-    with _without_builds("MAX_POOL", "MAX_POOL_SERIAL", "AVG_POOL", "AVG_POOL_SERIAL", "POOL_WINDOWS"):
+    with _without_builds("MAX_POOL", "MAX_POOL_SERIAL", "AVG_POOL", "AVG_POOL_SERIAL", "POOL_WINDOWS", "POOL_LOOPS",
+                         "ADAPTIVE_WINDOWS", "ADAPTIVE_LOOPS"):  # (the plain loops)  # fmt: skip
         check()
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_ndimage_in_njit_matches_scipy_in_every_mode(rng, dtype):
     tol = 2e-5 if dtype == np.float32 else 1e-11
-    for shape in [(9, 13), (1, 7), (6, 1), (3, 3), (300, 600)]:  # (pads wider than the axis; 2 bands of rows)
+    builds = ("SWEEP", "SWEEP_SERIAL", "BANDS", "BANDS_SERIAL")  # (without them: the plain loops)
+    cases = [((9, 13), False), ((1, 7), False), ((6, 1), False), ((3, 3), False), ((300, 600), False),
+             ((11, 8), True), ((1, 3), True)]  # (pads wider than the axis; 2 bands of rows)  # fmt: skip
+    for shape, plain in cases:
         x = rng.standard_normal(shape).astype(dtype)
         w = rng.standard_normal((3, 2))
         for mode in MODES:
@@ -329,10 +334,11 @@ def test_ndimage_in_njit_matches_scipy_in_every_mode(rng, dtype):
                     scipy.ndimage.laplace(x, mode=mode, cval=0.5),
                 )
                 names = ("correlate", "convolve", "gaussian", "uniform", "sobel", "prewitt", "laplace")
-                if dtype == np.float32:  # (_filters32: correlate, gaussian, sobel)
-                    got, keep = _filters32(x, w, mode, 0.5, origin), (0, 2, 4)
-                else:
-                    got, keep = _filters(x, w, mode, 0.5, origin), range(7)
+                with _without_builds(*builds) if plain else contextlib.nullcontext():
+                    if dtype == np.float32:  # (_filters32: correlate, gaussian, sobel)
+                        got, keep = _filters32(x, w, mode, 0.5, origin), (0, 2, 4)
+                    else:
+                        got, keep = _filters(x, w, mode, 0.5, origin), range(7)
                 for name, a, b in zip([names[i] for i in keep], got, [want[i] for i in keep]):
                     assert a.dtype == b.dtype, name
                     np.testing.assert_allclose(a, b, rtol=tol, atol=tol, err_msg=f"{name} {shape} {mode} {origin}")
@@ -372,9 +378,12 @@ def test_signal_and_gaussian_derivatives_in_njit_match_scipy(rng):
                     with pytest.raises(ValueError, match="valid"):
                         _signal(a, b, mode, boundary, 0.5)
                     continue
-                for got, w in zip(_signal(a, b, mode, boundary, 0.5), want):
-                    assert got.shape == w.shape, (sa, sb, mode, boundary)
-                    np.testing.assert_allclose(got, w, rtol=1e-11, atol=1e-11, err_msg=f"{sa} {sb} {mode} {boundary}")
+                for plain in (False, True):  # (the bands' builds; the plain loops)
+                    with _without_builds("BANDS", "BANDS_SERIAL") if plain else contextlib.nullcontext():
+                        got = _signal(a, b, mode, boundary, 0.5)
+                    for g, w in zip(got, want):
+                        assert g.shape == w.shape, (sa, sb, mode, boundary)
+                        np.testing.assert_allclose(g, w, rtol=1e-11, atol=1e-11, err_msg=f"{sa} {sb} {mode} {boundary}")
     for shape in [(20, 17), (3, 40)]:
         x = rng.standard_normal(shape)
         for sigma, truncate in ((1.2, 4.0), (0.7, 2.0)):
@@ -596,6 +605,31 @@ def test_builds_missing_from_the_disk_cache_compile_in_the_background(monkeypatc
     assert _numba_ext._thread_table[slot] == address and not _numba_ext._wanted and not _numba_ext._filling
     assert [job.builds for job in jobs] == [((injit.SWEEP, "float64"),)]
     assert (len(_warm._builder.errors) > errors) == (not child_builds)
+
+
+def test_a_cached_user_function_fills_the_table_when_a_new_process_loads_it(tmp_path):
+    """Numba loads a user's ``cache=True`` function in a new process without
+    typing its fastconv calls: the hook its calls compiled in (Numba's
+    ``reload_init``) puts the builds they reach by address in the table
+    there, else it would run the loops compiled into it, and route nothing."""
+    (tmp_path / "userfn.py").write_text(
+        "import numba, fastconv\n\n\n@numba.njit(cache=True)\ndef smooth(x, w):\n"
+        "    return fastconv.ndimage.correlate1d(x, w, 0, mode='wrap')\n"
+    )
+    code = textwrap.dedent(f"""
+        import sys, numpy as np, scipy.ndimage
+        sys.path.insert(0, {str(tmp_path)!r})
+        import userfn
+        from fastconv import _numba_ext
+        from fastconv.kernels import injit
+        x, w = np.arange(600.0).reshape(30, 20) % 7, np.array([1.0, -2.0, 0.5])
+        ok = np.allclose(userfn.smooth(x, w), scipy.ndimage.correlate1d(x, w, 0, mode='wrap'))
+        filled = _numba_ext._thread_table[injit.BUILDS_AT + 2 * injit.SWEEP + 1] != 0
+        print(len(userfn.smooth.stats.cache_hits), filled, ok)
+    """)
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+            for _ in range(2)]  # fmt: skip
+    assert [r.stdout.strip() for r in runs] == ["0 True True", "1 True True"], runs[-1].stderr[-3000:]
 
 
 def test_the_build_process_compiles_builds_into_the_disk_cache(tmp_path, monkeypatch):

@@ -12,6 +12,15 @@ code calls them on).  No method is chosen here: past :data:`ROUTE_PAYS`,
 from serial code, ``fastconv._numba_ext`` hands the call to the Python
 path's dispatcher (:func:`routed`).
 
+Every kernel, serial and parallel, small work's loops included, is a build
+called by address (:data:`BUILDS`): Numba links a called function's code
+into its caller and optimises and compiles it again there, so what is
+linked is what every user function compiles again.  What the functions
+here link is argument handling, index tables, and plain loops (``_pass``,
+``_taps_loops``, ``_direct_plain``, ``_transpose_plain``, ``_pool_plain``;
+no fastmath, nothing for LLVM to vectorise) that run only while a build is
+not in the table: a first use whose builds compile in the background.
+
 Threads (:func:`threads_for`): a call large enough to pay for a parallel
 region runs on Numba's threads (``numba.get_num_threads()``) when it is made
 outside one, and on the calling thread inside a ``prange`` body, under every
@@ -40,7 +49,7 @@ from ..plans.pool import adaptive_tables, regular_tables
 from ._link import I64, Linkage, arrays, ints, unit
 from .direct import _BLOCK, _CHUNK_ELEMS, PART, _inline, _part, conv_direct_kernel
 from .filter import correlate_kernel_serial
-from .passes import MODE_NAMES, MODE_RULES, boundary_index, two_pass_kernel, two_pass_kernel_serial
+from .passes import MODE_NAMES, MODE_RULES, two_pass_kernel, two_pass_kernel_serial
 from .pool import avg_pool_kernel, avg_pool_kernel_serial, max_pool_kernel, max_pool_kernel_serial, pack_windows
 from .transpose import TRANSPOSE_DIRECT_PART, conv_transpose_direct_kernel, conv_transpose_direct_kernel_part
 
@@ -57,17 +66,22 @@ MODE, MAIN_THREAD, IN_PARALLEL, THREAD_SELF, NUM_THREADS, SERIAL_BELOW, BUILDS_A
 _EPS = float(np.finfo(np.float64).eps)
 
 
+def _renamed(func, name: str):
+    """``func`` (a Python function) under another name: Numba's disk cache is
+    keyed by the qualified name, not by the options it compiles with."""
+    import types as pytypes
+
+    copy = pytypes.FunctionType(func.__code__, func.__globals__, name, func.__defaults__, func.__closure__)
+    copy.__qualname__ = name
+    return copy
+
+
 def _serial(kernel, name: str):
     """``kernel``'s serial build (as ``_config.serial_copy``: another name,
     so that the disk cache never hands back the parallel machine code) with
     its array arguments declared not to alias (``_link.unit``; every caller
     here passes distinct buffers, as to the parallel build)."""
-    import types as pytypes
-
-    func = kernel.py_func
-    copy = pytypes.FunctionType(func.__code__, func.__globals__, name, func.__defaults__, func.__closure__)
-    copy.__qualname__ = name
-    return unit(copy)
+    return unit(_renamed(kernel.py_func, name))
 
 
 @intrinsic
@@ -215,8 +229,32 @@ def mode_code(mode):
     )
 
 
-#: the padded positions' input indices (``passes.boundary_index``, compiled)
-boundary = numba_jit()(boundary_index)
+@numba_jit()
+def boundary(n, lo, hi, rule):
+    """``passes.boundary_index`` (the input index of each padded position;
+    -1: the constant) as one scalar loop, the position within a period
+    counted on (no division per position, nothing to vectorise): a fraction
+    of the machine code of its array expressions, which every user function
+    that calls a filter compiles again."""
+    size = lo + n + hi
+    out = np.empty(size, np.int64)
+    period = n if rule == 3 else (2 * n if rule == 0 else max(2 * n - 2, 1))
+    m = (-lo) % period
+    for i in range(size):
+        p = i - lo
+        if rule == 4:
+            v = p if 0 <= p < n else -1
+        elif rule == 2:
+            v = min(max(p, 0), n - 1)
+        elif m < n:
+            v = m
+        else:
+            v = period - 1 - m if rule == 0 else period - m
+        out[i] = v
+        m += 1
+        if m == period:
+            m = 0
+    return out
 
 
 @numba_jit()
@@ -248,10 +286,35 @@ def sweep(x3, wv, mode_v, origin_v, wh, mode_h, origin_h, cval, vertical_first):
     out = np.empty_like(x3)
     c = _as(x3, cval)
     nt, address = parallel_at(SWEEP, x3, x3.size * (len(wv) + len(wh)), x3.shape[0] * H)
+    if not address:
+        nt, address = 1, build_at(SWEEP_SERIAL, x3)
     if address:
         _call_two_pass(address, (x3, out, rows, wv, cols, wh, lo_h, c, vertical_first, nt))
+    elif vertical_first:  # (neither build in the table: plain loops)
+        _pass(out, _pass(np.empty_like(x3), x3, rows, wv, c, True), cols, wh, c, False)
     else:
-        two_pass_kernel_serial(x3, out, rows, wv, cols, wh, lo_h, c, vertical_first, 1)
+        _pass(out, _pass(np.empty_like(x3), x3, cols, wh, c, False), rows, wv, c, True)
+    return out
+
+
+@numba_jit(fastmath=False)
+def _pass(out, x3, index, w, c, vertical):
+    """One pass of :func:`sweep` as plain loops (its builds' stand-in while
+    they are not in the table; kept small, as every user function that
+    calls a filter compiles it): ``out`` = ``x3`` correlated with ``w``
+    along axis 1 (``vertical``) or 2, padded by ``index`` (-1: ``c``)."""
+    N, H, W = x3.shape
+    for n in range(N):
+        for h in range(H):
+            for col in range(W):
+                acc = 0.0
+                for t in range(len(w)):
+                    i = index[(h if vertical else col) + t]
+                    if i < 0:
+                        acc += w[t] * c
+                    else:
+                        acc += w[t] * (x3[n, i, col] if vertical else x3[n, h, i])
+                out[n, h, col] = acc
     return out
 
 
@@ -398,11 +461,32 @@ def padded_correlate(x3, w3, l0, l1, l2, D, H, W, code, cval, every_tap):
     out = np.empty((D, H, W), x3.dtype)
     nbands = (H + nb - 1) // nb
     nt, address = parallel_at(BANDS, x3, D * H * W * taps, D * nbands)
+    if not address:
+        nt, address = 1, build_at(BANDS_SERIAL, x3)
     if address:
         _call_bands(address, (x3, out, rd, rh, rw, l2, c, offs, ws, KD, KH, nb, nt))
     else:
-        correlate_bands_serial(x3, out, rd, rh, rw, l2, c, offs, ws, KD, KH, nb, 1)
+        _taps_loops(x3, out, rd, rh, rw, c, offs, ws, Hb * Wp, Wp)
     return out
+
+
+@numba_jit(fastmath=False)
+def _taps_loops(x3, out, rd, rh, rw, c, offs, ws, plane, row):
+    """:func:`padded_correlate`'s work as plain loops (its builds' stand-in
+    while they are not in the table; kept small, as every user function
+    that calls it compiles it): the taps ``offs`` (band offsets, ``plane``
+    and ``row`` long) decoded to (plane, row, column)."""
+    D, H, W = out.shape
+    for d in range(D):
+        for h in range(H):
+            for col in range(W):
+                acc = 0.0
+                for t in range(len(offs)):
+                    a, rest = divmod(offs[t], plane)
+                    b, e = divmod(rest, row)
+                    i, j, q = rd[d + a], rh[h + b], rw[col + e]
+                    acc += ws[t] * (c if i < 0 or j < 0 or q < 0 else x3[i, j, q])
+                out[d, h, col] = acc
 
 
 @numba_jit(parallel=True)
@@ -493,22 +577,35 @@ def conv3d_direct(x, w, b, s, p, d, groups):
             raise ValueError("stride and dilation must be positive")
         if p[2 * a] < 0 or p[2 * a + 1] < 0:
             raise ValueError("padding must be non-negative")
-    Dp, Hp, Wp = D + p[0] + p[1], H + p[2] + p[3], W + p[4] + p[5]
     OD = _conv_out(D, KD, s[0], p[0] + p[1], d[0])
     OH = _conv_out(H, KH, s[1], p[2] + p[3], d[1])
     OW = _conv_out(W, KW, s[2], p[4] + p[5], d[2])
     if OD < 1 or OH < 1 or OW < 1:
         raise ValueError("the (padded) input is smaller than the (dilated) kernel")
     work = conv_work(N, O, Cg, (D, H, W), (KD, KH, KW), s, p, d)
+    out = np.empty((N, O, OD, OH, OW), x.dtype)
     run, part = build_at(DIRECT_RUN, x), build_at(DIRECT_PART, x)
-    if run and part and work >= _DIRECT_PAYS:  # (the Python path's direct kernel)
-        out = np.empty((N, O, OD, OH, OW), x.dtype)
+    if not (run and part and work >= _DIRECT_PAYS):  # (small work: the loops below)
+        run = build_at(DIRECT_LOOPS, x)
+    if run:  # (the Python path's direct kernel, or the loops' build)
         _call_direct_run(run, (x, w, b, out, s, p, d, groups, threads_for(work)))
-        return out
-    # (small work, or the table lacks the kernel: a user's function loaded from its disk cache)
-    xp = np.zeros((N, C, Dp, Hp, Wp), x.dtype)
+    else:  # (neither build in the table: plain loops, small, as every caller compiles them)
+        _direct_plain(x, w, b, out, s, p, d, groups)
+    return out
+
+
+@numba_jit()
+def direct_loops(x, w, b, out, s, p, d, groups, nt):
+    """:func:`conv3d_direct`'s small work (a build, called by address):
+    loops whose innermost runs along the output row, on a zero-padded copy
+    of ``x`` (no packing, no scratch; 2,000 tiny conv2d + max_pool2d steps
+    are their case).  ``nt`` is unused (the direct kernel's signature)."""
+    N, C, D, H, W = x.shape
+    O, Cg, KD, KH, KW = w.shape  # noqa: E741
+    OD, OH, OW = out.shape[2], out.shape[3], out.shape[4]
+    xp = np.zeros((N, C, D + p[0] + p[1], H + p[2] + p[3], W + p[4] + p[5]), x.dtype)
     xp[:, :, p[0] : p[0] + D, p[2] : p[2] + H, p[4] : p[4] + W] = x
-    out = np.zeros((N, O, OD, OH, OW), x.dtype)
+    out[...] = 0
     per = O // groups
     sw = s[2]
     for n in range(N):
@@ -531,11 +628,49 @@ def conv3d_direct(x, w, b, s, p, d, groups):
                                         target[ow] += wt * row[base + ow * sw]
             if len(b):
                 acc += b[o]
-    return out
 
 
-#: the convolution work (multiply-adds) from which the direct kernel runs: below, the loops above
-#: (no packing, no scratch; 2,000 tiny conv2d + max_pool2d steps are their case)
+@numba_jit(fastmath=False)
+def _direct_plain(x, w, b, out, s, p, d, groups):
+    """:func:`conv3d_direct` as plain loops (its builds' stand-in while they
+    are not in the table; kept small, as every user function that calls a
+    convolution compiles it: one loop over the output and one over the taps,
+    indices decoded, nothing for LLVM to unswitch or vectorise)."""
+    D, H, W = x.shape[2], x.shape[3], x.shape[4]
+    O, Cg, KD, KH, KW = w.shape  # noqa: E741
+    OD, OH, OW = out.shape[2], out.shape[3], out.shape[4]
+    for e in range(out.size):
+        n, o, od, oh, ow = _unravel5(e, O, OD, OH, OW)
+        c0 = (o // (O // groups)) * Cg
+        acc = 0.0
+        for t in range(Cg * KD * KH * KW):
+            i, kd, kh, kw = _unravel4(t, KD, KH, KW)
+            z, y, q = od * s[0] - p[0] + kd * d[0], oh * s[1] - p[2] + kh * d[1], ow * s[2] - p[4] + kw * d[2]
+            if 0 <= z < D and 0 <= y < H and 0 <= q < W:
+                acc += w[o, i, kd, kh, kw] * x[n, c0 + i, z, y, q]
+        out[n, o, od, oh, ow] = acc + (b[o] if len(b) else 0.0)
+
+
+@numba_jit()
+def _unravel5(e, O, OD, OH, OW):  # noqa: E741
+    """Flat index ``e`` of an (N, O, OD, OH, OW) array -> its 5 indices."""
+    e, ow = divmod(e, OW)
+    e, oh = divmod(e, OH)
+    e, od = divmod(e, OD)
+    n, o = divmod(e, O)
+    return n, o, od, oh, ow
+
+
+@numba_jit()
+def _unravel4(t, KD, KH, KW):
+    """Flat index ``t`` of a (C, KD, KH, KW) array -> its 4 indices."""
+    t, kw = divmod(t, KW)
+    t, kh = divmod(t, KH)
+    i, kd = divmod(t, KD)
+    return i, kd, kh, kw
+
+
+#: the convolution work (multiply-adds) from which the direct kernel runs: below, :func:`direct_loops`
 _DIRECT_PAYS = 32768
 
 
@@ -610,20 +745,56 @@ def conv_transpose3d_direct(x, w, b, s, p, op, d, groups):
         if outs[a] < 1:
             raise ValueError("the output size is not positive for this input, weight, stride and padding")
     work = x.size * Og * KD * KH * KW
+    out = np.empty((N, O, outs[0], outs[1], outs[2]), x.dtype)
+    bias = b if len(b) else np.zeros(O, x.dtype)
+    geometry = (s[0], s[1], s[2], d[0], d[1], d[2], p[0], p[1], p[2])
     part = build_at(TRANSPOSE_PART, x)
     if part and work >= _DIRECT_PAYS:  # (the Python path's gather-form kernel)
-        out = np.empty((N, O, outs[0], outs[1], outs[2]), x.dtype)
-        bias = b if len(b) else np.zeros(O, x.dtype)
-        geometry = (s[0], s[1], s[2], d[0], d[1], d[2], p[0], p[1], p[2])
         nt, kernel = parallel_at(TRANSPOSE_KERNEL, x, work, N * O * outs[0] * outs[1])
         if kernel:
             _call_transpose_kernel(kernel, (x, w, bias, out, groups, geometry, nt, part))
         else:
             _call_transpose_part(part, (x, w, bias, out, groups, geometry, 1, 0))
         return out
-    out = np.zeros((N, O, outs[0], outs[1], outs[2]), x.dtype)  # (small work, or the table lacks the kernel)
-    _transpose_planes(x, w, b, out, s, p, d)
+    loops = build_at(TRANSPOSE_LOOPS, x)
+    if loops:  # (small work: the scatter's build)
+        _call_transpose_kernel(loops, (x, w, bias, out, groups, geometry, 1, 0))
+    else:  # (neither build in the table: plain loops, small, as every caller compiles them)
+        _transpose_plain(x, w, bias, out, s, p, d)
     return out
+
+
+@numba_jit()
+def transpose_loops(x, w, b, out, groups, g, nt, part):
+    """:func:`conv_transpose3d_direct`'s small work (a build, called by
+    address; the kernel's signature, ``g`` the strides, dilations and
+    padding, ``nt`` and ``part`` unused): :func:`_transpose_planes`."""
+    out[...] = 0
+    _transpose_planes(x, w, b, out, (g[0], g[1], g[2]), (g[6], g[7], g[8]), (g[3], g[4], g[5]))
+
+
+@numba_jit(fastmath=False)
+def _transpose_plain(x, w, b, out, s, p, d):
+    """:func:`conv_transpose3d_direct` as plain loops (its builds' stand-in
+    while they are not in the table; kept small, as :func:`_direct_plain`):
+    each output element gathers the taps whose input position lands on it."""
+    D, H, W = x.shape[2], x.shape[3], x.shape[4]
+    _, Og, KD, KH, KW = w.shape
+    O, OD, OH, OW = out.shape[1], out.shape[2], out.shape[3], out.shape[4]  # noqa: E741
+    Cg = x.shape[1] // (O // Og)
+    for e in range(out.size):
+        n, o, tz, th, tw = _unravel5(e, O, OD, OH, OW)
+        c0, j = (o // Og) * Cg, o % Og
+        acc = 0.0
+        for t in range(Cg * KD * KH * KW):
+            i, kd, kh, kw = _unravel4(t, KD, KH, KW)
+            z, y, q = tz + p[0] - kd * d[0], th + p[1] - kh * d[1], tw + p[2] - kw * d[2]
+            if z < 0 or y < 0 or q < 0 or z % s[0] or y % s[1] or q % s[2]:
+                continue
+            z, y, q = z // s[0], y // s[1], q // s[2]
+            if z < D and y < H and q < W:
+                acc += x[n, c0 + i, z, y, q] * w[c0 + i, j, kd, kh, kw]
+        out[n, o, tz, th, tw] = acc + b[o]
 
 
 @_inline
@@ -728,11 +899,51 @@ def pool3d(x, k, s, p, d, ceil_mode, is_max, count_include_pad, divisor):
     if not address and work >= _TABLES_PAY:
         nt, address = 1, build_at(MAX_POOL_SERIAL if is_max else AVG_POOL_SERIAL, x)
     tables = build_at(POOL_WINDOWS, x)
-    if address and tables:  # (the Python path's kernels, on window tables made as it makes them)
+    if not (address and tables):  # (small work: the loops' build)
+        tables = build_at(POOL_LOOPS, x)
+    if tables:  # (the Python path's kernels, on window tables made as it makes them; or the loops)
         _call_pool_tables(tables, (x, out, k, s, p, d, is_max, count_include_pad, divisor, address, nt))
-    else:  # (small work, or the table lacks the kernels: a user's function loaded from its disk cache)
-        _pool_volumes(x, out, k, s, p, d, is_max, count_include_pad, divisor, 0, P)
+    else:  # (neither build in the table: plain loops, small, as every caller compiles them)
+        _pool_plain(x, out, k, s, p, d, is_max, count_include_pad, divisor)
     return out
+
+
+@numba_jit()
+def pool_loops(x, out, k, s, p, d, is_max, count_include_pad, divisor, address, nt):
+    """:func:`pool3d`'s small work (a build, called by address; the
+    tables' signature, ``address`` and ``nt`` unused): loops over the
+    windows, no tables (2,000 tiny conv2d + max_pool2d steps are its case)."""
+    _pool_volumes(x, out, k, s, p, d, is_max, count_include_pad, divisor, 0, x.shape[0])
+
+
+@numba_jit(fastmath=False)
+def _pool_plain(x, out, k, s, p, d, is_max, count_include_pad, divisor):
+    """:func:`pool3d`'s stand-in while its builds are not in the table: the
+    loops of :func:`pool_loops`, not inlined (kept small, as every user
+    function that pools compiles it)."""
+    D, H, W = x.shape[1], x.shape[2], x.shape[3]
+    for q in range(x.shape[0]):
+        for od in range(out.shape[1]):
+            for oh in range(out.shape[2]):
+                for ow in range(out.shape[3]):
+                    z0, h0, w0 = od * s[0] - p[0], oh * s[1] - p[1], ow * s[2] - p[2]
+                    v = _window_plain(x, q, z0, k[0], d[0], h0, k[1], d[1], w0, k[2], d[2], is_max)
+                    if is_max:
+                        out[q, od, oh, ow] = v
+                        continue
+                    if divisor > 0:
+                        n = divisor
+                    elif count_include_pad:  # (the window clipped to the padded volume)
+                        n = (min(z0 + k[0], D + p[0]) - z0) * (min(h0 + k[1], H + p[1]) - h0) * (
+                            min(w0 + k[2], W + p[2]) - w0)  # fmt: skip
+                    else:  # (to the volume)
+                        n = (min(z0 + k[0], D) - max(z0, 0)) * (min(h0 + k[1], H) - max(h0, 0)) * (
+                            min(w0 + k[2], W) - max(w0, 0))  # fmt: skip
+                    out[q, od, oh, ow] = v / n
+
+
+#: :func:`_window`, called (not inlined) and without fastmath (nothing to vectorise): small machine code
+_window_plain = numba_jit(fastmath=False)(_renamed(_window.py_func, "_window_plain"))
 
 
 @numba_jit()
@@ -830,11 +1041,35 @@ def adaptive3d(x, OD, OH, OW, is_max):
     if not address and x.size >= _TABLES_PAY:
         nt, address = 1, build_at(MAX_POOL_SERIAL if is_max else AVG_POOL_SERIAL, x)
     tables = build_at(ADAPTIVE_WINDOWS, x)
-    if address and tables:
+    if not (address and tables):
+        tables = build_at(ADAPTIVE_LOOPS, x)
+    if tables:
         _call_adaptive_tables(tables, (x, out, is_max, address, nt))
-    else:
-        _adaptive_volumes(x, out, is_max, 0, P)
+    else:  # (neither build in the table: plain loops, as :func:`pool3d`)
+        _adaptive_plain(x, out, is_max)
     return out
+
+
+@numba_jit()
+def adaptive_loops(x, out, is_max, address, nt):
+    """:func:`adaptive3d`'s small work (a build, as :func:`pool_loops`)."""
+    _adaptive_volumes(x, out, is_max, 0, x.shape[0])
+
+
+@numba_jit(fastmath=False)
+def _adaptive_plain(x, out, is_max):
+    """:func:`adaptive3d`'s stand-in while its builds are not in the table."""
+    D, H, W = x.shape[1], x.shape[2], x.shape[3]
+    OD, OH, OW = out.shape[1], out.shape[2], out.shape[3]
+    for q in range(x.shape[0]):
+        for od in range(OD):
+            for oh in range(OH):
+                for ow in range(OW):
+                    z0, z1 = (od * D) // OD, -((-(od + 1) * D) // OD)
+                    h0, h1 = (oh * H) // OH, -((-(oh + 1) * H) // OH)
+                    w0, w1 = (ow * W) // OW, -((-(ow + 1) * W) // OW)
+                    v = _window_plain(x, q, z0, z1 - z0, 1, h0, h1 - h0, 1, w0, w1 - w0, 1, is_max)
+                    out[q, od, oh, ow] = v if is_max else v / ((z1 - z0) * (h1 - h0) * (w1 - w0))
 
 
 # --- the builds called by address -------------------------------------------------------------
@@ -900,7 +1135,13 @@ BUILDS = (
     (AVG_POOL_KERNEL, avg_pool_kernel_serial),
     (POOL_TABLES, pool_tables),
     (ADAPTIVE_TABLES, adaptive_tables_run),
+    (TWO_PASS, two_pass_kernel_serial),
+    (CORRELATE_BANDS, correlate_bands_serial),
+    (DIRECT_RUN_CALL, direct_loops),
+    (POOL_TABLES, pool_loops),
+    (ADAPTIVE_TABLES, adaptive_loops),
+    (TRANSPOSE_KERNEL_CALL, transpose_loops),
 )  # fmt: skip
-SWEEP, BANDS, DIRECT_RUN, DIRECT_PART, DIRECT_KERNEL, TRANSPOSE_KERNEL, TRANSPOSE_PART, MAX_POOL, MAX_POOL_SERIAL, AVG_POOL, AVG_POOL_SERIAL, POOL_WINDOWS, ADAPTIVE_WINDOWS = (
+SWEEP, BANDS, DIRECT_RUN, DIRECT_PART, DIRECT_KERNEL, TRANSPOSE_KERNEL, TRANSPOSE_PART, MAX_POOL, MAX_POOL_SERIAL, AVG_POOL, AVG_POOL_SERIAL, POOL_WINDOWS, ADAPTIVE_WINDOWS, SWEEP_SERIAL, BANDS_SERIAL, DIRECT_LOOPS, POOL_LOOPS, ADAPTIVE_LOOPS, TRANSPOSE_LOOPS = (
     range(len(BUILDS)))  # fmt: skip
 SLOTS = BUILDS_AT + 2 * len(BUILDS)
