@@ -26,9 +26,14 @@ method with the cost model, FFT included, and honours the workspace limit,
 where that wins over the direct kernel (measured: 8M multiply-adds and
 more; the Python call costs 30-150 us).  So do, at any size, what only the
 Python path has: a method named other than "auto"/"direct" (as in Python),
-a ``padding_mode`` other than "zeros", ``return_indices=True`` and the
-FFTs (scipy's; no FFT is compiled into a user's function) -- from serial code, and a ValueError
-saying so inside a ``prange`` body (:func:`python_entry`).
+a ``padding_mode`` other than "zeros", ``return_indices=True`` and,
+without rocket-fft, the FFTs -- from serial code, and a ValueError saying
+so inside a ``prange`` body (:func:`python_entry`).  With rocket-fft (the
+``njit`` extra: NumPy's FFT in compiled code) ``fftconvolve``,
+``oaconvolve`` and ``method="fft"`` run compiled (``injit.fft_convolve3``,
+its FFT a build), in a ``prange`` body too; a large one from serial code
+runs the Python path's FFT on Numba's threads.  Integer and bool arrays:
+the torch-style functions compute them in float64, as in Python.
 Elsewhere -- inside a ``prange`` body, below ``injit.ROUTE_PAYS``, with
 ``method="direct"`` -- the convolutions run the Python path's direct
 kernel (or, for small work, direct loops), pooling the Python path's
@@ -345,6 +350,9 @@ def _python_entry(name: str, dtype: str, keywords: tuple, *args):
     return np.ascontiguousarray(result, dtype=dtype)
 
 
+#: what a ``prange`` body's refusal of an FFT adds (:func:`_register`'s ``compiled_fft``)
+_WITHOUT_FFT = " without rocket-fft (pip install 'fastconv[njit]' compiles the FFTs into your function)"
+
 #: the run-time error of a call only the Python path can serve, made inside a ``prange`` body
 _NOT_HERE = (
     "{what} inside @njit runs through the Python path (object mode): from serial compiled code, "
@@ -394,10 +402,19 @@ def _register() -> None:
     def given(v) -> bool:
         return isinstance(v, types.Type) and not isinstance(v, types.Omitted)
 
-    def array(v, name: str, fname: str, ndims: tuple[int, ...]) -> None:
-        if not isinstance(v, types.Array) or v.dtype not in floats or v.ndim not in ndims:
+    def array(v, name: str, fname: str, ndims: tuple[int, ...], integers: bool = False) -> None:
+        """A float32/float64 array of ``ndims`` dimensions; with ``integers``
+        (the torch-style functions) integer and bool arrays too, computed in
+        float64 as in Python (:func:`nn_dtype`)."""
+        kinds = (types.Integer, types.Boolean) if integers else ()
+        if (
+            not isinstance(v, types.Array)
+            or v.ndim not in ndims
+            or not (v.dtype in floats or isinstance(v.dtype, kinds))
+        ):
+            what = "a float32, float64, integer or bool array" if integers else "a float32 or float64 array"
             raise TypingError(
-                f"fastconv.{fname} inside @njit: {name} must be a float32 or float64 array with "
+                f"fastconv.{fname} inside @njit: {name} must be {what} with "
                 f"{' or '.join(map(str, ndims))} dimensions, got {v}"
             )
 
@@ -508,6 +525,22 @@ def _register() -> None:
     def result_dtype(*arrays):
         return np.dtype(np.result_type(*[a.dtype.name for a in arrays if isinstance(a, types.Array)]))
 
+    def nn_dtype(*arrays):
+        """The torch-style functions' computing dtype (``_spec``'s rule):
+        NumPy's result type, float64 where that is not a float."""
+        dt = result_dtype(*arrays)
+        return dt if dt.kind == "f" else np.dtype(np.float64)
+
+    def floated(x):  # pragma: no cover - compiled code runs its overload
+        raise NotImplementedError
+
+    @overload(floated)
+    def _floated(x):
+        """``x`` itself where it is float, else as float64 (a copy)."""
+        if x.dtype in floats:
+            return lambda x: x
+        return lambda x: x.astype(np.float64)
+
     # lifting to the kernels' 5-D (N, C, D, H, W) and back, per (rank, batched): (up, down, weights up)
     _lifts = {
         (1, True): (njit(lambda x: x.reshape((x.shape[0], x.shape[1], 1, 1, x.shape[2]))),
@@ -612,10 +645,10 @@ def _register() -> None:
 
     def conv_checks(fname, nd, input, weight, bias, stride, padding, dilation, groups, padding_mode, method, device,
                     out) -> None:  # fmt: skip
-        array(input, "input", fname, (nd + 1, nd + 2))
-        array(weight, "weight", fname, (nd + 2,))
+        array(input, "input", fname, (nd + 1, nd + 2), integers=True)
+        array(weight, "weight", fname, (nd + 2,), integers=True)
         if not absent(bias):
-            array(bias, "bias", fname, (1,))
+            array(bias, "bias", fname, (1,), integers=True)
         integer_or_tuple(stride, "stride", fname, nd)
         integer_or_tuple(dilation, "dilation", fname, nd)
         if not isinstance(padding, (types.UnicodeType, types.StringLiteral)):
@@ -634,7 +667,7 @@ def _register() -> None:
             kernels()
             conv_checks(fname, nd, input, weight, bias, stride, padding, dilation, groups, padding_mode, method,
                         device, out)  # fmt: skip
-            dt = result_dtype(input, weight, bias)
+            dt = nn_dtype(input, weight, bias)
             output_array(out, "out", fname, from_dtype(dt), input.ndim, False)
             hook = parallel(dt, "DIRECT_RUN", "DIRECT_PART", "DIRECT_KERNEL", "DIRECT_LOOPS")
             batched = input.ndim == nd + 2
@@ -678,7 +711,7 @@ def _register() -> None:
                                   f"(no 'same'/'valid' for transposed convolutions), got {padding}")  # fmt: skip
             integer_or_tuple(padding, "padding", fname, nd)
             integer_or_tuple(output_padding, "output_padding", fname, nd)
-            dt = result_dtype(input, weight, bias)
+            dt = nn_dtype(input, weight, bias)
             output_array(out, "out", fname, from_dtype(dt), input.ndim, False)
             hook = parallel(dt, "TRANSPOSE_KERNEL", "TRANSPOSE_PART", "TRANSPOSE_LOOPS")
             batched = input.ndim == nd + 2
@@ -713,7 +746,7 @@ def _register() -> None:
     # --- pooling ---------------------------------------------------------------------------------------
 
     def pool_checks(fname, nd, input, kernel_size, stride, padding, dilation, device):
-        array(input, "input", fname, (nd + 1, nd + 2))
+        array(input, "input", fname, (nd + 1, nd + 2), integers=True)
         integer_or_tuple(kernel_size, "kernel_size", fname, nd)
         integer_or_tuple(stride, "stride", fname, nd, none_ok=True)
         integer_or_tuple(padding, "padding", fname, nd)
@@ -726,7 +759,7 @@ def _register() -> None:
         @njit
         def run(input, kernel_size, stride, padding, dilation, ceil_mode, is_max, include_pad, divisor):
             hook()
-            x = up(np.ascontiguousarray(input))
+            x = up(np.ascontiguousarray(floated(input)))
             kk = triple(kernel_size, nd)
             ss = triple(given_or(stride, kernel_size), nd)
             pp = triple(padding, nd)
@@ -746,11 +779,17 @@ def _register() -> None:
             kernels()
             pool_checks(fname, nd, input, kernel_size, stride, padding, dilation, device)
             hook = parallel(
-                input.dtype, "MAX_POOL", "MAX_POOL_SERIAL", "AVG_POOL", "AVG_POOL_SERIAL", "POOL_WINDOWS", "POOL_LOOPS"
+                nn_dtype(input),
+                "MAX_POOL",
+                "MAX_POOL_SERIAL",
+                "AVG_POOL",
+                "AVG_POOL_SERIAL",
+                "POOL_WINDOWS",
+                "POOL_LOOPS",
             )
             literal = getattr(return_indices, "literal_value", return_indices) if given(return_indices) else False
             if literal is True:  # (the Python path's, through its entry: values and indices)
-                entry = python_entry(fname, np.dtype(input.dtype.name), input.ndim, " with return_indices=True",
+                entry = python_entry(fname, nn_dtype(input), input.ndim, " with return_indices=True",
                                      indices=True)  # fmt: skip
 
                 def with_indices(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
@@ -779,7 +818,13 @@ def _register() -> None:
             kernels()
             pool_checks(fname, nd, input, kernel_size, stride, padding, 1, device)
             hook = parallel(
-                input.dtype, "MAX_POOL", "MAX_POOL_SERIAL", "AVG_POOL", "AVG_POOL_SERIAL", "POOL_WINDOWS", "POOL_LOOPS"
+                nn_dtype(input),
+                "MAX_POOL",
+                "MAX_POOL_SERIAL",
+                "AVG_POOL",
+                "AVG_POOL_SERIAL",
+                "POOL_WINDOWS",
+                "POOL_LOOPS",
             )
             run = pool_runner(nd, input.ndim == nd + 2, hook)
 
@@ -800,11 +845,11 @@ def _register() -> None:
         def checked_run(input, output_size, device):
             """The compiled body for ``input``'s type, its arguments checked."""
             kernels()
-            array(input, "input", fname, (nd + 1, nd + 2))
+            array(input, "input", fname, (nd + 1, nd + 2), integers=True)
             integer_or_tuple(output_size, "output_size", fname, nd)
             unsupported(device, "device", fname)
             hook = parallel(
-                input.dtype,
+                nn_dtype(input),
                 "MAX_POOL",
                 "MAX_POOL_SERIAL",
                 "AVG_POOL",
@@ -817,7 +862,7 @@ def _register() -> None:
             @njit
             def run(input, output_size):
                 hook()
-                x = up(np.ascontiguousarray(input))
+                x = up(np.ascontiguousarray(floated(input)))
                 o = triple(output_size, nd)
                 v = x.reshape((x.shape[0] * x.shape[1], x.shape[2], x.shape[3], x.shape[4]))
                 y = k.adaptive3d(v, o[0], o[1], o[2], is_max)
@@ -1205,7 +1250,20 @@ def _register() -> None:
             nd, dt = checks(in1, in2, mode, ((method, "method"),))
             hook = parallel(dt, "BANDS", "BANDS_SERIAL")
             run = body(nd, dt, hook)
-            entry = python_entry(f"signal.{fname}", dt, nd, " with method='fft'")
+            entry = python_entry(f"signal.{fname}", dt, nd, " with method='fft'" + _WITHOUT_FFT)
+            if compiled_fft():  # (method="fft" compiled: correlation is convolution with in2 reversed, as scipy's)
+                fft_run, flipped = fft_body(nd, dt), _flip[nd]
+
+                def with_fft(in1, in2, mode="full", method="auto"):
+                    if method == "fft" and not k.routed(in1.size * in2.size):
+                        return fft_run(in1, in2 if flip else flipped(in2), mode)
+                    if method != "auto" and method != "direct":
+                        return entry((in1, in2, mode, method))
+                    if method == "auto" and k.routed(in1.size * in2.size):
+                        return entry((in1, in2, mode, method))
+                    return run(in1, in2, mode, 4, 0.0)
+
+                return with_fft
 
             def impl(in1, in2, mode="full", method="auto"):
                 if method != "auto" and method != "direct":
@@ -1223,19 +1281,55 @@ def _register() -> None:
     overload(signal.convolve2d)(signal_impl(True, True))
     overload(signal.correlate2d)(signal_impl(False, True))
 
+    def compiled_fft() -> bool:
+        """Whether rocket-fft (``pip install "fastconv[njit]"``) is there: it
+        gives compiled code NumPy's FFT (its own ``numba_extensions`` entry
+        point registers it), and the FFT convolutions then run compiled."""
+        import importlib.util
+
+        return importlib.util.find_spec("rocket_fft") is not None
+
+    def fft_body(nd, dt):
+        """scipy.signal.fftconvolve of two ``nd``-D arrays as ``dt``, compiled:
+        ``injit.fft_convolve3``, whose FFT (rocket-fft's ``numpy.fft``) is a
+        build called by address, put in the table here."""
+        lift, unlift = _lift[nd], _unlift[nd]
+        hook = parallel(dt, "FFT_FULL", "BANDS", "BANDS_SERIAL")  # (the direct correlation where it wins)
+
+        @njit
+        def run(in1, in2, mode):
+            hook()
+            return unlift(k.fft_convolve3(lift(in1.astype(dt)), lift(in2.astype(dt)), mode))
+
+        return run
+
     def fft_impl(fname):
-        """``fftconvolve``/``oaconvolve``: the Python path's FFT (scipy's),
-        through its entry, from serial compiled code (no FFT is compiled
-        into a user's function)."""
+        """``fftconvolve``/``oaconvolve``: compiled (:func:`fft_body`) where
+        rocket-fft is installed, in a ``prange`` body too; from serial code
+        a large one (``injit.routed``) runs the Python path's FFT on Numba's
+        threads.  Without rocket-fft: the Python path's entry, from serial
+        code only."""
 
         def overload_fft(in1, in2, mode="full", axes=None):
             kernels()
             nd, dt = signal_checks(fname, in1, in2, mode, ())
             unsupported(axes, "axes", f"signal.{fname}", "None (every axis)")
-            entry = python_entry(f"signal.{fname}", dt, nd, "")
+            entry = python_entry(f"signal.{fname}", dt, nd, _WITHOUT_FFT)
+            if not compiled_fft():
+
+                def through_python(in1, in2, mode="full", axes=None):
+                    return entry((in1, in2, mode))
+
+                return through_python
+            run = fft_body(nd, dt)
 
             def impl(in1, in2, mode="full", axes=None):
-                return entry((in1, in2, mode))
+                full = 1
+                for i in range(nd):
+                    full *= in1.shape[i] + in2.shape[i] - 1
+                if k.routed(64 * full):  # (~the three FFTs' work: from 131k points Numba's threads pay)
+                    return entry((in1, in2, mode))
+                return run(in1, in2, mode)
 
             return impl
 

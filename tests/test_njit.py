@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import importlib.util
 import os
 import subprocess
 import sys
@@ -394,11 +395,37 @@ def test_signal_and_gaussian_derivatives_in_njit_match_scipy(rng):
                 np.testing.assert_allclose(got, w, rtol=1e-10, atol=1e-10)
 
 
+@numba.njit
+def _integers(x, w, flags):
+    return (fastconv.conv2d(x, w, None, 1, 1), fastconv.conv_transpose2d(x, w, None, 2, 1),
+            fastconv.max_pool2d(flags, 2), fastconv.adaptive_avg_pool2d(x, 3))  # fmt: skip
+
+
+def test_integer_and_bool_inputs_are_computed_in_float64_as_in_python(rng):
+    """The torch-style functions take integer and bool arrays in compiled
+    code as in Python (API.md): computed and returned in float64."""
+    x = rng.integers(-5, 6, (2, 3, 7, 8)).astype(np.int32)
+    w = rng.integers(-3, 4, (3, 3, 3, 3))
+    x64, w64 = x.astype(np.float64), w.astype(np.float64)
+    conv, transposed, mx, avg = _integers(x, w, x > 0)
+    want = (conv_nd(x64, w64, None, (1, 1), (1, 1), (1, 1), 1),
+            conv_transpose_nd(x64, w64, None, (2, 2), (1, 1), (0, 0), 1, (1, 1)),
+            max_pool_nd((x > 0).astype(np.float64), (2, 2), (2, 2), (0, 0), (1, 1), False)[0],
+            adaptive_pool_nd(x64, (3, 3), "avg")[0])  # fmt: skip
+    python = (fastconv.conv2d(x, w, None, 1, 1), fastconv.conv_transpose2d(x, w, None, 2, 1),
+              fastconv.max_pool2d(x > 0, 2), fastconv.adaptive_avg_pool2d(x, 3))  # fmt: skip
+    for got, ref, py in zip((conv, transposed, mx, avg), want, python):
+        assert got.dtype == py.dtype == np.float64 and got.shape == ref.shape
+        np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)
+
+
 def test_errors_name_the_argument_at_compile_and_run_time(rng):
     x = rng.standard_normal((1, 2, 6, 6))
     w = rng.standard_normal((2, 2, 3, 3))
-    with pytest.raises(numba.core.errors.TypingError, match="input must be a float32 or float64 array"):
-        _conv2d(x.astype(np.int32), w, np.zeros(2), (1, 1), (0, 0), (1, 1), 1)
+    with pytest.raises(numba.core.errors.TypingError, match="input must be a float32, float64, integer or bool array"):
+        _conv2d(x.astype(np.complex128), w, np.zeros(2), (1, 1), (0, 0), (1, 1), 1)
+    with pytest.raises(numba.core.errors.TypingError, match="in1 must be a float32 or float64 array"):
+        _signal(x[0, 0].astype(np.int32), w[0, 0], "full", "fill", 0.0)
 
     @numba.njit
     def bad_out(x, w):
@@ -691,9 +718,13 @@ def test_methods_padding_modes_and_ffts_of_the_python_path_from_serial_code(rng)
                 out[i] = fastconv.conv2d(x, w, method=method)[0, 0, 0, 0]
         return out
 
-    for method in ("im2col", ""):
-        with pytest.raises(ValueError, match="not inside a prange body"):
-            in_prange(x, w, method, a, b)
+    with pytest.raises(ValueError, match="not inside a prange body"):
+        in_prange(x, w, "im2col", a, b)
+    if _ROCKET_FFT:  # (compiled: see the next test)
+        np.testing.assert_allclose(in_prange(x, w, "", a, b), scipy.signal.fftconvolve(a, b)[0], rtol=1e-10)
+    else:
+        with pytest.raises(ValueError, match="rocket-fft"):
+            in_prange(x, w, "", a, b)
 
     @numba.njit
     def pooled(x):
@@ -721,6 +752,72 @@ def test_methods_padding_modes_and_ffts_of_the_python_path_from_serial_code(rng)
 
     with pytest.raises(numba.core.errors.TypingError, match="axes must be None"):
         with_axes(a, b)
+
+
+_ROCKET_FFT = importlib.util.find_spec("rocket_fft") is not None
+
+
+@numba.njit(parallel=True)
+def _ffts_in_prange(a, b, mode):
+    full = 1
+    for k in range(a.ndim):
+        full *= a.shape[k] + b.shape[k] - 1
+    res = np.zeros((4, full), a.dtype)
+    sizes = np.zeros(4, np.int64)
+    for i in numba.prange(4):  # (each call on its thread: the compiled FFTs, never the Python path)
+        if i == 0:
+            y = fastconv.signal.fftconvolve(a, b, mode).ravel()
+        elif i == 1:
+            y = fastconv.signal.oaconvolve(a, b, mode).ravel()
+        elif i == 2:
+            y = fastconv.signal.convolve(a, b, mode, "fft").ravel()
+        else:
+            y = fastconv.signal.correlate(a, b, mode, "fft").ravel()
+        res[i, : y.size] = y
+        sizes[i] = y.size
+    return [res[i, : sizes[i]] for i in range(4)]
+
+
+@pytest.mark.skipif(not _ROCKET_FFT, reason="rocket-fft is not installed (pip install 'fastconv[njit]')")
+def test_fft_convolutions_compiled_with_rocket_fft_in_prange_bodies(rng):
+    """With rocket-fft, fftconvolve/oaconvolve and convolve/correlate with
+    method="fft" run compiled (the FFT a build called by address), so they
+    run inside a prange body, against scipy: 1-D and 2-D (3-D is the same
+    kernel, unlifted), every mode, "valid" with either input the larger,
+    odd and size-1 axes, float32 and float64, by FFT and by the direct
+    correlation (picked by the estimate, as in Python; and while the build
+    is missing), a NaN reaching only its windows where direct runs."""
+    # (the large kernels by FFT, the short ones direct: the estimate's pick, as in Python; plain: the FFT
+    # build out of the table, the direct correlation instead)
+    big = [((40, 30), (20, 25)), ((19, 23), (24, 31))]
+    for dtype, shapes, plain in (
+        (np.float64, [((7, 9), (3, 2)), ((3, 4), (5, 6)), ((1, 8), (1, 3)), *big], False),
+        (np.float64, [((40, 30), (20, 25)), ((3, 4), (5, 6))], True),
+        (np.float32, [((17,), (4,)), ((5,), (9,)), ((1,), (1,)), ((300,), (251,))], False),
+    ):
+        tol = 2e-5 if dtype == np.float32 else 1e-10
+        for sa, sb in shapes:
+            a, b = rng.standard_normal(sa).astype(dtype), rng.standard_normal(sb).astype(dtype)
+            for mode in ("full", "same", "valid"):
+                larger = all(p >= q for p, q in zip(sa, sb)) or all(q >= p for p, q in zip(sa, sb))
+                if mode == "valid" and not larger:
+                    with pytest.raises(ValueError, match="valid"):
+                        _ffts_in_prange(a, b, mode)
+                    continue
+                a64, b64 = a.astype(np.float64), b.astype(np.float64)
+                want = (scipy.signal.fftconvolve(a64, b64, mode), scipy.signal.fftconvolve(a64, b64, mode),
+                        scipy.signal.convolve(a64, b64, mode, "direct"), scipy.signal.correlate(a64, b64, mode, "direct"))  # fmt: skip
+                with _without_builds("FFT_FULL") if plain else contextlib.nullcontext():
+                    gots = _ffts_in_prange(a, b, mode)
+                for got, w in zip(gots, want):
+                    assert got.dtype == dtype and got.size == w.size, (sa, sb, mode)
+                    scale = max(1.0, np.abs(w).max())
+                    np.testing.assert_allclose(got, w.ravel(), rtol=tol, atol=tol * scale, err_msg=f"{sa} {sb} {mode}")
+    a = rng.standard_normal(40)
+    a[7] = np.nan
+    got = _ffts_in_prange(a, np.ones(3), "same")[0]  # (a short kernel: direct, as the Python path picks)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(fastconv.signal.fftconvolve(a, np.ones(3), "same")))
+    assert np.isnan(got).sum() == 3
 
 
 @numba.njit
