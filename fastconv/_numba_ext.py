@@ -745,6 +745,9 @@ def _register() -> None:
 
     # --- pooling ---------------------------------------------------------------------------------------
 
+    #: the pooling kernels' builds (``kernels.injit``), beside each family's windows and loops
+    _POOL_KERNELS = ("MAX_POOL", "MAX_POOL_SERIAL", "AVG_POOL", "AVG_POOL_SERIAL")
+
     def pool_checks(fname, nd, input, kernel_size, stride, padding, dilation, device):
         array(input, "input", fname, (nd + 1, nd + 2), integers=True)
         integer_or_tuple(kernel_size, "kernel_size", fname, nd)
@@ -778,15 +781,7 @@ def _register() -> None:
                          return_indices=False, device=None):  # fmt: skip
             kernels()
             pool_checks(fname, nd, input, kernel_size, stride, padding, dilation, device)
-            hook = parallel(
-                nn_dtype(input),
-                "MAX_POOL",
-                "MAX_POOL_SERIAL",
-                "AVG_POOL",
-                "AVG_POOL_SERIAL",
-                "POOL_WINDOWS",
-                "POOL_LOOPS",
-            )
+            hook = parallel(nn_dtype(input), *_POOL_KERNELS, "POOL_WINDOWS", "POOL_LOOPS")
             literal = getattr(return_indices, "literal_value", return_indices) if given(return_indices) else False
             if literal is True:  # (the Python path's, through its entry: values and indices)
                 entry = python_entry(fname, nn_dtype(input), input.ndim, " with return_indices=True",
@@ -817,15 +812,7 @@ def _register() -> None:
                          divisor_override=None, device=None):  # fmt: skip
             kernels()
             pool_checks(fname, nd, input, kernel_size, stride, padding, 1, device)
-            hook = parallel(
-                nn_dtype(input),
-                "MAX_POOL",
-                "MAX_POOL_SERIAL",
-                "AVG_POOL",
-                "AVG_POOL_SERIAL",
-                "POOL_WINDOWS",
-                "POOL_LOOPS",
-            )
+            hook = parallel(nn_dtype(input), *_POOL_KERNELS, "POOL_WINDOWS", "POOL_LOOPS")
             run = pool_runner(nd, input.ndim == nd + 2, hook)
 
             def impl(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
@@ -848,15 +835,7 @@ def _register() -> None:
             array(input, "input", fname, (nd + 1, nd + 2), integers=True)
             integer_or_tuple(output_size, "output_size", fname, nd)
             unsupported(device, "device", fname)
-            hook = parallel(
-                nn_dtype(input),
-                "MAX_POOL",
-                "MAX_POOL_SERIAL",
-                "AVG_POOL",
-                "AVG_POOL_SERIAL",
-                "ADAPTIVE_WINDOWS",
-                "ADAPTIVE_LOOPS",
-            )
+            hook = parallel(nn_dtype(input), *_POOL_KERNELS, "ADAPTIVE_WINDOWS", "ADAPTIVE_LOOPS")
             up, down = _lifts[(nd, input.ndim == nd + 2)]
 
             @njit
