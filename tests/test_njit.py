@@ -147,6 +147,19 @@ class _without_builds:
             self.table[i] = v
 
 
+def test_compiled_boundary_tables_are_numpys_pad_of_an_index_array():
+    """``injit.boundary`` (the scalar loop compiled calls use) against NumPy's
+    own pad of ``arange(n)``, pads wider than the axis and n = 1 included."""
+    from fastconv.kernels.injit import boundary
+
+    for rule, numpy_mode in ((0, "symmetric"), (1, "reflect"), (2, "edge"), (3, "wrap"), (4, "constant")):
+        for n in (1, 2, 3, 7):
+            for lo, hi in ((0, 0), (1, 2), (5, 0), (9, 13)):
+                extra = {"constant_values": -1} if rule == 4 else {}
+                want = np.pad(np.arange(n), (lo, hi), mode=numpy_mode, **extra)
+                np.testing.assert_array_equal(boundary(n, lo, hi, rule), want, err_msg=f"{numpy_mode} {n} {lo} {hi}")
+
+
 def test_the_extension_is_registered_and_import_stays_light():
     names = [ep.value for ep in importlib.metadata.entry_points(group="numba_extensions", name="init")]
     assert "fastconv._numba_ext:init" in names
