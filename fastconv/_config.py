@@ -373,12 +373,17 @@ def serial_copy(kernel, name: str):
     layer).  Serial builds serve small problems, concurrent Python threads
     under the ``workqueue`` layer, and forked children of a process that
     ran ``omp`` regions (:class:`ParallelKernel`)."""
+    return numba_jit()(renamed(kernel.py_func, name))
+
+
+def renamed(func, name: str):
+    """``func`` (a Python function) under another name: Numba's disk cache is
+    keyed by the qualified name, not by the options a function compiles with."""
     import types
 
-    func = kernel.py_func
     copy = types.FunctionType(func.__code__, func.__globals__, name, func.__defaults__, func.__closure__)
     copy.__qualname__ = name
-    return numba_jit()(copy)
+    return copy
 
 
 def serial_below(threshold: float) -> float:

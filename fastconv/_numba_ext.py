@@ -526,10 +526,12 @@ def _register() -> None:
         return np.dtype(np.result_type(*[a.dtype.name for a in arrays if isinstance(a, types.Array)]))
 
     def nn_dtype(*arrays):
-        """The torch-style functions' computing dtype (``_spec``'s rule):
-        NumPy's result type, float64 where that is not a float."""
-        dt = result_dtype(*arrays)
-        return dt if dt.kind == "f" else np.dtype(np.float64)
+        """The torch-style functions' computing dtype: the Python path's rule
+        (``_spec.compute_dtype``), on the arrays' dtypes."""
+        from ._spec import compute_dtype
+
+        dtypes = [np.dtype(a.dtype.name) for a in arrays if isinstance(a, types.Array)]
+        return compute_dtype(*dtypes, names=("array",) * len(dtypes))
 
     def floated(x):  # pragma: no cover - compiled code runs its overload
         raise NotImplementedError

@@ -43,7 +43,7 @@ from llvmlite import ir
 from numba import prange, types
 from numba.extending import intrinsic
 
-from .._config import numba_jit
+from .._config import numba_jit, renamed
 from .._spec import pool_output_size
 from ..plans.pool import adaptive_tables, regular_tables
 from ._link import I64, Linkage, arrays, ints, unit
@@ -66,22 +66,12 @@ MODE, MAIN_THREAD, IN_PARALLEL, THREAD_SELF, NUM_THREADS, SERIAL_BELOW, BUILDS_A
 _EPS = float(np.finfo(np.float64).eps)
 
 
-def _renamed(func, name: str):
-    """``func`` (a Python function) under another name: Numba's disk cache is
-    keyed by the qualified name, not by the options it compiles with."""
-    import types as pytypes
-
-    copy = pytypes.FunctionType(func.__code__, func.__globals__, name, func.__defaults__, func.__closure__)
-    copy.__qualname__ = name
-    return copy
-
-
 def _serial(kernel, name: str):
     """``kernel``'s serial build (as ``_config.serial_copy``: another name,
     so that the disk cache never hands back the parallel machine code) with
     its array arguments declared not to alias (``_link.unit``; every caller
     here passes distinct buffers, as to the parallel build)."""
-    return unit(_renamed(kernel.py_func, name))
+    return unit(renamed(kernel.py_func, name))
 
 
 @intrinsic
@@ -1011,7 +1001,7 @@ def _pool_plain(x, out, k, s, p, d, is_max, count_include_pad, divisor):
 
 
 #: :func:`_window`, called (not inlined) and without fastmath (nothing to vectorise): small machine code
-_window_plain = numba_jit(fastmath=False)(_renamed(_window.py_func, "_window_plain"))
+_window_plain = numba_jit(fastmath=False)(renamed(_window.py_func, "_window_plain"))
 
 
 @numba_jit()
