@@ -269,6 +269,22 @@ def test_repeated_calls_are_learned_from(learning):
         assert sum(len(r) for r in corrections._ratios.values()) == before
 
 
+def test_repeated_calls_learn_from_a_sample_once_the_window_is_full(learning, monkeypatch):
+    """An executor learns from its first WINDOW calls, then from one in
+    SAMPLE_EVERY (learning a call costs more than a small layer's kernel)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 32, 32, 32)).astype(np.float32)
+    w = rng.standard_normal((32, 32, 3, 3)).astype(np.float32)
+    if fastconv.explain(fastconv.conv2d, x, w, padding=1).chosen.estimated_s < corrections.MIN_SECONDS:
+        pytest.skip("the layer is estimated below the learning threshold here")  # pragma: no cover
+    seen = []
+    monkeypatch.setattr(corrections, "observe", lambda key, est, seconds, cache_dir: seen.append(seconds) or False)
+    for _ in range(corrections.WINDOW + 2 * corrections.SAMPLE_EVERY):  # (the first call makes the executor)
+        fastconv.conv2d(x, w, padding=1)
+    assert len(seen) == corrections.WINDOW + 2  # (calls 1..WINDOW, then SAMPLE_EVERY and twice that)
+    assert all(s > 0 for s in seen)
+
+
 def test_calibrate_fits_and_stores(tmp_path, monkeypatch, capsys):
     from fastconv import _calibrate, cli
 

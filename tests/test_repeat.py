@@ -349,6 +349,38 @@ def test_filters_of_transposed_and_fortran_inputs(rng, mode):
                                        rtol=1e-5, atol=1e-5)  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    "method, nd, x_shape, w_shape, kw",
+    [
+        ("blocked:plane_windows", 2, (2, 3, 9, 30), (5, 3, 3, 3), {"padding": 1}),
+        ("blocked:shifted", 2, (2, 3, 6, 7), (5, 3, 3, 3), {"padding": 1}),
+        ("blocked:padded", 2, (2, 4, 7, 6), (6, 2, 3, 3), {"padding": 1, "stride": 2, "groups": 2}),
+        ("blocked:windowed", 1, (2, 3, 40), (5, 3, 5), {"padding": 2}),
+        ("blocked", -2, (2, 3, 6, 7), (3, 5, 4, 4), {"stride": 2, "padding": 1}),
+    ],
+)
+def test_blocked_repeats_read_the_weights_and_bias_of_each_call(rng, method, nd, x_shape, w_shape, kw):
+    """The register-blocked runners bind their launches once and keep a small
+    weight's packing by value: weights and bias changed in their buffers,
+    the bias dropped, and weights too large to keep (packed per call) all
+    give each call's answer."""
+    func = getattr(fastconv, f"conv_transpose{-nd}d" if nd < 0 else f"conv{nd}d")
+    ref = conv_transpose_nd if nd < 0 else conv_nd
+    x = _rand(rng, *x_shape, dtype=np.float64)
+    for big in (False, True):
+        shape = (w_shape[0], w_shape[1] * 128, *w_shape[2:]) if big and nd < 0 else w_shape
+        shape = (w_shape[0] * 128, *w_shape[1:]) if big and nd > 0 else shape
+        w = _rand(rng, *shape, dtype=np.float64)
+        assert (w.nbytes > 1 << 16) == big  # (above the executors' keep limit: packed per call)
+        b = _rand(rng, shape[1] * kw.get("groups", 1) if nd < 0 else shape[0], dtype=np.float64)
+        for i in range(4):
+            w[...] = _rand(rng, *shape, dtype=np.float64)
+            b[...] = _rand(rng, b.size, dtype=np.float64)
+            bias = b if i % 2 else None
+            got = func(x, w, bias, method=method, **kw)
+            np.testing.assert_allclose(got, ref(x, w, bias, **kw), rtol=1e-10, atol=1e-10)
+
+
 def test_kept_weights_do_not_alias_an_older_buffer(rng):
     """An executor keeps small weights by value: a second buffer holding the
     first one's old values must be read as itself after the first changed."""

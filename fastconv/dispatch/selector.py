@@ -95,7 +95,8 @@ class Plan:
 
     def learner(self):
         """``learn(seconds)``: feeds one run's kernel time to the corrections
-        (:mod:`.corrections`), or None where nothing is learned (the ``learn``
+        (:mod:`.corrections`: every call up to ``WINDOW``, then one in
+        ``SAMPLE_EVERY``), or None where nothing is learned (the ``learn``
         setting off, no estimate, a call too short to time usefully)."""
         from . import corrections
 
@@ -106,8 +107,14 @@ class Plan:
         if raw < corrections.MIN_SECONDS:
             return None
         cache_dir = cfg.cache_dir
+        window, every = corrections.WINDOW, corrections.SAMPLE_EVERY
+        calls = 0
 
         def learn(seconds: float) -> None:
+            nonlocal calls
+            calls += 1  # (a lost update between threads only shifts the sample)
+            if calls > window and calls % every:
+                return
             if corrections.observe(key, raw, seconds, cache_dir):
                 clear_plan_cache()
 

@@ -34,11 +34,13 @@ import numpy as np
 from numba import prange, types
 
 from .._config import numba_jit, numba_threads, scratch, serial_below, serial_copy
+from .._memo import ByValue
 from ..plans.blocked import (
     _SERIAL_FLOPS,
     _halo,
     block_channels,
     choose_variant,
+    conv_as_transposed,
     geometry,
     image_elements,
     images_per_block,
@@ -503,7 +505,9 @@ def _serial(spec, kernel):
     return _SERIAL[kernel] if _small(spec) else kernel
 
 
-def _conv_windowed(spec, ops, out: np.ndarray, num_threads: int) -> None:
+def _windowed_args(spec, num_threads: int) -> tuple:
+    """The windowed kernel's arguments after ``(x, wp)``, before ``(b, out)``
+    (``xoff``), and after ``out``: fixed by the spec and the threads."""
     item = np.dtype(spec.dtype).itemsize
     tb, nrun, rpi = windowed_runs(spec, num_threads)
     lw = rpi * tb + _halo(spec)
@@ -511,33 +515,74 @@ def _conv_windowed(spec, ops, out: np.ndarray, num_threads: int) -> None:
     st = spec.stride[0]
     reach = np.arange(spec.kernel[0]) * spec.dilation[0]
     xoff = ((np.arange(cig, dtype=np.int64)[:, None] * st + reach % st) * lw + reach // st).reshape(-1)
-    b = ops.b if ops.b is not None else np.zeros(spec.c_out, dtype=spec.dtype)
     items = spec.groups * spec.n * -(-nrun // rpi)
     nv = tb // positions(item, 1)
     pad = spec.kernel_pad_lo[2]
-    with numba_threads(num_threads):
-        wp = pack_weights(ops.w, spec.groups, block_channels(spec), name="blocked_w")
-        _serial(spec, _windowed_kernel)(
-            ops.x, wp, xoff, b, out, spec.groups, pad, st, lw, nv, tb, rpi, taps_per_chunk(spec),
-            max(1, min(num_threads, items)), WINDOWED_PART.address(_windowed_kernel_part, spec.dtype),
-        )  # fmt: skip
+    return xoff, (spec.groups, pad, st, lw, nv, tb, rpi, taps_per_chunk(spec), max(1, min(num_threads, items)),
+                  WINDOWED_PART.address(_windowed_kernel_part, spec.dtype))  # fmt: skip
 
 
-def _conv_plane_windows(spec, ops, out: np.ndarray, num_threads: int) -> None:
+def _plane_window_args(spec, num_threads: int) -> tuple:
+    """The plane-window kernel's arguments after ``(x, wp)``, before
+    ``(b, out)`` (the tap offsets), and after ``out``."""
     tb, nrun, rpi, hw = window_geometry(spec)
     sd, sh, sw = spec.lifted("stride")
     pd, ph, pw = spec.kernel_pad_lo
     wq = geometry(spec)[2]
-    b = ops.b if ops.b is not None else np.zeros(spec.c_out, dtype=spec.dtype)
     items = spec.groups * spec.n * spec.lifted("out_spatial")[0] * -(-nrun // rpi)
+    return tap_offsets(spec, hw), (
+        spec.groups, sd, sh, sw, spec.lifted("dilation")[0], pd, ph, pw, spec.lifted("kernel")[0], hw, wq,
+        used_phases(spec), splits_rows(spec), vectors(spec), tb, rpi, taps_per_chunk(spec),
+        max(1, min(num_threads, items)), PLANE_WINDOW_PART.address(_plane_window_kernel_part, spec.dtype),
+    )  # fmt: skip
+
+
+_WINDOW_KERNELS = {
+    "windowed": (_windowed_kernel, _windowed_args),
+    "plane_windows": (_plane_window_kernel, _plane_window_args),
+}
+
+
+def _conv_windows(spec, ops, out: np.ndarray, num_threads: int, variant: str) -> None:
+    """Run the ``variant`` ("windowed" or "plane_windows") for ``spec``."""
+    kernel, make_args = _WINDOW_KERNELS[variant]
+    b = ops.b if ops.b is not None else np.zeros(spec.c_out, dtype=spec.dtype)
+    xoff, fixed = make_args(spec, num_threads)
     with numba_threads(num_threads):
         wp = pack_weights(ops.w, spec.groups, block_channels(spec), name="blocked_w")
-        _serial(spec, _plane_window_kernel)(
-            ops.x, wp, tap_offsets(spec, hw), b, out, spec.groups, sd, sh, sw, spec.lifted("dilation")[0], pd,
-            ph, pw, spec.lifted("kernel")[0], hw, wq, used_phases(spec), splits_rows(spec), vectors(spec), tb, rpi,
-            taps_per_chunk(spec), max(1, min(num_threads, items)),
-            PLANE_WINDOW_PART.address(_plane_window_kernel_part, spec.dtype),
-        )  # fmt: skip
+        _serial(spec, kernel)(ops.x, wp, xoff, b, out, *fixed)
+
+
+def prepare_blocked(spec, num_threads: int, variant: str | None = None):
+    """The register-blocked runner for ``spec`` with what the spec decides
+    bound once (a repeated call's: see ``Method.prepare``).  The window
+    variants' launch arguments are computed here, and a small weight keeps
+    its packing while its values stay: on a 4x16x16x16 3x3 layer (2-core
+    Zen 3) the Python around the kernel was two thirds of the call, 0.2 of
+    0.3 ms, a third of it packing the weights."""
+    variant = variant or choose_variant(spec)
+    if variant == "shifted":
+        from . import transpose_blocked
+
+        return transpose_blocked.prepare(conv_as_transposed(spec), num_threads, flip=True)
+    if variant not in _WINDOW_KERNELS or spec.macs == 0:
+        return lambda ops, out: conv_blocked(spec, ops, out, num_threads, variant=variant)
+    if _small(spec):
+        num_threads = 1
+    kernel, make_args = _WINDOW_KERNELS[variant]
+    kernel = _serial(spec, kernel)
+    xoff, fixed = make_args(spec, num_threads)
+    zeros = np.zeros(spec.c_out, dtype=spec.dtype)  # (no bias: shared by the calls, never written)
+    groups, ob = spec.groups, block_channels(spec)
+    packed = ByValue(lambda w: pack_weights(w, groups, ob))
+
+    def run(ops, out: np.ndarray) -> None:
+        b = ops.b if ops.b is not None else zeros
+        with numba_threads(num_threads):
+            wp = packed(ops.w) if ops.w.nbytes <= packed.limit else pack_weights(ops.w, groups, ob, name="blocked_w")
+            kernel(ops.x, wp, xoff, b, out, *fixed)
+
+    return run
 
 
 def conv_blocked(
@@ -561,11 +606,8 @@ def conv_blocked(
     b = ops.b if ops.b is not None else np.zeros(spec.c_out, dtype=spec.dtype)
     if _small(spec):
         num_threads = 1
-    if variant == "windowed":
-        _conv_windowed(spec, ops, out, num_threads)
-        return
-    if variant == "plane_windows":
-        _conv_plane_windows(spec, ops, out, num_threads)
+    if variant in _WINDOW_KERNELS:
+        _conv_windows(spec, ops, out, num_threads, variant)
         return
     limit = get_config().workspace_limit if limit is None else limit
     nimg = images_per_block(spec, limit, num_threads, variant)

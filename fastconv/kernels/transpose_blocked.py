@@ -41,6 +41,7 @@ import numpy as np
 from numba import prange, types
 
 from .._config import numba_jit, numba_threads, scratch
+from .._memo import ByValue
 from ..plans.shape import oc_blocks, share_runs
 from ..plans.transpose_blocked import (
     _acc_bytes,
@@ -264,35 +265,79 @@ def conv_stride1(spec, ops, out: np.ndarray, num_threads: int, *, limit: int | N
 def run(spec, x, w4, flip, bias, out, num_threads: int, limit: int | None) -> None:
     """The transposed convolution ``spec`` of ``x`` (5-D) with the weight view
     ``w4`` (see :func:`pack`) into the C-contiguous 5-D ``out``."""
-    from .._config import get_config
-
     if out.size == 0:
         return
     b = bias if bias is not None else np.zeros(spec.c_out, dtype=spec.dtype)
+    launches = _launches(spec, num_threads, limit)
+    with numba_threads(num_threads):
+        _launch(spec, x, pack(spec, w4, flip, name="transpose_blocked_w"), b, out, launches)
+
+
+def _launches(spec, num_threads: int, limit: int | None) -> tuple:
+    """Per block of images that fit the workspace limit together: (n0, n1,
+    the padded copy's elements, the kernel's arguments after the copy and
+    the packed weights, before the bias)."""
+    from .._config import get_config
+
     limit = get_config().workspace_limit if limit is None else limit
     nimg = images_per_block(spec, limit, num_threads)
     if nimg == 0:
         raise ValueError("blocked: one image's padded copy exceeds workspace_limit")
-    lay = layout(spec)
     item = _itemsize(spec)
     sd, sh, sw = spec.lifted("stride")
+    lay = layout(spec)
     channels = oc_blocks(spec) * OB
     acc_bytes = _acc_bytes(spec, limit, num_threads)
-    with numba_threads(num_threads):
-        wk = pack(spec, w4, flip, name="transpose_blocked_w")
-        for n0 in range(0, spec.n, nimg):
-            n1 = min(spec.n, n0 + nimg)
-            xoff, meta = tap_tables(spec, n1 - n0)
-            tb, nrun = runs(spec, n1 - n0)
-            nv = tb // positions(item, 1)
-            xp = scratch("transpose_blocked_xp", ((n1 - n0) * image_elements(spec) + _slack(spec),), spec.dtype)
-            _pad_shifted(x[n0:n1], xp, *lay.e_min, lay.dp, lay.rows, lay.wp, *lay.cols)
-            total = lay.q[0] * nrun * spec.groups
-            rpi = share_runs(total, channels, tb, item, num_threads, acc_bytes)
-            items = spec.groups * -(-(lay.q[0] * nrun) // rpi)
-            nparts = max(1, min(num_threads, items))
-            geom = (sd, sh, sw, lay.dp, lay.rows, lay.wp, lay.q[0], lay.q[1])
-            _transpose_kernel(
-                xp, wk, xoff, meta, b, out[n0:n1], spec.c_in, spec.groups, geom, nv, tb, rpi, nparts,
-                TRANSPOSE_BLOCKED_PART.address(_transpose_kernel_part, spec.dtype),
-            )  # fmt: skip
+    address = TRANSPOSE_BLOCKED_PART.address(_transpose_kernel_part, spec.dtype)
+    launches = []
+    for n0 in range(0, spec.n, nimg):
+        n1 = min(spec.n, n0 + nimg)
+        xoff, meta = tap_tables(spec, n1 - n0)
+        tb, nrun = runs(spec, n1 - n0)
+        nv = tb // positions(item, 1)
+        total = lay.q[0] * nrun * spec.groups
+        rpi = share_runs(total, channels, tb, item, num_threads, acc_bytes)
+        items = spec.groups * -(-(lay.q[0] * nrun) // rpi)
+        nparts = max(1, min(num_threads, items))
+        geom = (sd, sh, sw, lay.dp, lay.rows, lay.wp, lay.q[0], lay.q[1])
+        size = (n1 - n0) * image_elements(spec) + _slack(spec)
+        launches.append((n0, n1, size, (xoff, meta), (spec.c_in, spec.groups, geom, nv, tb, rpi, nparts, address)))
+    return tuple(launches)
+
+
+def _launch(spec, x, wk, b, out, launches) -> None:
+    """Run :func:`_launches`'s blocks (inside :func:`numba_threads`)."""
+    lay = layout(spec)
+    for n0, n1, size, tables, fixed in launches:
+        xp = scratch("transpose_blocked_xp", (size,), spec.dtype)
+        _pad_shifted(x[n0:n1], xp, *lay.e_min, lay.dp, lay.rows, lay.wp, *lay.cols)
+        _transpose_kernel(xp, wk, *tables, b, out[n0:n1], *fixed)
+
+
+def prepare(spec, num_threads: int, flip: bool = False):
+    """The runner of the transposed convolution ``spec`` (or, ``flip``, of
+    the stride-1 convolution it stands for: :func:`conv_stride1`) with the
+    launches fixed and a small weight's packing kept while its values stay
+    (a repeated call's: see ``Method.prepare``)."""
+    if spec.n * spec.c_out * int(np.prod(spec.out_spatial)) == 0:
+        return lambda ops, out: None
+    launches = _launches(spec, num_threads, None)
+    zeros = np.zeros(spec.c_out, dtype=spec.dtype)  # (no bias: shared by the calls, never written)
+    g = spec.groups
+    cg, og = (spec.c_out // g, spec.c_in // g) if flip else (spec.c_in // g, spec.c_out // g)
+    taps = _taps(spec)
+
+    def view(w):
+        w4 = w.reshape(g, cg, og, taps)
+        return w4.transpose(0, 2, 1, 3) if flip else w4
+
+    packed = ByValue(lambda w: pack(spec, view(w), flip))
+
+    def run_prepared(ops, out: np.ndarray) -> None:
+        b = ops.b if ops.b is not None else zeros
+        w = ops.w
+        with numba_threads(num_threads):
+            wk = packed(w) if w.nbytes <= packed.limit else pack(spec, view(w), flip, name="transpose_blocked_w")
+            _launch(spec, ops.x, wk, b, out, launches)
+
+    return run_prepared

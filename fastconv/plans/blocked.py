@@ -417,5 +417,6 @@ METHODS = (
     Method("blocked", CONV_OPS, "fastconv.kernels.blocked:conv_blocked",
            supports, lambda spec, variant=None: workspace(spec, *settings(), variant),
            "register-blocked direct: padded phase-split input copy, 8 channels x 16-48 positions per " "micro-kernel call with the accumulators in vector registers, no BLAS",
-           features=features, cost_key="blocked", float32_error=8.0e-7, variant=choose_variant, variants=variants),
+           features=features, cost_key="blocked", float32_error=8.0e-7, variant=choose_variant, variants=variants,
+           prepare="fastconv.kernels.blocked:prepare_blocked"),
 )  # fmt: skip

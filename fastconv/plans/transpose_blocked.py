@@ -284,5 +284,6 @@ METHODS = (
     Method("blocked", TRANSPOSE_OPS, "fastconv.kernels.transpose_blocked:conv_transpose_blocked",
            supports, lambda spec: workspace(spec, *settings()),
            "register-blocked: every output phase a stride-1 sum over its own taps (no zeros, no col2im) " "from one padded input copy, 8 channels x 16-48 positions per micro-kernel call",
-           features=features, cost_key="transpose_blocked", base_cost=_shifted_blocked_cost),
+           features=features, cost_key="transpose_blocked", base_cost=_shifted_blocked_cost,
+           prepare="fastconv.kernels.transpose_blocked:prepare"),
 )  # fmt: skip
