@@ -170,9 +170,16 @@ def test_the_extension_is_registered_and_import_stays_light():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_conv2d_and_conv1d_in_njit_match_the_reference(rng, dtype):
+    from fastconv import _numba_ext
+    from fastconv.kernels import injit
+
     tol = 1e-4 if dtype == np.float32 else 1e-11
-    for builds in (True, False):  # (the direct kernel past _DIRECT_PAYS, its loops' build below; the plain loops)
-        context = contextlib.nullcontext() if builds else _without_builds("DIRECT_RUN", "DIRECT_PART", "DIRECT_LOOPS")
+    direct = ("DIRECT_RUN", "DIRECT_PART", "DIRECT_LOOPS")
+    # every build (the direct kernel past _DIRECT_PAYS, its loops' build below, the register-blocked
+    # kernel on one thread from _BLOCKED_TAPS multiply-adds per output); the blocked kernel where it
+    # applies and the plain loops elsewhere; the plain loops alone
+    for without in ((), direct, (*direct, "BLOCKED_RUN")):
+        context = _without_builds(*without) if without else contextlib.nullcontext()
         for n, c, o, g, hw, k, s, p, d in [
             (2, 3, 4, 1, (8, 9), (3, 3), (1, 1), (1, 1), (1, 1)),
             (1, 4, 6, 2, (7, 5), (3, 2), (2, 1), (0, 1), (1, 2)),
@@ -180,6 +187,9 @@ def test_conv2d_and_conv1d_in_njit_match_the_reference(rng, dtype):
             (2, 8, 12, 2, (30, 33), (3, 3), (2, 1), (1, 2), (1, 2)),  # (past _DIRECT_PAYS)
             (1, 1, 1, 1, (1, 1), (1, 1), (1, 1), (0, 0), (1, 1)),
             (2, 2, 3, 1, (5, 11), (5, 1), (3, 2), (2, 0), (1, 1)),
+            (2, 6, 10, 2, (9, 13), (3, 3), (2, 1), (1, 2), (1, 2)),  # (blocked: 27 per output, groups, stride 2)
+            (1, 5, 7, 1, (12, 10), (2, 4), (1, 3), (0, 2), (2, 1)),  # (blocked: stride 3, 7 outputs in 2 blocks)
+            (3, 4, 9, 1, (3, 40), (3, 5), (2, 2), (2, 1), (1, 2)),  # (blocked: every stride phase, a wide row)
         ]:
             x = rng.standard_normal((n, c, *hw)).astype(dtype)
             w = rng.standard_normal((o, c // g, *k)).astype(dtype)
@@ -190,9 +200,12 @@ def test_conv2d_and_conv1d_in_njit_match_the_reference(rng, dtype):
             assert got.dtype == dtype and got.shape == want.shape
             np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
             np.testing.assert_allclose(_conv2d(x[0], w, b, s, p, d, g), want[0], rtol=tol, atol=tol)  # (unbatched)
+    blocked = _numba_ext._thread_table[injit.BUILDS_AT + 2 * injit.BLOCKED_RUN + np.dtype(dtype).itemsize // 8]
+    assert blocked != 0  # (in the table: the cases above ran it)
     for n, c, o, g, dhw, k, s, p, d in [
         (1, 2, 4, 1, (4, 5, 6), (2, 3, 1), (1, 2, 1), (1, 0, 1), (1, 1, 2)),
         (2, 4, 4, 2, (3, 3, 7), (1, 2, 3), (2, 1, 2), (0, 1, 1), (1, 2, 1)),
+        (1, 3, 5, 1, (5, 6, 7), (2, 3, 3), (2, 1, 2), (1, 1, 0), (2, 1, 1)),  # (blocked: depth taps, strides)
     ]:
         x = rng.standard_normal((n, c, *dhw)).astype(dtype)
         w = rng.standard_normal((o, c // g, *k)).astype(dtype)
@@ -200,7 +213,7 @@ def test_conv2d_and_conv1d_in_njit_match_the_reference(rng, dtype):
         want = conv_nd(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), s, p, d, g)
         np.testing.assert_allclose(_conv3d(x, w, b, s, p, d, g), want, rtol=tol, atol=tol)
     x = rng.standard_normal((2, 3, 17)).astype(dtype)
-    for k in (1, 2, 3, 4):
+    for k in (1, 2, 3, 4, 6):  # (6: 18 per output, the blocked kernel, padding 2 before and 3 after)
         w = rng.standard_normal((5, 3, k)).astype(dtype)
         want = fastconv.conv1d(x, w, padding="same")  # (torch's asymmetric "same": tested in Python against torch)
         np.testing.assert_allclose(_conv1d_same(x, w), want, rtol=tol, atol=tol)

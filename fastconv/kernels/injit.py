@@ -45,8 +45,11 @@ from numba.extending import intrinsic
 
 from .._config import numba_jit, renamed
 from .._spec import pool_output_size
+from ..plans.blocked import _WINDOW_BYTES
 from ..plans.pool import adaptive_tables, regular_tables
+from ..plans.shape import _ACC_BYTES, _CHUNK, _SPAN, LANES32, NV, OB
 from ._link import I64, Linkage, arrays, ints, unit
+from .blocked import PLANE_WINDOW_PART, _plane_window_kernel_part
 from .direct import _BLOCK, _CHUNK_ELEMS, PART, _inline, _part, conv_direct_kernel
 from .filter import correlate_kernel_serial
 from .passes import MODE_NAMES, MODE_RULES, two_pass_kernel, two_pass_kernel_serial
@@ -615,13 +618,16 @@ def _fast_length(n):
 
 
 @numba_jit()
-def conv3d_direct(x, w, b, s, p, d, groups):
+def conv3d_direct(x, w, b, s, p, d, groups, auto=True):
     """conv3d of the (N, C, D, H, W) ``x`` with (O, C / groups, KD, KH, KW)
     weights (one dtype; ``b`` the bias, length O or 0), strides ``s`` and
     dilations ``d`` (3 each), zero padding ``p`` (before and after each
     axis: 6): direct loops, the innermost along the output row (conv1d and
-    conv2d are the cases of length-1 axes).  Raises ValueError, naming the
-    argument, on shapes that do not fit."""
+    conv2d are the cases of length-1 axes), or with ``auto`` (``method=
+    "auto"``) on one thread -- a ``prange`` body, small work -- the
+    register-blocked kernel (:func:`blocked_run`, from
+    :data:`_BLOCKED_TAPS` multiply-adds per output).  Raises ValueError,
+    naming the argument, on shapes that do not fit."""
     N, C, D, H, W = x.shape
     O, Cg, KD, KH, KW = w.shape  # noqa: E741
     if groups < 1 or C % groups != 0 or O % groups != 0:
@@ -645,6 +651,10 @@ def conv3d_direct(x, w, b, s, p, d, groups):
     run, part = build_at(DIRECT_RUN, x), build_at(DIRECT_PART, x)
     if not (run and part and work >= _DIRECT_PAYS):  # (small work: the loops below)
         run = build_at(DIRECT_LOOPS, x)
+    if auto and Cg * KD * KH * KW >= _BLOCKED_TAPS and threads_for(work) == 1:  # (a prange body, or small work)
+        blocked = build_at(BLOCKED_RUN, x)
+        if blocked and build_at(PLANE_PART, x):
+            run = blocked
     if run:  # (the Python path's direct kernel, or the loops' build)
         _call_direct_run(run, (x, w, b, out, s, p, d, groups, threads_for(work)))
     else:  # (neither build in the table: plain loops, small, as every caller compiles them)
@@ -767,6 +777,84 @@ def direct_run(x, w, b, out, s, p, d, groups, nt):
     else:
         _call_direct_part(part, (x, w, wp, bias, out, s[0], s[1], s[2], d[0], d[1], d[2], p[0], p[2], p[4], groups,
                                  rows, 1, 1, 0))  # fmt: skip
+
+
+#: least multiply-adds per output (input channels of a group x taps) for
+#: which a convolution on one thread in compiled code runs the
+#: register-blocked kernel (:func:`blocked_run`) rather than the direct
+#: one.  Measured, one thread, 2-core Zen 3, float32 3x3 conv2d, blocked /
+#: direct (the Python path's, both): 16 ch @64 0.58, 32 @32 0.48, 3 -> 16
+#: @128 0.75, 64 @16 0.53, 128 @8 0.33, 3 @32 0.47, 4 @16 0.40; one input
+#: channel (9 per output) 1.06
+_BLOCKED_TAPS = 18
+
+
+@numba_jit()
+def blocked_run(x, w, b, out, s, p, d, groups, nt):
+    """The register-blocked kernel (``kernels.blocked``, plane windows: the
+    Python path's ``blocked`` method) on the C-contiguous (N, C, D, H, W)
+    ``x``, on this thread: its geometry (``plans.blocked``'s rules), the
+    weights packed in blocks of the micro-kernel's output channels, the tap
+    offsets, then one part of its work by address.  ``nt`` is unused (the
+    direct kernel's signature): a build for one thread, in a ``prange`` body
+    or on small work."""
+    W = x.shape[4]
+    O, Cg, KD, KH, KW = w.shape  # noqa: E741
+    OH, OW = out.shape[3], out.shape[4]
+    item = x.itemsize
+    cog = O // groups
+    ob = min(OB, 4) if cog <= 4 else OB
+    nb = (cog + ob - 1) // ob
+    taps = KD * KH * KW
+    R = Cg * taps
+    wp = np.zeros((groups, nb, R, ob), x.dtype)  # (pack_weights' layout, zeros past a group's end)
+    wf = w.reshape(-1)
+    for g in range(groups):
+        for j in range(cog):
+            for r in range(R):
+                wp[g, j // ob, r, j % ob] = wf[(g * cog + j) * R + r]
+    sd, sh, sw = s[0], s[1], s[2]
+    dd, dh, dw = d[0], d[1], d[2]
+    wq = OW + (KW - 1) * dw // sw
+    phases = sh * sw
+    lanes = LANES32 * 4 // item
+    npos = OH * wq
+    least = npos * 16
+    for v in range(1, NV + 1):  # (vectors_for: the widest within 3% of the least rounded-up positions)
+        least = min(least, (npos + v * lanes - 1) // (v * lanes) * v * lanes)
+    nv = 1
+    for v in range(1, NV + 1):
+        if (npos + v * lanes - 1) // (v * lanes) * v * lanes <= 1.03 * least:
+            nv = v
+    tb = nv * lanes
+    nrun = (npos + tb - 1) // tb
+    reach = ((KH - 1) * dh // sh) * wq + (KW - 1) * dw // sw
+    per_row = Cg * KD * phases * wq * item
+    most = max(1, min(_SPAN // tb, _ACC_BYTES // (nb * ob * tb * item)))
+    k = (nrun + most - 1) // most
+    while (nrun + k - 1) // k > 1 and ((wq - 1 + (nrun + k - 1) // k * tb + reach) // wq + 1) * per_row > _WINDOW_BYTES:
+        k += 1
+    rpi = (nrun + k - 1) // k
+    hw = (wq - 1 + rpi * tb + reach) // wq + 1
+    used = np.zeros((sh, sw), np.bool_)
+    for i in range(KH):
+        for j in range(KW):
+            used[(i * dh) % sh, (j * dw) % sw] = True
+    split = (W - 1 + p[4]) // 2 < wq
+    plane = hw * wq
+    xoff = np.empty(R, np.int64)
+    for c in range(Cg):
+        for a in range(KD):
+            for i in range(KH):
+                for j in range(KW):
+                    bh, bw = i * dh, j * dw
+                    xoff[((c * KD + a) * KH + i) * KW + j] = (
+                        (c * KD + a) * phases * plane + ((bh % sh) * sw + bw % sw) * plane + (bh // sh) * wq + bw // sw
+                    )
+    bias = b if len(b) else np.zeros(O, x.dtype)
+    rchunk = max(1, _CHUNK // taps) * taps
+    _call_plane_part(build_at(PLANE_PART, x), (x, wp, xoff, bias, out, groups, sd, sh, sw, dd, p[0], p[2], p[4], KD,
+                                               hw, wq, used, split, nv, tb, rpi, rchunk, 1, 0))  # fmt: skip
 
 
 @numba_jit()
@@ -1176,6 +1264,7 @@ _call_pool_tables, _call_adaptive_tables = POOL_TABLES.call, ADAPTIVE_TABLES.cal
 _call_two_pass, _call_bands, _call_fft = TWO_PASS.call, CORRELATE_BANDS.call, FFT_CONVOLVE.call
 _call_direct_run, _call_direct_kernel, _call_direct_part = DIRECT_RUN_CALL.call, DIRECT_KERNEL_CALL.call, PART.call
 _call_transpose_kernel, _call_transpose_part = TRANSPOSE_KERNEL_CALL.call, TRANSPOSE_DIRECT_PART.call
+_call_plane_part = PLANE_WINDOW_PART.call
 _call_max_pool, _call_avg_pool = MAX_POOL_KERNEL.call, AVG_POOL_KERNEL.call
 #: (linkage, build) by index; ``fastconv._numba_ext`` puts their addresses in the table.  The
 #: pooling kernels are the Python path's own (``kernels.pool``), serial builds included: linked,
@@ -1201,7 +1290,9 @@ BUILDS = (
     (ADAPTIVE_TABLES, adaptive_loops),
     (TRANSPOSE_KERNEL_CALL, transpose_loops),
     (FFT_CONVOLVE, fft_full),  # (needs rocket-fft: asked for only where it is installed)
+    (DIRECT_RUN_CALL, blocked_run),
+    (PLANE_WINDOW_PART, _plane_window_kernel_part),
 )  # fmt: skip
-SWEEP, BANDS, DIRECT_RUN, DIRECT_PART, DIRECT_KERNEL, TRANSPOSE_KERNEL, TRANSPOSE_PART, MAX_POOL, MAX_POOL_SERIAL, AVG_POOL, AVG_POOL_SERIAL, POOL_WINDOWS, ADAPTIVE_WINDOWS, SWEEP_SERIAL, BANDS_SERIAL, DIRECT_LOOPS, POOL_LOOPS, ADAPTIVE_LOOPS, TRANSPOSE_LOOPS, FFT_FULL = (
+SWEEP, BANDS, DIRECT_RUN, DIRECT_PART, DIRECT_KERNEL, TRANSPOSE_KERNEL, TRANSPOSE_PART, MAX_POOL, MAX_POOL_SERIAL, AVG_POOL, AVG_POOL_SERIAL, POOL_WINDOWS, ADAPTIVE_WINDOWS, SWEEP_SERIAL, BANDS_SERIAL, DIRECT_LOOPS, POOL_LOOPS, ADAPTIVE_LOOPS, TRANSPOSE_LOOPS, FFT_FULL, BLOCKED_RUN, PLANE_PART = (
     range(len(BUILDS)))  # fmt: skip
 SLOTS = BUILDS_AT + 2 * len(BUILDS)
