@@ -543,16 +543,6 @@ _WINDOW_KERNELS = {
 }
 
 
-def _conv_windows(spec, ops, out: np.ndarray, num_threads: int, variant: str) -> None:
-    """Run the ``variant`` ("windowed" or "plane_windows") for ``spec``."""
-    kernel, make_args = _WINDOW_KERNELS[variant]
-    b = ops.b if ops.b is not None else np.zeros(spec.c_out, dtype=spec.dtype)
-    xoff, fixed = make_args(spec, num_threads)
-    with numba_threads(num_threads):
-        wp = pack_weights(ops.w, spec.groups, block_channels(spec), name="blocked_w")
-        _serial(spec, kernel)(ops.x, wp, xoff, b, out, *fixed)
-
-
 def prepare_blocked(spec, num_threads: int, variant: str | None = None):
     """The register-blocked runner for ``spec`` with what the spec decides
     bound once (a repeated call's: see ``Method.prepare``).  The window
@@ -607,7 +597,7 @@ def conv_blocked(
     if _small(spec):
         num_threads = 1
     if variant in _WINDOW_KERNELS:
-        _conv_windows(spec, ops, out, num_threads, variant)
+        prepare_blocked(spec, num_threads, variant)(ops, out)
         return
     limit = get_config().workspace_limit if limit is None else limit
     nimg = images_per_block(spec, limit, num_threads, variant)

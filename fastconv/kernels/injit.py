@@ -45,12 +45,12 @@ from numba.extending import intrinsic
 
 from .._config import numba_jit, renamed
 from .._spec import pool_output_size
-from ..plans.blocked import _WINDOW_BYTES
+from ..plans.blocked import _WINDOW_BYTES, phases_read, window_runs
 from ..plans.pool import adaptive_tables, regular_tables
-from ..plans.shape import _ACC_BYTES, _CHUNK, _SPAN, LANES32, NV, OB
+from ..plans.shape import _ACC_BYTES, _CHUNK, _SPAN, LANES32, OB, vectors_for
 from ._link import I64, Linkage, arrays, ints, unit
 from .blocked import PLANE_WINDOW_PART, _plane_window_kernel_part
-from .direct import _BLOCK, _CHUNK_ELEMS, PART, _inline, _part, conv_direct_kernel
+from .direct import _BLOCK, _CHUNK_ELEMS, PART, _inline, _pack_flat_serial, _part, conv_direct_kernel
 from .filter import correlate_kernel_serial
 from .passes import MODE_NAMES, MODE_RULES, two_pass_kernel, two_pass_kernel_serial
 from .pool import avg_pool_kernel, avg_pool_kernel_serial, max_pool_kernel, max_pool_kernel_serial, pack_windows
@@ -789,60 +789,43 @@ def direct_run(x, w, b, out, s, p, d, groups, nt):
 _BLOCKED_TAPS = 18
 
 
+#: ``plans``' rules of the blocked kernel's geometry, compiled (the same functions)
+_vectors_for, _window_runs, _phases_read = (numba_jit()(f) for f in (vectors_for, window_runs, phases_read))
+
+
 @numba_jit()
 def blocked_run(x, w, b, out, s, p, d, groups, nt):
     """The register-blocked kernel (``kernels.blocked``, plane windows: the
     Python path's ``blocked`` method) on the C-contiguous (N, C, D, H, W)
-    ``x``, on this thread: its geometry (``plans.blocked``'s rules), the
-    weights packed in blocks of the micro-kernel's output channels, the tap
-    offsets, then one part of its work by address.  ``nt`` is unused (the
-    direct kernel's signature): a build for one thread, in a ``prange`` body
-    or on small work."""
+    ``x``, on this thread: its geometry by ``plans.blocked``'s rules (their
+    integer functions compiled; ``window_geometry`` and ``tap_offsets``'
+    arithmetic on the spec's values), the weights packed by the Python
+    path's packer, then one part of its work by address.  ``nt`` is unused
+    (the direct kernel's signature): a build for one thread, in a
+    ``prange`` body or on small work."""
     W = x.shape[4]
     O, Cg, KD, KH, KW = w.shape  # noqa: E741
     OH, OW = out.shape[3], out.shape[4]
     item = x.itemsize
     cog = O // groups
-    ob = min(OB, 4) if cog <= 4 else OB
+    ob = min(OB, 4) if cog <= 4 else OB  # (plans.blocked.block_channels)
     nb = (cog + ob - 1) // ob
     taps = KD * KH * KW
     R = Cg * taps
-    wp = np.zeros((groups, nb, R, ob), x.dtype)  # (pack_weights' layout, zeros past a group's end)
-    wf = w.reshape(-1)
-    for g in range(groups):
-        for j in range(cog):
-            for r in range(R):
-                wp[g, j // ob, r, j % ob] = wf[(g * cog + j) * R + r]
+    wp = np.empty((groups, nb, R, ob), x.dtype)
+    _pack_flat_serial(w.reshape(-1), cog * R, R, cog, np.arange(R), wp)  # (pack_weights of a C-contiguous w)
     sd, sh, sw = s[0], s[1], s[2]
     dd, dh, dw = d[0], d[1], d[2]
     wq = OW + (KW - 1) * dw // sw
     phases = sh * sw
-    lanes = LANES32 * 4 // item
-    npos = OH * wq
-    least = npos * 16
-    for v in range(1, NV + 1):  # (vectors_for: the widest within 3% of the least rounded-up positions)
-        least = min(least, (npos + v * lanes - 1) // (v * lanes) * v * lanes)
-    nv = 1
-    for v in range(1, NV + 1):
-        if (npos + v * lanes - 1) // (v * lanes) * v * lanes <= 1.03 * least:
-            nv = v
-    tb = nv * lanes
-    nrun = (npos + tb - 1) // tb
+    nv = _vectors_for(OH * wq, item)
+    tb = nv * (LANES32 * 4 // item)
+    nrun = (OH * wq + tb - 1) // tb
     reach = ((KH - 1) * dh // sh) * wq + (KW - 1) * dw // sw
-    per_row = Cg * KD * phases * wq * item
     most = max(1, min(_SPAN // tb, _ACC_BYTES // (nb * ob * tb * item)))
-    k = (nrun + most - 1) // most
-    while (nrun + k - 1) // k > 1 and ((wq - 1 + (nrun + k - 1) // k * tb + reach) // wq + 1) * per_row > _WINDOW_BYTES:
-        k += 1
-    rpi = (nrun + k - 1) // k
-    hw = (wq - 1 + rpi * tb + reach) // wq + 1
-    used = np.zeros((sh, sw), np.bool_)
-    for i in range(KH):
-        for j in range(KW):
-            used[(i * dh) % sh, (j * dw) % sw] = True
-    split = (W - 1 + p[4]) // 2 < wq
+    rpi, hw = _window_runs(nrun, tb, wq, reach, Cg * KD * phases * wq * item, most, _WINDOW_BYTES)
     plane = hw * wq
-    xoff = np.empty(R, np.int64)
+    xoff = np.empty(R, np.int64)  # (tap_offsets(spec, hw))
     for c in range(Cg):
         for a in range(KD):
             for i in range(KH):
@@ -852,9 +835,11 @@ def blocked_run(x, w, b, out, s, p, d, groups, nt):
                         (c * KD + a) * phases * plane + ((bh % sh) * sw + bw % sw) * plane + (bh // sh) * wq + bw // sw
                     )
     bias = b if len(b) else np.zeros(O, x.dtype)
-    rchunk = max(1, _CHUNK // taps) * taps
+    split = (W - 1 + p[4]) // 2 < wq  # (splits_rows)
+    rchunk = max(1, _CHUNK // taps) * taps  # (taps_per_chunk)
     _call_plane_part(build_at(PLANE_PART, x), (x, wp, xoff, bias, out, groups, sd, sh, sw, dd, p[0], p[2], p[4], KD,
-                                               hw, wq, used, split, nv, tb, rpi, rchunk, 1, 0))  # fmt: skip
+                                               hw, wq, _phases_read(sh, sw, KH, KW, dh, dw), split, nv, tb, rpi, rchunk,
+                                               1, 0))  # fmt: skip
 
 
 @numba_jit()

@@ -253,16 +253,22 @@ def _window_geometry(spec, span: int, acc_bytes: int, window_bytes: int) -> tupl
     _, _, wq, phases = geometry(spec)
     reach = ((kh - 1) * dh // sh) * wq + (kw - 1) * dw // sw
     per_row = spec.c_in // spec.groups * kd * phases * wq * item  # window bytes per row
-
-    def rows(rpi: int) -> int:
-        return (wq - 1 + rpi * tb + reach) // wq + 1
-
     most = max(1, min(span // tb, acc_bytes // (_channels(spec) * tb * item)))
-    k = -(-nrun // most)
-    while -(-nrun // k) > 1 and rows(-(-nrun // k)) * per_row > window_bytes:
+    rpi, hw = window_runs(nrun, tb, wq, reach, per_row, most, window_bytes)
+    return tb, nrun, rpi, hw
+
+
+def window_runs(nrun: int, tb: int, wq: int, reach: int, per_row: int, most: int, window_bytes: int):
+    """(rpi, hw) of :func:`window_geometry`: a plane's ``nrun`` runs in the
+    fewest items of at most ``most`` runs, split evenly, fewer while an
+    item's window (``hw`` rows of ``per_row`` bytes: its runs and the
+    kernel's ``reach`` below) passes ``window_bytes``.  (Plain integer
+    code: ``kernels.injit`` compiles this same function.)"""
+    k = (nrun + most - 1) // most
+    while (nrun + k - 1) // k > 1 and ((wq - 1 + (nrun + k - 1) // k * tb + reach) // wq + 1) * per_row > window_bytes:
         k += 1
-    rpi = -(-nrun // k)
-    return tb, nrun, rpi, rows(rpi)
+    rpi = (nrun + k - 1) // k
+    return rpi, (wq - 1 + rpi * tb + reach) // wq + 1
 
 
 def _window_elements(spec) -> int:
@@ -281,12 +287,16 @@ def used_phases(spec) -> np.ndarray:
     _, sh, sw = spec.lifted("stride")
     _, dh, dw = spec.lifted("dilation")
     _, kh, kw = spec.lifted("kernel")
+    return phases_read(sh, sw, kh, kw, dh, dw)
+
+
+def phases_read(sh: int, sw: int, kh: int, kw: int, dh: int, dw: int) -> np.ndarray:
+    """:func:`used_phases` from the plane's strides, kernel and dilations
+    (plain loops: ``kernels.injit`` compiles this same function)."""
     used = np.zeros((sh, sw), np.bool_)
-    rows = {(i * dh) % sh for i in range(kh)}
-    cols = {(j * dw) % sw for j in range(kw)}
-    for a in rows:
-        for b in cols:
-            used[a, b] = True
+    for i in range(kh):
+        for j in range(kw):
+            used[(i * dh) % sh, (j * dw) % sw] = True
     return used
 
 

@@ -58,10 +58,18 @@ def vectors_for(npos: int, itemsize: int) -> int:
     ``npos`` positions: the widest whose runs, rounded up per plane, cover at
     most 3% more positions than the narrowest (a 7x7 plane is 63 positions
     with its padding columns: one 16-wide vector per run computes 64, three
-    compute 96)."""
-    covered = {nv: -(-npos // positions(itemsize, nv)) * positions(itemsize, nv) for nv in range(1, NV + 1)}
-    least = min(covered.values())
-    return max(nv for nv, c in covered.items() if c <= 1.03 * least)
+    compute 96).
+    (Plain integer loops: ``kernels.injit`` compiles this same function.)"""
+    step = LANES32 * 4 // itemsize
+    least = -1
+    for nv in range(1, NV + 1):
+        covered = (npos + nv * step - 1) // (nv * step) * nv * step
+        least = covered if least < 0 else min(least, covered)
+    best = 1
+    for nv in range(1, NV + 1):
+        if (npos + nv * step - 1) // (nv * step) * nv * step <= 1.03 * least:
+            best = nv
+    return best
 
 
 def share_runs(
