@@ -279,6 +279,7 @@ def test_repeated_calls_learn_from_a_sample_once_the_window_is_full(learning, mo
         pytest.skip("the layer is estimated below the learning threshold here")  # pragma: no cover
     seen = []
     monkeypatch.setattr(corrections, "observe", lambda key, est, seconds, cache_dir: seen.append(seconds) or False)
+    monkeypatch.setattr(corrections, "record", lambda *a: 0)  # (no re-plan: one executor throughout)
     for _ in range(corrections.WINDOW + 2 * corrections.SAMPLE_EVERY):  # (the first call makes the executor)
         fastconv.conv2d(x, w, padding=1)
     assert len(seen) == corrections.WINDOW + 2  # (calls 1..WINDOW, then SAMPLE_EVERY and twice that)
@@ -311,3 +312,66 @@ def test_calibrate_fits_and_stores(tmp_path, monkeypatch, capsys):
                 assert fit["shipped"] == calibration.constants_digest(selector.shipped_constants()[key])
     finally:
         selector.reload_constants()
+
+
+def test_a_shape_returns_to_the_fastest_method_it_ran(learning, monkeypatch):
+    """Band factors mix shapes, and one learned on other layers can move a
+    shape onto a slower method (the 2-core Zen 3 sweep: conv1d 16x32x1024 on
+    ``direct`` at 1.97x torch, ``blocked`` at 1.02x).  The timings of a shape's
+    own calls stand in for its estimates: a method rated below the chosen
+    one's measured time is tried once, and the faster of the two stays."""
+    monkeypatch.setattr(corrections, "observe", lambda *a: False)  # (the band factors out of the way)
+    x, w = np.zeros((8, 32, 32, 32), np.float32), np.zeros((32, 32, 3, 3), np.float32)
+    plan = fastconv.explain(fastconv.conv2d, x, w, padding=1)
+    others = sorted(
+        (c for c in plan.candidates if c.rejected is None and c.estimated_s is not None and c.name != plan.method),
+        key=lambda c: c.estimated_s,
+    )
+    second, third = others[0], others[1]
+    assert third.estimated_s > second.estimated_s, "pick a shape whose runners-up differ"
+    slow = (second.estimated_s + third.estimated_s) / 2  # the first pick's time here: above the runner-up's estimate
+    learn = plan.learner()
+    for _ in range(corrections.SHAPE_CALLS - 1):
+        learn(slow)
+    assert fastconv.explain(fastconv.conv2d, x, w, padding=1) is plan  # (not enough calls to decide)
+    learn(slow)
+    tried = fastconv.explain(fastconv.conv2d, x, w, padding=1)
+    assert tried.method == second.name
+    assert "tried" in tried.reason
+    assert f"measured {slow * 1e3:.3f} ms" in repr(tried)
+    # while the tried kernel compiles, the first pick runs (not tier 0)
+    assert tried.incumbent == plan.method
+    from fastconv._spec import operands_maker
+
+    rng = np.random.default_rng(2)
+    xr, wr = rng.standard_normal(x.shape).astype(np.float32), rng.standard_normal(w.shape).astype(np.float32)
+    out = np.empty((8, 32, 32, 32), np.float32)
+    tried._stand_in(operands_maker(tried.spec)(xr, wr, None), out.reshape(8, 32, 1, 32, 32))
+    np.testing.assert_allclose(out, fastconv.conv2d(xr, wr, padding=1, method=plan.method), rtol=1e-6, atol=1e-6)
+    assert fastconv._warm.last_tier() == "kernel"
+    # the runner-up turns out slower on this shape: back to the first pick, to stay
+    learn = tried.learner()
+    for _ in range(corrections.SHAPE_CALLS):
+        learn(2 * slow)
+    back = fastconv.explain(fastconv.conv2d, x, w, padding=1)
+    assert back.method == plan.method
+    assert back.reason.startswith("fastest measured on this call shape")
+    learn = back.learner()
+    for _ in range(corrections.WINDOW):
+        learn(slow)
+    assert fastconv.explain(fastconv.conv2d, x, w, padding=1) is back
+    # within the margin, two measured methods do not alternate; beyond it they do
+    assert not back._beaten({plan.method: slow, second.name: slow / 1.01})
+    assert back._beaten({plan.method: slow, second.name: slow / 1.2})
+    # the executors held the dropped plans: calls still give the right answer
+    rng = np.random.default_rng(1)
+    x, w = rng.standard_normal(x.shape).astype(np.float32), rng.standard_normal(w.shape).astype(np.float32)
+    expected = fastconv.conv2d(x, w, padding=1, method="direct")
+    got = fastconv.conv2d(x, w, padding=1)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=2e-5 * np.abs(expected).max())  # (Winograd: its error)
+    # learning off: the estimates alone decide
+    with fastconv.set_config(learn=False):
+        assert fastconv.explain(fastconv.conv2d, x, w, padding=1).method == plan.method
+    corrections.forget()
+    selector.clear_plan_cache()
+    assert fastconv.explain(fastconv.conv2d, x, w, padding=1).method == plan.method

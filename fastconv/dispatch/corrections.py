@@ -20,6 +20,15 @@ dropped).
 Only the chosen method is timed, so a method the model overrates is never
 corrected this way -- ``fastconv calibrate`` times them all.
 
+The same timings are kept per call shape too (:func:`record`, in memory):
+band factors mix shapes, and a factor learned on other layers can move one
+shape onto a method that is slower on it.  Once a method has
+:data:`SHAPE_CALLS` timings on a shape, the dispatcher takes their median
+in place of its estimate for that shape (``Plan.learner`` re-plans when
+another method's estimate or measured time is below it), so ``auto`` tries
+each method it rates faster at most once per shape and stays on the fastest
+it has run there.
+
 The bounds hold around the machine, not around 1: a CPU slower than the one
 the constants were fitted on is off by the same factor for every method (a
 2-core Zen 3 against the Zen 4 fit: 2.4-4.9x at 0.1 ms), and factors all
@@ -63,6 +72,14 @@ BOUNDS = (0.5, 2.0)
 MACHINE_BOUNDS = (0.125, 8.0)
 #: a factor that moves by more than this re-plans the cached plans
 REPLAN = 1.15
+#: a method's timings on one call shape stand in for its estimate there
+#: once it has this many (their median: one slow call does not decide)
+SHAPE_CALLS = 5
+#: a measured method gives way to another measured one only when that one is
+#: faster by more than this (two methods within noise do not alternate)
+SHAPE_MARGIN = 1.05
+#: call shapes whose timings are kept (the least recently timed dropped)
+MAX_SHAPES = 4096
 
 _lock = threading.Lock()
 _ratios: dict[tuple[str, int], collections.deque] = {}
@@ -72,6 +89,8 @@ _machine: dict[int, float] = {}
 #: the cache directory the ratios were loaded from (None: not yet)
 _loaded_from: str | None = None
 _dirty = False
+#: per plan key (a call shape and its settings): method -> recent seconds
+_shapes: collections.OrderedDict[tuple, dict[str, collections.deque]] = collections.OrderedDict()
 
 
 def _loaded(cache_dir: str) -> None:
@@ -133,6 +152,34 @@ def observe(key: str, estimated_s: float, seconds: float, cache_dir: str) -> boo
     return max(moved) > math.log(REPLAN)
 
 
+def record(shape_key: tuple, method: str, seconds: float) -> int:
+    """Keep one call's ``seconds`` of ``method`` on the call shape
+    ``shape_key`` (a plan key); returns how many that method has there."""
+    with _lock:
+        seen = _shapes.get(shape_key)
+        if seen is None:
+            seen = _shapes[shape_key] = {}
+            while len(_shapes) > MAX_SHAPES:
+                _shapes.popitem(last=False)
+        else:
+            _shapes.move_to_end(shape_key)
+        window = seen.get(method)
+        if window is None:
+            window = seen[method] = collections.deque(maxlen=WINDOW)
+        window.append(seconds)
+        return len(window)
+
+
+def measured(shape_key: tuple) -> dict[str, float]:
+    """Method -> median seconds on the call shape ``shape_key``, for the
+    methods with :data:`SHAPE_CALLS` timings there."""
+    with _lock:
+        seen = _shapes.get(shape_key)
+        if not seen:
+            return {}
+        return {m: statistics.median(w) for m, w in seen.items() if len(w) >= SHAPE_CALLS}
+
+
 def _refresh(b: int) -> None:
     """Band ``b``'s factors from its ratios (under ``_lock``): the machine's
     (the median of its methods' median log-ratios, within
@@ -153,9 +200,11 @@ def _within(x: float, bounds: tuple[float, float]) -> float:
 
 
 def forget() -> None:
-    """Drop every learned ratio (memory only; the file is rewritten at exit)."""
+    """Drop every learned ratio and shape timing (memory only; the file is
+    rewritten at exit)."""
     global _dirty
     with _lock:
+        _shapes.clear()
         _ratios.clear()
         _factors.clear()
         _machine.clear()

@@ -60,6 +60,11 @@ class Plan:
     reason: str
     candidates: tuple[Candidate, ...]
     num_threads: int
+    #: the plan cache's key (the call shape and settings; None: not cached)
+    key: tuple | None = dataclasses.field(default=None, compare=False)
+    #: while this plan tries a method on its call shape, the method measured
+    #: fastest there: it stands in (not tier 0) while the tried kernel compiles
+    incumbent: str | None = dataclasses.field(default=None, compare=False)
 
     @property
     def flops(self) -> int:
@@ -106,7 +111,7 @@ class Plan:
         raw = c.estimated_s / c.factor
         if raw < corrections.MIN_SECONDS:
             return None
-        cache_dir = cfg.cache_dir
+        cache_dir, shape, method = cfg.cache_dir, self.key, self.method
         window, every = corrections.WINDOW, corrections.SAMPLE_EVERY
         calls = 0
 
@@ -115,10 +120,35 @@ class Plan:
             calls += 1  # (a lost update between threads only shifts the sample)
             if calls > window and calls % every:
                 return
-            if corrections.observe(key, raw, seconds, cache_dir):
+            replan = corrections.observe(key, raw, seconds, cache_dir)
+            runs = 0 if shape is None else corrections.record(shape, method, seconds)
+            if replan:
                 clear_plan_cache()
+            elif runs >= corrections.SHAPE_CALLS and self._beaten(corrections.measured(shape)):
+                drop_plan(shape)
 
         return learn
+
+    def _beaten(self, measured: dict[str, float]) -> bool:
+        """Whether, with the times ``measured`` on this call shape standing in
+        for their methods' estimates, another method would be picked: one
+        not run here estimated below this one's measured time (it is tried),
+        or one run here faster by :data:`~.corrections.SHAPE_MARGIN`."""
+        from .corrections import SHAPE_MARGIN
+
+        mine = measured.get(self.method)
+        if mine is None or getattr(self.spec, "method", "auto") != "auto":
+            return False
+        methods = methods_for(self.op)
+        for c in self.candidates:
+            if c.name == self.method or c.rejected is not None or methods[c.name].fallback:
+                continue
+            other = measured.get(c.name)
+            if other is not None and other * SHAPE_MARGIN < mine:
+                return True
+            if other is None and c.estimated_s is not None and c.estimated_s < mine:
+                return True
+        return False
 
     @property
     def children(self) -> tuple:
@@ -147,7 +177,7 @@ class Plan:
                     id(self),
                     self.job_spec(),
                     lambda: call(self.spec, ops, out, self.num_threads),
-                    lambda: _runner(self.op, TIER0)(self.spec, ops, out, self.num_threads),
+                    lambda: self._stand_in(ops, out),
                     ops,
                     None if out is None else out.shape,
                 )
@@ -156,6 +186,15 @@ class Plan:
             # the kernel found NaN/Inf in the input it reads (a method that
             # checks as it goes): the plan for non-finite input runs instead
             return _non_finite_plan(self.spec, ops).run(ops, out)
+
+    @functools.cached_property
+    def _stand_in(self):
+        """``run(ops, out)`` while this plan's kernel compiles in the
+        background: tier 0, or the incumbent's plan (a tried method must not
+        make a shape's calls slower than what it replaces)."""
+        if self.incumbent is None:
+            return lambda ops, out: _runner(self.op, TIER0)(self.spec, ops, out, self.num_threads)
+        return dataclasses.replace(self, method=self.incumbent, incumbent=None).run
 
     def prepared(self):
         """``run(ops, out)``: this plan's kernel with what the plan and the
@@ -441,6 +480,9 @@ def _cached_plan(key, spec, cfg, ops, finite: bool) -> Plan:
     plan = _plans.get(key)
     if plan is None:
         plan = _select(spec, cfg, finite)
+        if cfg.learn and getattr(spec, "method", "auto") == "auto":
+            plan = _with_measured(plan, key)
+        plan = dataclasses.replace(plan, key=key)
         methods = methods_for(spec.op)
         feasible = [c for c in plan.candidates if c.rejected is None and not methods[c.name].fallback]
         # (GPU plans are not measured here: the CPU tuner times host kernels)
@@ -487,6 +529,48 @@ def _tuned(plan: Plan, spec, cfg, ops) -> Plan:
         reason = "measured now (autotune), fastest of the feasible methods"
     candidates = tuple(dataclasses.replace(c, measured_s=times.get(c.name)) for c in plan.candidates)
     return dataclasses.replace(plan, method=entry["method"], reason=reason, candidates=candidates)
+
+
+def _with_measured(plan: Plan, key: tuple) -> Plan:
+    """``plan`` with the times its call shape's repeated calls measured in
+    this process (:func:`.corrections.measured`) standing in for their
+    methods' estimates: the fastest measured method stays picked unless an
+    untried one is estimated below it."""
+    from . import corrections
+
+    seen = corrections.measured(key)
+    if not seen:
+        return plan
+    methods = methods_for(plan.op)
+    candidates = tuple(
+        dataclasses.replace(c, measured_s=seen[c.name]) if c.rejected is None and c.name in seen else c
+        for c in plan.candidates
+    )
+    feasible = [c for c in candidates if c.rejected is None and not methods[c.name].fallback]
+    if not feasible:  # pragma: no cover - direct supports everything
+        return plan
+
+    def time(c: Candidate) -> tuple[bool, float]:
+        t = c.measured_s if c.measured_s is not None else c.estimated_s
+        return (t is None, t or 0.0)
+
+    chosen = min(feasible, key=time)
+    ran = ", ".join(f"{c.name} {c.measured_s * 1e3:.3f} ms" for c in feasible if c.measured_s is not None)
+    incumbent = None
+    if chosen.measured_s is not None:
+        reason = f"fastest measured on this call shape in this process ({ran})"
+    else:
+        reason = f"lowest estimated time (cost model), below the times measured on this call shape ({ran}): tried"
+        incumbent = min((c for c in feasible if c.measured_s is not None), key=lambda c: c.measured_s).name
+    return dataclasses.replace(plan, method=chosen.name, reason=reason, candidates=candidates, incumbent=incumbent)
+
+
+def drop_plan(key: tuple) -> None:
+    """Forget the plan cached under ``key`` (and the repeated calls'
+    executors, which hold plans): its next call plans again."""
+    with _plans_lock:
+        _plans.pop(key, None)
+    _calls.clear()
 
 
 def clear_plan_cache() -> None:
