@@ -448,3 +448,79 @@ def test_tiny_filters_fold_the_padding_into_their_taps(rng, monkeypatch):
             for _ in range(2):
                 np.testing.assert_allclose(signal.convolve2d(a, b, mode, boundary, 0.5),
                                            scipy.signal.convolve2d(a, b, mode, boundary, 0.5), atol=1e-12)  # fmt: skip
+
+
+def _strided(a):
+    return np.repeat(a, 2, axis=-1)[..., ::2]
+
+
+@pytest.mark.parametrize("transposed", [False, True], ids=["conv", "transposed"])
+def test_tiny_repeats_run_on_the_callers_arrays(rng, monkeypatch, transposed):
+    """A tiny convolution's repeats (the ``small`` method) run the kernel on
+    the caller's own arrays, past the operands path; what that path would
+    copy or convert (layouts, byte order, dtypes, ``out=``) still goes
+    through it, and each call reads its arrays anew."""
+    f, ref = (fastconv.conv_transpose2d, conv_transpose_nd) if transposed else (fastconv.conv2d, conv_nd)
+    x, w, b = _rand(rng, 2, 2, 6, 5), _rand(rng, 2, 3, 3, 3) if transposed else _rand(rng, 3, 2, 3, 3), _rand(rng, 3)
+    assert fastconv.explain(f, x, w, b, padding=1).method == "small"
+    f(x, w, b, padding=1), f(x, w, padding=1)  # (the first call of a key takes the full path)
+    from fastconv import _spec
+
+    ready = _spec.kernel_ready
+
+    def not_here(*a):
+        raise AssertionError("the operands path ran")
+
+    monkeypatch.setattr(_spec, "kernel_ready", not_here)
+    for _ in range(2):
+        x[...], w[...], b[...] = _rand(rng, *x.shape), _rand(rng, *w.shape), _rand(rng, 3)
+        np.testing.assert_allclose(f(x, w, b, padding=1), ref(x, w, b, padding=1), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(f(x, w, padding=1), ref(x, w, padding=1), rtol=1e-5, atol=1e-5)
+    monkeypatch.setattr(_spec, "kernel_ready", ready)
+    want = ref(x, w, b, padding=1)
+    for layout in (np.asfortranarray, _strided, _read_only, lambda a: a.astype(a.dtype.newbyteorder(">"))):
+        for args in ((layout(x.copy()), w, b), (x, layout(w.copy()), b), (x, w, layout(b.copy()))):
+            for _ in range(2):
+                np.testing.assert_allclose(f(*args, padding=1), want, rtol=1e-5, atol=1e-5)
+    x64, w64, b64 = x.astype(np.float64), w.astype(np.float64), b.astype(np.float64)
+    for _ in range(2):
+        y = f(x64, w64, b64, padding=1)
+        assert y.dtype == np.float64
+        np.testing.assert_allclose(y, want, rtol=1e-12, atol=1e-12)
+        out = np.full(want.shape, np.nan, np.float32)
+        assert f(x, w, b, padding=1, out=out) is out
+        np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5)
+        y = f(x[1], w, b, padding=1)  # (unbatched)
+        assert y.shape == want.shape[1:]
+        np.testing.assert_allclose(y, want[1], rtol=1e-5, atol=1e-5)
+    assert not np.isnan(x).any() and x.flags.writeable  # (the caller's arrays untouched)
+
+
+def test_tiny_pool_repeats_run_on_the_callers_array(rng, monkeypatch):
+    x = _rand(rng, 1, 2, 8, 7)
+    for f, ref in (
+        (lambda a: fastconv.max_pool2d(a, 2), lambda a: max_pool_nd(a, (2, 2), (2, 2), (0, 0), (1, 1), False)[0]),
+        (lambda a: fastconv.avg_pool2d(a, 3, 2, 1), lambda a: avg_pool_nd(a, (3, 3), (2, 2), (1, 1), False, True)),
+        (lambda a: fastconv.adaptive_avg_pool2d(a, 1), lambda a: a.mean(axis=(2, 3), keepdims=True)),
+    ):
+        f(x)
+        from fastconv import _spec
+
+        ready = _spec.kernel_ready
+        monkeypatch.setattr(_spec, "kernel_ready", lambda *a: pytest.fail("the planes path ran"))
+        for _ in range(2):
+            x[...] = _rand(rng, *x.shape)
+            np.testing.assert_allclose(f(x), ref(x), rtol=1e-5, atol=1e-5)
+        monkeypatch.setattr(_spec, "kernel_ready", ready)
+        for layout in (np.asfortranarray, _strided, _read_only, lambda a: a.astype(a.dtype.newbyteorder(">"))):
+            for _ in range(2):
+                np.testing.assert_allclose(f(layout(x.copy())), ref(x), rtol=1e-5, atol=1e-5)
+        for _ in range(2):
+            y = f(x.astype(np.float64))
+            assert y.dtype == np.float64
+            np.testing.assert_allclose(y, ref(x.astype(np.float64)), rtol=1e-12, atol=1e-12)
+    want = max_pool_nd(x, (2, 2), (2, 2), (0, 0), (1, 1), False)
+    for _ in range(2):  # (return_indices: the planes path)
+        values, idx = fastconv.max_pool2d(x, 2, return_indices=True)
+        np.testing.assert_array_equal(values, want[0])
+        np.testing.assert_array_equal(idx, want[1])

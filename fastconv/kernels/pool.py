@@ -434,7 +434,32 @@ def prepare_pool(spec, num_threads: int, axis_windows=None):
                     launch(x, values, idx)
         return values.reshape(out_shape), (idx.reshape(out_shape) if want_idx else None)
 
+    if serial and not empty and not want_idx and axis_windows is None:
+        run.whole = _whole(spec, launch, no_idx)
     return run
+
+
+def _whole(spec, launch, no_idx: np.ndarray):
+    """``whole(x) -> values``: a serial pool of the caller's own array (None
+    where it is not kernel-ready as given: the planes path then runs).  A
+    tiny pool's Python is most of its time: this skips the planes' checks'
+    copies, the run's tuple and its frames."""
+    dtype, out_shape = spec.dtype, spec.out_shape
+    planes = (spec.n * spec.c, *spec.lifted("in_spatial"))
+    shape = (spec.n * spec.c, *spec.lifted("out_spatial"))
+    empty = np.empty
+
+    def whole(x):
+        if x.dtype is not dtype:
+            return None
+        f = x.flags
+        if not (f.c_contiguous and f.writeable and f.aligned):
+            return None
+        values = empty(shape, dtype)
+        launch(x.reshape(planes), values, no_idx)
+        return values.reshape(out_shape)
+
+    return whole
 
 
 def _packed(wd, wh, ww) -> tuple[np.ndarray, np.ndarray]:
