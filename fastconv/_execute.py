@@ -453,10 +453,11 @@ def warm_tiny(spec) -> None:
 def in_dtype(y, dtype: np.dtype, rounded: bool = False):
     """Float results ``y`` in ``dtype`` with scipy's rules: integers
     truncated toward zero (``rounded``: to the nearest, signal's exact sums,
-    integers already unless an FFT path computed them) and wrapped, bool =
-    non-zero."""
+    integers already unless an FFT path computed them) and wrapped; bool:
+    signal's non-zero, ndimage's a non-zero low byte of the truncated value
+    (scipy's C cast to ``npy_bool``: 0.5 and 256 are False, -1 True)."""
     if dtype.kind == "b":
-        return y != 0
+        return y != 0 if rounded else np.trunc(y).astype(np.int64).astype(np.uint8) != 0
     if dtype.kind in "iu":
         return (np.rint(y) if rounded else np.trunc(y)).astype(np.int64).astype(dtype)
     return y.astype(dtype, copy=False)

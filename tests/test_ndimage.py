@@ -105,6 +105,13 @@ def test_complex_int_bool_float16(rng):
         np.testing.assert_array_equal(got, want)  # truncation toward zero, wrap-around
     b = rng.integers(0, 2, (6, 6)).astype(bool)
     np.testing.assert_array_equal(fn.correlate(b, np.ones((2, 2))), sn.correlate(b, np.ones((2, 2))))
+    # a bool result is scipy's C cast: a non-zero low byte of the truncated sum (0.5 and 256 False, -1 True)
+    for weights in (rng.integers(-4, 5, (3, 3)) / 4, np.full((2, 2), 64.0), np.array([[0.5, -1.5]])):
+        for func in (fn.correlate, fn.convolve):
+            want = getattr(sn, func.__name__)(b, weights)
+            np.testing.assert_array_equal(func(b, weights), want)
+        np.testing.assert_array_equal(fn.uniform_filter(b, 3), sn.uniform_filter(b, 3))
+        np.testing.assert_array_equal(fn.gaussian_filter(b, 0.8), sn.gaussian_filter(b, 0.8))
     h = rng.standard_normal((7, 7)).astype(np.float16)  # scipy refuses float16: computed in float32
     got = fn.correlate(h, np.ones((3, 3)))
     assert got.dtype == np.float16
