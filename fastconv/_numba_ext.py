@@ -33,7 +33,11 @@ so inside a ``prange`` body (:func:`python_entry`).  With rocket-fft (the
 ``oaconvolve`` and ``method="fft"`` run compiled (``injit.fft_convolve3``,
 its FFT a build), in a ``prange`` body too; a large one from serial code
 runs the Python path's FFT on Numba's threads.  Integer and bool arrays:
-the torch-style functions compute them in float64, as in Python.
+the torch-style functions compute them in float64, as in Python; ndimage
+and signal compute them in float64 and return scipy's dtype with scipy's
+rules (:func:`integers_too`: ndimage truncates after every pass of a
+multi-pass filter, signal's direct sums are rounded, the FFTs' results
+stay float64).
 Elsewhere -- inside a ``prange`` body, below ``injit.ROUTE_PAYS``, with
 ``method="direct"`` -- the convolutions run the Python path's direct
 kernel (or, for small work, direct loops), except that on one thread (a
@@ -622,6 +626,94 @@ def _register() -> None:
         exec(source, scope)  # (an overload's implementation must repeat the function's parameters)
         return scope["delivered"]
 
+    def cast_to(y, like, rounded):  # pragma: no cover - compiled code runs its overload
+        raise NotImplementedError
+
+    @overload(cast_to, prefer_literal=True)
+    def _cast_to(y, like, rounded):
+        """The float result ``y`` in the dtype of ``like`` (an array or a
+        dtype) with scipy's rules (``_execute.in_dtype``): integers truncated
+        toward zero (``rounded``, a literal: to the nearest) and wrapped,
+        bool a non-zero low byte of the truncated value (``rounded``: non-zero)."""
+        target = like.dtype if isinstance(like, types.Array) else getattr(like, "dtype", like)
+        kind = np.dtype(target.name).type
+        if isinstance(target, types.Boolean):  # (ndimage: scipy's C cast, a non-zero low byte; signal: non-zero)
+            if rounded.literal_value:
+                return lambda y, like, rounded: y != 0
+            return lambda y, like, rounded: np.trunc(y).astype(np.int64).astype(np.uint8) != 0
+        if isinstance(target, types.Integer):
+            if rounded.literal_value:
+                return lambda y, like, rounded: np.rint(y).astype(np.int64).astype(kind)
+            return lambda y, like, rounded: np.trunc(y).astype(np.int64).astype(kind)
+        return lambda y, like, rounded: y.astype(kind)
+
+    def integral_or_bool(v) -> bool:
+        return isinstance(v, types.Array) and isinstance(v.dtype, (types.Integer, types.Boolean))
+
+    def integers_too(pyfunc, kind: str, passes=None):
+        """``overload(pyfunc)`` for an ndimage (``kind`` "ndimage": ``input``,
+        ``output``) or signal function (``in1``, ``in2``; "fft": the result
+        stays float64, as scipy's) whose overload takes float arrays: an
+        integer or bool array is computed in float64 by the same function
+        and the result cast back with scipy's rules (:func:`cast_to`; ndimage
+        truncates, signal rounds), as in Python.  ``passes`` -- (a compiled
+        function, its arguments) -- computes a filter whose passes scipy
+        writes in an integer result dtype (each truncated: gaussian, uniform
+        and their derivative sums); its last argument is what the result's
+        dtype is taken from (``like``)."""
+        import inspect
+
+        def register(over):
+            params = list(inspect.signature(over).parameters.values())
+            names = [p.name for p in params]
+            arrays = ("input",) if kind == "ndimage" else ("in1", "in2")
+            scope = {"choose": None}
+            exec(f"def typer({', '.join(map(str, params))}):\n"
+                 f"    return choose({{{', '.join(f'{n!r}: {n}' for n in names)}}})\n", scope)  # fmt: skip
+
+            def choose(args):
+                if not any(integral_or_bool(args[n]) for n in arrays):
+                    return over(**args)
+                kernels()
+                fname = f"{kind if kind == 'ndimage' else 'signal'}.{pyfunc.__name__}"
+                call = ", ".join(f"floated({n})" if n in arrays else ("output=None" if n == "output" else f"{n}={n}")
+                                 for n in names)  # fmt: skip
+                compute = f"pyfunc({call})"
+                inner = {"pyfunc": pyfunc, "floated": floated, "cast_to": cast_to, "deliver": deliver,
+                         "per_axis": per_axis, "given_or": given_or}  # fmt: skip
+                if kind == "ndimage":
+                    output = args["output"]
+                    target = args["input"].dtype if absent(output) else getattr(output, "dtype", None)
+                    if passes is not None and isinstance(target, (types.Integer, types.Boolean)):
+                        inner["passes"] = passes[0]  # (its result is in the result dtype already)
+                        compute = "passes(" + passes[1].replace("like", "input" if absent(output) else "output") + ")"
+                    if absent(output):
+                        result = "cast_to(y, input, False)"
+                    elif isinstance(output, types.Array) and output.ndim == args["input"].ndim:
+                        message = f"fastconv.{fname}: output must have the result's shape"
+                        result = f"deliver(cast_to(y, output, False), output, {message!r})"
+                    elif isinstance(output, (types.NumberClass, types.DType)):
+                        result = "cast_to(y, output, False)"
+                    else:
+                        raise TypingError(f"fastconv.{fname} inside @njit: output must be None, an array with "
+                                          f"{args['input'].ndim} dimensions or a dtype, got {output}")  # fmt: skip
+                else:
+                    both = [np.dtype(args[n].dtype.name) for n in arrays if isinstance(args[n], types.Array)]
+                    target = np.result_type(*both)
+                    # (scipy: the direct sums of integers are integers; the FFTs' results float64)
+                    result = "cast_to(y, target, True)" if kind == "signal" and target.kind in "biu" else "y"
+                    inner["target"] = target.type
+                exec(f"def impl({', '.join(map(str, params))}):\n"
+                     f"    y = {compute}\n"
+                     f"    return {result}\n", inner)  # fmt: skip
+                return inner["impl"]
+
+            scope["choose"] = choose
+            overload(pyfunc)(scope["typer"])
+            return over
+
+        return register
+
     def output_array(v, name: str, fname: str, dt, ndim: int, dtypes_too: bool) -> None:
         """``out=`` (``dt``, ``ndim`` dimensions: the result's) or ndimage's
         ``output=`` (any float array of ``ndim`` dimensions, or a float dtype)."""
@@ -878,7 +970,7 @@ def _register() -> None:
     # --- ndimage ---------------------------------------------------------------------------------------
 
     def filter_checks(fname, input, output, mode, cval, axes=None):
-        array(input, "input", f"ndimage.{fname}", (1, 2, 3))
+        array(input, "input", f"ndimage.{fname}", (1, 2, 3), integers=True)  # (integers: :func:`integers_too`)
         output_array(output, "output", f"ndimage.{fname}", None, input.ndim, True)
         string(mode, "mode", f"ndimage.{fname}")
         number(cval, "cval", f"ndimage.{fname}")
@@ -936,8 +1028,8 @@ def _register() -> None:
 
         return overload_correlate
 
-    overload(ndimage.correlate)(correlate_impl(False))
-    overload(ndimage.convolve)(correlate_impl(True))
+    integers_too(ndimage.correlate, "ndimage")(correlate_impl(False))
+    integers_too(ndimage.convolve, "ndimage")(correlate_impl(True))
 
     def correlate1d_impl(flip):
         fname = "convolve1d" if flip else "correlate1d"
@@ -964,8 +1056,8 @@ def _register() -> None:
 
         return overload_correlate1d
 
-    overload(ndimage.correlate1d)(correlate1d_impl(False))
-    overload(ndimage.convolve1d)(correlate1d_impl(True))
+    integers_too(ndimage.correlate1d, "ndimage")(correlate1d_impl(False))
+    integers_too(ndimage.convolve1d, "ndimage")(correlate1d_impl(True))
 
     def smoothing_checks(fname, input, output, mode, cval, axes, order=None, radius=None):
         filter_checks(fname, input, output, mode, cval, axes)
@@ -983,7 +1075,60 @@ def _register() -> None:
                                                                  origin, w2, mode, origin, cval, True)),
     }  # fmt: skip
 
-    @overload(ndimage.gaussian_filter)
+    @njit
+    def gaussian_or_one(sigma, order, truncate, radius, single):
+        """An axis's weights, the identity where sigma is 0 (scipy leaves that axis alone)."""
+        if sigma > 1e-15:
+            return k.gaussian_weights(sigma, order, truncate, radius, single)
+        return np.ones(1)
+
+    # integer and bool results, pass by pass as scipy writes them (:func:`integers_too`'s ``passes``)
+
+    @njit
+    def gaussian_passes(input, s, o, mode, cval, truncate, radius, like):
+        """gaussian_filter of integer or bool data into ``like``'s dtype: a
+        float64 pass per axis, each truncated into that dtype."""
+        if len(s) != input.ndim or len(o) != input.ndim:
+            raise ValueError("sigma and order must be a number or one per axis")
+        x = input.astype(np.float64)
+        for a in range(input.ndim):
+            w = gaussian_or_one(s[a], int(o[a]), truncate, radius, False)
+            x = cast_to(ndimage.correlate1d(x, w, a, None, mode, cval, 0), like, False).astype(np.float64)
+        return cast_to(x, like, False)
+
+    @njit
+    def uniform_passes(input, size, mode, cval, origin, like):
+        """uniform_filter of integer or bool data into ``like``'s dtype: per
+        axis the windows' float64 sums over the size, truncated."""
+        n = per_axis(size, input.ndim)
+        x = input.astype(np.float64)
+        for a in range(input.ndim):
+            if n[a] > 1:
+                sums = ndimage.correlate1d(x, np.ones(int(n[a])), a, None, mode, cval, origin)
+                x = cast_to(sums / n[a], like, False).astype(np.float64)
+        return cast_to(x, like, False)
+
+    @njit
+    def gaussian_sum_passes(input, sigma, mode, cval, truncate, radius, like, derivative, square):
+        """gaussian_laplace (the terms' sum) and gaussian_gradient_magnitude
+        (``square``: the root of the squares' sum) of integer data: each
+        term, square and sum in ``like``'s dtype (wrapping), the root truncated."""
+        nd = input.ndim
+        s = per_axis(sigma, nd)
+        total = cast_to(np.zeros(input.shape), like, False)
+        for a in range(nd):
+            o = np.zeros(nd)
+            o[a] = derivative
+            term = gaussian_passes(input, s, o, mode, cval, truncate, radius, like)
+            if square:
+                term *= term
+            total += term
+        if square:
+            return cast_to(np.sqrt(total.astype(np.float64)), like, False)
+        return total
+
+    @integers_too(ndimage.gaussian_filter, "ndimage", (gaussian_passes, "input, per_axis(sigma, input.ndim), "
+                  "per_axis(order, input.ndim), mode, cval, truncate, given_or(radius, -1), like"))  # fmt: skip
     def _gaussian_filter(input, sigma, order=0, output=None, mode="reflect", cval=0.0, truncate=4.0, radius=None,
                          axes=None):  # fmt: skip
         kernels()
@@ -1004,13 +1149,6 @@ def _register() -> None:
             return run(input, ws[0], ws[1], ws[2], mode, cval, 0)
 
         return delivering(impl, "output", output, "ndimage.gaussian_filter")
-
-    @njit
-    def gaussian_or_one(sigma, order, truncate, radius, single):
-        """An axis's weights, the identity where sigma is 0 (scipy leaves that axis alone)."""
-        if sigma > 1e-15:
-            return k.gaussian_weights(sigma, order, truncate, radius, single)
-        return np.ones(1)
 
     def gaussian_terms(derivative, square):
         fname = "gaussian_laplace" if derivative == 2 else "gaussian_gradient_magnitude"
@@ -1046,10 +1184,13 @@ def _register() -> None:
 
         return overload_terms
 
-    overload(ndimage.gaussian_laplace)(gaussian_terms(2, False))
-    overload(ndimage.gaussian_gradient_magnitude)(gaussian_terms(1, True))
+    _terms = "input, sigma, mode, cval, truncate, given_or(radius, -1), like, {}"
+    integers_too(ndimage.gaussian_laplace, "ndimage", (gaussian_sum_passes, _terms.format("2, False")))(
+        gaussian_terms(2, False))  # fmt: skip
+    integers_too(ndimage.gaussian_gradient_magnitude, "ndimage", (gaussian_sum_passes, _terms.format("1, True")))(
+        gaussian_terms(1, True))  # fmt: skip
 
-    @overload(ndimage.gaussian_filter1d)
+    @integers_too(ndimage.gaussian_filter1d, "ndimage")
     def _gaussian_filter1d(input, sigma, axis=-1, order=0, output=None, mode="reflect", cval=0.0, truncate=4.0,
                            radius=None):  # fmt: skip
         kernels()
@@ -1063,7 +1204,7 @@ def _register() -> None:
 
         return delivering(impl, "output", output, "ndimage.gaussian_filter1d")
 
-    @overload(ndimage.uniform_filter)
+    @integers_too(ndimage.uniform_filter, "ndimage", (uniform_passes, "input, size, mode, cval, origin, like"))
     def _uniform_filter(input, size=3, output=None, mode="reflect", cval=0.0, origin=0, axes=None):
         kernels()
         hook = smoothing_checks("uniform_filter", input, output, mode, cval, axes)
@@ -1083,7 +1224,7 @@ def _register() -> None:
 
         return delivering(impl, "output", output, "ndimage.uniform_filter")
 
-    @overload(ndimage.uniform_filter1d)
+    @integers_too(ndimage.uniform_filter1d, "ndimage")
     def _uniform_filter1d(input, size, axis=-1, output=None, mode="reflect", cval=0.0, origin=0):
         kernels()
         hook = smoothing_checks("uniform_filter1d", input, output, mode, cval, None)
@@ -1126,10 +1267,10 @@ def _register() -> None:
 
         return overload_difference
 
-    overload(ndimage.sobel)(difference((1.0, 2.0, 1.0)))
-    overload(ndimage.prewitt)(difference((1.0, 1.0, 1.0)))
+    integers_too(ndimage.sobel, "ndimage")(difference((1.0, 2.0, 1.0)))
+    integers_too(ndimage.prewitt, "ndimage")(difference((1.0, 1.0, 1.0)))
 
-    @overload(ndimage.laplace)
+    @integers_too(ndimage.laplace, "ndimage")
     def _laplace(input, output=None, mode="reflect", cval=0.0, axes=None):
         kernels()
         filter_checks("laplace", input, output, mode, cval, axes)
@@ -1173,7 +1314,7 @@ def _register() -> None:
         """The arrays, their ranks and the string arguments of ``signal.fname``;
         (rank, result dtype)."""
         for v, name in ((in1, "in1"), (in2, "in2")):
-            array(v, name, f"signal.{fname}", ndims)
+            array(v, name, f"signal.{fname}", ndims, integers=True)  # (integers: :func:`integers_too`)
         if in1.ndim != in2.ndim:
             raise TypingError(f"fastconv.signal.{fname} inside @njit: in1 and in2 must have the same number of "
                               f"dimensions, got {in1.ndim} and {in2.ndim}")  # fmt: skip
@@ -1263,10 +1404,10 @@ def _register() -> None:
 
         return overload_nd
 
-    overload(signal.convolve)(signal_impl(True, False))
-    overload(signal.correlate)(signal_impl(False, False))
-    overload(signal.convolve2d)(signal_impl(True, True))
-    overload(signal.correlate2d)(signal_impl(False, True))
+    integers_too(signal.convolve, "signal")(signal_impl(True, False))
+    integers_too(signal.correlate, "signal")(signal_impl(False, False))
+    integers_too(signal.convolve2d, "signal")(signal_impl(True, True))
+    integers_too(signal.correlate2d, "signal")(signal_impl(False, True))
 
     def compiled_fft() -> bool:
         """Whether rocket-fft (``pip install "fastconv[njit]"``) is there: it
@@ -1322,8 +1463,8 @@ def _register() -> None:
 
         return overload_fft
 
-    overload(signal.fftconvolve)(fft_impl("fftconvolve"))
-    overload(signal.oaconvolve)(fft_impl("oaconvolve"))
+    integers_too(signal.fftconvolve, "fft")(fft_impl("fftconvolve"))
+    integers_too(signal.oaconvolve, "fft")(fft_impl("oaconvolve"))
 
     @overload(signal.choose_conv_method)
     def _choose_conv_method(in1, in2, mode="full", measure=False):

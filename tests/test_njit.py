@@ -445,13 +445,73 @@ def test_integer_and_bool_inputs_are_computed_in_float64_as_in_python(rng):
         np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)
 
 
+@numba.njit
+def _integer_filters(u, w, w1, o16):
+    return (ndimage.correlate(u, w, mode="constant", cval=2.0), ndimage.correlate1d(u, w1, axis=0, mode="wrap"),
+            ndimage.gaussian_filter(u, 1.0), ndimage.uniform_filter(u, 3), ndimage.sobel(u),
+            ndimage.gaussian_laplace(u, 1.0), ndimage.gaussian_gradient_magnitude(u, 1.0),
+            ndimage.uniform_filter(u, 3, output=np.float64), ndimage.gaussian_filter(u, 0.7, output=o16))  # fmt: skip
+
+
+@numba.njit
+def _integer_signals(a, b):
+    return (fastconv.signal.convolve(a, b), fastconv.signal.correlate(a, b, mode="same"),
+            fastconv.signal.convolve2d(a, b, boundary="symm"), fastconv.signal.fftconvolve(a, b),
+            fastconv.signal.convolve(a, b.astype(np.float32)))  # fmt: skip
+
+
+@numba.njit
+def _bool_filters(f, w):
+    return ndimage.correlate(f, w), ndimage.gaussian_filter(f, 1.0)
+
+
+def test_integer_and_bool_images_and_signals_as_scipy_computes_them(rng):
+    """ndimage and signal take integer and bool arrays in compiled code as in
+    Python (and scipy): computed in float64, the result in the input's dtype
+    (``output``'s where given), ndimage's truncated toward zero after every
+    pass of a multi-pass filter and wrapped (bool: scipy's C cast), signal's
+    direct sums rounded; the FFT's result float64.  (One function per
+    form of the wrapper -- ``_numba_ext.integers_too`` -- and per pass
+    scheme: each compiled call costs seconds.)"""
+    u = rng.integers(0, 256, (9, 11)).astype(np.uint8)
+    w = rng.integers(-4, 5, (3, 3)) / 4  # (sums exact in float64: no truncation decided by summation order)
+    w1 = np.array([1.0, -2.5, 0.75])
+    o16 = np.zeros(u.shape, np.int16)
+    got = _integer_filters(u, w, w1, o16)
+    S = scipy.ndimage
+    want = (S.correlate(u, w, mode="constant", cval=2.0), S.correlate1d(u, w1, axis=0, mode="wrap"),
+            S.gaussian_filter(u, 1.0), S.uniform_filter(u, 3), S.sobel(u), S.gaussian_laplace(u, 1.0),
+            S.gaussian_gradient_magnitude(u, 1.0), S.uniform_filter(u, 3, output=np.float64),
+            S.gaussian_filter(u, 0.7, output=np.zeros(u.shape, np.int16)))  # fmt: skip
+    for i, (g, ref) in enumerate(zip(got, want)):
+        assert g.dtype == ref.dtype, i
+        if ref.dtype.kind == "f":
+            np.testing.assert_allclose(g, ref, rtol=1e-12, atol=1e-12, err_msg=str(i))
+        else:
+            np.testing.assert_array_equal(g, ref, err_msg=str(i))
+    assert got[-1] is o16
+    a = rng.integers(-50, 50, (6, 7)).astype(np.int32)
+    b = rng.integers(-5, 5, (3, 4)).astype(np.int32)
+    got = _integer_signals(a, b)
+    want = (scipy.signal.convolve(a, b), scipy.signal.correlate(a, b, mode="same"),
+            scipy.signal.convolve2d(a, b, boundary="symm"), scipy.signal.fftconvolve(a, b),
+            scipy.signal.convolve(a, b.astype(np.float32)))  # fmt: skip
+    for i, (g, ref) in enumerate(zip(got, want)):
+        assert g.dtype == ref.dtype, i
+        np.testing.assert_allclose(g, ref, rtol=0, atol=1e-9, err_msg=str(i))
+    f = rng.random((8, 9)) > 0.6
+    for g, ref in zip(_bool_filters(f, w), (S.correlate(f, w), S.gaussian_filter(f, 1.0))):
+        assert g.dtype == ref.dtype == np.bool_
+        np.testing.assert_array_equal(g, ref)
+
+
 def test_errors_name_the_argument_at_compile_and_run_time(rng):
     x = rng.standard_normal((1, 2, 6, 6))
     w = rng.standard_normal((2, 2, 3, 3))
     with pytest.raises(numba.core.errors.TypingError, match="input must be a float32, float64, integer or bool array"):
         _conv2d(x.astype(np.complex128), w, np.zeros(2), (1, 1), (0, 0), (1, 1), 1)
-    with pytest.raises(numba.core.errors.TypingError, match="in1 must be a float32 or float64 array"):
-        _signal(x[0, 0].astype(np.int32), w[0, 0], "full", "fill", 0.0)
+    with pytest.raises(numba.core.errors.TypingError, match="in1 must be a float32, float64, integer or bool array"):
+        _signal(x[0, 0].astype(np.complex128), w[0, 0], "full", "fill", 0.0)
 
     @numba.njit
     def bad_out(x, w):
