@@ -121,7 +121,9 @@ class Plan:
             if calls > window and calls % every:
                 return
             replan = corrections.observe(key, raw, seconds, cache_dir)
-            runs = 0 if shape is None else corrections.record(shape, method, seconds)
+            # (an executor's first call pays what the next ones do not -- its
+            # result's and scratch's first pages, a core waking up: not this shape's time)
+            runs = 0 if shape is None or calls == 1 else corrections.record(shape, method, seconds)
             if replan:
                 clear_plan_cache()
             elif runs >= corrections.SHAPE_CALLS and self._beaten(corrections.measured(shape)):
