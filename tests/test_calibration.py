@@ -361,6 +361,12 @@ def test_a_shape_returns_to_the_fastest_method_it_ran(learning, monkeypatch):
     for _ in range(corrections.WINDOW):
         learn(slow)
     assert fastconv.explain(fastconv.conv2d, x, w, padding=1) is back
+    # a method's time on a shape is its fastest recent call (slow calls are other work's)
+    for t in (3.0, 1.0, 9.0, 2.0):
+        corrections.record(("a shape",), "m", t)
+    assert corrections.measured(("a shape",)) == {}  # (not enough calls)
+    corrections.record(("a shape",), "m", 5.0)
+    assert corrections.measured(("a shape",)) == {"m": 1.0}
     # within the margin, two measured methods do not alternate; beyond it they do
     assert not back._beaten({plan.method: slow, second.name: slow / 1.01})
     assert back._beaten({plan.method: slow, second.name: slow / 1.2})

@@ -23,8 +23,10 @@ corrected this way -- ``fastconv calibrate`` times them all.
 The same timings are kept per call shape too (:func:`record`, in memory):
 band factors mix shapes, and a factor learned on other layers can move one
 shape onto a method that is slower on it.  Once a method has
-:data:`SHAPE_CALLS` timings on a shape, the dispatcher takes their median
-in place of its estimate for that shape (``Plan.learner`` re-plans when
+:data:`SHAPE_CALLS` timings on a shape, the dispatcher takes the fastest
+of them (another process or a background build only ever adds time: on a
+shared 2-core machine a layer's median was caught 2.4x above its steady
+time and a slower method's taken) in place of its estimate for that shape (``Plan.learner`` re-plans when
 another method's estimate or measured time is below it), so ``auto`` tries
 each method it rates faster at most once per shape and stays on the fastest
 it has run there.
@@ -73,7 +75,7 @@ MACHINE_BOUNDS = (0.125, 8.0)
 #: a factor that moves by more than this re-plans the cached plans
 REPLAN = 1.15
 #: a method's timings on one call shape stand in for its estimate there
-#: once it has this many (their median: one slow call does not decide)
+#: once it has this many (the fastest of them: slow calls do not decide)
 SHAPE_CALLS = 5
 #: a measured method gives way to another measured one only when that one is
 #: faster by more than this (two methods within noise do not alternate)
@@ -171,13 +173,13 @@ def record(shape_key: tuple, method: str, seconds: float) -> int:
 
 
 def measured(shape_key: tuple) -> dict[str, float]:
-    """Method -> median seconds on the call shape ``shape_key``, for the
-    methods with :data:`SHAPE_CALLS` timings there."""
+    """Method -> its fastest recent seconds on the call shape ``shape_key``,
+    for the methods with :data:`SHAPE_CALLS` timings there."""
     with _lock:
         seen = _shapes.get(shape_key)
         if not seen:
             return {}
-        return {m: statistics.median(w) for m, w in seen.items() if len(w) >= SHAPE_CALLS}
+        return {m: min(w) for m, w in seen.items() if len(w) >= SHAPE_CALLS}
 
 
 def _refresh(b: int) -> None:
