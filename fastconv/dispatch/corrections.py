@@ -12,7 +12,8 @@ one, a faster one takes over.  The median of a window makes it robust:
 one slow call (a page fault, another process) does not move it.  A factor
 that moves by more than :data:`REPLAN` re-plans (the cached plans are
 dropped).  An executor of repeated calls learns from its first
-:data:`WINDOW` calls, then from one in :data:`SAMPLE_EVERY`.  The ratios
+:data:`WINDOW` calls but the first (its first pages, a waking core), then
+from one in :data:`SAMPLE_EVERY`.  The ratios
 persist in ``<cache_dir>/corrections.json`` (per CPU and fastconv version,
 with the method's source digest: learned on other kernels, they are
 dropped).
@@ -76,7 +77,7 @@ MACHINE_BOUNDS = (0.125, 8.0)
 REPLAN = 1.15
 #: a method's timings on one call shape stand in for its estimate there
 #: once it has this many (the fastest of them: slow calls do not decide)
-SHAPE_CALLS = 5
+SHAPE_CALLS = 3
 #: a measured method gives way to another measured one only when that one is
 #: faster by more than this (two methods within noise do not alternate)
 SHAPE_MARGIN = 1.05

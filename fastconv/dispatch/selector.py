@@ -118,12 +118,12 @@ class Plan:
         def learn(seconds: float) -> None:
             nonlocal calls
             calls += 1  # (a lost update between threads only shifts the sample)
-            if calls > window and calls % every:
+            if calls == 1 or (calls > window and calls % every):
+                # (an executor's first call pays what the next ones do not -- its
+                # result's and scratch's first pages, a core waking up: not the method's time)
                 return
             replan = corrections.observe(key, raw, seconds, cache_dir)
-            # (an executor's first call pays what the next ones do not -- its
-            # result's and scratch's first pages, a core waking up: not this shape's time)
-            runs = 0 if shape is None or calls == 1 else corrections.record(shape, method, seconds)
+            runs = 0 if shape is None else corrections.record(shape, method, seconds)
             if replan:
                 clear_plan_cache()
             elif runs >= corrections.SHAPE_CALLS and self._beaten(corrections.measured(shape)):
