@@ -5,7 +5,8 @@ pyproject.toml) when it first compiles something, so ``import fastconv``
 imports no Numba; :func:`init` registers an ``overload`` for each function
 below, whose work is :mod:`fastconv.kernels.injit`'s.  The arguments,
 defaults and results are the Python functions'; the types a compiled call
-accepts are narrower (float32/float64 arrays, one mode; ``out=`` /
+accepts are narrower (float32/float64 arrays -- integer and bool ones
+computed in float64 -- one mode; ``out=`` /
 ``output=`` an array, or for ``output=`` a float dtype, filled with a copy
 of the result: :func:`delivering`), and a call outside them fails at
 compile time with a message naming the argument.  Values are checked when the call runs (ValueError,
