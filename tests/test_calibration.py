@@ -373,6 +373,25 @@ def test_a_shape_returns_to_the_fastest_method_it_ran(learning, monkeypatch):
     # within the margin, two measured methods do not alternate; beyond it they do
     assert not back._beaten({plan.method: slow, second.name: slow / 1.01})
     assert back._beaten({plan.method: slow, second.name: slow / 1.2})
+    # a close method measured on few calls (maybe in a noisy moment) runs again before the pick settles
+    corrections.forget()
+    selector.clear_plan_cache()
+    key = plan.key
+    for _ in range(corrections.REMATCH_CALLS):
+        corrections.record(key, plan.method, slow)
+    for _ in range(corrections.SHAPE_CALLS):
+        corrections.record(key, second.name, 1.2 * slow)
+    again = fastconv.explain(fastconv.conv2d, x, w, padding=1)
+    assert (again.method, again.rematch, again.incumbent) == (second.name, True, plan.method)
+    assert again.reason.startswith("run again on this call shape")
+    assert not again._beaten(corrections.measured(key), corrections.calls(key))  # (judged once it has its calls)
+    for _ in range(corrections.REMATCH_CALLS - corrections.SHAPE_CALLS):
+        corrections.record(key, second.name, 1.2 * slow)
+    assert again._beaten(corrections.measured(key), corrections.calls(key))
+    selector.clear_plan_cache()
+    settled = fastconv.explain(fastconv.conv2d, x, w, padding=1)
+    assert (settled.method, settled.rematch) == (plan.method, False)
+    assert not settled._beaten(corrections.measured(key), corrections.calls(key))
     # the executors held the dropped plans: calls still give the right answer
     rng = np.random.default_rng(1)
     x, w = rng.standard_normal(x.shape).astype(np.float32), rng.standard_normal(w.shape).astype(np.float32)

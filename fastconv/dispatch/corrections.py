@@ -30,7 +30,8 @@ shared 2-core machine a layer's median was caught 2.4x above its steady
 time and a slower method's taken) in place of its estimate for that shape (``Plan.learner`` re-plans when
 another method's estimate or measured time is below it), so ``auto`` tries
 each method it rates faster at most once per shape and stays on the fastest
-it has run there.
+it has run there (a close one measured on few calls runs again:
+:data:`REMATCH_CALLS`).
 
 The bounds hold around the machine, not around 1: a CPU slower than the one
 the constants were fitted on is off by the same factor for every method (a
@@ -81,6 +82,11 @@ SHAPE_CALLS = 3
 #: a measured method gives way to another measured one only when that one is
 #: faster by more than this (two methods within noise do not alternate)
 SHAPE_MARGIN = 1.05
+#: a method measured on fewer calls than this within REMATCH_WITHIN of the
+#: fastest one measured on more is run again to this many (its first calls
+#: may have met other work: a noisy moment must not decide a close pick)
+REMATCH_CALLS = 6
+REMATCH_WITHIN = 1.25
 #: call shapes whose timings are kept (the least recently timed dropped)
 MAX_SHAPES = 4096
 
@@ -181,6 +187,12 @@ def measured(shape_key: tuple) -> dict[str, float]:
         if not seen:
             return {}
         return {m: min(w) for m, w in seen.items() if len(w) >= SHAPE_CALLS}
+
+
+def calls(shape_key: tuple) -> dict[str, int]:
+    """Method -> how many recent timings it has on the call shape ``shape_key``."""
+    with _lock:
+        return {m: len(w) for m, w in _shapes.get(shape_key, {}).items()}
 
 
 def _refresh(b: int) -> None:

@@ -65,6 +65,9 @@ class Plan:
     #: while this plan tries a method on its call shape, the method measured
     #: fastest there: it stands in (not tier 0) while the tried kernel compiles
     incumbent: str | None = dataclasses.field(default=None, compare=False)
+    #: this plan runs a close method again on its call shape (to
+    #: ``corrections.REMATCH_CALLS`` timings before it is judged)
+    rematch: bool = dataclasses.field(default=False, compare=False)
 
     @property
     def flops(self) -> int:
@@ -126,27 +129,37 @@ class Plan:
             runs = 0 if shape is None else corrections.record(shape, method, seconds)
             if replan:
                 clear_plan_cache()
-            elif runs >= corrections.SHAPE_CALLS and self._beaten(corrections.measured(shape)):
+            elif runs >= corrections.SHAPE_CALLS and self._beaten(
+                corrections.measured(shape), corrections.calls(shape)
+            ):
                 drop_plan(shape)
 
         return learn
 
-    def _beaten(self, measured: dict[str, float]) -> bool:
-        """Whether, with the times ``measured`` on this call shape standing in
-        for their methods' estimates, another method would be picked: one
-        not run here estimated below this one's measured time (it is tried),
-        or one run here faster by :data:`~.corrections.SHAPE_MARGIN`."""
-        from .corrections import SHAPE_MARGIN
+    def _beaten(self, measured: dict[str, float], calls: dict[str, int] | None = None) -> bool:
+        """Whether, with the times ``measured`` on this call shape (``calls``
+        timings each) standing in for their methods' estimates, another
+        method would be picked (:func:`_with_measured`'s rules): one not run
+        here estimated below this one's measured time (it is tried), one
+        run here faster by :data:`~.corrections.SHAPE_MARGIN`, or a close
+        one measured on few calls (run again)."""
+        from .corrections import REMATCH_CALLS, REMATCH_WITHIN, SHAPE_MARGIN
 
+        calls = calls or {}
         mine = measured.get(self.method)
         if mine is None or getattr(self.spec, "method", "auto") != "auto":
             return False
+        if self.rematch and calls.get(self.method, 0) < REMATCH_CALLS:
+            return False  # (run again: judged once it has its calls)
+        settled = calls.get(self.method, 0) >= REMATCH_CALLS
         methods = methods_for(self.op)
         for c in self.candidates:
             if c.name == self.method or c.rejected is not None or methods[c.name].fallback:
                 continue
             other = measured.get(c.name)
             if other is not None and other * SHAPE_MARGIN < mine:
+                return True
+            if other is not None and settled and calls.get(c.name, 0) < REMATCH_CALLS and other < mine * REMATCH_WITHIN:
                 return True
             if other is None and c.estimated_s is not None and c.estimated_s < mine:
                 return True
@@ -537,7 +550,8 @@ def _with_measured(plan: Plan, key: tuple) -> Plan:
     """``plan`` with the times its call shape's repeated calls measured in
     this process (:func:`.corrections.measured`) standing in for their
     methods' estimates: the fastest measured method stays picked unless an
-    untried one is estimated below it."""
+    untried one is estimated below it, or a close one measured on fewer
+    calls runs again (:data:`.corrections.REMATCH_CALLS`)."""
     from . import corrections
 
     seen = corrections.measured(key)
@@ -558,13 +572,23 @@ def _with_measured(plan: Plan, key: tuple) -> Plan:
 
     chosen = min(feasible, key=time)
     ran = ", ".join(f"{c.name} {c.measured_s * 1e3:.3f} ms" for c in feasible if c.measured_s is not None)
-    incumbent = None
+    incumbent, rematch = None, False
     if chosen.measured_s is not None:
         reason = f"fastest measured on this call shape in this process ({ran})"
+        calls = corrections.calls(key)
+        close = [c for c in feasible if c is not chosen and c.measured_s is not None
+                 and calls.get(c.name, 0) < corrections.REMATCH_CALLS
+                 and c.measured_s < chosen.measured_s * corrections.REMATCH_WITHIN]  # fmt: skip
+        if close and calls.get(chosen.name, 0) >= corrections.REMATCH_CALLS:
+            incumbent, rematch, chosen = chosen.name, True, min(close, key=lambda c: c.measured_s)
+            reason = (f"run again on this call shape: within {corrections.REMATCH_WITHIN}x of the fastest "
+                      f"({incumbent}) on fewer calls ({ran})")  # fmt: skip
     else:
         reason = f"lowest estimated time (cost model), below the times measured on this call shape ({ran}): tried"
         incumbent = min((c for c in feasible if c.measured_s is not None), key=lambda c: c.measured_s).name
-    return dataclasses.replace(plan, method=chosen.name, reason=reason, candidates=candidates, incumbent=incumbent)
+    return dataclasses.replace(
+        plan, method=chosen.name, reason=reason, candidates=candidates, incumbent=incumbent, rematch=rematch
+    )
 
 
 def drop_plan(key: tuple) -> None:
