@@ -373,6 +373,11 @@ def test_a_shape_returns_to_the_fastest_method_it_ran(learning, monkeypatch):
     # within the margin, two measured methods do not alternate; beyond it they do
     assert not back._beaten({plan.method: slow, second.name: slow / 1.01})
     assert back._beaten({plan.method: slow, second.name: slow / 1.2})
+    # on a CPU slower than the constants' every estimate is below every measured time: only the
+    # methods the constants put near the fastest one run there are tried, not all of them
+    far = [c for c in plan.candidates if c.rejected is None and (c.estimated_s or 0) > 2 * plan.chosen.estimated_s]
+    assert far and not any(selector._worth_a_try(c, plan.chosen, corrections.TRY_WITHIN) for c in far)
+    assert selector._worth_a_try(second, plan.chosen, corrections.TRY_WITHIN)
     # a close method measured on few calls (maybe in a noisy moment) runs again before the pick settles
     corrections.forget()
     selector.clear_plan_cache()

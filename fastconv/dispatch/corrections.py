@@ -87,6 +87,11 @@ SHAPE_MARGIN = 1.05
 #: may have met other work: a noisy moment must not decide a close pick)
 REMATCH_CALLS = 6
 REMATCH_WITHIN = 1.25
+#: a method not run on a shape is tried there when the constants estimate
+#: it within this factor of the fastest one run there (not: below its
+#: measured time -- on a CPU slower than the constants' that is every
+#: method, im2col at 3x included)
+TRY_WITHIN = 1.6
 #: call shapes whose timings are kept (the least recently timed dropped)
 MAX_SHAPES = 4096
 

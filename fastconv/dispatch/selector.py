@@ -140,10 +140,10 @@ class Plan:
         """Whether, with the times ``measured`` on this call shape (``calls``
         timings each) standing in for their methods' estimates, another
         method would be picked (:func:`_with_measured`'s rules): one not run
-        here estimated below this one's measured time (it is tried), one
+        here that the constants estimate near this one (it is tried), one
         run here faster by :data:`~.corrections.SHAPE_MARGIN`, or a close
         one measured on few calls (run again)."""
-        from .corrections import REMATCH_CALLS, REMATCH_WITHIN, SHAPE_MARGIN
+        from .corrections import REMATCH_CALLS, REMATCH_WITHIN, SHAPE_MARGIN, TRY_WITHIN
 
         calls = calls or {}
         mine = measured.get(self.method)
@@ -161,7 +161,7 @@ class Plan:
                 return True
             if other is not None and settled and calls.get(c.name, 0) < REMATCH_CALLS and other < mine * REMATCH_WITHIN:
                 return True
-            if other is None and c.estimated_s is not None and c.estimated_s < mine:
+            if other is None and _worth_a_try(c, self.chosen, TRY_WITHIN):
                 return True
         return False
 
@@ -550,8 +550,9 @@ def _with_measured(plan: Plan, key: tuple) -> Plan:
     """``plan`` with the times its call shape's repeated calls measured in
     this process (:func:`.corrections.measured`) standing in for their
     methods' estimates: the fastest measured method stays picked unless an
-    untried one is estimated below it, or a close one measured on fewer
-    calls runs again (:data:`.corrections.REMATCH_CALLS`)."""
+    untried one is estimated below its time and near its estimate
+    (:data:`.corrections.TRY_WITHIN`: it is tried), or a close one measured
+    on fewer calls runs again (:data:`.corrections.REMATCH_CALLS`)."""
     from . import corrections
 
     seen = corrections.measured(key)
@@ -570,7 +571,11 @@ def _with_measured(plan: Plan, key: tuple) -> Plan:
         t = c.measured_s if c.measured_s is not None else c.estimated_s
         return (t is None, t or 0.0)
 
-    chosen = min(feasible, key=time)
+    best = min((c for c in feasible if c.measured_s is not None), key=lambda c: c.measured_s, default=None)
+    if best is None:  # pragma: no cover - a measured method was rejected since (settings are in the key)
+        return plan
+    tries = [c for c in feasible if c.measured_s is None and _worth_a_try(c, best, corrections.TRY_WITHIN)]
+    chosen = min(tries, key=time) if tries else best
     ran = ", ".join(f"{c.name} {c.measured_s * 1e3:.3f} ms" for c in feasible if c.measured_s is not None)
     incumbent, rematch = None, False
     if chosen.measured_s is not None:
@@ -584,11 +589,24 @@ def _with_measured(plan: Plan, key: tuple) -> Plan:
             reason = (f"run again on this call shape: within {corrections.REMATCH_WITHIN}x of the fastest "
                       f"({incumbent}) on fewer calls ({ran})")  # fmt: skip
     else:
-        reason = f"lowest estimated time (cost model), below the times measured on this call shape ({ran}): tried"
+        reason = (f"not run on this call shape yet ({ran}), estimated within {corrections.TRY_WITHIN}x of the "
+                  "fastest one run: tried")  # fmt: skip
         incumbent = min((c for c in feasible if c.measured_s is not None), key=lambda c: c.measured_s).name
     return dataclasses.replace(
         plan, method=chosen.name, reason=reason, candidates=candidates, incumbent=incumbent, rematch=rematch
     )
+
+
+def _worth_a_try(c: Candidate, best: Candidate, within: float) -> bool:
+    """Whether ``c``, not run on a call shape, is tried there against
+    ``best``, the fastest method run there: the constants' own estimate of
+    ``c`` (without the learned factors, which mix shapes: one learned on
+    other layers kept audio 1d from trying ``winograd_f4``) within
+    ``within`` of ``best``'s -- not every method below a measured time,
+    which on a CPU slower than the constants' is every method."""
+    if c.estimated_s is None or best.estimated_s is None:
+        return False
+    return c.estimated_s / c.factor < best.estimated_s / best.factor * within
 
 
 def drop_plan(key: tuple) -> None:
