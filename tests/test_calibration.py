@@ -409,3 +409,16 @@ def test_a_shape_returns_to_the_fastest_method_it_ran(learning, monkeypatch):
     corrections.forget()
     selector.clear_plan_cache()
     assert fastconv.explain(fastconv.conv2d, x, w, padding=1).method == plan.method
+
+
+def test_autotune_picks_without_shape_trials(learning):
+    """With autotune the tuner's measurements pick: repeated calls keep no
+    shape timings, so no trial re-plans a tuned shape again and again."""
+    x, w = np.zeros((4, 16, 16, 16), np.float32), np.zeros((16, 16, 3, 3), np.float32)
+    with fastconv.set_config(autotune=True):
+        plan = fastconv.explain(fastconv.conv2d, x, w, padding=1)
+        learn = plan.learner()
+        for _ in range(2 * corrections.REMATCH_CALLS):
+            learn(10.0 * (plan.chosen.estimated_s or 1e-3))
+        assert corrections.calls(plan.key) == {}
+        assert fastconv.explain(fastconv.conv2d, x, w, padding=1).method == plan.method

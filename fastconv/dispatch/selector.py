@@ -114,7 +114,8 @@ class Plan:
         raw = c.estimated_s / c.factor
         if raw < corrections.MIN_SECONDS:
             return None
-        cache_dir, shape, method = cfg.cache_dir, self.key, self.method
+        # (with autotune the tuner's measurements pick: no shape timings, no trials)
+        cache_dir, shape, method = cfg.cache_dir, None if cfg.autotune else self.key, self.method
         window, every = corrections.WINDOW, corrections.SAMPLE_EVERY
         calls = 0
 
@@ -495,7 +496,7 @@ def _cached_plan(key, spec, cfg, ops, finite: bool) -> Plan:
     plan = _plans.get(key)
     if plan is None:
         plan = _select(spec, cfg, finite)
-        if cfg.learn and getattr(spec, "method", "auto") == "auto":
+        if cfg.learn and not cfg.autotune and getattr(spec, "method", "auto") == "auto":
             plan = _with_measured(plan, key)
         plan = dataclasses.replace(plan, key=key)
         methods = methods_for(spec.op)
