@@ -550,10 +550,10 @@ def _tuned(plan: Plan, spec, cfg, ops) -> Plan:
 def _with_measured(plan: Plan, key: tuple) -> Plan:
     """``plan`` with the times its call shape's repeated calls measured in
     this process (:func:`.corrections.measured`) standing in for their
-    methods' estimates: the fastest measured method stays picked unless an
-    untried one is estimated below its time and near its estimate
-    (:data:`.corrections.TRY_WITHIN`: it is tried), or a close one measured
-    on fewer calls runs again (:data:`.corrections.REMATCH_CALLS`)."""
+    methods' estimates: the fastest measured method stays picked unless the
+    constants estimate one not run there within :data:`.corrections.TRY_WITHIN`
+    of it (that one is tried), or a close one measured on fewer calls runs
+    again (:data:`.corrections.REMATCH_CALLS`)."""
     from . import corrections
 
     seen = corrections.measured(key)
@@ -592,7 +592,7 @@ def _with_measured(plan: Plan, key: tuple) -> Plan:
     else:
         reason = (f"not run on this call shape yet ({ran}), estimated within {corrections.TRY_WITHIN}x of the "
                   "fastest one run: tried")  # fmt: skip
-        incumbent = min((c for c in feasible if c.measured_s is not None), key=lambda c: c.measured_s).name
+        incumbent = best.name
     return dataclasses.replace(
         plan, method=chosen.name, reason=reason, candidates=candidates, incumbent=incumbent, rematch=rematch
     )
@@ -601,10 +601,9 @@ def _with_measured(plan: Plan, key: tuple) -> Plan:
 def _worth_a_try(c: Candidate, best: Candidate, within: float) -> bool:
     """Whether ``c``, not run on a call shape, is tried there against
     ``best``, the fastest method run there: the constants' own estimate of
-    ``c`` (without the learned factors, which mix shapes: one learned on
-    other layers kept audio 1d from trying ``winograd_f4``) within
-    ``within`` of ``best``'s -- not every method below a measured time,
-    which on a CPU slower than the constants' is every method."""
+    ``c`` (without the learned factors, which mix shapes) within ``within``
+    of ``best``'s -- not every method below a measured time, which on a CPU
+    slower than the constants' is every method."""
     if c.estimated_s is None or best.estimated_s is None:
         return False
     return c.estimated_s / c.factor < best.estimated_s / best.factor * within
