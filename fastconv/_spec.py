@@ -192,13 +192,20 @@ def as_array(value: Any, name: str) -> np.ndarray:
     return arr
 
 
+def ready_as_given(arr: np.ndarray, dtype: np.dtype) -> bool:
+    """Whether ``arr`` is what the kernels take as it stands: ``dtype``
+    (native order), C-contiguous, aligned and writeable (numba compiles a
+    separate signature for read-only arrays)."""
+    if arr.dtype is not dtype and arr.dtype != dtype:
+        return False
+    flags = arr.flags
+    return flags.c_contiguous and flags.aligned and flags.writeable
+
+
 def kernel_ready(arr: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """C-contiguous, aligned, native-order, writeable (numba compiles a separate
-    signature for read-only arrays) array of ``dtype``; copies only if needed."""
-    if arr.dtype == dtype:
-        flags = arr.flags
-        if flags.c_contiguous and flags.aligned and flags.writeable:
-            return arr  # (every repeated small call: np.require costs more than the kernel)
+    """``arr`` as the kernels take it (:func:`ready_as_given`); copies only if needed."""
+    if ready_as_given(arr, dtype):
+        return arr  # (every repeated small call: np.require costs more than the kernel)
     out = np.require(arr, dtype=dtype, requirements=("C", "A"))
     if not out.flags.writeable:
         out = out.copy()
@@ -397,16 +404,23 @@ def _operands(spec: ConvSpec, x: np.ndarray, w: np.ndarray, b: np.ndarray | None
     return ConvOperands(x=x, w=w, b=b)
 
 
+def lifted_operand_shapes(spec: ConvSpec) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The kernels' 5-D shapes of a convolution's input (N, C_in, D, H, W)
+    and weight (C_out or C_in, C/groups, KD, KH, KW), unpadded."""
+    lift = (1,) * (3 - spec.nd)
+    x5 = (spec.n, spec.c_in, *lift, *spec.in_spatial)
+    w5 = (spec.c_in if spec.transposed else spec.c_out,
+          (spec.c_out if spec.transposed else spec.c_in) // spec.groups, *lift, *spec.kernel)  # fmt: skip
+    return x5, w5
+
+
 def operands_maker(spec: ConvSpec):
     """``make(x, w, b) -> ConvOperands``: :func:`_operands` for repeated calls
     of ``spec``, the lifted shapes computed once (zero padding: the kernels
     pad; the other modes pad here, as :func:`_operands`)."""
     if spec.padding_mode != "zeros":
         return lambda x, w, b: _operands(spec, x, w, b)
-    lift = (1,) * (3 - spec.nd)
-    x5 = (spec.n, spec.c_in, *lift, *spec.in_spatial)
-    w5 = (spec.c_in if spec.transposed else spec.c_out,
-          (spec.c_out if spec.transposed else spec.c_in) // spec.groups, *lift, *spec.kernel)  # fmt: skip
+    x5, w5 = lifted_operand_shapes(spec)
     dtype = spec.dtype
 
     def make(x, w, b):

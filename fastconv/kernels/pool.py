@@ -444,16 +444,15 @@ def _whole(spec, launch, no_idx: np.ndarray):
     where it is not kernel-ready as given: the planes path then runs).  A
     tiny pool's Python is most of its time: this skips the planes' checks'
     copies, the run's tuple and its frames."""
+    from .._spec import planes_shape, ready_as_given
+
     dtype, out_shape = spec.dtype, spec.out_shape
-    planes = (spec.n * spec.c, *spec.lifted("in_spatial"))
+    planes = planes_shape(spec)
     shape = (spec.n * spec.c, *spec.lifted("out_spatial"))
     empty = np.empty
 
     def whole(x):
-        if x.dtype is not dtype:
-            return None
-        f = x.flags
-        if not (f.c_contiguous and f.writeable and f.aligned):
+        if not ready_as_given(x, dtype):
             return None
         values = empty(shape, dtype)
         launch(x.reshape(planes), values, no_idx)

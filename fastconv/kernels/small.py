@@ -114,23 +114,19 @@ def _whole(spec, kernel, fixed: tuple, zeros: np.ndarray):
     (None where one is not kernel-ready as given: the operands path then
     runs).  A tiny call's Python is most of its time: this skips the
     operands, their checks' copies and the result's second reshape."""
+    from .._spec import lifted_operand_shapes, ready_as_given
+
     dtype = spec.dtype
-    lift = (1,) * (3 - spec.nd)
-    x5 = (spec.n, spec.c_in, *lift, *spec.in_spatial)
-    w5 = (spec.c_in if spec.transposed else spec.c_out,
-          (spec.c_out if spec.transposed else spec.c_in) // spec.groups, *lift, *spec.kernel)  # fmt: skip
+    x5, w5 = lifted_operand_shapes(spec)
     shape5 = (spec.n, spec.c_out, *spec.lifted("out_spatial"))
     empty = np.empty
 
     def whole(x, w, b):
-        if x.dtype is not dtype or w.dtype is not dtype:
-            return None
-        fx, fw = x.flags, w.flags
-        if not (fx.c_contiguous and fw.c_contiguous and fx.writeable and fw.writeable and fx.aligned and fw.aligned):
+        if not (ready_as_given(x, dtype) and ready_as_given(w, dtype)):
             return None
         if b is None:
             b = zeros
-        elif b.dtype is not dtype or not (b.flags.c_contiguous and b.flags.writeable and b.flags.aligned):
+        elif not ready_as_given(b, dtype):
             return None
         out = empty(shape5, dtype)
         kernel(x.reshape(x5), w.reshape(w5), b, out, *fixed)
